@@ -1,0 +1,1 @@
+"""Console scripts: billing-server, billing-keys, billing-stack."""

@@ -1,0 +1,1 @@
+"""Pure business rules: no gRPC, no SQL, time passed in. Unit-tested without a server."""

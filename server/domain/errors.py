@@ -1,0 +1,75 @@
+"""Typed failures of the domain and services.
+
+Each names its gRPC status by string so the domain stays free of grpc; the transport maps
+them to statuses with details in one place (server/transport/errors.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        field: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.violations = (FieldViolation(field, message),) if field else ()
+        self.metadata = metadata or {}
+
+
+class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+    default_reason = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(DomainError):
+    code = "FAILED_PRECONDITION"
+    default_reason = "FAILED_PRECONDITION"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
+    default_reason = "ALREADY_EXISTS"
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+    default_reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(DomainError):
+    """Over a rate limit; `retry_after_seconds` becomes RetryInfo and a retry-after header."""
+
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_seconds: int, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,0 +1,1 @@
+"""Peewee models, queries and migrations. The only layer that speaks SQL."""

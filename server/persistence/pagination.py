@@ -1,0 +1,50 @@
+"""Keyset pagination, newest first, over (created_at, id).
+
+The page token is opaque to clients: base64 of the last row's sort key, so pages stay stable
+while rows are added (an offset would skip or repeat rows).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import peewee as pw
+
+from server.domain.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE}, got {requested}", field="page_size")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def _encode(created_at: dt.datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), row_id]).encode()).decode()
+
+
+def _decode(token: str) -> tuple[dt.datetime, str]:
+    try:
+        created_at, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return dt.datetime.fromisoformat(created_at), str(row_id)
+    except (ValueError, TypeError):
+        raise InvalidArgument("page_token is not a token this server issued", field="page_token") from None
+
+
+def paginate(query: pw.ModelSelect, model: type[pw.Model], size: int, token: str) -> tuple[list, str]:
+    """One page of `query` (newest first) and the token of the next page ('' on the last)."""
+    size = page_size(size)
+    if token:
+        created_at, row_id = _decode(token)
+        query = query.where((model.created_at < created_at)
+                            | ((model.created_at == created_at) & (model.id < row_id)))
+    rows = list(query.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1))
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, _encode(rows[-1].created_at, rows[-1].id)

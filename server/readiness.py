@@ -1,0 +1,44 @@
+"""Waiting for a door to open by asking it, never by sleeping a fixed time."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def wait_for_grpc(address: str, timeout: float = 30.0) -> None:
+    """Poll grpc.health.v1 until SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gRPC server at {address} not SERVING after {timeout}s") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gRPC server at {address} not SERVING after {timeout}s")
+
+
+def wait_for_http(url: str, timeout: float = 30.0, alive=lambda: True) -> None:
+    """Poll `url` until it answers 200; `alive` lets the caller stop early if its process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if not alive():
+            raise RuntimeError(f"the process behind {url} exited")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+        time.sleep(0.05)  # between polls only: readiness is decided by the answer

@@ -1,0 +1,67 @@
+"""API keys: random, shown once, stored only as a SHA-256 hash.
+
+A fast hash is enough here because keys are 256-bit random values, not passwords: there is
+nothing to brute-force, and every call authenticates, so the lookup must be cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from server.domain.access import ADMIN, TENANT, Principal
+from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
+from server.persistence.db import database
+from server.persistence.models import ApiKey
+
+KEY_PREFIX = "bk_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _store(key: str, scope: str, tenant_id: str | None, now: dt.datetime) -> ApiKey:
+    return ApiKey.create(key_hash=_hash(key), prefix=key[:10], scope=scope, tenant_id=tenant_id, created_at=now)
+
+
+def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = False) -> str:
+    """Create an admin key or a key bound to `tenant_id`; returns the key, which is not stored."""
+    if admin == bool(tenant_id):
+        raise InvalidArgument("a key is either admin or bound to one tenant", field="tenant_id")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    _store(key, ADMIN if admin else TENANT, tenant_id or None, now)
+    return key
+
+
+def ensure_admin_key(key: str, *, now: dt.datetime) -> None:
+    """Make `key` a valid admin key (BILLING_BOOTSTRAP_ADMIN_KEY); idempotent."""
+    if len(key) < 16:
+        raise InvalidArgument("a bootstrap admin key must be at least 16 characters", field="BILLING_BOOTSTRAP_ADMIN_KEY")
+    with database.atomic():
+        row = ApiKey.get_or_none(ApiKey.key_hash == _hash(key))
+        if row is None:
+            _store(key, ADMIN, None, now)
+        elif row.scope != ADMIN or row.revoked_at is not None:
+            ApiKey.update(scope=ADMIN, tenant_id=None, revoked_at=None).where(ApiKey.id == row.id).execute()
+
+
+def revoke_key(key: str, *, now: dt.datetime) -> None:
+    updated = (ApiKey.update(revoked_at=now)
+               .where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).execute())
+    if not updated and not ApiKey.select().where(ApiKey.key_hash == _hash(key)).exists():
+        raise NotFound("no such key", reason="KEY_NOT_FOUND")
+
+
+def is_valid(key: str) -> bool:
+    return (ApiKey.select().where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).exists())
+
+
+def authenticate(key: str | None) -> Principal:
+    if not key:
+        raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'", reason="MISSING_API_KEY")
+    row = ApiKey.get_or_none(ApiKey.key_hash == _hash(key))
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API key", reason="INVALID_API_KEY")
+    return Principal(key_id=row.id, scope=row.scope, tenant_id=row.tenant_id)

@@ -1,0 +1,69 @@
+"""The gRPC server factory: servicers, interceptors, grpc.health.v1 and reflection."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+from billing.v1 import (
+    health_pb2,
+    health_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    plan_pb2,
+    plan_pb2_grpc,
+    rate_limit_pb2,
+    rate_limit_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
+from grpc_health.v1 import health, health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.config import Settings
+from server.transport.health import HealthServicer
+from server.transport.interceptors import default_interceptors
+from server.transport.plans import PlanServicer
+
+SERVICE_NAMES = [
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in [
+        (plan_pb2, "PlanService"),
+        (subscription_pb2, "SubscriptionService"),
+        (usage_pb2, "UsageService"),
+        (invoice_pb2, "InvoiceService"),
+        (rate_limit_pb2, "RateLimitService"),
+        (health_pb2, "HealthService"),
+    ]
+]
+
+
+def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.Server, int]:
+    """A configured, unstarted server bound to `address` (default: bind and grpc_port); returns
+    it with the bound port, so tests can pass port 0 and let the OS choose."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
+        interceptors=default_interceptors(),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=settings.grpc_threads * 64,
+    )
+    plan_pb2_grpc.add_PlanServiceServicer_to_server(PlanServicer(), server)
+    subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+        subscription_pb2_grpc.SubscriptionServiceServicer(), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(usage_pb2_grpc.UsageServiceServicer(), server)
+    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(invoice_pb2_grpc.InvoiceServiceServicer(), server)
+    rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(rate_limit_pb2_grpc.RateLimitServiceServicer(), server)
+    health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
+
+    grpc_health = health.HealthServicer()
+    for name in ["", *SERVICE_NAMES]:
+        grpc_health.set(name, grpc_health_pb2.HealthCheckResponse.SERVING)
+    grpc_health_pb2_grpc.add_HealthServicer_to_server(grpc_health, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server)
+
+    port = server.add_insecure_port(address or f"{settings.bind}:{settings.grpc_port}")
+    return server, port

@@ -1,0 +1,43 @@
+"""Domain errors to gRPC statuses, in one place, as google.rpc.Status with details.
+
+ErrorInfo carries an UPPER_SNAKE_CASE reason; BadRequest names the offending fields;
+RetryInfo tells a rate-limited caller when to come back. Envoy renders them for REST clients
+because google/rpc/*.proto are compiled into its descriptor set.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.domain.errors import DomainError, ResourceExhausted
+
+ERROR_DOMAIN = "billing.v1"
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(error: DomainError) -> grpc.Status:
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    if error.violations:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ])))
+    if isinstance(error, ResourceExhausted):
+        details.append(_pack(error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds))))
+    status = rpc_status.to_status(status_pb2.Status(
+        code=code_pb2.Code.Value(error.code), message=error.message, details=details))
+    # abort_with_status replaces trailers set earlier: extra metadata must travel inside the status.
+    return status._replace(trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items()))
+
+
+def abort(context: grpc.ServicerContext, error: DomainError) -> None:
+    context.abort_with_status(to_status(error))

@@ -1,0 +1,29 @@
+"""PlanService: endpoints 1-2."""
+
+from __future__ import annotations
+
+from billing.v1 import plan_pb2, plan_pb2_grpc
+
+from server.persistence.models import Plan
+from server.services import plans
+
+
+def plan_message(plan: Plan) -> plan_pb2.Plan:
+    return plan_pb2.Plan(
+        id=plan.id,
+        name=plan.name,
+        tier=plan_pb2.Tier.Value(plan.tier),
+        monthly_fee_cents=plan.monthly_fee_cents,
+        currency=plan.currency,
+        rate_limit_per_minute=plan.rate_limit_per_minute,
+        included_requests=plan.included_requests,
+        overage_per_1k_cents=plan.overage_per_1k_cents,
+    )
+
+
+class PlanServicer(plan_pb2_grpc.PlanServiceServicer):
+    def ListPlans(self, request, context):
+        return plan_pb2.ListPlansResponse(plans=[plan_message(p) for p in plans.list_plans()])
+
+    def GetPlan(self, request, context):
+        return plan_message(plans.get_plan(request.plan_id))

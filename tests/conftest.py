@@ -1,0 +1,165 @@
+"""The real stack for tests: a gRPC server on a loopback port and Envoy in front of it, against
+a fresh database per backend. SQLite always; PostgreSQL when reachable (else a visible skip)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import pathlib
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+
+from server import edge
+from server.bootstrap import prepare
+from server.config import Settings
+from server.persistence import db
+from server.readiness import wait_for_grpc, wait_for_http
+from server.services import keys
+from server.transport.app import create_server
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_unreachable_reason() -> str | None:
+    try:
+        import psycopg2
+
+        psycopg2.connect(POSTGRES_URL, connect_timeout=2).close()
+    except Exception as error:  # noqa: BLE001 - any failure means skip, with the reason shown
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {error}".strip()
+    return None
+
+
+@contextlib.contextmanager
+def fresh_postgres_database():
+    """A new, empty PostgreSQL database for one test session, dropped afterwards."""
+    import psycopg2
+
+    name = f"billing_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(POSTGRES_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = urllib.parse.urlparse(POSTGRES_URL)
+    try:
+        yield base._replace(path=f"/{name}").geturl()
+    finally:
+        db.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path_factory):
+    """Each backend in turn; tests on the stack run once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'billing.db'}"
+        db.close()
+        return
+    reason = postgres_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclasses.dataclass
+class Stack:
+    """Doors into the running stack, and keys to open them."""
+
+    settings: Settings
+    grpc_address: str
+    rest_url: str
+    admin_key: str
+    channel: grpc.Channel
+
+    def tenant_key(self, tenant_id: str) -> str:
+        with db.session():
+            return keys.create_key(now=dt.datetime.now(dt.timezone.utc), tenant_id=tenant_id)
+
+    def stub(self, stub_class):
+        return stub_class(self.channel)
+
+    @staticmethod
+    def auth(key: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {key}"),)
+
+    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None) -> Reply:
+        """One REST call through Envoy; `key='admin'` uses the admin key, None sends none."""
+        url = self.rest_url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        headers = {"content-type": "application/json"}
+        if key is not None:
+            headers["authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return Reply(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+@pytest.fixture(scope="session")
+def stack(database_url, tmp_path_factory) -> Stack:
+    """gRPC server (in this process, on a free loopback port) and Envoy (a real process)."""
+    workdir = tmp_path_factory.mktemp("stack")
+    settings = dataclasses.replace(
+        Settings(), database_url=database_url, grpc_port=0, http_port=free_port(),
+        envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16)
+    prepare(settings)
+    server, port = create_server(settings, "127.0.0.1:0")
+    server.start()
+    grpc_address = f"127.0.0.1:{port}"
+    wait_for_grpc(grpc_address)
+    with db.session():
+        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
+    log = open(workdir / "envoy.log", "wb")
+    envoy = edge.start(settings, [port], workdir, stdout=log, stderr=log)
+    rest_url = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        wait_for_http(f"{rest_url}/billing/health", alive=lambda: envoy.poll() is None)
+        with grpc.insecure_channel(grpc_address) as channel:
+            yield Stack(settings, grpc_address, rest_url, admin_key, channel)
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=10)
+        log.close()
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    """A tenant no other test uses, so tests share one database without interfering."""
+    return f"tenant-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def repo_root() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parents[1]
