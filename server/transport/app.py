@@ -26,6 +26,7 @@ from server.config import Settings
 from server.transport.health import HealthServicer
 from server.transport.interceptors import default_interceptors
 from server.transport.plans import PlanServicer
+from server.transport.subscriptions import SubscriptionServicer
 
 SERVICE_NAMES = [
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -51,7 +52,7 @@ def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.
     )
     plan_pb2_grpc.add_PlanServiceServicer_to_server(PlanServicer(), server)
     subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
-        subscription_pb2_grpc.SubscriptionServiceServicer(), server)
+        SubscriptionServicer(), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(usage_pb2_grpc.UsageServiceServicer(), server)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(invoice_pb2_grpc.InvoiceServiceServicer(), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(rate_limit_pb2_grpc.RateLimitServiceServicer(), server)

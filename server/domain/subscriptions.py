@@ -1,0 +1,54 @@
+"""Pure rules of subscriptions: input shape, e-mail syntax, and what each status allows."""
+
+from __future__ import annotations
+
+import re
+
+from server.domain.errors import FailedPrecondition, InvalidArgument
+
+ACTIVE = "ACTIVE"
+CANCELED = "CANCELED"
+STATUSES = (ACTIVE, CANCELED)
+
+MAX_TENANT_ID = 128  # Subscription.tenant_id column width
+MAX_EMAIL = 320      # RFC 5321: 64 local + @ + 255 domain
+
+# Deliberately simple: one @, no spaces, a dotted domain. Deliverability is the SMTP server's
+# business; this only catches typos such as a missing @ or domain.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def require_field(value: str, field: str) -> str:
+    """`value` stripped; a missing (empty) required field is a 400 naming it."""
+    value = (value or "").strip()
+    if not value:
+        raise InvalidArgument(f"{field} is required", field=field, reason="MISSING_FIELD")
+    return value
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    tenant_id = require_field(tenant_id, "tenant_id")
+    if len(tenant_id) > MAX_TENANT_ID:
+        raise InvalidArgument(f"tenant_id must be at most {MAX_TENANT_ID} characters", field="tenant_id")
+    return tenant_id
+
+
+def validate_email(email: str) -> str:
+    email = require_field(email, "billing_email")
+    if len(email) > MAX_EMAIL or not _EMAIL.match(email):
+        raise InvalidArgument(f"billing_email {email!r} is not a valid e-mail address",
+                              field="billing_email", reason="INVALID_EMAIL")
+    return email
+
+
+def require_changeable(status: str, subscription_id: str) -> None:
+    """Only an ACTIVE subscription can change plan or e-mail; a canceled one is kept as it ended."""
+    if status != ACTIVE:
+        raise FailedPrecondition(f"subscription {subscription_id!r} is {status} and cannot be changed",
+                                 reason="SUBSCRIPTION_CANCELED")
+
+
+def plan_changes(current_plan_id: str, requested_plan_id: str) -> bool:
+    """A plan change happens only when a plan is requested and it differs from the current one."""
+    return bool(requested_plan_id) and requested_plan_id != current_plan_id

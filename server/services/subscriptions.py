@@ -1,0 +1,155 @@
+"""Subscriptions (endpoints 3-7): create, read, list by tenant, change plan or e-mail, cancel.
+
+Each write is one transaction. "One ACTIVE subscription per tenant" is guarded by the partial
+unique index `subscription_one_active_per_tenant`, not by a read-then-write check: two
+concurrent creates both insert, the database lets one commit and the other fails, and that
+failure becomes ALREADY_EXISTS.
+
+Times: `now` is injected by the caller. The anchor (creation instant) fixes the monthly
+anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import peewee as pw
+
+from server.domain import periods
+from server.domain import subscriptions as rules
+from server.domain.access import Principal, require_tenant_path, require_visible
+from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from server.persistence import db
+from server.persistence.db import database
+from server.persistence.models import Plan, PlanChange, Subscription
+from server.persistence.pagination import paginate
+
+
+@dataclasses.dataclass(frozen=True)
+class NewSubscription:
+    tenant_id: str
+    plan_id: str
+    billing_email: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SubscriptionChange:
+    """Empty fields stay as they are."""
+
+    plan_id: str = ""
+    billing_email: str = ""
+
+
+def new_id() -> str:
+    return "sub_" + uuid.uuid4().hex
+
+
+def _plan(plan_id: str) -> Plan:
+    plan = Plan.get_or_none(Plan.id == plan_id)
+    if plan is None:
+        raise InvalidArgument(f"plan_id {plan_id!r} is not a known plan", field="plan_id", reason="UNKNOWN_PLAN")
+    return plan
+
+
+def _load(subscription_id: str, *, lock: bool = False) -> Subscription:
+    query = Subscription.select().where(Subscription.id == subscription_id)
+    if lock and db.is_postgres():  # SQLite transactions are BEGIN IMMEDIATE: already serialized
+        query = query.for_update()
+    subscription = query.first()
+    if subscription is None:
+        raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
+    return subscription
+
+
+def _visible(principal: Principal, subscription_id: str, *, lock: bool = False) -> Subscription:
+    subscription_id = rules.require_field(subscription_id, "id")
+    subscription = _load(subscription_id, lock=lock)
+    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
+    return subscription
+
+
+def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> Subscription:
+    tenant_id = rules.validate_tenant_id(request.tenant_id)
+    require_tenant_path(principal, tenant_id)  # tenant keys subscribe only themselves
+    plan_id = rules.require_field(request.plan_id, "plan_id")
+    email = rules.validate_email(request.billing_email)
+    first = periods.period(now, 0)
+    try:
+        with database.atomic():
+            plan = _plan(plan_id)
+            subscription = Subscription.create(
+                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=rules.ACTIVE,
+                anchor_at=now, current_period_start=first.start, current_period_end=first.end,
+                created_at=now, updated_at=now, canceled_at=None)
+            PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+    except pw.IntegrityError:
+        # The transaction is rolled back; name the winner if the one-active index refused us.
+        existing = active_subscription(tenant_id)
+        if existing is None:
+            raise
+        raise AlreadyExists(f"tenant {tenant_id!r} already has an active subscription {existing.id!r}",
+                            reason="ACTIVE_SUBSCRIPTION_EXISTS") from None
+    return subscription
+
+
+def get_subscription(principal: Principal, subscription_id: str) -> Subscription:
+    return _visible(principal, subscription_id)
+
+
+def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: str | None = None,
+                              page_size: int = 0, page_token: str = "") -> tuple[list[Subscription], str]:
+    """One page, newest first, and the next page's token ('' on the last)."""
+    tenant_id = rules.validate_tenant_id(tenant_id)
+    require_tenant_path(principal, tenant_id)
+    query = Subscription.select().where(Subscription.tenant_id == tenant_id)
+    if status:
+        if status not in rules.STATUSES:
+            raise InvalidArgument(f"status {status!r} is not a subscription status", field="status")
+        query = query.where(Subscription.status == status)
+    return paginate(query, Subscription, page_size, page_token)
+
+
+def update_subscription(principal: Principal, subscription_id: str, change: SubscriptionChange, *,
+                        now: dt.datetime) -> Subscription:
+    """Change plan (effective at once, recorded in PlanChange) and/or billing e-mail.
+    The same plan again is no change: no history row, no write."""
+    plan_id = (change.plan_id or "").strip()
+    email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
+    with database.atomic():
+        subscription = _visible(principal, subscription_id, lock=True)
+        rules.require_changeable(subscription.status, subscription.id)
+        updates = {}
+        if rules.plan_changes(subscription.plan_id, plan_id):
+            plan = _plan(plan_id)
+            PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+            updates[Subscription.plan] = plan.id
+        if email and email != subscription.billing_email:
+            updates[Subscription.billing_email] = email
+        if updates:
+            updates[Subscription.updated_at] = now
+            Subscription.update(updates).where(Subscription.id == subscription.id).execute()
+            subscription = _load(subscription.id)
+    return subscription
+
+
+def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> Subscription:
+    """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
+    with database.atomic():
+        subscription = _visible(principal, subscription_id, lock=True)
+        if subscription.status == rules.CANCELED:
+            return subscription
+        (Subscription.update(status=rules.CANCELED, canceled_at=now, updated_at=now)
+         .where(Subscription.id == subscription.id).execute())
+        return _load(subscription.id)
+
+
+def active_subscription(tenant_id: str) -> Subscription | None:
+    """The tenant's ACTIVE subscription, or None (then the tenant is on FREE).
+
+    Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
+    """
+    return (Subscription.select()
+            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == rules.ACTIVE))
+            .first())

@@ -1,0 +1,59 @@
+"""SubscriptionService: endpoints 3-7. Translates messages and calls server.services.subscriptions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from billing.v1 import subscription_pb2, subscription_pb2_grpc
+
+from server.persistence.models import Subscription
+from server.services import subscriptions
+from server.transport.context import current_principal
+from server.transport.convert import timestamp
+
+Message = subscription_pb2.Subscription
+
+
+def subscription_message(row: Subscription) -> Message:
+    return Message(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        plan_id=row.plan_id,
+        billing_email=row.billing_email,
+        status=Message.Status.Value(row.status),
+        current_period_start=timestamp(row.current_period_start),
+        current_period_end=timestamp(row.current_period_end),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        canceled_at=timestamp(row.canceled_at),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
+    def CreateSubscription(self, request, context):
+        new = subscriptions.NewSubscription(
+            tenant_id=request.tenant_id, plan_id=request.plan_id, billing_email=request.billing_email)
+        return subscription_message(subscriptions.create_subscription(current_principal(), new, now=_now()))
+
+    def GetSubscription(self, request, context):
+        return subscription_message(subscriptions.get_subscription(current_principal(), request.id))
+
+    def ListTenantSubscriptions(self, request, context):
+        status = None if request.status == Message.STATUS_UNSPECIFIED else Message.Status.Name(request.status)
+        rows, next_token = subscriptions.list_tenant_subscriptions(
+            current_principal(), request.tenant_id, status=status,
+            page_size=request.page_size, page_token=request.page_token)
+        return subscription_pb2.ListTenantSubscriptionsResponse(
+            subscriptions=[subscription_message(row) for row in rows], next_page_token=next_token)
+
+    def UpdateSubscription(self, request, context):
+        change = subscriptions.SubscriptionChange(plan_id=request.plan_id, billing_email=request.billing_email)
+        return subscription_message(
+            subscriptions.update_subscription(current_principal(), request.id, change, now=_now()))
+
+    def CancelSubscription(self, request, context):
+        return subscription_message(subscriptions.cancel_subscription(current_principal(), request.id, now=_now()))
