@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from server.config import Settings
 from server.transport.health import HealthServicer
 from server.transport.interceptors import default_interceptors
+from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
 from server.transport.subscriptions import SubscriptionServicer
 
@@ -54,7 +55,7 @@ def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.
     subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
         SubscriptionServicer(), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(usage_pb2_grpc.UsageServiceServicer(), server)
-    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(invoice_pb2_grpc.InvoiceServiceServicer(), server)
+    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(rate_limit_pb2_grpc.RateLimitServiceServicer(), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
 

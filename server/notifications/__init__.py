@@ -1,0 +1,1 @@
+"""Notifications: e-mail templates and sending, and invoice PDFs."""

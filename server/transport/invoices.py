@@ -1,0 +1,74 @@
+"""InvoiceService: endpoints 12-17. Translates messages and calls server.services.invoices."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from billing.v1 import invoice_pb2, invoice_pb2_grpc
+from google.api import httpbody_pb2
+
+from server.notifications.pdf import render_invoice_pdf
+from server.persistence.models import Invoice
+from server.services import invoices
+from server.transport.context import current_principal
+from server.transport.convert import timestamp
+
+Status = invoice_pb2.Invoice.Status
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
+    return invoice_pb2.Invoice(
+        id=invoice.id,
+        number=invoice.number,
+        subscription_id=invoice.subscription_id,
+        tenant_id=invoice.tenant_id,
+        status=Status.Value(invoice.status),
+        period_start=timestamp(invoice.period_start),
+        period_end=timestamp(invoice.period_end),
+        line_items=[invoice_pb2.LineItem(description=i.description, quantity=i.quantity,
+                                         unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
+                    for i in invoices.items_of(invoice)],
+        subtotal_cents=invoice.subtotal_cents,
+        total_cents=invoice.total_cents,
+        currency=invoice.currency,
+        issued_at=timestamp(invoice.issued_at),
+        due_at=timestamp(invoice.due_at),
+        paid_at=timestamp(invoice.paid_at),
+        deleted_at=timestamp(invoice.deleted_at),
+    )
+
+
+def _status_name(value: int) -> str | None:
+    return None if value == Status.STATUS_UNSPECIFIED else Status.Name(value)
+
+
+class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
+    def GenerateInvoice(self, request, context):
+        return invoice_message(invoices.generate_invoice(
+            request.subscription_id, now=_now(), principal=current_principal()))
+
+    def GetInvoice(self, request, context):
+        return invoice_message(invoices.get_invoice(request.id, principal=current_principal()))
+
+    def ListSubscriptionInvoices(self, request, context):
+        rows, token = invoices.list_invoices(
+            request.subscription_id, status=_status_name(request.status), page_size=request.page_size,
+            page_token=request.page_token, principal=current_principal())
+        return invoice_pb2.ListSubscriptionInvoicesResponse(
+            invoices=[invoice_message(r) for r in rows], next_page_token=token)
+
+    def UpdateInvoiceStatus(self, request, context):
+        return invoice_message(invoices.set_status(
+            request.id, _status_name(request.status) or "", now=_now(), principal=current_principal()))
+
+    def DeleteInvoice(self, request, context):
+        return invoice_message(invoices.delete_invoice(request.id, now=_now(), principal=current_principal()))
+
+    def GetInvoicePdf(self, request, context):
+        invoice = invoices.get_invoice(request.id, principal=current_principal())
+        data = render_invoice_pdf(invoice, invoices.items_of(invoice), invoice.subscription)
+        return httpbody_pb2.HttpBody(content_type="application/pdf", data=data)
