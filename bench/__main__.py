@@ -1,0 +1,258 @@
+"""`python -m bench`: start the stack, measure ceilings and operations, print and save results.
+
+Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceilings and plan
+retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
+per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+
+import grpc
+
+from bench import load, report
+from bench.ceiling import raw_insert_ceiling
+from bench.stack import Stack
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FEATURES = ["sub_create", "usage_1", "usage_1000", "invoice", "pdf"]
+BATCH = {"usage_1000": 1000}
+
+
+def machine() -> dict:
+    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "grpcio": grpc.__version__, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "loadavg_before": pathlib.Path("/proc/loadavg").read_text().split()[:3]}
+
+
+def probe(op: str, door: str, stack: Stack) -> str | None:
+    """'not implemented' when the method answers UNIMPLEMENTED (gRPC) / 501 (REST), else None.
+    Probes use ids that do not exist or an empty request, so they change nothing."""
+    if door == "grpc":
+        from billing.v1 import invoice_pb2, subscription_pb2, usage_pb2
+        client = load.GrpcClient(stack.grpc_addresses[0], stack.admin_key)
+        calls = {
+            "sub_create": lambda: client.subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(),
+                                                                 metadata=client.md, timeout=10),
+            "usage_1": lambda: client.usage.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id="sub_bench_probe"),
+                                                       metadata=client.md, timeout=10),
+            "invoice": lambda: client.invoices.GenerateInvoice(
+                invoice_pb2.GenerateInvoiceRequest(subscription_id="sub_bench_probe"), metadata=client.md, timeout=10),
+            "pdf": lambda: client.invoices.GetInvoicePdf(invoice_pb2.GetInvoicePdfRequest(id="inv_bench_probe"),
+                                                         metadata=client.md, timeout=10),
+        }
+        calls["usage_1000"] = calls["usage_1"]
+        try:
+            calls[op]()
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return "not implemented"
+        finally:
+            client.close()
+        return None
+    method, path, body = {
+        "sub_create": ("POST", "/billing/subscriptions", b"{}"),
+        "usage_1": ("POST", "/billing/metrics/track", b'{"subscription_id": "sub_bench_probe"}'),
+        "usage_1000": ("POST", "/billing/metrics/track", b'{"subscription_id": "sub_bench_probe"}'),
+        "invoice": ("POST", "/billing/invoices/generate", b'{"subscription_id": "sub_bench_probe"}'),
+        "pdf": ("GET", "/billing/invoices/inv_bench_probe/pdf", None),
+    }[op]
+    conn = http.client.HTTPConnection("127.0.0.1", stack.rest_port, timeout=10)
+    conn.request(method, path, body=body, headers={"authorization": f"Bearer {stack.admin_key}",
+                                                   "content-type": "application/json"})
+    status = conn.getresponse().status
+    conn.close()
+    return "not implemented" if status == 501 else None
+
+
+class Runner:
+    def __init__(self, stack: Stack, pool, duration: float, load_procs: int, threads: int):
+        self.stack, self.pool, self.duration = stack, pool, duration
+        self.load_procs, self.threads = load_procs, threads
+
+    def once(self, op: str, door: str, shares: list[list]) -> tuple[dict, list]:
+        start_at = time.time() + 0.7
+        run = secrets.token_hex(3)
+        specs = [{"op": op, "door": door, "key": self.stack.admin_key, "threads": self.threads, "worker": w,
+                  "run": run, "start_at": start_at, "duration": self.duration, "items": shares[w],
+                  "grpc_addresses": self.stack.grpc_addresses, "rest_port": self.stack.rest_port}
+                 for w in range(self.load_procs)]
+        pending = self.pool.map_async(load.run_worker, specs, chunksize=1)
+        time.sleep(max(0.0, start_at - time.time()))       # align the CPU window with the load window
+        cpu0, t0 = self.stack.cpu_snapshot(), time.time()
+        pending.wait(self.duration)
+        cpu1, t1 = self.stack.cpu_snapshot(), time.time()
+        results = pending.get(timeout=120)
+        latencies = [x for r in results for x in r["latencies"]]
+        last = max((r["last_done"] for r in results if r["last_done"]), default=None)
+        elapsed = (last - start_at) if last else self.duration
+        summary = report.summarize(latencies, elapsed, sum(r["errors"] for r in results), BATCH.get(op, 1))
+        load_cpu = sum(r["cpu_s"] for r in results)
+        load_wall = max(r["wall_s"] for r in results)
+        window = max(t1 - t0, 1e-6)
+        summary.update(
+            load_cpu_s=round(load_cpu, 2), load_wall_s=round(load_wall, 2),
+            load_cpu_cores=round(load_cpu / load_wall, 2),
+            load_proc_max_util=round(max(r["cpu_s"] / r["wall_s"] for r in results), 2),
+            server_cpu_cores=round((cpu1["servers"] - cpu0["servers"]) / window, 2),
+            envoy_cpu_cores=round((cpu1["envoy"] - cpu0["envoy"]) / window, 2),
+            first_error=next((r["first_error"] for r in results if r["first_error"]), None),
+            exhausted=any(r["exhausted"] for r in results))
+        return summary, [c for r in results for c in r["created"]]
+
+    def scenario(self, op: str, door: str, repeats: int = 1, shares=None) -> tuple[dict, list]:
+        shares = shares or [[] for _ in range(self.load_procs)]
+        runs, created = [], []
+        for _ in range(repeats):
+            summary, made = self.once(op, door, shares)
+            runs.append(summary)
+            created += made
+        row = report.median_of_runs(runs) if repeats > 1 else dict(runs[0], repeats=1)
+        if repeats > 1:
+            row["runs"] = [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors")} for r in runs]
+        row.update(op=op, door=door, procs=len(self.stack.servers), status="ok",
+                   connections=self.load_procs * self.threads)
+        if row["n"] == 0:
+            row["status"] = f"failed: {row.get('first_error')}"
+        line = (f"  {report.LABELS[op]:<24} {door:<4} procs={row['procs']} {row['ops_per_s']:>8.0f} ops/s "
+                f"p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms errors {row['errors']} "
+                f"load {row['load_cpu_cores']} cores, servers {row['server_cpu_cores']}, envoy {row['envoy_cpu_cores']}")
+        print(line + (f"  first error: {row['first_error']}" if row.get("first_error") else ""), flush=True)
+        return row, created
+
+
+def split(items: list, parts: int) -> list[list]:
+    return [items[w::parts] for w in range(parts)]
+
+
+def main() -> int:
+    duration = float(os.environ.get("BENCH_SECONDS", "5"))
+    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
+    load_procs = int(os.environ.get("BENCH_LOAD_PROCS", "4"))
+    threads = int(os.environ.get("BENCH_THREADS", "4"))
+    server_procs = [int(n) for n in os.environ.get("BENCH_SERVER_PROCS", "1,2").split(",")]
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
+    redis_url = os.environ.get("REDIS_URL") or None
+    sqlite = database_url.startswith("sqlite")
+    info = machine()
+    info.update(database=database_url.split("@")[-1] if not sqlite else "sqlite (fresh file)",
+                redis=bool(redis_url), seconds=duration, repeats=repeats, load_procs=load_procs,
+                threads_per_load_proc=threads, server_procs=server_procs)
+    print(f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
+          f"{load_procs}x{threads} connections, {duration:g} s per run, workdir {workdir}", flush=True)
+    started = time.time()
+    stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24))
+    pool = multiprocessing.get_context("spawn").Pool(load_procs)
+    rows, raw = [], None
+    try:
+        pool.map(load.warm, range(load_procs), chunksize=1)
+        runner = Runner(stack, pool, duration, load_procs, threads)
+        for n in server_procs:
+            while len(stack.servers) < n:
+                stack.add_server()
+            stack.restart_envoy()
+            if raw is None:
+                print("raw batched insert ceiling ...", flush=True)
+                raw = raw_insert_ceiling(database_url, max(1.0, duration * 0.4), repeats)
+                print(f"  {raw['rows_per_s']:.0f} rows/s ({raw['method']}, runs {raw['runs']})", flush=True)
+            print(f"{n} server process(es), Envoy with {n} upstream(s):", flush=True)
+            # Medians of `repeats` runs on the main (largest) setup; one run each for the scaling points.
+            reps = repeats if n == max(server_procs) else 1
+            for op in ("health", "plan"):
+                for door in ("grpc", "rest"):
+                    rows.append(runner.scenario(op, door, reps)[0])
+
+        print(f"operations being built ({len(stack.servers)} server processes):", flush=True)
+        status = {(op, door): probe(op, door, stack) for op in FEATURES for door in ("grpc", "rest")}
+        subs, invoices = [], {"grpc": [], "rest": []}
+
+        def skipped(op, door, why):
+            rows.append({"op": op, "door": door, "procs": len(stack.servers), "status": why})
+            print(f"  {report.LABELS[op]:<24} {door:<4} {why}", flush=True)
+
+        for door in ("grpc", "rest"):
+            if status["sub_create", door]:
+                skipped("sub_create", door, status["sub_create", door])
+                continue
+            row, made = runner.scenario("sub_create", door)
+            rows.append(row)
+            subs += made
+        per_loop = load_procs * threads
+        usage_subs, invoice_subs = subs[:per_loop], subs[per_loop:]
+        for op in ("usage_1", "usage_1000"):
+            for door in ("grpc", "rest"):
+                if status[op, door]:
+                    skipped(op, door, status[op, door])
+                elif len(usage_subs) < per_loop:
+                    skipped(op, door, "skipped: no subscriptions to track usage on")
+                else:
+                    rows.append(runner.scenario(op, door, shares=split(usage_subs, load_procs))[0])
+        halves = {"grpc": invoice_subs[0::2], "rest": invoice_subs[1::2]}
+        for door in ("grpc", "rest"):
+            if status["invoice", door]:
+                skipped("invoice", door, status["invoice", door])
+            elif not halves[door]:
+                skipped("invoice", door, "skipped: no subscriptions to invoice")
+            else:
+                row, made = runner.scenario("invoice", door, shares=split(halves[door], load_procs))
+                row["subscriptions_available"] = len(halves[door])
+                rows.append(row)
+                invoices[door] = made
+        all_invoices = invoices["grpc"] + invoices["rest"]
+        for door in ("grpc", "rest"):
+            if status["pdf", door]:
+                skipped("pdf", door, status["pdf", door])
+            elif not all_invoices:
+                skipped("pdf", door, "skipped: no invoices to render")
+            else:
+                pdf_shares = split(all_invoices, load_procs) if len(all_invoices) >= per_loop else \
+                    [all_invoices] * load_procs
+                rows.append(runner.scenario("pdf", door, shares=pdf_shares)[0])
+    finally:
+        pool.close()
+        pool.join()
+        stack.close()
+
+    report.annotate(rows, raw and raw["rows_per_s"])
+    goal_rows = report.goals(rows, raw and raw["rows_per_s"], sqlite)
+    info["loadavg_after"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    info["total_seconds"] = round(time.time() - started, 1)
+    print()
+    print(report.table(rows, raw))
+    print("\nproduct owner's goals:")
+    print(report.goals_text(goal_rows))
+    loads = [r for r in rows if r.get("status") == "ok"]
+    if loads:
+        print(f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
+              f"{min(r['load_cpu_cores'] for r in loads):.2f}-{max(r['load_cpu_cores'] for r in loads):.2f} cores "
+              f"of {info['nproc']} (busiest single load process {max(r['load_proc_max_util'] for r in loads):.0%} "
+              f"of a core); servers {min(r['server_cpu_cores'] for r in loads):.2f}-"
+              f"{max(r['server_cpu_cores'] for r in loads):.2f} cores, Envoy up to "
+              f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
+              f"ratios within one run.")
+    out = ROOT / "bench-results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "goals": goal_rows},
+                              indent=2, default=str))
+    print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
