@@ -1,0 +1,145 @@
+"""Usage rules: what a valid batch is, how events fold into counters, and how counters become
+the daily series and analytics. Pure: events in, numbers out; time is passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter, defaultdict
+from typing import Iterable
+
+from server.domain.errors import InvalidArgument
+
+MAX_BATCH = 1000
+MAX_RANGE_DAYS = 366
+# Clocks of callers drift; an event this far ahead of ours is still accepted.
+FUTURE_SKEW = dt.timedelta(minutes=5)
+MAX_EVENT_ID = 128
+MAX_ENDPOINT = 512
+TOP_ENDPOINTS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    index: int
+    event_id: str
+    endpoint: str
+    count: int
+    timestamp: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RawEvent:
+    """An event as the caller sent it: count and timestamp may be absent."""
+
+    event_id: str
+    endpoint: str
+    count: int | None
+    timestamp: dt.datetime | None
+
+
+def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
+    """The batch with defaults applied; any invalid event rejects the whole batch, naming it."""
+    if not 1 <= len(raw) <= MAX_BATCH:
+        raise InvalidArgument(f"events must hold 1 to {MAX_BATCH} events, got {len(raw)}", field="events")
+    events = []
+    for index, event in enumerate(raw):
+        where = f"events[{index}]"
+        endpoint = event.endpoint.strip()
+        if not endpoint:
+            raise InvalidArgument(f"{where}.endpoint is required", field=f"{where}.endpoint")
+        if len(endpoint) > MAX_ENDPOINT:
+            raise InvalidArgument(f"{where}.endpoint is longer than {MAX_ENDPOINT} characters",
+                                  field=f"{where}.endpoint")
+        if len(event.event_id) > MAX_EVENT_ID:
+            raise InvalidArgument(f"{where}.event_id is longer than {MAX_EVENT_ID} characters",
+                                  field=f"{where}.event_id")
+        count = 1 if event.count is None else event.count
+        if count < 1:
+            raise InvalidArgument(f"{where}.count must be at least 1, got {count}", field=f"{where}.count")
+        timestamp = now if event.timestamp is None else event.timestamp
+        if timestamp > now + FUTURE_SKEW:
+            raise InvalidArgument(f"{where}.timestamp {timestamp.isoformat()} is in the future",
+                                  field=f"{where}.timestamp")
+        events.append(Event(index, event.event_id, endpoint, count, timestamp))
+    return events
+
+
+def first_of_each_id(events: list[Event]) -> list[Event]:
+    """Events with distinct event_ids; of repeats within one batch the first occurrence wins."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    return list(unique.values())
+
+
+def hour_of(instant: dt.datetime) -> dt.datetime:
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
+def hourly_totals(events: Iterable[Event]) -> dict[tuple[dt.datetime, str], int]:
+    """Requests per (clock hour, endpoint): one counter upsert per key per batch."""
+    totals: dict[tuple[dt.datetime, str], int] = defaultdict(int)
+    for event in events:
+        totals[(hour_of(event.timestamp), event.endpoint)] += event.count
+    return dict(totals)
+
+
+# --- date ranges, daily series, analytics -------------------------------------------------
+
+
+def parse_date(value: str, field: str) -> dt.date:
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise InvalidArgument(f"{field} must be a date as YYYY-MM-DD, got {value!r}", field=field) from None
+
+
+def date_range(start: str, end: str, default_start: dt.date, default_end: dt.date) -> tuple[dt.date, dt.date]:
+    """The inclusive range asked for, defaults filled; start after end or over a year is refused."""
+    first = parse_date(start, "start_date") if start else default_start
+    last = parse_date(end, "end_date") if end else default_end
+    if first > last:
+        raise InvalidArgument(f"start_date {first} is after end_date {last}", field="start_date")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise InvalidArgument(f"end_date {last} is more than {MAX_RANGE_DAYS} days after start_date {first}",
+                              field="end_date")
+    return first, last
+
+
+def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def daily_series(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int]) -> list[tuple[dt.date, int]]:
+    """One (day, requests) per day of the range, zero-filled, oldest first."""
+    per_day: Counter[dt.date] = Counter()
+    for hour, requests in hourly.items():
+        per_day[hour.date()] += requests
+    return [(day, per_day[day]) for day in days_between(first, last)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Analytics:
+    total_requests: int
+    average_daily_requests: float
+    peak_day: tuple[dt.date, int] | None
+    peak_hour: tuple[dt.datetime, int] | None
+    top_endpoints: list[tuple[str, int]]
+
+
+def analytics(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int],
+              endpoints: dict[str, int]) -> Analytics:
+    """Peaks are the earliest of equals; top endpoints break ties by name so output is stable."""
+    days = daily_series(first, last, hourly)
+    total = sum(requests for _, requests in days)
+    busy_days = [(day, n) for day, n in days if n]
+    busy_hours = sorted((hour, n) for hour, n in hourly.items() if n)
+    top = sorted(((name, n) for name, n in endpoints.items() if n), key=lambda item: (-item[1], item[0]))
+    return Analytics(
+        total_requests=total,
+        average_daily_requests=total / len(days),
+        peak_day=max(busy_days, key=lambda item: (item[1], -item[0].toordinal())) if busy_days else None,
+        peak_hour=max(busy_hours, key=lambda item: (item[1], -item[0].timestamp())) if busy_hours else None,
+        top_endpoints=top[:TOP_ENDPOINTS],
+    )

@@ -1,0 +1,191 @@
+"""Usage metering (endpoints 8-11): every event lands exactly once, and reads never scan raw events.
+
+Ingestion is one transaction per batch: lock the subscription (PostgreSQL: FOR UPDATE, the same
+lock invoice generation takes, so no event slips into a period after it is invoiced; SQLite:
+BEGIN IMMEDIATE serializes writers), insert raw events with ON CONFLICT DO NOTHING RETURNING,
+and add only the rows actually inserted to the counters. The unique index on
+(subscription, event_id) is what makes a retried or concurrent duplicate count nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections import defaultdict
+
+import peewee as pw
+from peewee import EXCLUDED
+
+from server.domain import usage as rules
+from server.domain.access import Principal, require_admin, require_visible
+from server.domain.errors import InvalidArgument, NotFound
+from server.domain.periods import Period, period_containing
+from server.domain.pricing import overage_cents
+from server.persistence.db import database, is_postgres
+from server.persistence.models import Invoice, Subscription, UsageEvent, UsageHourly, UsagePeriod
+
+CANCELED = "CANCELED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    index: int
+    event_id: str
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackResult:
+    accepted: int
+    duplicates: int
+    rejections: list[Rejection]
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageSummary:
+    subscription: Subscription
+    total_requests: int
+    included_requests: int
+    remaining_included: int
+    overage_requests: int
+    estimated_overage_cents: int
+
+
+def _subscription(subscription_id: str, *, lock: bool = False) -> Subscription:
+    if not subscription_id:
+        raise InvalidArgument("subscription_id is required", field="subscription_id")
+    query = Subscription.select().where(Subscription.id == subscription_id)
+    if lock and is_postgres():
+        query = query.for_update()
+    found = query.first()
+    if found is None:
+        raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
+    return found
+
+
+def _visible(principal: Principal, subscription_id: str) -> Subscription:
+    subscription = _subscription(subscription_id)
+    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
+    return subscription
+
+
+def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
+    """Events that may not count, with reasons, and the period of each event that may."""
+    if subscription.status == CANCELED:
+        return [Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED",
+                          f"subscription {subscription.id} is canceled") for e in events], {}
+    periods = {e.index: period_containing(subscription.anchor_at, e.timestamp) for e in events}
+    starts = {p.start for p in periods.values()}
+    invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
+        (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)))}
+    rejections = []
+    for event in events:
+        period = periods[event.index]
+        if event.timestamp < subscription.anchor_at:
+            rejections.append(Rejection(event.index, event.event_id, "BEFORE_SUBSCRIPTION",
+                                        f"timestamp is before the subscription started ({subscription.anchor_at.isoformat()})"))
+        elif period.start in invoiced:
+            rejections.append(Rejection(event.index, event.event_id, "PERIOD_INVOICED",
+                                        f"the period starting {period.start.isoformat()} is already invoiced"))
+    rejected = {r.index for r in rejections}
+    return rejections, {i: p for i, p in periods.items() if i not in rejected}
+
+
+def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: dict[int, Period]) -> None:
+    hourly = rules.hourly_totals(events)
+    (UsageHourly.insert_many([
+        {"subscription": subscription_id, "hour": hour, "endpoint": endpoint, "requests": requests}
+        for (hour, endpoint), requests in hourly.items()])
+     .on_conflict(conflict_target=[UsageHourly.subscription, UsageHourly.hour, UsageHourly.endpoint],
+                  update={UsageHourly.requests: UsageHourly.requests + EXCLUDED.requests})
+     .execute())
+    per_period: dict[dt.datetime, int] = defaultdict(int)
+    for event in events:
+        per_period[periods[event.index].start] += event.count
+    (UsagePeriod.insert_many([
+        {"subscription": subscription_id, "period_start": start, "requests": requests}
+        for start, requests in per_period.items()])
+     .on_conflict(conflict_target=[UsagePeriod.subscription, UsagePeriod.period_start],
+                  update={UsagePeriod.requests: UsagePeriod.requests + EXCLUDED.requests})
+     .execute())
+
+
+def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:
+    require_admin(principal, "tracking usage")
+    events = rules.validate_batch(raw, now)
+    events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
+    with database.atomic():
+        subscription = _subscription(subscription_id, lock=True)
+        rejections, periods = _rejections(subscription, events)
+        candidates = rules.first_of_each_id([e for e in events if e.index in periods])
+        inserted: set[str] = set()
+        if candidates:
+            rows = (UsageEvent.insert_many([
+                {"subscription": subscription.id, "event_id": e.event_id, "endpoint": e.endpoint,
+                 "count": e.count, "occurred_at": e.timestamp, "received_at": now} for e in candidates])
+                .on_conflict_ignore().returning(UsageEvent.event_id).execute())
+            inserted = {row.event_id for row in rows}
+        accepted = [e for e in candidates if e.event_id in inserted]
+        if accepted:
+            _add_to_counters(subscription.id, accepted, periods)
+    return TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
+                       rejections=rejections)
+
+
+def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
+    row = UsagePeriod.get_or_none((UsagePeriod.subscription == subscription_id)
+                                  & (UsagePeriod.period_start == period_start))
+    return row.requests if row else 0
+
+
+def usage(principal: Principal, subscription_id: str) -> UsageSummary:
+    subscription = _visible(principal, subscription_id)
+    plan = subscription.plan
+    total = period_requests(subscription.id, subscription.current_period_start)
+    return UsageSummary(
+        subscription=subscription,
+        total_requests=total,
+        included_requests=plan.included_requests,
+        remaining_included=max(0, plan.included_requests - total),
+        overage_requests=max(0, total - plan.included_requests),
+        estimated_overage_cents=overage_cents(total, plan.included_requests, plan.overage_per_1k_cents),
+    )
+
+
+def _range(subscription: Subscription, start: str, end: str) -> tuple[dt.date, dt.date]:
+    last_instant = subscription.current_period_end - dt.timedelta(microseconds=1)
+    return rules.date_range(start, end, subscription.current_period_start.date(), last_instant.date())
+
+
+def _hourly(subscription_id: str, first: dt.date, last: dt.date) -> pw.ModelSelect:
+    since = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    return UsageHourly.select().where((UsageHourly.subscription == subscription_id)
+                                      & (UsageHourly.hour >= since) & (UsageHourly.hour < until))
+
+
+def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.datetime, int]:
+    total = pw.fn.SUM(UsageHourly.requests)
+    query = (_hourly(subscription_id, first, last).select(UsageHourly.hour, total.alias("requests"))
+             .group_by(UsageHourly.hour))
+    return {row.hour: int(row.requests) for row in query}
+
+
+def daily(principal: Principal, subscription_id: str, start: str = "", end: str = "") -> list[tuple[dt.date, int]]:
+    subscription = _visible(principal, subscription_id)
+    first, last = _range(subscription, start, end)
+    return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
+
+
+def analytics(principal: Principal, subscription_id: str, start: str = "",
+              end: str = "") -> tuple[dt.date, dt.date, rules.Analytics]:
+    subscription = _visible(principal, subscription_id)
+    first, last = _range(subscription, start, end)
+    total = pw.fn.SUM(UsageHourly.requests)
+    top = (_hourly(subscription.id, first, last).select(UsageHourly.endpoint, total.alias("requests"))
+           .group_by(UsageHourly.endpoint).order_by(total.desc(), UsageHourly.endpoint)
+           .limit(rules.TOP_ENDPOINTS))
+    endpoints = {row.endpoint: int(row.requests) for row in top}
+    return first, last, rules.analytics(first, last, _per_hour(subscription.id, first, last), endpoints)

@@ -1,0 +1,97 @@
+"""Usage rules (pure): batch validation, folding into counters, ranges, daily series, analytics."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from server.domain.errors import InvalidArgument
+from server.domain.usage import (
+    FUTURE_SKEW, Event, RawEvent, analytics, daily_series, date_range, first_of_each_id, hourly_totals,
+    validate_batch,
+)
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 25, 12, 30, tzinfo=UTC)
+
+
+def raw(event_id="e", endpoint="/v1/x", count=None, timestamp=None) -> RawEvent:
+    return RawEvent(event_id, endpoint, count, timestamp)
+
+
+def test_defaults_count_one_and_timestamp_now():
+    [event] = validate_batch([raw()], NOW)
+    assert (event.count, event.timestamp, event.endpoint) == (1, NOW, "/v1/x")
+
+
+@pytest.mark.parametrize("bad, field", [
+    (raw(endpoint="  "), "events[1].endpoint"),
+    (raw(count=0), "events[1].count"),
+    (raw(count=-3), "events[1].count"),
+    (raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)), "events[1].timestamp"),
+    (raw(event_id="x" * 129), "events[1].event_id"),
+])
+def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field):
+    with pytest.raises(InvalidArgument) as error:
+        validate_batch([raw(), bad], NOW)
+    assert error.value.violations[0].field == field
+
+
+def test_small_clock_skew_is_accepted():
+    assert validate_batch([raw(timestamp=NOW + FUTURE_SKEW)], NOW)[0].timestamp == NOW + FUTURE_SKEW
+
+
+@pytest.mark.parametrize("size", [0, 1001])
+def test_batch_size_bounds(size):
+    with pytest.raises(InvalidArgument) as error:
+        validate_batch([raw(event_id=str(i)) for i in range(size)], NOW)
+    assert error.value.violations[0].field == "events"
+
+
+def test_repeats_within_a_batch_keep_the_first():
+    events = [Event(0, "a", "/x", 1, NOW), Event(1, "b", "/x", 2, NOW), Event(2, "a", "/y", 5, NOW)]
+    assert [e.index for e in first_of_each_id(events)] == [0, 1]
+
+
+def test_hourly_totals_fold_by_clock_hour_and_endpoint():
+    events = [Event(0, "a", "/x", 2, NOW), Event(1, "b", "/x", 3, NOW.replace(minute=59)),
+              Event(2, "c", "/y", 1, NOW), Event(3, "d", "/x", 4, NOW + dt.timedelta(hours=1))]
+    hour = NOW.replace(minute=0)
+    assert hourly_totals(events) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
+
+
+def test_date_range_defaults_and_errors():
+    first, last = dt.date(2026, 11, 1), dt.date(2026, 11, 30)
+    assert date_range("", "", first, last) == (first, last)
+    assert date_range("2026-11-03", "", first, last) == (dt.date(2026, 11, 3), last)
+    for start, end, field in [("2026-11-31", "", "start_date"), ("20261101", "", "start_date"),
+                              ("2026-11-10", "2026-11-09", "start_date"), ("2025-01-01", "2026-01-02", "end_date")]:
+        with pytest.raises(InvalidArgument) as error:
+            date_range(start, end, first, last)
+        assert error.value.violations[0].field == field
+    assert date_range("2025-01-01", "2026-01-01", first, last)[1] == dt.date(2026, 1, 1)  # exactly 366 days
+
+
+def test_daily_series_is_zero_filled_oldest_first():
+    hourly = {dt.datetime(2026, 11, 2, 5, tzinfo=UTC): 3, dt.datetime(2026, 11, 2, 23, tzinfo=UTC): 4}
+    assert daily_series(dt.date(2026, 11, 1), dt.date(2026, 11, 3), hourly) == [
+        (dt.date(2026, 11, 1), 0), (dt.date(2026, 11, 2), 7), (dt.date(2026, 11, 3), 0)]
+
+
+def test_analytics_peaks_average_and_top_endpoints():
+    h = lambda day, hour: dt.datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
+    hourly = {h(1, 1): 5, h(1, 2): 5, h(2, 3): 10, h(3, 0): 2}
+    endpoints = {f"/e{i}": i for i in range(12)} | {"/b": 11, "/a": 11}
+    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 4), hourly, endpoints)
+    assert result.total_requests == 22
+    assert result.average_daily_requests == 5.5
+    assert result.peak_day == (dt.date(2026, 11, 1), 10)  # the earliest of equal days
+    assert result.peak_hour == (h(2, 3), 10)
+    assert result.top_endpoints[:3] == [("/a", 11), ("/b", 11), ("/e11", 11)]
+    assert len(result.top_endpoints) == 10
+
+
+def test_analytics_of_nothing_has_no_peaks():
+    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 1), {}, {})
+    assert (result.total_requests, result.peak_day, result.peak_hour, result.top_endpoints) == (0, None, None, [])
