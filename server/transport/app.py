@@ -28,6 +28,7 @@ from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
 from server.transport.subscriptions import SubscriptionServicer
+from server.transport.usage import UsageServicer
 
 SERVICE_NAMES = [
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -54,7 +55,7 @@ def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.
     plan_pb2_grpc.add_PlanServiceServicer_to_server(PlanServicer(), server)
     subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
         SubscriptionServicer(), server)
-    usage_pb2_grpc.add_UsageServiceServicer_to_server(usage_pb2_grpc.UsageServiceServicer(), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(), server)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(rate_limit_pb2_grpc.RateLimitServiceServicer(), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
