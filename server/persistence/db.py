@@ -1,13 +1,14 @@
 """The database handle: one proxy, bound at start-up from DATABASE_URL via playhouse.db_url.
 
 SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, so concurrent
-writers queue on the busy timeout instead of failing on a lock upgrade. PostgreSQL is pooled,
-with a wait timeout: a full pool makes a caller wait rather than fail at once.
+writers queue instead of failing on a lock upgrade. PostgreSQL is pooled, with a wait timeout:
+a full pool makes a caller wait rather than fail at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from urllib.parse import urlparse
 
 import peewee
@@ -24,11 +25,56 @@ SQLITE_PRAGMAS = {
 POOLED_SCHEMES = {"postgres": "postgres+pool", "postgresql": "postgresql+pool"}
 
 
+class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite whose write transactions, within one process, wait their turn on a lock.
+
+    SQLite admits one writer at a time; a thread that finds the write lock taken retries in its
+    busy handler, sleeping up to 100 ms between tries, which put p99 of writes at hundreds of
+    milliseconds under load while p50 was under 10. Queuing writers of the same process on a
+    lock hands the database over the moment it is free. Readers are not queued (WAL lets them
+    run beside the writer); other processes still meet the busy handler.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writer = threading.Lock()
+        self._holding = threading.local()
+
+    def begin(self, lock_type=None):
+        self._writer.acquire()
+        self._holding.value = True
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self._release()
+            raise
+
+    def commit(self):
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        # A failed COMMIT is followed by a ROLLBACK: release once.
+        if getattr(self._holding, "value", False):
+            self._holding.value = False
+            self._writer.release()
+
+
+
 def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     """Open the database named by `url` and bind the proxy to it."""
     scheme = urlparse(url).scheme
-    if scheme.startswith("sqlite"):
-        db = db_url.connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+    if scheme == "sqlite":
+        db = QueuedWritersSqliteDatabase(**db_url.parse(url), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
+                                         check_same_thread=False)
     elif scheme in POOLED_SCHEMES or scheme.endswith("+pool"):
         url = url.replace(f"{scheme}://", f"{POOLED_SCHEMES.get(scheme, scheme)}://", 1)
         db = db_url.connect(url, max_connections=max_connections, timeout=30, stale_timeout=300)
