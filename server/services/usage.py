@@ -22,6 +22,7 @@ from server.domain.access import Principal, require_admin, require_visible
 from server.domain.errors import InvalidArgument, NotFound
 from server.domain.periods import Period, period_containing
 from server.domain.pricing import overage_cents
+from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
 from server.persistence.models import Invoice, Subscription, UsageEvent, UsageHourly, UsagePeriod
 
@@ -76,7 +77,12 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     if subscription.status == CANCELED:
         return [Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED",
                           f"subscription {subscription.id} is canceled") for e in events], {}
-    periods = {e.index: period_containing(subscription.anchor_at, e.timestamp) for e in events}
+    periods = {}
+    found = None
+    for event in events:  # a batch mostly falls in one period: reuse it rather than recompute
+        if found is None or not found.contains(event.timestamp):
+            found = period_containing(subscription.anchor_at, event.timestamp)
+        periods[event.index] = found
     starts = {p.start for p in periods.values()}
     invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
         (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)))}
@@ -120,13 +126,12 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
         subscription = _subscription(subscription_id, lock=True)
         rejections, periods = _rejections(subscription, events)
         candidates = rules.first_of_each_id([e for e in events if e.index in periods])
-        inserted: set[str] = set()
-        if candidates:
-            rows = (UsageEvent.insert_many([
-                {"subscription": subscription.id, "event_id": e.event_id, "endpoint": e.endpoint,
-                 "count": e.count, "occurred_at": e.timestamp, "received_at": now} for e in candidates])
-                .on_conflict_ignore().returning(UsageEvent.event_id).execute())
-            inserted = {row.event_id for row in rows}
+        inserted = set(insert_ignore_returning(
+            UsageEvent,
+            [UsageEvent.subscription, UsageEvent.event_id, UsageEvent.endpoint, UsageEvent.count,
+             UsageEvent.occurred_at, UsageEvent.received_at],
+            [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
+            returning=UsageEvent.event_id))
         accepted = [e for e in candidates if e.event_id in inserted]
         if accepted:
             _add_to_counters(subscription.id, accepted, periods)
