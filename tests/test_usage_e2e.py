@@ -173,3 +173,42 @@ def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
     assert usage.total_requests == sum(n % 3 + 1 for n in distinct)
     result = stub.GetUsageAnalytics(usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id), metadata=auth)
     assert result.total_requests == usage.total_requests
+
+
+def test_grpc_daily_analytics_and_errors(stack, tenant_id):
+    sub = make_subscription(tenant_id, anchor=dt.datetime(2026, 1, 10, 8, tzinfo=UTC))
+    stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
+    admin = stack.auth(stack.admin_key)
+    at = usage_pb2.UsageEvent(endpoint="/x").timestamp
+    at.FromDatetime(dt.datetime(2026, 1, 11, 9, 30))
+    # 12 endpoints tied on requests: the 10 kept are the smallest names by code point ("/B" < "/a").
+    names = ["/B", "/a"] + [f"/e{i:02}" for i in range(10)]
+    stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[
+        usage_pb2.UsageEvent(endpoint=name, count=2, timestamp=at) for name in names]), metadata=admin)
+    days = stub.GetDailyUsage(usage_pb2.GetDailyUsageRequest(
+        subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"), metadata=admin).days
+    assert [(d.date, d.requests) for d in days] == [("2026-01-11", 24), ("2026-01-12", 0)]
+    result = stub.GetUsageAnalytics(usage_pb2.GetUsageAnalyticsRequest(
+        subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"), metadata=admin)
+    assert (result.total_requests, result.average_daily_requests, result.peak_hour.requests) == (24, 12.0, 24)
+    assert [e.endpoint for e in result.top_endpoints] == sorted(names)[:10]
+
+    own, other = stack.auth(stack.tenant_key(tenant_id)), stack.auth(stack.tenant_key(f"{tenant_id}-other"))
+    calls = [
+        (stub.TrackUsage, usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[usage_pb2.UsageEvent(
+            endpoint="/x")]), own, grpc.StatusCode.PERMISSION_DENIED),
+        (stub.TrackUsage, usage_pb2.TrackUsageRequest(subscription_id="sub_missing", events=[
+            usage_pb2.UsageEvent(endpoint="/x")]), admin, grpc.StatusCode.NOT_FOUND),
+        (stub.GetUsage, usage_pb2.GetUsageRequest(subscription_id=sub.id), other, grpc.StatusCode.NOT_FOUND),
+        (stub.GetDailyUsage, usage_pb2.GetDailyUsageRequest(subscription_id=sub.id), other,
+         grpc.StatusCode.NOT_FOUND),
+        (stub.GetUsageAnalytics, usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id), other,
+         grpc.StatusCode.NOT_FOUND),
+        (stub.GetDailyUsage, usage_pb2.GetDailyUsageRequest(subscription_id=sub.id, end_date="2026/01/12"), admin,
+         grpc.StatusCode.INVALID_ARGUMENT),
+    ]
+    for method, request, auth, code in calls:
+        with pytest.raises(grpc.RpcError) as error:
+            method(request, metadata=auth)
+        assert error.value.code() == code, (method, error.value.details())
+    assert stub.GetUsage(usage_pb2.GetUsageRequest(subscription_id=sub.id), metadata=own).total_requests == 24

@@ -189,8 +189,11 @@ def analytics(principal: Principal, subscription_id: str, start: str = "",
     subscription = _visible(principal, subscription_id)
     first, last = _range(subscription, start, end)
     total = pw.fn.SUM(UsageHourly.requests)
+    # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's
+    # default collation may be a locale's, so ask for "C" (SQLite's BINARY already is).
+    by_name = UsageHourly.endpoint.collate('"C"') if is_postgres() else UsageHourly.endpoint
     top = (_hourly(subscription.id, first, last).select(UsageHourly.endpoint, total.alias("requests"))
-           .group_by(UsageHourly.endpoint).order_by(total.desc(), UsageHourly.endpoint)
+           .group_by(UsageHourly.endpoint).order_by(total.desc(), by_name)
            .limit(rules.TOP_ENDPOINTS))
     endpoints = {row.endpoint: int(row.requests) for row in top}
     return first, last, rules.analytics(first, last, _per_hour(subscription.id, first, last), endpoints)
