@@ -68,7 +68,6 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
             self._writer.release()
 
 
-
 def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     """Open the database named by `url` and bind the proxy to it."""
     scheme = urlparse(url).scheme
