@@ -23,10 +23,12 @@ from grpc_health.v1 import health, health_pb2 as grpc_health_pb2, health_pb2_grp
 from grpc_reflection.v1alpha import reflection
 
 from server.config import Settings
+from server.ratelimit import build_limiter
 from server.transport.health import HealthServicer
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
+from server.transport.rate_limits import RateLimitServicer
 from server.transport.subscriptions import SubscriptionServicer
 from server.transport.usage import UsageServicer
 
@@ -43,12 +45,15 @@ SERVICE_NAMES = [
 ]
 
 
-def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.Server, int]:
+def create_server(settings: Settings, address: str | None = None, *,
+                  rate_limits: bool = True) -> tuple[grpc.Server, int]:
     """A configured, unstarted server bound to `address` (default: bind and grpc_port); returns
-    it with the bound port, so tests can pass port 0 and let the OS choose."""
+    it with the bound port, so tests can pass port 0 and let the OS choose. `rate_limits=False`
+    leaves the tier rate-limit interceptor out (benchmarks compare against it)."""
+    limiter = build_limiter(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
-        interceptors=default_interceptors(),
+        interceptors=default_interceptors(limiter if rate_limits else None),
         options=[("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=settings.grpc_threads * 64,
     )
@@ -57,7 +62,7 @@ def create_server(settings: Settings, address: str | None = None) -> tuple[grpc.
         SubscriptionServicer(), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(), server)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(), server)
-    rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(rate_limit_pb2_grpc.RateLimitServiceServicer(), server)
+    rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
 
     grpc_health = health.HealthServicer()

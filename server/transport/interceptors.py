@@ -79,5 +79,10 @@ class AuthInterceptor(UnaryInterceptor):
             call_context.unbind_principal(token)
 
 
-def default_interceptors() -> list[grpc.ServerInterceptor]:
-    return [ErrorInterceptor(), AuthInterceptor()]
+def default_interceptors(limiter=None) -> list[grpc.ServerInterceptor]:
+    """errors → auth → tier rate limit (only with a limiter: None turns rate limits off)."""
+    if limiter is None:
+        return [ErrorInterceptor(), AuthInterceptor()]
+    from server.transport.ratelimit import RateLimitInterceptor
+
+    return [ErrorInterceptor(), AuthInterceptor(), RateLimitInterceptor(limiter)]

@@ -1,0 +1,99 @@
+"""Tier rate limits: the sliding-window log, pure, with the clock injected.
+
+Why a sliding-window LOG (one timestamp per admitted call, kept for one window):
+
+- It is exact: at most `limit` calls are admitted in ANY rolling 60 s, bursts included. A
+  fixed window (one counter per clock minute) admits `limit` at 00:59 and `limit` again at
+  01:00, i.e. 2x in one second at the boundary; the sliding-window COUNTER only approximates
+  the previous minute by weighting it, so it can over- or under-admit under bursts.
+- Its memory is bounded by the limit: a key never holds more than `limit` timestamps (2,000 for
+  ENTERPRISE, ~16 KiB in a deque), which the tier limits make cheap.
+- Its report is simple and true: remaining = limit - entries in the window; reset = seconds
+  (rounded up) until the oldest entry leaves the window, which is when `remaining` next grows.
+  GCRA is as exact and stores one number, but it spaces calls evenly (a "minute" budget is
+  not a burst budget) unless tuned with a burst size, and its remaining/reset are derived.
+
+An entry admitted at t counts while now < t + window; it leaves at now >= t + window.
+Refused calls are not logged: a client hammering while limited does not extend its own ban.
+
+Backends implement `RateLimiter` (server/ratelimit/): in-process (a lock and a deque per key)
+and Redis (a ZSET per key, updated by one atomic Lua script). `now` is seconds on the
+backend's clock; None means "read the backend's own clock" (monotonic in-process, Redis TIME in
+Redis, so that replicas sharing Redis agree on time even when their own clocks drift).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Protocol
+
+from server.domain.errors import DomainError
+
+WINDOW_SECONDS = 60.0
+
+# The limit per rolling minute of each tier (the catalogue's rate_limit_per_minute holds the same).
+TIER_LIMITS = {"FREE": 50, "STANDARD": 200, "PREMIUM": 500, "ENTERPRISE": 2000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The outcome of one check: whether the call is admitted, and the state after it."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int  # until the oldest entry leaves the window; 0 when the window is empty
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset_seconds),
+        }
+
+
+class LimiterUnavailable(DomainError):
+    """The shared limiter state cannot be reached (Redis down): the interceptor fails open."""
+
+    code = "UNAVAILABLE"
+    default_reason = "RATE_LIMITER_UNAVAILABLE"
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, limit: int, now: float | None = None) -> Decision:
+        """Admit one call for `key` if fewer than `limit` were admitted in the window."""
+
+    def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
+        """The state of `key` without consuming anything (`allowed`: would a call pass now)."""
+
+
+def reset_after(oldest: float | None, now: float, window: float = WINDOW_SECONDS) -> int:
+    if oldest is None:
+        return 0
+    return max(0, math.ceil(oldest + window - now))
+
+
+def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) -> None:
+    """Drop the entries that have left the window (the log is in admission order)."""
+    horizon = now - window
+    while log and log[0] <= horizon:
+        log.popleft()
+
+
+def check(log: collections.deque, limit: int, now: float, *, consume: bool,
+          window: float = WINDOW_SECONDS) -> Decision:
+    """One step of the sliding-window log on `log` (mutated); the caller holds any lock."""
+    evict(log, now, window)
+    allowed = len(log) < limit
+    if allowed and consume:
+        # Time never runs backwards in the log: a caller's clock read before the lock may be
+        # a hair older than the last entry; keeping the order keeps eviction correct.
+        log.append(max(now, log[-1]) if log else now)
+    return Decision(
+        allowed=allowed,
+        limit=limit,
+        remaining=max(0, limit - len(log)),
+        reset_seconds=reset_after(log[0] if log else None, now, window),
+    )

@@ -1,0 +1,50 @@
+"""The tier rate-limit interceptor: after authentication, before the handler.
+
+Every call made with a tenant key counts against the tenant's tier limit (looked up per call,
+see server/services/rate_limits.py). Admitted: the x-ratelimit-* values go out as INITIAL
+metadata (Envoy turns them into response headers; trailing metadata is dropped on success).
+Refused: ResourceExhausted before the handler runs; its metadata (retry-after and x-ratelimit-*)
+travels in the status's trailing metadata, which Envoy turns into the 429's headers, and
+RetryInfo carries the delay for gRPC clients. Admin keys are not limited and get no headers.
+
+Limiter unreachable (Redis down): FAIL OPEN. The call proceeds without x-ratelimit-* headers and
+a warning is logged (once per second at most). Rate limits protect capacity; they are not a
+billing fact, so an outage of the limiter store should not become an outage of the billing API.
+"""
+
+from __future__ import annotations
+
+from server.domain.errors import ResourceExhausted
+from server.domain.ratelimit import LimiterUnavailable, RateLimiter
+from server.services.rate_limits import tenant_limit
+from server.transport import context as call_context
+from server.transport.interceptors import PUBLIC_METHODS, UnaryInterceptor
+
+
+class RateLimitInterceptor(UnaryInterceptor):
+    """Applies to the methods that authenticate (not health); must come after AuthInterceptor."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    def applies(self, method: str) -> bool:
+        return super().applies(method) and method not in PUBLIC_METHODS
+
+    def around(self, behavior, request, context, method, metadata):
+        principal = call_context.current_principal()
+        if principal.is_admin or principal.tenant_id is None:
+            return behavior(request, context)
+        limit = tenant_limit(principal.tenant_id)
+        try:
+            decision = self.limiter.hit(principal.tenant_id, limit.limit_per_minute)
+        except LimiterUnavailable:
+            return behavior(request, context)
+        headers = decision.headers()
+        if not decision.allowed:
+            retry_after = max(1, decision.reset_seconds)
+            raise ResourceExhausted(
+                f"rate limit of {limit.limit_per_minute} calls per minute exceeded for tier {limit.tier}",
+                retry_after_seconds=retry_after,
+                metadata={**headers, "retry-after": str(retry_after)})
+        context.send_initial_metadata(tuple(headers.items()))
+        return behavior(request, context)

@@ -1,0 +1,171 @@
+"""Tier rate limits through the real stack: Envoy's 429 and headers, gRPC metadata and RetryInfo,
+admin keys, plan changes at once, and endpoint 18. The stack's limiter is in-process and shared
+by all tests, so each test uses its own tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent import futures
+
+import grpc
+import pytest
+from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from server.config import Settings
+from server.persistence import db
+from server.persistence.models import Subscription
+from server.transport.app import create_server
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def rest_burst(stack, key: str, calls: int):
+    with futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda _: stack.rest("GET", "/billing/plans/free", key=key), range(calls)))
+
+
+def subscribe(tenant_id: str, plan: str) -> str:
+    now = dt.datetime.now(dt.timezone.utc)
+    sub_id = f"sub_rl_{tenant_id}"
+    with db.session():
+        Subscription.create(id=sub_id, tenant_id=tenant_id, plan=plan, billing_email="b@example.com",
+                            status="ACTIVE", anchor_at=now, current_period_start=now,
+                            current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
+    return sub_id
+
+
+def test_free_tenant_gets_exactly_50_then_429_through_envoy(stack, tenant_id):
+    key = stack.tenant_key(tenant_id)
+    replies = rest_burst(stack, key, 70)
+    ok = [r for r in replies if r.status == 200]
+    refused = [r for r in replies if r.status == 429]
+    assert (len(ok), len(refused)) == (50, 20)
+    assert all(r.headers["x-ratelimit-limit"] == "50" for r in ok)
+    assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in ok) == list(range(50))
+    assert all(0 < int(r.headers["x-ratelimit-reset"]) <= 60 for r in ok)
+
+    refusal = refused[0]
+    assert refusal.headers["x-ratelimit-limit"] == "50"
+    assert refusal.headers["x-ratelimit-remaining"] == "0"
+    assert 1 <= int(refusal.headers["retry-after"]) <= 60
+    assert refusal.headers["retry-after"] == refusal.headers["x-ratelimit-reset"]
+    body = refusal.json()
+    assert body["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "50" in body["message"]
+    details = {d["@type"]: d for d in body["details"]}
+    assert details["type.googleapis.com/google.rpc.ErrorInfo"]["reason"] == "RATE_LIMITED"
+    assert details[RETRY_INFO]["retry_delay"] == f"{refusal.headers['retry-after']}s"
+
+
+def test_grpc_metadata_and_retry_info(stack, tenant_id):
+    stub = stack.stub(plan_pb2_grpc.PlanServiceStub)
+    auth = stack.auth(stack.tenant_key(tenant_id))
+    for expected_remaining in range(49, -1, -1):
+        _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
+        headers = dict(call.initial_metadata())
+        assert headers["x-ratelimit-limit"] == "50"
+        assert headers["x-ratelimit-remaining"] == str(expected_remaining)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.GetPlan(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(refused.value.trailing_metadata())
+    assert trailers["x-ratelimit-remaining"] == "0"
+    retry = error_details_pb2.RetryInfo()
+    status = rpc_status.from_call(refused.value)
+    assert any(d.Unpack(retry) for d in status.details)
+    assert retry.retry_delay.seconds == int(trailers["retry-after"]) >= 1
+
+
+def test_refused_call_does_nothing(stack, tenant_id):
+    """Over the limit the handler never runs: a subscription create is refused, not created."""
+    key = stack.tenant_key(tenant_id)
+    assert sum(r.status == 200 for r in rest_burst(stack, key, 50)) == 50
+    reply = stack.rest("POST", "/billing/subscriptions", key=key,
+                       body={"tenant_id": tenant_id, "plan_id": "premium", "billing_email": "b@example.com"})
+    assert reply.status == 429
+    with db.session():
+        assert Subscription.select().where(Subscription.tenant_id == tenant_id).count() == 0
+
+
+def test_admin_keys_are_not_limited_and_get_no_headers(stack):
+    replies = rest_burst(stack, "admin", 60)
+    assert all(r.status == 200 for r in replies)
+    assert not any("x-ratelimit-limit" in r.headers for r in replies)
+
+
+def test_health_is_not_limited(stack):
+    for _ in range(55):
+        assert stack.rest("GET", "/billing/health", key=None).status == 200
+
+
+def test_plan_change_and_cancel_apply_at_once(stack, tenant_id):
+    key = stack.tenant_key(tenant_id)
+    sub_id = subscribe(tenant_id, "premium")
+    assert stack.rest("GET", "/billing/plans/free", key=key).headers["x-ratelimit-limit"] == "500"
+    assert stack.rest("PUT", f"/billing/subscriptions/{sub_id}", body={"plan_id": "enterprise"}).status == 200
+    assert stack.rest("GET", "/billing/plans/free", key=key).headers["x-ratelimit-limit"] == "2000"
+    assert stack.rest("PUT", f"/billing/subscriptions/{sub_id}", body={"plan_id": "standard"}).status == 200
+    reply = stack.rest("GET", "/billing/plans/free", key=key)
+    assert (reply.headers["x-ratelimit-limit"], reply.headers["x-ratelimit-remaining"]) == ("200", "197")
+    assert stack.rest("DELETE", f"/billing/subscriptions/{sub_id}").status == 200
+    assert stack.rest("GET", "/billing/plans/free", key=key).headers["x-ratelimit-limit"] == "50"
+
+
+def test_get_rate_limit_reports_without_consuming(stack, tenant_id):
+    key = stack.tenant_key(tenant_id)
+    subscribe(tenant_id, "premium")
+    for _ in range(3):
+        assert stack.rest("GET", "/billing/plans/free", key=key).status == 200
+    for _ in range(3):  # admin reads consume nothing
+        reply = stack.rest("GET", f"/billing/rate-limits/{tenant_id}")
+        assert reply.status == 200
+        assert reply.json() == {"tenant_id": tenant_id, "tier": "PREMIUM", "limit_per_minute": 500,
+                                "remaining": 497, "reset_seconds": 0}
+    # The owner's own call counts, and the report includes it (as its header does).
+    own = stack.rest("GET", f"/billing/rate-limits/{tenant_id}", key=key)
+    assert own.json()["remaining"] == 496 == int(own.headers["x-ratelimit-remaining"])
+    # Another tenant's key: 403.
+    other = stack.rest("GET", f"/billing/rate-limits/{tenant_id}", key=stack.tenant_key(tenant_id + "-x"))
+    assert other.status == 403
+
+
+def test_get_rate_limit_when_exhausted_over_grpc(stack, tenant_id):
+    key = stack.tenant_key(tenant_id)
+    assert sum(r.status == 200 for r in rest_burst(stack, key, 55)) == 50
+    stub = stack.stub(rate_limit_pb2_grpc.RateLimitServiceStub)
+    state = stub.GetRateLimit(rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id),
+                              metadata=stack.auth(stack.admin_key))
+    assert (state.tier, state.limit_per_minute, state.remaining) == (plan_pb2.FREE, 50, 0)
+    assert 1 <= state.reset_seconds <= 60
+
+
+def test_rate_limits_can_be_turned_off(stack, tenant_id):
+    settings = stack.settings
+    server, port = create_server(settings, "127.0.0.1:0", rate_limits=False)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = plan_pb2_grpc.PlanServiceStub(channel)
+            auth = stack.auth(stack.tenant_key(tenant_id))
+            for _ in range(55):
+                _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
+                assert "x-ratelimit-limit" not in dict(call.initial_metadata())
+    finally:
+        server.stop(grace=None)
+
+
+def test_settings_without_redis_use_the_in_process_limiter():
+    from server.ratelimit import build_limiter
+    from server.ratelimit.memory import InProcessRateLimiter
+
+    assert isinstance(build_limiter(Settings()), InProcessRateLimiter)
+
+
+def test_handler_error_after_admission_keeps_its_status_body(stack, tenant_id):
+    """Initial metadata already sent, then the handler fails: still a JSON google.rpc.Status."""
+    reply = stack.rest("GET", "/billing/plans/platinum", key=stack.tenant_key(tenant_id))
+    assert reply.status == 404
+    assert reply.json()["details"][0]["reason"] == "PLAN_NOT_FOUND"
+    assert reply.headers["x-ratelimit-remaining"] == "49"

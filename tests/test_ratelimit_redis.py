@@ -1,0 +1,176 @@
+"""The Redis backend: exact under concurrency, rolling with an injected clock, shared by two
+server processes; and what happens when Redis is unreachable (fail open, never a crash)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import uuid
+from concurrent import futures
+
+import grpc
+import pytest
+import redis
+from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc, subscription_pb2, \
+    subscription_pb2_grpc
+
+from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable
+from server.ratelimit.redis_store import RedisRateLimiter
+from server.readiness import wait_for_grpc
+from server.transport.app import create_server
+from tests.conftest import REDIS_URL, free_port
+from tests.test_ratelimit_domain import fire
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+def redis_unreachable_reason() -> str | None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as error:  # noqa: BLE001 - any failure means skip, with the reason shown
+        return f"Redis not reachable at {REDIS_URL}: {error}"
+    return None
+
+
+_UNREACHABLE = redis_unreachable_reason()
+needs_redis = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+
+
+@pytest.fixture
+def limiter():
+    reason = redis_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    prefix = f"test:rl:{uuid.uuid4().hex[:8]}:"
+    store = RedisRateLimiter(REDIS_URL, prefix=prefix)
+    yield store
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    store.close()
+
+
+@pytest.mark.parametrize("tier", list(TIER_LIMITS))
+def test_concurrent_callers_get_exactly_the_tier_limit(limiter, tier):
+    limit = TIER_LIMITS[tier]
+    assert fire(limiter, tier, limit, calls=limit + 150, threads=16) == limit
+    assert limiter.peek(tier, limit).remaining == 0
+
+
+def test_window_rolls_with_the_injected_clock(limiter):
+    for i in range(5):
+        decision = limiter.hit("t", 5, 1000.0 + i * 10)
+        assert decision.allowed and decision.remaining == 4 - i
+    refused = limiter.hit("t", 5, 1059.5)
+    assert (refused.allowed, refused.remaining, refused.reset_seconds) == (False, 0, 1)
+    assert limiter.hit("t", 5, 1060.0).allowed
+    assert not limiter.hit("t", 5, 1060.0).allowed
+    state = limiter.peek("t", 5, 1070.0)
+    assert (state.allowed, state.remaining, state.reset_seconds) == (True, 1, 10)
+    assert sum(limiter.hit("b", 5, 59.9).allowed for _ in range(5)) == 5
+    assert sum(limiter.hit("b", 5, 60.1).allowed for _ in range(5)) == 0  # no 2x at a boundary
+
+
+def test_deterministic_keys_with_expiry_and_redis_time(limiter):
+    assert limiter.key("acme") == f"{limiter.prefix}{{acme}}"
+    decision = limiter.hit("acme", 3)  # no `now`: the script reads Redis TIME
+    assert (decision.allowed, decision.remaining, decision.reset_seconds) == (True, 2, 60)
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.zcard(limiter.key("acme")) == 1
+    assert 0 < client.pttl(limiter.key("acme")) <= 60_000
+    assert 0 < client.pttl(limiter.key("acme") + ":seq") <= 60_000
+    assert limiter.peek("acme", 3).remaining == 2
+
+
+def closed_port_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_unreachable_redis_raises_limiter_unavailable_fast():
+    store = RedisRateLimiter(closed_port_url())
+    with pytest.raises(LimiterUnavailable):
+        store.hit("t", 5)
+    with pytest.raises(LimiterUnavailable):  # within the back-off: Redis is not even tried
+        store.peek("t", 5)
+
+
+def test_unreachable_redis_fails_open_and_the_server_keeps_serving(stack, tenant_id):
+    settings = dataclasses.replace(stack.settings, redis_url=closed_port_url())
+    server, port = create_server(settings, "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = plan_pb2_grpc.PlanServiceStub(channel)
+            auth = stack.auth(stack.tenant_key(tenant_id))
+            for _ in range(55):  # over the FREE limit: nothing is enforced without the store
+                _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
+                assert "x-ratelimit-limit" not in dict(call.initial_metadata())
+            with pytest.raises(grpc.RpcError) as report:
+                rate_limit_pb2_grpc.RateLimitServiceStub(channel).GetRateLimit(
+                    rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=auth)
+            assert report.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(grace=None)
+
+
+ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def server_process(env: dict[str, str], workdir: pathlib.Path, name: str):
+    port = free_port()
+    log = open(workdir / f"{name}.log", "wb")
+    process = subprocess.Popen([str(BIN / "billing-server")], env={**env, "BILLING_GRPC_PORT": str(port)},
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_grpc(f"127.0.0.1:{port}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@needs_redis
+def test_two_server_processes_share_one_limit_per_tier(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "REDIS_URL": REDIS_URL,
+           "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+           "OUTBOX_DIR": str(tmp_path / "outbox")}
+    run = uuid.uuid4().hex[:8]
+    # One after the other: the first migrates the new database, the second finds it ready.
+    with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
+        channels = [grpc.insecure_channel(first), grpc.insecure_channel(second)]
+        try:
+            admin = (("authorization", f"Bearer {ADMIN_KEY}"),)
+            subs = subscription_pb2_grpc.SubscriptionServiceStub(channels[0])
+            for tier, limit in TIER_LIMITS.items():
+                tenant = f"two-{run}-{tier.lower()}"
+                if tier != "FREE":
+                    subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(
+                        tenant_id=tenant, plan_id=tier.lower(), billing_email="b@example.com"), metadata=admin)
+                key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=env,
+                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                auth = (("authorization", f"Bearer {key}"),)
+                stubs = [plan_pb2_grpc.PlanServiceStub(channel) for channel in channels]
+
+                def call(i: int) -> bool:
+                    try:
+                        stubs[i % 2].GetPlan(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth, timeout=30)
+                        return True
+                    except grpc.RpcError as error:
+                        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        return False
+
+                with futures.ThreadPoolExecutor(16) as pool:
+                    admitted = sum(pool.map(call, range(limit + 100)))
+                assert admitted == limit, tier
+                state = rate_limit_pb2_grpc.RateLimitServiceStub(channels[1]).GetRateLimit(
+                    rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant), metadata=admin)
+                assert (state.limit_per_minute, state.remaining) == (limit, 0)
+        finally:
+            for channel in channels:
+                channel.close()
