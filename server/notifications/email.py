@@ -1,0 +1,78 @@
+"""E-mails from outbox rows: Jinja2 templates (HTML autoescaped) rendered into an EmailMessage
+with text and HTML alternatives; `invoice_issued` carries the invoice PDF.
+
+Rendering reads the current rows (invoice, line items, subscription) at delivery time; the
+outbox payload only names them (or, for usage alerts, carries the figures as they were).
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import hashlib
+import json
+
+import jinja2
+
+from server.notifications.pdf import money, render_invoice_pdf
+from server.persistence.models import Invoice, InvoiceLineItem, Subscription
+
+DEFAULT_FROM = "billing@localhost"
+TEMPLATES = ("invoice_issued", "invoice_overdue", "usage_alert")
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("server.notifications", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def message_id(dedup_key: str) -> str:
+    """Stable Message-ID from the outbox dedup key: a resend of the same row carries the same id."""
+    return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@billing-service>"
+
+
+def _invoice_context(invoice_id: str) -> dict:
+    # Deleted invoices are still rendered: the e-mail was owed when the row was queued.
+    invoice = Invoice.get_by_id(invoice_id)
+    subscription = Subscription.get_by_id(invoice.subscription_id)
+    items = list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
+                 .order_by(InvoiceLineItem.position))
+    return {
+        "invoice": invoice, "subscription": subscription, "line_items": items,
+        "total": money(invoice.total_cents, invoice.currency),
+        "items": [{"description": i.description, "amount": money(i.amount_cents, invoice.currency)} for i in items],
+    }
+
+
+def _subject(template: str, context: dict) -> str:
+    if template == "invoice_issued":
+        invoice = context["invoice"]
+        return f"Invoice {invoice.number}: {context['total']} due {invoice.due_at:%Y-%m-%d}"
+    if template == "invoice_overdue":
+        return f"Overdue: invoice {context['invoice'].number} for {context['total']}"
+    alert = context["alert"]
+    return f"Usage alert: {alert['threshold']}% of included requests used ({alert['plan']} plan)"
+
+
+def build_message(*, template: str, recipient: str, payload: str | dict, dedup_key: str,
+                  from_address: str = DEFAULT_FROM) -> email.message.EmailMessage:
+    """The e-mail for one outbox row. Raises LookupError for an unknown template."""
+    if template not in TEMPLATES:
+        raise LookupError(f"unknown e-mail template {template!r}")
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    context = _invoice_context(data["invoice_id"]) if template.startswith("invoice_") else {"alert": data}
+    message = email.message.EmailMessage()
+    message["Subject"] = _subject(template, context)
+    message["From"] = from_address
+    message["To"] = recipient
+    message["Message-ID"] = message_id(dedup_key)
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    message.set_content(_env.get_template(f"{template}.txt").render(context))
+    message.add_alternative(_env.get_template(f"{template}.html").render(context), subtype="html")
+    if template == "invoice_issued":
+        invoice = context["invoice"]
+        pdf = render_invoice_pdf(invoice, context["line_items"], context["subscription"])
+        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{invoice.number}.pdf")
+    return message

@@ -1,0 +1,3 @@
+from server.scheduler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""The scheduler's jobs: plain functions of `now` returning a summary dict, so tests drive time.
+
+Every job is idempotent and safe to kill at any point. Each work item (one subscription period,
+one invoice, one alert, one batch of purged events, one e-mail) is one transaction, and what
+makes a rerun harmless lives in the database: one invoice per (subscription, period_start), one
+outbox row per dedup key, a period advanced in the same transaction that invoiced it. A crash
+rolls back the item it was in; the next run picks it up again. Each run logs one JSON line
+(job, rows, duration_ms and the job's own counts).
+
+Run them through `run_job` (a database session and, on PostgreSQL, the leader lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import time
+
+import peewee as pw
+
+from server.config import Settings
+from server.domain import invoice_state
+from server.domain import subscriptions as rules
+from server.domain.errors import AlreadyExists, DomainError
+from server.domain.periods import period, period_containing
+from server.notifications import sender as senders
+from server.notifications.email import DEFAULT_FROM, build_message
+from server.persistence import db
+from server.persistence.db import database, is_postgres
+from server.persistence.models import Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod
+from server.scheduler.leader import leadership
+from server.services import invoices
+from server.services.outbox import enqueue
+
+log = logging.getLogger("billing.scheduler")
+
+ALERT_THRESHOLDS = (80, 100)
+MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next run continues
+PURGE_BATCH = 5000
+BACKOFF_BASE = dt.timedelta(seconds=30)
+BACKOFF_CAP = dt.timedelta(hours=1)
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    global _settings
+    _settings = settings
+
+
+def settings() -> Settings:
+    return _settings if _settings is not None else Settings.from_env()
+
+
+def _logged(job):
+    @functools.wraps(job)
+    def run(now: dt.datetime, **kwargs) -> dict:
+        started = time.perf_counter()
+        summary = {"job": job.__name__, **job(now, **kwargs)}
+        summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        log.info(json.dumps(summary, sort_keys=True))
+        return summary
+    return run
+
+
+def _locked(query: pw.ModelSelect) -> pw.ModelSelect:
+    return query.for_update() if is_postgres() else query
+
+
+def _due(sub: Subscription, now: dt.datetime) -> bool:
+    if sub.status == rules.ACTIVE:
+        return sub.current_period_end <= now
+    if sub.status == rules.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
+        return not Invoice.select().where((Invoice.subscription == sub.id)
+                                          & (Invoice.period_start == sub.current_period_start)).exists()
+    return False
+
+
+def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
+    """One transaction: invoice the current period (once), mark it SENT (which queues the e-mail),
+    and for an ACTIVE subscription move on to the next period. None if nothing is due."""
+    with database.atomic():
+        sub = _locked(Subscription.select().where(Subscription.id == subscription_id)).first()
+        if sub is None or not _due(sub, now):
+            return None
+        try:
+            invoice = invoices.generate_invoice(sub.id, now=now)
+        except AlreadyExists:
+            # Generated earlier (by an admin, or by a run that crashed after committing): reuse it.
+            invoice = Invoice.get((Invoice.subscription == sub.id) & (Invoice.period_start == sub.current_period_start))
+        if invoice.status == invoice_state.PENDING and invoice.deleted_at is None:
+            invoice = invoices.set_status(invoice.id, invoice_state.SENT, now=now)
+        if sub.status == rules.ACTIVE:
+            nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
+            (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
+             .where(Subscription.id == sub.id).execute())
+        return invoice
+
+
+@_logged
+def period_invoicing(now: dt.datetime) -> dict:
+    """Invoice every subscription whose period has ended, mark the invoice SENT (the e-mail is queued
+    in the same transaction) and advance the period; one transaction per subscription period.
+
+    An ACTIVE subscription several periods behind gets one invoice per elapsed period, oldest
+    first (up to MAX_PERIODS_PER_RUN per run). A CANCELED subscription gets its final invoice
+    (its current period, billed up to the cancellation) once canceled_at has passed.
+    """
+    current_invoice = Invoice.select(Invoice.id).where(
+        (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start))
+    candidates = [s.id for s in Subscription.select(Subscription.id).where(
+        ((Subscription.status == rules.ACTIVE) & (Subscription.current_period_end <= now))
+        | ((Subscription.status == rules.CANCELED) & (Subscription.canceled_at <= now)
+           & ~pw.fn.EXISTS(current_invoice)))
+        .order_by(Subscription.current_period_end, Subscription.id)]
+    invoiced = errors = 0
+    for subscription_id in candidates:
+        for _ in range(MAX_PERIODS_PER_RUN):
+            try:
+                if _close_period(subscription_id, now) is None:
+                    break
+            except Exception:  # noqa: BLE001 - one bad subscription must not stop the others
+                log.exception("period_invoicing failed for %s", subscription_id)
+                errors += 1
+                break
+            invoiced += 1
+    return {"rows": invoiced, "subscriptions": len(candidates), "invoiced": invoiced, "errors": errors}
+
+
+@_logged
+def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
+    """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
+    due = [i.id for i in Invoice.select(Invoice.id).where(
+        (Invoice.status == invoice_state.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
+        .order_by(Invoice.due_at, Invoice.id).limit(limit)]
+    overdue = skipped = 0
+    for invoice_id in due:
+        try:
+            invoices.set_status(invoice_id, invoice_state.OVERDUE, now=now)
+            overdue += 1
+        except DomainError:  # paid, voided or deleted since the query: nothing to do
+            skipped += 1
+    return {"rows": overdue, "overdue": overdue, "skipped": skipped}
+
+
+@_logged
+def usage_alerts(now: dt.datetime) -> dict:
+    """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
+    requests) for ACTIVE subscriptions; plans with no included requests get none."""
+    rows = (Subscription.select(Subscription.id, Subscription.tenant_id, Subscription.billing_email,
+                                Subscription.current_period_start, Subscription.current_period_end,
+                                Plan.name, Plan.included_requests, UsagePeriod.requests)
+            .join(Plan, on=(Subscription.plan == Plan.id))
+            .join(UsagePeriod, on=((UsagePeriod.subscription == Subscription.id)
+                                   & (UsagePeriod.period_start == Subscription.current_period_start)))
+            .where((Subscription.status == rules.ACTIVE) & (Plan.included_requests > 0)
+                   & (UsagePeriod.requests * 100 >= Plan.included_requests * ALERT_THRESHOLDS[0]))
+            .order_by(Subscription.id).objects())
+    queued = 0
+    checked = 0
+    for row in rows:
+        checked += 1
+        start = row.current_period_start
+        for threshold in ALERT_THRESHOLDS:
+            if row.requests * 100 < row.included_requests * threshold:
+                continue
+            payload = {"subscription_id": row.id, "tenant_id": row.tenant_id, "plan": row.name,
+                       "threshold": threshold, "requests": row.requests, "included": row.included_requests,
+                       "period_start": start.isoformat(), "period_end": row.current_period_end.isoformat()}
+            with database.atomic():
+                queued += enqueue(template="usage_alert", recipient=row.billing_email, payload=payload,
+                                  dedup_key=f"usage_alert:{row.id}:{start.isoformat()}:{threshold}", now=now)
+    return {"rows": queued, "over_threshold": checked, "queued": queued}
+
+
+@_logged
+def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
+    """Purge raw usage events received before the retention window, in bounded batches.
+
+    The counters that usage, daily and analytics read (UsageHourly, UsagePeriod) are kept on the
+    write path, so there is nothing left to fold here. Deduplication by event_id is guaranteed
+    within retention (BILLING_USAGE_RETENTION_DAYS, default 35 days): a retry older than that
+    would count again.
+    """
+    cutoff = now - dt.timedelta(days=settings().usage_retention_days)
+    purged = batches = 0
+    while True:
+        with database.atomic():
+            ids = UsageEvent.select(UsageEvent.id).where(UsageEvent.received_at < cutoff).limit(batch)
+            deleted = UsageEvent.delete().where(UsageEvent.id.in_(ids)).execute()
+        purged += deleted
+        batches += 1
+        if deleted < batch:
+            break
+    return {"rows": purged, "purged": purged, "batches": batches, "cutoff": cutoff.isoformat()}
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Delay after the `attempts`-th failure: 30 s, 1 min, 2 min, ... capped at 1 h."""
+    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+
+
+@_logged
+def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
+    """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
+
+    Each row is claimed, rendered, sent and marked sent in one transaction committed right
+    after the send (PostgreSQL claims with FOR UPDATE SKIP LOCKED, so concurrent senders take
+    different rows; SQLite serializes writers). A failure records attempts, last_error and an
+    exponential backoff. The one window left is a crash after the SMTP server accepted the
+    message and before the commit: the row is sent again, with the same Message-ID (derived
+    from the dedup key), so receivers can drop the copy.
+    """
+    sender = sender or senders.from_settings(settings())
+    from_address = getattr(settings(), "mail_from", None) or DEFAULT_FROM
+    sent = failed = 0
+    for _ in range(limit):
+        with database.atomic():
+            query = (OutboxMessage.select()
+                     .where(OutboxMessage.sent_at.is_null() & (OutboxMessage.next_attempt_at <= now))
+                     .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
+            row = (query.for_update(skip_locked=True) if is_postgres() else query).first()
+            if row is None:
+                break
+            try:
+                message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
+                                        dedup_key=row.dedup_key, from_address=from_address)
+                sender.send(message, row.dedup_key)
+            except Exception as error:  # noqa: BLE001 - any failure is retried later
+                attempts = row.attempts + 1
+                (OutboxMessage.update(attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000],
+                                      next_attempt_at=now + backoff(attempts))
+                 .where(OutboxMessage.id == row.id).execute())
+                log.warning("outbox %s failed (attempt %d): %s", row.dedup_key, attempts, error)
+                failed += 1
+            else:
+                OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
+                sent += 1
+    return {"rows": sent, "sent": sent, "failed": failed}
+
+
+JOBS = {
+    "period_invoicing": period_invoicing,
+    "overdue_sweep": overdue_sweep,
+    "usage_alerts": usage_alerts,
+    "daily_rollup": daily_rollup,
+    "deliver_outbox": deliver_outbox,
+}
+
+
+def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
+    """Run one job in its own database session, if this scheduler holds the job's leader lock."""
+    job = JOBS[name]
+    with db.session(), leadership(name) as leader:
+        if not leader:
+            summary = {"job": name, "rows": 0, "skipped": "another scheduler holds the lock", "duration_ms": 0}
+            log.info(json.dumps(summary, sort_keys=True))
+            return summary
+        return job(now, **kwargs)

@@ -1,0 +1,54 @@
+"""`billing-scheduler run-once` as operators run it: a subprocess against a temporary SQLite file,
+e-mails written as .eml files to OUTBOX_DIR; and `run` stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
+
+
+def run_once(env, *args):
+    done = subprocess.run([str(SCRIPT), "run-once", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_run_once_invoices_and_writes_eml(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+    env.pop("SMTP_URL", None)
+    assert run_once(env, "daily_rollup", "--now", "2025-03-01T00:10:00Z")["rows"] == 0  # also creates the schema
+    with sqlite3.connect(tmp_path / "billing.db") as conn:
+        conn.execute(
+            "INSERT INTO subscription (id, tenant_id, plan_id, billing_email, status, anchor_at, current_period_start,"
+            " current_period_end, created_at, updated_at) VALUES ('sub_cli', 'acme', 'standard', 'acme@example.com',"
+            " 'ACTIVE', '2025-01-15 09:00:00', '2025-01-15 09:00:00', '2025-02-15 09:00:00', '2025-01-15 09:00:00',"
+            " '2025-01-15 09:00:00')")
+    summary = run_once(env, "period_invoicing", "--now", "2025-03-20T00:00:00Z")
+    assert summary["job"] == "period_invoicing" and summary["rows"] == 2 and "duration_ms" in summary
+    assert run_once(env, "period_invoicing", "--now", "2025-03-20T00:00:00Z")["rows"] == 0
+    assert run_once(env, "deliver_outbox", "--now", "2025-03-20T00:00:10Z")["sent"] == 2
+    emls = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(emls) == 2 and all(name.startswith("invoice_issued_inv_") and name.endswith(".eml") for name in emls)
+
+
+def test_run_stops_on_sigterm(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+    process = subprocess.Popen([str(SCRIPT), "run"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        lines.append(process.stderr.readline())
+        if '"job": "deliver_outbox"' in lines[-1]:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert "scheduler stopped" in rest
