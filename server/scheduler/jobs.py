@@ -41,6 +41,8 @@ MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next ru
 PURGE_BATCH = 5000
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_CAP = dt.timedelta(hours=1)
+# A claimed row is retried after this if its sender died before marking it.
+SEND_LEASE = dt.timedelta(minutes=5)
 
 _settings: Settings | None = None
 
@@ -202,42 +204,51 @@ def backoff(attempts: int) -> dt.timedelta:
     return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
 
 
+def _claim_next(now: dt.datetime) -> OutboxMessage | None:
+    """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
+    with database.atomic():
+        query = (OutboxMessage.select()
+                 .where(OutboxMessage.sent_at.is_null() & (OutboxMessage.next_attempt_at <= now))
+                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
+        row = (query.for_update(skip_locked=True) if is_postgres() else query).first()
+        if row is not None:
+            OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
+        return row
+
+
 @_logged
 def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
     """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
 
-    Each row is claimed, rendered, sent and marked sent in one transaction committed right
-    after the send (PostgreSQL claims with FOR UPDATE SKIP LOCKED, so concurrent senders take
-    different rows; SQLite serializes writers). A failure records attempts, last_error and an
-    exponential backoff. The one window left is a crash after the SMTP server accepted the
-    message and before the commit: the row is sent again, with the same Message-ID (derived
-    from the dedup key), so receivers can drop the copy.
+    A row is claimed in one short transaction (its next attempt moved a lease ahead; PostgreSQL
+    claims with FOR UPDATE SKIP LOCKED, so concurrent senders take different rows), sent with no
+    transaction open, so a slow SMTP server never holds the database's write lock, and marked
+    sent, or given an exponential backoff, in a second one. A crash before the send leaves the
+    row to be retried when the lease ends: nothing is lost. The one window left is a crash after
+    the SMTP server accepted the message and before it was marked: it is sent again after the
+    lease, with the same Message-ID (derived from the dedup key), so receivers can drop the copy.
     """
     sender = sender or senders.from_settings(settings())
     from_address = getattr(settings(), "mail_from", None) or DEFAULT_FROM
     sent = failed = 0
     for _ in range(limit):
-        with database.atomic():
-            query = (OutboxMessage.select()
-                     .where(OutboxMessage.sent_at.is_null() & (OutboxMessage.next_attempt_at <= now))
-                     .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
-            row = (query.for_update(skip_locked=True) if is_postgres() else query).first()
-            if row is None:
-                break
-            try:
-                message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
-                                        dedup_key=row.dedup_key, from_address=from_address)
-                sender.send(message, row.dedup_key)
-            except Exception as error:  # noqa: BLE001 - any failure is retried later
-                attempts = row.attempts + 1
-                (OutboxMessage.update(attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000],
-                                      next_attempt_at=now + backoff(attempts))
-                 .where(OutboxMessage.id == row.id).execute())
-                log.warning("outbox %s failed (attempt %d): %s", row.dedup_key, attempts, error)
-                failed += 1
-            else:
-                OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
-                sent += 1
+        row = _claim_next(now)
+        if row is None:
+            break
+        try:
+            message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
+                                    dedup_key=row.dedup_key, from_address=from_address)
+            sender.send(message, row.dedup_key)
+        except Exception as error:  # noqa: BLE001 - any failure is retried later
+            attempts = row.attempts + 1
+            (OutboxMessage.update(attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000],
+                                  next_attempt_at=now + backoff(attempts))
+             .where(OutboxMessage.id == row.id).execute())
+            log.warning("outbox %s failed (attempt %d): %s", row.dedup_key, attempts, error)
+            failed += 1
+        else:
+            OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
+            sent += 1
     return {"rows": sent, "sent": sent, "failed": failed}
 
 
