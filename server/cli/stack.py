@@ -71,7 +71,7 @@ billing stack is up (database {settings.database_url.split('@')[-1]})
   admin key:     {admin_key}
 
   curl -H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
-  grpcurl -plaintext -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
+  {os.path.relpath(_scripts() / 'grpcurl')} -plaintext -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
 Ctrl-C stops everything.
 """, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
