@@ -87,6 +87,12 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
+def for_update(query: peewee.ModelSelect, **options) -> peewee.ModelSelect:
+    """Lock the selected rows for the transaction: FOR UPDATE on PostgreSQL (options such as
+    skip_locked pass through); SQLite needs none, its BEGIN IMMEDIATE already serializes writers."""
+    return query.for_update(**options) if is_postgres() else query
+
+
 @contextlib.contextmanager
 def session():
     """A connection for one unit of work (one RPC, one job step), returned to the pool after."""

@@ -28,7 +28,7 @@ from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import DEFAULT_FROM, build_message
 from server.persistence import db
-from server.persistence.db import database, is_postgres
+from server.persistence.db import database, for_update
 from server.persistence.models import Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod
 from server.scheduler.leader import leadership
 from server.services import invoices
@@ -67,10 +67,6 @@ def _logged(job):
     return run
 
 
-def _locked(query: pw.ModelSelect) -> pw.ModelSelect:
-    return query.for_update() if is_postgres() else query
-
-
 def _due(sub: Subscription, now: dt.datetime) -> bool:
     if sub.status == rules.ACTIVE:
         return sub.current_period_end <= now
@@ -84,7 +80,7 @@ def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
     """One transaction: invoice the current period (once), mark it SENT (which queues the e-mail),
     and for an ACTIVE subscription move on to the next period. None if nothing is due."""
     with database.atomic():
-        sub = _locked(Subscription.select().where(Subscription.id == subscription_id)).first()
+        sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or not _due(sub, now):
             return None
         try:
@@ -210,7 +206,7 @@ def _claim_next(now: dt.datetime) -> OutboxMessage | None:
         query = (OutboxMessage.select()
                  .where(OutboxMessage.sent_at.is_null() & (OutboxMessage.next_attempt_at <= now))
                  .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
-        row = (query.for_update(skip_locked=True) if is_postgres() else query).first()
+        row = for_update(query, skip_locked=True).first()
         if row is not None:
             OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
         return row

@@ -19,36 +19,20 @@ from server.domain import invoice_state
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoicing import line_items
-from server.persistence.db import database, is_postgres
-from server.persistence.models import (
-    Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsagePeriod,
-)
+from server.persistence.db import database, for_update
+from server.persistence.models import Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsagePeriod
 from server.persistence.pagination import paginate
 from server.services.outbox import enqueue
+from server.services.subscriptions import find_subscription
 
 NUMBER_COUNTER = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
 STATUS_TEMPLATES = {invoice_state.SENT: "invoice_issued", invoice_state.OVERDUE: "invoice_overdue"}
 
 
-def _locked(query: pw.ModelSelect) -> pw.ModelSelect:
-    # PostgreSQL: a row lock. SQLite: BEGIN IMMEDIATE already serializes writers.
-    return query.for_update() if is_postgres() else query
-
-
-def _subscription(subscription_id: str, *, lock: bool = False) -> Subscription:
-    if not subscription_id:
-        raise InvalidArgument("subscription_id is required", field="subscription_id")
-    query = Subscription.select().where(Subscription.id == subscription_id)
-    found = (_locked(query) if lock else query).first()
-    if found is None:
-        raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
-    return found
-
-
 def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
     query = Invoice.select().where((Invoice.id == invoice_id) & Invoice.deleted_at.is_null())
-    found = (_locked(query) if lock else query).first() if invoice_id else None
+    found = (for_update(query) if lock else query).first() if invoice_id else None
     if found is None:
         raise NotFound(f"invoice {invoice_id!r} not found", reason="INVOICE_NOT_FOUND")
     return found
@@ -86,7 +70,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, principal: Princ
         require_admin(principal, "generating an invoice")
     try:
         with database.atomic():
-            sub = _subscription(subscription_id, lock=True)
+            sub = find_subscription(subscription_id, lock=True)
             start, end = sub.current_period_start, sub.current_period_end
             billed_until = min(end, sub.canceled_at) if sub.canceled_at else end
             segments = plan_segments(sub, start, billed_until)
@@ -153,7 +137,7 @@ def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoi
 
 def list_invoices(subscription_id: str, *, status: str | None = None, page_size: int = 0, page_token: str = "",
                   principal: Principal | None = None) -> tuple[list[Invoice], str]:
-    sub = _subscription(subscription_id)
+    sub = find_subscription(subscription_id)
     if principal is not None:
         require_visible(principal, sub.tenant_id, "subscription", subscription_id)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())

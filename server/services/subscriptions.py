@@ -53,21 +53,26 @@ def _plan(plan_id: str) -> Plan:
     return plan
 
 
-def _load(subscription_id: str, *, lock: bool = False) -> Subscription:
+def find_subscription(subscription_id: str, *, field: str = "subscription_id", lock: bool = False) -> Subscription:
+    """The subscription, locked for the transaction if asked; 400 naming `field` if the id is empty."""
+    subscription_id = rules.require_field(subscription_id, field)
     query = Subscription.select().where(Subscription.id == subscription_id)
-    if lock and db.is_postgres():  # SQLite transactions are BEGIN IMMEDIATE: already serialized
-        query = query.for_update()
-    subscription = query.first()
+    subscription = (db.for_update(query) if lock else query).first()
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
     return subscription
 
 
-def _visible(principal: Principal, subscription_id: str, *, lock: bool = False) -> Subscription:
-    subscription_id = rules.require_field(subscription_id, "id")
-    subscription = _load(subscription_id, lock=lock)
+def visible_subscription(principal: Principal, subscription_id: str, *, field: str = "subscription_id",
+                         lock: bool = False) -> Subscription:
+    """find_subscription, and 404 if it is another tenant's (ids leak nothing)."""
+    subscription = find_subscription(subscription_id, field=field, lock=lock)
     require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
     return subscription
+
+
+def _visible(principal: Principal, subscription_id: str, *, lock: bool = False) -> Subscription:
+    return visible_subscription(principal, subscription_id, field="id", lock=lock)
 
 
 def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> Subscription:
@@ -130,7 +135,7 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
         if updates:
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
-            subscription = _load(subscription.id)
+            subscription = find_subscription(subscription.id)
     return subscription
 
 
@@ -142,7 +147,7 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
             return subscription
         (Subscription.update(status=rules.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
-        return _load(subscription.id)
+        return find_subscription(subscription.id)
 
 
 def active_subscription(tenant_id: str) -> Subscription | None:

@@ -18,13 +18,13 @@ import peewee as pw
 from peewee import EXCLUDED
 
 from server.domain import usage as rules
-from server.domain.access import Principal, require_admin, require_visible
-from server.domain.errors import InvalidArgument, NotFound
+from server.domain.access import Principal, require_admin
 from server.domain.periods import Period, period_containing
 from server.domain.pricing import overage_cents
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
 from server.persistence.models import Invoice, Subscription, UsageEvent, UsageHourly, UsagePeriod
+from server.services.subscriptions import find_subscription, visible_subscription
 
 CANCELED = "CANCELED"
 
@@ -52,24 +52,6 @@ class UsageSummary:
     remaining_included: int
     overage_requests: int
     estimated_overage_cents: int
-
-
-def _subscription(subscription_id: str, *, lock: bool = False) -> Subscription:
-    if not subscription_id:
-        raise InvalidArgument("subscription_id is required", field="subscription_id")
-    query = Subscription.select().where(Subscription.id == subscription_id)
-    if lock and is_postgres():
-        query = query.for_update()
-    found = query.first()
-    if found is None:
-        raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
-    return found
-
-
-def _visible(principal: Principal, subscription_id: str) -> Subscription:
-    subscription = _subscription(subscription_id)
-    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
-    return subscription
 
 
 def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
@@ -123,7 +105,7 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
     events = rules.validate_batch(raw, now)
     events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
     with database.atomic():
-        subscription = _subscription(subscription_id, lock=True)
+        subscription = find_subscription(subscription_id, lock=True)
         rejections, periods = _rejections(subscription, events)
         candidates = rules.first_of_each_id([e for e in events if e.index in periods])
         inserted = set(insert_ignore_returning(
@@ -146,7 +128,7 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
 
 
 def usage(principal: Principal, subscription_id: str) -> UsageSummary:
-    subscription = _visible(principal, subscription_id)
+    subscription = visible_subscription(principal, subscription_id)
     plan = subscription.plan
     total = period_requests(subscription.id, subscription.current_period_start)
     return UsageSummary(
@@ -179,14 +161,14 @@ def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.da
 
 
 def daily(principal: Principal, subscription_id: str, start: str = "", end: str = "") -> list[tuple[dt.date, int]]:
-    subscription = _visible(principal, subscription_id)
+    subscription = visible_subscription(principal, subscription_id)
     first, last = _range(subscription, start, end)
     return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
 
 
 def analytics(principal: Principal, subscription_id: str, start: str = "",
               end: str = "") -> tuple[dt.date, dt.date, rules.Analytics]:
-    subscription = _visible(principal, subscription_id)
+    subscription = visible_subscription(principal, subscription_id)
     first, last = _range(subscription, start, end)
     total = pw.fn.SUM(UsageHourly.requests)
     # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's
