@@ -2,10 +2,13 @@
 
 Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceilings and plan
 retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
-per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL."""
+per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
+BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
+BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -21,8 +24,9 @@ import time
 
 import grpc
 
-from bench import load, report
+from bench import interceptor, load, report
 from bench.ceiling import raw_insert_ceiling
+from bench.postgres import scratch_database
 from bench.stack import Stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -139,17 +143,26 @@ def split(items: list, parts: int) -> list[list]:
 
 
 def main() -> int:
+    with contextlib.ExitStack() as cleanup:
+        scratch_pg = None
+        if os.environ.get("BENCH_POSTGRES") == "1":
+            scratch_pg = cleanup.enter_context(scratch_database())
+        return run(scratch_pg)
+
+
+def run(scratch_pg: str | None) -> int:
     duration = float(os.environ.get("BENCH_SECONDS", "5"))
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     load_procs = int(os.environ.get("BENCH_LOAD_PROCS", "4"))
     threads = int(os.environ.get("BENCH_THREADS", "4"))
     server_procs = [int(n) for n in os.environ.get("BENCH_SERVER_PROCS", "1,2").split(",")]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
+    database_url = scratch_pg or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
     redis_url = os.environ.get("REDIS_URL") or None
     sqlite = database_url.startswith("sqlite")
     info = machine()
-    info.update(database=database_url.split("@")[-1] if not sqlite else "sqlite (fresh file)",
+    info.update(database=("postgresql, scratch database " if scratch_pg else "") + database_url.split("@")[-1]
+                if not sqlite else "sqlite (fresh file)",
                 redis=bool(redis_url), seconds=duration, repeats=repeats, load_procs=load_procs,
                 threads_per_load_proc=threads, server_procs=server_procs)
     print(f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
@@ -157,7 +170,7 @@ def main() -> int:
     started = time.time()
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24))
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
-    rows, raw = [], None
+    rows, raw, limiter_cost = [], None, None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
@@ -222,6 +235,14 @@ def main() -> int:
                 pdf_shares = split(all_invoices, load_procs) if len(all_invoices) >= per_loop else \
                     [all_invoices] * load_procs
                 rows.append(runner.scenario("pdf", door, shares=pdf_shares)[0])
+        stack.close()
+        if os.environ.get("BENCH_INTERCEPTOR", "1") != "0":
+            # Its own database unless this run owns a scratch one: the bench catalogue it seeds
+            # raises the enterprise limit, which must not reach a database the bench does not own.
+            own_db = scratch_pg or f"sqlite:///{workdir / 'interceptor.db'}"
+            limiter_cost = interceptor.measure(Runner, pool, workdir, own_db, redis_url, duration, repeats,
+                                               load_procs, threads)
+            print(interceptor.text(limiter_cost), flush=True)
     finally:
         pool.close()
         pool.join()
@@ -235,6 +256,10 @@ def main() -> int:
     print(report.table(rows, raw))
     print("\nproduct owner's goals:")
     print(report.goals_text(goal_rows))
+    if limiter_cost:
+        print(f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
+              f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):")
+        print(interceptor.text(limiter_cost))
     loads = [r for r in rows if r.get("status") == "ok"]
     if loads:
         print(f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
@@ -246,7 +271,8 @@ def main() -> int:
               f"ratios within one run.")
     out = ROOT / "bench-results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "goals": goal_rows},
+    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "goals": goal_rows,
+                              "rate_limit_interceptor": limiter_cost},
                               indent=2, default=str))
     print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
     if not os.environ.get("BENCH_KEEP"):

@@ -35,3 +35,39 @@ def test_report_ratios_goals_and_table():
     assert "not implemented" in text and "raw batched insert" in text
     median = report.median_of_runs([dict(rows[2], ops_per_s=v) for v in (900, 1000, 1100)])
     assert median["ops_per_s"] == 1000 and median["repeats"] == 3
+
+
+def test_scratch_table_keeps_the_real_shape():
+    from bench import ceiling
+    real = ['CREATE TABLE "usage_event" ("id" INTEGER NOT NULL PRIMARY KEY, "subscription_id" VARCHAR(40) NOT NULL, '
+            '"event_id" VARCHAR(128) NOT NULL, FOREIGN KEY ("subscription_id") REFERENCES "subscription" ("id") '
+            'ON DELETE CASCADE)',
+            'CREATE UNIQUE INDEX "usage_event_subscription_id_event_id" ON "usage_event" ("subscription_id", "event_id")',
+            'CREATE INDEX "usage_event_received_at" ON "usage_event" ("received_at")']
+    table, unique, received = ceiling.sqlite_scratch_ddl(real)
+    assert table.startswith(f'CREATE TABLE "{ceiling.TABLE}" (')
+    assert f'REFERENCES "{ceiling.PARENT}" ("id") ON DELETE CASCADE' in table
+    assert unique == (f'CREATE UNIQUE INDEX "{ceiling.TABLE}_subscription_id_event_id" ON "{ceiling.TABLE}" '
+                      '("subscription_id", "event_id")')
+    assert received.endswith(f'ON "{ceiling.TABLE}" ("received_at")')
+
+
+def test_interceptor_catalogue_and_summary(tmp_path):
+    import json
+
+    from bench import interceptor
+    from server.config import DEFAULT_CATALOGUE
+    plans = {p["tier"]: p for p in json.loads(interceptor.bench_catalogue(tmp_path, DEFAULT_CATALOGUE).read_text())["plans"]}
+    assert plans["ENTERPRISE"]["rate_limit_per_minute"] == interceptor.RAISED_LIMIT
+    assert plans["FREE"]["rate_limit_per_minute"] == 50
+
+    def run(ops, cpu):
+        return {"ops_per_s": ops, "p50_ms": 10.0, "server_cpu_cores": cpu, "errors": 0}
+    result = interceptor.summarize({"off": [run(1000, 1.0), run(800, 1.0), run(1000, 1.0)],
+                                    "in-process": [run(800, 1.0), run(800, 1.0), run(500, 1.0)]})
+    assert result["off"]["ops_per_s"] == 1000
+    assert result["in-process"]["ratio"] == 0.8          # median of paired ratios 0.8, 1.0, 0.5
+    assert result["in-process"]["cost_us"] == 250.0      # median of 250, 0, 1000
+    assert result["in-process"]["cpu_cost_us"] == 250.0
+    result["errors"] = {"off": 0, "in-process": 0}
+    assert "in-process" in interceptor.text(result)
