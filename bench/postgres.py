@@ -14,11 +14,16 @@ import urllib.parse
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _admin():
+def _admin_sql(statement: str) -> None:
+    """Run one statement on the maintenance database (CREATE/DROP DATABASE cannot run in a transaction)."""
     import psycopg2
     conn = psycopg2.connect(os.environ.get("BENCH_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL))
     conn.autocommit = True
-    return conn
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
@@ -26,18 +31,8 @@ def scratch_database():
     """Yields the URL of a fresh, empty database; drops it afterwards."""
     name = f"bench_{secrets.token_hex(4)}"
     admin_url = os.environ.get("BENCH_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL)
-    conn = _admin()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-    finally:
-        conn.close()
+    _admin_sql(f"CREATE DATABASE {name}")
     try:
         yield urllib.parse.urlparse(admin_url)._replace(path=f"/{name}").geturl()
     finally:
-        conn = _admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            conn.close()
+        _admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
