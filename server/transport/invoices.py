@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from google.api import httpbody_pb2
 
@@ -11,13 +9,9 @@ from server.notifications.pdf import render_invoice_pdf
 from server.persistence.models import Invoice
 from server.services import invoices
 from server.transport.context import current_principal
-from server.transport.convert import timestamp
+from server.transport.convert import now, timestamp
 
 Status = invoice_pb2.Invoice.Status
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
@@ -49,7 +43,7 @@ def _status_name(value: int) -> str | None:
 class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     def GenerateInvoice(self, request, context):
         return invoice_message(invoices.generate_invoice(
-            request.subscription_id, now=_now(), principal=current_principal()))
+            request.subscription_id, now=now(), principal=current_principal()))
 
     def GetInvoice(self, request, context):
         return invoice_message(invoices.get_invoice(request.id, principal=current_principal()))
@@ -63,10 +57,10 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
 
     def UpdateInvoiceStatus(self, request, context):
         return invoice_message(invoices.set_status(
-            request.id, _status_name(request.status) or "", now=_now(), principal=current_principal()))
+            request.id, _status_name(request.status) or "", now=now(), principal=current_principal()))
 
     def DeleteInvoice(self, request, context):
-        return invoice_message(invoices.delete_invoice(request.id, now=_now(), principal=current_principal()))
+        return invoice_message(invoices.delete_invoice(request.id, now=now(), principal=current_principal()))
 
     def GetInvoicePdf(self, request, context):
         invoice = invoices.get_invoice(request.id, principal=current_principal())

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
 from server.persistence.models import Subscription
 from server.services import subscriptions
 from server.transport.context import current_principal
-from server.transport.convert import timestamp
+from server.transport.convert import now, timestamp
 
 Message = subscription_pb2.Subscription
 
@@ -29,15 +28,11 @@ def subscription_message(row: Subscription) -> Message:
     )
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CreateSubscription(self, request, context):
         new = subscriptions.NewSubscription(
             tenant_id=request.tenant_id, plan_id=request.plan_id, billing_email=request.billing_email)
-        return subscription_message(subscriptions.create_subscription(current_principal(), new, now=_now()))
+        return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 
     def GetSubscription(self, request, context):
         return subscription_message(subscriptions.get_subscription(current_principal(), request.id))
@@ -53,7 +48,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def UpdateSubscription(self, request, context):
         change = subscriptions.SubscriptionChange(plan_id=request.plan_id, billing_email=request.billing_email)
         return subscription_message(
-            subscriptions.update_subscription(current_principal(), request.id, change, now=_now()))
+            subscriptions.update_subscription(current_principal(), request.id, change, now=now()))
 
     def CancelSubscription(self, request, context):
-        return subscription_message(subscriptions.cancel_subscription(current_principal(), request.id, now=_now()))
+        return subscription_message(subscriptions.cancel_subscription(current_principal(), request.id, now=now()))

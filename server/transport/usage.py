@@ -9,7 +9,7 @@ from billing.v1 import usage_pb2, usage_pb2_grpc
 from server.domain.usage import RawEvent
 from server.services import usage
 from server.transport.context import current_principal
-from server.transport.convert import timestamp
+from server.transport.convert import now, timestamp
 
 
 def _raw(event: usage_pb2.UsageEvent) -> RawEvent:
@@ -24,7 +24,7 @@ def _raw(event: usage_pb2.UsageEvent) -> RawEvent:
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     def TrackUsage(self, request, context):
         result = usage.track(current_principal(), request.subscription_id, [_raw(e) for e in request.events],
-                             now=dt.datetime.now(dt.timezone.utc))
+                             now=now())
         return usage_pb2.TrackUsageResponse(
             accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejections),
             rejections=[usage_pb2.RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason,
