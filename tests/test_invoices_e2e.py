@@ -16,6 +16,8 @@ import pytest
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from pypdf import PdfReader
 
+from factories import insert_subscription
+
 from server.domain.periods import add_months
 from server.persistence import db
 from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsagePeriod
@@ -28,14 +30,11 @@ def make_subscription(stack, tenant_id):
     """make_subscription(plan='standard', requests=0, changes=[(days_after_start, plan)], tenant=...)."""
 
     def make(plan="standard", requests=0, changes=(), tenant=None, days_ago=3):
-        now = dt.datetime.now(UTC).replace(microsecond=0)
-        start = now - dt.timedelta(days=days_ago)
+        start = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(days=days_ago)
+        sub = insert_subscription(tenant or tenant_id, plan=plan, anchor=start, billing_email="billing@example.com")
         with db.session():
-            sub = Subscription.create(
-                id=f"sub_{uuid.uuid4().hex}", tenant_id=tenant or tenant_id, plan=changes[-1][1] if changes else plan,
-                billing_email="billing@example.com", status="ACTIVE", anchor_at=start, current_period_start=start,
-                current_period_end=add_months(start, 1), created_at=start, updated_at=start)
-            PlanChange.create(subscription=sub.id, plan=plan, effective_at=start)
+            if changes:
+                Subscription.update(plan=changes[-1][1]).where(Subscription.id == sub.id).execute()
             for days, new_plan in changes:
                 PlanChange.create(subscription=sub.id, plan=new_plan, effective_at=start + dt.timedelta(days=days))
             if requests:

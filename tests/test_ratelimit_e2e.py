@@ -13,6 +13,8 @@ from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_g
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from factories import insert_subscription
+
 from server.config import Settings
 from server.persistence import db
 from server.persistence.models import Subscription
@@ -27,13 +29,7 @@ def rest_burst(stack, key: str, calls: int):
 
 
 def subscribe(tenant_id: str, plan: str) -> str:
-    now = dt.datetime.now(dt.timezone.utc)
-    sub_id = f"sub_rl_{tenant_id}"
-    with db.session():
-        Subscription.create(id=sub_id, tenant_id=tenant_id, plan=plan, billing_email="b@example.com",
-                            status="ACTIVE", anchor_at=now, current_period_start=now,
-                            current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
-    return sub_id
+    return insert_subscription(tenant_id, plan=plan, anchor=dt.datetime.now(dt.timezone.utc)).id
 
 
 def test_free_tenant_gets_exactly_50_then_429_through_envoy(stack, tenant_id):

@@ -18,6 +18,8 @@ from aiosmtpd.controller import Controller
 from pypdf import PdfReader
 
 from conftest import free_port
+from factories import insert_subscription
+
 from server.domain.periods import add_months
 from server.notifications.sender import SmtpSender
 from server.persistence import db
@@ -75,11 +77,8 @@ def make_sub(stack, now):
         anchor = add_months(now - dt.timedelta(days=1), -months)
         tenant = f"tenant-{uuid.uuid4().hex[:10]}"
         canceled_at = now - dt.timedelta(days=canceled_days_ago) if canceled_days_ago is not None else None
+        sub = insert_subscription(tenant, plan=plan, anchor=anchor, status=status, canceled_at=canceled_at)
         with db.session():
-            sub = Subscription.create(
-                id=f"sub_{uuid.uuid4().hex}", tenant_id=tenant, plan=plan, billing_email=f"{tenant}@example.com",
-                status=status, anchor_at=anchor, current_period_start=anchor, current_period_end=add_months(anchor, 1),
-                created_at=anchor, updated_at=anchor, canceled_at=canceled_at)
             if requests:
                 UsagePeriod.create(subscription=sub.id, period_start=anchor, requests=requests)
         return sub

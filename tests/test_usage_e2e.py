@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 from billing.v1 import usage_pb2, usage_pb2_grpc
-from usage_helpers import make_subscription
+from factories import insert_subscription
 
 from server.persistence import db
 from server.persistence.models import Invoice, UsageEvent
@@ -27,7 +27,7 @@ def track(stack, subscription_id, events, key="admin"):
 
 
 def test_track_counts_once_and_reports_duplicates(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     events = [{"event_id": "a", "endpoint": "/v1/search", "count": 3},
               {"event_id": "b", "endpoint": "/v1/search"},
               {"event_id": "a", "endpoint": "/v1/search", "count": 3}]
@@ -44,7 +44,7 @@ def test_track_counts_once_and_reports_duplicates(stack, tenant_id):
 
 
 def test_overage_estimate_rounds_half_up(stack, tenant_id):
-    sub = make_subscription(tenant_id)  # standard: 100,000 included, 50 cents per 1,000
+    sub = insert_subscription(tenant_id)  # standard: 100,000 included, 50 cents per 1,000
     track(stack, sub.id, [{"endpoint": "/v1/bulk", "count": 100_000 + 1_010}])
     usage = stack.rest("GET", f"/billing/metrics/usage/{sub.id}").json()
     # 1,010 x 50 / 1000 = 50.5 cents -> 51
@@ -53,7 +53,7 @@ def test_overage_estimate_rounds_half_up(stack, tenant_id):
 
 
 def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     reply = track(stack, sub.id, [{"event_id": "ok", "endpoint": "/v1/x"}, {"event_id": "bad", "endpoint": "/v1/x", "count": 0}])
     assert reply.status == 400
     body = reply.json()
@@ -64,7 +64,7 @@ def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
 
 
 def test_future_timestamp_and_batch_bounds_are_400(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     future = iso(dt.datetime.now(UTC) + dt.timedelta(hours=1))
     assert track(stack, sub.id, [{"endpoint": "/v1/x", "timestamp": future}]).status == 400
     assert track(stack, sub.id, []).status == 400
@@ -72,7 +72,7 @@ def test_future_timestamp_and_batch_bounds_are_400(stack, tenant_id):
 
 
 def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     now = dt.datetime.now(UTC)
     with db.session():
         Invoice.create(id=f"inv_{uuid.uuid4().hex}", number=f"TEST-{uuid.uuid4().hex[:8]}", subscription=sub.id,
@@ -86,14 +86,14 @@ def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_
     assert {(r["event_id"], r["reason"]) for r in body["rejections"]} == {
         ("late", "PERIOD_INVOICED"), ("early", "BEFORE_SUBSCRIPTION")}
 
-    canceled = make_subscription(f"{tenant_id}-c", status="CANCELED")
+    canceled = insert_subscription(f"{tenant_id}-c", status="CANCELED")
     body = track(stack, canceled.id, [{"endpoint": "/x"}]).json()
     assert body["rejections"][0]["reason"] == "SUBSCRIPTION_CANCELED" and body["accepted"] == 0
 
 
 def test_unknown_subscription_404_and_tracking_is_admin_only(stack, tenant_id):
     assert track(stack, "sub_missing", [{"endpoint": "/x"}]).status == 404
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     key = stack.tenant_key(tenant_id)
     assert track(stack, sub.id, [{"endpoint": "/x"}], key=key).status == 403
     assert stack.rest("GET", f"/billing/metrics/usage/{sub.id}", key=key).status == 200
@@ -104,7 +104,7 @@ def test_unknown_subscription_404_and_tracking_is_admin_only(stack, tenant_id):
 
 def test_daily_and_analytics_over_a_range(stack, tenant_id):
     anchor = dt.datetime(2026, 1, 10, 8, tzinfo=UTC)
-    sub = make_subscription(tenant_id, anchor=anchor)
+    sub = insert_subscription(tenant_id, anchor=anchor)
     day = lambda d, h: iso(dt.datetime(2026, 1, d, h, 15, tzinfo=UTC))  # noqa: E731
     track(stack, sub.id, [
         {"endpoint": "/v1/search", "count": 5, "timestamp": day(11, 9)},
@@ -132,14 +132,14 @@ def test_daily_and_analytics_over_a_range(stack, tenant_id):
     ({"start_date": "yesterday"}, "start_date"),
 ])
 def test_bad_ranges_are_400_naming_the_field(stack, tenant_id, params, field):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     for path in (f"/billing/metrics/daily/{sub.id}", f"/billing/analytics/{sub.id}"):
         reply = stack.rest("GET", path, params=params)
         assert reply.status == 400 and field in reply.json()["message"]
 
 
 def test_grpc_track_and_usage(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     auth = stack.auth(stack.admin_key)
     reply = stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[
@@ -154,7 +154,7 @@ def test_grpc_track_and_usage(stack, tenant_id):
 
 
 def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
-    sub = make_subscription(tenant_id)
+    sub = insert_subscription(tenant_id)
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     auth = stack.auth(stack.admin_key)
 
@@ -176,7 +176,7 @@ def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
 
 
 def test_grpc_daily_analytics_and_errors(stack, tenant_id):
-    sub = make_subscription(tenant_id, anchor=dt.datetime(2026, 1, 10, 8, tzinfo=UTC))
+    sub = insert_subscription(tenant_id, anchor=dt.datetime(2026, 1, 10, 8, tzinfo=UTC))
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     admin = stack.auth(stack.admin_key)
     at = usage_pb2.UsageEvent(endpoint="/x").timestamp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from hypothesis import HealthCheck, given, settings, strategies as st
-from usage_helpers import make_subscription
+from factories import insert_subscription
 
 from server.domain.access import ADMIN, Principal
 from server.domain.usage import RawEvent
@@ -22,7 +22,7 @@ batches = st.lists(st.lists(st.tuples(event_ids, st.integers(1, 50), st.sampled_
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=batches, retries=st.lists(st.integers(0, 5), max_size=3))
 def test_totals_equal_distinct_events_whatever_the_retries(stack, batches, retries):
-    subscription = make_subscription(f"prop-{id(batches)}-{dt.datetime.now().timestamp()}")
+    subscription = insert_subscription(f"prop-{id(batches)}-{dt.datetime.now().timestamp()}")
     now = dt.datetime.now(dt.timezone.utc)
     first_seen: dict[str, int] = {}
     sent = list(batches) + [batches[i % len(batches)] for i in retries]
