@@ -6,6 +6,8 @@ import dataclasses
 import os
 import pathlib
 
+from server.domain.issuer import Issuer
+
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
 
 
@@ -38,6 +40,8 @@ class Settings:
     outbox_dir: pathlib.Path = pathlib.Path("outbox")
     catalogue_path: pathlib.Path = DEFAULT_CATALOGUE
     usage_retention_days: int = 35
+    issuer: Issuer = Issuer(name="API Platform", address="", tax_id="")
+    mail_from: str = "billing@localhost"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,4 +65,8 @@ class Settings:
             outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
             catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),
             usage_retention_days=int(retention),
+            issuer=Issuer(name=env.get("BILLING_ISSUER_NAME") or cls.issuer.name,
+                          address=env.get("BILLING_ISSUER_ADDRESS", ""),
+                          tax_id=env.get("BILLING_ISSUER_TAX_ID", "")),
+            mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
         )

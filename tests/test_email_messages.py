@@ -16,7 +16,7 @@ ALERT = {"subscription_id": "sub_1", "tenant_id": "<script>alert(1)</script>", "
 
 def test_usage_alert_has_text_and_autoescaped_html():
     message = build_message(template="usage_alert", recipient="ops@example.com", payload=ALERT,
-                            dedup_key="usage_alert:sub_1:2025-01-01T00:00:00+00:00:80")
+                            from_address="billing@localhost", dedup_key="usage_alert:sub_1:2025-01-01T00:00:00+00:00:80")
     assert message["To"] == "ops@example.com" and message["From"] == "billing@localhost"
     assert message["Subject"] == "Usage alert: 80% of included requests used (Standard plan)"
     assert message["Message-ID"] == message_id("usage_alert:sub_1:2025-01-01T00:00:00+00:00:80")
@@ -31,7 +31,7 @@ def test_folder_sender_writes_eml_named_by_dedup_key(tmp_path):
     assert isinstance(sender, senders.FolderSender)
     key = "usage_alert:sub_1:2025-01-01T00:00:00+00:00:100"
     message = build_message(template="usage_alert", recipient="ops@example.com",
-                            payload={**ALERT, "threshold": 100, "requests": 100_000}, dedup_key=key)
+                            payload={**ALERT, "threshold": 100, "requests": 100_000}, from_address="billing@localhost", dedup_key=key)
     sender.send(message, key)
     sender.send(message, key)  # a resend overwrites the same file
     [path] = list((tmp_path / "outbox").iterdir())

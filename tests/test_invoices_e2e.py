@@ -20,7 +20,7 @@ from factories import insert_subscription
 
 from server.domain.periods import add_months
 from server.persistence import db
-from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsagePeriod
+from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsageDay, UsagePeriod
 
 UTC = dt.timezone.utc
 
@@ -39,6 +39,7 @@ def make_subscription(stack, tenant_id):
                 PlanChange.create(subscription=sub.id, plan=new_plan, effective_at=start + dt.timedelta(days=days))
             if requests:
                 UsagePeriod.create(subscription=sub.id, period_start=start, requests=requests)
+                UsageDay.create(subscription=sub.id, period_start=start, day=0, requests=requests)
         return sub.id
 
     return make
@@ -56,8 +57,8 @@ def test_generate_send_pay_pdf(stack, make_subscription):
     assert invoice["status"] == "PENDING" and invoice["number"].startswith("INV-") and len(invoice["number"]) == 10
     assert [(i["description"], i["quantity"], i["unit_amount_cents"], i["amount_cents"])
             for i in invoice["line_items"]] == [
-        ("Base fee: Standard plan", "1", "2900", "2900"),
-        ("Overage: 2,345 requests over 100,000 included (Standard plan, per 1,000 requests)", "2345", "50", "117")]
+        ("Standard plan, monthly fee", "1", "2900", "2900"),
+        ("Standard plan overage: 2,345 requests over 100,000 included", "2.345", "50", "117")]
     assert invoice["total_cents"] == invoice["subtotal_cents"] == "3017"
     assert invoice["currency"] == "USD"
     issued = dt.datetime.fromisoformat(invoice["issued_at"].replace("Z", "+00:00"))
@@ -78,7 +79,7 @@ def test_generate_send_pay_pdf(stack, make_subscription):
     assert pdf.status == 200
     assert pdf.headers["content-type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body)).pages)
-    for expected in [invoice["number"], "INVOICE", "PAID", "Base fee: Standard plan", "Overage: 2,345 requests",
+    for expected in [invoice["number"], "INVOICE", "PAID", "Standard plan, monthly fee", "overage: 2,345 requests",
                      "$30.17", "$29.00", "$1.17", "billing@example.com"]:
         assert expected in text
 
@@ -95,8 +96,9 @@ def test_pdf_over_grpc_is_bytes_and_deterministic(stack, make_subscription):
 def test_mid_period_upgrade_prorates_and_free_overage_is_not_billed(stack, make_subscription):
     sub = make_subscription("free", requests=50_000, changes=[(1, "premium")], days_ago=2)
     items = generate(stack, sub).json()["line_items"]
-    days = items[0]["description"].split(" of ")[1]
-    assert [i["description"] for i in items] == [f"Free plan, 1 of {days}", f"Premium plan, {int(days.split()[0]) - 1} of {days}"]
+    days = items[0]["description"].split(" of ")[1].split(",")[0]
+    assert [i["description"].rsplit(",", 1)[0] for i in items] == [
+        f"Free plan, 1 of {days}", f"Premium plan, {int(days.split()[0]) - 1} of {days}"]
     assert items[0]["amount_cents"] == "0"
     assert len(items) == 2  # 50,000 requests are within Premium's quota
 

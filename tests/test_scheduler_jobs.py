@@ -157,21 +157,21 @@ def test_smtp_outage_is_retried_with_backoff_then_sent_once(smtp, make_sub, now)
 
     run_job("deliver_outbox", now, sender=SmtpSender("127.0.0.1", free_port(), timeout=2))  # nobody listening
     [row] = outbox_of(sub)
-    assert row.sent_at is None and row.attempts == 1 and row.next_attempt_at == now + dt.timedelta(seconds=30)
+    assert row.sent_at is None and row.attempts == 1 and row.next_attempt_at == now + dt.timedelta(minutes=1)
     assert row.last_error
 
     handler.refuse_once.add(sub.billing_email)
-    run_job("deliver_outbox", now + dt.timedelta(seconds=10), sender=sender)  # not due yet
+    run_job("deliver_outbox", now + dt.timedelta(seconds=59), sender=sender)  # not due yet
     assert outbox_of(sub)[0].attempts == 1 and not handler.to(sub.billing_email)
-    run_job("deliver_outbox", now + dt.timedelta(seconds=30), sender=sender)  # due: 451
+    run_job("deliver_outbox", now + dt.timedelta(minutes=1), sender=sender)  # due: 451
     [row] = outbox_of(sub)
     assert row.attempts == 2 and "451" in row.last_error
-    assert row.next_attempt_at == now + dt.timedelta(seconds=90)
+    assert row.next_attempt_at == now + dt.timedelta(minutes=6)
 
-    deliver_all(sender, now + dt.timedelta(seconds=90))
+    deliver_all(sender, now + dt.timedelta(minutes=6))
     deliver_all(sender, now + dt.timedelta(hours=2))
     [row] = outbox_of(sub)
-    assert row.sent_at == now + dt.timedelta(seconds=90)
+    assert row.sent_at == now + dt.timedelta(minutes=6)
     [message] = handler.to(sub.billing_email)
     assert "$99.00" in message["Subject"]
 

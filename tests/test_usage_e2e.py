@@ -78,6 +78,7 @@ def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_
         Invoice.create(id=f"inv_{uuid.uuid4().hex}", number=f"TEST-{uuid.uuid4().hex[:8]}", subscription=sub.id,
                        tenant_id=tenant_id, status="PENDING", period_start=sub.current_period_start,
                        period_end=sub.current_period_end, subtotal_cents=0, total_cents=0, currency="USD",
+                       billing_email="b@example.com", issuer_name="Issuer", issuer_address="", issuer_tax_id="",
                        issued_at=now, due_at=now, created_at=now)
     before = iso(sub.anchor_at - dt.timedelta(days=1))
     body = track(stack, sub.id, [{"event_id": "late", "endpoint": "/x"},

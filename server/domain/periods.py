@@ -10,6 +10,8 @@ import calendar
 import dataclasses
 import datetime as dt
 
+DAY = dt.timedelta(days=1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Period:
@@ -23,7 +25,7 @@ class Period:
     @property
     def days(self) -> int:
         """Length in days, rounded half-up (periods are whole days, but DST-free UTC makes this exact)."""
-        return round((self.end - self.start) / dt.timedelta(days=1))
+        return round((self.end - self.start) / DAY)
 
 
 def add_months(anchor: dt.datetime, months: int) -> dt.datetime:

@@ -11,6 +11,8 @@ from typing import Iterable
 from server.domain.errors import InvalidArgument
 
 MAX_BATCH = 1000
+# One event stands for at most a billion requests: with MAX_BATCH, a batch adds at most 10^12.
+MAX_COUNT = 1_000_000_000
 MAX_RANGE_DAYS = 366
 # Clocks of callers drift; an event this far ahead of ours is still accepted.
 FUTURE_SKEW = dt.timedelta(minutes=5)
@@ -55,8 +57,9 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
             raise InvalidArgument(f"{where}.event_id is longer than {MAX_EVENT_ID} characters",
                                   field=f"{where}.event_id")
         count = 1 if event.count is None else event.count
-        if count < 1:
-            raise InvalidArgument(f"{where}.count must be at least 1, got {count}", field=f"{where}.count")
+        if not 1 <= count <= MAX_COUNT:
+            raise InvalidArgument(f"{where}.count must be between 1 and {MAX_COUNT:,}, got {count}",
+                                  field=f"{where}.count")
         timestamp = now if event.timestamp is None else event.timestamp
         if timestamp > now + FUTURE_SKEW:
             raise InvalidArgument(f"{where}.timestamp {timestamp.isoformat()} is in the future",

@@ -1,8 +1,9 @@
 """E-mails from outbox rows: Jinja2 templates (HTML autoescaped) rendered into an EmailMessage
 with text and HTML alternatives; `invoice_issued` carries the invoice PDF.
 
-Rendering reads the current rows (invoice, line items, subscription) at delivery time; the
-outbox payload only names them (or, for usage alerts, carries the figures as they were).
+Rendering reads the invoice and its lines at delivery time: what they show was snapshotted at
+issue, so a later change of the subscription cannot alter them. The outbox payload only names
+the invoice (or, for usage alerts, carries the figures as they were).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import json
 import jinja2
 
 from server.notifications.pdf import money, render_invoice_pdf
-from server.persistence.models import Invoice, InvoiceLineItem, Subscription
+from server.persistence.models import Invoice
+from server.services.invoices import items_of
 
-DEFAULT_FROM = "billing@localhost"
 TEMPLATES = ("invoice_issued", "invoice_overdue", "usage_alert")
 
 _env = jinja2.Environment(
@@ -36,11 +37,9 @@ def message_id(dedup_key: str) -> str:
 def _invoice_context(invoice_id: str) -> dict:
     # Deleted invoices are still rendered: the e-mail was owed when the row was queued.
     invoice = Invoice.get_by_id(invoice_id)
-    subscription = Subscription.get_by_id(invoice.subscription_id)
-    items = list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
-                 .order_by(InvoiceLineItem.position))
+    items = items_of(invoice)
     return {
-        "invoice": invoice, "subscription": subscription, "line_items": items,
+        "invoice": invoice, "line_items": items,
         "total": money(invoice.total_cents, invoice.currency),
         "items": [{"description": i.description, "amount": money(i.amount_cents, invoice.currency)} for i in items],
     }
@@ -57,7 +56,7 @@ def _subject(template: str, context: dict) -> str:
 
 
 def build_message(*, template: str, recipient: str, payload: str | dict, dedup_key: str,
-                  from_address: str = DEFAULT_FROM) -> email.message.EmailMessage:
+                  from_address: str) -> email.message.EmailMessage:
     """The e-mail for one outbox row. Raises LookupError for an unknown template."""
     if template not in TEMPLATES:
         raise LookupError(f"unknown e-mail template {template!r}")
@@ -73,6 +72,6 @@ def build_message(*, template: str, recipient: str, payload: str | dict, dedup_k
     message.add_alternative(_env.get_template(f"{template}.html").render(context), subtype="html")
     if template == "invoice_issued":
         invoice = context["invoice"]
-        pdf = render_invoice_pdf(invoice, context["line_items"], context["subscription"])
+        pdf = render_invoice_pdf(invoice, context["line_items"])
         message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{invoice.number}.pdf")
     return message

@@ -1,4 +1,10 @@
-"""Invoice PDFs with fpdf2: one A4 page, core fonts, amounts formatted from integer cents.
+"""Invoice PDFs with fpdf2: one A4 page, amounts formatted from integer cents.
+
+Text is set in Noto Sans (the fontpkg-noto-sans package: Latin, Greek, Cyrillic and more), so
+any tenant id or e-mail renders; a character the font lacks becomes U+FFFD, never an error.
+The variable font is used at its default instance (Regular): instancing other weights costs
+seconds per process, so emphasis is size and colour. Everything shown comes from the invoice's
+own snapshot, so a later change of the subscription, catalogue or settings never alters it.
 
 Deterministic: the creation date is the invoice's issue time, so the same invoice renders to
 the same bytes.
@@ -7,9 +13,18 @@ the same bytes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
+import fontpkg_noto_sans
 from fpdf import FPDF
 from fpdf.enums import Align
+from fpdf.fonts import FontFace
+
+from server.domain.invoicing import decimal_quantity
+
+FONT = "NotoSans"
+FONT_FILE = fontpkg_noto_sans.ROOT / "files" / "NotoSans[wdth,wght].ttf"
+REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "EUR ", "GBP": "GBP "}
 INK = (33, 37, 41)
@@ -33,28 +48,48 @@ def _stamp(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_invoice_pdf(invoice, line_items, subscription) -> bytes:
-    """The invoice as PDF bytes; `line_items` in display order, `subscription` for the billing e-mail."""
+@functools.cache
+def _glyphs() -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    return frozenset(TTFont(str(FONT_FILE), lazy=True).getBestCmap())
+
+
+def printable(text: str) -> str:
+    """`text` with every character the font cannot draw replaced by U+FFFD."""
+    glyphs = _glyphs()
+    return "".join(c if ord(c) in glyphs or c in "\n" else REPLACEMENT for c in text)
+
+
+def render_invoice_pdf(invoice, line_items) -> bytes:
+    """The invoice as PDF bytes; `line_items` in display order."""
     pdf = FPDF(format="A4")
+    pdf.add_font(FONT, "", str(FONT_FILE))
     pdf.set_creation_date(invoice.issued_at)
     pdf.set_title(f"Invoice {invoice.number}")
-    pdf.set_author("billing-service")
+    pdf.set_author(printable(invoice.issuer_name))
     pdf.set_auto_page_break(False)
     pdf.set_margins(20, 20, 20)
     pdf.add_page()
     width = pdf.epw
     currency = invoice.currency
 
-    # Title block: INVOICE on the left, number and status on the right.
+    # Title block: INVOICE and the issuer on the left, number and status on the right.
     pdf.set_text_color(*INK)
-    pdf.set_font("Helvetica", "B", 26)
+    pdf.set_font(FONT, "", 26)
     pdf.cell(width / 2, 12, "INVOICE")
-    pdf.set_font("Helvetica", "B", 13)
+    pdf.set_font(FONT, "", 13)
     pdf.cell(width / 2, 7, invoice.number, align=Align.R, new_x="LMARGIN", new_y="NEXT")
     pdf.set_x(pdf.l_margin + width / 2)
-    pdf.set_font("Helvetica", "", 10)
+    pdf.set_font(FONT, "", 10)
     pdf.set_text_color(*MUTED)
     pdf.cell(width / 2, 6, f"Status: {invoice.status}", align=Align.R, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(*INK)
+    issuer = [invoice.issuer_name, *invoice.issuer_address.splitlines()]
+    if invoice.issuer_tax_id:
+        issuer.append(f"Tax id: {invoice.issuer_tax_id}")
+    for text in filter(None, issuer):
+        pdf.cell(width, 5, printable(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_draw_color(*RULE)
     pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
@@ -62,8 +97,8 @@ def render_invoice_pdf(invoice, line_items, subscription) -> bytes:
 
     # Two columns: who is billed, and the dates.
     top = bottom = pdf.get_y()
-    left = [("Billed to", invoice.tenant_id), ("Billing e-mail", subscription.billing_email),
-            ("Subscription", subscription.id),
+    left = [("Billed to", invoice.billing_email), ("Account", invoice.tenant_id),
+            ("Subscription", invoice.subscription_id),
             ("Period", f"{_stamp(invoice.period_start)} to {_stamp(invoice.period_end)}")]
     right = [("Issued", _date(invoice.issued_at)), ("Due", _date(invoice.due_at)), ("Paid", _date(invoice.paid_at))]
     for column_x, column_w, rows in [(pdf.l_margin, width * 0.66, left),
@@ -71,25 +106,25 @@ def render_invoice_pdf(invoice, line_items, subscription) -> bytes:
         pdf.set_xy(column_x, top)
         for label, value in rows:
             pdf.set_x(column_x)
-            pdf.set_font("Helvetica", "", 8)
+            pdf.set_font(FONT, "", 8)
             pdf.set_text_color(*MUTED)
             pdf.cell(column_w, 4.5, label.upper(), new_x="LEFT", new_y="NEXT")
-            pdf.set_font("Helvetica", "", 10)
+            pdf.set_font(FONT, "", 10)
             pdf.set_text_color(*INK)
-            pdf.cell(column_w, 5.5, value, new_x="LEFT", new_y="NEXT")
+            pdf.multi_cell(column_w, 5.5, printable(value), new_x="LEFT", new_y="NEXT")
             pdf.ln(1.5)
         bottom = max(bottom, pdf.get_y())
     pdf.set_y(bottom + 6)
 
     # Line items.
-    pdf.set_font("Helvetica", "", 9.5)
+    pdf.set_font(FONT, "", 9)
     pdf.set_draw_color(*RULE)
-    with pdf.table(col_widths=(88, 20, 31, 31), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),
-                   headings_style=_headings(), line_height=5, borders_layout="HORIZONTAL_LINES",
-                   padding=(2, 2)) as table:
-        table.row(["Description", "Qty", "Unit price", "Amount"])
+    with pdf.table(col_widths=(74, 16, 26, 24, 26), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
+                   headings_style=FontFace(color=INK, fill_color=HEADER_FILL), line_height=5,
+                   borders_layout="HORIZONTAL_LINES", padding=(2, 2)) as table:
+        table.row(["Description", "Qty", "Unit", "Unit price", "Amount"])
         for item in line_items:
-            table.row([item.description, f"{item.quantity:,}", money(item.unit_amount_cents, currency),
+            table.row([printable(item.description), decimal_quantity(item.quantity_milli), item.unit, money(item.unit_amount_cents, currency),
                        money(item.amount_cents, currency)])
 
     # Totals, right-aligned under the amount column.
@@ -97,20 +132,14 @@ def render_invoice_pdf(invoice, line_items, subscription) -> bytes:
     label_w, value_w = 40, 31
     for label, cents, bold in [("Subtotal", invoice.subtotal_cents, False), ("Total", invoice.total_cents, True)]:
         pdf.set_x(pdf.l_margin + width - label_w - value_w)
-        pdf.set_font("Helvetica", "B" if bold else "", 11 if bold else 10)
+        pdf.set_font(FONT, "", 12 if bold else 10)
         pdf.cell(label_w, 7, f"{label} ({currency})" if bold else label, align=Align.R)
         pdf.cell(value_w, 7, money(cents, currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
 
     # Footer.
     pdf.set_y(-25)
-    pdf.set_font("Helvetica", "", 8)
+    pdf.set_font(FONT, "", 8)
     pdf.set_text_color(*MUTED)
     pdf.multi_cell(width, 4, f"Invoice {invoice.number} ({invoice.id}). Amounts in {currency}. "
                    f"Payment is due by {_date(invoice.due_at)}.", align=Align.C)
     return bytes(pdf.output())
-
-
-def _headings():
-    from fpdf.fonts import FontFace
-
-    return FontFace(emphasis="BOLD", color=INK, fill_color=HEADER_FILL)

@@ -1,7 +1,9 @@
 """Schema migrations, applied in order at start-up and recorded in `schema_migration`.
 
-A migration is a function of a playhouse.migrations SchemaMigrator. Append new ones; never
-edit one that has shipped. Each runs in its own transaction where the database allows it.
+A migration is a function of a playhouse.migrations SchemaMigrator and describes its change in
+frozen terms (schema_0001's classes, column definitions written out, SQL), never through the
+live models. Append new ones; never edit one that has shipped. Each runs in its own transaction
+where the database allows it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import datetime as dt
 
 import peewee as pw
+from playhouse import migrate as operations
 from playhouse.migrate import SchemaMigrator
 
-from server.persistence import models
+from server.domain.invoicing import day_index
+from server.domain.periods import period_containing
+from server.persistence import models, schema_0001
 from server.persistence.db import database
 
 
@@ -21,10 +26,67 @@ class SchemaMigration(models.BaseModel):
 
 
 def _0001_initial(migrator: SchemaMigrator) -> None:
-    database.create_tables(models.ALL_MODELS)
+    database.create_tables(schema_0001.TABLES)
 
 
-MIGRATIONS = [("0001_initial", _0001_initial)]
+class _UsageDay0002(schema_0001.BaseModel):
+    subscription = pw.ForeignKeyField(schema_0001.Subscription, on_delete="CASCADE", index=False)
+    period_start = pw.DateTimeField()
+    day = pw.IntegerField()
+    requests = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "usage_day"
+        indexes = ((("subscription", "period_start", "day"), True),)
+
+
+def _backfill_usage_days() -> None:
+    """Per-day counters from the raw events still kept (retention outlasts an open period).
+    Frozen tables read naive UTC datetimes, consistently."""
+    old = schema_0001
+    anchors = {s.id: s.anchor_at for s in old.Subscription.select(old.Subscription.id, old.Subscription.anchor_at)}
+    totals: dict[tuple[str, dt.datetime, int], int] = {}
+    for event in old.UsageEvent.select(old.UsageEvent.subscription, old.UsageEvent.count,
+                                       old.UsageEvent.occurred_at).iterator():
+        found = period_containing(anchors[event.subscription_id], event.occurred_at)
+        key = (event.subscription_id, found.start, day_index(found, event.occurred_at))
+        totals[key] = totals.get(key, 0) + event.count
+    rows = [{"subscription": s, "period_start": start, "day": day, "requests": n}
+            for (s, start, day), n in totals.items()]
+    for offset in range(0, len(rows), 500):
+        _UsageDay0002.insert_many(rows[offset:offset + 500]).execute()
+
+
+def _0002_segments_snapshots_dead_letters(migrator: SchemaMigrator) -> None:
+    """Billing by plan segments (per-day usage counters), invoices that snapshot what they show and
+    free their period when VOID or deleted, decimal line quantities, outbox dead letters."""
+    database.create_tables([_UsageDay0002])
+    _backfill_usage_days()
+    text = {"max_length": 1024, "default": ""}
+    operations.migrate(
+               migrator.add_column("invoice", "billing_email", pw.CharField(**text)),
+               migrator.add_column("invoice", "issuer_name", pw.CharField(**text)),
+               migrator.add_column("invoice", "issuer_address", pw.CharField(**text)),
+               migrator.add_column("invoice", "issuer_tax_id", pw.CharField(**text)),
+               migrator.add_column("invoice_line_item", "quantity_milli", pw.BigIntegerField(default=0)),
+               migrator.add_column("invoice_line_item", "unit", pw.CharField(max_length=32, default="")),
+               migrator.add_column("outbox_message", "dead_at", pw.DateTimeField(null=True)))
+    database.execute_sql('UPDATE invoice SET billing_email = (SELECT s.billing_email FROM subscription s '
+                         'WHERE s.id = invoice.subscription_id)')
+    # Old lines: overage was `requests` at the per-1,000 price; a fee line was 1 at the amount.
+    param = database.obj.param
+    database.execute_sql(f"UPDATE invoice_line_item SET quantity_milli = quantity, unit = {param} "
+                         f"WHERE description LIKE {param}", ("1,000 requests", "Overage%"))
+    database.execute_sql(f"UPDATE invoice_line_item SET quantity_milli = 1000, unit = {param}, "
+                         f"unit_amount_cents = amount_cents WHERE description NOT LIKE {param}", ("month", "Overage%"))
+    operations.migrate(migrator.drop_column("invoice_line_item", "quantity"),
+               migrator.drop_index("invoice", "invoice_subscription_id_period_start"))
+    database.execute_sql('CREATE UNIQUE INDEX invoice_one_live_per_period ON invoice (subscription_id, period_start) '
+                         "WHERE status <> 'VOID' AND deleted_at IS NULL")
+
+
+MIGRATIONS = [("0001_initial", _0001_initial),
+              ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters)]
 
 
 def migrate() -> list[str]:

@@ -1,6 +1,10 @@
 """Tables. Uniqueness that correctness depends on lives here, in the database, not in a
-read-then-write check: one ACTIVE subscription per tenant, one invoice per subscription
-period, one usage event per (subscription, event_id), one outbox row per dedup key.
+read-then-write check: one ACTIVE subscription per tenant, one live (not VOID, not deleted)
+invoice per subscription period, one usage event per (subscription, event_id), one outbox row
+per dedup key.
+
+The schema of each table is built by the migrations (persistence/migrations.py), not from these
+classes: a change here needs a migration beside it.
 
 Datetimes are stored as naive UTC and read back as aware UTC. Foreign keys to a subscription
 carry no index of their own where a composite index already leads with the subscription: on
@@ -123,7 +127,7 @@ class UsageHourly(BaseModel):
 
 
 class UsagePeriod(BaseModel):
-    """Requests per subscription period: what usage and invoicing read."""
+    """Requests per subscription period: what usage alerts read, and the bound against overflow."""
 
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
     period_start = UTCDateTimeField()
@@ -131,6 +135,19 @@ class UsagePeriod(BaseModel):
 
     class Meta:
         indexes = ((("subscription", "period_start"), True),)
+
+
+class UsageDay(BaseModel):
+    """Requests per day of a subscription period (day k = [start + k days, start + k+1 days)):
+    what invoicing reads to bill usage on the plan in force when it was consumed."""
+
+    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    period_start = UTCDateTimeField()
+    day = pw.IntegerField()
+    requests = pw.BigIntegerField()
+
+    class Meta:
+        indexes = ((("subscription", "period_start", "day"), True),)
 
 
 class Counter(BaseModel):
@@ -151,6 +168,11 @@ class Invoice(BaseModel):
     subtotal_cents = pw.BigIntegerField()
     total_cents = pw.BigIntegerField()
     currency = pw.CharField(max_length=3)
+    # Snapshots taken at issue: a later change of the subscription or settings never alters them.
+    billing_email = pw.CharField(max_length=320)
+    issuer_name = pw.CharField(max_length=256)
+    issuer_address = pw.CharField(max_length=1024)
+    issuer_tax_id = pw.CharField(max_length=64)
     issued_at = UTCDateTimeField()
     due_at = UTCDateTimeField()
     paid_at = UTCDateTimeField(null=True)
@@ -159,17 +181,24 @@ class Invoice(BaseModel):
 
     class Meta:
         indexes = (
-            (("subscription", "period_start"), True),
             (("subscription", "created_at"), False),
             (("status", "due_at"), False),
         )
+
+
+LIVE_INVOICE = (Invoice.status != "VOID") & Invoice.deleted_at.is_null()
+# At most one live invoice per subscription period; a VOID or deleted one frees the period.
+Invoice.add_index(Invoice.index(Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE,
+                                name="invoice_one_live_per_period"))
 
 
 class InvoiceLineItem(BaseModel):
     invoice = pw.ForeignKeyField(Invoice, backref="line_items", on_delete="CASCADE")
     position = pw.IntegerField()
     description = pw.CharField(max_length=256)
-    quantity = pw.BigIntegerField()
+    # Thousandths of the unit (1000 = 1): exact for overage counted in thousands of requests.
+    quantity_milli = pw.BigIntegerField()
+    unit = pw.CharField(max_length=32)
     unit_amount_cents = pw.BigIntegerField()
     amount_cents = pw.BigIntegerField()
 
@@ -186,9 +215,11 @@ class OutboxMessage(BaseModel):
     attempts = pw.IntegerField(default=0)
     last_error = pw.TextField(null=True)
     sent_at = UTCDateTimeField(null=True, index=True)
+    # Set when delivery is given up after MAX_ATTEMPTS failures (a dead letter); cleared by a retry.
+    dead_at = UTCDateTimeField(null=True)
 
 
 ALL_MODELS = [
-    Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod,
+    Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod, UsageDay,
     Counter, Invoice, InvoiceLineItem, OutboxMessage,
 ]

@@ -1,4 +1,5 @@
-"""`billing-scheduler run` (the clock) and `billing-scheduler run-once JOB [--now RFC3339]`.
+"""`billing-scheduler run` (the clock), `billing-scheduler run-once JOB [--now RFC3339]` and
+`billing-scheduler outbox [--failed | --retry ID]`.
 
 The clock only triggers jobs; what a job does is a function of `now` in jobs.py. Run one
 scheduler with SQLite; with PostgreSQL several may run, and an advisory lock per job lets only
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -22,19 +24,56 @@ from server.bootstrap import prepare
 from server.config import Settings
 from server.persistence import db
 from server.scheduler import jobs
+from server.services import outbox
 
 log = logging.getLogger("billing.scheduler")
 UTC = dt.timezone.utc
 OUTBOX_EVERY_SECONDS = 10
+# The range a job's clock may be set to: nothing in this service predates 2000, and a year of
+# slack below datetime's end keeps every period and backoff computed from `now` representable.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = dt.datetime(9998, 1, 1, tzinfo=UTC)
+MAX_AHEAD = dt.timedelta(hours=24)
 
 
 def parse_now(text: str) -> dt.datetime:
     """RFC 3339 (`2025-03-01T00:10:00Z`); a time without offset is taken as UTC."""
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp in range: {text!r}") from None
+
+
+def check_now(now: dt.datetime, real_now: dt.datetime, *, allow_future: bool) -> str | None:
+    """Why `now` may not drive a job, or None. A clock far ahead would invoice periods that have
+    not happened and purge the events deduplication needs; one before 2000 is a typo."""
+    if now < EARLIEST:
+        return f"--now {now.isoformat()} is before {EARLIEST:%Y-%m-%d}"
+    if now >= LATEST:
+        return f"--now {now.isoformat()} is not before {LATEST:%Y-%m-%d}"
+    if now > real_now + MAX_AHEAD and not allow_future:
+        return (f"--now {now.isoformat()} is more than 24 hours ahead of the clock ({real_now.isoformat()}); "
+                "pass --allow-future if you mean it")
+    return None
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    """Counts, dead letters, or a retry of one; prints JSON."""
+    with db.session():
+        if args.retry is not None:
+            if not outbox.retry(args.retry, dt.datetime.now(UTC)):
+                print(f"billing-scheduler: no dead letter with id {args.retry}", file=sys.stderr)
+                return 2
+            print(json.dumps({"retried": args.retry}))
+        elif args.failed:
+            for row in outbox.dead_letters():
+                print(json.dumps({"id": row.id, "template": row.template, "recipient": row.recipient,
+                                  "attempts": row.attempts, "last_error": row.last_error,
+                                  "dead_at": row.dead_at.isoformat()}, sort_keys=True))
+        else:
+            print(json.dumps(outbox.counts(), sort_keys=True))
+    return 0
 
 
 def _trigger(name: str) -> None:
@@ -73,14 +112,30 @@ def run(settings: Settings) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the problem (exit 2), not the usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="billing-scheduler", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="billing-scheduler", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the jobs on their schedules until SIGTERM or Ctrl-C")
     once = commands.add_parser("run-once", help="run one job once and print its JSON summary")
     once.add_argument("job", choices=sorted(jobs.JOBS))
     once.add_argument("--now", type=parse_now, default=None, help="RFC 3339 instant (default: the current time)")
+    once.add_argument("--allow-future", action="store_true", help="accept --now more than 24 hours ahead")
+    box = commands.add_parser("outbox", help="e-mail outbox: counts, dead letters (--failed), or --retry ID")
+    which = box.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="list dead letters (delivery given up)")
+    which.add_argument("--retry", type=int, metavar="ID", help="queue a dead letter again, with fresh attempts")
     args = parser.parse_args(argv)
+    if args.command == "run-once" and args.now is not None:
+        problem = check_now(args.now, dt.datetime.now(UTC), allow_future=args.allow_future)
+        if problem:
+            parser.error(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     prepare(settings)
@@ -88,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(settings)
+        if args.command == "outbox":
+            return _outbox(args)
         summary = jobs.run_job(args.job, args.now or dt.datetime.now(UTC))
         print(json.dumps(summary, sort_keys=True), flush=True)
         return 0

@@ -26,10 +26,12 @@ from server.domain import subscriptions as rules
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
-from server.notifications.email import DEFAULT_FROM, build_message
+from server.notifications.email import build_message
 from server.persistence import db
 from server.persistence.db import database, for_update
-from server.persistence.models import Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod
+from server.persistence.models import (
+    LIVE_INVOICE, Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod,
+)
 from server.scheduler.leader import leadership
 from server.services import invoices
 from server.services.outbox import enqueue
@@ -39,8 +41,10 @@ log = logging.getLogger("billing.scheduler")
 ALERT_THRESHOLDS = (80, 100)
 MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next run continues
 PURGE_BATCH = 5000
-BACKOFF_BASE = dt.timedelta(seconds=30)
-BACKOFF_CAP = dt.timedelta(hours=1)
+# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
+# row is a dead letter (dead_at set) until an operator retries it.
+BACKOFF = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720))
+MAX_ATTEMPTS = len(BACKOFF) + 1
 # A claimed row is retried after this if its sender died before marking it.
 SEND_LEASE = dt.timedelta(minutes=5)
 
@@ -71,30 +75,58 @@ def _due(sub: Subscription, now: dt.datetime) -> bool:
     if sub.status == rules.ACTIVE:
         return sub.current_period_end <= now
     if sub.status == rules.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
-        return not Invoice.select().where((Invoice.subscription == sub.id)
-                                          & (Invoice.period_start == sub.current_period_start)).exists()
+        return invoices.live_invoice(sub.id, sub.current_period_start) is None
     return False
 
 
+def _issue(sub: Subscription, now: dt.datetime, period_start: dt.datetime | None = None) -> Invoice:
+    """Invoice the period (once: a live invoice generated earlier, by an admin or by a run that
+    crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
+    issued PAID (a total of 0) is owed nothing and sent nothing."""
+    try:
+        invoice = invoices.generate_invoice(sub.id, now=now, issuer=settings().issuer, period_start=period_start)
+    except AlreadyExists:
+        invoice = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
+    if invoice.status == invoice_state.PENDING:
+        invoice = invoices.set_status(invoice.id, invoice_state.SENT, now=now)
+    return invoice
+
+
 def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
-    """One transaction: invoice the current period (once), mark it SENT (which queues the e-mail),
-    and for an ACTIVE subscription move on to the next period. None if nothing is due."""
+    """One transaction: invoice the current period and, for an ACTIVE subscription, move on to the
+    next period. None if nothing is due."""
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or not _due(sub, now):
             return None
-        try:
-            invoice = invoices.generate_invoice(sub.id, now=now)
-        except AlreadyExists:
-            # Generated earlier (by an admin, or by a run that crashed after committing): reuse it.
-            invoice = Invoice.get((Invoice.subscription == sub.id) & (Invoice.period_start == sub.current_period_start))
-        if invoice.status == invoice_state.PENDING and invoice.deleted_at is None:
-            invoice = invoices.set_status(invoice.id, invoice_state.SENT, now=now)
+        invoice = _issue(sub, now)
         if sub.status == rules.ACTIVE:
             nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
             (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
              .where(Subscription.id == sub.id).execute())
         return invoice
+
+
+def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """Ended periods before a subscription's current one whose every invoice is VOID or deleted."""
+    live = Invoice.alias()
+    covered = live.select(live.id).where((live.subscription == Invoice.subscription)
+                                         & (live.period_start == Invoice.period_start)
+                                         & (live.status != invoice_state.VOID) & live.deleted_at.is_null())
+    query = (Invoice.select(Invoice.subscription, Invoice.period_start).distinct()
+             .join(Subscription, on=(Invoice.subscription == Subscription.id))
+             .where(~LIVE_INVOICE & (Invoice.period_end <= now)
+                    & (Invoice.period_start < Subscription.current_period_start) & ~pw.fn.EXISTS(covered))
+             .order_by(Invoice.subscription, Invoice.period_start))
+    return [(row.subscription_id, row.period_start) for row in query]
+
+
+def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime) -> Invoice | None:
+    with database.atomic():
+        sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
+        if sub is None or invoices.live_invoice(sub.id, period_start) is not None:
+            return None
+        return _issue(sub, now, period_start)
 
 
 @_logged
@@ -104,10 +136,12 @@ def period_invoicing(now: dt.datetime) -> dict:
 
     An ACTIVE subscription several periods behind gets one invoice per elapsed period, oldest
     first (up to MAX_PERIODS_PER_RUN per run). A CANCELED subscription gets its final invoice
-    (its current period, billed up to the cancellation) once canceled_at has passed.
+    (its current period, billed up to the cancellation) once canceled_at has passed. An ended
+    period whose invoice was voided or deleted is open again and invoiced anew.
     """
     current_invoice = Invoice.select(Invoice.id).where(
-        (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start))
+        (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start)
+        & LIVE_INVOICE)
     candidates = [s.id for s in Subscription.select(Subscription.id).where(
         ((Subscription.status == rules.ACTIVE) & (Subscription.current_period_end <= now))
         | ((Subscription.status == rules.CANCELED) & (Subscription.canceled_at <= now)
@@ -124,7 +158,15 @@ def period_invoicing(now: dt.datetime) -> dict:
                 errors += 1
                 break
             invoiced += 1
-    return {"rows": invoiced, "subscriptions": len(candidates), "invoiced": invoiced, "errors": errors}
+    reissued = 0
+    for subscription_id, period_start in _reopened_periods(now):
+        try:
+            reissued += _reissue(subscription_id, period_start, now) is not None
+        except Exception:  # noqa: BLE001 - as above
+            log.exception("period_invoicing failed to reissue %s %s", subscription_id, period_start)
+            errors += 1
+    return {"rows": invoiced + reissued, "subscriptions": len(candidates), "invoiced": invoiced,
+            "reissued": reissued, "errors": errors}
 
 
 @_logged
@@ -196,15 +238,16 @@ def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    """Delay after the `attempts`-th failure: 30 s, 1 min, 2 min, ... capped at 1 h."""
-    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+    """Delay after the `attempts`-th failure (1-based), for attempts < MAX_ATTEMPTS."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
 
 
 def _claim_next(now: dt.datetime) -> OutboxMessage | None:
     """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
     with database.atomic():
         query = (OutboxMessage.select()
-                 .where(OutboxMessage.sent_at.is_null() & (OutboxMessage.next_attempt_at <= now))
+                 .where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null()
+                        & (OutboxMessage.next_attempt_at <= now))
                  .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
         row = for_update(query, skip_locked=True).first()
         if row is not None:
@@ -225,8 +268,8 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
     lease, with the same Message-ID (derived from the dedup key), so receivers can drop the copy.
     """
     sender = sender or senders.from_settings(settings())
-    from_address = getattr(settings(), "mail_from", None) or DEFAULT_FROM
-    sent = failed = 0
+    from_address = settings().mail_from
+    sent = failed = dead = 0
     for _ in range(limit):
         row = _claim_next(now)
         if row is None:
@@ -237,15 +280,19 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
             attempts = row.attempts + 1
+            given_up = attempts >= MAX_ATTEMPTS
             (OutboxMessage.update(attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000],
-                                  next_attempt_at=now + backoff(attempts))
+                                  next_attempt_at=now if given_up else now + backoff(attempts),
+                                  dead_at=now if given_up else None)
              .where(OutboxMessage.id == row.id).execute())
-            log.warning("outbox %s failed (attempt %d): %s", row.dedup_key, attempts, error)
+            log.warning("outbox %s failed (attempt %d%s): %s", row.dedup_key, attempts,
+                        ", given up" if given_up else "", error)
             failed += 1
+            dead += given_up
         else:
             OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
             sent += 1
-    return {"rows": sent, "sent": sent, "failed": failed}
+    return {"rows": sent, "sent": sent, "failed": failed, "dead": dead}
 
 
 JOBS = {

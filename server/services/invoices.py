@@ -1,15 +1,16 @@
 """Invoices: generation, status workflow, soft delete, reading. Each change is one transaction.
 
-One invoice per subscription period is guaranteed by the unique index on (subscription,
-period_start), not by a read-then-write check: the loser of a race gets AlreadyExists naming the
-winner. Numbers come from the `invoice_number` counter, incremented in the same transaction, so a
-rolled-back generation consumes no number. Access checks take an optional principal so that the
-scheduler (no principal) can call these too.
+One live (not VOID, not deleted) invoice per subscription period is guaranteed by the partial
+unique index `invoice_one_live_per_period`, not by a read-then-write check: the loser of a race
+gets AlreadyExists naming the winner, and a VOID or deleted invoice frees its period for a new
+one. Numbers come from the `invoice_number` counter, incremented in the same transaction, so a
+rolled-back generation consumes no number and a number is never reused. An invoice snapshots
+what it shows at issue (line descriptions, billing e-mail, issuer). Access checks take an
+optional principal so that the scheduler (no principal) can call these too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 
@@ -17,10 +18,14 @@ import peewee as pw
 
 from server.domain import invoice_state
 from server.domain.access import Principal, require_admin, require_visible
+from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
-from server.domain.invoicing import line_items
+from server.domain.invoicing import line_items, segments
+from server.domain.periods import Period, period_containing
 from server.persistence.db import database, for_update
-from server.persistence.models import Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsagePeriod
+from server.persistence.models import (
+    LIVE_INVOICE, Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsageDay,
+)
 from server.persistence.pagination import paginate
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
@@ -38,23 +43,33 @@ def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
     return found
 
 
-def plan_segments(subscription: Subscription, start: dt.datetime, end: dt.datetime) -> list[tuple]:
-    """(plan, from, to) pieces of [start, end) from the dated plan history."""
-    changes = list(PlanChange.select(PlanChange, PlanChange.plan).join(PlanChange.plan.rel_model)
-                   .where(PlanChange.subscription == subscription.id)
-                   .order_by(PlanChange.effective_at, PlanChange.id))
-    if not changes:
-        return [(subscription.plan, start, end)]
-    in_force = [c for c in changes if c.effective_at <= start] or changes[:1]
-    points = [(start, in_force[-1].plan)] + [(c.effective_at, c.plan) for c in changes if start < c.effective_at < end]
-    return [(plan, begin, points[i + 1][0] if i + 1 < len(points) else end)
-            for i, (begin, plan) in enumerate(points)]
+def live_invoice(subscription_id: str, period_start: dt.datetime) -> Invoice | None:
+    """The invoice that covers the period, if any (VOID and deleted ones cover nothing)."""
+    return Invoice.get_or_none((Invoice.subscription == subscription_id) & (Invoice.period_start == period_start)
+                               & LIVE_INVOICE)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Period:
-    start: dt.datetime
-    end: dt.datetime
+def plan_history(subscription_id: str) -> list[tuple[dt.datetime, object]]:
+    """(effective_at, plan) of every plan the subscription has been on, oldest first."""
+    return [(change.effective_at, change.plan) for change in
+            PlanChange.select(PlanChange, PlanChange.plan).join(PlanChange.plan.rel_model)
+            .where(PlanChange.subscription == subscription_id).order_by(PlanChange.effective_at, PlanChange.id)]
+
+
+def requests_by_day(subscription_id: str, period_start: dt.datetime) -> dict[int, int]:
+    return {row.day: row.requests for row in UsageDay.select(UsageDay.day, UsageDay.requests)
+            .where((UsageDay.subscription == subscription_id) & (UsageDay.period_start == period_start))}
+
+
+def period_of(subscription: Subscription, start: dt.datetime) -> Period:
+    return period_containing(subscription.anchor_at, start)
+
+
+def billed_segments(subscription: Subscription, period: Period) -> list:
+    """The period's plan segments; a cancellation ends billing at its day. A subscription written
+    without history (by hand, or before plan history existed) is on its plan throughout."""
+    history = plan_history(subscription.id) or [(subscription.anchor_at, subscription.plan)]
+    return segments(period, history, subscription.canceled_at)
 
 
 def _next_number() -> str:
@@ -64,35 +79,47 @@ def _next_number() -> str:
     return f"INV-{Counter.get_by_id(NUMBER_COUNTER).value:06d}"
 
 
-def generate_invoice(subscription_id: str, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
-    """Invoice the subscription's current period as it stands; its existence closes the period for usage."""
+def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Period:
+    """The current period, or an earlier one whose invoice was voided or deleted (reissue)."""
+    if period_start is None:
+        return period_of(sub, sub.current_period_start)
+    period = period_of(sub, period_start)
+    if period.start != period_start or period_start < sub.anchor_at or period_start > sub.current_period_start:
+        raise InvalidArgument(f"period_start {period_start.isoformat()} is not the start of a period of "
+                              f"subscription {sub.id!r} up to its current one", field="period_start")
+    return period
+
+
+def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, principal: Principal | None = None,
+                     period_start: dt.datetime | None = None) -> Invoice:
+    """Invoice a period as it stands (default: the current one); its existence closes the period for
+    usage. A total of 0 is issued PAID: nothing is owed, so nothing can fall overdue."""
     if principal is not None:
         require_admin(principal, "generating an invoice")
     try:
         with database.atomic():
             sub = find_subscription(subscription_id, lock=True)
-            start, end = sub.current_period_start, sub.current_period_end
-            billed_until = min(end, sub.canceled_at) if sub.canceled_at else end
-            segments = plan_segments(sub, start, billed_until)
-            usage = UsagePeriod.get_or_none((UsagePeriod.subscription == sub.id) & (UsagePeriod.period_start == start))
-            items = line_items(_Period(start, end), segments, usage.requests if usage else 0, segments[-1][0])
+            period = _period_to_bill(sub, period_start)
+            items = line_items(period, billed_segments(sub, period), requests_by_day(sub.id, period.start))
             total = sum(item.amount_cents for item in items)
+            paid = total == 0
             invoice = Invoice.create(
                 id=f"inv_{uuid.uuid4().hex}", number=_next_number(), subscription=sub.id, tenant_id=sub.tenant_id,
-                status=invoice_state.PENDING, period_start=start, period_end=end, subtotal_cents=total,
-                total_cents=total, currency=sub.plan.currency, issued_at=now, due_at=now + PAYMENT_TERMS,
-                created_at=now)
+                status=invoice_state.PAID if paid else invoice_state.PENDING, period_start=period.start,
+                period_end=period.end, subtotal_cents=total, total_cents=total, currency=sub.plan.currency,
+                billing_email=sub.billing_email, issuer_name=issuer.name, issuer_address=issuer.address,
+                issuer_tax_id=issuer.tax_id, issued_at=now, due_at=now + PAYMENT_TERMS,
+                paid_at=now if paid else None, created_at=now)
             InvoiceLineItem.insert_many([
-                dict(invoice=invoice.id, position=i, description=item.description, quantity=item.quantity,
-                     unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
+                dict(invoice=invoice.id, position=i, description=item.description, quantity_milli=item.quantity_milli,
+                     unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
                 for i, item in enumerate(items)]).execute()
             return invoice
     except pw.IntegrityError:
         pass
-    existing = Invoice.get_or_none((Invoice.subscription == subscription_id)
-                                   & (Invoice.period_start == start))
+    existing = live_invoice(subscription_id, period.start)
     which = f"invoice {existing.id} ({existing.number})" if existing else "an invoice"
-    raise AlreadyExists(f"subscription {subscription_id!r} period starting {start.isoformat()} "
+    raise AlreadyExists(f"subscription {subscription_id!r} period starting {period.start.isoformat()} "
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
@@ -147,5 +174,6 @@ def list_invoices(subscription_id: str, *, status: str | None = None, page_size:
 
 
 def items_of(invoice: Invoice) -> list[InvoiceLineItem]:
+    """The invoice's lines in display order."""
     return list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
                 .order_by(InvoiceLineItem.position))

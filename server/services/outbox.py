@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from server.persistence.db import database
 from server.persistence.models import OutboxMessage
 
 
@@ -16,3 +17,27 @@ def enqueue(*, template: str, recipient: str, payload: dict, dedup_key: str, now
         created_at=now, next_attempt_at=now, attempts=0)
         .on_conflict_ignore().execute())
     return bool(inserted)
+
+
+def counts() -> dict[str, int]:
+    """Rows waiting to be sent, waiting after a failure, and given up (dead letters)."""
+    unsent = OutboxMessage.sent_at.is_null()
+    return {
+        "pending": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null()).count(),
+        "retrying": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null()
+                                                 & (OutboxMessage.attempts > 0)).count(),
+        "dead": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null(False)).count(),
+    }
+
+
+def dead_letters(limit: int = 100) -> list[OutboxMessage]:
+    return list(OutboxMessage.select().where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null(False))
+                .order_by(OutboxMessage.dead_at.desc(), OutboxMessage.id).limit(limit))
+
+
+def retry(message_id: int, now: dt.datetime) -> bool:
+    """Give a dead letter a fresh set of attempts, due now; False if there is no such dead letter."""
+    with database.atomic():
+        return bool(OutboxMessage.update(dead_at=None, attempts=0, next_attempt_at=now)
+                    .where((OutboxMessage.id == message_id) & OutboxMessage.sent_at.is_null()
+                           & OutboxMessage.dead_at.is_null(False)).execute())

@@ -3,8 +3,10 @@
 Ingestion is one transaction per batch: lock the subscription (PostgreSQL: FOR UPDATE, the same
 lock invoice generation takes, so no event slips into a period after it is invoiced; SQLite:
 BEGIN IMMEDIATE serializes writers), insert raw events with ON CONFLICT DO NOTHING RETURNING,
-and add only the rows actually inserted to the counters. The unique index on
-(subscription, event_id) is what makes a retried or concurrent duplicate count nothing.
+and add only the rows actually inserted to the counters (per hour and endpoint, per period, per
+day of the period). The unique index on (subscription, event_id) is what makes a retried or
+concurrent duplicate count nothing. A period's counter is bounded (MAX_PERIOD_REQUESTS), so no
+counter, total or amount computed from it can overflow a 64-bit column on either backend.
 """
 
 from __future__ import annotations
@@ -19,14 +21,21 @@ from peewee import EXCLUDED
 
 from server.domain import usage as rules
 from server.domain.access import Principal, require_admin
+from server.domain.errors import InvalidArgument
+from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
-from server.domain.pricing import overage_cents
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
-from server.persistence.models import Invoice, Subscription, UsageEvent, UsageHourly, UsagePeriod
+from server.persistence.models import (
+    LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
+)
+from server.services.invoices import billed_segments, period_of, requests_by_day
 from server.services.subscriptions import find_subscription, visible_subscription
 
 CANCELED = "CANCELED"
+# 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
+# the catalogue allows, / 1000, stays far below 2^63 cents.
+MAX_PERIOD_REQUESTS = 10**15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +76,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
         periods[event.index] = found
     starts = {p.start for p in periods.values()}
     invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
-        (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)))}
+        (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)) & LIVE_INVOICE)}
     rejections = []
     for event in events:
         period = periods[event.index]
@@ -90,14 +99,34 @@ def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: d
                   update={UsageHourly.requests: UsageHourly.requests + EXCLUDED.requests})
      .execute())
     per_period: dict[dt.datetime, int] = defaultdict(int)
+    per_day: dict[tuple[dt.datetime, int], int] = defaultdict(int)
     for event in events:
-        per_period[periods[event.index].start] += event.count
+        period = periods[event.index]
+        per_period[period.start] += event.count
+        per_day[(period.start, day_index(period, event.timestamp))] += event.count
+    _check_bound(subscription_id, per_period)
     (UsagePeriod.insert_many([
         {"subscription": subscription_id, "period_start": start, "requests": requests}
         for start, requests in per_period.items()])
      .on_conflict(conflict_target=[UsagePeriod.subscription, UsagePeriod.period_start],
                   update={UsagePeriod.requests: UsagePeriod.requests + EXCLUDED.requests})
      .execute())
+    (UsageDay.insert_many([
+        {"subscription": subscription_id, "period_start": start, "day": day, "requests": requests}
+        for (start, day), requests in per_day.items()])
+     .on_conflict(conflict_target=[UsageDay.subscription, UsageDay.period_start, UsageDay.day],
+                  update={UsageDay.requests: UsageDay.requests + EXCLUDED.requests})
+     .execute())
+
+
+def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> None:
+    """Refuse the batch (rolling it back whole) if a period would pass MAX_PERIOD_REQUESTS."""
+    counted = {row.period_start: row.requests for row in UsagePeriod.select().where(
+        (UsagePeriod.subscription == subscription_id) & UsagePeriod.period_start.in_(list(added)))}
+    for start, requests in added.items():
+        if counted.get(start, 0) + requests > MAX_PERIOD_REQUESTS:
+            raise InvalidArgument(f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} "
+                                  "requests", field="events", reason="PERIOD_USAGE_LIMIT")
 
 
 def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:
@@ -128,16 +157,19 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
 
 
 def usage(principal: Principal, subscription_id: str) -> UsageSummary:
+    """The current period by the invoicing rule: each plan segment's usage against its own prorated
+    included requests and overage price. Remaining is what the segment in force has left."""
     subscription = visible_subscription(principal, subscription_id)
-    plan = subscription.plan
-    total = period_requests(subscription.id, subscription.current_period_start)
+    period = period_of(subscription, subscription.current_period_start)
+    by_segment = usage_by_segment(period, billed_segments(subscription, period),
+                                  requests_by_day(subscription.id, period.start))
     return UsageSummary(
         subscription=subscription,
-        total_requests=total,
-        included_requests=plan.included_requests,
-        remaining_included=max(0, plan.included_requests - total),
-        overage_requests=max(0, total - plan.included_requests),
-        estimated_overage_cents=overage_cents(total, plan.included_requests, plan.overage_per_1k_cents),
+        total_requests=sum(u.requests for u in by_segment),
+        included_requests=sum(u.included for u in by_segment),
+        remaining_included=max(0, by_segment[-1].included - by_segment[-1].requests) if by_segment else 0,
+        overage_requests=sum(u.overage_requests for u in by_segment),
+        estimated_overage_cents=sum(u.overage_cents for u in by_segment),
     )
 
 

@@ -61,7 +61,7 @@ def create_server(settings: Settings, address: str | None = None, *,
     subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
         SubscriptionServicer(), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(), server)
-    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(), server)
+    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(settings.issuer), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
 

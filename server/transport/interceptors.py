@@ -14,6 +14,7 @@ from server.domain.errors import DomainError
 from server.persistence import db
 from server.services import keys
 from server.transport import context as call_context
+from server.transport import path_binding
 from server.transport.errors import abort
 
 log = logging.getLogger("billing.transport")
@@ -57,6 +58,16 @@ class ErrorInterceptor(UnaryInterceptor):
             abort(context, error)
 
 
+class PathBindingInterceptor(UnaryInterceptor):
+    """A REST call acts on the resource its path names, whatever its body says."""
+
+    def around(self, behavior, request, context, method, metadata):
+        for key, value in metadata or ():
+            if key == path_binding.ORIGINAL_PATH:
+                path_binding.check(method, value, request)
+        return behavior(request, context)
+
+
 def bearer_token(metadata) -> str | None:
     for key, value in metadata or ():
         if key == "authorization":
@@ -80,9 +91,9 @@ class AuthInterceptor(UnaryInterceptor):
 
 
 def default_interceptors(limiter=None) -> list[grpc.ServerInterceptor]:
-    """errors → auth → tier rate limit (only with a limiter: None turns rate limits off)."""
+    """errors → auth → tier rate limit (only with a limiter: None turns rate limits off) → path binding."""
     if limiter is None:
-        return [ErrorInterceptor(), AuthInterceptor()]
+        return [ErrorInterceptor(), AuthInterceptor(), PathBindingInterceptor()]
     from server.transport.ratelimit import RateLimitInterceptor
 
-    return [ErrorInterceptor(), AuthInterceptor(), RateLimitInterceptor(limiter)]
+    return [ErrorInterceptor(), AuthInterceptor(), RateLimitInterceptor(limiter), PathBindingInterceptor()]

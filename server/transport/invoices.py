@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from google.api import httpbody_pb2
 
+from server.domain.invoicing import decimal_quantity
+from server.domain.issuer import Issuer
 from server.notifications.pdf import render_invoice_pdf
 from server.persistence.models import Invoice
 from server.services import invoices
@@ -23,7 +27,7 @@ def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
         status=Status.Value(invoice.status),
         period_start=timestamp(invoice.period_start),
         period_end=timestamp(invoice.period_end),
-        line_items=[invoice_pb2.LineItem(description=i.description, quantity=i.quantity,
+        line_items=[invoice_pb2.LineItem(description=i.description, quantity=decimal_quantity(i.quantity_milli), unit=i.unit,
                                          unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
                     for i in invoices.items_of(invoice)],
         subtotal_cents=invoice.subtotal_cents,
@@ -33,6 +37,9 @@ def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
         due_at=timestamp(invoice.due_at),
         paid_at=timestamp(invoice.paid_at),
         deleted_at=timestamp(invoice.deleted_at),
+        billing_email=invoice.billing_email,
+        issuer=invoice_pb2.Issuer(name=invoice.issuer_name, address=invoice.issuer_address,
+                                  tax_id=invoice.issuer_tax_id),
     )
 
 
@@ -41,9 +48,15 @@ def _status_name(value: int) -> str | None:
 
 
 class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
+    def __init__(self, issuer: Issuer) -> None:
+        self.issuer = issuer
+
     def GenerateInvoice(self, request, context):
+        period_start = (request.period_start.ToDatetime(tzinfo=dt.timezone.utc)
+                        if request.HasField("period_start") else None)
         return invoice_message(invoices.generate_invoice(
-            request.subscription_id, now=now(), principal=current_principal()))
+            request.subscription_id, now=now(), issuer=self.issuer, principal=current_principal(),
+            period_start=period_start))
 
     def GetInvoice(self, request, context):
         return invoice_message(invoices.get_invoice(request.id, principal=current_principal()))
@@ -64,5 +77,5 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
 
     def GetInvoicePdf(self, request, context):
         invoice = invoices.get_invoice(request.id, principal=current_principal())
-        data = render_invoice_pdf(invoice, invoices.items_of(invoice), invoice.subscription)
+        data = render_invoice_pdf(invoice, invoices.items_of(invoice))
         return httpbody_pb2.HttpBody(content_type="application/pdf", data=data)

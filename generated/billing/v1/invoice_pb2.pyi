@@ -13,19 +13,31 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LineItem(_message.Message):
-    __slots__ = ("description", "quantity", "unit_amount_cents", "amount_cents")
+    __slots__ = ("description", "quantity", "unit", "unit_amount_cents", "amount_cents")
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
     UNIT_AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     description: str
-    quantity: int
+    quantity: str
+    unit: str
     unit_amount_cents: int
     amount_cents: int
-    def __init__(self, description: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_amount_cents: _Optional[int] = ..., amount_cents: _Optional[int] = ...) -> None: ...
+    def __init__(self, description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit: _Optional[str] = ..., unit_amount_cents: _Optional[int] = ..., amount_cents: _Optional[int] = ...) -> None: ...
+
+class Issuer(_message.Message):
+    __slots__ = ("name", "address", "tax_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TAX_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    tax_id: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., tax_id: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "subscription_id", "tenant_id", "status", "period_start", "period_end", "line_items", "subtotal_cents", "total_cents", "currency", "issued_at", "due_at", "paid_at", "deleted_at")
+    __slots__ = ("id", "number", "subscription_id", "tenant_id", "status", "period_start", "period_end", "line_items", "subtotal_cents", "total_cents", "currency", "issued_at", "due_at", "paid_at", "deleted_at", "billing_email", "issuer")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Invoice.Status]
@@ -55,6 +67,8 @@ class Invoice(_message.Message):
     DUE_AT_FIELD_NUMBER: _ClassVar[int]
     PAID_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_FIELD_NUMBER: _ClassVar[int]
+    BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     subscription_id: str
@@ -70,13 +84,17 @@ class Invoice(_message.Message):
     due_at: _timestamp_pb2.Timestamp
     paid_at: _timestamp_pb2.Timestamp
     deleted_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., subscription_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[_Union[Invoice.Status, str]] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., subtotal_cents: _Optional[int] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    billing_email: str
+    issuer: Issuer
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., subscription_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[_Union[Invoice.Status, str]] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., subtotal_cents: _Optional[int] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., billing_email: _Optional[str] = ..., issuer: _Optional[_Union[Issuer, _Mapping]] = ...) -> None: ...
 
 class GenerateInvoiceRequest(_message.Message):
-    __slots__ = ("subscription_id",)
+    __slots__ = ("subscription_id", "period_start")
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     subscription_id: str
-    def __init__(self, subscription_id: _Optional[str] = ...) -> None: ...
+    period_start: _timestamp_pb2.Timestamp
+    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetInvoiceRequest(_message.Message):
     __slots__ = ("id",)
