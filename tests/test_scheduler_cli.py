@@ -52,3 +52,39 @@ def test_run_stops_on_sigterm(tmp_path):
     _, rest = process.communicate(timeout=15)
     assert process.returncode == 0
     assert "scheduler stopped" in rest
+
+
+def refused(env, *args):
+    done = subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stderr.strip().splitlines()
+
+
+def test_now_out_of_range_is_refused_in_one_line_and_does_nothing(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+    for now in ("2200-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1999-12-31T23:59:59Z", "0001-01-01T00:00:00-14:00",
+                "9999-12-31T23:59:59-14:00", "not-a-time"):
+        code, lines = refused(env, "run-once", "daily_rollup", "--now", now)
+        assert code == 2 and len(lines) == 1 and ("--now" in lines[0] or "timestamp" in lines[0]), (now, lines)
+    assert not (tmp_path / "billing.db").exists()  # refused before touching anything
+    code, lines = refused(env, "run-once", "daily_rollup", "--now", "2200-01-01T00:00:00Z")
+    assert "--allow-future" in lines[0]
+    assert run_once(env, "daily_rollup", "--now", "2200-01-01T00:00:00Z", "--allow-future")["rows"] == 0
+    assert run_once(env, "daily_rollup", "--now", "2000-01-02T00:00:00+14:00")["rows"] == 0
+
+
+def test_outbox_command_counts_lists_and_retries_dead_letters(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+    run_once(env, "daily_rollup")  # creates the schema
+    with sqlite3.connect(tmp_path / "billing.db") as conn:
+        conn.execute("INSERT INTO outbox_message (dedup_key, template, recipient, payload, created_at, next_attempt_at,"
+                     " attempts, last_error, dead_at) VALUES ('k1', 'usage_alert', 'a@example.com', '{}',"
+                     " '2026-01-01 00:00:00', '2026-01-01 00:00:00', 10, 'refused', '2026-01-02 00:00:00')")
+        [(row_id,)] = conn.execute("SELECT id FROM outbox_message")
+    script = [str(SCRIPT), "outbox"]
+    counts = json.loads(subprocess.run(script, env=env, capture_output=True, text=True, check=True).stdout)
+    assert counts == {"dead": 1, "pending": 0, "retrying": 0}
+    [line] = subprocess.run(script + ["--failed"], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert json.loads(line)["id"] == row_id and json.loads(line)["last_error"] == "refused"
+    subprocess.run(script + ["--retry", str(row_id)], env=env, check=True, capture_output=True)
+    assert json.loads(subprocess.run(script, env=env, capture_output=True, text=True).stdout)["pending"] == 1
+    assert subprocess.run(script + ["--retry", str(row_id)], env=env, capture_output=True).returncode == 2
