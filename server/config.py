@@ -81,6 +81,10 @@ class Settings:
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    @property
+    def grpc_security(self) -> str:
+        return "mTLS" if self.grpc_client_ca else "TLS" if self.tls else "plaintext"
+
     def refuse_plaintext_exposure(self) -> None:
         """Every call carries a bearer key: a listener off loopback must not speak clear text
         unless the operator says TLS is terminated in front of it."""

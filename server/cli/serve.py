@@ -24,8 +24,7 @@ def main() -> int:
     prepare(settings)
     server, port = create_server(settings)
     server.start()
-    transport = "mTLS" if settings.grpc_client_ca else "TLS" if settings.tls else "plaintext"
-    log.info("gRPC listening on %s:%d (%s, database %s)", settings.bind, port, transport,
+    log.info("gRPC listening on %s:%d (%s, database %s)", settings.bind, port, settings.grpc_security,
              settings.database_url.split("@")[-1])
 
     def stop(signum, frame):

@@ -82,10 +82,12 @@ def main() -> int:
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
         curl_tls, grpcurl_tls = ("--cacert CA.pem ", "-cacert CA.pem") if settings.tls else ("", "-plaintext")
+        if settings.grpc_client_ca:
+            grpcurl_tls += " -cert CLIENT.pem -key CLIENT.key"
         print(f"""
 billing stack is up (database {settings.database_url.split('@')[-1]})
   REST (Envoy):  {rest}
-  gRPC:          {settings.bind}:{settings.grpc_port}{' (TLS)' if settings.tls else ''}
+  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security})
   admin key:     {admin_key}
 
   curl {curl_tls}-H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
