@@ -63,7 +63,7 @@ def downstream_tls(settings: Settings, workdir: pathlib.Path) -> str:
 def certificate_sha256(cert: pathlib.Path) -> str:
     """SHA-256 of the first (leaf) certificate in a PEM file, as Envoy's verify_certificate_hash takes it."""
     text = cert.read_text()
-    leaf = text[text.index("-----BEGIN CERTIFICATE-----"):text.index("-----END CERTIFICATE-----") + 25]
+    leaf = text[text.index(ssl.PEM_HEADER):text.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(leaf)).hexdigest()
 
 
@@ -79,6 +79,11 @@ def upstream_tls(settings: Settings) -> str:
         context["tls_certificates"] = [_certificate(settings.envoy_client_cert or settings.tls_cert,
                                                     settings.envoy_client_key or settings.tls_key)]
     return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
+
+
+def upstream_host(bind: str) -> str:
+    """Where Envoy reaches a server bound to `bind`: a wildcard bind on loopback, a specific address only at itself."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
 
 def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,

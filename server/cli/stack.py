@@ -69,9 +69,7 @@ def main() -> int:
     try:
         server = subprocess.Popen([str(_scripts() / "billing-server")])
         children.append(server)
-        # A wildcard bind is reachable on loopback; a specific address only on itself.
-        upstream = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
-        envoy = edge.start(settings, [settings.grpc_port], workdir, upstream_host=upstream)
+        envoy = edge.start(settings, [settings.grpc_port], workdir, upstream_host=edge.upstream_host(settings.bind))
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"
