@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import pathlib
 
@@ -26,6 +27,34 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
+def _pem_file(env: dict[str, str], name: str) -> pathlib.Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = pathlib.Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"{name} must be a readable PEM file, got {raw!r}")
+    return path.resolve()
+
+
+def _pair(env: dict[str, str], cert_name: str, key_name: str) -> tuple[pathlib.Path | None, pathlib.Path | None]:
+    """A certificate and its key come together or not at all."""
+    cert, key = _pem_file(env, cert_name), _pem_file(env, key_name)
+    if (cert is None) != (key is None):
+        missing, present = (key_name, cert_name) if key is None else (cert_name, key_name)
+        raise ConfigError(f"{missing} must be set together with {present}")
+    return cert, key
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///billing.db"
@@ -42,6 +71,31 @@ class Settings:
     usage_retention_days: int = 35
     issuer: Issuer = Issuer(name="API Platform", address="", tax_id="")
     mail_from: str = "billing@localhost"
+    # TLS: Envoy's listeners and the gRPC port serve this certificate when both are set.
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    # mTLS on the gRPC port: client certificates must chain to this CA.
+    grpc_client_ca: pathlib.Path | None = None
+    # What Envoy presents to the gRPC port under mTLS (default: tls_cert and tls_key).
+    envoy_client_cert: pathlib.Path | None = None
+    envoy_client_key: pathlib.Path | None = None
+    allow_plaintext: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def grpc_security(self) -> str:
+        return "mTLS" if self.grpc_client_ca else "TLS" if self.tls else "plaintext"
+
+    def refuse_plaintext_exposure(self) -> None:
+        """Every call carries a bearer key: a listener off loopback must not speak clear text
+        unless the operator says TLS is terminated in front of it."""
+        if not is_loopback(self.bind) and not self.tls and not self.allow_plaintext:
+            raise ConfigError(
+                f"BILLING_BIND={self.bind} is not loopback: set BILLING_TLS_CERT and BILLING_TLS_KEY, "
+                "or BILLING_ALLOW_PLAINTEXT=1 if TLS is terminated in front of this service")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -69,4 +123,19 @@ class Settings:
                           address=env.get("BILLING_ISSUER_ADDRESS", ""),
                           tax_id=env.get("BILLING_ISSUER_TAX_ID", "")),
             mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
+            **_tls_settings(env),
         )
+
+
+def _tls_settings(env: dict[str, str]) -> dict:
+    tls_cert, tls_key = _pair(env, "BILLING_TLS_CERT", "BILLING_TLS_KEY")
+    client_ca = _pem_file(env, "BILLING_GRPC_CLIENT_CA")
+    envoy_cert, envoy_key = _pair(env, "BILLING_ENVOY_CLIENT_CERT", "BILLING_ENVOY_CLIENT_KEY")
+    if tls_cert is None and (client_ca or envoy_cert):
+        name = "BILLING_GRPC_CLIENT_CA" if client_ca else "BILLING_ENVOY_CLIENT_CERT"
+        raise ConfigError(f"{name} needs BILLING_TLS_CERT and BILLING_TLS_KEY: client certificates only work over TLS")
+    allow = env.get("BILLING_ALLOW_PLAINTEXT", "")
+    if allow not in ("", "0", "1"):
+        raise ConfigError(f"BILLING_ALLOW_PLAINTEXT must be 1 or 0, got {allow!r}")
+    return dict(tls_cert=tls_cert, tls_key=tls_key, grpc_client_ca=client_ca,
+                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key, allow_plaintext=allow == "1")

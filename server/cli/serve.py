@@ -17,13 +17,15 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
+        settings.refuse_plaintext_exposure()
     except ConfigError as error:
         print(f"billing-server: {error}", file=sys.stderr)
         return 2
     prepare(settings)
     server, port = create_server(settings)
     server.start()
-    log.info("gRPC listening on %s:%d (database %s)", settings.bind, port, settings.database_url.split("@")[-1])
+    log.info("gRPC listening on %s:%d (%s, database %s)", settings.bind, port, settings.grpc_security,
+             settings.database_url.split("@")[-1])
 
     def stop(signum, frame):
         log.info("stopping on signal %d", signum)

@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from server import edge
 from server.bootstrap import prepare
 from server.config import ConfigError, Settings
 from server.persistence import db
-from server.readiness import wait_for_grpc, wait_for_http
+from server.readiness import wait_for_http
 from server.services import keys
 
 DEV_KEY_FILE = pathlib.Path(".billing-dev-admin-key")
@@ -41,9 +42,21 @@ def _scripts() -> pathlib.Path:
     return pathlib.Path(sys.executable).parent
 
 
+def _probe_context(settings: Settings) -> ssl.SSLContext | None:
+    """The readiness probe asks our own Envoy for health, sends no key and learns nothing secret,
+    so it need not know which CA signed the certificate or which name it carries."""
+    if not settings.tls:
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
+        settings.refuse_plaintext_exposure()
     except ConfigError as error:
         print(f"billing-stack: {error}", file=sys.stderr)
         return 2
@@ -56,22 +69,27 @@ def main() -> int:
     try:
         server = subprocess.Popen([str(_scripts() / "billing-server")])
         children.append(server)
-        wait_for_grpc(f"{settings.bind}:{settings.grpc_port}")
-        envoy = edge.start(settings, [settings.grpc_port], workdir)
+        envoy = edge.start(settings, [settings.grpc_port], workdir, upstream_host=edge.upstream_host(settings.bind))
         children.append(envoy)
-        rest = f"http://{settings.bind}:{settings.http_port}"
-        wait_for_http(f"{rest}/billing/health", alive=lambda: envoy.poll() is None)
+        scheme = "https" if settings.tls else "http"
+        rest = f"{scheme}://{settings.bind}:{settings.http_port}"
+        # Health through Envoy answers 200 only once the server behind it is SERVING.
+        wait_for_http(f"{rest}/billing/health", context=_probe_context(settings),
+                      alive=lambda: server.poll() is None and envoy.poll() is None)
         scheduler = _scripts() / "billing-scheduler"
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
+        curl_tls, grpcurl_tls = ("--cacert CA.pem ", "-cacert CA.pem") if settings.tls else ("", "-plaintext")
+        if settings.grpc_client_ca:
+            grpcurl_tls += " -cert CLIENT.pem -key CLIENT.key"
         print(f"""
 billing stack is up (database {settings.database_url.split('@')[-1]})
   REST (Envoy):  {rest}
-  gRPC:          {settings.bind}:{settings.grpc_port}
+  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security})
   admin key:     {admin_key}
 
-  curl -H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
-  {os.path.relpath(_scripts() / 'grpcurl')} -plaintext -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
+  curl {curl_tls}-H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
+  {os.path.relpath(_scripts() / 'grpcurl')} {grpcurl_tls} -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
 Ctrl-C stops everything.
 """, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))

@@ -73,5 +73,18 @@ def create_server(settings: Settings, address: str | None = None, *,
         [*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server)
 
-    port = server.add_insecure_port(address or f"{settings.bind}:{settings.grpc_port}")
+    address = address or f"{settings.bind}:{settings.grpc_port}"
+    credentials = server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     return server, port
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from the same PEM files as Envoy's listeners (read once: a new certificate needs a
+    restart here); with a client CA, a client certificate from it is required (mTLS)."""
+    if not settings.tls:
+        return None
+    client_ca = settings.grpc_client_ca.read_bytes() if settings.grpc_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca, require_client_auth=client_ca is not None)
