@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from factories import insert_subscription
+from plan_terms import PLANS
 
 from server.config import Settings
 from server.domain.invoicing import included_requests, line_items, segments
@@ -24,18 +25,6 @@ from server.domain.access import ADMIN, Principal
 
 UTC = dt.timezone.utc
 
-
-@dataclasses.dataclass(frozen=True)
-class P:
-    id: str
-    name: str
-    monthly_fee_cents: int
-    included_requests: int
-    overage_per_1k_cents: int
-
-
-PLANS = [P("free", "Free", 0, 10_000, 0), P("standard", "Standard", 2900, 100_000, 50),
-         P("premium", "Premium", 9900, 1_000_000, 30), P("enterprise", "Enterprise", 49900, 10_000_000, 10)]
 
 anchors = st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), timezones=st.just(UTC))
 offsets = st.integers(1, 31 * 24 * 3600 * 1_000_000 - 1).map(lambda us: dt.timedelta(microseconds=us))

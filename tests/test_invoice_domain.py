@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
+
+from plan_terms import ENTERPRISE, FREE, PREMIUM, STANDARD
 
 from server.domain import invoice_state
 from server.domain.errors import InvalidArgument
@@ -18,21 +19,6 @@ from server.notifications.pdf import money
 
 UTC = dt.timezone.utc
 
-
-@dataclasses.dataclass(frozen=True)
-class P:
-    id: str
-    name: str
-    tier: str
-    monthly_fee_cents: int
-    included_requests: int
-    overage_per_1k_cents: int
-
-
-FREE = P("free", "Free", "FREE", 0, 10_000, 0)
-STANDARD = P("standard", "Standard", "STANDARD", 2900, 100_000, 50)
-PREMIUM = P("premium", "Premium", "PREMIUM", 9900, 1_000_000, 30)
-ENTERPRISE = P("enterprise", "Enterprise", "ENTERPRISE", 49900, 10_000_000, 10)
 
 ALL = invoice_state.STATUSES
 ALLOWED = {("PENDING", "SENT"), ("PENDING", "VOID"), ("SENT", "PAID"), ("SENT", "OVERDUE"), ("SENT", "VOID"),

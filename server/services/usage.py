@@ -90,14 +90,17 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     return rejections, {i: p for i, p in periods.items() if i not in rejected}
 
 
-def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: dict[int, Period]) -> None:
-    hourly = rules.hourly_totals(events)
-    (UsageHourly.insert_many([
-        {"subscription": subscription_id, "hour": hour, "endpoint": endpoint, "requests": requests}
-        for (hour, endpoint), requests in hourly.items()])
-     .on_conflict(conflict_target=[UsageHourly.subscription, UsageHourly.hour, UsageHourly.endpoint],
-                  update={UsageHourly.requests: UsageHourly.requests + EXCLUDED.requests})
+def _add(counter: type[pw.Model], subscription_id: str, keys: tuple[str, ...], totals: dict) -> None:
+    """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
+    rows = [{"subscription": subscription_id, **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+             "requests": requests} for key, requests in totals.items()]
+    (counter.insert_many(rows)
+     .on_conflict(conflict_target=[counter.subscription, *(getattr(counter, k) for k in keys)],
+                  update={counter.requests: counter.requests + EXCLUDED.requests})
      .execute())
+
+
+def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: dict[int, Period]) -> None:
     per_period: dict[dt.datetime, int] = defaultdict(int)
     per_day: dict[tuple[dt.datetime, int], int] = defaultdict(int)
     for event in events:
@@ -105,18 +108,9 @@ def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: d
         per_period[period.start] += event.count
         per_day[(period.start, day_index(period, event.timestamp))] += event.count
     _check_bound(subscription_id, per_period)
-    (UsagePeriod.insert_many([
-        {"subscription": subscription_id, "period_start": start, "requests": requests}
-        for start, requests in per_period.items()])
-     .on_conflict(conflict_target=[UsagePeriod.subscription, UsagePeriod.period_start],
-                  update={UsagePeriod.requests: UsagePeriod.requests + EXCLUDED.requests})
-     .execute())
-    (UsageDay.insert_many([
-        {"subscription": subscription_id, "period_start": start, "day": day, "requests": requests}
-        for (start, day), requests in per_day.items()])
-     .on_conflict(conflict_target=[UsageDay.subscription, UsageDay.period_start, UsageDay.day],
-                  update={UsageDay.requests: UsageDay.requests + EXCLUDED.requests})
-     .execute())
+    _add(UsageHourly, subscription_id, ("hour", "endpoint"), rules.hourly_totals(events))
+    _add(UsagePeriod, subscription_id, ("period_start",), per_period)
+    _add(UsageDay, subscription_id, ("period_start", "day"), per_day)
 
 
 def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> None:
