@@ -8,6 +8,7 @@ where the database allows it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import peewee as pw
@@ -17,7 +18,7 @@ from playhouse.migrate import SchemaMigrator
 from server.domain.invoicing import day_index
 from server.domain.periods import period_containing
 from server.persistence import models, schema_0001
-from server.persistence.db import database
+from server.persistence.db import database, is_postgres
 
 
 class SchemaMigration(models.BaseModel):
@@ -98,8 +99,24 @@ def migrate() -> list[str]:
     for name, step in MIGRATIONS:
         if name in done:
             continue
-        with database.atomic():
-            step(migrator)
-            SchemaMigration.insert(name=name, applied_at=dt.datetime.now(dt.timezone.utc)).on_conflict_ignore().execute()
+        with _foreign_keys_off():
+            with database.atomic():
+                step(migrator)
+                SchemaMigration.insert(name=name, applied_at=dt.datetime.now(dt.timezone.utc)).on_conflict_ignore().execute()
         applied.append(name)
     return applied
+
+
+@contextlib.contextmanager
+def _foreign_keys_off():
+    """SQLite alters a column by rebuilding its table; with foreign keys on, dropping the old table
+    cascades and deletes every child row (an invoice's lines). The pragma only takes effect
+    outside a transaction. PostgreSQL alters in place and needs nothing."""
+    sqlite = not is_postgres()
+    if sqlite:
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
