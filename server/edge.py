@@ -15,6 +15,7 @@ from server.transport.app import SERVICE_NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
+MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
 
 
 def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "127.0.0.1") -> str:
@@ -26,6 +27,7 @@ def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "
         bind=settings.bind,
         http_port=settings.http_port,
         descriptor=DESCRIPTOR,
+        max_body=MAX_REST_BODY,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
     )
