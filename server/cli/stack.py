@@ -14,8 +14,7 @@ import sys
 import tempfile
 
 from server import edge
-from server.bootstrap import prepare
-from server.config import ConfigError, Settings
+from server.bootstrap import start
 from server.persistence import db
 from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
@@ -42,12 +41,7 @@ def _scripts() -> pathlib.Path:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"billing-stack: {error}", file=sys.stderr)
-        return 2
-    prepare(settings)
+    settings = start("billing-stack")
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()
 

@@ -18,7 +18,7 @@ import time
 
 import schedule
 
-from server.bootstrap import prepare
+from server.bootstrap import start
 from server.config import Settings
 from server.persistence import db
 from server.scheduler import jobs
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     once.add_argument("--now", type=parse_now, default=None, help="RFC 3339 instant (default: the current time)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
-    prepare(settings)
+    settings = start("billing-scheduler")
     jobs.configure(settings)
     try:
         if args.command == "run":
