@@ -15,6 +15,7 @@ from server.transport.app import SERVICE_NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
+OPENAPI = ROOT / "generated" / "openapi.json"
 MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
 
 
@@ -27,6 +28,7 @@ def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "
         bind=settings.bind,
         http_port=settings.http_port,
         descriptor=DESCRIPTOR,
+        openapi=OPENAPI,
         max_body=MAX_REST_BODY,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,

@@ -139,3 +139,20 @@ def test_grpc_empty_required_id_is_invalid_argument(stack, call, field):
     error = _grpc_error(lambda: call(stack))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _violated_fields(error) == [field]
+
+
+@pytest.mark.parametrize("header", [("Iush$1", "J5"), ("v'", "<^<"), ("x-data-bin", "not base64!"),
+                                    ("x-note", "caf\xe9")])
+def test_rest_header_unfit_for_grpc_metadata_is_dropped_not_a_500(stack, header):
+    """Found by schemathesis: such a header made the gRPC call fail with INTERNAL."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlparse(stack.rest_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.putrequest("GET", "/billing/plans")
+    connection.putheader("authorization", f"Bearer {stack.admin_key}")
+    connection.putheader(header[0], header[1].encode("latin-1"))
+    connection.endheaders()
+    assert connection.getresponse().status == 200
+    connection.close()
