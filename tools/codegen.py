@@ -30,6 +30,11 @@ def _protoc(*args: str) -> None:
         raise SystemExit(f"protoc failed: {' '.join(args)}")
 
 
+def write_described(path: pathlib.Path) -> None:
+    """A descriptor set with source info (comments): the OpenAPI generator's and buf lint's input."""
+    _protoc("--include_imports", "--include_source_info", f"--descriptor_set_out={path}", *proto_files())
+
+
 def generate(out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = proto_files()
@@ -37,7 +42,7 @@ def generate(out: pathlib.Path) -> None:
     _protoc("--include_imports", f"--descriptor_set_out={out / 'billing.pb'}", *files, *ERROR_PROTOS)
     with tempfile.TemporaryDirectory() as scratch:  # comments are descriptions: with source info
         described = pathlib.Path(scratch) / "described.pb"
-        _protoc("--include_imports", "--include_source_info", f"--descriptor_set_out={described}", *files)
+        write_described(described)
         sys.path.insert(0, str(pathlib.Path(__file__).parent))
         import openapi
 
