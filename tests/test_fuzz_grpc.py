@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from factories import insert_subscription
 from server.transport.app import SERVICE_NAMES
 
-EXAMPLES = 200
+EXAMPLES = 120
 FD = descriptor.FieldDescriptor
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
              grpc.StatusCode.DATA_LOSS}

@@ -18,7 +18,7 @@ import pathlib
 import re
 import sys
 
-from google.api import annotations_pb2
+from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ from server.transport.interceptors import PUBLIC_METHODS  # noqa: E402
 
 F = descriptor_pb2.FieldDescriptorProto
 PACKAGE = "billing.v1"
+REQUIRED = field_behavior_pb2.FieldBehavior.REQUIRED
 INT64 = {F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64}
 INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32}
 WELL_KNOWN = {
@@ -73,6 +74,11 @@ STATUS_SCHEMA = {
         "details": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
     },
 }
+
+
+def is_required(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+    """google.api.field_behavior REQUIRED: the request must carry it."""
+    return REQUIRED in field.options.Extensions[field_behavior_pb2.field_behavior]
 
 
 def _comments(files: list[descriptor_pb2.FileDescriptorProto]) -> dict[tuple, str]:
@@ -160,7 +166,7 @@ class Generator:
             schema = self.field_schema(message.name, field, output)
             properties[field.name] = self._describe(file_name, path + (2, i), schema)
             always_printed = field.type != F.TYPE_MESSAGE and not field.proto3_optional
-            if output and always_printed:
+            if (output and always_printed) or (not output and is_required(field)):
                 required.append(field.name)
         schema = {"type": "object", "properties": properties}
         if required:
@@ -186,7 +192,7 @@ class Generator:
                 if field.name not in path_fields:
                     schema = self.field_schema(message.name, field, False)
                     parameters.append(self._describe(message_file, message_path + (2, i), {
-                        "name": field.name, "in": "query", "required": False, "schema": schema}))
+                        "name": field.name, "in": "query", "required": is_required(field), "schema": schema}))
         if parameters:
             operation["parameters"] = parameters
         operation["responses"] = self.responses(method, full_name, bool(rule.body))
