@@ -76,7 +76,7 @@ class ErrorInterceptor(UnaryInterceptor):
         except DomainError as error:
             failure = error
         except DATABASE_LOST as error:
-            log.warning("database unavailable in %s: %s", method, str(error).splitlines()[0] if str(error) else "")
+            log.warning("database unavailable in %s: %s: %s", method, type(error).__name__, str(error)[:200])
             failure = Unavailable("the database is unavailable; retry later")
         except Exception:  # noqa: BLE001 - the boundary: anything unexpected becomes INTERNAL
             failure = Internal(request_id(metadata))
