@@ -23,17 +23,80 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/invoice.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x08LineItem\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x19\n\x11unit_amount_cents\x18\x03 \x01(\x03\x12\x14\n\x0c\x61mount_cents\x18\x04 \x01(\x03\"\xda\x04\n\x07Invoice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x03 \x01(\t\x12\x11\n\ttenant_id\x18\x04 \x01(\t\x12*\n\x06status\x18\x05 \x01(\x0e\x32\x1a.billing.v1.Invoice.Status\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\nline_items\x18\x08 \x03(\x0b\x32\x14.billing.v1.LineItem\x12\x16\n\x0esubtotal_cents\x18\t \x01(\x03\x12\x13\n\x0btotal_cents\x18\n \x01(\x03\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12-\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndeleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\x0b\n\x07OVERDUE\x10\x04\x12\x08\n\x04VOID\x10\x05\"1\n\x16GenerateInvoiceRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\"\x1f\n\x11GetInvoiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8d\x01\n\x1fListSubscriptionInvoicesRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.Status\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"b\n ListSubscriptionInvoicesResponse\x12%\n\x08invoices\x18\x01 \x03(\x0b\x32\x13.billing.v1.Invoice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"T\n\x1aUpdateInvoiceStatusRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.Status\"\"\n\x14\x44\x65leteInvoiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14GetInvoicePdfRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe3\x05\n\x0eInvoiceService\x12q\n\x0fGenerateInvoice\x12\".billing.v1.GenerateInvoiceRequest\x1a\x13.billing.v1.Invoice\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/billing/invoices/generate:\x01*\x12`\n\nGetInvoice\x12\x1d.billing.v1.GetInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/billing/invoices/{id}\x12\xaf\x01\n\x18ListSubscriptionInvoices\x12+.billing.v1.ListSubscriptionInvoicesRequest\x1a,.billing.v1.ListSubscriptionInvoicesResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/billing/invoices/subscription/{subscription_id}\x12u\n\x13UpdateInvoiceStatus\x12&.billing.v1.UpdateInvoiceStatusRequest\x1a\x13.billing.v1.Invoice\"!\x82\xd3\xe4\x93\x02\x1b\x1a\x16/billing/invoices/{id}:\x01*\x12\x66\n\rDeleteInvoice\x12 .billing.v1.DeleteInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/billing/invoices/{id}\x12k\n\rGetInvoicePdf\x12 .billing.v1.GetInvoicePdfRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/billing/invoices/{id}/pdfb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/invoice.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x08LineItem\x12\x19\n\x0b\x64\x65scription\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08quantity\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11unit_amount_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\xb4\x05\n\x07Invoice\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06number\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fsubscription_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x03\x12\x36\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12.\n\nline_items\x18\x08 \x03(\x0b\x32\x14.billing.v1.LineItemB\x04\xe2\x41\x01\x03\x12\x1c\n\x0esubtotal_cents\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0btotal_cents\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x30\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x07paid_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ndeleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\x0b\n\x07OVERDUE\x10\x04\x12\x08\n\x04VOID\x10\x05\"7\n\x16GenerateInvoiceRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"%\n\x11GetInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa5\x01\n\x1fListSubscriptionInvoicesRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"n\n ListSubscriptionInvoicesResponse\x12+\n\x08invoices\x18\x01 \x03(\x0b\x32\x13.billing.v1.InvoiceB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"`\n\x1aUpdateInvoiceStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x02\"(\n\x14\x44\x65leteInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"(\n\x14GetInvoicePdfRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xe3\x05\n\x0eInvoiceService\x12q\n\x0fGenerateInvoice\x12\".billing.v1.GenerateInvoiceRequest\x1a\x13.billing.v1.Invoice\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/billing/invoices/generate:\x01*\x12`\n\nGetInvoice\x12\x1d.billing.v1.GetInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/billing/invoices/{id}\x12\xaf\x01\n\x18ListSubscriptionInvoices\x12+.billing.v1.ListSubscriptionInvoicesRequest\x1a,.billing.v1.ListSubscriptionInvoicesResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/billing/invoices/subscription/{subscription_id}\x12u\n\x13UpdateInvoiceStatus\x12&.billing.v1.UpdateInvoiceStatusRequest\x1a\x13.billing.v1.Invoice\"!\x82\xd3\xe4\x93\x02\x1b\x1a\x16/billing/invoices/{id}:\x01*\x12\x66\n\rDeleteInvoice\x12 .billing.v1.DeleteInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/billing/invoices/{id}\x12k\n\rGetInvoicePdf\x12 .billing.v1.GetInvoicePdfRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/billing/invoices/{id}/pdfb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.invoice_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['description']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['description']._serialized_options = b'\342A\001\003'
+  _globals['_LINEITEM'].fields_by_name['quantity']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['quantity']._serialized_options = b'\342A\001\003'
+  _globals['_LINEITEM'].fields_by_name['unit_amount_cents']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['unit_amount_cents']._serialized_options = b'\342A\001\003'
+  _globals['_LINEITEM'].fields_by_name['amount_cents']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['amount_cents']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['id']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['number']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['number']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['subscription_id']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['subscription_id']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['status']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['period_start']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['period_start']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['period_end']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['period_end']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['line_items']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['line_items']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['subtotal_cents']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['subtotal_cents']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['total_cents']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['total_cents']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['currency']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['currency']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['issued_at']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['issued_at']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['due_at']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['due_at']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['paid_at']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['paid_at']._serialized_options = b'\342A\001\003'
+  _globals['_INVOICE'].fields_by_name['deleted_at']._loaded_options = None
+  _globals['_INVOICE'].fields_by_name['deleted_at']._serialized_options = b'\342A\001\003'
+  _globals['_GENERATEINVOICEREQUEST'].fields_by_name['subscription_id']._loaded_options = None
+  _globals['_GENERATEINVOICEREQUEST'].fields_by_name['subscription_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETINVOICEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETINVOICEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['subscription_id']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['subscription_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE'].fields_by_name['invoices']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE'].fields_by_name['invoices']._serialized_options = b'\342A\001\003'
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_UPDATEINVOICESTATUSREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_UPDATEINVOICESTATUSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEINVOICESTATUSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_UPDATEINVOICESTATUSREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEINVOICEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETEINVOICEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETINVOICEPDFREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETINVOICEPDFREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_INVOICESERVICE'].methods_by_name['GenerateInvoice']._loaded_options = None
   _globals['_INVOICESERVICE'].methods_by_name['GenerateInvoice']._serialized_options = b'\202\323\344\223\002\037\"\032/billing/invoices/generate:\001*'
   _globals['_INVOICESERVICE'].methods_by_name['GetInvoice']._loaded_options = None
@@ -46,26 +109,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOICESERVICE'].methods_by_name['DeleteInvoice']._serialized_options = b'\202\323\344\223\002\030*\026/billing/invoices/{id}'
   _globals['_INVOICESERVICE'].methods_by_name['GetInvoicePdf']._loaded_options = None
   _globals['_INVOICESERVICE'].methods_by_name['GetInvoicePdf']._serialized_options = b'\202\323\344\223\002\034\022\032/billing/invoices/{id}/pdf'
-  _globals['_LINEITEM']._serialized_start=130
-  _globals['_LINEITEM']._serialized_end=228
-  _globals['_INVOICE']._serialized_start=231
-  _globals['_INVOICE']._serialized_end=833
-  _globals['_INVOICE_STATUS']._serialized_start=745
-  _globals['_INVOICE_STATUS']._serialized_end=833
-  _globals['_GENERATEINVOICEREQUEST']._serialized_start=835
-  _globals['_GENERATEINVOICEREQUEST']._serialized_end=884
-  _globals['_GETINVOICEREQUEST']._serialized_start=886
-  _globals['_GETINVOICEREQUEST']._serialized_end=917
-  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_start=920
-  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_end=1061
-  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_start=1063
-  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_end=1161
-  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_start=1163
-  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_end=1247
-  _globals['_DELETEINVOICEREQUEST']._serialized_start=1249
-  _globals['_DELETEINVOICEREQUEST']._serialized_end=1283
-  _globals['_GETINVOICEPDFREQUEST']._serialized_start=1285
-  _globals['_GETINVOICEPDFREQUEST']._serialized_end=1319
-  _globals['_INVOICESERVICE']._serialized_start=1322
-  _globals['_INVOICESERVICE']._serialized_end=2061
+  _globals['_LINEITEM']._serialized_start=163
+  _globals['_LINEITEM']._serialized_end=285
+  _globals['_INVOICE']._serialized_start=288
+  _globals['_INVOICE']._serialized_end=980
+  _globals['_INVOICE_STATUS']._serialized_start=892
+  _globals['_INVOICE_STATUS']._serialized_end=980
+  _globals['_GENERATEINVOICEREQUEST']._serialized_start=982
+  _globals['_GENERATEINVOICEREQUEST']._serialized_end=1037
+  _globals['_GETINVOICEREQUEST']._serialized_start=1039
+  _globals['_GETINVOICEREQUEST']._serialized_end=1076
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_start=1079
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_end=1244
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_start=1246
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_end=1356
+  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_start=1358
+  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_end=1454
+  _globals['_DELETEINVOICEREQUEST']._serialized_start=1456
+  _globals['_DELETEINVOICEREQUEST']._serialized_end=1496
+  _globals['_GETINVOICEPDFREQUEST']._serialized_start=1498
+  _globals['_GETINVOICEPDFREQUEST']._serialized_end=1538
+  _globals['_INVOICESERVICE']._serialized_start=1541
+  _globals['_INVOICESERVICE']._serialized_end=2280
 # @@protoc_insertion_point(module_scope)
