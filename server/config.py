@@ -10,6 +10,7 @@ import pathlib
 from server.domain.issuer import Issuer
 
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
+MIN_BOOTSTRAP_KEY = 16
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,9 @@ class Settings:
             raise ConfigError(f"BILLING_GRPC_THREADS must be a positive integer, got {threads!r}")
         if not retention.isdigit() or int(retention) < 1:
             raise ConfigError(f"BILLING_USAGE_RETENTION_DAYS must be a positive integer, got {retention!r}")
+        bootstrap_key = env.get("BILLING_BOOTSTRAP_ADMIN_KEY") or None
+        if bootstrap_key is not None and len(bootstrap_key) < MIN_BOOTSTRAP_KEY:
+            raise ConfigError(f"BILLING_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_KEY} characters")
         return cls(
             database_url=env.get("DATABASE_URL") or cls.database_url,
             redis_url=env.get("REDIS_URL") or None,
@@ -114,7 +118,7 @@ class Settings:
             http_port=_port(env, "BILLING_HTTP_PORT", cls.http_port),
             envoy_admin_port=_port(env, "BILLING_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             grpc_threads=int(threads),
-            bootstrap_admin_key=env.get("BILLING_BOOTSTRAP_ADMIN_KEY") or None,
+            bootstrap_admin_key=bootstrap_key,
             smtp_url=env.get("SMTP_URL") or None,
             outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
             catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),

@@ -25,6 +25,8 @@ DESCRIPTOR = ROOT / "generated" / "billing.pb"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
+OPENAPI = ROOT / "generated" / "openapi.json"
+MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -100,6 +102,8 @@ def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,
         bind=settings.bind,
         http_port=settings.http_port,
         descriptor=DESCRIPTOR,
+        openapi=OPENAPI,
+        max_body=MAX_REST_BODY,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),

@@ -106,11 +106,11 @@ def test_catalogue_seed_is_idempotent_and_updates_prices(stack, tmp_path):
     changed.write_text(original.replace('"monthly_fee_cents": 2900', '"monthly_fee_cents": 3100'))
     with db.session():
         try:
-            catalogue.seed(changed)
-            catalogue.seed(changed)
+            catalogue.seed(catalogue.load(changed))
+            catalogue.seed(catalogue.load(changed))
             assert Plan.select().count() == 4
             assert Plan.get_by_id("standard").monthly_fee_cents == 3100
         finally:
-            catalogue.seed(stack.settings.catalogue_path)
+            catalogue.seed(catalogue.load(stack.settings.catalogue_path))
         assert Plan.get_by_id("standard").monthly_fee_cents == 2900
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import importlib.util
 
 
@@ -17,3 +18,13 @@ def test_generated_code_matches_protos(repo_root, tmp_path):
     extra = sorted(str(p.relative_to(committed)) for p in committed.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.relative_to(committed) not in fresh)
     assert not stale and not extra, f"generated/ is stale; run `make generate`: {stale or extra}"
+
+
+def test_openapi_document_is_served_without_a_key(stack, repo_root):
+    reply = stack.rest("GET", "/billing/openapi.json", key=None)
+    assert reply.status == 200 and reply.headers["content-type"] == "application/json"
+    document = reply.json()
+    assert document == json.loads((repo_root / "generated" / "openapi.json").read_text())
+    assert document["openapi"].startswith("3.")
+    assert document["paths"]["/billing/health"]["get"]["security"] == []
+    assert len([op for ops in document["paths"].values() for op in ops]) == 20  # 19 endpoints and itself

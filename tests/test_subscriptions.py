@@ -298,8 +298,13 @@ def test_rest_list_paginates_newest_first_and_filters_by_status(stack, tenant_id
     assert [s["id"] for s in active] == ids[:1]
     canceled = stack.rest("GET", path, params={"status": "CANCELED"}).json()["subscriptions"]
     assert [s["id"] for s in canceled] == ids[1:]
-    assert stack.rest("GET", path, params={"page_size": 501}).status == 400
+    assert [s["id"] for s in stack.rest("GET", path, params={"page_size": 501}).json()["subscriptions"]] == ids
+    assert stack.rest("GET", path, params={"page_size": -1}).status == 400
     assert stack.rest("GET", path, params={"page_token": "garbage"}).status == 400
+    other_filter = stack.rest("GET", path, params={"page_size": 1, "page_token": token, "status": "CANCELED"})
+    assert other_filter.status == 400 and "page_token" in other_filter.json()["message"]
+    other_parent = stack.rest("GET", f"{path}-other", params={"page_size": 2, "page_token": token})
+    assert other_parent.status == 400 and "page_token" in other_parent.json()["message"]
     assert stack.rest("GET", f"/billing/subscriptions/tenant/{tenant_id}-none").json().get("subscriptions", []) == []
 
 

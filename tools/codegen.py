@@ -1,4 +1,5 @@
-"""Generate Python stubs and Envoy's descriptor set from protos/ (what `make generate` runs).
+"""Generate Python stubs, Envoy's descriptor set and the OpenAPI document from protos/ (what
+`make generate` runs).
 
 The google/api and google/rpc protos come from googleapis-common-protos' install folder.
 google/rpc/{status,error_details}.proto are compiled into the descriptor set so that Envoy
@@ -7,6 +8,7 @@ can render error details (ErrorInfo, BadRequest, RetryInfo) for REST clients.
 
 import pathlib
 import sys
+import tempfile
 
 import google.api
 import grpc_tools
@@ -28,11 +30,23 @@ def _protoc(*args: str) -> None:
         raise SystemExit(f"protoc failed: {' '.join(args)}")
 
 
+def write_described(path: pathlib.Path) -> None:
+    """A descriptor set with source info (comments): the OpenAPI generator's and buf lint's input."""
+    _protoc("--include_imports", "--include_source_info", f"--descriptor_set_out={path}", *proto_files())
+
+
 def generate(out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = proto_files()
     _protoc(f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *files)
     _protoc("--include_imports", f"--descriptor_set_out={out / 'billing.pb'}", *files, *ERROR_PROTOS)
+    with tempfile.TemporaryDirectory() as scratch:  # comments are descriptions: with source info
+        described = pathlib.Path(scratch) / "described.pb"
+        write_described(described)
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        import openapi
+
+        (out / "openapi.json").write_text(openapi.render(described.read_bytes()))
     for package in {pathlib.Path(f).parent for f in files}:
         for part in [package, *package.parents][:-1]:
             (out / part / "__init__.py").touch()

@@ -9,8 +9,7 @@ import argparse
 import datetime as dt
 import sys
 
-from server.bootstrap import prepare
-from server.config import Settings
+from server.bootstrap import start
 from server.domain.errors import DomainError
 from server.persistence import db
 from server.services import keys
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("key")
     args = parser.parse_args(argv)
 
-    prepare(Settings.from_env())
+    start("billing-keys")
     now = dt.datetime.now(dt.timezone.utc)
     try:
         with db.session():

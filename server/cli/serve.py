@@ -6,8 +6,7 @@ import logging
 import signal
 import sys
 
-from server.bootstrap import prepare
-from server.config import ConfigError, Settings
+from server.bootstrap import EXIT_CONFIG, start
 from server.transport.app import create_server
 
 log = logging.getLogger("billing.server")
@@ -15,14 +14,13 @@ log = logging.getLogger("billing.server")
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = start("billing-server", serving=True)
     try:
-        settings = Settings.from_env()
-        settings.refuse_plaintext_exposure()
-    except ConfigError as error:
-        print(f"billing-server: {error}", file=sys.stderr)
-        return 2
-    prepare(settings)
-    server, port = create_server(settings)
+        server, port = create_server(settings)
+    except RuntimeError:  # grpcio: "Failed to bind"
+        print(f"billing-server: BILLING_GRPC_PORT {settings.grpc_port} cannot be bound on {settings.bind}",
+              file=sys.stderr)
+        return EXIT_CONFIG
     server.start()
     log.info("gRPC listening on %s:%d (%s, database %s)", settings.bind, port, settings.grpc_security,
              settings.database_url.split("@")[-1])

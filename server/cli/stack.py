@@ -15,8 +15,7 @@ import sys
 import tempfile
 
 from server import edge
-from server.bootstrap import prepare
-from server.config import ConfigError, Settings
+from server.bootstrap import start
 from server.persistence import db
 from server.readiness import wait_for_http
 from server.services import keys
@@ -54,13 +53,7 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-        settings.refuse_plaintext_exposure()
-    except ConfigError as error:
-        print(f"billing-stack: {error}", file=sys.stderr)
-        return 2
-    prepare(settings)
+    settings = start("billing-stack", serving=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()
 

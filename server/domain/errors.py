@@ -25,12 +25,13 @@ class DomainError(Exception):
         *,
         reason: str | None = None,
         field: str | None = None,
+        violations: tuple[FieldViolation, ...] = (),
         metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
-        self.violations = (FieldViolation(field, message),) if field else ()
+        self.violations = ((FieldViolation(field, message),) if field else ()) + tuple(violations)
         self.metadata = metadata or {}
 
 
@@ -62,6 +63,24 @@ class PermissionDenied(DomainError):
 class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
     default_reason = "UNAUTHENTICATED"
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) does not answer; retryable, never carries its driver's text."""
+
+    code = "UNAVAILABLE"
+    default_reason = "DATABASE_UNAVAILABLE"
+
+
+class Internal(DomainError):
+    """Anything unexpected, as the client sees it: only a request id to quote, never the cause."""
+
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"internal error; quote request id {request_id} when reporting it")
+        self.request_id = request_id
 
 
 class ResourceExhausted(DomainError):

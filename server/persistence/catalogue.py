@@ -32,9 +32,9 @@ def load(path: pathlib.Path) -> list[dict]:
     return rows
 
 
-def seed(path: pathlib.Path) -> None:
-    """Insert new plans and update changed ones, in one transaction; running twice changes nothing."""
-    rows = load(path)
+def seed(rows: list[dict]) -> None:
+    """Insert new plans and update changed ones (rows from `load`), in one transaction; running
+    twice changes nothing."""
     with database.atomic():
         (Plan.insert_many(rows)
          .on_conflict(conflict_target=[Plan.id],

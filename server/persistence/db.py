@@ -1,15 +1,18 @@
 """The database handle: one proxy, bound at start-up from DATABASE_URL via playhouse.db_url.
 
 SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, so concurrent
-writers queue instead of failing on a lock upgrade. PostgreSQL is pooled, with a wait timeout:
+writers queue instead of failing on a lock upgrade. The file is created once, at connect; later
+connections open it with mode=rw, so a file moved away is an error (the database is lost)
+rather than a new empty database created in its place. PostgreSQL is pooled, with a wait timeout:
 a full pool makes a caller wait rather than fail at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import peewee
 from playhouse import db_url
@@ -72,7 +75,11 @@ def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     """Open the database named by `url` and bind the proxy to it."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        db = QueuedWritersSqliteDatabase(**db_url.parse(url), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
+        params = db_url.parse(url)
+        if params["database"] != ":memory:":
+            sqlite3.connect(params["database"]).close()
+            params.update(database=f"file:{quote(params['database'])}?mode=rw", uri=True)
+        db = QueuedWritersSqliteDatabase(**params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
                                          check_same_thread=False)
     elif scheme in POOLED_SCHEMES or scheme.endswith("+pool"):
         url = url.replace(f"{scheme}://", f"{POOLED_SCHEMES.get(scheme, scheme)}://", 1)

@@ -19,9 +19,10 @@ MAX_PAGE_SIZE = 500
 
 
 def page_size(requested: int) -> int:
-    if requested < 0 or requested > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE}, got {requested}", field="page_size")
-    return requested or DEFAULT_PAGE_SIZE
+    """AIP-158: 0 means the default, more than the maximum means the maximum; negative is a 400."""
+    if requested < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {requested}", field="page_size")
+    return min(requested, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
 
 
 def _encode(created_at: dt.datetime, row_id: str) -> str:

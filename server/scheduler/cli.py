@@ -20,7 +20,7 @@ import time
 
 import schedule
 
-from server.bootstrap import prepare
+from server.bootstrap import start
 from server.config import Settings
 from server.persistence import db
 from server.scheduler import jobs
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             parser.error(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
-    prepare(settings)
+    settings = start("billing-scheduler")
     jobs.configure(settings)
     try:
         if args.command == "run":

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from server.persistence.db import database
+import logging
+
+from server.persistence import db
+from server.persistence.models import Plan
+
+log = logging.getLogger("billing.health")
+
+OK = "ok"
+UNAVAILABLE = "unavailable"
 
 
 def database_status() -> str:
-    """'ok', or the database's error in one line."""
+    """'ok' when a fresh connection reads a table (a moved-away SQLite file or a lost server
+    fails here), else 'unavailable'; the cause goes to the log, never to the caller."""
     try:
-        database.execute_sql("SELECT 1").fetchone()
+        with db.session():
+            Plan.select(Plan.id).limit(1).exists()
     except Exception as error:  # noqa: BLE001 - any failure means not ready; report it, don't crash
-        return f"error: {type(error).__name__}: {error}".splitlines()[0]
-    return "ok"
+        log.warning("database check failed: %s: %s", type(error).__name__, str(error).splitlines()[:1])
+        return UNAVAILABLE
+    return OK

@@ -36,9 +36,7 @@ def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = 
 
 
 def ensure_admin_key(key: str, *, now: dt.datetime) -> None:
-    """Make `key` a valid admin key (BILLING_BOOTSTRAP_ADMIN_KEY); idempotent."""
-    if len(key) < 16:
-        raise InvalidArgument("a bootstrap admin key must be at least 16 characters", field="BILLING_BOOTSTRAP_ADMIN_KEY")
+    """Make `key` a valid admin key (BILLING_BOOTSTRAP_ADMIN_KEY, length checked by Settings); idempotent."""
     with database.atomic():
         row = ApiKey.get_or_none(ApiKey.key_hash == _hash(key))
         if row is None:

@@ -70,22 +70,24 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
                           f"subscription {subscription.id} is canceled") for e in events], {}
     periods = {}
     found = None
+    rejections = []
     for event in events:  # a batch mostly falls in one period: reuse it rather than recompute
+        if event.timestamp < subscription.anchor_at:  # no period to look for (year 1 has none before it)
+            rejections.append(Rejection(event.index, event.event_id, "BEFORE_SUBSCRIPTION",
+                                        f"timestamp is before the subscription started ({subscription.anchor_at.isoformat()})"))
+            continue
         if found is None or not found.contains(event.timestamp):
             found = period_containing(subscription.anchor_at, event.timestamp)
         periods[event.index] = found
     starts = {p.start for p in periods.values()}
     invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
         (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)) & LIVE_INVOICE)}
-    rejections = []
     for event in events:
-        period = periods[event.index]
-        if event.timestamp < subscription.anchor_at:
-            rejections.append(Rejection(event.index, event.event_id, "BEFORE_SUBSCRIPTION",
-                                        f"timestamp is before the subscription started ({subscription.anchor_at.isoformat()})"))
-        elif period.start in invoiced:
+        period = periods.get(event.index)
+        if period is not None and period.start in invoiced:
             rejections.append(Rejection(event.index, event.event_id, "PERIOD_INVOICED",
                                         f"the period starting {period.start.isoformat()} is already invoiced"))
+    rejections.sort(key=lambda r: r.index)
     rejected = {r.index for r in rejections}
     return rejections, {i: p for i, p in periods.items() if i not in rejected}
 

@@ -19,12 +19,12 @@ from billing.v1 import (
     usage_pb2,
     usage_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.config import Settings
 from server.ratelimit import build_limiter
-from server.transport.health import HealthServicer
+from server.transport.health import DatabaseHealth, HealthServicer
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
@@ -65,10 +65,7 @@ def create_server(settings: Settings, address: str | None = None, *,
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
 
-    grpc_health = health.HealthServicer()
-    for name in ["", *SERVICE_NAMES]:
-        grpc_health.set(name, grpc_health_pb2.HealthCheckResponse.SERVING)
-    grpc_health_pb2_grpc.add_HealthServicer_to_server(grpc_health, server)
+    grpc_health_pb2_grpc.add_HealthServicer_to_server(DatabaseHealth(["", *SERVICE_NAMES]), server)
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server)

@@ -1,7 +1,8 @@
 """Domain errors to gRPC statuses, in one place, as google.rpc.Status with details.
 
 ErrorInfo carries an UPPER_SNAKE_CASE reason; BadRequest names the offending fields;
-RetryInfo tells a rate-limited caller when to come back. Envoy renders them for REST clients
+RetryInfo tells a rate-limited caller when to come back; RequestInfo carries the request id of
+an internal error, the key to its traceback in the log. Envoy renders them for REST clients
 because google/rpc/*.proto are compiled into its descriptor set.
 """
 
@@ -12,7 +13,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.domain.errors import DomainError, ResourceExhausted
+from server.domain.errors import DomainError, Internal, ResourceExhausted
 
 ERROR_DOMAIN = "billing.v1"
 
@@ -33,6 +34,8 @@ def to_status(error: DomainError) -> grpc.Status:
     if isinstance(error, ResourceExhausted):
         details.append(_pack(error_details_pb2.RetryInfo(
             retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds))))
+    if isinstance(error, Internal):
+        details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
     status = rpc_status.to_status(status_pb2.Status(
         code=code_pb2.Code.Value(error.code), message=error.message, details=details))
     # abort_with_status replaces trailers set earlier: extra metadata must travel inside the status.

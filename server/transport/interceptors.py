@@ -6,23 +6,34 @@ which must not do I/O), where it can use the call's context to abort or send met
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Callable
 
 import grpc
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
 
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, Internal, InvalidArgument, Unavailable
 from server.persistence import db
 from server.services import keys
 from server.transport import context as call_context
 from server.transport import path_binding
+from server.transport import validation
 from server.transport.errors import abort
 
 log = logging.getLogger("billing.transport")
 
 BILLING_PREFIX = "/billing.v1."
 PUBLIC_METHODS = frozenset({"/billing.v1.HealthService/GetHealth"})
+# The database did not answer (gone, unreachable, read-only, pool exhausted): retryable.
+DATABASE_LOST = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 
 Behavior = Callable[[object, grpc.ServicerContext], object]
+
+
+def request_id(metadata) -> str:
+    """Envoy's x-request-id, or a new one for a direct gRPC call."""
+    return dict(metadata or ()).get("x-request-id") or uuid.uuid4().hex
 
 
 class UnaryInterceptor(grpc.ServerInterceptor):
@@ -34,6 +45,9 @@ class UnaryInterceptor(grpc.ServerInterceptor):
     def around(self, behavior: Behavior, request, context: grpc.ServicerContext, method: str, metadata) -> object:
         raise NotImplementedError
 
+    def replace(self, handler: grpc.RpcMethodHandler, wrapped: Behavior) -> grpc.RpcMethodHandler:
+        return handler._replace(unary_unary=wrapped)
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
@@ -44,18 +58,67 @@ class UnaryInterceptor(grpc.ServerInterceptor):
         def wrapped(request, context):
             return self.around(behavior, request, context, method, metadata)
 
-        return handler._replace(unary_unary=wrapped)
+        return self.replace(handler, wrapped)
 
 
 class ErrorInterceptor(UnaryInterceptor):
-    """Outermost: opens the call's database session and turns domain errors into statuses."""
+    """Outermost, the one error boundary: opens the call's database session (health opens its
+    own, to report a lost database rather than fail with it) and turns every failure into a
+    status. Domain errors carry theirs; a lost database is UNAVAILABLE; anything else is
+    INTERNAL with a request id, whose traceback goes to the log under the same id. No driver
+    or SQL text reaches a client."""
 
     def around(self, behavior, request, context, method, metadata):
         try:
+            if method in PUBLIC_METHODS:
+                return behavior(request, context)
             with db.session():
                 return behavior(request, context)
         except DomainError as error:
-            abort(context, error)
+            failure = error
+        except DATABASE_LOST as error:
+            log.warning("database unavailable in %s: %s: %s", method, type(error).__name__, str(error)[:200])
+            failure = Unavailable("the database is unavailable; retry later")
+        except Exception:  # noqa: BLE001 - the boundary: anything unexpected becomes INTERNAL
+            failure = Internal(request_id(metadata))
+            log.exception("unexpected error in %s (request id %s)", method, failure.request_id)
+        abort(context, failure)
+
+
+class Undecodable:
+    """Stands in for a request protobuf could not parse, so that the call can answer 400."""
+
+    def __init__(self, field: str | None) -> None:
+        self.field = field
+
+
+class ValidationInterceptor(UnaryInterceptor):
+    """The servicers' edge (server/transport/validation.py): a request that breaks a rule is
+    answered 400 naming every field at fault, before authentication or any servicer."""
+
+    def replace(self, handler, wrapped):
+        parse = handler.request_deserializer
+        message_type = getattr(parse, "__self__", None)  # the generated stubs pass Message.FromString
+
+        def tolerant(data: bytes):
+            try:
+                return parse(data)
+            except Exception:  # noqa: BLE001 - DecodeError or its C twin; the field is found below
+                found = message_type and validation.undecodable_field(message_type.DESCRIPTOR, data)
+                return Undecodable(found or None)
+
+        return handler._replace(unary_unary=wrapped, request_deserializer=tolerant)
+
+    def around(self, behavior, request, context, method, metadata):
+        if isinstance(request, Undecodable):
+            where = request.field or "the request"
+            raise InvalidArgument(f"{where} is not valid UTF-8 or not a valid protobuf message",
+                                  field=request.field, reason="MALFORMED_REQUEST")
+        found = validation.missing_path_fields(method, request) + validation.violations(request)
+        if found:
+            raise InvalidArgument("; ".join(v.description for v in found), violations=tuple(found),
+                                  reason="INVALID_FIELD")
+        return behavior(request, context)
 
 
 class PathBindingInterceptor(UnaryInterceptor):
@@ -91,9 +154,10 @@ class AuthInterceptor(UnaryInterceptor):
 
 
 def default_interceptors(limiter=None) -> list[grpc.ServerInterceptor]:
-    """errors → auth → tier rate limit (only with a limiter: None turns rate limits off) → path binding."""
+    """errors → validation → auth → tier rate limit (only with a limiter: None turns rate limits off) → path binding."""
+    chain = [ErrorInterceptor(), ValidationInterceptor(), AuthInterceptor()]
     if limiter is None:
-        return [ErrorInterceptor(), AuthInterceptor(), PathBindingInterceptor()]
+        return [*chain, PathBindingInterceptor()]
     from server.transport.ratelimit import RateLimitInterceptor
 
-    return [ErrorInterceptor(), AuthInterceptor(), RateLimitInterceptor(limiter), PathBindingInterceptor()]
+    return [*chain, RateLimitInterceptor(limiter), PathBindingInterceptor()]

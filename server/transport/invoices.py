@@ -12,6 +12,7 @@ from server.domain.issuer import Issuer
 from server.notifications.pdf import render_invoice_pdf
 from server.persistence.models import Invoice
 from server.services import invoices
+from server.transport import page_tokens
 from server.transport.context import current_principal
 from server.transport.convert import now, timestamp
 
@@ -64,9 +65,11 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     def ListSubscriptionInvoices(self, request, context):
         rows, token = invoices.list_invoices(
             request.subscription_id, status=_status_name(request.status), page_size=request.page_size,
-            page_token=request.page_token, principal=current_principal())
+            page_token=page_tokens.unseal(request.page_token, request.subscription_id, request.status),
+            principal=current_principal())
         return invoice_pb2.ListSubscriptionInvoicesResponse(
-            invoices=[invoice_message(r) for r in rows], next_page_token=token)
+            invoices=[invoice_message(r) for r in rows],
+            next_page_token=page_tokens.seal(token, request.subscription_id, request.status))
 
     def UpdateInvoiceStatus(self, request, context):
         return invoice_message(invoices.set_status(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
 from server.persistence.models import Subscription
 from server.services import subscriptions
+from server.transport import page_tokens
 from server.transport.context import current_principal
 from server.transport.convert import now, timestamp
 
@@ -40,10 +40,11 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def ListTenantSubscriptions(self, request, context):
         status = None if request.status == Message.STATUS_UNSPECIFIED else Message.Status.Name(request.status)
         rows, next_token = subscriptions.list_tenant_subscriptions(
-            current_principal(), request.tenant_id, status=status,
-            page_size=request.page_size, page_token=request.page_token)
+            current_principal(), request.tenant_id, status=status, page_size=request.page_size,
+            page_token=page_tokens.unseal(request.page_token, request.tenant_id, request.status))
         return subscription_pb2.ListTenantSubscriptionsResponse(
-            subscriptions=[subscription_message(row) for row in rows], next_page_token=next_token)
+            subscriptions=[subscription_message(row) for row in rows],
+            next_page_token=page_tokens.seal(next_token, request.tenant_id, request.status))
 
     def UpdateSubscription(self, request, context):
         change = subscriptions.SubscriptionChange(plan_id=request.plan_id, billing_email=request.billing_email)

@@ -23,23 +23,30 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62illing/v1/health.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\"\x12\n\x10GetHealthRequest\"\xc2\x01\n\x11GetHealthResponse\x12;\n\x06status\x18\x01 \x01(\x0e\x32+.billing.v1.GetHealthResponse.ServingStatus\x12\x10\n\x08\x64\x61tabase\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32r\n\rHealthService\x12\x61\n\tGetHealth\x12\x1c.billing.v1.GetHealthRequest\x1a\x1d.billing.v1.GetHealthResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/billing/healthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62illing/v1/health.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x12\n\x10GetHealthRequest\"\xd4\x01\n\x11GetHealthResponse\x12\x41\n\x06status\x18\x01 \x01(\x0e\x32+.billing.v1.GetHealthResponse.ServingStatusB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x64\x61tabase\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32r\n\rHealthService\x12\x61\n\tGetHealth\x12\x1c.billing.v1.GetHealthRequest\x1a\x1d.billing.v1.GetHealthResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/billing/healthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.health_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['status']._loaded_options = None
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['database']._loaded_options = None
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['database']._serialized_options = b'\342A\001\003'
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['version']._loaded_options = None
+  _globals['_GETHEALTHRESPONSE'].fields_by_name['version']._serialized_options = b'\342A\001\003'
   _globals['_HEALTHSERVICE'].methods_by_name['GetHealth']._loaded_options = None
   _globals['_HEALTHSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002\021\022\017/billing/health'
-  _globals['_GETHEALTHREQUEST']._serialized_start=69
-  _globals['_GETHEALTHREQUEST']._serialized_end=87
-  _globals['_GETHEALTHRESPONSE']._serialized_start=90
-  _globals['_GETHEALTHRESPONSE']._serialized_end=284
-  _globals['_GETHEALTHRESPONSE_SERVINGSTATUS']._serialized_start=207
-  _globals['_GETHEALTHRESPONSE_SERVINGSTATUS']._serialized_end=284
-  _globals['_HEALTHSERVICE']._serialized_start=286
-  _globals['_HEALTHSERVICE']._serialized_end=400
+  _globals['_GETHEALTHREQUEST']._serialized_start=102
+  _globals['_GETHEALTHREQUEST']._serialized_end=120
+  _globals['_GETHEALTHRESPONSE']._serialized_start=123
+  _globals['_GETHEALTHRESPONSE']._serialized_end=335
+  _globals['_GETHEALTHRESPONSE_SERVINGSTATUS']._serialized_start=258
+  _globals['_GETHEALTHRESPONSE_SERVINGSTATUS']._serialized_end=335
+  _globals['_HEALTHSERVICE']._serialized_start=337
+  _globals['_HEALTHSERVICE']._serialized_end=451
 # @@protoc_insertion_point(module_scope)

@@ -23,29 +23,50 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62illing/v1/plan.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\"\xc5\x01\n\x04Plan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x04tier\x18\x03 \x01(\x0e\x32\x10.billing.v1.Tier\x12\x19\n\x11monthly_fee_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x1d\n\x15rate_limit_per_minute\x18\x06 \x01(\x05\x12\x19\n\x11included_requests\x18\x07 \x01(\x03\x12\x1c\n\x14overage_per_1k_cents\x18\x08 \x01(\x03\"\x12\n\x10ListPlansRequest\"4\n\x11ListPlansResponse\x12\x1f\n\x05plans\x18\x01 \x03(\x0b\x32\x10.billing.v1.Plan\"!\n\x0eGetPlanRequest\x12\x0f\n\x07plan_id\x18\x01 \x01(\t*Q\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46REE\x10\x01\x12\x0c\n\x08STANDARD\x10\x02\x12\x0b\n\x07PREMIUM\x10\x03\x12\x0e\n\nENTERPRISE\x10\x04\x32\xca\x01\n\x0bPlanService\x12`\n\tListPlans\x12\x1c.billing.v1.ListPlansRequest\x1a\x1d.billing.v1.ListPlansResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/billing/plans\x12Y\n\x07GetPlan\x12\x1a.billing.v1.GetPlanRequest\x1a\x10.billing.v1.Plan\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/billing/plans/{plan_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62illing/v1/plan.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\xf5\x01\n\x04Plan\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x04tier\x18\x03 \x01(\x0e\x32\x10.billing.v1.TierB\x04\xe2\x41\x01\x03\x12\x1f\n\x11monthly_fee_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x15rate_limit_per_minute\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11included_requests\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\"\n\x14overage_per_1k_cents\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\x12\n\x10ListPlansRequest\":\n\x11ListPlansResponse\x12%\n\x05plans\x18\x01 \x03(\x0b\x32\x10.billing.v1.PlanB\x04\xe2\x41\x01\x03\"\'\n\x0eGetPlanRequest\x12\x15\n\x07plan_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02*Q\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46REE\x10\x01\x12\x0c\n\x08STANDARD\x10\x02\x12\x0b\n\x07PREMIUM\x10\x03\x12\x0e\n\nENTERPRISE\x10\x04\x32\xca\x01\n\x0bPlanService\x12`\n\tListPlans\x12\x1c.billing.v1.ListPlansRequest\x1a\x1d.billing.v1.ListPlansResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/billing/plans\x12Y\n\x07GetPlan\x12\x1a.billing.v1.GetPlanRequest\x1a\x10.billing.v1.Plan\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/billing/plans/{plan_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.plan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PLAN'].fields_by_name['id']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['name']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['name']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['tier']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['tier']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['monthly_fee_cents']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['monthly_fee_cents']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['currency']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['currency']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['rate_limit_per_minute']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['rate_limit_per_minute']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['included_requests']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['included_requests']._serialized_options = b'\342A\001\003'
+  _globals['_PLAN'].fields_by_name['overage_per_1k_cents']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['overage_per_1k_cents']._serialized_options = b'\342A\001\003'
+  _globals['_LISTPLANSRESPONSE'].fields_by_name['plans']._loaded_options = None
+  _globals['_LISTPLANSRESPONSE'].fields_by_name['plans']._serialized_options = b'\342A\001\003'
+  _globals['_GETPLANREQUEST'].fields_by_name['plan_id']._loaded_options = None
+  _globals['_GETPLANREQUEST'].fields_by_name['plan_id']._serialized_options = b'\342A\001\002'
   _globals['_PLANSERVICE'].methods_by_name['ListPlans']._loaded_options = None
   _globals['_PLANSERVICE'].methods_by_name['ListPlans']._serialized_options = b'\202\323\344\223\002\020\022\016/billing/plans'
   _globals['_PLANSERVICE'].methods_by_name['GetPlan']._loaded_options = None
   _globals['_PLANSERVICE'].methods_by_name['GetPlan']._serialized_options = b'\202\323\344\223\002\032\022\030/billing/plans/{plan_id}'
-  _globals['_TIER']._serialized_start=376
-  _globals['_TIER']._serialized_end=457
-  _globals['_PLAN']._serialized_start=68
-  _globals['_PLAN']._serialized_end=265
-  _globals['_LISTPLANSREQUEST']._serialized_start=267
-  _globals['_LISTPLANSREQUEST']._serialized_end=285
-  _globals['_LISTPLANSRESPONSE']._serialized_start=287
-  _globals['_LISTPLANSRESPONSE']._serialized_end=339
-  _globals['_GETPLANREQUEST']._serialized_start=341
-  _globals['_GETPLANREQUEST']._serialized_end=374
-  _globals['_PLANSERVICE']._serialized_start=460
-  _globals['_PLANSERVICE']._serialized_end=662
+  _globals['_TIER']._serialized_start=469
+  _globals['_TIER']._serialized_end=550
+  _globals['_PLAN']._serialized_start=101
+  _globals['_PLAN']._serialized_end=346
+  _globals['_LISTPLANSREQUEST']._serialized_start=348
+  _globals['_LISTPLANSREQUEST']._serialized_end=366
+  _globals['_LISTPLANSRESPONSE']._serialized_start=368
+  _globals['_LISTPLANSRESPONSE']._serialized_end=426
+  _globals['_GETPLANREQUEST']._serialized_start=428
+  _globals['_GETPLANREQUEST']._serialized_end=467
+  _globals['_PLANSERVICE']._serialized_start=553
+  _globals['_PLANSERVICE']._serialized_end=755
 # @@protoc_insertion_point(module_scope)

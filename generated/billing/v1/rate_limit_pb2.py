@@ -23,22 +23,35 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from billing.v1 import plan_pb2 as billing_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62illing/v1/rate_limit.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x15\x62illing/v1/plan.proto\"(\n\x13GetRateLimitRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x88\x01\n\x0fRateLimitStatus\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1e\n\x04tier\x18\x02 \x01(\x0e\x32\x10.billing.v1.Tier\x12\x18\n\x10limit_per_minute\x18\x03 \x01(\x05\x12\x11\n\tremaining\x18\x04 \x01(\x05\x12\x15\n\rreset_seconds\x18\x05 \x01(\x05\x32\x8a\x01\n\x10RateLimitService\x12v\n\x0cGetRateLimit\x12\x1f.billing.v1.GetRateLimitRequest\x1a\x1b.billing.v1.RateLimitStatus\"(\x82\xd3\xe4\x93\x02\"\x12 /billing/rate-limits/{tenant_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62illing/v1/rate_limit.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x15\x62illing/v1/plan.proto\".\n\x13GetRateLimitRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa6\x01\n\x0fRateLimitStatus\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x04tier\x18\x02 \x01(\x0e\x32\x10.billing.v1.TierB\x04\xe2\x41\x01\x03\x12\x1e\n\x10limit_per_minute\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x17\n\tremaining\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1b\n\rreset_seconds\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x32\x8a\x01\n\x10RateLimitService\x12v\n\x0cGetRateLimit\x12\x1f.billing.v1.GetRateLimitRequest\x1a\x1b.billing.v1.RateLimitStatus\"(\x82\xd3\xe4\x93\x02\"\x12 /billing/rate-limits/{tenant_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.rate_limit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETRATELIMITREQUEST'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_GETRATELIMITREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
+  _globals['_RATELIMITSTATUS'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_RATELIMITSTATUS'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\003'
+  _globals['_RATELIMITSTATUS'].fields_by_name['tier']._loaded_options = None
+  _globals['_RATELIMITSTATUS'].fields_by_name['tier']._serialized_options = b'\342A\001\003'
+  _globals['_RATELIMITSTATUS'].fields_by_name['limit_per_minute']._loaded_options = None
+  _globals['_RATELIMITSTATUS'].fields_by_name['limit_per_minute']._serialized_options = b'\342A\001\003'
+  _globals['_RATELIMITSTATUS'].fields_by_name['remaining']._loaded_options = None
+  _globals['_RATELIMITSTATUS'].fields_by_name['remaining']._serialized_options = b'\342A\001\003'
+  _globals['_RATELIMITSTATUS'].fields_by_name['reset_seconds']._loaded_options = None
+  _globals['_RATELIMITSTATUS'].fields_by_name['reset_seconds']._serialized_options = b'\342A\001\003'
   _globals['_RATELIMITSERVICE'].methods_by_name['GetRateLimit']._loaded_options = None
   _globals['_RATELIMITSERVICE'].methods_by_name['GetRateLimit']._serialized_options = b'\202\323\344\223\002\"\022 /billing/rate-limits/{tenant_id}'
-  _globals['_GETRATELIMITREQUEST']._serialized_start=96
-  _globals['_GETRATELIMITREQUEST']._serialized_end=136
-  _globals['_RATELIMITSTATUS']._serialized_start=139
-  _globals['_RATELIMITSTATUS']._serialized_end=275
-  _globals['_RATELIMITSERVICE']._serialized_start=278
-  _globals['_RATELIMITSERVICE']._serialized_end=416
+  _globals['_GETRATELIMITREQUEST']._serialized_start=129
+  _globals['_GETRATELIMITREQUEST']._serialized_end=175
+  _globals['_RATELIMITSTATUS']._serialized_start=178
+  _globals['_RATELIMITSTATUS']._serialized_end=344
+  _globals['_RATELIMITSERVICE']._serialized_start=347
+  _globals['_RATELIMITSERVICE']._serialized_end=485
 # @@protoc_insertion_point(module_scope)

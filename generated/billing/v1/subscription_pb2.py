@@ -23,16 +23,65 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x03\n\x0cSubscription\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07plan_id\x18\x03 \x01(\t\x12\x15\n\rbilling_email\x18\x04 \x01(\t\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.Status\x12\x38\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\"V\n\x19\x43reateSubscriptionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x15\n\rbilling_email\x18\x03 \x01(\t\"$\n\x16GetSubscriptionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8b\x01\n\x1eListTenantSubscriptionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.Status\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"k\n\x1fListTenantSubscriptionsResponse\x12/\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.Subscription\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x19UpdateSubscriptionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x15\n\rbilling_email\x18\x03 \x01(\t\"\'\n\x19\x43\x61ncelSubscriptionRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x04\n\x0cSubscription\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07plan_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x03\x12>\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12<\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\"h\n\x19\x43reateSubscriptionRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"*\n\x16GetSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x1eListTenantSubscriptionsRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1fListTenantSubscriptionsResponse\x12\x35\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.SubscriptionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"a\n\x19UpdateSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"-\n\x19\x43\x61ncelSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.v1.subscription_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['id']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['plan_id']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['plan_id']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['billing_email']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['billing_email']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['status']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['current_period_start']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['current_period_start']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['current_period_end']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['current_period_end']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['created_at']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['canceled_at']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['canceled_at']._serialized_options = b'\342A\001\003'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._serialized_options = b'\342A\001\002'
+  _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE'].fields_by_name['subscriptions']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE'].fields_by_name['subscriptions']._serialized_options = b'\342A\001\003'
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._serialized_options = b'\342A\001\001'
+  _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CreateSubscription']._loaded_options = None
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CreateSubscription']._serialized_options = b'\202\323\344\223\002\033\"\026/billing/subscriptions:\001*'
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['GetSubscription']._loaded_options = None
@@ -43,22 +92,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['UpdateSubscription']._serialized_options = b'\202\323\344\223\002 \032\033/billing/subscriptions/{id}:\001*'
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._loaded_options = None
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._serialized_options = b'\202\323\344\223\002\035*\033/billing/subscriptions/{id}'
-  _globals['_SUBSCRIPTION']._serialized_start=109
-  _globals['_SUBSCRIPTION']._serialized_end=562
-  _globals['_SUBSCRIPTION_STATUS']._serialized_start=504
-  _globals['_SUBSCRIPTION_STATUS']._serialized_end=562
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=564
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=650
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=652
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=688
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=691
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=830
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=832
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=939
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=941
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=1020
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1022
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=1061
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1064
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=1744
+  _globals['_SUBSCRIPTION']._serialized_start=142
+  _globals['_SUBSCRIPTION']._serialized_end=655
+  _globals['_SUBSCRIPTION_STATUS']._serialized_start=597
+  _globals['_SUBSCRIPTION_STATUS']._serialized_end=655
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=657
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=761
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=763
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=805
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=808
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=971
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=973
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=1092
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=1094
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=1191
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1193
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=1238
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1241
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=1921
 # @@protoc_insertion_point(module_scope)
