@@ -45,7 +45,7 @@ DATE = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9
 LIMITS = {
     "UsageEvent.endpoint": {"minLength": 1, "maxLength": usage.MAX_ENDPOINT},
     "UsageEvent.event_id": {"maxLength": usage.MAX_EVENT_ID},
-    "UsageEvent.count": {"minimum": 1, "maximum": 1_000_000_000},
+    "UsageEvent.count": {"minimum": 1, "maximum": usage.MAX_COUNT},
     "TrackUsageRequest.events": {"minItems": 1, "maxItems": usage.MAX_BATCH},
     "CreateSubscriptionRequest.tenant_id": {"minLength": 1, "maxLength": subscriptions.MAX_TENANT_ID},
     "CreateSubscriptionRequest.billing_email": {"format": "email", "maxLength": subscriptions.MAX_EMAIL},
