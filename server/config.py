@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import urllib.parse
 
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
 
@@ -24,6 +25,20 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
+def _upstream(url: str | None) -> str | None:
+    """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
+    if url is None:
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ConfigError(f"BILLING_UPSTREAM_URL must look like http://host:port, got {url!r}")
+    return url
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///billing.db"
@@ -38,6 +53,10 @@ class Settings:
     outbox_dir: pathlib.Path = pathlib.Path("outbox")
     catalogue_path: pathlib.Path = DEFAULT_CATALOGUE
     usage_retention_days: int = 35
+    gateway_port: int = 8000
+    # The platform's API behind the gateway, "http://host:port"; None: `make run` starts the demo.
+    upstream_url: str | None = None
+    demo_upstream_port: int = 8081
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,4 +80,14 @@ class Settings:
             outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
             catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),
             usage_retention_days=int(retention),
+            gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
+            upstream_url=_upstream(env.get("BILLING_UPSTREAM_URL") or None),
+            demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
         )
+
+    def upstream_address(self) -> tuple[str, int]:
+        """The gateway's upstream as (host, port): BILLING_UPSTREAM_URL, else the demo upstream."""
+        if self.upstream_url is None:
+            return "127.0.0.1", self.demo_upstream_port
+        parsed = urllib.parse.urlsplit(self.upstream_url)
+        return parsed.hostname, parsed.port or 80

