@@ -173,19 +173,31 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
     wait_for_grpc(grpc_address)
     with db.session():
         admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
-    log = open(workdir / "envoy.log", "wb")
-    envoy = edge.start(settings, [port], workdir, stdout=log, stderr=log)
     rest_url = f"http://127.0.0.1:{settings.http_port}"
     try:
-        wait_for_http(f"{rest_url}/billing/health", alive=lambda: envoy.poll() is None)
-        with grpc.insecure_channel(grpc_address) as channel:
-            yield Stack(settings, grpc_address, rest_url, admin_key, channel,
-                        gateway_url=f"http://127.0.0.1:{settings.gateway_port}")
+        with running_envoy(settings, [port], workdir):
+            wait_for_http(f"{rest_url}/billing/health")
+            with grpc.insecure_channel(grpc_address) as channel:
+                yield Stack(settings, grpc_address, rest_url, admin_key, channel,
+                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}")
+    finally:
+        server.stop(grace=None)
+
+
+@contextlib.contextmanager
+def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path):
+    """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`; ready
+    once its admin interface says so, whether or not those servers are up."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / "envoy.log", "ab")
+    envoy = edge.start(settings, grpc_ports, workdir, stdout=log, stderr=log)
+    try:
+        wait_for_http(f"http://127.0.0.1:{settings.envoy_admin_port}/ready", alive=lambda: envoy.poll() is None)
+        yield envoy
     finally:
         envoy.terminate()
         envoy.wait(timeout=10)
         log.close()
-        server.stop(grace=None)
 
 
 @pytest.fixture
