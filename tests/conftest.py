@@ -139,16 +139,23 @@ def http_call(method: str, url: str, headers: dict[str, str], data: bytes | None
 
 
 @contextlib.contextmanager
-def demo_upstream():
-    """The demo echo upstream as a real process on a free port; yields its port."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)])
+def running(process: subprocess.Popen, ready_url: str):
+    """A started process, entered once `ready_url` answers 200, terminated on the way out."""
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/", alive=lambda: process.poll() is None)
-        yield port
+        wait_for_http(ready_url, alive=lambda: process.poll() is None)
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def demo_upstream():
+    """The demo echo upstream as a real process on a free port; yields its port."""
+    port = free_port()
+    with running(subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)]),
+                 f"http://127.0.0.1:{port}/"):
+        yield port
 
 
 @pytest.fixture(scope="session")
@@ -189,15 +196,10 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`; ready
     once its admin interface says so, whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(workdir / "envoy.log", "ab")
-    envoy = edge.start(settings, grpc_ports, workdir, stdout=log, stderr=log)
-    try:
-        wait_for_http(f"http://127.0.0.1:{settings.envoy_admin_port}/ready", alive=lambda: envoy.poll() is None)
+    with open(workdir / "envoy.log", "ab") as log, \
+            running(edge.start(settings, grpc_ports, workdir, stdout=log, stderr=log),
+                    f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
         yield envoy
-    finally:
-        envoy.terminate()
-        envoy.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture
