@@ -64,7 +64,8 @@ class Stack:
     def restart_envoy(self) -> int:
         """(Re)start Envoy with every running server as an upstream; return its REST port."""
         self.stop_envoy()
-        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port())
+        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port(),
+                                       gateway_port=free_port())
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")

@@ -30,6 +30,7 @@ from server.domain.periods import Period, period_containing
 from server.domain.ratelimit import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.domain.ttl_cache import TtlCache
 from server.domain.usage import MAX_BATCH
+from server.persistence import db
 from server.persistence.models import Plan, Subscription
 from server.services import keys, usage
 
@@ -59,6 +60,13 @@ class Admission:
     decision: Decision | None  # None: the limiter store is down and the plan fails open
 
 
+def _in_session(query, *args):
+    """Run a cache miss's query in its own database session: the common case, all hits, opens
+    none (on SQLite opening one cost ~400 µs, four fifths of a whole check)."""
+    with db.session():
+        return query(*args)
+
+
 def _active_plan(tenant_id: str) -> ActivePlan | None:
     row = (Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.rate_limit_per_minute,
                                Plan.included_requests, Plan.overage_per_1k_cents)
@@ -82,15 +90,16 @@ class Gateway:
         self._recorded: TtlCache[int] = TtlCache(cache_seconds)
 
     def admit(self, headers: dict[str, str], now: dt.datetime) -> Admission:
-        """Admit one request or raise the DomainError that is its denial."""
+        """Admit one request or raise the DomainError that is its denial. Opens a database
+        session only for what the caches miss."""
         key = rules.api_key(headers)
-        principal = (self._principals.get(key, lambda: keys.authenticate(key)) if key
+        principal = (self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key
                      else keys.authenticate(None))
         if principal.is_admin:
             raise PermissionDenied("admin keys are not tenant traffic: call the gateway with a tenant key",
                                    reason="ADMIN_KEY")
         tenant_id = principal.tenant_id
-        plan = self._plans.get(tenant_id, lambda: _active_plan(tenant_id))
+        plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
             raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription",
                                    reason="NO_ACTIVE_SUBSCRIPTION")
@@ -108,7 +117,8 @@ class Gateway:
 
     def _quota(self, plan: ActivePlan, period: Period, now: dt.datetime) -> Quota:
         name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
-        recorded = self._recorded.get(name, lambda: usage.period_requests(plan.subscription_id, period.start))
+        recorded = self._recorded.get(
+            name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start))
         return Quota(name=name, included=plan.included_requests, floor=recorded,
                      expires_in=math.ceil((period.end - now).total_seconds()))
 

@@ -1,8 +1,9 @@
 """Envoy's side of the gateway: envoy.service.auth.v3.Authorization (ext_authz) and
 envoy.service.accesslog.v3.AccessLogService, translated to server.services.gateway.
 
-These are not billing.v1 methods, so the billing interceptors leave them alone: each opens its
-own database session, and Check turns domain errors into HTTP denials itself. Anything
+These are not billing.v1 methods, so the billing interceptors leave them alone: the services open
+database sessions where they need them (Check mostly needs none: its lookups are cached), and
+Check turns domain errors into HTTP denials itself. Anything
 unexpected in Check becomes a gRPC error, which Envoy (failure_mode_allow: false) answers 503.
 """
 
@@ -75,8 +76,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def Check(self, request, context):
         headers = dict(request.attributes.request.http.headers)
         try:
-            with db.session():
-                admission = self.admission.admit(headers, now())
+            admission = self.admission.admit(headers, now())
         except DomainError as error:
             return _denied(error)
         return _allowed(admission, headers.get("x-request-id", ""))
