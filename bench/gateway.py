@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from bench import report
 from bench.interceptor import bench_catalogue, enterprise_tenant, self_cpu_seconds
@@ -41,46 +42,30 @@ from bench.stack import free_port, proc_cpu_seconds
 GOAL_P50_MS, GOAL_P99_MS, GOAL_THROUGHPUT = 1.0, 5.0, 0.5
 LAG_REQUESTS = 200
 
+LISTENER = """
+  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: {name}
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                {action}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"""
+
 UPSTREAM_ENVOY = """
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 static_resources:
-  listeners:
-  - name: upstream
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          route_config:
-            virtual_hosts:
-            - name: fixed
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                direct_response: {{status: 200, body: {{inline_string: '{{"ok": true}}'}}}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  - name: direct
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {direct}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: direct
-          route_config:
-            virtual_hosts:
-            - name: direct
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: upstream}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  listeners:{listeners}
   clusters:
   - name: upstream
     type: STATIC
@@ -90,6 +75,14 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
 """
+
+
+def upstream_envoy_config(admin: int, upstream: int, direct: int) -> str:
+    """The fixed upstream (a direct_response) and the direct door (a plain proxy to it)."""
+    listeners = (LISTENER.format(name="upstream", port=upstream,
+                                 action="""direct_response: {status: 200, body: {inline_string: '{"ok": true}'}}""")
+                 + LISTENER.format(name="direct", port=direct, action="route: {cluster: upstream}"))
+    return UPSTREAM_ENVOY.format(admin=admin, upstream=upstream, listeners=listeners)
 
 
 @dataclasses.dataclass
@@ -115,14 +108,23 @@ def _envoy(config: pathlib.Path, workdir: pathlib.Path, log) -> subprocess.Popen
 
 
 def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, subscription_id: str) -> dict:
-    """Sequential requests through the gateway while a poller reads usage every 5 ms; a request's
-    lag is from its reply until the first poll that counts it."""
+    """Sequential requests through the gateway (50/s) while a poller reads usage every 5 ms; a
+    request's lag is from its reply until the first poll that counts it."""
     def total(conn) -> int:
         conn.request("GET", f"/billing/metrics/usage/{subscription_id}", headers={"authorization": f"Bearer {admin_key}"})
         return int(json.loads(conn.getresponse().read())["total_requests"])
 
     reader = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=10)
-    base = total(reader)
+    client = http.client.HTTPConnection("127.0.0.1", gateway_port, timeout=10)
+    # The access-log stream is processed in order: once a first request is counted, the backlog
+    # of the load runs before is ingested (how long that took is reported as drain_ms).
+    drain_started = time.perf_counter()
+    client.request("GET", "/v1/lag/first", headers={"authorization": f"Bearer {key}"})
+    client.getresponse().read()
+    while total(reader) < 1:
+        time.sleep(0.01)
+    drain_ms = round(1000 * (time.perf_counter() - drain_started))
+    base = 1
     seen: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -133,7 +135,6 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    client = http.client.HTTPConnection("127.0.0.1", gateway_port, timeout=10)
     replied = []
     for i in range(LAG_REQUESTS):
         client.request("GET", f"/v1/lag/{i}", headers={"authorization": f"Bearer {key}"})
@@ -150,7 +151,7 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
     lags = [next((t - sent for t, n in seen if n > base + i and t >= sent), float("nan"))
             for i, sent in enumerate(replied)]
     counted = [lag for lag in lags if lag == lag]
-    return {"requests": LAG_REQUESTS, "counted": len(counted),
+    return {"requests": LAG_REQUESTS, "counted": len(counted), "drain_ms": drain_ms,
             "p50_ms": round(1000 * report.percentile(counted, 50), 1) if counted else None,
             "p99_ms": round(1000 * report.percentile(counted, 99), 1) if counted else None}
 
@@ -162,19 +163,20 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
     from server.config import DEFAULT_CATALOGUE, Settings
     from server.persistence import db
     from server.readiness import wait_for_http
-    from server.services import keys
+    from server.persistence.models import Subscription
+    from server.services import keys, usage
     from server.transport.app import create_server
 
     upstream, direct, upstream_admin = free_port(), free_port(), free_port()
     config = workdir / "upstream-envoy.yaml"
-    config.write_text(UPSTREAM_ENVOY.format(admin=upstream_admin, upstream=upstream, direct=direct))
+    config.write_text(upstream_envoy_config(upstream_admin, upstream, direct))
     settings = dataclasses.replace(
         Settings(), database_url=f"sqlite:///{workdir / 'gateway.db'}", bind="127.0.0.1", grpc_port=0,
         http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(),
         upstream_url=f"http://127.0.0.1:{upstream}", outbox_dir=workdir / "outbox",
         catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE))
     prepare(settings)
-    tenant, key = enterprise_tenant("bench-gw")
+    load_tenant, key = enterprise_tenant("bench-gw")
     with db.session():
         admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # reads usage
     server, port = create_server(settings, "127.0.0.1:0")
@@ -204,7 +206,12 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
                           f"server {summary['server_cpu_cores']}"
                           + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""),
                           flush=True)
-        lag = metering_lag(settings.gateway_port, settings.http_port, key, admin_key, f"sub_{tenant}")
+        lag_tenant, lag_key = enterprise_tenant("bench-gw-lag")  # no backlog of the load runs
+        lag = metering_lag(settings.gateway_port, settings.http_port, lag_key, admin_key, f"sub_{lag_tenant}")
+        with db.session():
+            metered = usage.period_requests(f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start)
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/stats?filter=access_logs") as reply:
+            envoy_stats = dict(line.split(": ", 1) for line in reply.read().decode().splitlines() if ": " in line)
     finally:
         for process in (stack_envoy, fixed):
             process.terminate()
@@ -212,7 +219,10 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
         log.close()
         server.stop(grace=None)
         db.close()
-    return summarize(runs, lag, load_procs * threads)
+    forwarded = sum(r["n"] for (name, _), rs in runs.items() if name == "gateway" for r in rs)
+    result = summarize(runs, lag, load_procs * threads)
+    result["exactly_once"] = {"forwarded": forwarded, "metered": metered, "envoy_access_log_stats": envoy_stats}
+    return result
 
 
 def summarize(runs: dict, lag: dict, connections: int) -> dict:
@@ -242,7 +252,12 @@ def text(result: dict) -> str:
              f"  added p50 {result['added_p50_ms']} ms, added p99 {result['added_p99_ms']} ms, "
              f"throughput ratio {result['throughput_ratio']}; metering lag p50 {result['metering_lag']['p50_ms']} ms, "
              f"p99 {result['metering_lag']['p99_ms']} ms ({result['metering_lag']['counted']}/"
-             f"{result['metering_lag']['requests']} counted)"]
+             f"{result['metering_lag']['requests']} counted; backlog of the load runs drained in "
+             f"{result['metering_lag'].get('drain_ms')} ms)"]
+    if "exactly_once" in result:
+        once = result["exactly_once"]
+        lines.append(f"  metered {once['metered']} of {once['forwarded']} forwarded; Envoy access-log stats "
+                     f"{once['envoy_access_log_stats']}")
     lines += [f"  goal {goal}: {'PASS' if ok else 'FAIL'}" for goal, ok in result["goals"].items()]
     return "\n".join(lines)
 
