@@ -129,3 +129,19 @@ def test_quota_counter_expires_with_its_period():
     assert limiter.hit("t", 100, 0.0, quota=quota(included=1, expires_in=10)).allowed
     assert not limiter.hit("t", 100, 5.0, quota=quota(included=1, expires_in=10)).allowed
     assert limiter.hit("t", 100, 10.0, quota=quota(included=1, expires_in=10)).allowed
+
+
+def test_gateway_settings_from_the_environment():
+    from server.config import ConfigError, Settings
+
+    defaults = Settings.from_env({})
+    assert (defaults.gateway_port, defaults.upstream_url, defaults.demo_upstream_port) == (8000, None, 8081)
+    assert defaults.upstream_address() == ("127.0.0.1", 8081)
+    custom = Settings.from_env({"BILLING_GATEWAY_PORT": "9000", "BILLING_UPSTREAM_URL": "http://api.internal:7000"})
+    assert (custom.gateway_port, custom.upstream_address()) == (9000, ("api.internal", 7000))
+    assert Settings.from_env({"BILLING_UPSTREAM_URL": "http://api.internal"}).upstream_address() == ("api.internal", 80)
+    for bad in ("api.internal:7000", "https://api.internal", "http://api.internal:x", "http://h:1/prefix"):
+        with pytest.raises(ConfigError, match="BILLING_UPSTREAM_URL"):
+            Settings.from_env({"BILLING_UPSTREAM_URL": bad})
+    with pytest.raises(ConfigError, match="BILLING_DEMO_UPSTREAM_PORT"):
+        Settings.from_env({"BILLING_DEMO_UPSTREAM_PORT": "99999"})

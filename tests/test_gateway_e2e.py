@@ -11,14 +11,19 @@ import time
 import uuid
 from concurrent import futures
 
+import grpc
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2
 
 from factories import insert_subscription
 
 from server.persistence import catalogue, db
 from server.services import keys
-from server.services.gateway import CACHE_SECONDS
+from server.ratelimit.redis_store import RedisRateLimiter
+from server.services.gateway import CACHE_SECONDS, Gateway
+from server.transport.gateway import AuthorizationServicer
 from tests.conftest import Reply
+from tests.test_ratelimit_redis import closed_port_url
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 BOUND_SECONDS = 5.0  # API.md: revoke, plan change and cancel take effect within 5 s
@@ -199,3 +204,24 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
     reply, revoked_in = poll(lambda: stack.gateway("GET", "/v1/a", key=other), lambda r: r.status == 401)
     assert reason(reply) == "INVALID_API_KEY"
     assert max(changed_in, canceled_in, revoked_in) <= CACHE_SECONDS + 0.5 < BOUND_SECONDS
+
+
+def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, tenant_id, capped_plan):
+    """Redis unreachable: limits protect capacity (fail open), a quota cap is a billing fact (503)."""
+    servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())))
+    uncapped, capped = f"{tenant_id}-a", f"{tenant_id}-b"
+    subscribe(uncapped, "standard")
+    subscribe(capped, capped_plan)
+
+    def check(tenant: str):
+        request = external_auth_pb2.CheckRequest()
+        request.attributes.request.http.headers.update(
+            {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"})
+        return servicer.Check(request, None)
+
+    admitted = check(uncapped)
+    assert admitted.status.code == 0
+    assert not admitted.ok_response.response_headers_to_add  # no limit was checked
+    refused = check(capped)
+    assert refused.denied_response.status.code == 503
+    assert json.loads(refused.denied_response.body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]

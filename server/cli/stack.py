@@ -58,8 +58,9 @@ def main() -> int:
         children.append(server)
         wait_for_grpc(f"{settings.bind}:{settings.grpc_port}")
         if settings.upstream_url is None:
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)]))
+            demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
+            children.append(demo)
+            wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
         envoy = edge.start(settings, [settings.grpc_port], workdir)
         children.append(envoy)
         rest = f"http://{settings.bind}:{settings.http_port}"

@@ -31,8 +31,7 @@ from server.transport.errors import status_message
 log = logging.getLogger("billing.gateway")
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
-HTTP_STATUS = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
-               "UNAVAILABLE": 503, "INVALID_ARGUMENT": 400}
+HTTP_STATUS = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
 # Never forwarded to the upstream: the key. Replaced: what the upstream trusts.
 REMOVED_UPSTREAM = ["authorization", "x-api-key"]
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
