@@ -178,14 +178,15 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
     prepare(settings)
     load_tenant, key = enterprise_tenant("bench-gw")
     with db.session():
-        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # reads usage
+        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # metering, usage reads
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()
     envdir = workdir / "gateway-envoy"
     envdir.mkdir(exist_ok=True)
     log = open(workdir / "gateway-envoy.log", "ab")
     fixed = _envoy(config, workdir, log)
-    stack_envoy = edge.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, stdout=log, stderr=log)
+    stack_envoy = edge.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key,
+                             stdout=log, stderr=log)
     try:
         wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)
         wait_for_http(f"http://127.0.0.1:{settings.http_port}/billing/health", alive=lambda: stack_envoy.poll() is None)

@@ -17,7 +17,9 @@ TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
 
 
-def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "127.0.0.1") -> str:
+def render(settings: Settings, upstream_ports: list[int], metering_key: str, upstream_host: str = "127.0.0.1") -> str:
+    """The Envoy config; `metering_key` (an admin key) authenticates the gateway's access-log
+    stream, from which usage is billed."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports)
@@ -31,6 +33,7 @@ def render(settings: Settings, upstream_ports: list[int], upstream_host: str = "
         descriptor=DESCRIPTOR,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
+        metering_key=metering_key,
     )
 
 
@@ -42,11 +45,14 @@ def envoy_binary() -> str:
     return found
 
 
-def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, **popen) -> subprocess.Popen:
+def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, metering_key: str,
+          **popen) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
     matched direct gRPC throughput, while two workers starved the Python server."""
     config = workdir / "envoy.yaml"
-    config.write_text(render(settings, upstream_ports))
+    config.touch(mode=0o600)
+    config.chmod(0o600)  # before writing: it holds the metering key
+    config.write_text(render(settings, upstream_ports, metering_key))
     return subprocess.Popen(
         [envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
          "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],

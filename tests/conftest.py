@@ -182,7 +182,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
     rest_url = f"http://127.0.0.1:{settings.http_port}"
     try:
-        with running_envoy(settings, [port], workdir):
+        with running_envoy(settings, [port], workdir, admin_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(settings, grpc_address, rest_url, admin_key, channel,
@@ -192,12 +192,13 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
 
 
 @contextlib.contextmanager
-def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path):
-    """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`; ready
-    once its admin interface says so, whether or not those servers are up."""
+def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, metering_key: str):
+    """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
+    access-log stream authenticated by `metering_key`; ready once its admin interface says so,
+    whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "envoy.log", "ab") as log, \
-            running(edge.start(settings, grpc_ports, workdir, stdout=log, stderr=log),
+            running(edge.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
                     f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
         yield envoy
 

@@ -13,6 +13,8 @@ from concurrent import futures
 
 import grpc
 import pytest
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2
 
 from factories import insert_subscription
@@ -225,3 +227,25 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
     refused = check(capped)
     assert refused.denied_response.status.code == 503
     assert json.loads(refused.denied_response.body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(stack, tenant_id):
+    subscription_id = subscribe(tenant_id)
+    entry = accesslog_pb2.HTTPAccessLogEntry()
+    entry.request.request_id = f"forged-{uuid.uuid4().hex}"
+    entry.request.path = "/v1/forged"
+    entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
+    entry.common_properties.start_time.GetCurrentTime()
+    entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
+        {"subscription_id": subscription_id})
+    message = als_pb2.StreamAccessLogsMessage()
+    message.http_logs.log_entry.append(entry)
+    stream = als_pb2_grpc.AccessLogServiceStub(stack.channel).StreamAccessLogs
+    for key, code in [(None, grpc.StatusCode.UNAUTHENTICATED),
+                      (stack.tenant_key(tenant_id), grpc.StatusCode.PERMISSION_DENIED)]:
+        with pytest.raises(grpc.RpcError) as refused:
+            stream(iter([message]), metadata=stack.auth(key) if key else (), timeout=10)
+        assert refused.value.code() == code
+    assert total_requests(stack, subscription_id) == 0
+    stream(iter([message, message]), metadata=stack.auth(stack.admin_key), timeout=10)  # sent twice
+    assert total_requests(stack, subscription_id) == 1

@@ -34,7 +34,7 @@ def get(settings, key: str | None, path: str = "/v1/items/1"):
 def test_billing_server_unreachable_fails_closed_with_503(stack, tenant_id, tmp_path):
     insert_subscription(tenant_id)
     settings = gateway_settings(stack)
-    with running_envoy(settings, [free_port()], tmp_path):  # nothing listens there
+    with running_envoy(settings, [free_port()], tmp_path, stack.admin_key):  # nothing listens there
         reply = get(settings, stack.tenant_key(tenant_id))
     assert reply.status == 503
     assert reply.json()["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
@@ -54,7 +54,7 @@ def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_
         with futures.ThreadPoolExecutor(8) as pool:
             return [r.status for r in pool.map(lambda i: get(settings, key, f"/v1/items/{i}"), range(calls))]
 
-    with running_envoy(settings, [port], tmp_path / "envoy"):
+    with running_envoy(settings, [port], tmp_path / "envoy", stack.admin_key):
         with server_process(env, tmp_path, "first", port):
             statuses = send(40)
             assert statuses == [200] * 40
@@ -87,7 +87,7 @@ def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_p
                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         settings = gateway_settings(stack)
         ports = [int(address.rsplit(":", 1)[1]) for address in (first, second)]
-        with running_envoy(settings, ports, tmp_path / "envoy"):
+        with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY):
             with futures.ThreadPoolExecutor(16) as pool:
                 replies = list(pool.map(lambda i: get(settings, key), range(80)))
     assert [r.status for r in replies].count(200) == 50

@@ -61,7 +61,7 @@ def main() -> int:
             demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
             children.append(demo)
             wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
-        envoy = edge.start(settings, [settings.grpc_port], workdir)
+        envoy = edge.start(settings, [settings.grpc_port], workdir, metering_key=admin_key)
         children.append(envoy)
         rest = f"http://{settings.bind}:{settings.http_port}"
         wait_for_http(f"{rest}/billing/health", alive=lambda: envoy.poll() is None)

@@ -20,13 +20,15 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from server.domain.access import require_admin
 from server.domain.errors import DomainError
 from server.domain.gateway import LoggedRequest, forwarded
 from server.persistence import db
-from server.services import gateway
+from server.services import gateway, keys
 from server.services.gateway import Gateway
 from server.transport.convert import now
-from server.transport.errors import status_message
+from server.transport.errors import abort, status_message
+from server.transport.interceptors import bearer_token
 
 log = logging.getLogger("billing.gateway")
 
@@ -96,9 +98,17 @@ def _logged(entry) -> LoggedRequest:
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     """Each message Envoy flushes (every 0.2 s at most) is one batch. It is recorded before the
-    next is read; a database hiccup is retried, because Envoy does not resend what it sent."""
+    next is read; a database hiccup is retried, because Envoy does not resend what it sent.
+    Usage is billed from this stream, so it must come with an admin key (Envoy sends the one it
+    was configured with as initial metadata)."""
 
     def StreamAccessLogs(self, request_iterator, context):
+        try:
+            with db.session():
+                require_admin(keys.authenticate(bearer_token(context.invocation_metadata())),
+                              "streaming gateway access logs")
+        except DomainError as error:
+            abort(context, error)
         for message in request_iterator:
             requests = [_logged(entry) for entry in message.http_logs.log_entry]
             if requests:
