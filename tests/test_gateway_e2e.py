@@ -24,7 +24,7 @@ from server.services import keys
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.services.gateway import CACHE_SECONDS, Gateway
 from server.transport.gateway import AuthorizationServicer
-from tests.conftest import Reply
+from tests.conftest import Reply, http_call
 from tests.test_ratelimit_redis import closed_port_url
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -59,6 +59,12 @@ def poll(probe, until, timeout: float = BOUND_SECONDS):
 
 def total_requests(stack, subscription_id: str) -> int:
     return int(stack.rest("GET", f"/billing/metrics/usage/{subscription_id}").json()["total_requests"])
+
+
+def access_logs_written(stack) -> int:
+    """Entries Envoy's gateway has handed to its access-log stream so far (its admin stats)."""
+    stats = http_call("GET", f"http://127.0.0.1:{stack.settings.envoy_admin_port}/stats?filter=logs_written", {})
+    return int(stats.body.decode().split(": ")[1])
 
 
 def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack, tenant_id):
@@ -166,6 +172,7 @@ def test_quota_cap_is_exact_under_concurrency_and_counts_recorded_usage(stack, t
 def test_metering_counts_each_forwarded_request_once_with_normalized_endpoints(stack, tenant_id):
     subscription_id = subscribe(tenant_id, "free")
     key = stack.tenant_key(tenant_id)
+    logged_before = access_logs_written(stack)
     ids = [str(uuid.uuid4()) for _ in range(5)]
     replies = burst(stack, key, 60, path=lambda i: f"/v1/items/{i}?page=2" if i % 2 else f"/v1/users/{ids[i % 5]}")
     assert [r.status for r in replies].count(200) == 50
@@ -177,6 +184,7 @@ def test_metering_counts_each_forwarded_request_once_with_normalized_endpoints(s
     assert stack.gateway("GET", "/v1/ping", key=stack.tenant_key(sentinel_tenant)).status == 200
     poll(lambda: total_requests(stack, sentinel), lambda total: total == 1)
     assert total_requests(stack, subscription_id) == 50
+    assert access_logs_written(stack) - logged_before == 51  # Envoy ships no denied request
     top = stack.rest("GET", f"/billing/analytics/{subscription_id}").json()["top_endpoints"]
     assert {e["endpoint"]: int(e["requests"]) for e in top} == {
         "GET /v1/items/{id}": sum(1 for r in replies if r.status == 200 and "/items/" in r.json()["path"]),
