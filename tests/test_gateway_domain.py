@@ -4,6 +4,7 @@ atomically with the window."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -145,3 +146,30 @@ def test_gateway_settings_from_the_environment():
             Settings.from_env({"BILLING_UPSTREAM_URL": bad})
     with pytest.raises(ConfigError, match="BILLING_DEMO_UPSTREAM_PORT"):
         Settings.from_env({"BILLING_DEMO_UPSTREAM_PORT": "99999"})
+
+
+def test_metering_retries_a_failed_batch_with_capped_backoff_then_gives_up(monkeypatch, caplog):
+    from server.transport import gateway as transport
+
+    calls, naps = [], []
+    outcomes = iter([ConnectionError("database gone"), ConnectionError("still gone"), 7])
+
+    def meter(requests, now):
+        calls.append(len(requests))
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(transport.gateway, "meter", meter)
+    monkeypatch.setattr(transport.db, "session", contextlib.nullcontext)
+    monkeypatch.setattr(transport.time, "sleep", naps.append)
+    transport._meter([logged()])
+    assert (calls, naps) == ([1, 1, 1], [0.2, 0.4])
+
+    outcomes = iter([ConnectionError("gone for good")] * transport.METER_ATTEMPTS)
+    naps.clear()
+    transport._meter([logged(), logged(request_id="r2")])
+    assert len(naps) == transport.METER_ATTEMPTS - 1 and max(naps) == transport.METER_BACKOFF_CAP_SECONDS
+    assert 25 <= sum(naps) <= 40  # the outage the usage survives
+    assert "lost a batch of 2 requests" in caplog.text

@@ -37,7 +37,11 @@ HTTP_STATUS = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_EXHAU
 # Never forwarded to the upstream: the key. Replaced: what the upstream trusts.
 REMOVED_UPSTREAM = ["authorization", "x-api-key"]
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-METER_ATTEMPTS = 5
+# A batch whose transaction fails (database unreachable) is retried for about 30 s: at most
+# CACHE_SECONDS of traffic can be admitted from the caches after the database goes away, and
+# this is how long an outage may last before that traffic's usage is lost (and logged).
+METER_ATTEMPTS = 20
+METER_BACKOFF_CAP_SECONDS = 2.0
 
 
 def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
@@ -126,7 +130,7 @@ def _meter(requests: list[LoggedRequest]) -> None:
             if attempt == METER_ATTEMPTS:
                 log.exception("gateway metering lost a batch of %d requests", len(requests))
                 return
-            time.sleep(0.2 * 2 ** attempt)
+            time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2 ** attempt))
 
 
 def add_to_server(server: grpc.Server, admission: Gateway) -> None:
