@@ -4,7 +4,8 @@ Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceil
 retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
 per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
 BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
-BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py)."""
+BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py), BENCH_GATEWAY=0 (skip
+the gateway's cost against a direct proxy, bench/gateway.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import time
 
 import grpc
 
-from bench import interceptor, load, report
+from bench import gateway, interceptor, load, report
 from bench.ceiling import raw_insert_ceiling
 from bench.postgres import scratch_database
 from bench.stack import Stack
@@ -170,7 +171,7 @@ def run(scratch_pg: str | None) -> int:
     started = time.time()
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24))
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
-    rows, raw, limiter_cost = [], None, None
+    rows, raw, limiter_cost, gateway_cost = [], None, None, None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
@@ -243,6 +244,8 @@ def run(scratch_pg: str | None) -> int:
             limiter_cost = interceptor.measure(Runner, pool, workdir, own_db, redis_url, duration, repeats,
                                                load_procs, threads)
             print(interceptor.text(limiter_cost), flush=True)
+        if os.environ.get("BENCH_GATEWAY", "1") != "0":
+            gateway_cost = gateway.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
     finally:
         pool.close()
         pool.join()
@@ -260,6 +263,9 @@ def run(scratch_pg: str | None) -> int:
         print(f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
               f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):")
         print(interceptor.text(limiter_cost))
+    if gateway_cost:
+        print(f"\ngateway (ext_authz + metering) vs a direct proxy to the same fixed upstream, medians of {repeats}:")
+        print(gateway.text(gateway_cost))
     loads = [r for r in rows if r.get("status") == "ok"]
     if loads:
         print(f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
@@ -272,7 +278,7 @@ def run(scratch_pg: str | None) -> int:
     out = ROOT / "bench-results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "goals": goal_rows,
-                              "rate_limit_interceptor": limiter_cost},
+                              "rate_limit_interceptor": limiter_cost, "gateway": gateway_cost},
                               indent=2, default=str))
     print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
     if not os.environ.get("BENCH_KEEP"):

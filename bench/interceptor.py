@@ -78,6 +78,22 @@ def _cpu_us(run: dict) -> float:
     return round(1e6 * run["server_cpu_cores"] / run["ops_per_s"], 1) if run["ops_per_s"] else float("nan")
 
 
+def enterprise_tenant(prefix: str) -> tuple[str, str]:
+    """A new tenant with an ACTIVE enterprise subscription (id `sub_<tenant>`) and its key, in the
+    database `prepare` bound; returns (tenant, key)."""
+    from server.persistence import db
+    from server.persistence.models import Subscription
+    from server.services import keys
+
+    tenant, now = f"{prefix}-{secrets.token_hex(4)}", dt.datetime.now(dt.timezone.utc)
+    with db.session():
+        key = keys.create_key(now=now, tenant_id=tenant)
+        Subscription.create(id=f"sub_{tenant}", tenant_id=tenant, plan="enterprise", billing_email="rl@bench.example",
+                            status="ACTIVE", anchor_at=now, current_period_start=now,
+                            current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
+    return tenant, key
+
+
 def redis_reachable(url: str | None) -> bool:
     if not url:
         return False
@@ -96,19 +112,12 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
     from server.bootstrap import prepare
     from server.config import DEFAULT_CATALOGUE, Settings
     from server.persistence import db
-    from server.persistence.models import Subscription
-    from server.services import keys
     from server.transport.app import create_server
 
     settings = dataclasses.replace(Settings(), database_url=database_url, redis_url=None, bind="127.0.0.1",
                                    catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE))
     prepare(settings)
-    tenant, now = f"bench-rl-{secrets.token_hex(4)}", dt.datetime.now(dt.timezone.utc)
-    with db.session():
-        key = keys.create_key(now=now, tenant_id=tenant)
-        Subscription.create(id=f"sub_{tenant}", tenant_id=tenant, plan="enterprise", billing_email="rl@bench.example",
-                            status="ACTIVE", anchor_at=now, current_period_start=now,
-                            current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
+    tenant, key = enterprise_tenant("bench-rl")
     configs = {"off": (None, False), "in-process": (None, True)}
     if redis_reachable(redis_url):
         configs["redis"] = (redis_url, True)

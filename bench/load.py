@@ -85,6 +85,8 @@ def call_once(op: str, door: str, client, state: dict, i: int):
             client.plans.GetPlan(plan_pb2.GetPlanRequest(plan_id="standard"), metadata=client.md, timeout=RPC_TIMEOUT)
         else:
             client.call("GET", "/billing/plans/standard")
+    elif op == "proxy":  # a request to the platform's API (bench/gateway.py): direct or via the gateway
+        client.call("GET", f"/v1/items/{i % 1000}")
     elif op == "sub_create":
         tenant = f"bench-{tag}-{i}"
         body = {"tenant_id": tenant, "plan_id": "standard", "billing_email": f"{tenant}@bench.example"}

@@ -64,11 +64,12 @@ class Stack:
     def restart_envoy(self) -> int:
         """(Re)start Envoy with every running server as an upstream; return its REST port."""
         self.stop_envoy()
-        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port())
+        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port(),
+                                       gateway_port=free_port())
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")
-        self.envoy = edge.start(settings, self.ports, envdir, stdout=log, stderr=log)
+        self.envoy = edge.start(settings, self.ports, envdir, self.admin_key, stdout=log, stderr=log)
         self.rest_port = settings.http_port
         wait_for_http(f"http://127.0.0.1:{self.rest_port}/billing/health", alive=lambda: self.envoy.poll() is None)
         return self.rest_port

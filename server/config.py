@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import pathlib
+import urllib.parse
 
 from server.domain.issuer import Issuer
 
@@ -56,6 +57,20 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+def _upstream(url: str | None) -> str | None:
+    """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
+    if url is None:
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ConfigError(f"BILLING_UPSTREAM_URL must look like http://host:port, got {url!r}")
+    return url
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///billing.db"
@@ -81,6 +96,10 @@ class Settings:
     envoy_client_cert: pathlib.Path | None = None
     envoy_client_key: pathlib.Path | None = None
     allow_plaintext: bool = False
+    gateway_port: int = 8000
+    # The platform's API behind the gateway, "http://host:port"; None: `make run` starts the demo.
+    upstream_url: str | None = None
+    demo_upstream_port: int = 8081
 
     @property
     def tls(self) -> bool:
@@ -128,7 +147,17 @@ class Settings:
                           tax_id=env.get("BILLING_ISSUER_TAX_ID", "")),
             mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
             **_tls_settings(env),
+            gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
+            upstream_url=_upstream(env.get("BILLING_UPSTREAM_URL") or None),
+            demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
         )
+
+    def upstream_address(self) -> tuple[str, int]:
+        """The gateway's upstream as (host, port): BILLING_UPSTREAM_URL, else the demo upstream."""
+        if self.upstream_url is None:
+            return "127.0.0.1", self.demo_upstream_port
+        parsed = urllib.parse.urlsplit(self.upstream_url)
+        return parsed.hostname, parsed.port or 80
 
 
 def _tls_settings(env: dict[str, str]) -> dict:

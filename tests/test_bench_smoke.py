@@ -71,3 +71,17 @@ def test_interceptor_catalogue_and_summary(tmp_path):
     assert result["in-process"]["cpu_cost_us"] == 250.0
     result["errors"] = {"off": 0, "in-process": 0}
     assert "in-process" in interceptor.text(result)
+
+
+def test_gateway_summary_compares_doors_and_judges_goals():
+    from bench import gateway
+
+    def run(p50, p99, ops):
+        return {"p50_ms": p50, "p99_ms": p99, "ops_per_s": ops, "errors": 0, "load_cpu_cores": 0.5}
+    runs = {("direct", "1"): [run(0.1, 0.3, 9000)] * 3, ("direct", "n"): [run(1, 3, 10000)] * 3,
+            ("gateway", "1"): [run(0.6, 3.0, 1500), run(0.7, 9.0, 1400), run(0.8, 4.0, 1300)],
+            ("gateway", "n"): [run(7, 15, 2000)] * 3}
+    result = gateway.summarize(runs, {"p50_ms": 3.0, "p99_ms": 90.0, "counted": 200, "requests": 200}, 16)
+    assert (result["added_p50_ms"], result["added_p99_ms"], result["throughput_ratio"]) == (0.6, 3.7, 0.2)
+    assert list(result["goals"].values()) == [True, True, False]
+    assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)

@@ -12,7 +12,8 @@ from server.domain.ratelimit import TIER_LIMITS, check
 from server.ratelimit.memory import InProcessRateLimiter
 
 
-def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None) -> int:
+def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None,
+         quota=None) -> int:
     """`calls` hits from `threads` threads released together; returns how many were admitted."""
     admitted = collections.Counter()
     barrier = threading.Barrier(threads)
@@ -20,7 +21,7 @@ def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: floa
     def worker(share: int) -> None:
         barrier.wait()
         for _ in range(share):
-            if limiter.hit(key, limit, now).allowed:
+            if limiter.hit(key, limit, now, quota=quota).allowed:
                 admitted[threading.get_ident()] += 1
 
     shares = [calls // threads + (1 if i < calls % threads else 0) for i in range(threads)]

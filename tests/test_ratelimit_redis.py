@@ -18,7 +18,7 @@ import redis
 from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc, subscription_pb2, \
     subscription_pb2_grpc
 
-from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable
+from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable, Quota
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.readiness import wait_for_grpc
 from server.transport.app import create_server
@@ -86,6 +86,19 @@ def test_deterministic_keys_with_expiry_and_redis_time(limiter):
     assert limiter.peek("acme", 3).remaining == 2
 
 
+def test_quota_cap_is_exact_across_threads_and_counted_with_the_window(limiter):
+    quota = Quota(name="sub_1:0", included=30, floor=10, expires_in=120)
+    assert fire(limiter, "gateway:t", 1000, calls=200, quota=quota) == 20
+    refused = limiter.hit("gateway:t", 1000, quota=quota)
+    assert (refused.allowed, refused.quota_exhausted, refused.remaining) == (False, True, 980)
+    client = redis.Redis.from_url(REDIS_URL)
+    counter = limiter.key("gateway:t") + ":quota:sub_1:0"
+    assert int(client.get(counter)) == 30
+    assert 0 < client.ttl(counter) <= 120
+    # A floor above the counter (usage recorded by other means) is what counts.
+    assert not limiter.hit("gateway:u", 1000, quota=Quota(name="n", included=5, floor=5, expires_in=60)).allowed
+
+
 def closed_port_url() -> str:
     return f"redis://127.0.0.1:{free_port()}/0"
 
@@ -121,9 +134,10 @@ ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 
 
 @contextlib.contextmanager
-def server_process(env: dict[str, str], workdir: pathlib.Path, name: str):
-    port = free_port()
-    log = open(workdir / f"{name}.log", "wb")
+def server_process(env: dict[str, str], workdir: pathlib.Path, name: str, port: int | None = None):
+    """A billing-server process on `port` (default: a free one); yields its address."""
+    port = port or free_port()
+    log = open(workdir / f"{name}.log", "ab")
     process = subprocess.Popen([str(BIN / "billing-server")], env={**env, "BILLING_GRPC_PORT": str(port)},
                                stdout=log, stderr=subprocess.STDOUT)
     try:

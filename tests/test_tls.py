@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -80,15 +81,18 @@ def pki(tmp_path_factory) -> Pki:
 class TlsStack:
     rest_url: str
     grpc_address: str
+    gateway_url: str
+    env: dict
 
 
 @pytest.fixture(scope="module")
 def tls_stack(pki, tmp_path_factory):
     """`billing-stack` with TLS on both doors and client certificates required on the gRPC port."""
     workdir = tmp_path_factory.mktemp("tls-stack")
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, gateway_port = free_port(), free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'billing.db'}", "OUTBOX_DIR": str(workdir / "outbox"),
            "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "BILLING_HTTP_PORT": str(http_port),
+           "BILLING_GATEWAY_PORT": str(gateway_port), "BILLING_DEMO_UPSTREAM_PORT": str(free_port()),
            "BILLING_GRPC_PORT": str(grpc_port), "BILLING_ENVOY_ADMIN_PORT": str(free_port()),
            "BILLING_TLS_CERT": str(pki.folder / "server.pem"), "BILLING_TLS_KEY": str(pki.folder / "server.key"),
            "BILLING_GRPC_CLIENT_CA": str(pki.ca_file)}
@@ -97,7 +101,7 @@ def tls_stack(pki, tmp_path_factory):
     rest_url = f"https://localhost:{http_port}"
     try:
         wait_for_http(f"{rest_url}/billing/health", context=pki.ssl_context(), alive=lambda: stack.poll() is None)
-        yield TlsStack(rest_url, f"localhost:{grpc_port}")
+        yield TlsStack(rest_url, f"localhost:{grpc_port}", f"https://localhost:{gateway_port}", env)
     finally:
         stack.send_signal(signal.SIGTERM)
         stack.wait(timeout=20)
@@ -113,6 +117,30 @@ def rest_get(url: str, context: ssl.SSLContext, key: str | None = ADMIN_KEY) -> 
 def handshake(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     return context.wrap_socket(raw, server_hostname="localhost")
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+def test_gateway_over_https_checks_keys_over_mtls_and_forwards(tls_stack, pki):
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context())  # an admin key is not tenant traffic
+    assert denied.value.code == 403 and b"ADMIN_KEY" in denied.value.read()
+    tenant = f"tls-{uuid.uuid4().hex[:8]}"
+    body = f'{{"tenant_id": "{tenant}", "plan_id": "standard", "billing_email": "b@example.com"}}'.encode()
+    request = urllib.request.Request(f"{tls_stack.rest_url}/billing/subscriptions", data=body, method="POST",
+                                     headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    urllib.request.urlopen(request, timeout=10, context=pki.ssl_context()).close()
+    key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=tls_stack.env,
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    status, echoed = rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context(), key=key)
+    assert status == 200 and f'"x-tenant-id": "{tenant}"'.encode() in echoed.replace(b'":"', b'": "')
+
+
+def test_plaintext_request_to_the_tls_gateway_gets_no_http_answer(tls_stack):
+    port = int(tls_stack.gateway_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(b"GET /v1/items/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert not raw.recv(4096).startswith(b"HTTP/")
 
 
 # --- REST through Envoy -----------------------------------------------------------------------
@@ -221,9 +249,9 @@ def test_grpcurl_over_mtls_with_and_without_a_client_certificate(tls_stack, pki)
 
 
 @pytest.fixture(scope="module")
-def grpc_tls_only(pki) -> str:
-    """A gRPC server with TLS and no client certificates, in this process: health and reflection
-    need no database."""
+def grpc_tls_only(pki, stack) -> str:
+    """A gRPC server with TLS and no client certificates, in this process, on the database the
+    stack fixture bound (health checks it)."""
     settings = dataclasses.replace(Settings(), tls_cert=pki.folder / "server.pem", tls_key=pki.folder / "server.key")
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()

@@ -1,5 +1,5 @@
-"""`billing-stack` (what `make run` starts): the gRPC server, Envoy and the scheduler together,
-in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
+"""`billing-stack` (what `make run` starts): the gRPC server, Envoy (REST and the gateway), the
+scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
 them exiting."""
 
 from __future__ import annotations
@@ -62,7 +62,12 @@ def main() -> int:
     try:
         server = subprocess.Popen([str(_scripts() / "billing-server")])
         children.append(server)
-        envoy = edge.start(settings, [settings.grpc_port], workdir, upstream_host=edge.upstream_host(settings.bind))
+        if settings.upstream_url is None:
+            demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
+            children.append(demo)
+            wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
+        envoy = edge.start(settings, [settings.grpc_port], workdir, admin_key,
+                           upstream_host=edge.upstream_host(settings.bind))
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"
@@ -75,14 +80,19 @@ def main() -> int:
         curl_tls, grpcurl_tls = ("--cacert CA.pem ", "-cacert CA.pem") if settings.tls else ("", "-plaintext")
         if settings.grpc_client_ca:
             grpcurl_tls += " -cert CLIENT.pem -key CLIENT.key"
+        gateway = f"{'https' if settings.tls else 'http'}://{settings.bind}:{settings.gateway_port}"
+        upstream = settings.upstream_url or f"http://127.0.0.1:{settings.demo_upstream_port} (demo echo)"
         print(f"""
 billing stack is up (database {settings.database_url.split('@')[-1]})
   REST (Envoy):  {rest}
   gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security})
+  gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
   curl {curl_tls}-H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
   {os.path.relpath(_scripts() / 'grpcurl')} {grpcurl_tls} -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
+  # the gateway, with a tenant key (billing-keys create --tenant acme) and an ACTIVE subscription:
+  curl {curl_tls}-H 'Authorization: Bearer TENANT_KEY' {gateway}/v1/items/42
 Ctrl-C stops everything.
 """, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))

@@ -16,6 +16,10 @@ Why a sliding-window LOG (one timestamp per admitted call, kept for one window):
 An entry admitted at t counts while now < t + window; it leaves at now >= t + window.
 Refused calls are not logged: a client hammering while limited does not extend its own ban.
 
+A call may also carry a `Quota` (the gateway's cap on a period's admissions for plans without
+overage): the backend checks and counts it in the same atomic step as the window, so the cap is
+exact under concurrency and across replicas, not eventually consistent with metering.
+
 Backends implement `RateLimiter` (server/ratelimit/): in-process (a lock and a deque per key)
 and Redis (a ZSET per key, updated by one atomic Lua script). `now` is seconds on the
 backend's clock; None means "read the backend's own clock" (monotonic in-process, Redis TIME in
@@ -45,6 +49,7 @@ class Decision:
     limit: int
     remaining: int
     reset_seconds: int  # until the oldest entry leaves the window; 0 when the window is empty
+    quota_exhausted: bool = False  # refused because the call's Quota is used up
 
     def headers(self) -> dict[str, str]:
         return {
@@ -52,6 +57,27 @@ class Decision:
             "x-ratelimit-remaining": str(self.remaining),
             "x-ratelimit-reset": str(self.reset_seconds),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Quota:
+    """A cap on admissions per billing period, counted with the window in one atomic step.
+
+    `name` identifies the period's counter (subscription and period start); `floor` is the
+    period's recorded usage, which the counter never reports less than (so a counter that starts
+    late, or usage tracked by other means, is still counted); `expires_in` is seconds to the
+    period's end, after which the counter is dropped."""
+
+    name: str
+    included: int
+    floor: int
+    expires_in: int
+
+    def exhausted(self, counted: int) -> bool:
+        return max(counted, self.floor) >= self.included
+
+    def after_admission(self, counted: int) -> int:
+        return max(counted, self.floor) + 1
 
 
 class LimiterUnavailable(DomainError):
@@ -62,8 +88,9 @@ class LimiterUnavailable(DomainError):
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, limit: int, now: float | None = None) -> Decision:
-        """Admit one call for `key` if fewer than `limit` were admitted in the window."""
+    def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
+        """Admit one call for `key` if fewer than `limit` were admitted in the window (and, with
+        a `quota`, fewer than `quota.included` in its period), counting it in both."""
 
     def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
         """The state of `key` without consuming anything (`allowed`: would a call pass now)."""
@@ -83,10 +110,11 @@ def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) ->
 
 
 def check(log: collections.deque, limit: int, now: float, *, consume: bool,
-          window: float = WINDOW_SECONDS) -> Decision:
-    """One step of the sliding-window log on `log` (mutated); the caller holds any lock."""
+          window: float = WINDOW_SECONDS, quota_exhausted: bool = False) -> Decision:
+    """One step of the sliding-window log on `log` (mutated); the caller holds any lock. A call
+    whose quota is exhausted is refused and consumes nothing."""
     evict(log, now, window)
-    allowed = len(log) < limit
+    allowed = len(log) < limit and not quota_exhausted
     if allowed and consume:
         # Time never runs backwards in the log: a caller's clock read before the lock may be
         # a hair older than the last entry; keeping the order keeps eviction correct.
@@ -96,4 +124,5 @@ def check(log: collections.deque, limit: int, now: float, *, consume: bool,
         limit=limit,
         remaining=max(0, limit - len(log)),
         reset_seconds=reset_after(log[0] if log else None, now, window),
+        quota_exhausted=quota_exhausted,
     )

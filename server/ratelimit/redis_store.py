@@ -2,8 +2,9 @@
 
 The script runs atomically in Redis, so N replicas admitting concurrently for one tenant still
 admit exactly `limit` in any rolling window. Keys are deterministic: `{prefix}{tenant}` (the
-ZSET) and `{prefix}{tenant}:seq` (a counter that makes ZSET members unique when two calls share
-a timestamp); the tenant sits in a hash tag so both keys land in one Redis Cluster slot. Both
+ZSET), `{prefix}{tenant}:seq` (a counter that makes ZSET members unique when two calls share
+a timestamp) and, for a capped call, `{prefix}{tenant}:quota:{name}` (admissions in the period,
+expiring at its end); the tenant sits in a hash tag so both keys land in one Redis Cluster slot. Both
 expire one window after the last admission, so idle tenants cost nothing.
 
 Clock: with `now=None` (what the server does) the script reads Redis TIME, one clock for all
@@ -23,15 +24,15 @@ import time
 
 import redis
 
-from server.domain.ratelimit import WINDOW_SECONDS, Decision, LimiterUnavailable
+from server.domain.ratelimit import WINDOW_SECONDS, Decision, LimiterUnavailable, Quota
 
 log = logging.getLogger("billing.ratelimit")
 
 DEFAULT_PREFIX = "billing:rl:"
 RETRY_AFTER_FAILURE_SECONDS = 1.0
 
-# KEYS: zset, seq. ARGV: limit, window, consume (1/0), now ('' = Redis TIME).
-# Returns {allowed, count, reset_seconds}.
+# KEYS: zset, seq[, quota counter]. ARGV: limit, window, consume (1/0), now ('' = Redis TIME)
+# [, included, floor, quota ttl seconds]. Returns {allowed, count, reset_seconds, quota_exhausted}.
 SLIDING_WINDOW_LOG = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -44,10 +45,19 @@ else
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
+local exhausted = 0
+local used = 0
+if KEYS[3] then
+  used = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[6]))
+  if used >= tonumber(ARGV[5]) then exhausted = 1 end
+end
 local allowed = 0
-if count < limit then
+if count < limit and exhausted == 0 then
   allowed = 1
   if ARGV[3] == '1' then
+    if KEYS[3] then
+      redis.call('SET', KEYS[3], used + 1, 'EX', tonumber(ARGV[7]))
+    end
     local n = redis.call('INCR', KEYS[2])
     redis.call('ZADD', KEYS[1], now, tostring(n))
     count = count + 1
@@ -62,7 +72,7 @@ if oldest[2] then
   reset = math.ceil(tonumber(oldest[2]) + window - now)
   if reset < 0 then reset = 0 end
 end
-return {allowed, count, reset}
+return {allowed, count, reset, exhausted}
 """
 
 
@@ -79,14 +89,17 @@ class RedisRateLimiter:
     def key(self, name: str) -> str:
         return f"{self.prefix}{{{name}}}"
 
-    def _run(self, name: str, limit: int, now: float | None, consume: bool) -> Decision:
+    def _run(self, name: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None) -> Decision:
         if time.monotonic() < self._down_until:
             raise LimiterUnavailable("rate-limit store unavailable")
         key = self.key(name)
+        keys = [key, f"{key}:seq"]
+        args = [limit, repr(self._window), 1 if consume else 0, "" if now is None else repr(now)]
+        if quota:
+            keys.append(f"{key}:quota:{quota.name}")
+            args += [quota.included, quota.floor, max(1, quota.expires_in)]
         try:
-            allowed, count, reset = self._script(
-                keys=[key, f"{key}:seq"],
-                args=[limit, repr(self._window), 1 if consume else 0, "" if now is None else repr(now)])
+            allowed, count, reset, exhausted = self._script(keys=keys, args=args)
         except redis.RedisError as error:
             with self._state:
                 first = time.monotonic() >= self._down_until
@@ -95,10 +108,10 @@ class RedisRateLimiter:
                 log.warning("rate-limit store unavailable: %s", error)
             raise LimiterUnavailable("rate-limit store unavailable") from error
         return Decision(allowed=bool(allowed), limit=limit, remaining=max(0, limit - int(count)),
-                        reset_seconds=int(reset))
+                        reset_seconds=int(reset), quota_exhausted=bool(exhausted))
 
-    def hit(self, key: str, limit: int, now: float | None = None) -> Decision:
-        return self._run(key, limit, now, consume=True)
+    def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
+        return self._run(key, limit, now, consume=True, quota=quota)
 
     def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
         return self._run(key, limit, now, consume=False)

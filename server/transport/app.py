@@ -1,4 +1,5 @@
-"""The gRPC server factory: servicers, interceptors, grpc.health.v1 and reflection."""
+"""The gRPC server factory: servicers, interceptors, grpc.health.v1 and reflection, and the
+gateway's Envoy services (ext_authz and the access-log sink)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from grpc_reflection.v1alpha import reflection
 
 from server.config import Settings
 from server.ratelimit import build_limiter
+from server.services.gateway import Gateway
+from server.transport import gateway
 from server.transport.health import DatabaseHealth, HealthServicer
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
@@ -64,6 +67,7 @@ def create_server(settings: Settings, address: str | None = None, *,
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(settings.issuer), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
+    gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(DatabaseHealth(["", *SERVICE_NAMES]), server)
     reflection.enable_server_reflection(

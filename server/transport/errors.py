@@ -24,7 +24,8 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
-def to_status(error: DomainError) -> grpc.Status:
+def status_message(error: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status of `error`, with ErrorInfo, BadRequest and RetryInfo as they apply."""
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
     if error.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
@@ -36,8 +37,11 @@ def to_status(error: DomainError) -> grpc.Status:
             retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds))))
     if isinstance(error, Internal):
         details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
-    status = rpc_status.to_status(status_pb2.Status(
-        code=code_pb2.Code.Value(error.code), message=error.message, details=details))
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=details)
+
+
+def to_status(error: DomainError) -> grpc.Status:
+    status = rpc_status.to_status(status_message(error))
     # abort_with_status replaces trailers set earlier: extra metadata must travel inside the status.
     return status._replace(trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items()))
 

@@ -1,0 +1,291 @@
+"""The gateway's cost (issue 13): the same request to the same upstream, directly through an
+Envoy with no filters and through the gateway (ext_authz + access-log metering), side by side in
+one run, the way OPA-Envoy publishes its ext_authz overhead.
+
+The upstream must not be the bottleneck, so it is an Envoy `direct_response` (a fixed 200 JSON);
+the "direct" door is a listener of that same Envoy proxying to it with no filters, and the gateway
+is the stack's own listener (server.edge) with BILLING_UPSTREAM_URL pointing at it. Both doors
+thus cost one proxy hop. The billing server runs in this process (as in bench/interceptor.py) on
+a fresh SQLite file; the tenant has an ENTERPRISE subscription whose limit the bench catalogue
+raises so that no request is refused (errors must be 0) and every one is checked and metered.
+
+Figures: p50/p99 at 1 connection and throughput at load_procs x threads connections, medians of
+`repeats` alternating runs; metering lag = time from a request's reply until the usage endpoint
+counts it, for sequential requests, p50/p99. The load generator is Python (http.client): at 16
+connections the direct door may be bounded by it rather than by Envoy (see load CPU), which
+flatters the ratio's denominator less than it flatters nothing: read both throughputs.
+
+`python -m bench.gateway` runs it alone; `make bench` runs it after the other figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.client
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from bench import report
+from bench.interceptor import bench_catalogue, enterprise_tenant, self_cpu_seconds
+from bench.stack import free_port, proc_cpu_seconds
+
+GOAL_P50_MS, GOAL_P99_MS, GOAL_THROUGHPUT = 1.0, 5.0, 0.5
+LAG_REQUESTS = 200
+
+LISTENER = """
+  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: {name}
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                {action}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"""
+
+UPSTREAM_ENVOY = """
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:{listeners}
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
+"""
+
+
+def upstream_envoy_config(admin: int, upstream: int, direct: int) -> str:
+    """The fixed upstream (a direct_response) and the direct door (a plain proxy to it)."""
+    listeners = (LISTENER.format(name="upstream", port=upstream,
+                                 action="""direct_response: {status: 200, body: {inline_string: '{"ok": true}'}}""")
+                 + LISTENER.format(name="direct", port=direct, action="route: {cluster: upstream}"))
+    return UPSTREAM_ENVOY.format(admin=admin, upstream=upstream, listeners=listeners)
+
+
+@dataclasses.dataclass
+class Door:
+    """Quacks like bench.stack.Stack for Runner.once: a REST port, the tenant's key, CPU."""
+
+    rest_port: int
+    admin_key: str
+    envoy_pids: list[int]
+    grpc_addresses: tuple = ()
+    servers: tuple = (None,)
+
+    def cpu_snapshot(self) -> dict:
+        return {"servers": self_cpu_seconds(), "envoy": sum(proc_cpu_seconds(pid) for pid in self.envoy_pids)}
+
+
+def _envoy(config: pathlib.Path, workdir: pathlib.Path, log) -> subprocess.Popen:
+    from server.edge import envoy_binary
+
+    return subprocess.Popen([envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
+                             "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],
+                            stdout=log, stderr=log)
+
+
+def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, subscription_id: str) -> dict:
+    """Sequential requests through the gateway (50/s) while a poller reads usage every 5 ms; a
+    request's lag is from its reply until the first poll that counts it."""
+    def total(conn) -> int:
+        conn.request("GET", f"/billing/metrics/usage/{subscription_id}", headers={"authorization": f"Bearer {admin_key}"})
+        return int(json.loads(conn.getresponse().read())["total_requests"])
+
+    reader = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=10)
+    client = http.client.HTTPConnection("127.0.0.1", gateway_port, timeout=10)
+    # The access-log stream is processed in order: once a first request is counted, the backlog
+    # of the load runs before is ingested (how long that took is reported as drain_ms).
+    drain_started = time.perf_counter()
+    client.request("GET", "/v1/lag/first", headers={"authorization": f"Bearer {key}"})
+    client.getresponse().read()
+    while total(reader) < 1:
+        time.sleep(0.01)
+    drain_ms = round(1000 * (time.perf_counter() - drain_started))
+    base = 1
+    seen: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            seen.append((time.perf_counter(), total(reader)))
+            time.sleep(0.005)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    replied = []
+    for i in range(LAG_REQUESTS):
+        client.request("GET", f"/v1/lag/{i}", headers={"authorization": f"Bearer {key}"})
+        client.getresponse().read()
+        replied.append(time.perf_counter())
+        time.sleep(0.02)
+    deadline = time.perf_counter() + 10
+    while (not seen or seen[-1][1] < base + LAG_REQUESTS) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    poller.join()
+    client.close()
+    reader.close()
+    lags = [next((t - sent for t, n in seen if n > base + i and t >= sent), float("nan"))
+            for i, sent in enumerate(replied)]
+    counted = [lag for lag in lags if lag == lag]
+    return {"requests": LAG_REQUESTS, "counted": len(counted), "drain_ms": drain_ms,
+            "p50_ms": round(1000 * report.percentile(counted, 50), 1) if counted else None,
+            "p99_ms": round(1000 * report.percentile(counted, 99), 1) if counted else None}
+
+
+def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int,
+            threads: int) -> dict:
+    from server import edge
+    from server.bootstrap import prepare
+    from server.config import DEFAULT_CATALOGUE, Settings
+    from server.persistence import db
+    from server.readiness import wait_for_http
+    from server.persistence.models import Subscription
+    from server.services import keys, usage
+    from server.transport.app import create_server
+
+    upstream, direct, upstream_admin = free_port(), free_port(), free_port()
+    config = workdir / "upstream-envoy.yaml"
+    config.write_text(upstream_envoy_config(upstream_admin, upstream, direct))
+    settings = dataclasses.replace(
+        Settings(), database_url=f"sqlite:///{workdir / 'gateway.db'}", bind="127.0.0.1", grpc_port=0,
+        http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(),
+        upstream_url=f"http://127.0.0.1:{upstream}", outbox_dir=workdir / "outbox",
+        catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE))
+    prepare(settings)
+    load_tenant, key = enterprise_tenant("bench-gw")
+    with db.session():
+        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # metering, usage reads
+    server, port = create_server(settings, "127.0.0.1:0")
+    server.start()
+    envdir = workdir / "gateway-envoy"
+    envdir.mkdir(exist_ok=True)
+    log = open(workdir / "gateway-envoy.log", "ab")
+    fixed = _envoy(config, workdir, log)
+    stack_envoy = edge.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key,
+                             stdout=log, stderr=log)
+    try:
+        wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)
+        wait_for_http(f"http://127.0.0.1:{settings.http_port}/billing/health", alive=lambda: stack_envoy.poll() is None)
+        doors = {"direct": Door(direct, key, [fixed.pid]),
+                 "gateway": Door(settings.gateway_port, key, [fixed.pid, stack_envoy.pid])}
+        runs = {(name, conns): [] for name in doors for conns in ("1", "n")}
+        print("gateway vs direct (fixed Envoy upstream; enterprise limit raised; in-process server, SQLite):",
+              flush=True)
+        for _ in range(repeats):
+            for name, door in doors.items():
+                for conns, procs, loops in (("1", 1, 1), ("n", load_procs, threads)):
+                    summary, _ = runner_cls(door, pool, duration, procs, loops).once(
+                        "proxy", "rest", [[] for _ in range(procs)])
+                    runs[name, conns].append(summary)
+                    print(f"  {name:<8} {procs * loops:>2} conn {summary['ops_per_s']:>7.0f} req/s "
+                          f"p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms errors {summary['errors']} "
+                          f"load {summary['load_cpu_cores']} cores, envoy {summary['envoy_cpu_cores']}, "
+                          f"server {summary['server_cpu_cores']}"
+                          + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""),
+                          flush=True)
+        lag_tenant, lag_key = enterprise_tenant("bench-gw-lag")  # no backlog of the load runs
+        lag = metering_lag(settings.gateway_port, settings.http_port, lag_key, admin_key, f"sub_{lag_tenant}")
+        with db.session():
+            metered = usage.period_requests(f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start)
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/stats?filter=access_logs") as reply:
+            envoy_stats = dict(line.split(": ", 1) for line in reply.read().decode().splitlines() if ": " in line)
+    finally:
+        for process in (stack_envoy, fixed):
+            process.terminate()
+            process.wait(timeout=10)
+        log.close()
+        server.stop(grace=None)
+        db.close()
+    forwarded = sum(r["n"] for (name, _), rs in runs.items() if name == "gateway" for r in rs)
+    result = summarize(runs, lag, load_procs * threads)
+    result["exactly_once"] = {"forwarded": forwarded, "metered": metered, "envoy_access_log_stats": envoy_stats}
+    return result
+
+
+def summarize(runs: dict, lag: dict, connections: int) -> dict:
+    def median(name, conns, field):
+        return statistics.median(r[field] for r in runs[name, conns])
+
+    out = {"connections": connections, "metering_lag": lag,
+           "errors": {f"{name}/{conns}": sum(r["errors"] for r in rs) for (name, conns), rs in runs.items()}}
+    for name in ("direct", "gateway"):
+        out[name] = {"p50_ms_1conn": median(name, "1", "p50_ms"), "p99_ms_1conn": median(name, "1", "p99_ms"),
+                     "req_per_s": median(name, "n", "ops_per_s"),
+                     "load_cpu_cores": median(name, "n", "load_cpu_cores")}
+    out["added_p50_ms"] = round(out["gateway"]["p50_ms_1conn"] - out["direct"]["p50_ms_1conn"], 3)
+    out["added_p99_ms"] = round(out["gateway"]["p99_ms_1conn"] - out["direct"]["p99_ms_1conn"], 3)
+    out["throughput_ratio"] = round(out["gateway"]["req_per_s"] / out["direct"]["req_per_s"], 3)
+    out["goals"] = {f"added p50 <= {GOAL_P50_MS} ms": out["added_p50_ms"] <= GOAL_P50_MS,
+                    f"added p99 <= {GOAL_P99_MS} ms": out["added_p99_ms"] <= GOAL_P99_MS,
+                    f"throughput >= {GOAL_THROUGHPUT} of direct": out["throughput_ratio"] >= GOAL_THROUGHPUT}
+    return out
+
+
+def text(result: dict) -> str:
+    d, g = result["direct"], result["gateway"]
+    lines = [f"  {'door':<8} {'p50 ms (1 conn)':>16} {'p99 ms (1 conn)':>16} {'req/s (' + str(result['connections']) + ' conn)':>15}",
+             f"  {'direct':<8} {d['p50_ms_1conn']:>16} {d['p99_ms_1conn']:>16} {d['req_per_s']:>15.0f}",
+             f"  {'gateway':<8} {g['p50_ms_1conn']:>16} {g['p99_ms_1conn']:>16} {g['req_per_s']:>15.0f}",
+             f"  added p50 {result['added_p50_ms']} ms, added p99 {result['added_p99_ms']} ms, "
+             f"throughput ratio {result['throughput_ratio']}; metering lag p50 {result['metering_lag']['p50_ms']} ms, "
+             f"p99 {result['metering_lag']['p99_ms']} ms ({result['metering_lag']['counted']}/"
+             f"{result['metering_lag']['requests']} counted; backlog of the load runs drained in "
+             f"{result['metering_lag'].get('drain_ms')} ms)"]
+    if "exactly_once" in result:
+        once = result["exactly_once"]
+        lines.append(f"  metered {once['metered']} of {once['forwarded']} forwarded; Envoy access-log stats "
+                     f"{once['envoy_access_log_stats']}")
+    lines += [f"  goal {goal}: {'PASS' if ok else 'FAIL'}" for goal, ok in result["goals"].items()]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    from bench.__main__ import Runner
+    from bench import load
+
+    duration = float(os.environ.get("BENCH_SECONDS", "5"))
+    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
+    load_procs = int(os.environ.get("BENCH_LOAD_PROCS", "4"))
+    threads = int(os.environ.get("BENCH_THREADS", "4"))
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-gw-"))
+    pool = multiprocessing.get_context("spawn").Pool(load_procs)
+    try:
+        pool.map(load.warm, range(load_procs), chunksize=1)
+        result = measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
+    finally:
+        pool.close()
+        pool.join()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(text(result))
+    out = pathlib.Path(__file__).resolve().parents[1] / "bench-results" / "gateway.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

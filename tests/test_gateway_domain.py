@@ -1,0 +1,175 @@
+"""Gateway rules and the quota cap, pure and in-process: keys from headers, endpoint names,
+which access-log entries are usage, the TTL cache's bound (injected clock), and a quota counted
+atomically with the window."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+import pytest
+
+from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, usage_events
+from server.domain.ratelimit import Quota
+from server.domain.ttl_cache import TtlCache
+from server.ratelimit.memory import InProcessRateLimiter
+from tests.test_ratelimit_domain import fire
+
+T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({"authorization": "Bearer bk_abc"}, "bk_abc"),
+    ({"authorization": "bearer  bk_abc "}, "bk_abc"),
+    ({"x-api-key": "bk_xyz"}, "bk_xyz"),
+    ({"authorization": "Bearer bk_abc", "x-api-key": "bk_xyz"}, "bk_abc"),
+    ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": "bk_xyz"}, "bk_xyz"),
+    ({"authorization": "Basic dXNlcjpwdw=="}, None),
+    ({"x-api-key": "  "}, None),
+    ({}, None),
+])
+def test_api_key_from_bearer_or_x_api_key(headers, expected):
+    assert api_key(headers) == expected
+
+
+@pytest.mark.parametrize("method, path, expected", [
+    ("GET", "/v1/items/42?expand=all", "GET /v1/items/{id}"),
+    ("post", "/v1/orders/3f2b6c1e-8a4d-4e1f-9b2a-0c1d2e3f4a5b/lines", "POST /v1/orders/{id}/lines"),
+    ("GET", "/v1/blobs/0123456789abcdef0123", "GET /v1/blobs/{id}"),
+    ("GET", "/v1/users/alice", "GET /v1/users/alice"),
+    ("GET", "/v1/hex/abcdef", "GET /v1/hex/abcdef"),  # short hex is a word, not an id
+    ("GET", "/v2/items/", "GET /v2/items/"),  # "v2" is not all digits
+    ("DELETE", "/", "DELETE /"),
+    ("GET", "?q=1", "GET /"),
+])
+def test_endpoint_drops_the_query_and_names_ids(method, path, expected):
+    assert endpoint(method, path) == expected
+
+
+def test_endpoint_is_bounded_by_the_usage_column():
+    assert len(endpoint("GET", "/" + "x" * 2000)) == 512
+
+
+def test_forwarded_needs_an_upstream_host_and_no_failure_flag():
+    assert forwarded(True, set())
+    assert forwarded(True, {"upstream_remote_reset"})  # it reached the upstream, which reset
+    assert not forwarded(False, set())
+    assert not forwarded(True, {"upstream_connection_failure"})
+    assert not forwarded(True, {"unauthorized_details"})
+
+
+def logged(subscription_id="sub_1", request_id="r1", method="GET", path="/v1/items/7", forwarded=True):
+    return LoggedRequest(subscription_id, request_id, method, path, T0, forwarded)
+
+
+def test_usage_events_only_admitted_and_forwarded_requests_per_subscription():
+    events = usage_events([
+        logged(request_id="a"), logged(request_id="b", path="/v1/items/8?x=1"),
+        logged(subscription_id="", request_id="denied"),
+        logged(request_id="failed", forwarded=False),
+        logged(subscription_id="sub_2", request_id="c", method="POST", path="/v1/items"),
+    ])
+    assert {sub: [(e.event_id, e.endpoint, e.count, e.timestamp) for e in batch] for sub, batch in events.items()} == {
+        "sub_1": [("a", "GET /v1/items/{id}", 1, T0), ("b", "GET /v1/items/{id}", 1, T0)],
+        "sub_2": [("c", "POST /v1/items", 1, T0)],
+    }
+
+
+def test_ttl_cache_serves_within_the_bound_and_reloads_after_it():
+    clock = [100.0]
+    cache = TtlCache(2.0, clock=lambda: clock[0])
+    loads = []
+
+    def load():
+        loads.append(clock[0])
+        return len(loads)
+
+    assert cache.get("k", load) == 1
+    clock[0] = 101.99
+    assert cache.get("k", load) == 1
+    clock[0] = 102.0  # a value is never served `ttl` seconds or more after it was loaded
+    assert cache.get("k", load) == 2
+    assert loads == [100.0, 102.0]
+
+
+def test_ttl_cache_does_not_keep_failures_and_stays_bounded():
+    cache = TtlCache(2.0, max_entries=3, clock=lambda: 0.0)
+    with pytest.raises(KeyError):
+        cache.get("k", lambda: {}["missing"])
+    assert cache.get("k", lambda: "loaded") == "loaded"
+    for key in range(10):
+        cache.get(key, lambda: key)
+    assert len(cache._entries) <= 3
+
+
+def quota(included=30, floor=0, name="sub_1:0", expires_in=3600) -> Quota:
+    return Quota(name=name, included=included, floor=floor, expires_in=expires_in)
+
+
+def test_quota_cap_is_exact_under_concurrency_and_seeded_from_recorded_usage():
+    limiter = InProcessRateLimiter()
+    assert fire(limiter, "gateway:t", 1000, calls=200, quota=quota(floor=10)) == 20
+    refused = limiter.hit("gateway:t", 1000, quota=quota(floor=10))
+    assert (refused.allowed, refused.quota_exhausted) == (False, True)
+    assert refused.remaining == 1000 - 20  # a refusal consumes nothing from the window
+
+
+def test_quota_floor_wins_over_a_lower_counter_and_the_window_still_applies():
+    limiter = InProcessRateLimiter()
+    assert limiter.hit("t", 100, 0.0, quota=quota(included=5)).allowed
+    # Recorded usage (e.g. tracked through the API) above the counter is what counts.
+    assert not limiter.hit("t", 100, 1.0, quota=quota(included=5, floor=5)).allowed
+    other = quota(name="other")
+    capped_by_window = limiter.hit("u", 1, 0.0, quota=other), limiter.hit("u", 1, 0.0, quota=other)
+    assert [d.allowed for d in capped_by_window] == [True, False]
+    assert not capped_by_window[1].quota_exhausted
+
+
+def test_quota_counter_expires_with_its_period():
+    limiter = InProcessRateLimiter()
+    assert limiter.hit("t", 100, 0.0, quota=quota(included=1, expires_in=10)).allowed
+    assert not limiter.hit("t", 100, 5.0, quota=quota(included=1, expires_in=10)).allowed
+    assert limiter.hit("t", 100, 10.0, quota=quota(included=1, expires_in=10)).allowed
+
+
+def test_gateway_settings_from_the_environment():
+    from server.config import ConfigError, Settings
+
+    defaults = Settings.from_env({})
+    assert (defaults.gateway_port, defaults.upstream_url, defaults.demo_upstream_port) == (8000, None, 8081)
+    assert defaults.upstream_address() == ("127.0.0.1", 8081)
+    custom = Settings.from_env({"BILLING_GATEWAY_PORT": "9000", "BILLING_UPSTREAM_URL": "http://api.internal:7000"})
+    assert (custom.gateway_port, custom.upstream_address()) == (9000, ("api.internal", 7000))
+    assert Settings.from_env({"BILLING_UPSTREAM_URL": "http://api.internal"}).upstream_address() == ("api.internal", 80)
+    for bad in ("api.internal:7000", "https://api.internal", "http://api.internal:x", "http://h:1/prefix"):
+        with pytest.raises(ConfigError, match="BILLING_UPSTREAM_URL"):
+            Settings.from_env({"BILLING_UPSTREAM_URL": bad})
+    with pytest.raises(ConfigError, match="BILLING_DEMO_UPSTREAM_PORT"):
+        Settings.from_env({"BILLING_DEMO_UPSTREAM_PORT": "99999"})
+
+
+def test_metering_retries_a_failed_batch_with_capped_backoff_then_gives_up(monkeypatch, caplog):
+    from server.transport import gateway as transport
+
+    calls, naps = [], []
+    outcomes = iter([ConnectionError("database gone"), ConnectionError("still gone"), 7])
+
+    def meter(requests, now):
+        calls.append(len(requests))
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(transport.gateway, "meter", meter)
+    monkeypatch.setattr(transport.db, "session", contextlib.nullcontext)
+    monkeypatch.setattr(transport.time, "sleep", naps.append)
+    transport._meter([logged()])
+    assert (calls, naps) == ([1, 1, 1], [0.2, 0.4])
+
+    outcomes = iter([ConnectionError("gone for good")] * transport.METER_ATTEMPTS)
+    naps.clear()
+    transport._meter([logged(), logged(request_id="r2")])
+    assert len(naps) == transport.METER_ATTEMPTS - 1 and max(naps) == transport.METER_BACKOFF_CAP_SECONDS
+    assert 25 <= sum(naps) <= 40  # the outage the usage survives
+    assert "lost a batch of 2 requests" in caplog.text

@@ -1,0 +1,94 @@
+"""The gateway's failure modes with separate processes: the billing server down (fail closed),
+restarted while requests flow (metering exactly once), and two server processes sharing the
+gateway limit through Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import uuid
+from concurrent import futures
+
+import grpc
+from billing.v1 import subscription_pb2, subscription_pb2_grpc
+
+from factories import insert_subscription
+
+from tests.conftest import free_port, http_call, running_envoy
+from tests.test_gateway_e2e import poll, reason, total_requests
+from tests.test_ratelimit_redis import ADMIN_KEY, BIN, REDIS_URL, needs_redis, server_process
+
+
+def gateway_settings(stack, **changes):
+    """The stack's settings with fresh Envoy ports (the same demo upstream)."""
+    return dataclasses.replace(stack.settings, http_port=free_port(), gateway_port=free_port(),
+                               envoy_admin_port=free_port(), **changes)
+
+
+def get(settings, key: str | None, path: str = "/v1/items/1"):
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return http_call("GET", f"http://127.0.0.1:{settings.gateway_port}{path}", headers)
+
+
+def test_billing_server_unreachable_fails_closed_with_503(stack, tenant_id, tmp_path):
+    insert_subscription(tenant_id)
+    settings = gateway_settings(stack)
+    with running_envoy(settings, [free_port()], tmp_path, stack.admin_key):  # nothing listens there
+        reply = get(settings, stack.tenant_key(tenant_id))
+    assert reply.status == 503
+    assert reply.json()["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert "headers" not in reply.json()  # the upstream was not reached
+
+
+def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_id, tmp_path):
+    subscription_id = insert_subscription(tenant_id, plan="enterprise").id
+    key = stack.tenant_key(tenant_id)
+    env = {**os.environ, "DATABASE_URL": stack.settings.database_url, "BILLING_BIND": "127.0.0.1",
+           "OUTBOX_DIR": str(tmp_path / "outbox")}
+    port = free_port()
+    settings = gateway_settings(stack)
+    admitted = 0
+
+    def send(calls: int) -> list[int]:
+        with futures.ThreadPoolExecutor(8) as pool:
+            return [r.status for r in pool.map(lambda i: get(settings, key, f"/v1/items/{i}"), range(calls))]
+
+    with running_envoy(settings, [port], tmp_path / "envoy", stack.admin_key):
+        with server_process(env, tmp_path, "first", port):
+            statuses = send(40)
+            assert statuses == [200] * 40
+            admitted += 40
+        # Stopped (SIGTERM, graceful): fail closed, nothing admitted, nothing metered.
+        assert get(settings, key).status == 503
+        with server_process(env, tmp_path, "second", port):
+            poll(lambda: get(settings, key).status, lambda status: status == 200, timeout=10)
+            admitted += 1
+            statuses = send(40)
+            admitted += statuses.count(200)
+            assert set(statuses) == {200}
+            poll(lambda: total_requests(stack, subscription_id), lambda total: total >= admitted)
+    assert total_requests(stack, subscription_id) == admitted
+
+
+@needs_redis
+def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "REDIS_URL": REDIS_URL,
+           "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+           "OUTBOX_DIR": str(tmp_path / "outbox")}
+    tenant = f"gw-two-{uuid.uuid4().hex[:8]}"
+    with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
+        with grpc.insecure_channel(first) as channel:
+            subscription_pb2_grpc.SubscriptionServiceStub(channel).CreateSubscription(
+                subscription_pb2.CreateSubscriptionRequest(tenant_id=tenant, plan_id="free",
+                                                           billing_email="b@example.com"),
+                metadata=(("authorization", f"Bearer {ADMIN_KEY}"),))
+        key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=env,
+                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        settings = gateway_settings(stack)
+        ports = [int(address.rsplit(":", 1)[1]) for address in (first, second)]
+        with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY):
+            with futures.ThreadPoolExecutor(16) as pool:
+                replies = list(pool.map(lambda i: get(settings, key), range(80)))
+    assert [r.status for r in replies].count(200) == 50
+    assert {reason(r) for r in replies if r.status != 200} == {"RATE_LIMITED"}
