@@ -4,7 +4,6 @@ own tenant; the stack's limiter is shared."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import time
