@@ -232,3 +232,13 @@ def test_concurrent_generation_numbers_are_sequential_and_distinct(stack, make_s
     assert all(isinstance(r, invoice_pb2.Invoice) for r in results), results
     numbers = sorted(int(r.number.removeprefix("INV-")) for r in results)
     assert numbers == list(range(numbers[0], numbers[0] + 8))
+
+
+def test_after_void_concurrent_generation_still_issues_one_live_invoice(stack, make_subscription):
+    subscription_id = make_subscription()
+    first = generate(stack, subscription_id).json()
+    assert stack.rest("PUT", f"/billing/invoices/{first['id']}", body={"status": "VOID"}).status == 200
+    results = _race(stack, [subscription_id] * 8)
+    wins = [r for r in results if isinstance(r, invoice_pb2.Invoice)]
+    assert len(wins) == 1 and wins[0].id != first["id"]
+    assert {e.code() for e in results if isinstance(e, grpc.RpcError)} == {grpc.StatusCode.ALREADY_EXISTS}
