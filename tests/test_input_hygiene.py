@@ -17,10 +17,9 @@ from billing.v1 import (
     usage_pb2_grpc,
 )
 from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from factories import insert_subscription
+from grpc_errors import grpc_error, grpc_fields
 
 ID_PATHS = ["/billing/subscriptions/{}", "/billing/invoices/{}", "/billing/invoices/{}/pdf",
             "/billing/metrics/usage/{}", "/billing/metrics/daily/{}", "/billing/analytics/{}",
@@ -84,45 +83,29 @@ def test_rest_body_over_the_limit_is_413_not_429(stack):
     assert "larger than" in reply.json()["message"]
 
 
-def _grpc_error(call) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value
-
-
-def _violated_fields(error: grpc.RpcError) -> list[str]:
-    fields = []
-    for detail in rpc_status.from_call(error).details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
-
-
 @pytest.mark.parametrize("seconds, nanos", [(-62135596801, 0), (253402300800, 0), (0, -1), (0, 2_000_000_000)])
 def test_grpc_timestamp_out_of_range_is_invalid_argument_naming_the_event(stack, seconds, nanos):
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     event = usage_pb2.UsageEvent(endpoint="/x", timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
-    error = _grpc_error(lambda: stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id="s", events=[event]),
+    error = grpc_error(lambda: stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id="s", events=[event]),
                                                 metadata=stack.auth(stack.admin_key)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(error) == ["events[0].timestamp"]
+    assert grpc_fields(error) == ["events[0].timestamp"]
 
 
 def test_grpc_unknown_status_filter_is_invalid_argument(stack, tenant_id):
     stub = stack.stub(subscription_pb2_grpc.SubscriptionServiceStub)
-    error = _grpc_error(lambda: stub.ListTenantSubscriptions(
+    error = grpc_error(lambda: stub.ListTenantSubscriptions(
         subscription_pb2.ListTenantSubscriptionsRequest(tenant_id=tenant_id, status=7),
         metadata=stack.auth(stack.admin_key)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(error) == ["status"]
+    assert grpc_fields(error) == ["status"]
 
 
 def test_grpc_invalid_utf8_names_the_field(stack):
     channel_call = stack.channel.unary_unary("/billing.v1.InvoiceService/GetInvoice")
     raw = invoice_pb2.GetInvoiceRequest(id="ab").SerializeToString().replace(b"ab", b"\xff\xfe")
-    error = _grpc_error(lambda: channel_call(raw, metadata=stack.auth(stack.admin_key)))
+    error = grpc_error(lambda: channel_call(raw, metadata=stack.auth(stack.admin_key)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "id is not valid UTF-8" in error.details()
 
@@ -136,9 +119,9 @@ def test_grpc_invalid_utf8_names_the_field(stack):
         invoice_pb2.GetInvoiceRequest(), metadata=stack.auth(stack.admin_key)), "id"),
 ])
 def test_grpc_empty_required_id_is_invalid_argument(stack, call, field):
-    error = _grpc_error(lambda: call(stack))
+    error = grpc_error(lambda: call(stack))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(error) == [field]
+    assert grpc_fields(error) == [field]
 
 
 @pytest.mark.parametrize("header", [("Iush$1", "J5"), ("v'", "<^<"), ("x-data-bin", "not base64!"),

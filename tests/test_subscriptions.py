@@ -9,8 +9,9 @@ import threading
 import grpc
 import pytest
 from billing.v1 import subscription_pb2 as pb, subscription_pb2_grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+
+from grpc_errors import grpc_error, grpc_fields
 
 from server.domain import periods
 from server.persistence import db
@@ -38,22 +39,6 @@ def rows(tenant_id):
         changes = list(PlanChange.select().join(Subscription).where(Subscription.tenant_id == tenant_id)
                        .order_by(PlanChange.effective_at, PlanChange.id))
         return subs, [(c.subscription_id, c.plan_id) for c in changes]
-
-
-def grpc_error(call, *args, **kwargs) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as error:
-        call(*args, **kwargs)
-    return error.value
-
-
-def grpc_fields(error: grpc.RpcError) -> list[str]:
-    fields = []
-    for detail in rpc_status.from_call(error).details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
 
 
 @pytest.fixture
