@@ -243,7 +243,8 @@ def test_div_round_half_up(numerator, denominator, result):
 
 @pytest.mark.parametrize("numerator,denominator", [(-1, 1000), (1, 0), (1, -1)])
 def test_div_round_half_up_refuses_a_negative_amount_or_a_non_positive_divisor(numerator, denominator):
-    with pytest.raises(ValueError, match="^div_round_half_up takes a non-negative numerator and a positive denominator$"):
+    refusal = "^div_round_half_up takes a non-negative numerator and a positive denominator$"
+    with pytest.raises(ValueError, match=refusal):
         div_round_half_up(numerator, denominator)
 
 
