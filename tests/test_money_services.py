@@ -172,7 +172,8 @@ def test_an_invoice_of_nothing_owed_is_issued_paid():
     assert (invoice.total_cents, invoice.status, invoice.paid_at) == (0, "PAID", FIRST.end)
 
 
-@pytest.mark.parametrize("start", [FIRST.start + US, ANCHOR - US, period(ANCHOR, -1).start, period(ANCHOR, 1).start])
+@pytest.mark.parametrize("start", [FIRST.start + US, ANCHOR - US, period(ANCHOR, -1).start, period(ANCHOR, 1).start,
+                                   dt.datetime(9999, 12, 31, tzinfo=UTC), dt.datetime(1, 1, 1, tzinfo=UTC)])
 def test_only_the_start_of_a_period_up_to_the_current_one_can_be_invoiced(start):
     with pytest.raises(InvalidArgument) as error:
         invoices.generate_invoice(subscription(f"reissue-{start.isoformat()}").id, now=FIRST.end, issuer=ISSUER,
