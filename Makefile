@@ -29,7 +29,7 @@ bench: $(INSTALLED)
 	$(PY) -m bench
 
 # mutmut over server/domain/ and the money paths of server/services/ ([tool.mutmut] in pyproject.toml),
-# from scratch each time; writes MUTATION.md and fails under 95% on server/domain/. ~2.5 min on 2 cores.
+# from scratch each time; writes MUTATION.md and fails under 95% on server/domain/. ~3.5 min on 2 cores.
 mutation: $(INSTALLED)
 	rm -rf mutants
 	start=$$(date +%s); $(VENV)/bin/mutmut run --max-children 2 > mutants.log 2>&1 || { tail -40 mutants.log; exit 1; }; \
