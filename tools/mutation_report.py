@@ -13,6 +13,7 @@ import argparse
 import collections
 import dataclasses
 import datetime as dt
+import os
 import pathlib
 import re
 import subprocess
@@ -90,14 +91,14 @@ def markdown(by_module: dict[str, Score], seconds: int, when: dt.datetime) -> st
     return "\n".join([
         "# Mutation testing report",
         "",
-        f"Last run: {when:%Y-%m-%d %H:%M} UTC, `make mutation`, {seconds} s on this machine's cores "
+        f"Last run: {when:%Y-%m-%d %H:%M} UTC, `make mutation`, {seconds} s on {os.cpu_count()} cores "
         f"(mutmut, 2 workers). server/domain/: **{domain.ratio:.1%}** detected "
         f"({domain.detected} of {domain.judged}; {domain.equivalent} equivalent mutants excluded, "
         "listed with reasons in tests/mutation_equivalents.txt).",
         "",
         "Score = detected / (mutants - equivalent). Undetected counts survivors and mutants no selected "
-        "test runs (the services' persistence paths are exercised by the end-to-end suite, not by the "
-        "fast tests mutmut runs).",
+        "test runs (the services' read paths and invoice workflow are exercised by the end-to-end suite, "
+        "not by the fast tests mutmut runs; README.md's Tests section says which are money paths).",
         "",
         "| module | detected | undetected | equivalent | score |",
         "| --- | ---: | ---: | ---: | ---: |",
