@@ -10,6 +10,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
+from conftest import scratch_database
 from factories import insert_subscription
 from plan_terms import PLANS
 
@@ -98,29 +99,23 @@ accepted = st.datetimes(EARLIEST.replace(tzinfo=None), (LATEST - dt.timedelta(mi
 
 
 @pytest.fixture(scope="module")
-def scratch_database(tmp_path_factory):
-    """A database of its own, so jobs run at any instant touch no other test's rows; the stack's
-    server is idle while this module runs, so the global handle can be swapped and restored."""
-    saved = db.database.obj
-    url = f"sqlite:///{tmp_path_factory.mktemp('clock') / 'billing.db'}"
-    from server.bootstrap import prepare
-
-    prepare(dataclasses.replace(Settings(), database_url=url))
-    now = dt.datetime(2026, 1, 31, 12, tzinfo=UTC)
-    for plan in ("free", "standard", "premium"):
-        insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))
-    with db.session():
-        subscription_service.cancel_subscription(Principal(key_id=0, scope=ADMIN),
-                                                 insert_subscription("clock-c", anchor=now).id, now=now)
-    jobs.configure(dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out")))
-    yield
-    jobs.configure(None)
-    db.database.initialize(saved)
+def clock_database(tmp_path_factory):
+    """A database of its own, so jobs run at any instant touch no other test's rows."""
+    with scratch_database(tmp_path_factory.mktemp("clock")) as url:
+        now = dt.datetime(2026, 1, 31, 12, tzinfo=UTC)
+        for plan in ("free", "standard", "premium"):
+            insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))
+        with db.session():
+            subscription_service.cancel_subscription(Principal(key_id=0, scope=ADMIN),
+                                                     insert_subscription("clock-c", anchor=now).id, now=now)
+        jobs.configure(dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out")))
+        yield
+        jobs.configure(None)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(now=accepted)
-def test_every_job_finishes_at_any_accepted_instant(scratch_database, now):
+def test_every_job_finishes_at_any_accepted_instant(clock_database, now):
     assert check_now(now, REAL_NOW, allow_future=True) is None
     for name in jobs.JOBS:
         # Two e-mails a run are enough to render and send at `now`; all of them would take minutes.

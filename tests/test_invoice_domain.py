@@ -11,10 +11,12 @@ from plan_terms import ENTERPRISE, FREE, PREMIUM, STANDARD
 from server.domain import invoice_state
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import (
-    LineItem, day_index, decimal_quantity, included_requests, line_items, segment_requests, segments,
+    LineItem, Segment, SegmentUsage, day_index, decimal_quantity, included_requests, line_items, segment_requests,
+    segments,
 )
 from server.domain.money import div_round_half_up
 from server.domain.periods import period
+from server.domain.pricing import overage_cents
 from server.notifications.pdf import money
 
 UTC = dt.timezone.utc
@@ -33,6 +35,7 @@ def test_transition_table(current, target):
         with pytest.raises(InvalidArgument) as error:
             invoice_state.check_transition(current, target)
         assert current in error.value.message and target in error.value.message
+        assert (error.value.violations[0].field, error.value.reason) == ("status", "ILLEGAL_TRANSITION")
 
 
 @pytest.mark.parametrize("status,deletable", [("PENDING", True), ("VOID", True), ("SENT", False),
@@ -41,8 +44,9 @@ def test_deletable_only_pending_or_void(status, deletable):
     if deletable:
         invoice_state.check_deletable(status)
     else:
-        with pytest.raises(InvalidArgument, match=status):
+        with pytest.raises(InvalidArgument, match=status) as error:
             invoice_state.check_deletable(status)
+        assert (error.value.violations[0].field, error.value.reason) == ("status", "NOT_DELETABLE")
 
 
 def bill(p, history, requests_by_day=None, until=None):
@@ -156,6 +160,43 @@ def test_overage_line(plan, requests, overage):
         assert items[1].amount_cents == amount
 
 
+def test_a_whole_period_overage_line_names_no_days():
+    p = period(MONTHS[2][0], 0)
+    items = bill(p, whole(STANDARD, p), {4: 102_350})
+    assert items[1].description == "Standard plan overage: 2,350 requests over 100,000 included"
+
+
+@pytest.mark.parametrize("requests,overage_requests,cents", [
+    (100_000, 0, 0),    # exactly the included requests: nothing over
+    (100_001, 1, 0),    # included + 1: one request over, 0.05 cent rounds to 0
+    (100_009, 9, 0),    # 0.45 cent: one more request ...
+    (100_010, 10, 1),   # ... and half a cent flips to 1
+])
+def test_overage_counts_only_requests_beyond_the_included(requests, overage_requests, cents):
+    """Issue 20's first survivor: overage counted one request too many would bill 100,009 as 1 cent."""
+    usage = SegmentUsage(Segment(STANDARD, 0, 30), requests, 100_000)
+    assert (usage.overage_requests, usage.overage_cents) == (overage_requests, cents)
+    assert overage_cents(requests, 100_000, STANDARD.overage_per_1k_cents) == cents
+
+
+def test_usage_below_the_included_costs_nothing_whatever_the_price():
+    assert overage_cents(99_999, 100_000, 5000) == 0
+    assert overage_cents(100_000, 100_000, 5000) == 0
+    assert overage_cents(100_001, 100_000, 5000) == 5
+
+
+def test_an_empty_history_is_refused():
+    with pytest.raises(ValueError, match="^a subscription always has a plan: the history is empty$"):
+        segments(period(MONTHS[2][0], 0), [])
+
+
+def test_days_before_the_first_change_bill_on_the_first_plan():
+    """A history starting after the period start (a plan row dated a little late) bills day 0 on it."""
+    p = period(MONTHS[2][0], 0)
+    found = segments(p, [(p.start + dt.timedelta(hours=2), STANDARD), (p.start + dt.timedelta(days=5), PREMIUM)])
+    assert [(s.plan.id, s.first_day, s.days) for s in found] == [("standard", 0, 5), ("premium", 5, 25)]
+
+
 def test_usage_is_billed_on_the_plan_in_force_when_it_was_consumed():
     """The issue's case: Standard for 10 days with 5,000,000 requests, then a downgrade to Free."""
     p = period(MONTHS[2][0], 0)
@@ -189,6 +230,22 @@ def test_usage_after_the_last_billed_day_counts_in_the_last_segment():
     p = period(MONTHS[2][0], 0)
     found = segments(p, whole(STANDARD, p), p.start + dt.timedelta(days=5))
     assert segment_requests(found, {2: 10, 7: 5}) == [15]
+    two = segments(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=2), PREMIUM)], p.start + dt.timedelta(days=5))
+    assert segment_requests(two, {1: 3, 2: 10, 7: 5}) == [3, 15]
+    assert segment_requests([], {0: 4}) == []
+
+
+@pytest.mark.parametrize("numerator,denominator,result", [(7, 1, 7), (0, 3, 0), (1, 3, 0), (3, 2, 2), (5, 10, 1),
+                                                          (4, 10, 0)])
+def test_div_round_half_up(numerator, denominator, result):
+    assert div_round_half_up(numerator, denominator) == result
+
+
+@pytest.mark.parametrize("numerator,denominator", [(-1, 1000), (1, 0), (1, -1)])
+def test_div_round_half_up_refuses_a_negative_amount_or_a_non_positive_divisor(numerator, denominator):
+    refusal = "^div_round_half_up takes a non-negative numerator and a positive denominator$"
+    with pytest.raises(ValueError, match=refusal):
+        div_round_half_up(numerator, denominator)
 
 
 @pytest.mark.parametrize("milli,text", [(0, "0"), (1000, "1"), (1, "0.001"), (1200, "1.2"), (4_966_667, "4966.667")])

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from server.domain.ratelimit import TIER_LIMITS, check
+from server.domain.ratelimit import TIER_LIMITS, check, reset_after
 from server.ratelimit.memory import InProcessRateLimiter
 
 
@@ -101,3 +101,36 @@ def test_decision_headers():
     decision = InProcessRateLimiter().hit("t", 50, 0.0)
     assert decision.headers() == {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49",
                                   "x-ratelimit-reset": "60"}
+
+
+def test_the_limit_th_call_passes_and_the_next_waits_for_the_window_edge():
+    """Calls at t = 0, 1, 2 fill a limit of 3; the 4th is refused until exactly 0 + window, then admitted."""
+    log = collections.deque()
+    assert [check(log, 3, float(t), consume=True, window=10.0).remaining for t in range(3)] == [2, 1, 0]
+    assert not check(log, 3, 9.999, consume=True, window=10.0).allowed
+    edge = check(log, 3, 10.0, consume=True, window=10.0)
+    assert (edge.allowed, edge.remaining, edge.reset_seconds) == (True, 0, 1)  # 1.0 leaves at 11.0
+    assert list(log) == [1.0, 2.0, 10.0]
+
+
+def test_a_shorter_window_rolls_sooner():
+    log = collections.deque([0.0])
+    decision = check(log, 1, 5.0, consume=False, window=5.0)
+    assert (decision.allowed, decision.reset_seconds) == (True, 0)
+    log = collections.deque([0.0])
+    assert check(log, 2, 1.0, consume=False, window=5.0).reset_seconds == 4
+
+
+def test_an_entry_is_never_logged_before_the_last_one():
+    """A clock read a hair before the lock may be older than the newest entry: the log stays ordered."""
+    log = collections.deque()
+    check(log, 5, 10.0, consume=True)
+    check(log, 5, 9.5, consume=True)
+    assert list(log) == [10.0, 10.0]
+
+
+def test_reset_after_is_zero_once_the_oldest_entry_is_due():
+    assert reset_after(None, 5.0) == 0
+    assert reset_after(0.0, 60.0) == 0
+    assert reset_after(0.0, 61.0) == 0
+    assert reset_after(0.0, 59.5) == 1

@@ -23,6 +23,17 @@ def test_malformed_emails_are_400_naming_the_field(email):
         rules.validate_email(email)
     assert error.value.violations[0].field == "billing_email"
     assert error.value.reason == "INVALID_EMAIL"
+    assert repr(email) in error.value.message
+
+
+LONGEST_EMAIL = "x" * 64 + "@" + ".".join(["a" * 63] * 4)  # 64 + 1 + 255 = 320 characters
+
+
+def test_email_length_bound():
+    assert len(LONGEST_EMAIL) == rules.MAX_EMAIL
+    assert rules.validate_email(LONGEST_EMAIL) == LONGEST_EMAIL
+    with pytest.raises(InvalidArgument):
+        rules.validate_email("x" * 64 + "@" + ".".join(["a" * 63] * 3 + ["a" * 62, "b"]))  # 321
 
 
 @pytest.mark.parametrize("field", ["tenant_id", "plan_id", "billing_email"])
@@ -32,12 +43,24 @@ def test_missing_fields_are_400_naming_the_field(field, value):
         rules.require_field(value, field)
     assert error.value.violations[0].field == field
     assert field in error.value.message
+    assert error.value.reason == "MISSING_FIELD"
+
+
+@pytest.mark.parametrize("validate,field", [(rules.validate_tenant_id, "tenant_id"),
+                                            (rules.validate_email, "billing_email")])
+def test_validators_name_their_own_missing_field(validate, field):
+    with pytest.raises(InvalidArgument) as error:
+        validate("  ")
+    assert error.value.violations[0].field == field
 
 
 def test_tenant_id_longer_than_the_column_is_refused():
     assert rules.validate_tenant_id("acme") == "acme"
-    with pytest.raises(InvalidArgument):
+    assert rules.validate_tenant_id("t" * rules.MAX_TENANT_ID) == "t" * rules.MAX_TENANT_ID
+    with pytest.raises(InvalidArgument) as error:
         rules.validate_tenant_id("t" * (rules.MAX_TENANT_ID + 1))
+    assert error.value.violations[0].field == "tenant_id"
+    assert str(rules.MAX_TENANT_ID) in error.value.message
 
 
 def test_only_active_subscriptions_change():

@@ -8,8 +8,8 @@ import pytest
 
 from server.domain.errors import InvalidArgument
 from server.domain.usage import (
-    FUTURE_SKEW, Event, RawEvent, analytics, daily_series, date_range, first_of_each_id, hourly_totals,
-    validate_batch,
+    FUTURE_SKEW, MAX_BATCH, MAX_COUNT, MAX_ENDPOINT, MAX_EVENT_ID, Event, RawEvent, analytics, daily_series,
+    date_range, first_of_each_id, hour_of, hourly_totals, validate_batch,
 )
 
 UTC = dt.timezone.utc
@@ -30,23 +30,42 @@ def test_defaults_count_one_and_timestamp_now():
     (raw(count=0), "events[1].count"),
     (raw(count=-3), "events[1].count"),
     (raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)), "events[1].timestamp"),
-    (raw(event_id="x" * 129), "events[1].event_id"),
+    (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id"),
+    (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint"),
+    (raw(count=MAX_COUNT + 1), "events[1].count"),
 ])
 def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field):
     with pytest.raises(InvalidArgument) as error:
         validate_batch([raw(), bad], NOW)
     assert error.value.violations[0].field == field
+    assert error.value.message.startswith(field + " ")
+
+
+def test_each_limit_itself_is_accepted():
+    """Exactly at every bound (one more is refused above): the longest id and endpoint, the largest count."""
+    [event] = validate_batch([raw("x" * MAX_EVENT_ID, "/" * MAX_ENDPOINT, MAX_COUNT, NOW)], NOW)
+    assert event == Event(0, "x" * MAX_EVENT_ID, "/" * MAX_ENDPOINT, MAX_COUNT, NOW)
+
+
+def test_events_keep_their_batch_index_and_id():
+    events = validate_batch([raw("a"), raw("b", " /v1/y ", 3, NOW - dt.timedelta(hours=1))], NOW)
+    assert events == [Event(0, "a", "/v1/x", 1, NOW), Event(1, "b", "/v1/y", 3, NOW - dt.timedelta(hours=1))]
 
 
 def test_small_clock_skew_is_accepted():
     assert validate_batch([raw(timestamp=NOW + FUTURE_SKEW)], NOW)[0].timestamp == NOW + FUTURE_SKEW
 
 
-@pytest.mark.parametrize("size", [0, 1001])
+@pytest.mark.parametrize("size", [0, MAX_BATCH + 1])
 def test_batch_size_bounds(size):
     with pytest.raises(InvalidArgument) as error:
         validate_batch([raw(event_id=str(i)) for i in range(size)], NOW)
     assert error.value.violations[0].field == "events"
+    assert f"got {size}" in error.value.message
+
+
+def test_a_full_batch_is_accepted():
+    assert len(validate_batch([raw(event_id=str(i)) for i in range(MAX_BATCH)], NOW)) == MAX_BATCH
 
 
 def test_repeats_within_a_batch_keep_the_first():
@@ -61,15 +80,22 @@ def test_hourly_totals_fold_by_clock_hour_and_endpoint():
     assert hourly_totals(events) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
 
 
+def test_hour_of_drops_minutes_seconds_and_microseconds():
+    assert hour_of(NOW.replace(minute=34, second=56, microsecond=789)) == NOW.replace(minute=0)
+
+
 def test_date_range_defaults_and_errors():
     first, last = dt.date(2026, 11, 1), dt.date(2026, 11, 30)
     assert date_range("", "", first, last) == (first, last)
     assert date_range("2026-11-03", "", first, last) == (dt.date(2026, 11, 3), last)
     for start, end, field in [("2026-11-31", "", "start_date"), ("20261101", "", "start_date"),
-                              ("2026-11-10", "2026-11-09", "start_date"), ("2025-01-01", "2026-01-02", "end_date")]:
+                              ("2026-11-10", "2026-11-09", "start_date"), ("2025-01-01", "2026-01-02", "end_date"),
+                              ("", "2026-13-01", "end_date")]:
         with pytest.raises(InvalidArgument) as error:
             date_range(start, end, first, last)
         assert error.value.violations[0].field == field
+        assert error.value.message.startswith(field + " ")
+    assert date_range("2026-11-10", "2026-11-10", first, last) == (dt.date(2026, 11, 10),) * 2  # one day
     assert date_range("2025-01-01", "2026-01-01", first, last)[1] == dt.date(2026, 1, 1)  # exactly 366 days
 
 
@@ -81,13 +107,13 @@ def test_daily_series_is_zero_filled_oldest_first():
 
 def test_analytics_peaks_average_and_top_endpoints():
     h = lambda day, hour: dt.datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
-    hourly = {h(1, 1): 5, h(1, 2): 5, h(2, 3): 10, h(3, 0): 2}
+    hourly = {h(1, 1): 5, h(1, 2): 5, h(2, 3): 10, h(3, 0): 2, h(4, 9): 10}
     endpoints = {f"/e{i}": i for i in range(12)} | {"/b": 11, "/a": 11}
     result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 4), hourly, endpoints)
-    assert result.total_requests == 22
-    assert result.average_daily_requests == 5.5
+    assert result.total_requests == 32
+    assert result.average_daily_requests == 8
     assert result.peak_day == (dt.date(2026, 11, 1), 10)  # the earliest of equal days
-    assert result.peak_hour == (h(2, 3), 10)
+    assert result.peak_hour == (h(2, 3), 10)  # the earliest of equal hours
     assert result.top_endpoints[:3] == [("/a", 11), ("/b", 11), ("/e11", 11)]
     assert len(result.top_endpoints) == 10
 

@@ -83,8 +83,10 @@ def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Peri
     """The current period, or an earlier one whose invoice was voided or deleted (reissue)."""
     if period_start is None:
         return period_of(sub, sub.current_period_start)
-    period = period_of(sub, period_start)
-    if period.start != period_start or period_start < sub.anchor_at or period_start > sub.current_period_start:
+    # Bounds first: an instant far outside them may have no period at all (near years 1 and 9999).
+    inside = sub.anchor_at <= period_start <= sub.current_period_start
+    period = period_of(sub, period_start) if inside else None
+    if period is None or period.start != period_start:
         raise InvalidArgument(f"period_start {period_start.isoformat()} is not the start of a period of "
                               f"subscription {sub.id!r} up to its current one", field="period_start")
     return period

@@ -1,0 +1,59 @@
+"""Pure rules of tenant access (API.md's Auth convention) and of the typed domain errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.domain.access import ADMIN, TENANT, Principal, require_admin, require_tenant_path, require_visible
+from server.domain.errors import (
+    DomainError, FieldViolation, Internal, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted,
+)
+
+ADMIN_KEY = Principal(key_id=1, scope=ADMIN)
+ACME_KEY = Principal(key_id=2, scope=TENANT, tenant_id="acme")
+
+
+def test_an_admin_owns_every_tenant_and_a_tenant_only_itself():
+    assert ADMIN_KEY.owns("acme") and ADMIN_KEY.owns("globex")
+    assert ACME_KEY.owns("acme") and not ACME_KEY.owns("globex")
+
+
+def test_a_tenant_key_naming_another_tenant_is_denied():
+    require_tenant_path(ACME_KEY, "acme")
+    require_tenant_path(ADMIN_KEY, "globex")
+    with pytest.raises(PermissionDenied) as error:
+        require_tenant_path(ACME_KEY, "globex")
+    assert (error.value.reason, error.value.message) == ("TENANT_MISMATCH", "this key may not act for tenant 'globex'")
+
+
+def test_another_tenants_resource_reads_as_missing():
+    require_visible(ACME_KEY, "acme", "invoice", "inv_1")
+    require_visible(ADMIN_KEY, "globex", "invoice", "inv_1")
+    with pytest.raises(NotFound) as error:
+        require_visible(ACME_KEY, "globex", "invoice", "inv_1")
+    assert (error.value.reason, error.value.message) == ("INVOICE_NOT_FOUND", "invoice 'inv_1' not found")
+
+
+def test_admin_only_operations():
+    require_admin(ADMIN_KEY, "creating a plan")
+    with pytest.raises(PermissionDenied) as error:
+        require_admin(ACME_KEY, "creating a plan")
+    assert (error.value.reason, error.value.message) == ("ADMIN_ONLY", "creating a plan needs an admin key")
+
+
+def test_a_domain_error_names_its_field_only_when_given_one():
+    named = InvalidArgument("plan_id is required", field="plan_id", metadata={"k": "v"})
+    assert named.violations == (FieldViolation("plan_id", "plan_id is required"),)
+    assert (named.code, named.reason, named.metadata) == ("INVALID_ARGUMENT", "INVALID_ARGUMENT", {"k": "v"})
+    plain = DomainError("boom")
+    assert (plain.violations, plain.metadata, plain.reason) == ((), {}, "INTERNAL")
+    extra = InvalidArgument("two", violations=(FieldViolation("a", "x"),), field="b")
+    assert [v.field for v in extra.violations] == ["b", "a"]
+
+
+def test_internal_and_rate_limit_errors_carry_what_the_client_needs():
+    internal = Internal("req-42")
+    assert internal.request_id == "req-42" and "req-42" in internal.message
+    limited = ResourceExhausted("slow down", retry_after_seconds=7, reason="TIER_LIMIT", metadata={"limit": "50"})
+    assert (limited.message, limited.retry_after_seconds, limited.reason, limited.metadata) == (
+        "slow down", 7, "TIER_LIMIT", {"limit": "50"})
