@@ -20,14 +20,18 @@ from server.domain.errors import Unauthenticated
 VALIDITY = dt.timedelta(hours=1)
 
 
-class InvalidToken(Unauthenticated):
+class RefusedToken(Unauthenticated):
+    """A link that opens nothing: its holder gets the 401 page."""
+
+
+class InvalidToken(RefusedToken):
     """The link is tampered with, malformed or signed with another secret."""
 
     def __init__(self) -> None:
         super().__init__("this portal link is not valid", reason="PORTAL_TOKEN_INVALID")
 
 
-class ExpiredToken(Unauthenticated):
+class ExpiredToken(RefusedToken):
     def __init__(self, expired_at: dt.datetime) -> None:
         super().__init__(f"this portal link expired at {expired_at.isoformat()}", reason="PORTAL_TOKEN_EXPIRED")
 
