@@ -47,6 +47,10 @@ def test_a_tenant_opens_the_portal_link_and_its_invoice_pdf(stack, tenant_id, br
     print(f"screenshot: {tmp_path / 'portal.png'}")
     assert (tmp_path / "portal.png").stat().st_size > 10_000
 
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.locator("#daily-chart").bounding_box()["width"] <= 390
+
     link = page.get_by_role("link", name=f"PDF of invoice {invoice['number']}")
     with page.expect_response(lambda r: r.url.endswith(f"/invoices/{invoice['id']}/pdf")) as followed:
         link.click()
