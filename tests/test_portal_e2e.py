@@ -65,6 +65,8 @@ def test_the_page_shows_the_apis_figures_with_security_headers(stack, tenant_id)
     html = page.body.decode()
     assert figure(html, "plan-name") == "Standard"
     assert figure(html, "plan-price") == "$29.00 / month"
+    left = sub.current_period_end - dt.datetime.now(UTC)  # whole days, a part day counting as one
+    assert int(figure(html, "days-left")) in (left.days, left.days + 1)
     assert figure(html, "usage-total") == f"{int(usage['total_requests']):,}" == "100,507"
     assert figure(html, "usage-included") == f"{int(usage['included_requests']):,}"
     assert figure(html, "usage-overage").startswith(f"{int(usage['overage_requests']):,} requests, $0.25")

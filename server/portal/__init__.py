@@ -33,7 +33,7 @@ _env = jinja2.Environment(
     autoescape=jinja2.select_autoescape(["html"]),
     undefined=jinja2.StrictUndefined,
 )
-_env.filters["money"] = lambda cents, currency: money(cents, currency)
+_env.filters["money"] = money
 _env.filters["count"] = "{:,}".format
 _env.filters["day"] = lambda value: value.strftime("%Y-%m-%d")
 
