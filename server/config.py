@@ -12,6 +12,7 @@ from server.domain.issuer import Issuer
 
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
 MIN_BOOTSTRAP_KEY = 16
+MIN_PORTAL_SECRET = 32
 
 
 class ConfigError(ValueError):
@@ -57,18 +58,34 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def _upstream(url: str | None) -> str | None:
-    """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
-    if url is None:
-        return None
+def _split_url(url: str) -> urllib.parse.SplitResult | None:
+    """The URL's parts, or None if it does not parse (a malformed port included)."""
     try:
         parsed = urllib.parse.urlsplit(url)
         parsed.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        parsed = None
+        return None
+    return parsed
+
+
+def _upstream(url: str | None) -> str | None:
+    """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
+    if url is None:
+        return None
+    parsed = _split_url(url)
     if parsed is None or parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
         raise ConfigError(f"BILLING_UPSTREAM_URL must look like http://host:port, got {url!r}")
     return url
+
+
+def _public_url(url: str | None) -> str | None:
+    """BILLING_PUBLIC_URL: http(s)://host[:port][/prefix], kept without a trailing slash."""
+    if url is None:
+        return None
+    parsed = _split_url(url)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ConfigError(f"BILLING_PUBLIC_URL must look like https://host[:port][/prefix], got {url!r}")
+    return url.rstrip("/")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +117,10 @@ class Settings:
     # The platform's API behind the gateway, "http://host:port"; None: `make run` starts the demo.
     upstream_url: str | None = None
     demo_upstream_port: int = 8081
+    # Where browsers reach the REST listener, for portal links; None: this machine's REST listener.
+    public_url: str | None = None
+    # HMAC key of portal links; None: a random one the first replica stores in the database.
+    portal_secret: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -108,6 +129,12 @@ class Settings:
     @property
     def grpc_security(self) -> str:
         return "mTLS" if self.grpc_client_ca else "TLS" if self.tls else "plaintext"
+
+    @property
+    def portal_base_url(self) -> str:
+        """BILLING_PUBLIC_URL, else the REST listener on loopback (https when it serves TLS)."""
+        scheme = "https" if self.tls else "http"
+        return self.public_url or f"{scheme}://127.0.0.1:{self.http_port}"
 
     def refuse_plaintext_exposure(self) -> None:
         """Every call carries a bearer key: a listener off loopback must not speak clear text
@@ -129,6 +156,9 @@ class Settings:
         bootstrap_key = env.get("BILLING_BOOTSTRAP_ADMIN_KEY") or None
         if bootstrap_key is not None and len(bootstrap_key) < MIN_BOOTSTRAP_KEY:
             raise ConfigError(f"BILLING_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_KEY} characters")
+        portal_secret = env.get("BILLING_PORTAL_SECRET") or None
+        if portal_secret is not None and len(portal_secret) < MIN_PORTAL_SECRET:
+            raise ConfigError(f"BILLING_PORTAL_SECRET must be at least {MIN_PORTAL_SECRET} characters")
         return cls(
             database_url=env.get("DATABASE_URL") or cls.database_url,
             redis_url=env.get("REDIS_URL") or None,
@@ -150,6 +180,8 @@ class Settings:
             gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
             upstream_url=_upstream(env.get("BILLING_UPSTREAM_URL") or None),
             demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
+            public_url=_public_url(env.get("BILLING_PUBLIC_URL") or None),
+            portal_secret=portal_secret,
         )
 
     def upstream_address(self) -> tuple[str, int]:

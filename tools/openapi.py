@@ -29,7 +29,7 @@ from server.domain import subscriptions, usage  # noqa: E402
 from server.edge import MAX_REST_BODY  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
-from server.transport.interceptors import PUBLIC_METHODS  # noqa: E402
+from server.transport.interceptors import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402
 
 F = descriptor_pb2.FieldDescriptorProto
 PACKAGE = "billing.v1"
@@ -64,6 +64,11 @@ ERRORS = {
     "500": "Internal error; the message carries a request id.",
     "503": "The database is unavailable; retry later.",
 }
+# HttpBody methods serve PDFs, except the portal page.
+HTML_METHODS = frozenset({"/billing.v1.PortalService/GetPortalPage"})
+# Portal pages answer a refused link with a page, not a Status.
+REFUSED_LINK = {"description": "The link expired or was altered: an HTML page saying so.",
+                "content": {"text/html": {"schema": {"type": "string"}}}}
 STATUS_SCHEMA = {
     "type": "object",
     "description": "google.rpc.Status, as the transcoder and Envoy's own replies render it.",
@@ -196,21 +201,25 @@ class Generator:
         if parameters:
             operation["parameters"] = parameters
         operation["responses"] = self.responses(method, full_name, bool(rule.body))
-        if full_name in PUBLIC_METHODS:
+        if full_name in KEYLESS_METHODS:
             operation["security"] = []
         return template, verb, operation
 
     def responses(self, method, full_name: str, has_body: bool) -> dict:
         if method.output_type == ".google.api.HttpBody":
+            media = "text/html" if full_name in HTML_METHODS else "application/pdf"
             ok = {"description": "The document.",
-                  "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+                  "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
         else:
             ok = {"description": "OK", "content": {"application/json": {"schema": {
                 "$ref": self.ref(method.output_type, True)}}}}
         if full_name in PUBLIC_METHODS:  # health: 503 carries the same body, NOT_SERVING
             return {"200": ok, "503": {**ok, "description": "The database does not answer."}}
         codes = sorted([*ERRORS, *(["413"] if has_body else [])])
-        return {"200": ok, **{code: {"$ref": f"#/components/responses/Error{code}"} for code in codes}}
+        errors = {code: {"$ref": f"#/components/responses/Error{code}"} for code in codes}
+        if full_name in LINK_METHODS:  # no key, so no 403 or tier limit; the link's own 401
+            errors = {**{c: e for c, e in errors.items() if c not in ("403", "429")}, "401": REFUSED_LINK}
+        return {"200": ok, **errors}
 
     def document(self) -> dict:
         paths: dict[str, dict] = {}

@@ -86,8 +86,23 @@ def _0002_segments_snapshots_dead_letters(migrator: SchemaMigrator) -> None:
                          "WHERE status <> 'VOID' AND deleted_at IS NULL")
 
 
+class _ServerSecret0003(schema_0001.BaseModel):
+    name = pw.CharField(primary_key=True, max_length=64)
+    value = pw.CharField(max_length=128)
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "server_secret"
+
+
+def _0003_server_secrets(migrator: SchemaMigrator) -> None:
+    """Secrets shared by replicas: the portal's signing key when none is configured."""
+    database.create_tables([_ServerSecret0003])
+
+
 MIGRATIONS = [("0001_initial", _0001_initial),
-              ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters)]
+              ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
+              ("0003_server_secrets", _0003_server_secrets)]
 
 
 def migrate() -> list[str]:

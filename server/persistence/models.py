@@ -219,7 +219,16 @@ class OutboxMessage(BaseModel):
     dead_at = UTCDateTimeField(null=True)
 
 
+class ServerSecret(BaseModel):
+    """Secrets every replica must share (the portal's signing key when BILLING_PORTAL_SECRET is
+    unset): the first replica to need one inserts it, the others read the same row."""
+
+    name = pw.CharField(primary_key=True, max_length=64)
+    value = pw.CharField(max_length=128)
+    created_at = UTCDateTimeField()
+
+
 ALL_MODELS = [
     Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod, UsageDay,
-    Counter, Invoice, InvoiceLineItem, OutboxMessage,
+    Counter, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret,
 ]

@@ -72,6 +72,11 @@ def billed_segments(subscription: Subscription, period: Period) -> list:
     return segments(period, history, subscription.canceled_at)
 
 
+def draft_line_items(subscription: Subscription, period: Period) -> list:
+    """What an invoice of `period` would charge if it were generated now."""
+    return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
+
+
 def _next_number() -> str:
     (Counter.insert(name=NUMBER_COUNTER, value=1)
      .on_conflict(conflict_target=[Counter.name], update={Counter.value: Counter.value + 1})
@@ -102,7 +107,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
         with database.atomic():
             sub = find_subscription(subscription_id, lock=True)
             period = _period_to_bill(sub, period_start)
-            items = line_items(period, billed_segments(sub, period), requests_by_day(sub.id, period.start))
+            items = draft_line_items(sub, period)
             total = sum(item.amount_cents for item in items)
             paid = total == 0
             invoice = Invoice.create(

@@ -13,6 +13,8 @@ from billing.v1 import (
     invoice_pb2_grpc,
     plan_pb2,
     plan_pb2_grpc,
+    portal_pb2,
+    portal_pb2_grpc,
     rate_limit_pb2,
     rate_limit_pb2_grpc,
     subscription_pb2,
@@ -31,6 +33,7 @@ from server.transport.health import DatabaseHealth, HealthServicer
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
+from server.transport.portal import PortalServicer
 from server.transport.rate_limits import RateLimitServicer
 from server.transport.subscriptions import SubscriptionServicer
 from server.transport.usage import UsageServicer
@@ -44,6 +47,7 @@ SERVICE_NAMES = [
         (invoice_pb2, "InvoiceService"),
         (rate_limit_pb2, "RateLimitService"),
         (health_pb2, "HealthService"),
+        (portal_pb2, "PortalService"),
     ]
 ]
 
@@ -67,6 +71,7 @@ def create_server(settings: Settings, address: str | None = None, *,
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(settings.issuer), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
+    portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(DatabaseHealth(["", *SERVICE_NAMES]), server)

@@ -25,6 +25,9 @@ log = logging.getLogger("billing.transport")
 
 BILLING_PREFIX = "/billing.v1."
 PUBLIC_METHODS = frozenset({"/billing.v1.HealthService/GetHealth"})
+# Portal pages: no key (a browser holds only the link); the servicer verifies the link's token.
+LINK_METHODS = frozenset({"/billing.v1.PortalService/GetPortalPage", "/billing.v1.PortalService/GetPortalInvoicePdf"})
+KEYLESS_METHODS = PUBLIC_METHODS | LINK_METHODS
 # The database did not answer (gone, unreachable, read-only, pool exhausted): retryable.
 DATABASE_LOST = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 
@@ -140,10 +143,10 @@ def bearer_token(metadata) -> str | None:
 
 
 class AuthInterceptor(UnaryInterceptor):
-    """Resolves the API key to a Principal for the servicers; health needs no key."""
+    """Resolves the API key to a Principal for the servicers; health and portal pages need no key."""
 
     def applies(self, method: str) -> bool:
-        return super().applies(method) and method not in PUBLIC_METHODS
+        return super().applies(method) and method not in KEYLESS_METHODS
 
     def around(self, behavior, request, context, method, metadata):
         token = call_context.bind_principal(keys.authenticate(bearer_token(metadata)))

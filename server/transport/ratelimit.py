@@ -18,7 +18,7 @@ from server.domain.errors import ResourceExhausted
 from server.domain.ratelimit import LimiterUnavailable, RateLimiter
 from server.services.rate_limits import tenant_limit
 from server.transport import context as call_context
-from server.transport.interceptors import PUBLIC_METHODS, UnaryInterceptor
+from server.transport.interceptors import KEYLESS_METHODS, UnaryInterceptor
 
 
 class RateLimitInterceptor(UnaryInterceptor):
@@ -28,7 +28,7 @@ class RateLimitInterceptor(UnaryInterceptor):
         self.limiter = limiter
 
     def applies(self, method: str) -> bool:
-        return super().applies(method) and method not in PUBLIC_METHODS
+        return super().applies(method) and method not in KEYLESS_METHODS
 
     def around(self, behavior, request, context, method, metadata):
         principal = call_context.current_principal()

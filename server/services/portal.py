@@ -1,0 +1,99 @@
+"""The customer portal: links signed for one tenant, and what that tenant's page shows.
+
+The page reads through the same services as the API, acting as the tenant (a tenant Principal
+built from the verified token), so it shows the API's numbers and the access rules that keep
+tenants apart apply unchanged: another tenant's invoice is not found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+
+from server.domain import charts, portal_tokens
+from server.domain.access import TENANT, Principal, require_tenant_path
+from server.domain.errors import NotFound
+from server.domain.periods import DAY
+from server.domain.subscriptions import validate_tenant_id
+from server.persistence.models import Invoice, ServerSecret, Subscription
+from server.services import invoices, usage
+
+SECRET_NAME = "portal_signing_key"
+PAGE_PATH = "/billing/portal/"
+RECENT_INVOICES = 24
+
+
+def signing_secret(configured: str | None, *, now: dt.datetime) -> bytes:
+    """BILLING_PORTAL_SECRET, else the key stored in the database: the first replica to ask
+    inserts a random one and every replica reads the row that won, so all of them agree."""
+    if configured:
+        return configured.encode()
+    ServerSecret.insert(name=SECRET_NAME, value=secrets.token_urlsafe(48), created_at=now).on_conflict_ignore().execute()
+    return ServerSecret.get_by_id(SECRET_NAME).value.encode()
+
+
+def _subscription(tenant_id: str) -> Subscription:
+    """The tenant's active subscription, else its latest one; 404 if it never subscribed."""
+    found = (Subscription.select().where(Subscription.tenant_id == tenant_id)
+             .order_by((Subscription.status == "ACTIVE").desc(), Subscription.created_at.desc()).first())
+    if found is None:
+        raise NotFound(f"tenant {tenant_id!r} has no subscription", reason="SUBSCRIPTION_NOT_FOUND")
+    return found
+
+
+def create_session(principal: Principal, tenant_id: str, *, secret: bytes, base_url: str,
+                   now: dt.datetime) -> tuple[str, dt.datetime]:
+    """A portal URL for the tenant and when it expires; a tenant key may only ask for itself."""
+    tenant_id = validate_tenant_id(tenant_id)
+    require_tenant_path(principal, tenant_id)
+    _subscription(tenant_id)
+    token, expires_at = portal_tokens.sign(secret, tenant_id, now)
+    return f"{base_url}{PAGE_PATH}{token}", expires_at
+
+
+def as_tenant(tenant_id: str) -> Principal:
+    """The reader a verified token stands for: exactly one tenant, never admin."""
+    return Principal(key_id=0, scope=TENANT, tenant_id=tenant_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    """Everything the portal page shows, in the units the API uses (cents, requests)."""
+
+    tenant_id: str
+    subscription: Subscription
+    period_start: dt.datetime
+    period_end: dt.datetime
+    days_left: int
+    summary: usage.UsageSummary
+    estimated_total_cents: int
+    chart: charts.BarChart
+    gauge: charts.Gauge
+    top_endpoints: list[tuple[str, int]]
+    invoices: list[Invoice]
+
+
+def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
+    reader = as_tenant(tenant_id)
+    subscription = _subscription(tenant_id)
+    summary = usage.usage(reader, subscription.id)
+    period = invoices.period_of(subscription, subscription.current_period_start)
+    estimate = sum(item.amount_cents for item in invoices.draft_line_items(subscription, period))
+    days = usage.daily(reader, subscription.id)
+    _, _, analytics = usage.analytics(reader, subscription.id)
+    recent = list(Invoice.select().where((Invoice.tenant_id == tenant_id) & Invoice.deleted_at.is_null())
+                  .order_by(Invoice.period_start.desc(), Invoice.created_at.desc()).limit(RECENT_INVOICES))
+    return Overview(
+        tenant_id=tenant_id, subscription=subscription, period_start=period.start, period_end=period.end,
+        days_left=max(0, -(-(period.end - now) // DAY)),
+        summary=summary, estimated_total_cents=estimate,
+        chart=charts.daily_bars(days, round(summary.included_requests / period.days)),
+        gauge=charts.gauge(summary.total_requests, summary.included_requests),
+        top_endpoints=analytics.top_endpoints, invoices=recent)
+
+
+def invoice_pdf_parts(tenant_id: str, invoice_id: str) -> tuple[Invoice, list]:
+    """One of the tenant's invoices and its lines; another tenant's is not found."""
+    invoice = invoices.get_invoice(invoice_id, principal=as_tenant(tenant_id))
+    return invoice, invoices.items_of(invoice)
