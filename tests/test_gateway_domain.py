@@ -173,3 +173,48 @@ def test_metering_retries_a_failed_batch_with_capped_backoff_then_gives_up(monke
     assert len(naps) == transport.METER_ATTEMPTS - 1 and max(naps) == transport.METER_BACKOFF_CAP_SECONDS
     assert 25 <= sum(naps) <= 40  # the outage the usage survives
     assert "lost a batch of 2 requests" in caplog.text
+
+
+def test_endpoint_drops_a_fragment():
+    assert endpoint("get", "/v1/items#top") == "GET /v1/items"
+    assert endpoint("get", "/v1/items?a=1#top") == "GET /v1/items"
+    assert endpoint("get", "/v1/items#a#b") == "GET /v1/items"       # the first "#" ends the path
+    assert endpoint("get", "/v1/items?a=1?b=2") == "GET /v1/items"   # and the first "?"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def loads(cache: TtlCache, key: str) -> bool:
+    """Whether reading `key` had to load it."""
+    loaded = []
+    cache.get(key, lambda: loaded.append(key) or key)
+    return bool(loaded)
+
+
+def test_ttl_cache_full_prunes_expired_entries_first_and_clears_only_if_still_full():
+    clock = Clock()
+    cache = TtlCache(10, max_entries=2, clock=clock)
+    loads(cache, "a")            # expires at 10
+    clock.now = 5
+    loads(cache, "b")            # expires at 15
+    clock.now = 10               # "a" expires exactly now: pruned, "b" stays
+    loads(cache, "c")
+    assert not loads(cache, "b")
+    loads(cache, "d")            # full of live entries ("b", "c"): cleared, then "d"
+    assert loads(cache, "b")
+
+
+def test_ttl_cache_default_bound_is_ten_thousand_entries():
+    clock = Clock()
+    cache = TtlCache(60, clock=clock)
+    for n in range(10_000):
+        loads(cache, f"k{n}")
+    assert not loads(cache, "k0")
+    loads(cache, "one-more")     # the 10,001st entry clears the full cache
+    assert loads(cache, "k1")

@@ -134,3 +134,11 @@ def test_reset_after_is_zero_once_the_oldest_entry_is_due():
     assert reset_after(0.0, 60.0) == 0
     assert reset_after(0.0, 61.0) == 0
     assert reset_after(0.0, 59.5) == 1
+
+
+@pytest.mark.parametrize("skew", [2.5e-7, 4e-7, -2.5e-7])
+def test_reset_is_never_61_from_float_noise(skew):
+    """An entry stamped a hair after `now` (clock noise) still leaves the window in 60 s."""
+    now = 1_764_090_000.123456
+    assert reset_after(now + skew, now) == 60
+    assert reset_after(now + 0.5, now) == 61  # a real half second later is still rounded up

@@ -97,9 +97,11 @@ class RateLimiter(Protocol):
 
 
 def reset_after(oldest: float | None, now: float, window: float = WINDOW_SECONDS) -> int:
+    """Whole seconds until the oldest entry leaves the window. Rounded to the microsecond first:
+    float noise (an entry stamped a nanosecond after `now`) must not turn 60 into 61."""
     if oldest is None:
         return 0
-    return max(0, math.ceil(oldest + window - now))
+    return max(0, math.ceil(round(oldest + window - now, 6)))
 
 
 def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) -> None:

@@ -69,7 +69,7 @@ end
 local reset = 0
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if oldest[2] then
-  reset = math.ceil(tonumber(oldest[2]) + window - now)
+  reset = math.ceil(math.floor((tonumber(oldest[2]) + window - now) * 1e6 + 0.5) / 1e6)
   if reset < 0 then reset = 0 end
 end
 return {allowed, count, reset, exhausted}
