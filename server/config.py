@@ -57,6 +57,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw == "1"
+
+
 def _upstream(url: str | None) -> str | None:
     """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
     if url is None:
@@ -100,6 +107,8 @@ class Settings:
     # The platform's API behind the gateway, "http://host:port"; None: `make run` starts the demo.
     upstream_url: str | None = None
     demo_upstream_port: int = 8081
+    # http:// webhook URLs to loopback or private addresses (local development; `make run` sets it).
+    webhooks_allow_private: bool = False
 
     @property
     def tls(self) -> bool:
@@ -150,6 +159,7 @@ class Settings:
             gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
             upstream_url=_upstream(env.get("BILLING_UPSTREAM_URL") or None),
             demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
+            webhooks_allow_private=_flag(env, "BILLING_WEBHOOKS_ALLOW_PRIVATE"),
         )
 
     def upstream_address(self) -> tuple[str, int]:
@@ -167,8 +177,6 @@ def _tls_settings(env: dict[str, str]) -> dict:
     if tls_cert is None and (client_ca or envoy_cert):
         name = "BILLING_GRPC_CLIENT_CA" if client_ca else "BILLING_ENVOY_CLIENT_CERT"
         raise ConfigError(f"{name} needs BILLING_TLS_CERT and BILLING_TLS_KEY: client certificates only work over TLS")
-    allow = env.get("BILLING_ALLOW_PLAINTEXT", "")
-    if allow not in ("", "0", "1"):
-        raise ConfigError(f"BILLING_ALLOW_PLAINTEXT must be 1 or 0, got {allow!r}")
     return dict(tls_cert=tls_cert, tls_key=tls_key, grpc_client_ca=client_ca,
-                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key, allow_plaintext=allow == "1")
+                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key,
+                allow_plaintext=_flag(env, "BILLING_ALLOW_PLAINTEXT"))

@@ -68,7 +68,7 @@ def test_0002_keeps_data_and_fills_new_columns(backend, tmp_path):
         context = fresh_postgres_database()
     with context as url, bound(url):
         _at_0001()
-        assert migrations.migrate() == ["0002_segments_snapshots_dead_letters"]
+        assert migrations.migrate() == ["0002_segments_snapshots_dead_letters", "0003_webhooks"]
         assert migrations.migrate() == []
         invoice = Invoice.get_by_id("inv_1")
         assert (invoice.billing_email, invoice.total_cents, invoice.number) == ("acme@example.com", 3017, "INV-000001")
