@@ -251,6 +251,24 @@ def test_after_the_last_retry_the_delivery_fails_and_resend_queues_it_again(stac
     assert len(receiver.requests) == 9 and len(set(receiver.ids())) == 1
 
 
+def test_an_endpoint_failing_for_5_days_is_disabled_until_a_resend(stack, tenant_id, dispatcher, clock):
+    with Receiver(answer=lambda n: 503) as receiver:
+        endpoint = register(stack, tenant_id, receiver.url)
+        subscription = subscribe(stack, tenant_id)
+        assert drain(dispatcher) == ["PENDING"]
+        clock.advance(days=5, minutes=1)
+        assert drain(dispatcher) == ["FAILED"]  # the run of failures is older than 5 days: disabled now
+        assert "disabled_at" in stack.rest("GET", f"/billing/webhooks/{endpoint['id']}").json()
+        stack.rest("PUT", f"/billing/subscriptions/{subscription['id']}", body={"plan_id": "premium"})
+        [delivery] = deliveries(stack, endpoint["id"])  # nothing queued for a disabled endpoint
+        assert (delivery["status"], delivery["attempts"]) == ("FAILED", 2)
+        assert "disabled" in delivery["last_error"]
+        stack.rest("POST", f"/billing/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/resend", body={})
+        assert "disabled_at" not in stack.rest("GET", f"/billing/webhooks/{endpoint['id']}").json()
+        assert drain(dispatcher) == ["PENDING"]
+    assert len(receiver.requests) == 3
+
+
 def test_a_crash_mid_send_loses_nothing(stack, tenant_id, clock):
     def dies_after_sending(*args, **kwargs):
         webhook_delivery_outcome = real_post(*args, **kwargs)  # the receiver has it; the record never comes

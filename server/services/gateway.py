@@ -11,6 +11,9 @@ CACHE_SECONDS (the contract allows 5 s). The quota counter lives in the limiter,
 cache; the cached recorded usage only seeds it (it is a floor), so staleness there admits nothing
 extra.
 
+A refusal at the quota cap also announces `quota.exhausted` (a webhook event, once per
+subscription period) outside the hot path's caches; see Gateway._announce_exhausted.
+
 Limiter store unreachable (Redis down): a plan without a quota cap FAILS OPEN, as the billing
 API's interceptor does (limits protect capacity); a capped plan FAILS CLOSED (503), because its
 cap is a billing fact that cannot be checked.

@@ -73,19 +73,23 @@ def settle(attempt: Attempt, outcome: rules.Outcome, *, now: dt.datetime, jitter
         (WebhookDelivery.update(status=status, attempts=attempts, next_attempt_at=next_at, delivered_at=delivered_at,
                                 last_status_code=outcome.status_code, last_error=outcome.error)
          .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == PENDING)).execute())
-        if endpoint is not None:
-            _track_health(endpoint, outcome.succeeded, now)
+        if endpoint is not None and _track_health(endpoint, outcome.succeeded, now):
+            status = FAILED
     return status
 
 
-def _track_health(endpoint: WebhookEndpoint, succeeded: bool, now: dt.datetime) -> None:
+def _track_health(endpoint: WebhookEndpoint, succeeded: bool, now: dt.datetime) -> bool:
+    """Start or end the endpoint's run of failures; True if this failure disabled it."""
     if succeeded:
         if endpoint.failing_since is not None:
             WebhookEndpoint.update(failing_since=None).where(WebhookEndpoint.id == endpoint.id).execute()
-        return
+        return False
     if endpoint.failing_since is None:
         WebhookEndpoint.update(failing_since=now).where(WebhookEndpoint.id == endpoint.id).execute()
-    elif now - endpoint.failing_since >= rules.DISABLE_AFTER:
-        WebhookEndpoint.update(disabled_at=now).where(WebhookEndpoint.id == endpoint.id).execute()
-        (WebhookDelivery.update(status=FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
-         .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == PENDING)).execute())
+        return False
+    if now - endpoint.failing_since < rules.DISABLE_AFTER:
+        return False
+    WebhookEndpoint.update(disabled_at=now).where(WebhookEndpoint.id == endpoint.id).execute()
+    (WebhookDelivery.update(status=FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
+     .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == PENDING)).execute())
+    return True
