@@ -19,8 +19,9 @@ from test_gateway_e2e import capped_plan  # noqa: F401 - a fixture
 from webhook_receiver import Receiver
 
 from server.domain import webhooks as rules
+from server.notifications import webhook_sender
 from server.persistence import db
-from server.persistence.models import WebhookEvent
+from server.persistence.models import WebhookDelivery, WebhookEvent
 from server.scheduler.webhook_dispatcher import Dispatcher
 from server.services import subscriptions, webhook_delivery
 from server.domain.access import ADMIN, Principal
@@ -47,9 +48,29 @@ def clock() -> Clock:
     return Clock()
 
 
+def loopback_post(url, *args, **kwargs):
+    """The real sender, for the tests' own receivers only: the shared database also holds
+    endpoints the fuzzers registered, and test traffic stays on this machine."""
+    if not url.startswith("http://127.0.0.1:"):
+        return rules.Outcome(None, "not called from tests")
+    return webhook_sender.post(url, *args, **kwargs)
+
+
+def dispatcher_at(clock, post=loopback_post) -> Dispatcher:
+    return Dispatcher(allow_private=True, clock=clock, post=post)
+
+
+@pytest.fixture(autouse=True)
+def settled_outbox():
+    """Each test starts with nothing pending: what earlier tests and the fuzzers queued (the
+    database is shared by the session) is marked FAILED, so `drain` reports this test's sends."""
+    with db.session():
+        WebhookDelivery.update(status="FAILED", next_attempt_at=None).where(WebhookDelivery.status == "PENDING").execute()
+
+
 @pytest.fixture
 def dispatcher(clock):
-    sender = Dispatcher(allow_private=True, clock=clock)
+    sender = dispatcher_at(clock)
     yield sender
     sender.close()
 
@@ -271,18 +292,17 @@ def test_an_endpoint_failing_for_5_days_is_disabled_until_a_resend(stack, tenant
 
 def test_a_crash_mid_send_loses_nothing(stack, tenant_id, clock):
     def dies_after_sending(*args, **kwargs):
-        webhook_delivery_outcome = real_post(*args, **kwargs)  # the receiver has it; the record never comes
-        raise SystemExit(f"killed after {webhook_delivery_outcome}")
+        outcome = loopback_post(*args, **kwargs)  # the receiver has it; the record never comes
+        raise SystemExit(f"killed after {outcome}")
 
-    from server.notifications.webhook_sender import post as real_post
     with Receiver() as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
         subscribe(stack, tenant_id)
-        crashing = Dispatcher(allow_private=True, clock=clock, post=dies_after_sending)
+        crashing = dispatcher_at(clock, post=dies_after_sending)
         [future] = crashing.pump()
         assert isinstance(future.exception(timeout=30), SystemExit)
         crashing.close()
-        restarted = Dispatcher(allow_private=True, clock=clock)
+        restarted = dispatcher_at(clock)
         assert drain(restarted) == []  # still leased to the dead dispatcher
         clock.advance(seconds=webhook_delivery.LEASE.total_seconds() + 1)
         assert drain(restarted) == ["SUCCEEDED"]
@@ -326,7 +346,7 @@ def test_rotation_signs_with_both_secrets_for_24_hours(stack, tenant_id, clock):
         old = endpoint["secret"]
         new = stack.rest("POST", f"/billing/webhooks/{endpoint['id']}/rotate-secret", body={}).json()["secret"]
         subscription = subscribe(stack, tenant_id)
-        sender = Dispatcher(allow_private=True, clock=clock)
+        sender = dispatcher_at(clock)
         drain(sender)
         clock.advance(hours=25)
         stack.rest("DELETE", f"/billing/subscriptions/{subscription['id']}")
