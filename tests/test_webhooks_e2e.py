@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import pathlib
+import signal
+import subprocess
+import sys
 import threading
 from concurrent import futures
 
@@ -19,12 +24,12 @@ from test_gateway_e2e import capped_plan  # noqa: F401 - a fixture
 from webhook_receiver import Receiver
 
 from server.domain import webhooks as rules
+from server.domain.access import ADMIN, Principal
 from server.notifications import webhook_sender
 from server.persistence import db
 from server.persistence.models import WebhookDelivery, WebhookEvent
 from server.scheduler.webhook_dispatcher import Dispatcher
-from server.services import subscriptions, webhook_delivery
-from server.domain.access import ADMIN, Principal
+from server.services import subscriptions, webhook_delivery, webhooks
 
 UTC = dt.timezone.utc
 
@@ -195,6 +200,11 @@ def test_subscription_events_are_signed_and_carry_the_rest_rendering(stack, tena
         assert set(payload) == {"id", "type", "created_at", "data"}
     listed = deliveries(stack, endpoint["id"])
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in listed] == [("SUCCEEDED", 1, 200)] * 3
+    with db.session():  # the same, as plain data for pages (the customer portal)
+        [overview] = webhooks.tenant_overview(tenant_id)
+    assert (overview["id"], overview["url"], "secret" in overview) == (endpoint["id"], receiver.url, False)
+    assert [(d["id"], d["event_type"], d["status"]) for d in overview["deliveries"]] == [
+        (d["id"], d["event_type"], d["status"]) for d in listed]
 
 
 def test_invoice_events_reach_only_endpoints_that_want_them(stack, tenant_id, dispatcher):
@@ -398,3 +408,24 @@ def test_usage_thresholds_once_each_and_quota_exhausted_once_per_period(stack, t
     [quota] = [p["data"] for p in payloads if p["type"] == "quota.exhausted"]
     assert (quota["subscription_id"], quota["plan_id"], quota["included_requests"]) == (
         subscription_id, capped_plan, "30")
+
+
+def test_the_scheduler_process_delivers_a_change_within_5_seconds(stack, tenant_id, tmp_path):
+    """`billing-scheduler run` (what `make run` starts) runs the dispatcher beside its jobs."""
+    env = {**os.environ, "DATABASE_URL": stack.settings.database_url, "OUTBOX_DIR": str(tmp_path / "out"),
+           "BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"}
+    env.pop("SMTP_URL", None)
+    with Receiver() as receiver:
+        secret = register(stack, tenant_id, receiver.url)["secret"]
+        scheduler = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "billing-scheduler"), "run"],
+                                     env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            while "webhook dispatcher started" not in (line := scheduler.stderr.readline()):
+                assert line, "the scheduler exited"
+            subscribe(stack, tenant_id)
+            assert receiver.arrived.wait(5)
+        finally:
+            scheduler.send_signal(signal.SIGTERM)
+            scheduler.communicate(timeout=30)
+    assert scheduler.returncode == 0
+    assert verified(secret, receiver.requests[0])["type"] == "subscription.created"
