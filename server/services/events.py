@@ -18,6 +18,7 @@ from google.protobuf import message
 
 from server.domain import webhooks as rules
 from server.persistence.bulk import insert_ignore_returning
+from server.persistence.db import for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from server.resources import rest_json
 
@@ -29,6 +30,16 @@ def listeners(tenant_id: str, event_type: str) -> list[str]:
     rows = WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
         (WebhookEndpoint.tenant_id == tenant_id) & WebhookEndpoint.disabled_at.is_null())
     return [row.id for row in rows if rules.wants(json.loads(row.event_types), event_type)]
+
+
+def _still_registered(endpoint_ids: list[str]) -> list[str]:
+    """The endpoints, locked against deletion until the caller commits (PostgreSQL: FOR KEY
+    SHARE), so that an endpoint deleted meanwhile is skipped rather than failing the change it
+    reports on a foreign key. SQLite serializes writers and needs no lock."""
+    if not endpoint_ids:
+        return []
+    query = WebhookEndpoint.select(WebhookEndpoint.id).where(WebhookEndpoint.id.in_(endpoint_ids))
+    return [row.id for row in for_update(query, for_update="FOR KEY SHARE")]
 
 
 def body(event_id: str, event_type: str, created_at: dt.datetime, resource: message.Message) -> str:
@@ -43,7 +54,7 @@ def emit(event_type: str, tenant_id: str, resource: message.Message, *, now: dt.
     """Queue the event for the tenant's endpoints (`endpoint_ids` if the caller already asked
     `listeners`); returns its id, or None if nobody listens or `dedup_key` was used before.
     Call inside the change's transaction."""
-    targets = listeners(tenant_id, event_type) if endpoint_ids is None else endpoint_ids
+    targets = _still_registered(listeners(tenant_id, event_type) if endpoint_ids is None else endpoint_ids)
     if not targets:
         return None
     event_id = "msg_" + uuid.uuid4().hex
