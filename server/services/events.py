@@ -22,9 +22,6 @@ from server.persistence.db import for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from server.resources import rest_json
 
-PENDING = "PENDING"
-
-
 def listeners(tenant_id: str, event_type: str) -> list[str]:
     """Ids of the tenant's enabled endpoints that want `event_type`."""
     rows = WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
@@ -67,6 +64,6 @@ def emit(event_type: str, tenant_id: str, resource: message.Message, *, now: dt.
     if not inserted:
         return None
     WebhookDelivery.insert_many([
-        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id, "status": PENDING,
+        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id, "status": rules.PENDING,
          "attempts": 0, "next_attempt_at": now, "created_at": now} for endpoint_id in targets]).execute()
     return event_id

@@ -17,7 +17,7 @@ import datetime as dt
 from server.domain import webhooks as rules
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from server.services.webhooks import FAILED, PENDING, SUCCEEDED
+from server.domain.webhooks import FAILED, PENDING, SUCCEEDED
 
 # Longer than an attempt may take (15 s) plus recording it: a live dispatcher never loses its claim.
 LEASE = dt.timedelta(seconds=60)

@@ -22,7 +22,6 @@ from server.domain.errors import NotFound
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 RECENT_DELIVERIES = 100
 
 
@@ -110,12 +109,12 @@ def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.
         if delivery is None:
             raise NotFound(f"delivery {delivery_id!r} of webhook endpoint {endpoint_id!r} not found",
                            reason="WEBHOOK_DELIVERY_NOT_FOUND")
-        (WebhookDelivery.update(status=PENDING, attempts=0, next_attempt_at=now)
+        (WebhookDelivery.update(status=rules.PENDING, attempts=0, next_attempt_at=now)
          .where(WebhookDelivery.id == delivery.id).execute())
         if endpoint.disabled_at is not None:  # asking for a resend is asking to be called again
             (WebhookEndpoint.update(disabled_at=None, failing_since=None)
              .where(WebhookEndpoint.id == endpoint.id).execute())
-        delivery.status, delivery.attempts, delivery.next_attempt_at = PENDING, 0, now
+        delivery.status, delivery.attempts, delivery.next_attempt_at = rules.PENDING, 0, now
         return delivery
 
 
