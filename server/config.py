@@ -58,6 +58,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw == "1"
+
+
 def _split_url(url: str) -> urllib.parse.SplitResult | None:
     """The URL's parts, or None if it does not parse (a malformed port included)."""
     try:
@@ -121,6 +128,8 @@ class Settings:
     public_url: str | None = None
     # HMAC key of portal links; None: a random one the first replica stores in the database.
     portal_secret: str | None = None
+    # http:// webhook URLs to loopback or private addresses (local development; `make run` sets it).
+    webhooks_allow_private: bool = False
 
     @property
     def tls(self) -> bool:
@@ -182,6 +191,7 @@ class Settings:
             demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
             public_url=_public_url(env.get("BILLING_PUBLIC_URL") or None),
             portal_secret=portal_secret,
+            webhooks_allow_private=_flag(env, "BILLING_WEBHOOKS_ALLOW_PRIVATE"),
         )
 
     def upstream_address(self) -> tuple[str, int]:
@@ -199,8 +209,6 @@ def _tls_settings(env: dict[str, str]) -> dict:
     if tls_cert is None and (client_ca or envoy_cert):
         name = "BILLING_GRPC_CLIENT_CA" if client_ca else "BILLING_ENVOY_CLIENT_CERT"
         raise ConfigError(f"{name} needs BILLING_TLS_CERT and BILLING_TLS_KEY: client certificates only work over TLS")
-    allow = env.get("BILLING_ALLOW_PLAINTEXT", "")
-    if allow not in ("", "0", "1"):
-        raise ConfigError(f"BILLING_ALLOW_PLAINTEXT must be 1 or 0, got {allow!r}")
     return dict(tls_cert=tls_cert, tls_key=tls_key, grpc_client_ca=client_ca,
-                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key, allow_plaintext=allow == "1")
+                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key,
+                allow_plaintext=_flag(env, "BILLING_ALLOW_PLAINTEXT"))

@@ -186,7 +186,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
     settings = dataclasses.replace(
         Settings(), database_url=database_url, grpc_port=0, http_port=free_port(),
         envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16,
-        gateway_port=free_port(), demo_upstream_port=upstream_port)
+        gateway_port=free_port(), demo_upstream_port=upstream_port, webhooks_allow_private=True)
     prepare(settings)
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()

@@ -142,3 +142,16 @@ def test_grpc_clients_need_a_key_for_links_but_not_for_pages(stack, tenant_id):
                                        metadata=stack.auth(stack.admin_key))
     page = stub.GetPortalPage(portal_pb2.GetPortalPageRequest(token=session.url.rsplit("/", 1)[1]))
     assert page.content_type.startswith("text/html") and tenant_id.encode() in page.data
+
+
+def test_the_page_lists_webhook_endpoints_and_recent_deliveries_without_secrets(stack, tenant_id):
+    created = stack.rest("POST", "/billing/webhooks", body={"tenant_id": tenant_id,
+                                                            "url": "http://127.0.0.1:9/hooks?tag=<b>"})
+    assert created.status == 200, created.body
+    reply = stack.rest("POST", "/billing/subscriptions", body={"tenant_id": tenant_id, "plan_id": "standard",
+                                                               "billing_email": "b@example.com"})
+    assert reply.status == 200
+    html = stack.rest("GET", link_path(create_link(stack, tenant_id).json()["url"]), key=None).body.decode()
+    assert 'id="webhook-endpoints"' in html and "http://127.0.0.1:9/hooks?tag=&lt;b&gt;" in html
+    assert "subscription.created" in html
+    assert created.json()["secret"] not in html and "whsec_" not in html

@@ -53,6 +53,8 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def main() -> int:
+    # Local development: webhooks may go to a receiver on this machine (the children inherit it).
+    os.environ.setdefault("BILLING_WEBHOOKS_ALLOW_PRIVATE", "1")
     settings = start("billing-stack", serving=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()

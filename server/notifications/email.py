@@ -17,7 +17,7 @@ import jinja2
 
 from server.notifications.pdf import money, render_invoice_pdf
 from server.persistence.models import Invoice
-from server.services.invoices import items_of
+from server.resources import items_of
 
 TEMPLATES = ("invoice_issued", "invoice_overdue", "usage_alert")
 

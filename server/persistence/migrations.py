@@ -100,9 +100,64 @@ def _0003_server_secrets(migrator: SchemaMigrator) -> None:
     database.create_tables([_ServerSecret0003])
 
 
+class _WebhookEndpoint0004(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    url = pw.CharField(max_length=2048)
+    event_types = pw.TextField()
+    secret = pw.CharField(max_length=64)
+    previous_secret = pw.CharField(max_length=64, null=True)
+    previous_secret_expires_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField()
+    failing_since = pw.DateTimeField(null=True)
+    disabled_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_endpoint"
+        indexes = ((("tenant_id", "created_at"), False),)
+
+
+class _WebhookEvent0004(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    type = pw.CharField(max_length=64)
+    dedup_key = pw.CharField(max_length=191, null=True, unique=True)
+    body = pw.TextField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "webhook_event"
+
+
+class _WebhookDelivery0004(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    endpoint = pw.ForeignKeyField(_WebhookEndpoint0004, on_delete="CASCADE", index=False)
+    event = pw.ForeignKeyField(_WebhookEvent0004, on_delete="CASCADE")
+    status = pw.CharField(max_length=16)
+    attempts = pw.IntegerField()
+    next_attempt_at = pw.DateTimeField(null=True)
+    last_status_code = pw.IntegerField(null=True)
+    last_error = pw.TextField(null=True)
+    created_at = pw.DateTimeField()
+    delivered_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_delivery"
+        indexes = (
+            (("endpoint", "created_at"), False),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+def _0004_webhooks(migrator: SchemaMigrator) -> None:
+    """Webhook endpoints, events and their deliveries (the webhook outbox)."""
+    database.create_tables([_WebhookEndpoint0004, _WebhookEvent0004, _WebhookDelivery0004])
+
+
 MIGRATIONS = [("0001_initial", _0001_initial),
               ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
-              ("0003_server_secrets", _0003_server_secrets)]
+              ("0003_server_secrets", _0003_server_secrets),
+              ("0004_webhooks", _0004_webhooks)]
 
 
 def migrate() -> list[str]:

@@ -1,7 +1,7 @@
 """Tables. Uniqueness that correctness depends on lives here, in the database, not in a
 read-then-write check: one ACTIVE subscription per tenant, one live (not VOID, not deleted)
 invoice per subscription period, one usage event per (subscription, event_id), one outbox row
-per dedup key.
+per dedup key, one webhook event per dedup key.
 
 The schema of each table is built by the migrations (persistence/migrations.py), not from these
 classes: a change here needs a migration beside it.
@@ -228,7 +228,63 @@ class ServerSecret(BaseModel):
     created_at = UTCDateTimeField()
 
 
+
+class WebhookEndpoint(BaseModel):
+    """Where a tenant's events are POSTed. The secret is kept as is: the server signs with it."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    url = pw.CharField(max_length=2048)
+    # JSON list of event types; [] means all.
+    event_types = pw.TextField()
+    secret = pw.CharField(max_length=64)
+    # After a rotation the previous secret signs too, until it expires.
+    previous_secret = pw.CharField(max_length=64, null=True)
+    previous_secret_expires_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField()
+    # Start of the current run of failed attempts (cleared by a success); 5 days of it disables.
+    failing_since = UTCDateTimeField(null=True)
+    disabled_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("tenant_id", "created_at"), False),)
+
+
+class WebhookEvent(BaseModel):
+    """One event, its body frozen at the change that caused it; the id is the webhook-id."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    type = pw.CharField(max_length=64)
+    # Set for events that happen once per something (a threshold per period): the database refuses a second.
+    dedup_key = pw.CharField(max_length=191, null=True, unique=True)
+    body = pw.TextField()
+    created_at = UTCDateTimeField()
+
+
+class WebhookDelivery(BaseModel):
+    """The webhook outbox: one row per (event, endpoint), written in the change's transaction."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    endpoint = pw.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", index=False)
+    event = pw.ForeignKeyField(WebhookEvent, on_delete="CASCADE")
+    status = pw.CharField(max_length=16)
+    attempts = pw.IntegerField()
+    # Due time of the next attempt (a claimed row: the end of its lease); null once settled.
+    next_attempt_at = UTCDateTimeField(null=True)
+    last_status_code = pw.IntegerField(null=True)
+    last_error = pw.TextField(null=True)
+    created_at = UTCDateTimeField()
+    delivered_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("endpoint", "created_at"), False),
+            (("status", "next_attempt_at"), False),
+        )
+
+
 ALL_MODELS = [
     Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod, UsageDay,
-    Counter, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret,
+    Counter, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
 ]

@@ -1,7 +1,8 @@
 """`billing-scheduler run` (the clock), `billing-scheduler run-once JOB [--now RFC3339]` and
 `billing-scheduler outbox [--failed | --retry ID]`.
 
-The clock only triggers jobs; what a job does is a function of `now` in jobs.py. Run one
+The clock only triggers jobs; what a job does is a function of `now` in jobs.py. Beside it, the
+webhook dispatcher sends due webhook deliveries every half second (scheduler/webhook_dispatcher.py). Run one
 scheduler with SQLite; with PostgreSQL several may run, and an advisory lock per job lets only
 one of them run it at a time.
 """
@@ -24,6 +25,7 @@ from server.bootstrap import start
 from server.config import Settings
 from server.persistence import db
 from server.scheduler import jobs
+from server.scheduler.webhook_dispatcher import Dispatcher
 from server.services import outbox
 
 log = logging.getLogger("billing.scheduler")
@@ -100,6 +102,9 @@ def run(settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     scheduler = schedule.Scheduler()
     build_schedule(scheduler)
+    webhooks = threading.Thread(target=Dispatcher(allow_private=settings.webhooks_allow_private).run,
+                                args=(stop,), name="webhook-dispatcher")
+    webhooks.start()
     log.info("scheduler started: %s", ", ".join(sorted(jobs.JOBS)))
     for name in ("period_invoicing", "overdue_sweep", "usage_alerts", "deliver_outbox"):
         if not stop.is_set():
@@ -108,6 +113,7 @@ def run(settings: Settings) -> int:
         scheduler.run_pending()
         idle = scheduler.idle_seconds
         stop.wait(1.0 if idle is None else min(max(idle, 0.05), 1.0))
+    webhooks.join()
     log.info("scheduler stopped")
     return 0
 

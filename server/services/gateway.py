@@ -11,6 +11,9 @@ CACHE_SECONDS (the contract allows 5 s). The quota counter lives in the limiter,
 cache; the cached recorded usage only seeds it (it is a floor), so staleness there admits nothing
 extra.
 
+A refusal at the quota cap also announces `quota.exhausted` (a webhook event, once per
+subscription period) outside the hot path's caches; see Gateway._announce_exhausted.
+
 Limiter store unreachable (Redis down): a plan without a quota cap FAILS OPEN, as the billing
 API's interceptor does (limits protect capacity); a capped plan FAILS CLOSED (503), because its
 cap is a billing fact that cannot be checked.
@@ -24,6 +27,7 @@ import logging
 import math
 
 from server.domain import gateway as rules
+from server.domain import webhooks
 from server.domain.access import ADMIN, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.periods import Period, period_containing
@@ -32,11 +36,13 @@ from server.domain.ttl_cache import TtlCache
 from server.domain.usage import MAX_BATCH
 from server.persistence import db
 from server.persistence.models import Plan, Subscription
-from server.services import keys, usage
+from server.resources import quota_message
+from server.services import events, keys, usage
 
 log = logging.getLogger("billing.gateway")
 
 CACHE_SECONDS = 2.0
+ANNOUNCED_SECONDS = 3600.0
 WINDOW_PREFIX = "gateway:"
 # Metering acts for the system, not for a caller: the gateway itself vouches for the events.
 METERING = Principal(key_id=0, scope=ADMIN)
@@ -88,6 +94,7 @@ class Gateway:
         self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
         self._plans: TtlCache[ActivePlan | None] = TtlCache(cache_seconds)
         self._recorded: TtlCache[int] = TtlCache(cache_seconds)
+        self._announced: TtlCache[None] = TtlCache(ANNOUNCED_SECONDS)
 
     def admit(self, headers: dict[str, str], now: dt.datetime) -> Admission:
         """Admit one request or raise the DomainError that is its denial. Opens a database
@@ -112,8 +119,20 @@ class Gateway:
                 raise
             return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision=None)
         if not decision.allowed:
+            if decision.quota_exhausted:
+                self._announce_exhausted(tenant_id, plan, period, now)
             raise _refusal(plan, decision, period, now)
         return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision)
+
+    def _announce_exhausted(self, tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
+        """quota.exhausted, once per subscription period (the event's dedup key); this process asks
+        the database at most once an hour per period, not on every refused request. A failure is
+        logged and retried at a later refusal: the denial itself never depends on it."""
+        name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
+        try:
+            self._announced.get(name, lambda: _in_session(_emit_exhausted, tenant_id, plan, period, now))
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("quota.exhausted for %s not recorded", plan.subscription_id)
 
     def _quota(self, plan: ActivePlan, period: Period, now: dt.datetime) -> Quota:
         name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
@@ -121,6 +140,14 @@ class Gateway:
             name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start))
         return Quota(name=name, included=plan.included_requests, floor=recorded,
                      expires_in=math.ceil((period.end - now).total_seconds()))
+
+
+def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
+    data = quota_message(subscription_id=plan.subscription_id, tenant_id=tenant_id, plan_id=plan.plan_id,
+                         included=plan.included_requests, period=period)
+    with db.database.atomic():
+        events.emit(webhooks.QUOTA_EXHAUSTED, tenant_id, data, now=now,
+                    dedup_key=f"{webhooks.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
 
 
 def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> ResourceExhausted:

@@ -16,7 +16,7 @@ import uuid
 
 import peewee as pw
 
-from server.domain import invoice_state
+from server.domain import invoice_state, webhooks
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -27,6 +27,8 @@ from server.persistence.models import (
     LIVE_INVOICE, Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
+from server.resources import invoice_message
+from server.services import events
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
@@ -77,6 +79,12 @@ def draft_line_items(subscription: Subscription, period: Period) -> list:
     return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
 
 
+def _announce(invoice: Invoice, event_types: list[str], now: dt.datetime) -> None:
+    """Webhook events of the invoice as it now stands, in the caller's transaction."""
+    for event_type in event_types:
+        events.emit(event_type, invoice.tenant_id, invoice_message(invoice), now=now)
+
+
 def _next_number() -> str:
     (Counter.insert(name=NUMBER_COUNTER, value=1)
      .on_conflict(conflict_target=[Counter.name], update={Counter.value: Counter.value + 1})
@@ -121,6 +129,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                 dict(invoice=invoice.id, position=i, description=item.description, quantity_milli=item.quantity_milli,
                      unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
                 for i, item in enumerate(items)]).execute()
+            _announce(invoice, [webhooks.INVOICE_CREATED] + ([webhooks.INVOICE_PAID] if paid else []), now)
             return invoice
     except pw.IntegrityError:
         pass
@@ -143,6 +152,7 @@ def set_status(invoice_id: str, status: str, *, now: dt.datetime, principal: Pri
         if status == invoice_state.PAID:
             invoice.paid_at = now
         invoice.save()
+        _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
         template = STATUS_TEMPLATES.get(status)
         if template:
             enqueue(template=template, recipient=invoice.subscription.billing_email,
@@ -178,9 +188,3 @@ def list_invoices(subscription_id: str, *, status: str | None = None, page_size:
     if status:
         query = query.where(Invoice.status == status)
     return paginate(query, Invoice, page_size, page_token)
-
-
-def items_of(invoice: Invoice) -> list[InvoiceLineItem]:
-    """The invoice's lines in display order."""
-    return list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
-                .order_by(InvoiceLineItem.position))

@@ -17,7 +17,8 @@ from server.domain.errors import NotFound
 from server.domain.periods import DAY
 from server.domain.subscriptions import validate_tenant_id
 from server.persistence.models import Invoice, ServerSecret, Subscription
-from server.services import invoices, usage
+from server.resources import items_of
+from server.services import invoices, usage, webhooks
 
 SECRET_NAME = "portal_signing_key"
 PAGE_PATH = "/billing/portal/"
@@ -72,6 +73,7 @@ class Overview:
     gauge: charts.Gauge
     top_endpoints: list[tuple[str, int]]
     invoices: list[Invoice]
+    webhooks: list[dict]  # endpoints with their recent deliveries, never their secrets
 
 
 def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
@@ -90,10 +92,10 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         summary=summary, estimated_total_cents=estimate,
         chart=charts.daily_bars(days, round(summary.included_requests / period.days)),
         gauge=charts.gauge(summary.total_requests, summary.included_requests),
-        top_endpoints=analytics.top_endpoints, invoices=recent)
+        top_endpoints=analytics.top_endpoints, invoices=recent, webhooks=webhooks.tenant_overview(tenant_id))
 
 
 def invoice_pdf_parts(tenant_id: str, invoice_id: str) -> tuple[Invoice, list]:
     """One of the tenant's invoices and its lines; another tenant's is not found."""
     invoice = invoices.get_invoice(invoice_id, principal=as_tenant(tenant_id))
-    return invoice, invoices.items_of(invoice)
+    return invoice, items_of(invoice)

@@ -1,6 +1,6 @@
 """Subscriptions (endpoints 3-7): create, read, list by tenant, change plan or e-mail, cancel.
 
-Each write is one transaction. "One ACTIVE subscription per tenant" is guarded by the partial
+Each write is one transaction, and so is its webhook event (services/events.py). "One ACTIVE subscription per tenant" is guarded by the partial
 unique index `subscription_one_active_per_tenant`, not by a read-then-write check: two
 concurrent creates both insert, the database lets one commit and the other fails, and that
 failure becomes ALREADY_EXISTS.
@@ -19,12 +19,15 @@ import peewee as pw
 
 from server.domain import periods
 from server.domain import subscriptions as rules
+from server.domain import webhooks
 from server.domain.access import Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.persistence import db
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, Subscription
 from server.persistence.pagination import paginate
+from server.resources import subscription_message
+from server.services import events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 anchor_at=now, current_period_start=first.start, current_period_end=first.end,
                 created_at=now, updated_at=now, canceled_at=None)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+            events.emit(webhooks.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
         existing = active_subscription(tenant_id)
@@ -136,6 +140,8 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
             subscription = find_subscription(subscription.id)
+            events.emit(webhooks.SUBSCRIPTION_UPDATED, subscription.tenant_id, subscription_message(subscription),
+                        now=now)
     return subscription
 
 
@@ -147,7 +153,10 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
             return subscription
         (Subscription.update(status=rules.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
-        return find_subscription(subscription.id)
+        subscription = find_subscription(subscription.id)
+        events.emit(webhooks.SUBSCRIPTION_CANCELED, subscription.tenant_id, subscription_message(subscription),
+                    now=now)
+        return subscription
 
 
 def active_subscription(tenant_id: str) -> Subscription | None:

@@ -20,6 +20,7 @@ import peewee as pw
 from peewee import EXCLUDED
 
 from server.domain import usage as rules
+from server.domain import webhooks
 from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import day_index, usage_by_segment
@@ -29,6 +30,8 @@ from server.persistence.db import database, is_postgres
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
 )
+from server.resources import threshold_message
+from server.services import events as webhook_events
 from server.services.invoices import billed_segments, period_of, requests_by_day
 from server.services.subscriptions import find_subscription, visible_subscription
 
@@ -102,27 +105,49 @@ def _add(counter: type[pw.Model], subscription_id: str, keys: tuple[str, ...], t
      .execute())
 
 
-def _add_to_counters(subscription_id: str, events: list[rules.Event], periods: dict[int, Period]) -> None:
+def _add_to_counters(subscription_id: str, events: list[rules.Event],
+                     periods: dict[int, Period]) -> dict[dt.datetime, tuple[int, int]]:
+    """Count the events; returns each touched period's requests before and after."""
     per_period: dict[dt.datetime, int] = defaultdict(int)
     per_day: dict[tuple[dt.datetime, int], int] = defaultdict(int)
     for event in events:
         period = periods[event.index]
         per_period[period.start] += event.count
         per_day[(period.start, day_index(period, event.timestamp))] += event.count
-    _check_bound(subscription_id, per_period)
+    counted = _check_bound(subscription_id, per_period)
     _add(UsageHourly, subscription_id, ("hour", "endpoint"), rules.hourly_totals(events))
     _add(UsagePeriod, subscription_id, ("period_start",), per_period)
     _add(UsageDay, subscription_id, ("period_start", "day"), per_day)
+    return {start: (counted.get(start, 0), counted.get(start, 0) + n) for start, n in per_period.items()}
 
 
-def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> None:
-    """Refuse the batch (rolling it back whole) if a period would pass MAX_PERIOD_REQUESTS."""
+def _announce_thresholds(subscription: Subscription, before: int, after: int, now: dt.datetime) -> None:
+    """usage.threshold_reached when this batch took the current period across 80% or 100% of the
+    plan's included requests (the rule of the usage_alert e-mail); once per period and threshold,
+    by dedup key. A tenant without a listening endpoint costs one read."""
+    targets = webhook_events.listeners(subscription.tenant_id, webhooks.USAGE_THRESHOLD_REACHED)
+    if not targets:
+        return
+    plan = subscription.plan
+    period = period_of(subscription, subscription.current_period_start)
+    for percent in webhooks.crossed_thresholds(before, after, plan.included_requests):
+        data = threshold_message(subscription_id=subscription.id, tenant_id=subscription.tenant_id, plan_id=plan.id,
+                                 percent=percent, requests=after, included=plan.included_requests, period=period)
+        key = f"{webhooks.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
+        webhook_events.emit(webhooks.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
+                            endpoint_ids=targets, dedup_key=key)
+
+
+def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt.datetime, int]:
+    """Refuse the batch (rolling it back whole) if a period would pass MAX_PERIOD_REQUESTS;
+    returns the periods' requests counted so far."""
     counted = {row.period_start: row.requests for row in UsagePeriod.select().where(
         (UsagePeriod.subscription == subscription_id) & UsagePeriod.period_start.in_(list(added)))}
     for start, requests in added.items():
         if counted.get(start, 0) + requests > MAX_PERIOD_REQUESTS:
             raise InvalidArgument(f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} "
                                   "requests", field="events", reason="PERIOD_USAGE_LIMIT")
+    return counted
 
 
 def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:
@@ -141,7 +166,10 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
             returning=UsageEvent.event_id))
         accepted = [e for e in candidates if e.event_id in inserted]
         if accepted:
-            _add_to_counters(subscription.id, accepted, periods)
+            totals = _add_to_counters(subscription.id, accepted, periods)
+            current = totals.get(subscription.current_period_start)
+            if current:
+                _announce_thresholds(subscription, *current, now)
     return TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
                        rejections=rejections)
 

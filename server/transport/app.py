@@ -21,6 +21,8 @@ from billing.v1 import (
     subscription_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
+    webhook_pb2,
+    webhook_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -37,6 +39,7 @@ from server.transport.portal import PortalServicer
 from server.transport.rate_limits import RateLimitServicer
 from server.transport.subscriptions import SubscriptionServicer
 from server.transport.usage import UsageServicer
+from server.transport.webhooks import WebhookServicer
 
 SERVICE_NAMES = [
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -48,6 +51,7 @@ SERVICE_NAMES = [
         (rate_limit_pb2, "RateLimitService"),
         (health_pb2, "HealthService"),
         (portal_pb2, "PortalService"),
+        (webhook_pb2, "WebhookService"),
     ]
 ]
 
@@ -72,6 +76,8 @@ def create_server(settings: Settings, address: str | None = None, *,
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
     health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
+    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
+        WebhookServicer(allow_private=settings.webhooks_allow_private), server)
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(DatabaseHealth(["", *SERVICE_NAMES]), server)

@@ -7,41 +7,15 @@ import datetime as dt
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from google.api import httpbody_pb2
 
-from server.domain.invoicing import decimal_quantity
 from server.domain.issuer import Issuer
 from server.notifications.pdf import render_invoice_pdf
-from server.persistence.models import Invoice
+from server.resources import invoice_message, items_of
 from server.services import invoices
 from server.transport import page_tokens
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 Status = invoice_pb2.Invoice.Status
-
-
-def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
-    return invoice_pb2.Invoice(
-        id=invoice.id,
-        number=invoice.number,
-        subscription_id=invoice.subscription_id,
-        tenant_id=invoice.tenant_id,
-        status=Status.Value(invoice.status),
-        period_start=timestamp(invoice.period_start),
-        period_end=timestamp(invoice.period_end),
-        line_items=[invoice_pb2.LineItem(description=i.description, quantity=decimal_quantity(i.quantity_milli), unit=i.unit,
-                                         unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
-                    for i in invoices.items_of(invoice)],
-        subtotal_cents=invoice.subtotal_cents,
-        total_cents=invoice.total_cents,
-        currency=invoice.currency,
-        issued_at=timestamp(invoice.issued_at),
-        due_at=timestamp(invoice.due_at),
-        paid_at=timestamp(invoice.paid_at),
-        deleted_at=timestamp(invoice.deleted_at),
-        billing_email=invoice.billing_email,
-        issuer=invoice_pb2.Issuer(name=invoice.issuer_name, address=invoice.issuer_address,
-                                  tax_id=invoice.issuer_tax_id),
-    )
 
 
 def _status_name(value: int) -> str | None:
@@ -80,5 +54,5 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
 
     def GetInvoicePdf(self, request, context):
         invoice = invoices.get_invoice(request.id, principal=current_principal())
-        data = render_invoice_pdf(invoice, invoices.items_of(invoice))
+        data = render_invoice_pdf(invoice, items_of(invoice))
         return httpbody_pb2.HttpBody(content_type="application/pdf", data=data)

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
-from server.persistence.models import Subscription
+from server.resources import subscription_message
 from server.services import subscriptions
 from server.transport import page_tokens
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 Message = subscription_pb2.Subscription
-
-
-def subscription_message(row: Subscription) -> Message:
-    return Message(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        plan_id=row.plan_id,
-        billing_email=row.billing_email,
-        status=Message.Status.Value(row.status),
-        current_period_start=timestamp(row.current_period_start),
-        current_period_end=timestamp(row.current_period_end),
-        created_at=timestamp(row.created_at),
-        updated_at=timestamp(row.updated_at),
-        canceled_at=timestamp(row.canceled_at),
-    )
 
 
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):

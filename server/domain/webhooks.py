@@ -1,0 +1,177 @@
+"""Webhook rules, pure: event types, Standard Webhooks signing, which URLs may be called, and
+the Svix retry schedule. No I/O here; time and randomness come from the caller."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import urllib.parse
+from typing import Iterable
+
+from server.domain.errors import FieldViolation, InvalidArgument
+
+SUBSCRIPTION_CREATED = "subscription.created"
+SUBSCRIPTION_UPDATED = "subscription.updated"
+SUBSCRIPTION_CANCELED = "subscription.canceled"
+INVOICE_CREATED = "invoice.created"
+INVOICE_SENT = "invoice.sent"
+INVOICE_PAID = "invoice.paid"
+INVOICE_OVERDUE = "invoice.overdue"
+INVOICE_VOIDED = "invoice.voided"
+USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
+QUOTA_EXHAUSTED = "quota.exhausted"
+EVENT_TYPES = (SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_CANCELED, INVOICE_CREATED, INVOICE_SENT,
+               INVOICE_PAID, INVOICE_OVERDUE, INVOICE_VOIDED, USAGE_THRESHOLD_REACHED, QUOTA_EXHAUSTED)
+# The invoice status a transition enters -> the event it announces.
+INVOICE_STATUS_EVENTS = {"SENT": INVOICE_SENT, "PAID": INVOICE_PAID, "OVERDUE": INVOICE_OVERDUE,
+                         "VOID": INVOICE_VOIDED}
+USAGE_THRESHOLDS = (80, 100)
+# A delivery's status (WebhookDelivery.Status in the proto).
+PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+PREVIOUS_SECRET_GRACE = dt.timedelta(hours=24)
+
+# Svix's schedule: the first attempt at once, then these delays after each failure; after the
+# last one fails the delivery is FAILED. Each delay is jittered by up to JITTER either way, so
+# endpoints that failed together are not retried in lock step.
+RETRY_DELAYS = tuple(dt.timedelta(seconds=s) for s in (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600))
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+JITTER = 0.1
+# An endpoint whose attempts have all failed for this long is disabled (Svix: 5 days).
+DISABLE_AFTER = dt.timedelta(days=5)
+# A 2xx must come within this; slower is a failure, retried.
+RESPONSE_TIMEOUT_SECONDS = 15.0
+
+
+def new_secret(random_bytes: bytes) -> str:
+    """`whsec_` + base64 of the 32 random bytes the caller drew (secrets.token_bytes)."""
+    if len(random_bytes) != SECRET_BYTES:
+        raise ValueError(f"a signing secret needs {SECRET_BYTES} random bytes")
+    return SECRET_PREFIX + base64.b64encode(random_bytes).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """One Standard Webhooks signature: `v1,` + base64(HMAC-SHA256(secret's bytes, `id.ts.body`))."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_header(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature header: one signature per live secret, space-separated (a receiver
+    holding either the new or the old secret during a rotation verifies)."""
+    return " ".join(sign(secret, message_id, timestamp, body) for secret in secrets)
+
+
+def headers(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {"content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, message_id, timestamp, body)}
+
+
+def is_private_address(address: str) -> bool:
+    """Loopback, private, link-local and other non-public addresses: what a webhook must not reach
+    unless the operator allows it (a tenant could otherwise probe the service's own network)."""
+    ip = ipaddress.ip_address(address)
+    return not ip.is_global
+
+
+def _literal_ip(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def validate_url(url: str, *, allow_private: bool) -> str:
+    """An https:// URL, or http:// to a loopback or private address when `allow_private`;
+    a literal non-public address only when `allow_private`. 400 naming `url` otherwise."""
+    url = (url or "").strip()
+    if not url:
+        raise InvalidArgument("url is required", field="url")
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidArgument(f"url is not a valid URL: {url[:80]!r}", field="url") from None
+    host = parsed.hostname or ""
+    if parsed.scheme not in ("https", "http") or not host or parsed.username or parsed.password:
+        raise InvalidArgument("url must be an https:// URL with a host and no credentials", field="url")
+    ip = _literal_ip(host)
+    private = host == "localhost" or (ip is not None and is_private_address(ip))
+    if private and not allow_private:
+        raise InvalidArgument("url must not point at a loopback or private address "
+                              "(BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)", field="url")
+    if parsed.scheme == "http" and not (allow_private and private):
+        raise InvalidArgument("url must be https:// (http:// only to loopback or private addresses with "
+                              "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)", field="url")
+    return url
+
+
+def validate_event_types(event_types: Iterable[str]) -> list[str]:
+    """Known types, each once, in the order given; [] means every type."""
+    chosen: list[str] = []
+    violations = []
+    for index, event_type in enumerate(event_types):
+        if event_type not in EVENT_TYPES:
+            violations.append(FieldViolation(f"event_types[{index}]",
+                                             f"{event_type[:64]!r} is not an event type ({', '.join(EVENT_TYPES)})"))
+        elif event_type not in chosen:
+            chosen.append(event_type)
+    if violations:
+        raise InvalidArgument("unknown event types", reason="UNKNOWN_EVENT_TYPE", violations=tuple(violations))
+    return chosen
+
+
+def wants(event_types: list[str], event_type: str) -> bool:
+    return not event_types or event_type in event_types
+
+
+def next_attempt(attempts: int, failed_at: dt.datetime, jitter: float) -> dt.datetime | None:
+    """When to try again after the `attempts`-th attempt failed, or None: give up (FAILED).
+    `jitter` in [-1, 1] (the caller's random draw) scales the delay by up to JITTER."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_DELAYS[max(attempts, 1) - 1]
+    return failed_at + delay * (1 + JITTER * max(-1.0, min(1.0, jitter)))
+
+
+def crossed_thresholds(before: int, after: int, included: int) -> list[int]:
+    """The usage thresholds (percent of `included`) that `before` -> `after` requests crossed."""
+    if included <= 0:
+        return []
+    return [t for t in USAGE_THRESHOLDS if before * 100 < included * t <= after * 100]
+
+
+def live_secrets(secret: str, previous: str | None, previous_expires_at: dt.datetime | None,
+                 now: dt.datetime) -> list[str]:
+    """The secrets that sign at `now`: the current one, and the previous one within its grace."""
+    if previous and previous_expires_at is not None and now < previous_expires_at:
+        return [secret, previous]
+    return [secret]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one attempt got: the HTTP status (None if no answer came) and why it failed, if it did."""
+
+    status_code: int | None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
+
+
+def judge(status_code: int) -> Outcome:
+    """Any 2xx is success; a redirect is not followed, so it is a failure like any other status."""
+    if 200 <= status_code < 300:
+        return Outcome(status_code)
+    if 300 <= status_code < 400:
+        return Outcome(status_code, f"HTTP {status_code}: redirects are not followed")
+    return Outcome(status_code, f"HTTP {status_code}")

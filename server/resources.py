@@ -1,0 +1,84 @@
+"""The resources as the API renders them: proto messages built from rows, and their REST JSON.
+
+Servicers answer with these messages; webhook events carry `rest_json` of the same messages, so
+an event's `data` is exactly what a GET through Envoy returns (proto3 JSON, snake_case names,
+zeros printed, 64-bit integers as strings: Envoy's print options).
+"""
+
+from __future__ import annotations
+
+from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
+from google.protobuf import json_format, message
+
+from server.domain.invoicing import decimal_quantity
+from server.domain.periods import Period
+from server.persistence.models import Invoice, InvoiceLineItem, Subscription
+from server.transport.convert import timestamp
+
+
+def rest_json(resource: message.Message) -> dict:
+    """The message as Envoy's transcoder prints it (preserve_proto_field_names,
+    always_print_primitive_fields)."""
+    return json_format.MessageToDict(resource, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def subscription_message(row: Subscription) -> subscription_pb2.Subscription:
+    return subscription_pb2.Subscription(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        plan_id=row.plan_id,
+        billing_email=row.billing_email,
+        status=subscription_pb2.Subscription.Status.Value(row.status),
+        current_period_start=timestamp(row.current_period_start),
+        current_period_end=timestamp(row.current_period_end),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        canceled_at=timestamp(row.canceled_at),
+    )
+
+
+def items_of(invoice: Invoice) -> list[InvoiceLineItem]:
+    """The invoice's lines in display order."""
+    return list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
+                .order_by(InvoiceLineItem.position))
+
+
+def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
+    return invoice_pb2.Invoice(
+        id=invoice.id,
+        number=invoice.number,
+        subscription_id=invoice.subscription_id,
+        tenant_id=invoice.tenant_id,
+        status=invoice_pb2.Invoice.Status.Value(invoice.status),
+        period_start=timestamp(invoice.period_start),
+        period_end=timestamp(invoice.period_end),
+        line_items=[invoice_pb2.LineItem(description=i.description, quantity=decimal_quantity(i.quantity_milli), unit=i.unit,
+                                         unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
+                    for i in items_of(invoice)],
+        subtotal_cents=invoice.subtotal_cents,
+        total_cents=invoice.total_cents,
+        currency=invoice.currency,
+        issued_at=timestamp(invoice.issued_at),
+        due_at=timestamp(invoice.due_at),
+        paid_at=timestamp(invoice.paid_at),
+        deleted_at=timestamp(invoice.deleted_at),
+        billing_email=invoice.billing_email,
+        issuer=invoice_pb2.Issuer(name=invoice.issuer_name, address=invoice.issuer_address,
+                                  tax_id=invoice.issuer_tax_id),
+    )
+
+
+def threshold_message(*, subscription_id: str, tenant_id: str, plan_id: str, percent: int, requests: int,
+                      included: int, period: Period) -> webhook_pb2.UsageThresholdReached:
+    return webhook_pb2.UsageThresholdReached(
+        subscription_id=subscription_id, tenant_id=tenant_id, plan_id=plan_id, threshold_percent=percent,
+        requests=requests, included_requests=included, period_start=timestamp(period.start),
+        period_end=timestamp(period.end))
+
+
+def quota_message(*, subscription_id: str, tenant_id: str, plan_id: str, included: int,
+                  period: Period) -> webhook_pb2.QuotaExhausted:
+    return webhook_pb2.QuotaExhausted(
+        subscription_id=subscription_id, tenant_id=tenant_id, plan_id=plan_id, included_requests=included,
+        period_start=timestamp(period.start), period_end=timestamp(period.end))
