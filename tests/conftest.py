@@ -28,6 +28,11 @@ from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
 from server.transport.app import create_server
 
+BIN = pathlib.Path(sys.executable).parent
+# Processes the tests start serve no /metrics unless a test gives them a free port: the default
+# ports would collide between parallel runs on one machine.
+os.environ["BILLING_METRICS_PORT"] = os.environ["BILLING_SCHEDULER_METRICS_PORT"] = "0"
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -36,6 +41,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`billing-server migrate`, as an operator runs it before starting servers on a new database."""
+    done = subprocess.run([str(BIN / "billing-server"), "migrate"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def postgres_unreachable_reason() -> str | None:

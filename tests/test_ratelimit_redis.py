@@ -22,7 +22,7 @@ from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable, Quota
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.readiness import wait_for_grpc
 from server.transport.app import create_server
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL, free_port, migrate
 from tests.test_ratelimit_domain import fire
 
 BIN = pathlib.Path(sys.executable).parent
@@ -138,7 +138,9 @@ def server_process(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
     """A billing-server process on `port` (default: a free one); yields its address."""
     port = port or free_port()
     log = open(workdir / f"{name}.log", "ab")
-    process = subprocess.Popen([str(BIN / "billing-server")], env={**env, "BILLING_GRPC_PORT": str(port)},
+    # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
+    process = subprocess.Popen([str(BIN / "billing-server")],
+                               env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
                                stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_grpc(f"127.0.0.1:{port}")
@@ -155,7 +157,7 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
            "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
            "OUTBOX_DIR": str(tmp_path / "outbox")}
     run = uuid.uuid4().hex[:8]
-    # One after the other: the first migrates the new database, the second finds it ready.
+    migrate(env)
     with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
         channels = [grpc.insecure_channel(first), grpc.insecure_channel(second)]
         try:

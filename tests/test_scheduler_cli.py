@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+from conftest import migrate
+
 SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
 
 
@@ -24,7 +26,8 @@ def run_once(env, *args):
 def test_run_once_invoices_and_writes_eml(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
     env.pop("SMTP_URL", None)
-    assert run_once(env, "daily_rollup", "--now", "2025-03-01T00:10:00Z")["rows"] == 0  # also creates the schema
+    migrate(env)
+    assert run_once(env, "daily_rollup", "--now", "2025-03-01T00:10:00Z")["rows"] == 0
     with sqlite3.connect(tmp_path / "billing.db") as conn:
         conn.execute(
             "INSERT INTO subscription (id, tenant_id, plan_id, billing_email, status, anchor_at, current_period_start,"
@@ -41,6 +44,7 @@ def test_run_once_invoices_and_writes_eml(tmp_path):
 
 def test_run_stops_on_sigterm(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+    migrate(env)
     process = subprocess.Popen([str(SCRIPT), "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     lines = []
@@ -68,13 +72,14 @@ def test_now_out_of_range_is_refused_in_one_line_and_does_nothing(tmp_path):
     assert not (tmp_path / "billing.db").exists()  # refused before touching anything
     code, lines = refused(env, "run-once", "daily_rollup", "--now", "2200-01-01T00:00:00Z")
     assert "--allow-future" in lines[0]
+    migrate(env)
     assert run_once(env, "daily_rollup", "--now", "2200-01-01T00:00:00Z", "--allow-future")["rows"] == 0
     assert run_once(env, "daily_rollup", "--now", "2000-01-02T00:00:00+14:00")["rows"] == 0
 
 
 def test_outbox_command_counts_lists_and_retries_dead_letters(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
-    run_once(env, "daily_rollup")  # creates the schema
+    migrate(env)
     with sqlite3.connect(tmp_path / "billing.db") as conn:
         conn.execute("INSERT INTO outbox_message (dedup_key, template, recipient, payload, created_at, next_attempt_at,"
                      " attempts, last_error, dead_at) VALUES ('k1', 'usage_alert', 'a@example.com', '{}',"

@@ -1,6 +1,7 @@
-"""`billing-stack` (what `make run` starts): the gRPC server, Envoy (REST and the gateway), the
-scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
-them exiting."""
+"""`billing-stack` (what `make run` starts): migrates the schema first, then runs the gRPC server
+(BILLING_REPLICAS processes), Envoy (REST and the gateway, balancing over the replicas), the
+scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground,
+logging to the terminal; Ctrl-C stops all of them, and so does any one of them exiting."""
 
 from __future__ import annotations
 
@@ -52,28 +53,40 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def replica_ports(settings: Settings) -> list[tuple[int, int]]:
+    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones."""
+    return [(settings.grpc_port + i, settings.metrics_port + i if settings.metrics_port else 0)
+            for i in range(settings.replicas)]
+
+
+def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
+    return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
+
+
 def main() -> int:
-    settings = start("billing-stack", serving=True)
+    settings = start("billing-stack", serving=True, migrate=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
     children: list[subprocess.Popen] = []
     try:
-        server = subprocess.Popen([str(_scripts() / "billing-server")])
-        children.append(server)
+        replicas = replica_ports(settings)
+        servers = [subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
+                   for grpc, metrics in replicas]
+        children.extend(servers)
         if settings.upstream_url is None:
             demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
             children.append(demo)
             wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
-        envoy = edge.start(settings, [settings.grpc_port], workdir, admin_key,
+        envoy = edge.start(settings, [grpc for grpc, _ in replicas], workdir, admin_key,
                            upstream_host=edge.upstream_host(settings.bind))
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"
         # Health through Envoy answers 200 only once the server behind it is SERVING.
         wait_for_http(f"{rest}/billing/health", context=_probe_context(settings),
-                      alive=lambda: server.poll() is None and envoy.poll() is None)
+                      alive=lambda: all(p.poll() is None for p in [*servers, envoy]))
         scheduler = _scripts() / "billing-scheduler"
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
@@ -83,9 +96,10 @@ def main() -> int:
         gateway = f"{'https' if settings.tls else 'http'}://{settings.bind}:{settings.gateway_port}"
         upstream = settings.upstream_url or f"http://127.0.0.1:{settings.demo_upstream_port} (demo echo)"
         print(f"""
-billing stack is up (database {settings.database_url.split('@')[-1]})
+billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
-  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security})
+  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {', '.join(str(g) for g, _ in replicas)})
+  metrics:       server {', '.join(f'http://{settings.bind}:{m}/metrics' for _, m in replicas)}, scheduler http://{settings.bind}:{settings.scheduler_metrics_port}/metrics, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 

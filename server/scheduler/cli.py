@@ -20,8 +20,9 @@ import time
 
 import schedule
 
-from server.bootstrap import start
+from server.bootstrap import serve_metrics, start
 from server.config import Settings
+from server.observability import metrics
 from server.persistence import db
 from server.scheduler import jobs
 from server.services import outbox
@@ -74,6 +75,11 @@ def _outbox(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(outbox.counts(), sort_keys=True))
     return 0
+
+
+def _outbox_backlog():
+    with db.session():
+        return outbox.backlog()
 
 
 def _trigger(name: str) -> None:
@@ -136,11 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         problem = check_now(args.now, dt.datetime.now(UTC), allow_future=args.allow_future)
         if problem:
             parser.error(problem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = start("billing-scheduler")
     jobs.configure(settings)
     try:
         if args.command == "run":
+            serve_metrics("billing-scheduler", "BILLING_SCHEDULER_METRICS_PORT", settings.scheduler_metrics_port,
+                          settings.bind, collectors=[metrics.OutboxCollector(_outbox_backlog)])
             return run(settings)
         if args.command == "outbox":
             return _outbox(args)

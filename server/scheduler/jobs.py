@@ -4,8 +4,8 @@ Every job is idempotent and safe to kill at any point. Each work item (one subsc
 one invoice, one alert, one batch of purged events, one e-mail) is one transaction, and what
 makes a rerun harmless lives in the database: one invoice per (subscription, period_start), one
 outbox row per dedup key, a period advanced in the same transaction that invoiced it. A crash
-rolls back the item it was in; the next run picks it up again. Each run logs one JSON line
-(job, rows, duration_ms and the job's own counts).
+rolls back the item it was in; the next run picks it up again. Each run logs one line with
+job, rows, duration_ms and the job's own counts as fields, and counts in the job metrics.
 
 Run them through `run_job` (a database session and, on PostgreSQL, the leader lock).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import time
 
@@ -27,6 +26,7 @@ from server.domain.errors import AlreadyExists, DomainError
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import build_message
+from server.observability import metrics
 from server.persistence import db
 from server.persistence.db import database, for_update
 from server.persistence.models import (
@@ -66,7 +66,7 @@ def _logged(job):
         started = time.perf_counter()
         summary = {"job": job.__name__, **job(now, **kwargs)}
         summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        log.info(json.dumps(summary, sort_keys=True))
+        log.info("job %s done", job.__name__, extra={"fields": summary})
         return summary
     return run
 
@@ -307,9 +307,19 @@ JOBS = {
 def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
     """Run one job in its own database session, if this scheduler holds the job's leader lock."""
     job = JOBS[name]
-    with db.session(), leadership(name) as leader:
-        if not leader:
-            summary = {"job": name, "rows": 0, "skipped": "another scheduler holds the lock", "duration_ms": 0}
-            log.info(json.dumps(summary, sort_keys=True))
-            return summary
-        return job(now, **kwargs)
+    started = time.perf_counter()
+    try:
+        with db.session(), leadership(name) as leader:
+            if not leader:
+                summary = {"job": name, "rows": 0, "skipped": "another scheduler holds the lock", "duration_ms": 0}
+                log.info("job %s skipped", name, extra={"fields": summary})
+                metrics.JOB_RUNS.labels(name, "skipped").inc()
+                return summary
+            summary = job(now, **kwargs)
+    except Exception:
+        metrics.JOB_RUNS.labels(name, "failure").inc()
+        raise
+    metrics.JOB_RUNS.labels(name, "success").inc()
+    metrics.JOB_DURATION_SECONDS.labels(name).observe(time.perf_counter() - started)
+    metrics.JOB_LAST_SUCCESS.labels(name).set_to_current_time()
+    return summary
