@@ -114,6 +114,7 @@ class Stack:
     admin_key: str
     channel: grpc.Channel
     gateway_url: str = ""
+    workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -126,10 +127,11 @@ class Stack:
     def auth(key: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key}"),)
 
-    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None) -> Reply:
+    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None,
+             headers=None) -> Reply:
         """One REST call through Envoy; `key='admin'` uses the admin key, None sends none."""
         url = self.rest_url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **(headers or {})}
         if key is not None:
             headers["authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -198,7 +200,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(settings, grpc_address, rest_url, admin_key, channel,
-                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}")
+                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}", workdir=workdir)
     finally:
         server.stop(grace=None)
 
