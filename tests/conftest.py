@@ -94,6 +94,20 @@ def database_url(request, tmp_path_factory):
         yield url
 
 
+@contextlib.contextmanager
+def bound(url: str):
+    """Point the global database handle at `url` for the block, in a session (the stack's
+    in-process server must be idle meanwhile), then back."""
+    saved = db.database.obj
+    db.connect(url)
+    try:
+        with db.session():
+            yield
+    finally:
+        db.database.obj.close()
+        db.database.initialize(saved)
+
+
 @dataclasses.dataclass
 class Reply:
     status: int
@@ -215,6 +229,24 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
             running(edge.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
                     f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
         yield envoy
+
+
+@contextlib.contextmanager
+def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: int):
+    """A billing-server process on `port`, logging to workdir/name.log; yields it once SERVING,
+    and stops it on the way out (SIGTERM) unless the test already has."""
+    with open(workdir / f"{name}.log", "ab") as log:
+        # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
+        process = subprocess.Popen([str(BIN / "billing-server")],
+                                   env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_grpc(f"127.0.0.1:{port}")
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=15)
 
 
 @pytest.fixture

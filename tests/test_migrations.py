@@ -15,24 +15,11 @@ import peewee as pw
 import pytest
 from playhouse import migrate as operations
 
-from conftest import BIN, fresh_postgres_database, migrate, postgres_unreachable_reason
+from conftest import BIN, bound, fresh_postgres_database, migrate, postgres_unreachable_reason
 from server.persistence import db, migrations
 from server.persistence.models import Invoice, InvoiceLineItem, UsageDay
 
 ANCHOR = dt.datetime(2026, 1, 10, 12, 0)
-
-
-@contextlib.contextmanager
-def bound(url):
-    """Point the global handle at `url` for the block (the stack's server is idle meanwhile)."""
-    saved = db.database.obj
-    db.connect(url)
-    try:
-        with db.session():
-            yield
-    finally:
-        db.database.obj.close()
-        db.database.initialize(saved)
 
 
 def _at_0001() -> None:
