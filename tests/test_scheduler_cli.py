@@ -11,8 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 
-from conftest import migrate
+from conftest import free_port, migrate
 
 SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
 
@@ -42,8 +43,10 @@ def test_run_once_invoices_and_writes_eml(tmp_path):
     assert len(emls) == 2 and all(name.startswith("invoice_issued_inv_") and name.endswith(".eml") for name in emls)
 
 
-def test_run_stops_on_sigterm(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+def test_run_serves_metrics_and_stops_on_sigterm(tmp_path):
+    metrics_port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out"),
+           "BILLING_SCHEDULER_METRICS_PORT": str(metrics_port)}
     migrate(env)
     process = subprocess.Popen([str(SCRIPT), "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -52,10 +55,20 @@ def test_run_stops_on_sigterm(tmp_path):
         lines.append(process.stderr.readline())
         if '"job": "deliver_outbox"' in lines[-1]:
             break
+    ran = 'billing_job_runs_total{job="deliver_outbox",result="success"} 1.0'
+    while ran not in (scrape := scraped(metrics_port)):  # counted just after the run's log line
+        assert time.monotonic() < deadline, scrape
+    assert {"billing_outbox_pending 0.0", "billing_outbox_oldest_pending_seconds 0.0",
+            "billing_outbox_dead_letters 0.0"} <= set(scrape)
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=15)
     assert process.returncode == 0
     assert "scheduler stopped" in rest
+
+
+def scraped(port: int) -> list[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode().splitlines()
 
 
 def refused(env, *args):
