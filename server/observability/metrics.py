@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("billing.metrics")
+disable_created_metrics()  # no `_created` twin per series: Prometheus does not need it
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", RPC_LABELS)

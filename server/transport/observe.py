@@ -60,7 +60,7 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                 failed = False
                 return reply
             finally:
-                code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+                code = context.code() or _unset_code(failed, context)
                 seconds = time.perf_counter() - started
                 metrics.GRPC_HANDLED.labels(*labels, go_code_name(code)).inc()
                 metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(seconds)
@@ -69,6 +69,14 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                 call_context.end_call(token)
 
         return handler._replace(**{field: observed})
+
+
+def _unset_code(failed: bool, context: grpc.ServicerContext) -> grpc.StatusCode:
+    """A call that ended without a status set: OK if it returned; if it raised, CANCELLED when
+    the client had gone (Envoy closing its access-log stream), else UNKNOWN, as grpcio answers."""
+    if not failed:
+        return grpc.StatusCode.OK
+    return grpc.StatusCode.UNKNOWN if context.is_active() else grpc.StatusCode.CANCELLED
 
 
 def _fields(method: str, code: grpc.StatusCode, seconds: float, call: call_context.Call) -> dict:
