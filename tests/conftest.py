@@ -80,17 +80,25 @@ def fresh_postgres_database():
         admin.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path_factory):
-    """Each backend in turn; tests on the stack run once per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'billing.db'}"
+@contextlib.contextmanager
+def new_database(backend: str, folder: pathlib.Path):
+    """A new, empty database of `backend` ("sqlite" in `folder`, or "postgresql": skipped with the
+    reason when unreachable)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'billing.db'}"
         db.close()
         return
     reason = postgres_unreachable_reason()
     if reason:
         pytest.skip(reason)
     with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path_factory):
+    """Each backend in turn; tests on the stack run once per backend."""
+    with new_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
 
 

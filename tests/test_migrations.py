@@ -5,7 +5,6 @@ servers refuse a schema that is behind."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import sqlite3
@@ -15,7 +14,7 @@ import peewee as pw
 import pytest
 from playhouse import migrate as operations
 
-from conftest import BIN, bound, fresh_postgres_database, migrate, postgres_unreachable_reason
+from conftest import BIN, bound, migrate, new_database
 from server.persistence import db, migrations
 from server.persistence.models import Invoice, InvoiceLineItem, UsageDay
 
@@ -66,18 +65,6 @@ def test_0002_keeps_data_and_fills_new_columns(backend, tmp_path):
         Invoice.insert({**{f.name: getattr(invoice, f.name) for f in Invoice._meta.sorted_fields},
                         "id": "inv_2", "number": "INV-000002", "status": "PENDING"}).execute()
         assert Invoice.select().count() == 2
-
-
-@contextlib.contextmanager
-def new_database(backend, tmp_path):
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-        return
-    reason = postgres_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    with fresh_postgres_database() as url:
-        yield url
 
 
 THROWAWAY = "9001_test_throwaway_plan_note"  # a name no real migration will take

@@ -85,13 +85,10 @@ class OutboxCollector(Collector):
                                 value=dead)
 
 
-def serve(port: int, bind: str, *, collectors=()) -> int | None:
-    """Serve /metrics on `bind:port` in a daemon thread (port 0: not served); returns the port.
-    Extra collectors join the default registry, which also has the process's CPU, memory and
-    file-descriptor figures."""
+def serve(port: int, bind: str, *, collectors=()) -> None:
+    """Serve /metrics on `bind:port` in a daemon thread (port 0: not served). Extra collectors
+    join the default registry, which also has the process's CPU, memory and file-descriptor figures."""
     for collector in collectors:
         REGISTRY.register(collector)
-    if port == 0:
-        return None
-    start_http_server(port, addr=bind)
-    return port
+    if port:
+        start_http_server(port, addr=bind)
