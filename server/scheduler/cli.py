@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 
 import schedule
@@ -101,7 +100,7 @@ def build_schedule(scheduler: schedule.Scheduler) -> None:
 def run(settings: Settings) -> int:
     os.environ["TZ"] = "UTC"
     time.tzset()
-    stop = threading.Event()
+    stop = jobs.STOPPING  # also tells a running job to stop after the item in hand
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler = schedule.Scheduler()
