@@ -34,6 +34,7 @@ KILL_BLIP_SECONDS = 3.0  # after a replica dies, reads may fail only this long
 
 @dataclasses.dataclass
 class Outcome:
+    request_id: str
     started: float
     ended: float
     ok: bool
@@ -52,12 +53,12 @@ def _track_until(stub, subscription_id: str, stop: threading.Event, auth) -> lis
         ids = tuple(uuid.uuid4().hex for _ in range(BATCH))
         request = usage_pb2.TrackUsageRequest(subscription_id=subscription_id, events=[
             usage_pb2.UsageEvent(event_id=i, endpoint="/v1/load") for i in ids])
-        started = time.monotonic()
+        request_id, started = uuid.uuid4().hex, time.monotonic()
         try:
-            stub.TrackUsage(request, metadata=auth, timeout=30)
-            outcomes.append(Outcome(started, time.monotonic(), True, "OK", ids))
+            stub.TrackUsage(request, metadata=(*auth, ("x-request-id", request_id)), timeout=30)
+            outcomes.append(Outcome(request_id, started, time.monotonic(), True, "OK", ids))
         except grpc.RpcError as error:
-            outcomes.append(Outcome(started, time.monotonic(), False, error.code().name, ids))
+            outcomes.append(Outcome(request_id, started, time.monotonic(), False, error.code().name, ids))
             if error.code() == grpc.StatusCode.UNAVAILABLE:
                 time.sleep(0.01)  # between retries of a refused call only
     return outcomes
@@ -69,12 +70,22 @@ def _recorded(subscription_id: str) -> set[str]:
             UsageEvent.subscription == subscription_id)}
 
 
+def _server_calls(log_file) -> dict[str, str]:
+    """request id -> grpc code of every TrackUsage the server handled, from its JSON call log."""
+    entries = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+    return {e["request_id"]: e["grpc_code"] for e in entries
+            if e["logger"] == "billing.calls" and e["method"].endswith("/TrackUsage")}
+
+
 def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
-    """Calls in flight at SIGTERM complete OK within the grace; later ones are refused UNAVAILABLE
-    before they start; every acknowledged event is stored and no refused one is."""
+    """Every call the server accepted (it logs each one it handled) completes OK, those in flight
+    at SIGTERM included; the calls that failed (refused while stopping: UNAVAILABLE, or CANCELLED
+    by gRPC before the server took them) never reached it and stored nothing; every acknowledged
+    event is stored."""
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": stack.settings.database_url, "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-           "BILLING_SHUTDOWN_GRACE_S": "10", "BILLING_METRICS_PORT": str(metrics_port), "BILLING_BIND": "127.0.0.1"}
+           "BILLING_SHUTDOWN_GRACE_S": "10", "BILLING_METRICS_PORT": str(metrics_port), "BILLING_BIND": "127.0.0.1",
+           "BILLING_LOG_FORMAT": "json"}
     subscription_id = insert_subscription(f"graceful-{uuid.uuid4().hex[:8]}").id
     auth = (("authorization", f"Bearer {ADMIN_KEY}"),)
     stop = threading.Event()
@@ -91,8 +102,11 @@ def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
         assert process.wait(timeout=20) == 0
         stop.set()
         outcomes = [o for f in load for o in f.result()]
-    assert {o.detail for o in outcomes} <= {"OK", "UNAVAILABLE"}, {o.detail for o in outcomes}
-    in_flight = [o for o in outcomes if o.started < sigterm_at < o.ended]
+    assert {o.detail for o in outcomes} <= {"OK", "UNAVAILABLE", "CANCELLED"}, {o.detail for o in outcomes}
+    handled = _server_calls(tmp_path / "graceful.log")
+    assert set(handled.values()) == {"OK"}
+    assert {o.request_id for o in outcomes if o.ok} == set(handled)
+    in_flight = [o for o in outcomes if o.started < sigterm_at < o.ended and o.request_id in handled]
     assert in_flight and all(o.ok for o in in_flight)
     acknowledged = {i for o in outcomes if o.ok for i in o.event_ids}
     refused = {i for o in outcomes if not o.ok for i in o.event_ids}
