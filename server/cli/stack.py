@@ -6,6 +6,7 @@ logging to the terminal; Ctrl-C stops all of them, and so does any one of them e
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import pathlib
 import shutil
@@ -54,9 +55,10 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def replica_ports(settings: Settings) -> list[tuple[int, int]]:
-    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones."""
-    return [(settings.grpc_port + i, settings.metrics_port + i if settings.metrics_port else 0)
-            for i in range(settings.replicas)]
+    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones;
+    metrics ports skip the scheduler's (9464, 9466, … beside the scheduler's 9465 by default)."""
+    metrics = (port for port in itertools.count(settings.metrics_port) if port != settings.scheduler_metrics_port)
+    return [(settings.grpc_port + i, next(metrics) if settings.metrics_port else 0) for i in range(settings.replicas)]
 
 
 def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:

@@ -95,14 +95,16 @@ MIGRATIONS = [("0001_initial", _0001_initial),
 ADVISORY_LOCK_KEY = int.from_bytes(b"billmigr", "big", signed=True)
 
 
-def applied() -> set[str]:
-    database.create_tables([SchemaMigration])
+def _applied() -> set[str]:
+    """Names in the history; none on a new database (which only `migrate` gives a history table)."""
+    if not SchemaMigration.table_exists():
+        return set()
     return {row.name for row in SchemaMigration.select()}
 
 
 def pending() -> list[str]:
     """Names of the migrations this release knows and the database has not had, in order."""
-    done = applied()
+    done = _applied()
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
@@ -110,7 +112,8 @@ def migrate() -> list[str]:
     """Apply pending migrations under the migration lock; returns the names applied (none when
     another migrator got there first). Call inside db.session()."""
     with _foreign_keys_off(), _exclusive():
-        done = applied()
+        database.create_tables([SchemaMigration])
+        done = _applied()
         migrator = SchemaMigrator.from_database(database.obj)
         names = []
         for name, step in MIGRATIONS:
