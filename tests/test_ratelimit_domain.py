@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from server.domain.ratelimit import TIER_LIMITS, check
+from server.domain.ratelimit import TIER_LIMITS, check, reset_after
 from server.ratelimit.memory import InProcessRateLimiter
 
 
@@ -101,3 +101,9 @@ def test_decision_headers():
     decision = InProcessRateLimiter().hit("t", 50, 0.0)
     assert decision.headers() == {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49",
                                   "x-ratelimit-reset": "60"}
+
+
+def test_a_window_that_just_started_resets_in_exactly_the_window():
+    # 211.60322905771815 + 60 rounds up across 256: the naive sum gave 60.00000000000003, ceil 61.
+    for now in (211.60322905771815, 4057.123456, 1.795e9):
+        assert reset_after(now, now) == 60

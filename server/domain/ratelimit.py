@@ -99,7 +99,9 @@ class RateLimiter(Protocol):
 def reset_after(oldest: float | None, now: float, window: float = WINDOW_SECONDS) -> int:
     if oldest is None:
         return 0
-    return max(0, math.ceil(oldest + window - now))
+    # (oldest - now) first: `oldest + window` can round up past a power of two and make a full
+    # window read 60.0000000000001, so ceil said 61 (seen as a flaky x-ratelimit-reset of 61).
+    return max(0, math.ceil((oldest - now) + window))
 
 
 def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) -> None:
