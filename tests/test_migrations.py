@@ -96,9 +96,9 @@ def test_concurrent_migrate_commands_apply_each_migration_once(backend, tmp_path
     with new_database(backend, tmp_path) as url:
         env = {**os.environ, "DATABASE_URL": url}
         runs = [subprocess.Popen([str(BIN / "billing-server"), "migrate"], env=env, stderr=subprocess.PIPE, text=True)
-                for _ in range(3)]
+                for _ in range(2)]
         results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
-        assert [code for code, _ in results] == [0, 0, 0], results
+        assert [code for code, _ in results] == [0, 0], results
         with bound(url):
             names = [row.name for row in migrations.SchemaMigration.select().order_by(migrations.SchemaMigration.name)]
         assert names == [name for name, _ in migrations.MIGRATIONS]

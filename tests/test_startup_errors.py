@@ -32,11 +32,7 @@ def bound_port():
     ("billing-server", {"BILLING_CATALOGUE": "/no/such/plans.json"}, "BILLING_CATALOGUE"),
     ("billing-keys", {"BILLING_GRPC_THREADS": "0"}, "BILLING_GRPC_THREADS"),
     ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
-    ("billing-server", {"BILLING_SHUTDOWN_GRACE_S": "soon"}, "BILLING_SHUTDOWN_GRACE_S"),
-    ("billing-server", {"BILLING_SHUTDOWN_GRACE_S": "-1"}, "BILLING_SHUTDOWN_GRACE_S"),
-    ("billing-server", {"BILLING_METRICS_PORT": "99999"}, "BILLING_METRICS_PORT"),
     ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
-    ("billing-scheduler", {"BILLING_SCHEDULER_METRICS_PORT": "x"}, "BILLING_SCHEDULER_METRICS_PORT"),
     ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
 ])
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
