@@ -65,6 +65,10 @@ def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
     return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
 
 
+def _metrics_urls(bind: str, ports: list[int]) -> str:
+    return ", ".join(f"http://{bind}:{port}/metrics" if port else "off" for port in ports)
+
+
 def main() -> int:
     settings = start("billing-stack", serving=True, migrate=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
@@ -101,7 +105,7 @@ def main() -> int:
 billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
   gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {', '.join(str(g) for g, _ in replicas)})
-  metrics:       server {', '.join(f'http://{settings.bind}:{m}/metrics' for _, m in replicas)}, scheduler http://{settings.bind}:{settings.scheduler_metrics_port}/metrics, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
+  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
@@ -114,6 +118,10 @@ Ctrl-C stops everything.
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         os.wait()  # returns when any child exits
         print("billing-stack: a process exited; stopping the others", file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # wait_for_http: a process exited while the stack was starting
+        print(f"billing-stack: {error} during start-up (its own line above says why); stopping the others",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
