@@ -30,6 +30,19 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
+def _number(env: dict[str, str], name: str, default: float, *, minimum: float, maximum: float,
+            integer: bool = False) -> float:
+    raw = env.get(name) or str(default)
+    kind = "an integer" if integer else "a number"
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {kind} from {minimum:g} to {maximum:g}, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be {kind} from {minimum:g} to {maximum:g}, got {raw!r}")
+    return value
+
+
 def _pem_file(env: dict[str, str], name: str) -> pathlib.Path | None:
     raw = env.get(name)
     if not raw:
@@ -130,6 +143,18 @@ class Settings:
     portal_secret: str | None = None
     # http:// webhook URLs to loopback or private addresses (local development; `make run` sets it).
     webhooks_allow_private: bool = False
+    # Prometheus /metrics of the server (replica i of `make run` adds i) and of the scheduler; 0: none.
+    metrics_port: int = 9464
+    scheduler_metrics_port: int = 9465
+    # SIGTERM: seconds in-flight calls may take to finish before the server exits.
+    shutdown_grace_s: float = 10.0
+    # Server processes `make run` starts behind Envoy, on BILLING_GRPC_PORT, +1, ...
+    replicas: int = 1
+
+    @property
+    def database_label(self) -> str:
+        """DATABASE_URL without its credentials, for logs and messages."""
+        return self.database_url.split("@")[-1]
 
     @property
     def tls(self) -> bool:
@@ -169,6 +194,10 @@ class Settings:
         if portal_secret is not None and len(portal_secret) < MIN_PORTAL_SECRET:
             raise ConfigError(f"BILLING_PORTAL_SECRET must be at least {MIN_PORTAL_SECRET} characters")
         return cls(
+            metrics_port=_port(env, "BILLING_METRICS_PORT", cls.metrics_port),
+            scheduler_metrics_port=_port(env, "BILLING_SCHEDULER_METRICS_PORT", cls.scheduler_metrics_port),
+            shutdown_grace_s=_number(env, "BILLING_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0, maximum=3600),
+            replicas=int(_number(env, "BILLING_REPLICAS", cls.replicas, minimum=1, maximum=64, integer=True)),
             database_url=env.get("DATABASE_URL") or cls.database_url,
             redis_url=env.get("REDIS_URL") or None,
             bind=env.get("BILLING_BIND") or cls.bind,

@@ -137,5 +137,6 @@ def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, 
     config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
     return subprocess.Popen(
         [envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
+         "--file-flush-interval-msec", "1000",  # the JSON access log reaches stdout within a second
          "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],
         **popen)

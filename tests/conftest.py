@@ -28,6 +28,11 @@ from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
 from server.transport.app import create_server
 
+BIN = pathlib.Path(sys.executable).parent
+# Processes the tests start serve no /metrics unless a test gives them a free port: the default
+# ports would collide between parallel runs on one machine.
+os.environ["BILLING_METRICS_PORT"] = os.environ["BILLING_SCHEDULER_METRICS_PORT"] = "0"
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -36,6 +41,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`billing-server migrate`, as an operator runs it before starting servers on a new database."""
+    done = subprocess.run([str(BIN / "billing-server"), "migrate"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def postgres_unreachable_reason() -> str | None:
@@ -82,11 +94,12 @@ def scratch_database(directory: pathlib.Path):
         db.database.initialize(saved)
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path_factory):
-    """Each backend in turn; tests on the stack run once per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'billing.db'}"
+@contextlib.contextmanager
+def new_database(backend: str, folder: pathlib.Path):
+    """A new, empty database of `backend` ("sqlite" in `folder`, or "postgresql": skipped with the
+    reason when unreachable)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'billing.db'}"
         db.close()
         return
     reason = postgres_unreachable_reason()
@@ -94,6 +107,27 @@ def database_url(request, tmp_path_factory):
         pytest.skip(reason)
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path_factory):
+    """Each backend in turn; tests on the stack run once per backend."""
+    with new_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def bound(url: str):
+    """Point the global database handle at `url` for the block, in a session (the stack's
+    in-process server must be idle meanwhile), then back."""
+    saved = db.database.obj
+    db.connect(url)
+    try:
+        with db.session():
+            yield
+    finally:
+        db.database.obj.close()
+        db.database.initialize(saved)
 
 
 @dataclasses.dataclass
@@ -116,6 +150,7 @@ class Stack:
     admin_key: str
     channel: grpc.Channel
     gateway_url: str = ""
+    workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -128,10 +163,11 @@ class Stack:
     def auth(key: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key}"),)
 
-    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None) -> Reply:
+    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None,
+             headers=None) -> Reply:
         """One REST call through Envoy; `key='admin'` uses the admin key, None sends none."""
         url = self.rest_url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **(headers or {})}
         if key is not None:
             headers["authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -200,7 +236,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(settings, grpc_address, rest_url, admin_key, channel,
-                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}")
+                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}", workdir=workdir)
     finally:
         server.stop(grace=None)
 
@@ -215,6 +251,24 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
             running(edge.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
                     f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
         yield envoy
+
+
+@contextlib.contextmanager
+def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: int):
+    """A billing-server process on `port`, logging to workdir/name.log; yields it once SERVING,
+    and stops it on the way out (SIGTERM) unless the test already has."""
+    with open(workdir / f"{name}.log", "ab") as log:
+        # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
+        process = subprocess.Popen([str(BIN / "billing-server")],
+                                   env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_grpc(f"127.0.0.1:{port}")
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=15)
 
 
 @pytest.fixture

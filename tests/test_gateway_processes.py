@@ -15,7 +15,7 @@ from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
 from factories import insert_subscription
 
-from tests.conftest import free_port, http_call, running_envoy
+from tests.conftest import free_port, http_call, migrate, running_envoy
 from tests.test_gateway_e2e import poll, reason, total_requests
 from tests.test_ratelimit_redis import ADMIN_KEY, BIN, REDIS_URL, needs_redis, server_process
 
@@ -77,6 +77,7 @@ def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_p
            "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
            "OUTBOX_DIR": str(tmp_path / "outbox")}
     tenant = f"gw-two-{uuid.uuid4().hex[:8]}"
+    migrate(env)
     with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
         with grpc.insecure_channel(first) as channel:
             subscription_pb2_grpc.SubscriptionServiceStub(channel).CreateSubscription(

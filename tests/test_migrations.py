@@ -1,31 +1,24 @@
-"""Migration 0002 on a database that 0001 made and that holds data: nothing is lost, the new
-columns are filled in, and the period of a VOID invoice can be invoiced again."""
+"""Migrations on a database that 0001 made and that holds data: nothing is lost, 0002's new
+columns are filled in and the period of a VOID invoice can be invoiced again; a further
+(throwaway) migration applies the same way; `billing-server migrate` runs under a lock; and
+servers refuse a schema that is behind."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import os
+import sqlite3
+import subprocess
 
+import peewee as pw
 import pytest
+from playhouse import migrate as operations
 
-from conftest import fresh_postgres_database, postgres_unreachable_reason
+from conftest import BIN, bound, migrate, new_database
 from server.persistence import db, migrations
 from server.persistence.models import Invoice, InvoiceLineItem, UsageDay
 
 ANCHOR = dt.datetime(2026, 1, 10, 12, 0)
-
-
-@contextlib.contextmanager
-def bound(url):
-    """Point the global handle at `url` for the block (the stack's server is idle meanwhile)."""
-    saved = db.database.obj
-    db.connect(url)
-    try:
-        with db.session():
-            yield
-    finally:
-        db.database.obj.close()
-        db.database.initialize(saved)
 
 
 def _at_0001() -> None:
@@ -53,20 +46,12 @@ def _at_0001() -> None:
 
 
 def backends():
-    yield "sqlite"
-    yield pytest.param("postgresql", marks=pytest.mark.postgres)
+    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.mark.parametrize("backend", backends())
 def test_0002_keeps_data_and_fills_new_columns(backend, tmp_path):
-    if backend == "sqlite":
-        context = contextlib.nullcontext(f"sqlite:///{tmp_path / 'old.db'}")
-    else:
-        reason = postgres_unreachable_reason()
-        if reason:
-            pytest.skip(reason)
-        context = fresh_postgres_database()
-    with context as url, bound(url):
+    with new_database(backend, tmp_path) as url, bound(url):
         _at_0001()
         assert migrations.migrate()[0] == "0002_segments_snapshots_dead_letters"
         assert migrations.migrate() == []
@@ -80,3 +65,54 @@ def test_0002_keeps_data_and_fills_new_columns(backend, tmp_path):
         Invoice.insert({**{f.name: getattr(invoice, f.name) for f in Invoice._meta.sorted_fields},
                         "id": "inv_2", "number": "INV-000002", "status": "PENDING"}).execute()
         assert Invoice.select().count() == 2
+
+
+THROWAWAY = "9001_test_throwaway_plan_note"  # a name no real migration will take
+
+
+def _throwaway(migrator) -> None:
+    """A frozen change of the kind real migrations make: a new column with a default, backfilled."""
+    operations.migrate(migrator.add_column("plan", "test_note", pw.CharField(max_length=64, default="")))
+    db.database.execute_sql("UPDATE plan SET test_note = name")
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_new_migration_on_a_0001_database_keeps_its_data(backend, tmp_path, monkeypatch):
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (THROWAWAY, _throwaway)])
+    with new_database(backend, tmp_path) as url, bound(url):
+        _at_0001()
+        assert migrations.pending()[-1] == THROWAWAY
+        assert migrations.migrate()[-1] == THROWAWAY
+        assert migrations.pending() == [] and migrations.migrate() == []
+        rows = db.database.execute_sql("SELECT id, name, test_note, monthly_fee_cents FROM plan").fetchall()
+        assert [tuple(r) for r in rows] == [("standard", "Standard", "Standard", 2900)]
+        assert Invoice.get_by_id("inv_1").total_cents == 3017
+        assert {r.day: r.requests for r in UsageDay.select()} == {0: 5, 2: 7}
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_concurrent_migrate_commands_apply_each_migration_once(backend, tmp_path):
+    """Without the lock, the second migrator re-runs a migration (a duplicate table or history row) and fails."""
+    with new_database(backend, tmp_path) as url:
+        env = {**os.environ, "DATABASE_URL": url}
+        runs = [subprocess.Popen([str(BIN / "billing-server"), "migrate"], env=env, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+        assert [code for code, _ in results] == [0, 0], results
+        with bound(url):
+            names = [row.name for row in migrations.SchemaMigration.select().order_by(migrations.SchemaMigration.name)]
+        assert names == [name for name, _ in migrations.MIGRATIONS]
+
+
+def test_server_and_scheduler_refuse_a_schema_that_is_behind_in_one_line(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0"}
+    migrate(env)
+    last = migrations.MIGRATIONS[-1][0]
+    with sqlite3.connect(tmp_path / "billing.db") as conn:
+        conn.execute("DELETE FROM schema_migration WHERE name = ?", (last,))
+    for command in (["billing-server"], ["billing-scheduler", "run"]):
+        done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
+                              timeout=60)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert f"pending: {last}" in lines[0] and "run `billing-server migrate`" in lines[0]

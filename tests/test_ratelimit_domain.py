@@ -142,3 +142,9 @@ def test_reset_is_never_61_from_float_noise(skew):
     now = 1_764_090_000.123456
     assert reset_after(now + skew, now) == 60
     assert reset_after(now + 0.5, now) == 61  # a real half second later is still rounded up
+
+
+def test_a_window_that_just_started_resets_in_exactly_the_window():
+    # 211.60322905771815 + 60 rounds up across 256: the naive sum gave 60.00000000000003, ceil 61.
+    for now in (211.60322905771815, 4057.123456, 1.795e9):
+        assert reset_after(now, now) == 60

@@ -20,9 +20,8 @@ from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_g
 
 from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable, Quota
 from server.ratelimit.redis_store import RedisRateLimiter
-from server.readiness import wait_for_grpc
 from server.transport.app import create_server
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL, billing_server, free_port, migrate
 from tests.test_ratelimit_domain import fire
 
 BIN = pathlib.Path(sys.executable).parent
@@ -137,16 +136,8 @@ ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 def server_process(env: dict[str, str], workdir: pathlib.Path, name: str, port: int | None = None):
     """A billing-server process on `port` (default: a free one); yields its address."""
     port = port or free_port()
-    log = open(workdir / f"{name}.log", "ab")
-    process = subprocess.Popen([str(BIN / "billing-server")], env={**env, "BILLING_GRPC_PORT": str(port)},
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_grpc(f"127.0.0.1:{port}")
+    with billing_server(env, workdir, name, port):
         yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @needs_redis
@@ -155,7 +146,7 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
            "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
            "OUTBOX_DIR": str(tmp_path / "outbox")}
     run = uuid.uuid4().hex[:8]
-    # One after the other: the first migrates the new database, the second finds it ready.
+    migrate(env)
     with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
         channels = [grpc.insecure_channel(first), grpc.insecure_channel(second)]
         try:

@@ -11,6 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
+
+from conftest import free_port, migrate
 
 SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
 
@@ -24,7 +27,8 @@ def run_once(env, *args):
 def test_run_once_invoices_and_writes_eml(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
     env.pop("SMTP_URL", None)
-    assert run_once(env, "daily_rollup", "--now", "2025-03-01T00:10:00Z")["rows"] == 0  # also creates the schema
+    migrate(env)
+    assert run_once(env, "daily_rollup", "--now", "2025-03-01T00:10:00Z")["rows"] == 0
     with sqlite3.connect(tmp_path / "billing.db") as conn:
         conn.execute(
             "INSERT INTO subscription (id, tenant_id, plan_id, billing_email, status, anchor_at, current_period_start,"
@@ -39,8 +43,11 @@ def test_run_once_invoices_and_writes_eml(tmp_path):
     assert len(emls) == 2 and all(name.startswith("invoice_issued_inv_") and name.endswith(".eml") for name in emls)
 
 
-def test_run_stops_on_sigterm(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
+def test_run_serves_metrics_and_stops_on_sigterm(tmp_path):
+    metrics_port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out"),
+           "BILLING_SCHEDULER_METRICS_PORT": str(metrics_port)}
+    migrate(env)
     process = subprocess.Popen([str(SCRIPT), "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     lines = []
@@ -48,10 +55,20 @@ def test_run_stops_on_sigterm(tmp_path):
         lines.append(process.stderr.readline())
         if '"job": "deliver_outbox"' in lines[-1]:
             break
+    ran = 'billing_job_runs_total{job="deliver_outbox",result="success"} 1.0'
+    while ran not in (scrape := scraped(metrics_port)):  # counted just after the run's log line
+        assert time.monotonic() < deadline, scrape
+    assert {"billing_outbox_pending 0.0", "billing_outbox_oldest_pending_seconds 0.0",
+            "billing_outbox_dead_letters 0.0"} <= set(scrape)
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=15)
     assert process.returncode == 0
     assert "scheduler stopped" in rest
+
+
+def scraped(port: int) -> list[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode().splitlines()
 
 
 def refused(env, *args):
@@ -68,13 +85,14 @@ def test_now_out_of_range_is_refused_in_one_line_and_does_nothing(tmp_path):
     assert not (tmp_path / "billing.db").exists()  # refused before touching anything
     code, lines = refused(env, "run-once", "daily_rollup", "--now", "2200-01-01T00:00:00Z")
     assert "--allow-future" in lines[0]
+    migrate(env)
     assert run_once(env, "daily_rollup", "--now", "2200-01-01T00:00:00Z", "--allow-future")["rows"] == 0
     assert run_once(env, "daily_rollup", "--now", "2000-01-02T00:00:00+14:00")["rows"] == 0
 
 
 def test_outbox_command_counts_lists_and_retries_dead_letters(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
-    run_once(env, "daily_rollup")  # creates the schema
+    migrate(env)
     with sqlite3.connect(tmp_path / "billing.db") as conn:
         conn.execute("INSERT INTO outbox_message (dedup_key, template, recipient, payload, created_at, next_attempt_at,"
                      " attempts, last_error, dead_at) VALUES ('k1', 'usage_alert', 'a@example.com', '{}',"

@@ -26,6 +26,7 @@ from server.persistence import db
 from server.persistence.models import Invoice, OutboxMessage, Subscription, UsageEvent, UsagePeriod
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
+from server.services.outbox import enqueue
 
 UTC = dt.timezone.utc
 
@@ -269,3 +270,28 @@ def test_daily_rollup_purges_raw_events_past_retention_in_batches(make_sub, now)
         kept = sorted(e.event_id for e in UsageEvent.select().where(UsageEvent.subscription == sub.id))
     assert kept == ["e3", "e4"]
     assert run_job("daily_rollup", now)["rows"] == 0
+
+
+def test_a_stopping_scheduler_finishes_the_item_in_hand_and_no_more(stack, now):
+    """SIGTERM sets STOPPING: the e-mail being sent is sent and marked; the rest wait for the next run."""
+    with db.session():
+        for _ in range(3):
+            with db.database.atomic():
+                enqueue(template="usage_alert", recipient="stop@example.com", dedup_key=f"stop:{uuid.uuid4().hex}",
+                        payload={"subscription_id": "s", "tenant_id": "t", "plan": "Free", "threshold": 80,
+                                 "requests": 8, "included": 10, "period_start": now.isoformat(),
+                                 "period_end": now.isoformat()}, now=now)
+
+    class StopDuringSend:
+        sent = 0
+
+        def send(self, message, key):
+            jobs.STOPPING.set()  # the signal arrives while this e-mail is in hand
+            self.sent += 1
+
+    sender = StopDuringSend()
+    try:
+        assert run_job("deliver_outbox", now, sender=sender)["sent"] == 1
+    finally:
+        jobs.STOPPING.clear()
+    assert sender.sent == 1

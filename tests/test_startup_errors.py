@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from conftest import migrate
+
 SCRIPTS = pathlib.Path(sys.executable).parent
 
 
@@ -30,6 +32,8 @@ def bound_port():
     ("billing-server", {"BILLING_CATALOGUE": "/no/such/plans.json"}, "BILLING_CATALOGUE"),
     ("billing-keys", {"BILLING_GRPC_THREADS": "0"}, "BILLING_GRPC_THREADS"),
     ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
+    ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
+    ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
 ])
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
     args = {"billing-keys": ["create", "--admin"], "billing-scheduler": ["run-once", "daily_rollup"]}.get(program, [])
@@ -41,9 +45,12 @@ def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
     assert len(lines) == 1 and lines[0].startswith(f"{program}: ") and setting in lines[0], done.stderr
 
 
-def test_grpc_port_in_use_is_one_line_and_exit_2(tmp_path, bound_port):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": str(bound_port)}
+@pytest.mark.parametrize("setting", ["BILLING_GRPC_PORT", "BILLING_METRICS_PORT"])
+def test_port_in_use_is_one_line_and_exit_2(tmp_path, bound_port, setting):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0",
+           setting: str(bound_port)}
+    migrate(env)
     done = subprocess.run([str(SCRIPTS / "billing-server")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("billing-server: BILLING_GRPC_PORT")
+    assert done.stderr.strip().splitlines()[-1].startswith(f"billing-server: {setting}")
     assert "Traceback" not in done.stderr

@@ -1,10 +1,12 @@
-"""`billing-stack` (what `make run` starts): the gRPC server, Envoy (REST and the gateway), the
-scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground, logging to the terminal; Ctrl-C stops all of them, and so does any one of
-them exiting."""
+"""`billing-stack` (what `make run` starts): migrates the schema first, then runs the gRPC server
+(BILLING_REPLICAS processes), Envoy (REST and the gateway, balancing over the replicas), the
+scheduler and, without BILLING_UPSTREAM_URL, the demo upstream together, in the foreground,
+logging to the terminal; Ctrl-C stops all of them, and so does any one of them exiting."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import pathlib
 import shutil
@@ -52,30 +54,47 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def replica_ports(settings: Settings) -> list[tuple[int, int]]:
+    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones;
+    metrics ports skip the scheduler's (9464, 9466, … beside the scheduler's 9465 by default)."""
+    metrics = (port for port in itertools.count(settings.metrics_port) if port != settings.scheduler_metrics_port)
+    return [(settings.grpc_port + i, next(metrics) if settings.metrics_port else 0) for i in range(settings.replicas)]
+
+
+def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
+    return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
+
+
+def _metrics_urls(bind: str, ports: list[int]) -> str:
+    return ", ".join(f"http://{bind}:{port}/metrics" if port else "off" for port in ports)
+
+
 def main() -> int:
     # Local development: webhooks may go to a receiver on this machine (the children inherit it).
     os.environ.setdefault("BILLING_WEBHOOKS_ALLOW_PRIVATE", "1")
-    settings = start("billing-stack", serving=True)
+    settings = start("billing-stack", serving=True, migrate=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
     children: list[subprocess.Popen] = []
     try:
-        server = subprocess.Popen([str(_scripts() / "billing-server")])
-        children.append(server)
+        replicas = replica_ports(settings)
+        servers = [subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
+                   for grpc, metrics in replicas]
+        children.extend(servers)
         if settings.upstream_url is None:
             demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
             children.append(demo)
             wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
-        envoy = edge.start(settings, [settings.grpc_port], workdir, admin_key,
+        envoy = edge.start(settings, [grpc for grpc, _ in replicas], workdir, admin_key,
                            upstream_host=edge.upstream_host(settings.bind))
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"
         # Health through Envoy answers 200 only once the server behind it is SERVING.
         wait_for_http(f"{rest}/billing/health", context=_probe_context(settings),
-                      alive=lambda: server.poll() is None and envoy.poll() is None)
+                      alive=lambda: all(p.poll() is None for p in [*servers, envoy]))
         scheduler = _scripts() / "billing-scheduler"
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
@@ -85,9 +104,10 @@ def main() -> int:
         gateway = f"{'https' if settings.tls else 'http'}://{settings.bind}:{settings.gateway_port}"
         upstream = settings.upstream_url or f"http://127.0.0.1:{settings.demo_upstream_port} (demo echo)"
         print(f"""
-billing stack is up (database {settings.database_url.split('@')[-1]})
+billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
-  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security})
+  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {', '.join(str(g) for g, _ in replicas)})
+  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
@@ -100,6 +120,10 @@ Ctrl-C stops everything.
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         os.wait()  # returns when any child exits
         print("billing-stack: a process exited; stopping the others", file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # wait_for_http: a process exited while the stack was starting
+        print(f"billing-stack: {error} during start-up (its own line above says why); stopping the others",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

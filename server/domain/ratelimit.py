@@ -101,7 +101,9 @@ def reset_after(oldest: float | None, now: float, window: float = WINDOW_SECONDS
     float noise (an entry stamped a nanosecond after `now`) must not turn 60 into 61."""
     if oldest is None:
         return 0
-    return max(0, math.ceil(round(oldest + window - now, 6)))
+    # (oldest - now) first: `oldest + window` can round up past a power of two; then to the
+    # microsecond, so clock noise (an entry stamped a hair after `now`) never turns 60 into 61.
+    return max(0, math.ceil(round((oldest - now) + window, 6)))
 
 
 def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) -> None:

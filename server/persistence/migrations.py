@@ -1,9 +1,10 @@
-"""Schema migrations, applied in order at start-up and recorded in `schema_migration`.
+"""Schema migrations, applied in order by `billing-server migrate` and recorded in `schema_migration`.
 
 A migration is a function of a playhouse.migrations SchemaMigrator and describes its change in
 frozen terms (schema_0001's classes, column definitions written out, SQL), never through the
 live models. Append new ones; never edit one that has shipped. Each runs in its own transaction
-where the database allows it.
+where the database allows it, and the whole run holds a lock (`_exclusive`) so that two migrators
+never race: servers and schedulers only check (`pending`) and refuse a schema that is behind.
 """
 
 from __future__ import annotations
@@ -160,21 +161,56 @@ MIGRATIONS = [("0001_initial", _0001_initial),
               ("0004_webhooks", _0004_webhooks)]
 
 
+# pg_advisory_lock key of `migrate` (any constant; this one spells "billmigr").
+ADVISORY_LOCK_KEY = int.from_bytes(b"billmigr", "big", signed=True)
+
+
+def _applied() -> set[str]:
+    """Names in the history; none on a new database (which only `migrate` gives a history table)."""
+    if not SchemaMigration.table_exists():
+        return set()
+    return {row.name for row in SchemaMigration.select()}
+
+
+def pending() -> list[str]:
+    """Names of the migrations this release knows and the database has not had, in order."""
+    done = _applied()
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
 def migrate() -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run at every start."""
-    database.create_tables([SchemaMigration])
-    done = {row.name for row in SchemaMigration.select()}
-    migrator = SchemaMigrator.from_database(database.obj)
-    applied = []
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        with _foreign_keys_off():
+    """Apply pending migrations under the migration lock; returns the names applied (none when
+    another migrator got there first). Call inside db.session()."""
+    with _foreign_keys_off(), _exclusive():
+        database.create_tables([SchemaMigration])
+        done = _applied()
+        migrator = SchemaMigrator.from_database(database.obj)
+        names = []
+        for name, step in MIGRATIONS:
+            if name in done:
+                continue
             with database.atomic():
                 step(migrator)
-                SchemaMigration.insert(name=name, applied_at=dt.datetime.now(dt.timezone.utc)).on_conflict_ignore().execute()
-        applied.append(name)
-    return applied
+                SchemaMigration.insert(name=name, applied_at=dt.datetime.now(dt.timezone.utc)).execute()
+            names.append(name)
+        return names
+
+
+@contextlib.contextmanager
+def _exclusive():
+    """One migrator at a time. PostgreSQL: a session-level advisory lock, held until released
+    (or until the connection dies with its holder). SQLite: the database's write lock, taken by
+    an outer BEGIN IMMEDIATE; a second migrator waits for it (busy_timeout) and then finds the
+    history up to date. Each migration's own transaction nests inside as a savepoint."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            database.execute_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    else:
+        with database.atomic():
+            yield
 
 
 @contextlib.contextmanager

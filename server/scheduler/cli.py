@@ -21,8 +21,9 @@ import time
 
 import schedule
 
-from server.bootstrap import start
+from server.bootstrap import serve_metrics, start
 from server.config import Settings
+from server.observability import metrics
 from server.persistence import db
 from server.scheduler import jobs
 from server.scheduler.webhook_dispatcher import Dispatcher
@@ -78,6 +79,11 @@ def _outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outbox_backlog():
+    with db.session():
+        return outbox.backlog()
+
+
 def _trigger(name: str) -> None:
     try:
         jobs.run_job(name, dt.datetime.now(UTC))
@@ -97,7 +103,7 @@ def build_schedule(scheduler: schedule.Scheduler) -> None:
 def run(settings: Settings) -> int:
     os.environ["TZ"] = "UTC"
     time.tzset()
-    stop = threading.Event()
+    stop = jobs.STOPPING  # also tells a running job to stop after the item in hand
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler = schedule.Scheduler()
@@ -142,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         problem = check_now(args.now, dt.datetime.now(UTC), allow_future=args.allow_future)
         if problem:
             parser.error(problem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = start("billing-scheduler")
     jobs.configure(settings)
     try:
         if args.command == "run":
+            serve_metrics("billing-scheduler", "BILLING_SCHEDULER_METRICS_PORT", settings.scheduler_metrics_port,
+                          settings.bind, collectors=[metrics.OutboxCollector(_outbox_backlog)])
             return run(settings)
         if args.command == "outbox":
             return _outbox(args)

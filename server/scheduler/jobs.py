@@ -4,8 +4,8 @@ Every job is idempotent and safe to kill at any point. Each work item (one subsc
 one invoice, one alert, one batch of purged events, one e-mail) is one transaction, and what
 makes a rerun harmless lives in the database: one invoice per (subscription, period_start), one
 outbox row per dedup key, a period advanced in the same transaction that invoiced it. A crash
-rolls back the item it was in; the next run picks it up again. Each run logs one JSON line
-(job, rows, duration_ms and the job's own counts).
+rolls back the item it was in; the next run picks it up again. Each run logs one line with
+job, rows, duration_ms and the job's own counts as fields, and counts in the job metrics.
 
 Run them through `run_job` (a database session and, on PostgreSQL, the leader lock).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
+import threading
 import time
 
 import peewee as pw
@@ -27,6 +27,7 @@ from server.domain.errors import AlreadyExists, DomainError
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import build_message
+from server.observability import metrics
 from server.persistence import db
 from server.persistence.db import database, for_update
 from server.persistence.models import (
@@ -48,6 +49,10 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 # A claimed row is retried after this if its sender died before marking it.
 SEND_LEASE = dt.timedelta(minutes=5)
 
+# Set on SIGTERM by `billing-scheduler run`: a running job finishes the item in hand (one
+# transaction, or one e-mail) and returns early; the next run, in this process or another, goes on.
+STOPPING = threading.Event()
+
 _settings: Settings | None = None
 
 
@@ -60,13 +65,20 @@ def settings() -> Settings:
     return _settings if _settings is not None else Settings.from_env()
 
 
+def _until_stopped(items):
+    for item in items:
+        if STOPPING.is_set():
+            return
+        yield item
+
+
 def _logged(job):
     @functools.wraps(job)
     def run(now: dt.datetime, **kwargs) -> dict:
         started = time.perf_counter()
         summary = {"job": job.__name__, **job(now, **kwargs)}
         summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        log.info(json.dumps(summary, sort_keys=True))
+        log.info("job %s done", job.__name__, extra={"fields": summary})
         return summary
     return run
 
@@ -148,7 +160,7 @@ def period_invoicing(now: dt.datetime) -> dict:
            & ~pw.fn.EXISTS(current_invoice)))
         .order_by(Subscription.current_period_end, Subscription.id)]
     invoiced = errors = 0
-    for subscription_id in candidates:
+    for subscription_id in _until_stopped(candidates):
         for _ in range(MAX_PERIODS_PER_RUN):
             try:
                 if _close_period(subscription_id, now) is None:
@@ -159,7 +171,7 @@ def period_invoicing(now: dt.datetime) -> dict:
                 break
             invoiced += 1
     reissued = 0
-    for subscription_id, period_start in _reopened_periods(now):
+    for subscription_id, period_start in _until_stopped(_reopened_periods(now)):
         try:
             reissued += _reissue(subscription_id, period_start, now) is not None
         except Exception:  # noqa: BLE001 - as above
@@ -176,7 +188,7 @@ def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
         (Invoice.status == invoice_state.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
         .order_by(Invoice.due_at, Invoice.id).limit(limit)]
     overdue = skipped = 0
-    for invoice_id in due:
+    for invoice_id in _until_stopped(due):
         try:
             invoices.set_status(invoice_id, invoice_state.OVERDUE, now=now)
             overdue += 1
@@ -200,7 +212,7 @@ def usage_alerts(now: dt.datetime) -> dict:
             .order_by(Subscription.id).objects())
     queued = 0
     checked = 0
-    for row in rows:
+    for row in _until_stopped(rows):
         checked += 1
         start = row.current_period_start
         for threshold in ALERT_THRESHOLDS:
@@ -226,7 +238,7 @@ def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
     """
     cutoff = now - dt.timedelta(days=settings().usage_retention_days)
     purged = batches = 0
-    while True:
+    while not STOPPING.is_set():
         with database.atomic():
             ids = UsageEvent.select(UsageEvent.id).where(UsageEvent.received_at < cutoff).limit(batch)
             deleted = UsageEvent.delete().where(UsageEvent.id.in_(ids)).execute()
@@ -270,7 +282,7 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
     sender = sender or senders.from_settings(settings())
     from_address = settings().mail_from
     sent = failed = dead = 0
-    for _ in range(limit):
+    for _ in _until_stopped(range(limit)):
         row = _claim_next(now)
         if row is None:
             break
@@ -307,9 +319,19 @@ JOBS = {
 def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
     """Run one job in its own database session, if this scheduler holds the job's leader lock."""
     job = JOBS[name]
-    with db.session(), leadership(name) as leader:
-        if not leader:
-            summary = {"job": name, "rows": 0, "skipped": "another scheduler holds the lock", "duration_ms": 0}
-            log.info(json.dumps(summary, sort_keys=True))
-            return summary
-        return job(now, **kwargs)
+    started = time.perf_counter()
+    try:
+        with db.session(), leadership(name) as leader:
+            if not leader:
+                summary = {"job": name, "rows": 0, "skipped": "another scheduler holds the lock", "duration_ms": 0}
+                log.info("job %s skipped", name, extra={"fields": summary})
+                metrics.JOB_RUNS.labels(name, "skipped").inc()
+                return summary
+            summary = job(now, **kwargs)
+    except Exception:
+        metrics.JOB_RUNS.labels(name, "failure").inc()
+        raise
+    metrics.JOB_RUNS.labels(name, "success").inc()
+    metrics.JOB_DURATION_SECONDS.labels(name).observe(time.perf_counter() - started)
+    metrics.JOB_LAST_SUCCESS.labels(name).set_to_current_time()
+    return summary

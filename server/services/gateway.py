@@ -34,6 +34,7 @@ from server.domain.periods import Period, period_containing
 from server.domain.ratelimit import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.domain.ttl_cache import TtlCache
 from server.domain.usage import MAX_BATCH
+from server.observability import metrics
 from server.persistence import db
 from server.persistence.models import Plan, Subscription
 from server.resources import quota_message
@@ -53,6 +54,7 @@ class ActivePlan:
     subscription_id: str
     anchor_at: dt.datetime
     plan_id: str
+    tier: str
     limit_per_minute: int
     included_requests: int
     capped: bool  # no overage price: the plan admits exactly its included requests per period
@@ -74,14 +76,14 @@ def _in_session(query, *args):
 
 
 def _active_plan(tenant_id: str) -> ActivePlan | None:
-    row = (Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.rate_limit_per_minute,
+    row = (Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, Plan.rate_limit_per_minute,
                                Plan.included_requests, Plan.overage_per_1k_cents)
            .join(Plan).where((Subscription.tenant_id == tenant_id) & (Subscription.status == "ACTIVE"))
            .first())
     if row is None:
         return None
     plan = row.plan
-    return ActivePlan(subscription_id=row.id, anchor_at=row.anchor_at, plan_id=plan.id,
+    return ActivePlan(subscription_id=row.id, anchor_at=row.anchor_at, plan_id=plan.id, tier=plan.tier,
                       limit_per_minute=plan.rate_limit_per_minute, included_requests=plan.included_requests,
                       capped=plan.overage_per_1k_cents == 0)
 
@@ -115,9 +117,11 @@ class Gateway:
         try:
             decision = self.limiter.hit(WINDOW_PREFIX + tenant_id, plan.limit_per_minute, quota=quota)
         except LimiterUnavailable:
+            metrics.record_decision("gateway", plan.tier, None)
             if quota:
                 raise
             return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision=None)
+        metrics.record_decision("gateway", plan.tier, decision)
         if not decision.allowed:
             if decision.quota_exhausted:
                 self._announce_exhausted(tenant_id, plan, period, now)

@@ -30,6 +30,14 @@ def counts() -> dict[str, int]:
     }
 
 
+def backlog() -> tuple[int, dt.datetime | None, int]:
+    """For the metrics: rows waiting (not dead), when the oldest of them was queued, dead letters."""
+    waiting = OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null()
+    oldest = OutboxMessage.select(OutboxMessage.created_at).where(waiting).order_by(OutboxMessage.created_at).first()
+    counted = counts()
+    return counted["pending"], oldest.created_at if oldest else None, counted["dead"]
+
+
 def dead_letters(limit: int = 100) -> list[OutboxMessage]:
     return list(OutboxMessage.select().where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null(False))
                 .order_by(OutboxMessage.dead_at.desc(), OutboxMessage.id).limit(limit))

@@ -25,6 +25,7 @@ from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
+from server.observability import metrics
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
 from server.persistence.models import (
@@ -170,8 +171,10 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
             current = totals.get(subscription.current_period_start)
             if current:
                 _announce_thresholds(subscription, *current, now)
-    return TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
-                       rejections=rejections)
+    result = TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
+                         rejections=rejections)
+    metrics.record_usage(result.accepted, result.duplicates, len(rejections))
+    return result
 
 
 def period_requests(subscription_id: str, period_start: dt.datetime) -> int:

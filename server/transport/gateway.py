@@ -26,6 +26,7 @@ from server.domain.gateway import LoggedRequest, forwarded
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
+from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
 from server.transport.interceptors import bearer_token
@@ -80,6 +81,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
     def Check(self, request, context):
         headers = dict(request.attributes.request.http.headers)
+        call_context.adopt_request_id(headers.get("x-request-id"))
         try:
             admission = self.admission.admit(headers, now())
         except DomainError as error:

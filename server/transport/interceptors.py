@@ -6,7 +6,6 @@ which must not do I/O), where it can use the call's context to abort or send met
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Callable
 
 import grpc
@@ -20,6 +19,7 @@ from server.transport import context as call_context
 from server.transport import path_binding
 from server.transport import validation
 from server.transport.errors import abort
+from server.transport.observe import ObservingInterceptor
 
 log = logging.getLogger("billing.transport")
 
@@ -32,11 +32,6 @@ KEYLESS_METHODS = PUBLIC_METHODS | LINK_METHODS
 DATABASE_LOST = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 
 Behavior = Callable[[object, grpc.ServicerContext], object]
-
-
-def request_id(metadata) -> str:
-    """Envoy's x-request-id, or a new one for a direct gRPC call."""
-    return dict(metadata or ()).get("x-request-id") or uuid.uuid4().hex
 
 
 class UnaryInterceptor(grpc.ServerInterceptor):
@@ -83,7 +78,7 @@ class ErrorInterceptor(UnaryInterceptor):
             log.warning("database unavailable in %s: %s: %s", method, type(error).__name__, str(error)[:200])
             failure = Unavailable("the database is unavailable; retry later")
         except Exception:  # noqa: BLE001 - the boundary: anything unexpected becomes INTERNAL
-            failure = Internal(request_id(metadata))
+            failure = Internal(call_context.request_id(metadata))
             log.exception("unexpected error in %s (request id %s)", method, failure.request_id)
         abort(context, failure)
 
@@ -157,8 +152,9 @@ class AuthInterceptor(UnaryInterceptor):
 
 
 def default_interceptors(limiter=None) -> list[grpc.ServerInterceptor]:
-    """errors → validation → auth → tier rate limit (only with a limiter: None turns rate limits off) → path binding."""
-    chain = [ErrorInterceptor(), ValidationInterceptor(), AuthInterceptor()]
+    """observation (metrics, call log) → errors → validation → auth → tier rate limit (only with a
+    limiter: None turns rate limits off) → path binding."""
+    chain = [ObservingInterceptor(), ErrorInterceptor(), ValidationInterceptor(), AuthInterceptor()]
     if limiter is None:
         return [*chain, PathBindingInterceptor()]
     from server.transport.ratelimit import RateLimitInterceptor

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from server.domain.errors import ResourceExhausted
 from server.domain.ratelimit import LimiterUnavailable, RateLimiter
+from server.observability import metrics
 from server.services.rate_limits import tenant_limit
 from server.transport import context as call_context
 from server.transport.interceptors import KEYLESS_METHODS, UnaryInterceptor
@@ -38,7 +39,9 @@ class RateLimitInterceptor(UnaryInterceptor):
         try:
             decision = self.limiter.hit(principal.tenant_id, limit.limit_per_minute)
         except LimiterUnavailable:
+            metrics.record_decision("api", limit.tier, None)
             return behavior(request, context)
+        metrics.record_decision("api", limit.tier, decision)
         headers = decision.headers()
         if not decision.allowed:
             retry_after = max(1, decision.reset_seconds)
