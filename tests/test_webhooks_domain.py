@@ -97,3 +97,83 @@ def test_previous_secret_signs_for_24_hours_after_rotation():
     assert rules.live_secrets("new", "old", expires, T0) == ["new", "old"]
     assert rules.live_secrets("new", "old", expires, expires) == ["new"]
     assert rules.live_secrets("new", None, None, T0) == ["new"]
+
+
+def test_headers_are_exactly_the_standard_webhooks_set():
+    secret = rules.new_secret(bytes(range(32)))
+    assert rules.headers([secret], "msg_1", 1772366400, b"{}") == {
+        "content-type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": "1772366400",
+        "webhook-signature": rules.sign(secret, "msg_1", 1772366400, b"{}")}
+
+
+def test_during_a_rotation_both_signatures_are_sent_space_separated():
+    new, old = rules.new_secret(bytes(range(32))), rules.new_secret(bytes(32))
+    header = rules.signature_header([new, old], "msg_1", 1772366400, b"{}")
+    assert header == rules.sign(new, "msg_1", 1772366400, b"{}") + " " + rules.sign(old, "msg_1", 1772366400, b"{}")
+
+
+def test_a_short_secret_says_how_many_bytes_it_needs():
+    with pytest.raises(ValueError, match="^a signing secret needs 32 random bytes$"):
+        rules.new_secret(bytes(31))
+
+
+HTTPS_ONLY = "url must be an https:// URL with a host and no credentials"
+NOT_PRIVATE = "url must not point at a loopback or private address (BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
+NOT_HTTP = ("url must be https:// (http:// only to loopback or private addresses with "
+            "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)")
+
+
+@pytest.mark.parametrize("url, allow_private, message", [
+    (None, True, "url is required"),
+    ("", True, "url is required"),
+    ("  ", True, "url is required"),
+    ("https://user@hooks.example.com/", True, HTTPS_ONLY),   # a user name alone is a credential too
+    ("https://:pw@hooks.example.com/", True, HTTPS_ONLY),    # so is a password alone
+    ("ftp://hooks.example.com/", True, HTTPS_ONLY),
+    ("https://localhost/hook", False, NOT_PRIVATE),
+    ("http://hooks.example.com/billing", True, NOT_HTTP),
+    ("https://hooks.example.com:x/", True, "url is not a valid URL: 'https://hooks.example.com:x/'"),
+    # A malformed URL is quoted up to 80 characters, never whole.
+    ("https://h:x/" + "a" * 100, True, "url is not a valid URL: " + repr(("https://h:x/" + "a" * 100)[:80])),
+])
+def test_each_refused_url_says_why_on_the_url_field(url, allow_private, message):
+    with pytest.raises(InvalidArgument) as error:
+        rules.validate_url(url, allow_private=allow_private)
+    assert error.value.message == message
+    assert [(v.field, v.description) for v in error.value.violations] == [("url", message)]
+
+
+def test_an_unknown_event_type_is_quoted_up_to_64_characters_with_the_known_ones():
+    long_type = "x" * 70
+    with pytest.raises(InvalidArgument) as error:
+        rules.validate_event_types([long_type])
+    assert (error.value.message, error.value.reason) == ("unknown event types", "UNKNOWN_EVENT_TYPE")
+    known = ", ".join(rules.EVENT_TYPES)
+    assert [(v.field, v.description) for v in error.value.violations] == [
+        ("event_types[0]", f"'{'x' * 64}' is not an event type ({known})")]
+    assert known.startswith("subscription.created, subscription.updated, ")
+
+
+def test_jitter_above_one_is_clamped_to_a_tenth_more():
+    assert rules.next_attempt(1, T0, 1.5) - T0 == dt.timedelta(seconds=5.5)
+
+
+@pytest.mark.parametrize("before, after, included, crossed", [
+    (0, 1, 1, [80, 100]),       # one included request: the first one crosses both
+    (100, 101, 101, [100]),     # 100 of 101 is under 100 %; the 101st reaches it
+    (0, 100, 101, [80]),        # ... and 100 of 101 is past 80 % only
+    (80, 81, 101, [80]),        # 80 of 101 is under 80 % (80.8 needed)
+])
+def test_thresholds_at_their_exact_boundaries(before, after, included, crossed):
+    assert rules.crossed_thresholds(before, after, included) == crossed
+
+
+@pytest.mark.parametrize("code, error", [
+    (299, None),
+    (300, "HTTP 300: redirects are not followed"),
+    (399, "HTTP 399: redirects are not followed"),
+    (400, "HTTP 400"),
+    (199, "HTTP 199"),
+])
+def test_a_failed_attempt_records_the_status_it_got(code, error):
+    assert rules.judge(code) == rules.Outcome(code, error)
