@@ -13,6 +13,7 @@ import time
 import grpc
 
 RPC_TIMEOUT = 30.0
+FLOOR_METHOD = "/bench.Floor/Noop"
 
 
 def _cpu() -> float:
@@ -36,6 +37,7 @@ class GrpcClient:
         self.subs = subscription_pb2_grpc.SubscriptionServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.invoices = invoice_pb2_grpc.InvoiceServiceStub(self.channel)
+        self.noop = self.channel.unary_unary(FLOOR_METHOD)  # bench/floor.py's bare server: bytes in and out
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
     def close(self):
@@ -73,7 +75,9 @@ def _events(tag: str, n: int) -> list[tuple[str, str]]:
 def call_once(op: str, door: str, client, state: dict, i: int):
     """One operation; returns a created id or None; raises on any failure."""
     tag = state["tag"]
-    if op == "health":
+    if op == "floor":
+        client.noop(b"", timeout=RPC_TIMEOUT)
+    elif op == "health":
         if door == "grpc":
             from billing.v1 import health_pb2
             client.health.GetHealth(health_pb2.GetHealthRequest(), timeout=RPC_TIMEOUT)

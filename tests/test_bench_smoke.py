@@ -85,3 +85,24 @@ def test_gateway_summary_compares_doors_and_judges_goals():
     assert (result["added_p50_ms"], result["added_p99_ms"], result["throughput_ratio"]) == (0.6, 3.7, 0.2)
     assert list(result["goals"].values()) == [True, True, False]
     assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)
+
+
+def test_floor_server_answers_the_noop_and_text_judges_goals():
+    import grpc
+
+    from bench import floor
+    server, port = floor.bare_server(threads=2)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert channel.unary_unary(floor.FLOOR_METHOD)(b"", timeout=10) == b""
+    finally:
+        server.stop(0)
+
+    def fig(ops, ratio):
+        return {"ops_per_s": ops, "p50_ms": 1.0, "cpu_us_per_call": 100.0, "ratio": ratio}
+    result = {"floor": fig(5000, 1.0), "GetHealth": fig(4500, 0.9), "GetPlan (tenant key)": fig(2000, 0.4),
+              "errors": {"floor": 0, "GetHealth": 0, "GetPlan (tenant key)": 0}}
+    text = floor.text(result)
+    assert "[PASS] GetHealth >= 0.8 of the floor: 0.90" in text
+    assert "[FAIL] GetPlan (tenant key) >= 0.67 of the floor: 0.40" in text
