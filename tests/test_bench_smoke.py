@@ -106,3 +106,28 @@ def test_floor_server_answers_the_noop_and_text_judges_goals():
     text = floor.text(result)
     assert "[PASS] GetHealth >= 0.8 of the floor: 0.90" in text
     assert "[FAIL] GetPlan (tenant key) >= 0.67 of the floor: 0.40" in text
+
+
+def test_open_loop_rows_judge_p99_against_the_20x_goal():
+    fast = report.summarize([0.001] * 999 + [0.050], elapsed_s=1.0)
+    row = report.open_loop_row("plan", 400.0, fast)
+    assert row["p999_ms"] == 1.0 and row["meets_20x"] is True   # 999th of 1,000 is nearest-rank p99.9
+    slow = report.open_loop_row("plan", 400.0, report.summarize([0.006] * 100, elapsed_s=1.0))
+    assert slow["meets_20x"] is False                           # 6 ms > 100 ms / 20
+    text = report.open_loop_table([row, slow, {"op": "pdf", "status": "skipped: nothing to act on"}])
+    assert "<=5 ms" in text and "FAIL" in text and "skipped: nothing to act on" in text
+
+
+def test_open_loop_schedule_offers_a_fixed_rate_whatever_the_replies():
+    import queue
+    import time
+
+    from bench import load
+    arrivals = queue.Queue()
+    load._schedule({"rate": 1000.0, "duration": 0.05, "start_at": time.time(), "worker": 1, "procs": 2},
+                   arrivals, senders=2)
+    items = [arrivals.get() for _ in range(arrivals.qsize())]
+    dues, ends = items[:-2], items[-2:]
+    assert ends == [None, None] and len(dues) == 50
+    gaps = {round(b - a, 6) for a, b in zip(dues, dues[1:])}
+    assert gaps == {0.001}                                      # spaced by 1/rate, not by replies
