@@ -48,7 +48,7 @@ class Stack:
         port = free_port()
         env = dict(os.environ, DATABASE_URL=self.database_url, BILLING_GRPC_PORT=str(port),
                    BILLING_BIND="127.0.0.1", BILLING_BOOTSTRAP_ADMIN_KEY=self.admin_key,
-                   OUTBOX_DIR=str(self.workdir / "outbox"))
+                   OUTBOX_DIR=str(self.workdir / "outbox"), BILLING_METRICS_PORT=str(free_port()))
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         log = self._log(f"server-{port}.log")
