@@ -6,8 +6,8 @@ bench's own process (no server change, no env switch), after the main stack has 
 load comes from the bench's load processes, as for every other figure. The tenant has an ACTIVE
 ENTERPRISE subscription; a bench-only catalogue (BILLING_CATALOGUE's format, written to the temp
 dir) raises the enterprise limit to 100,000,000/min so no call is refused (errors must be 0), so
-every call pays the whole check: tier lookup (one indexed query), limiter hit, x-ratelimit-*
-initial metadata. Runs alternate off / in-process / redis, `repeats` times; each repeat gives a
+every call pays the whole check: tier (cached 2 s per tenant since issue 16), limiter hit,
+x-ratelimit-* initial metadata. Runs alternate off / in-process / redis, `repeats` times; each repeat gives a
 ratio and a per-call cost from adjacent runs, and the figures are the medians."""
 
 from __future__ import annotations
