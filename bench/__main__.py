@@ -4,6 +4,7 @@ Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceil
 retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
 per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
 BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
+BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py),
 BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py), BENCH_GATEWAY=0 (skip
 the gateway's cost against a direct proxy, bench/gateway.py)."""
 
@@ -25,7 +26,7 @@ import time
 
 import grpc
 
-from bench import gateway, interceptor, load, report
+from bench import floor, gateway, interceptor, load, report
 from bench.ceiling import raw_insert_ceiling
 from bench.postgres import scratch_database
 from bench.stack import Stack
@@ -88,12 +89,15 @@ class Runner:
         self.stack, self.pool, self.duration = stack, pool, duration
         self.load_procs, self.threads = load_procs, threads
 
-    def once(self, op: str, door: str, shares: list[list]) -> tuple[dict, list]:
+    def once(self, op: str, door: str, shares: list[list], rate: float | None = None) -> tuple[dict, list]:
+        """One run of closed loops or, with `rate` (calls/s offered by all load processes together),
+        of an open loop."""
         start_at = time.time() + 0.7
         run = secrets.token_hex(3)
         specs = [{"op": op, "door": door, "key": self.stack.admin_key, "threads": self.threads, "worker": w,
                   "run": run, "start_at": start_at, "duration": self.duration, "items": shares[w],
-                  "grpc_addresses": self.stack.grpc_addresses, "rest_port": self.stack.rest_port}
+                  "grpc_addresses": self.stack.grpc_addresses, "rest_port": self.stack.rest_port,
+                  "rate": rate and rate / self.load_procs, "procs": self.load_procs}
                  for w in range(self.load_procs)]
         pending = self.pool.map_async(load.run_worker, specs, chunksize=1)
         time.sleep(max(0.0, start_at - time.time()))       # align the CPU window with the load window
@@ -143,6 +147,33 @@ def split(items: list, parts: int) -> list[list]:
     return [items[w::parts] for w in range(parts)]
 
 
+OPEN_LOOP_OPS = ["plan", "sub_create", "usage_1", "invoice", "pdf"]
+
+
+def open_loops(runner: Runner, rows: list[dict], usage_subs: list, invoices: list) -> list[dict]:
+    """Each seed operation through Envoy at half its closed-loop saturation on this setup, arrivals
+    on a fixed schedule that no reply delays; latency runs from each call's scheduled arrival. The
+    subscriptions created here are the ones invoiced here."""
+    procs, out, made = len(runner.stack.servers), [], {}
+    for op in OPEN_LOOP_OPS:
+        closed = report.find(rows, op, "rest", procs)
+        items = {"usage_1": usage_subs, "invoice": made.get("sub_create", []), "pdf": invoices}.get(op)
+        if closed is None or items == []:
+            out.append({"op": op, "status": "skipped: " + ("no closed-loop saturation" if closed is None
+                                                            else "nothing to act on")})
+            continue
+        rate = closed["ops_per_s"] * report.OPEN_LOOP_SHARE
+        shares = split(items or [], runner.load_procs) if len(items or []) >= runner.load_procs else \
+            [items or []] * runner.load_procs
+        summary, made[op] = runner.once(op, "rest", shares, rate=rate)
+        row = report.open_loop_row(op, rate, summary)
+        print(f"  {report.LABELS[op]:<24} offered {rate:.0f}/s done {row['ops_per_s']:.0f}/s p50 {row['p50_ms']} ms "
+              f"p99 {row['p99_ms']} ms p99.9 {row['p999_ms']} ms errors {row['errors']}"
+              + (f"  first error: {row['first_error']}" if row.get("first_error") else ""), flush=True)
+        out.append(row)
+    return out
+
+
 def main() -> int:
     with contextlib.ExitStack() as cleanup:
         scratch_pg = None
@@ -171,7 +202,7 @@ def run(scratch_pg: str | None) -> int:
     started = time.time()
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24))
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
-    rows, raw, limiter_cost, gateway_cost = [], None, None, None
+    rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost = [], [], None, None, None, None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
@@ -236,7 +267,13 @@ def run(scratch_pg: str | None) -> int:
                 pdf_shares = split(all_invoices, load_procs) if len(all_invoices) >= per_loop else \
                     [all_invoices] * load_procs
                 rows.append(runner.scenario("pdf", door, shares=pdf_shares)[0])
+        print(f"open loop through Envoy at {report.OPEN_LOOP_SHARE:g} of each operation's saturation:", flush=True)
+        open_rows = open_loops(runner, rows, usage_subs, all_invoices)
         stack.close()
+        if os.environ.get("BENCH_FLOOR", "1") != "0":
+            own_db = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"  # as below, for the same reason
+            floor_cost = floor.measure(Runner, pool, workdir, own_db, duration, repeats, load_procs, threads)
+            print(floor.text(floor_cost), flush=True)
         if os.environ.get("BENCH_INTERCEPTOR", "1") != "0":
             # Its own database unless this run owns a scratch one: the bench catalogue it seeds
             # raises the enterprise limit, which must not reach a database the bench does not own.
@@ -259,6 +296,14 @@ def run(scratch_pg: str | None) -> int:
     print(report.table(rows, raw))
     print("\nproduct owner's goals:")
     print(report.goals_text(goal_rows))
+    if open_rows:
+        print(f"\nopen loop through Envoy ({len(stack.servers)} server processes), offered "
+              f"{report.OPEN_LOOP_SHARE:g} x closed-loop saturation, latency from each scheduled arrival:")
+        print(report.open_loop_table(open_rows))
+    if floor_cost:
+        print(f"\nfloor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
+              f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):")
+        print(floor.text(floor_cost))
     if limiter_cost:
         print(f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
               f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):")
@@ -277,8 +322,8 @@ def run(scratch_pg: str | None) -> int:
               f"ratios within one run.")
     out = ROOT / "bench-results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "goals": goal_rows,
-                              "rate_limit_interceptor": limiter_cost, "gateway": gateway_cost},
+    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows, "goals": goal_rows,
+                              "floor": floor_cost, "rate_limit_interceptor": limiter_cost, "gateway": gateway_cost},
                               indent=2, default=str))
     print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
     if not os.environ.get("BENCH_KEEP"):

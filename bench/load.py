@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import resource
 import threading
 import time
@@ -13,6 +14,7 @@ import time
 import grpc
 
 RPC_TIMEOUT = 30.0
+FLOOR_METHOD = "/bench.Floor/Noop"
 
 
 def _cpu() -> float:
@@ -36,6 +38,7 @@ class GrpcClient:
         self.subs = subscription_pb2_grpc.SubscriptionServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.invoices = invoice_pb2_grpc.InvoiceServiceStub(self.channel)
+        self.noop = self.channel.unary_unary(FLOOR_METHOD)  # bench/floor.py's bare server: bytes in and out
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
     def close(self):
@@ -73,7 +76,9 @@ def _events(tag: str, n: int) -> list[tuple[str, str]]:
 def call_once(op: str, door: str, client, state: dict, i: int):
     """One operation; returns a created id or None; raises on any failure."""
     tag = state["tag"]
-    if op == "health":
+    if op == "floor":
+        client.noop(b"", timeout=RPC_TIMEOUT)
+    elif op == "health":
         if door == "grpc":
             from billing.v1 import health_pb2
             client.health.GetHealth(health_pb2.GetHealthRequest(), timeout=RPC_TIMEOUT)
@@ -135,61 +140,110 @@ def call_once(op: str, door: str, client, state: dict, i: int):
     return None
 
 
-def _loop(spec: dict, slot: int, items: list, out: dict, ready: threading.Barrier):
-    op, door = spec["op"], spec["door"]
-    if door == "grpc":
+class Tally:
+    """One loop's results, merged into the process's `out` at the end."""
+
+    def __init__(self):
+        self.latencies, self.created, self.errors, self.first_error, self.last_done = [], [], 0, None, None
+
+    def attempt(self, op: str, door: str, client, state: dict, i: int, since: float) -> None:
+        """One call; its latency runs from `since` (perf_counter): the call's start in a closed
+        loop, its scheduled arrival in an open one. StopIteration (no items left) propagates."""
+        try:
+            result = call_once(op, door, client, state, i)
+        except StopIteration:
+            raise
+        except Exception as error:  # noqa: BLE001 - counted and reported, the loop goes on
+            self.errors += 1
+            self.first_error = self.first_error or \
+                f"{type(error).__name__}: {getattr(error, 'details', lambda: error)()}"
+            return
+        self.latencies.append(time.perf_counter() - since)
+        self.last_done = time.time()
+        if result is not None:
+            self.created.append(result)
+
+    def merge(self, out: dict) -> None:
+        with out["lock"]:
+            out["latencies"].extend(self.latencies)
+            out["created"].extend(self.created)
+            out["errors"] += self.errors
+            out["first_error"] = out["first_error"] or self.first_error
+            if self.last_done:
+                out["last_done"] = max(out["last_done"] or 0, self.last_done)
+
+
+def _connect(spec: dict, slot: int):
+    if spec["door"] == "grpc":
         addresses = spec["grpc_addresses"]
-        client = GrpcClient(addresses[(spec["worker"] * spec["threads"] + slot) % len(addresses)], spec["key"])
-    else:
-        client = RestClient(spec["rest_port"], spec["key"])
+        return GrpcClient(addresses[(spec["worker"] * spec["threads"] + slot) % len(addresses)], spec["key"])
+    return RestClient(spec["rest_port"], spec["key"])
+
+
+def _loop(spec: dict, slot: int, items: list, out: dict, ready: threading.Barrier, arrivals: queue.Queue | None):
+    """A closed loop (each call starts when the previous one has returned) or, with `arrivals`, one
+    sender of an open loop: it takes scheduled arrival times (perf_counter) until None."""
+    op, door = spec["op"], spec["door"]
+    client = _connect(spec, slot)
     state = {"tag": f"{spec['run']}-{spec['worker']}-{slot}", "items": items}
-    latencies, created, errors, first_error, last_done = [], [], 0, None, None
+    tally = Tally()
     ready.wait()
     end = spec["start_at"] + spec["duration"]
     while time.time() < spec["start_at"]:
         time.sleep(0.001)  # synchronised start of all load processes
     i = 0
     try:
-        while time.time() < end:
-            i += 1
-            t0 = time.perf_counter()
-            try:
-                result = call_once(op, door, client, state, i)
-            except StopIteration:
-                out["exhausted"] = True
+        while True:
+            due = arrivals.get() if arrivals else time.perf_counter()
+            if due is None or (arrivals is None and time.time() >= end):
                 break
-            except Exception as error:  # noqa: BLE001 - counted and reported, the loop goes on
-                errors += 1
-                first_error = first_error or f"{type(error).__name__}: {getattr(error, 'details', lambda: error)()}"
-                continue
-            latencies.append(time.perf_counter() - t0)
-            last_done = time.time()
-            if result is not None:
-                created.append(result)
+            i += 1
+            tally.attempt(op, door, client, state, i, due)
+    except StopIteration:
+        out["exhausted"] = True
     finally:
         client.close()
-    with out["lock"]:
-        out["latencies"].extend(latencies)
-        out["created"].extend(created)
-        out["errors"] += errors
-        out["first_error"] = out["first_error"] or first_error
-        if last_done:
-            out["last_done"] = max(out["last_done"] or 0, last_done)
+    tally.merge(out)
+
+
+def _schedule(spec: dict, arrivals: queue.Queue, senders: int) -> None:
+    """Open loop: put one arrival every 1/rate s for the window, whatever the replies are doing
+    (a reply that is late delays no arrival), then one None per sender. Load processes are offset
+    by a fraction of the interval so that together they offer evenly spaced arrivals."""
+    interval = 1.0 / spec["rate"]
+    while time.time() < spec["start_at"]:
+        time.sleep(0.001)
+    first = time.perf_counter() + interval * spec["worker"] / spec["procs"]
+    for k in range(int(spec["duration"] * spec["rate"])):
+        due = first + k * interval
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        arrivals.put(due)
+    for _ in range(senders):
+        arrivals.put(None)
 
 
 def run_worker(spec: dict) -> dict:
     """Entry point in each load process. spec: op, door, key, threads, worker, run, start_at,
-    duration, items (this process's share), grpc_addresses / rest_port."""
+    duration, items (this process's share), grpc_addresses / rest_port; with `rate` (calls/s
+    offered by this process) and `procs` (load processes), an open loop: `threads` senders share
+    the arrivals and the items."""
     threads = spec["threads"]
-    shares = [spec["items"][t::threads] for t in range(threads)]
+    open_loop = spec.get("rate") is not None
+    arrivals = queue.Queue() if open_loop else None
+    shares = [spec["items"]] * threads if open_loop else [spec["items"][t::threads] for t in range(threads)]
     out = {"latencies": [], "created": [], "errors": 0, "first_error": None, "last_done": None,
            "exhausted": False, "lock": threading.Lock()}
     ready = threading.Barrier(threads + 1)
-    loops = [threading.Thread(target=_loop, args=(spec, t, shares[t], out, ready), daemon=True) for t in range(threads)]
+    loops = [threading.Thread(target=_loop, args=(spec, t, shares[t], out, ready, arrivals), daemon=True)
+             for t in range(threads)]
     for loop in loops:
         loop.start()
     ready.wait()  # all connections set up; CPU is counted from here
     cpu0, wall0 = _cpu(), time.time()
+    if open_loop:
+        _schedule(spec, arrivals, threads)
     for loop in loops:
         loop.join()
     cpu = _cpu() - cpu0

@@ -29,11 +29,12 @@ def summarize(latencies_s: list[float], elapsed_s: float, errors: int = 0, batch
     """One run: throughput and latency in ms from raw latencies in seconds."""
     n = len(latencies_s)
     ops = n / elapsed_s if elapsed_s > 0 else 0.0
-    p50, p99 = percentile(latencies_s, 50), percentile(latencies_s, 99)
+    p50, p99, p999 = (percentile(latencies_s, p) for p in (50, 99, 99.9))
     return {"n": n, "errors": errors, "elapsed_s": round(elapsed_s, 3), "ops_per_s": round(ops, 1),
             "units_per_s": round(ops * batch, 1),
             "p50_ms": None if p50 is None else round(p50 * 1000, 2),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 2)}
+            "p99_ms": None if p99 is None else round(p99 * 1000, 2),
+            "p999_ms": None if p999 is None else round(p999 * 1000, 2)}
 
 
 def median_of_runs(runs: list[dict]) -> dict:
@@ -50,7 +51,7 @@ def median_of_runs(runs: list[dict]) -> dict:
     return out
 
 
-def _find(rows, op, door, procs=None):
+def find(rows, op, door, procs=None):
     for row in rows:
         if row["op"] == op and row["door"] == door and (procs is None or row["procs"] == procs) \
                 and row.get("status") == "ok":
@@ -68,12 +69,12 @@ def annotate(rows: list[dict], raw_insert_rows_per_s: float | None) -> None:
             row["ceiling"] = "raw insert"
             row["ratio_to_ceiling"] = round(row["units_per_s"] / raw_insert_rows_per_s, 3)
         elif op != "health":
-            ceiling = _find(rows, "health", door, procs)
+            ceiling = find(rows, "health", door, procs)
             if ceiling and ceiling["ops_per_s"]:
                 row["ceiling"] = f"health {door}"
                 row["ratio_to_ceiling"] = round(row["ops_per_s"] / ceiling["ops_per_s"], 3)
         if door == "rest":
-            direct = _find(rows, op, "grpc", procs)
+            direct = find(rows, op, "grpc", procs)
             if direct and direct["ops_per_s"]:
                 row["rest_vs_grpc"] = round(row["ops_per_s"] / direct["ops_per_s"], 3)
         target = TARGETS_MS.get(op)
@@ -92,7 +93,7 @@ def goals(rows: list[dict], raw_insert_rows_per_s: float | None, sqlite: bool) -
     for r in rest_rows:
         out.append({"goal": f"{LABELS[r['op']]}: p99 via Envoy <= {TARGETS_MS[r['op']] / ENVOY_HEADROOM:g} ms (20x under)",
                     "value": f"{r['p99_ms']} ms", "pass": r["meets_20x"]})
-    ingest = _find(rows, "usage_1000", "rest", main_procs)
+    ingest = find(rows, "usage_1000", "rest", main_procs)
     if ingest is None:
         out.append({"goal": f"batched ingestion via Envoy >= {INGEST_EVENTS_PER_S} events/s", "value": "not measured",
                     "pass": None})
@@ -143,11 +144,39 @@ def table(rows: list[dict], raw_insert: dict | None) -> str:
     if raw_insert:
         lines.append([LABELS["raw_insert"], raw_insert["backend"], "-", "", _fmt(raw_insert["rows_per_s"], ".0f"),
                       "", "", "", "", "", "", "", "0", "", ""])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
-    def row(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    return "\n".join([row(header), row(["-" * w for w in widths]), *map(row, lines)])
+    return _render(header, lines)
 
 
 def goals_text(goal_rows: list[dict]) -> str:
     return "\n".join(f"  [{mark(g['pass']):4}] {g['goal']}: {g['value']}" for g in goal_rows)
+
+
+OPEN_LOOP_SHARE = 0.5  # offered rate = this share of the operation's closed-loop saturation
+
+
+def open_loop_row(op: str, offered_per_s: float, summary: dict) -> dict:
+    """An open-loop run judged against the seed target's 20x headroom."""
+    target = TARGETS_MS[op] / ENVOY_HEADROOM
+    return dict(summary, op=op, offered_per_s=round(offered_per_s, 1), goal_ms=target,
+                meets_20x=summary["p99_ms"] is not None and summary["p99_ms"] <= target)
+
+
+def open_loop_table(rows: list[dict]) -> str:
+    header = ["op", "offered/s", "done/s", "p50 ms", "p99 ms", "p99.9 ms", "goal p99", "20x", "errors"]
+    lines = []
+    for r in rows:
+        if r.get("status"):
+            lines.append([LABELS[r["op"]], r["status"], *[""] * (len(header) - 2)])
+            continue
+        lines.append([LABELS[r["op"]], f"{r['offered_per_s']:.0f}", f"{r['ops_per_s']:.0f}", _fmt(r["p50_ms"], ".1f"),
+                      _fmt(r["p99_ms"], ".1f"), _fmt(r["p999_ms"], ".1f"), f"<={r['goal_ms']:g} ms",
+                      mark(r["meets_20x"]), str(r["errors"])])
+    return _render(header, lines)
+
+
+def _render(header: list[str], lines: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
+
+    def row(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([row(header), row(["-" * w for w in widths]), *map(row, lines)])

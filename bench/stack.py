@@ -43,17 +43,20 @@ class Stack:
         return log
 
     def add_server(self) -> int:
-        """Start one more `billing-server`; return its port once it answers SERVING. Started one
-        after another, so only the first one migrates a fresh database."""
+        """Start one more `billing-server`; return its port once it answers SERVING. Before the
+        first one, `billing-server migrate` (a server refuses a schema that is behind)."""
         port = free_port()
         env = dict(os.environ, DATABASE_URL=self.database_url, BILLING_GRPC_PORT=str(port),
                    BILLING_BIND="127.0.0.1", BILLING_BOOTSTRAP_ADMIN_KEY=self.admin_key,
-                   OUTBOX_DIR=str(self.workdir / "outbox"))
+                   OUTBOX_DIR=str(self.workdir / "outbox"), BILLING_METRICS_PORT=str(free_port()))
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         log = self._log(f"server-{port}.log")
-        server = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "billing-server")], env=env,
-                                  stdout=log, stderr=log, cwd=self.workdir)
+        command = str(pathlib.Path(sys.executable).parent / "billing-server")
+        if not self.servers:
+            subprocess.run([command, "migrate"], env=env, stdout=log, stderr=log, cwd=self.workdir, check=True,
+                           timeout=120)
+        server = subprocess.Popen([command], env=env, stdout=log, stderr=log, cwd=self.workdir)
         self.servers.append((server, port))
         try:
             wait_for_grpc(f"127.0.0.1:{port}", timeout=60)

@@ -85,3 +85,49 @@ def test_gateway_summary_compares_doors_and_judges_goals():
     assert (result["added_p50_ms"], result["added_p99_ms"], result["throughput_ratio"]) == (0.6, 3.7, 0.2)
     assert list(result["goals"].values()) == [True, True, False]
     assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)
+
+
+def test_floor_server_answers_the_noop_and_text_judges_goals():
+    import grpc
+
+    from bench import floor
+    server, port = floor.bare_server(threads=2)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert channel.unary_unary(floor.FLOOR_METHOD)(b"", timeout=10) == b""
+    finally:
+        server.stop(0)
+
+    def fig(ops, ratio):
+        return {"ops_per_s": ops, "p50_ms": 1.0, "cpu_us_per_call": 100.0, "ratio": ratio}
+    result = {"floor": fig(5000, 1.0), "GetHealth": fig(4500, 0.9), "GetPlan (tenant key)": fig(2000, 0.4),
+              "errors": {"floor": 0, "GetHealth": 0, "GetPlan (tenant key)": 0}}
+    text = floor.text(result)
+    assert "[PASS] GetHealth >= 0.8 of the floor: 0.90" in text
+    assert "[FAIL] GetPlan (tenant key) >= 0.67 of the floor: 0.40" in text
+
+
+def test_open_loop_rows_judge_p99_against_the_20x_goal():
+    fast = report.summarize([0.001] * 999 + [0.050], elapsed_s=1.0)
+    row = report.open_loop_row("plan", 400.0, fast)
+    assert row["p999_ms"] == 1.0 and row["meets_20x"] is True   # 999th of 1,000 is nearest-rank p99.9
+    slow = report.open_loop_row("plan", 400.0, report.summarize([0.006] * 100, elapsed_s=1.0))
+    assert slow["meets_20x"] is False                           # 6 ms > 100 ms / 20
+    text = report.open_loop_table([row, slow, {"op": "pdf", "status": "skipped: nothing to act on"}])
+    assert "<=5 ms" in text and "FAIL" in text and "skipped: nothing to act on" in text
+
+
+def test_open_loop_schedule_offers_a_fixed_rate_whatever_the_replies():
+    import queue
+    import time
+
+    from bench import load
+    arrivals = queue.Queue()
+    load._schedule({"rate": 1000.0, "duration": 0.05, "start_at": time.time(), "worker": 1, "procs": 2},
+                   arrivals, senders=2)
+    items = [arrivals.get() for _ in range(arrivals.qsize())]
+    dues, ends = items[:-2], items[-2:]
+    assert ends == [None, None] and len(dues) == 50
+    gaps = {round(b - a, 6) for a, b in zip(dues, dues[1:])}
+    assert gaps == {0.001}                                      # spaced by 1/rate, not by replies

@@ -92,6 +92,11 @@ def test_ttl_cache_serves_within_the_bound_and_reloads_after_it():
     assert loads == [100.0, 102.0]
 
 
+def test_the_staleness_bound_is_the_documented_one_and_within_the_contract():
+    from server.domain.ttl_cache import STALENESS_SECONDS
+    assert STALENESS_SECONDS == 2.0 <= 5.0  # README: "within 2 s"; API.md allows 5 s
+
+
 def test_ttl_cache_does_not_keep_failures_and_stays_bounded():
     cache = TtlCache(2.0, max_entries=3, clock=lambda: 0.0)
     with pytest.raises(KeyError):

@@ -14,6 +14,11 @@ from typing import Callable, Generic, Hashable, TypeVar
 
 V = TypeVar("V")
 
+# How stale a cached key, tier or plan may be, everywhere it is cached (the gateway's admission,
+# the billing API's interceptors): the contract allows 5 s for a revoked key, a plan change or a
+# cancel to take effect.
+STALENESS_SECONDS = 2.0
+
 
 class TtlCache(Generic[V]):
     def __init__(self, ttl: float, *, max_entries: int = 10_000,

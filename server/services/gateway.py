@@ -32,7 +32,7 @@ from server.domain.access import ADMIN, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.periods import Period, period_containing
 from server.domain.ratelimit import Decision, LimiterUnavailable, Quota, RateLimiter
-from server.domain.ttl_cache import TtlCache
+from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
 from server.observability import metrics
 from server.persistence import db
@@ -42,7 +42,7 @@ from server.services import events, keys, usage
 
 log = logging.getLogger("billing.gateway")
 
-CACHE_SECONDS = 2.0
+CACHE_SECONDS = STALENESS_SECONDS
 ANNOUNCED_SECONDS = 3600.0
 WINDOW_PREFIX = "gateway:"
 # Metering acts for the system, not for a caller: the gateway itself vouches for the events.

@@ -1,8 +1,9 @@
 """Tier rate limits: which limit applies to a tenant, and endpoint 18's report.
 
-The tier is looked up on EVERY limited call, not cached: one indexed query (the partial unique
-index on ACTIVE subscriptions per tenant, joined to the plan by primary key), so a plan change
-or a cancel applies to the very next call on every replica, with nothing to invalidate.
+The tier lookup is one indexed query (the partial unique index on ACTIVE subscriptions per
+tenant, joined to the plan by primary key); the interceptor caches its answer per tenant for a
+bounded time (server/transport/ratelimit.py), so a plan change or a cancel applies within that
+bound on every replica, with nothing to invalidate.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ import grpc
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
+from server.domain.access import Principal
 from server.domain.errors import DomainError, Internal, InvalidArgument, Unavailable
+from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence import db
 from server.services import keys
 from server.transport import context as call_context
@@ -138,13 +140,20 @@ def bearer_token(metadata) -> str | None:
 
 
 class AuthInterceptor(UnaryInterceptor):
-    """Resolves the API key to a Principal for the servicers; health and portal pages need no key."""
+    """Resolves the API key to a Principal for the servicers; health and portal pages need no key.
+    A valid key's Principal is cached for `cache_seconds` (a revoked key is refused at most that
+    late, ttl_cache.STALENESS_SECONDS); an unknown or revoked key is looked up every time."""
+
+    def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
+        self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
 
     def applies(self, method: str) -> bool:
         return super().applies(method) and method not in KEYLESS_METHODS
 
     def around(self, behavior, request, context, method, metadata):
-        token = call_context.bind_principal(keys.authenticate(bearer_token(metadata)))
+        key = bearer_token(metadata)
+        principal = self._principals.get(key, lambda: keys.authenticate(key)) if key else keys.authenticate(key)
+        token = call_context.bind_principal(principal)
         try:
             return behavior(request, context)
         finally:

@@ -1,7 +1,8 @@
 """The tier rate-limit interceptor: after authentication, before the handler.
 
-Every call made with a tenant key counts against the tenant's tier limit (looked up per call,
-see server/services/rate_limits.py). Admitted: the x-ratelimit-* values go out as INITIAL
+Every call made with a tenant key counts against the tenant's tier limit (looked up by
+server/services/rate_limits.py and cached per tenant for ttl_cache.STALENESS_SECONDS: a plan
+change or a cancel applies to this process's calls at most that late). Admitted: the x-ratelimit-* values go out as INITIAL
 metadata (Envoy turns them into response headers; trailing metadata is dropped on success).
 Refused: ResourceExhausted before the handler runs; its metadata (retry-after and x-ratelimit-*)
 travels in the status's trailing metadata, which Envoy turns into the 429's headers, and
@@ -17,7 +18,8 @@ from __future__ import annotations
 from server.domain.errors import ResourceExhausted
 from server.domain.ratelimit import LimiterUnavailable, RateLimiter
 from server.observability import metrics
-from server.services.rate_limits import tenant_limit
+from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
+from server.services.rate_limits import TenantLimit, tenant_limit
 from server.transport import context as call_context
 from server.transport.interceptors import KEYLESS_METHODS, UnaryInterceptor
 
@@ -25,8 +27,9 @@ from server.transport.interceptors import KEYLESS_METHODS, UnaryInterceptor
 class RateLimitInterceptor(UnaryInterceptor):
     """Applies to the methods that authenticate (not health); must come after AuthInterceptor."""
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, cache_seconds: float = STALENESS_SECONDS) -> None:
         self.limiter = limiter
+        self._limits: TtlCache[TenantLimit] = TtlCache(cache_seconds)
 
     def applies(self, method: str) -> bool:
         return super().applies(method) and method not in KEYLESS_METHODS
@@ -35,7 +38,8 @@ class RateLimitInterceptor(UnaryInterceptor):
         principal = call_context.current_principal()
         if principal.is_admin or principal.tenant_id is None:
             return behavior(request, context)
-        limit = tenant_limit(principal.tenant_id)
+        tenant_id = principal.tenant_id
+        limit = self._limits.get(tenant_id, lambda: tenant_limit(tenant_id))
         try:
             decision = self.limiter.hit(principal.tenant_id, limit.limit_per_minute)
         except LimiterUnavailable:

@@ -1,0 +1,80 @@
+"""The true floor (issue 16): a bare grpcio server with one no-op unary method (no interceptors,
+no database, no protobuf: bytes in, bytes out) and the same thread settings as the billing
+server, driven by the same load loops as every other figure.
+
+Both servers are hosted in the bench's own process (as in bench/interceptor.py), after the main
+stack has stopped: the billing server is `create_server(settings, "127.0.0.1:0")` with the
+in-process limiter, on its own fresh database, and the tenant is an ACTIVE ENTERPRISE one whose
+limit the bench catalogue raises so no call is refused. Runs alternate floor / GetHealth /
+authenticated GetPlan (tenant key: auth + tier limit + plan), `repeats` times; each repeat gives
+a ratio to the adjacent floor run and the figures are the medians."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+
+from bench import interceptor
+from bench.load import FLOOR_METHOD
+
+# (label, load op) in run order; the floor first so each repeat's ratios use the run just before.
+RUNS = [("floor", "floor"), ("GetHealth", "health"), ("GetPlan (tenant key)", "plan")]
+GOALS = {"GetHealth": 0.8, "GetPlan (tenant key)": 0.67}  # issue 16: throughput as a fraction of the floor
+
+
+def bare_server(threads: int) -> tuple[grpc.Server, int]:
+    """The floor: grpcio with the billing server's thread pool and options, one no-op method."""
+    noop = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="floor"),
+                         options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=threads * 64)
+    service, method = FLOOR_METHOD.strip("/").split("/")
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: noop})])
+    return server, server.add_insecure_port("127.0.0.1:0")
+
+
+def measure(runner_cls, pool, workdir, database_url: str, duration: float, repeats: int, load_procs: int,
+            threads: int) -> dict:
+    from server.persistence import db
+    from server.transport.app import create_server
+
+    settings, _, key = interceptor.prepared(workdir, database_url, "bench-floor")
+    floor, floor_port = bare_server(settings.grpc_threads)
+    billing, billing_port = create_server(settings, "127.0.0.1:0")
+    address = {"floor": f"127.0.0.1:{floor_port}", "health": f"127.0.0.1:{billing_port}",
+               "plan": f"127.0.0.1:{billing_port}"}
+    runs = {label: [] for label, _ in RUNS}
+    print(f"floor: bare grpcio no-op vs the billing server ({settings.grpc_threads} threads each, in-process):",
+          flush=True)
+    try:
+        floor.start()
+        billing.start()
+        for _ in range(repeats):
+            for label, op in RUNS:
+                runner = runner_cls(interceptor.InProcessServers(address[op], key), pool, duration, load_procs,
+                                    threads)
+                summary, _ = runner.once(op, "grpc", [[] for _ in range(load_procs)])
+                runs[label].append(summary)
+                print(f"  {label:<21} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
+                      f"p99 {summary['p99_ms']} ms errors {summary['errors']} "
+                      f"server CPU {summary['server_cpu_cores']} cores"
+                      + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""), flush=True)
+    finally:
+        floor.stop(0)
+        billing.stop(0)
+        db.close()
+    result = interceptor.summarize(runs, base_name="floor")
+    result.update(errors={label: sum(r["errors"] for r in rs) for label, rs in runs.items()},
+                  threads=settings.grpc_threads,
+                  runs={label: [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_cores")}
+                                for r in rs] for label, rs in runs.items()})
+    return result
+
+
+def text(result: dict) -> str:
+    """The interceptor table's columns (ratio and cost against the floor), then the issue's goals."""
+    lines = [interceptor.text(result, first_column="server")]
+    for label, goal in GOALS.items():
+        ratio = result[label]["ratio"]
+        lines.append(f"  [{'PASS' if ratio >= goal else 'FAIL'}] {label} >= {goal} of the floor: {ratio:.2f}")
+    return "\n".join(lines)
