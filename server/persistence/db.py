@@ -19,10 +19,12 @@ from playhouse import db_url
 
 database = peewee.DatabaseProxy()
 
+# busy_timeout first: pragmas apply in order, and switching a new file to WAL while another
+# process opens it too must wait for the lock, not fail with "database is locked".
 SQLITE_PRAGMAS = {
+    "busy_timeout": 15000,
     "journal_mode": "wal",
     "synchronous": "normal",
-    "busy_timeout": 15000,
     "foreign_keys": 1,
 }
 POOLED_SCHEMES = {"postgres": "postgres+pool", "postgresql": "postgresql+pool"}
