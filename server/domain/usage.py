@@ -11,6 +11,9 @@ from typing import Iterable
 from server.domain.errors import InvalidArgument
 
 MAX_BATCH = 1000
+# Percentages of a plan's included requests at which a tenant is told, once per period (e-mail
+# and webhook alike).
+ALERT_THRESHOLDS = (80, 100)
 # One event stands for at most a billion requests: with MAX_BATCH, a batch adds at most 10^12.
 MAX_COUNT = 1_000_000_000
 MAX_RANGE_DAYS = 366

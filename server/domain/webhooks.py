@@ -13,6 +13,7 @@ import urllib.parse
 from typing import Iterable
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.usage import ALERT_THRESHOLDS
 
 SUBSCRIPTION_CREATED = "subscription.created"
 SUBSCRIPTION_UPDATED = "subscription.updated"
@@ -29,7 +30,6 @@ EVENT_TYPES = (SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_CANCELED
 # The invoice status a transition enters -> the event it announces.
 INVOICE_STATUS_EVENTS = {"SENT": INVOICE_SENT, "PAID": INVOICE_PAID, "OVERDUE": INVOICE_OVERDUE,
                          "VOID": INVOICE_VOIDED}
-USAGE_THRESHOLDS = (80, 100)
 # A delivery's status (WebhookDelivery.Status in the proto).
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 
@@ -145,7 +145,7 @@ def crossed_thresholds(before: int, after: int, included: int) -> list[int]:
     """The usage thresholds (percent of `included`) that `before` -> `after` requests crossed."""
     if included <= 0:
         return []
-    return [t for t in USAGE_THRESHOLDS if before * 100 < included * t <= after * 100]
+    return [t for t in ALERT_THRESHOLDS if before * 100 < included * t <= after * 100]
 
 
 def live_secrets(secret: str, previous: str | None, previous_expires_at: dt.datetime | None,

@@ -186,7 +186,12 @@ class Invoice(BaseModel):
         )
 
 
-LIVE_INVOICE = (Invoice.status != "VOID") & Invoice.deleted_at.is_null()
+def live(invoice: type[Invoice]) -> pw.Expression:
+    """Not VOID and not deleted: the invoice (or an alias of the table) covers its period."""
+    return (invoice.status != "VOID") & invoice.deleted_at.is_null()
+
+
+LIVE_INVOICE = live(Invoice)
 # At most one live invoice per subscription period; a VOID or deleted one frees the period.
 Invoice.add_index(Invoice.index(Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE,
                                 name="invoice_one_live_per_period"))

@@ -23,12 +23,13 @@ import peewee as pw
 from server.config import Settings
 from server.domain import invoice_state
 from server.domain import subscriptions as rules
+from server.domain import usage as usage_rules
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import build_message
 from server.observability import metrics
-from server.persistence import db
+from server.persistence import db, models
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod,
@@ -39,7 +40,6 @@ from server.services.outbox import enqueue
 
 log = logging.getLogger("billing.scheduler")
 
-ALERT_THRESHOLDS = (80, 100)
 MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next run continues
 PURGE_BATCH = 5000
 # Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
@@ -121,10 +121,9 @@ def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
 
 def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     """Ended periods before a subscription's current one whose every invoice is VOID or deleted."""
-    live = Invoice.alias()
+    live = Invoice.alias()  # another invoice of the same period
     covered = live.select(live.id).where((live.subscription == Invoice.subscription)
-                                         & (live.period_start == Invoice.period_start)
-                                         & (live.status != invoice_state.VOID) & live.deleted_at.is_null())
+                                         & (live.period_start == Invoice.period_start) & models.live(live))
     query = (Invoice.select(Invoice.subscription, Invoice.period_start).distinct()
              .join(Subscription, on=(Invoice.subscription == Subscription.id))
              .where(~LIVE_INVOICE & (Invoice.period_end <= now)
@@ -208,14 +207,14 @@ def usage_alerts(now: dt.datetime) -> dict:
             .join(UsagePeriod, on=((UsagePeriod.subscription == Subscription.id)
                                    & (UsagePeriod.period_start == Subscription.current_period_start)))
             .where((Subscription.status == rules.ACTIVE) & (Plan.included_requests > 0)
-                   & (UsagePeriod.requests * 100 >= Plan.included_requests * ALERT_THRESHOLDS[0]))
+                   & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0]))
             .order_by(Subscription.id).objects())
     queued = 0
     checked = 0
     for row in _until_stopped(rows):
         checked += 1
         start = row.current_period_start
-        for threshold in ALERT_THRESHOLDS:
+        for threshold in usage_rules.ALERT_THRESHOLDS:
             if row.requests * 100 < row.included_requests * threshold:
                 continue
             payload = {"subscription_id": row.id, "tenant_id": row.tenant_id, "plan": row.name,
