@@ -28,7 +28,7 @@ import grpc
 
 from bench import floor, gateway, interceptor, load, report
 from bench.ceiling import raw_insert_ceiling
-from bench.postgres import scratch_database
+from bench.postgres import BackendCpu, scratch_database
 from bench.stack import Stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -120,6 +120,8 @@ class Runner:
             envoy_cpu_cores=round((cpu1["envoy"] - cpu0["envoy"]) / window, 2),
             first_error=next((r["first_error"] for r in results if r["first_error"]), None),
             exhausted=any(r["exhausted"] for r in results))
+        if cpu0.get("postgres") is not None:
+            summary["postgres_cpu_cores"] = round((cpu1["postgres"] - cpu0["postgres"]) / window, 2)
         return summary, [c for r in results for c in r["created"]]
 
     def scenario(self, op: str, door: str, repeats: int = 1, shares=None) -> tuple[dict, list]:
@@ -200,7 +202,8 @@ def run(scratch_pg: str | None) -> int:
     print(f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
           f"{load_procs}x{threads} connections, {duration:g} s per run, workdir {workdir}", flush=True)
     started = time.time()
-    stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24))
+    postgres_cpu = None if sqlite else BackendCpu(database_url)
+    stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres_cpu)
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost = [], [], None, None, None, None
     try:
@@ -287,6 +290,8 @@ def run(scratch_pg: str | None) -> int:
         pool.close()
         pool.join()
         stack.close()
+        if postgres_cpu:
+            postgres_cpu.close()
 
     report.annotate(rows, raw and raw["rows_per_s"])
     goal_rows = report.goals(rows, raw and raw["rows_per_s"], sqlite)

@@ -36,3 +36,41 @@ def scratch_database():
         yield urllib.parse.urlparse(admin_url)._replace(path=f"/{name}").geturl()
     finally:
         _admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class BackendCpu:
+    """CPU seconds spent by PostgreSQL for one database, from /proc (the server runs on this
+    machine): the backends connected to it, plus the WAL writer, checkpointer and background
+    writer, which every write pays (shared with any other database on the server: noise, noted).
+
+    `seconds()` is a running total: each call adds what every process seen so far has used since
+    the last call; a backend first seen counts from its start (the pools connect during the load
+    window), one that has gone since loses its last interval."""
+
+    AUXILIARY = ["walwriter", "checkpointer", "background writer"]
+
+    def __init__(self, database_url: str):
+        import psycopg2
+        scheme, rest = database_url.split("://", 1)
+        self.conn = psycopg2.connect(f"{scheme.removesuffix('+pool')}://{rest}")  # libpq knows no '+pool
+        self.conn.autocommit = True
+        self.seen: dict[int, float] = {}
+        self.total = 0.0
+
+    def seconds(self) -> float:
+        from bench.stack import proc_cpu_seconds
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
+                        "AND pid <> pg_backend_pid()) OR backend_type = ANY(%s)", (self.AUXILIARY,))
+            pids = [pid for (pid,) in cur.fetchall()]
+        for pid in pids:
+            try:
+                now = proc_cpu_seconds(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited between the query and the read
+            self.total += now - self.seen.get(pid, 0.0)
+            self.seen[pid] = now
+        return self.total
+
+    def close(self):
+        self.conn.close()

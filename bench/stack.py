@@ -30,9 +30,13 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 class Stack:
-    def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str):
+    def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str,
+                 postgres_cpu=None):
+        """`postgres_cpu`: a bench.postgres.BackendCpu, so each CPU snapshot includes the database's."""
         self.workdir, self.database_url, self.redis_url, self.admin_key = workdir, database_url, redis_url, admin_key
+        self.postgres_cpu = postgres_cpu
         self.servers: list[tuple[subprocess.Popen, int]] = []
+        self.upstreams: int | None = None  # servers in use (Envoy's upstreams, direct gRPC); None: all
         self.envoy: subprocess.Popen | None = None
         self.rest_port: int | None = None
         self._logs = []
@@ -64,9 +68,11 @@ class Stack:
             raise RuntimeError(f"billing-server on {port} did not start; see {self.workdir}/server-{port}.log")
         return port
 
-    def restart_envoy(self) -> int:
-        """(Re)start Envoy with every running server as an upstream; return its REST port."""
+    def restart_envoy(self, upstreams: int | None = None) -> int:
+        """(Re)start Envoy with the first `upstreams` servers (default: every running one) as its
+        upstreams, which are then also the direct gRPC addresses; return its REST port."""
         self.stop_envoy()
+        self.upstreams = upstreams
         settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port(),
                                        gateway_port=free_port())
         envdir = self.workdir / f"envoy-{len(self.servers)}"
@@ -79,15 +85,18 @@ class Stack:
 
     @property
     def ports(self) -> list[int]:
-        return [port for _, port in self.servers]
+        return [port for _, port in self.servers[:self.upstreams]]
 
     @property
     def grpc_addresses(self) -> list[str]:
         return [f"127.0.0.1:{port}" for port in self.ports]
 
     def cpu_snapshot(self) -> dict:
+        """CPU seconds so far of all server processes (idle ones included), Envoy and, when measured,
+        PostgreSQL."""
         return {"servers": sum(proc_cpu_seconds(p.pid) for p, _ in self.servers),
-                "envoy": proc_cpu_seconds(self.envoy.pid) if self.envoy else 0.0}
+                "envoy": proc_cpu_seconds(self.envoy.pid) if self.envoy else 0.0,
+                "postgres": self.postgres_cpu.seconds() if self.postgres_cpu else None}
 
     def stop_envoy(self):
         if self.envoy:
