@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install generate run test bench mutation mutation-gate clean
+.PHONY: install generate run test bench bench-scale mutation mutation-gate clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) -m bench
+
+# The scale-out curve on PostgreSQL, 1 -> 2 -> 4 server processes (~5 min; BENCHMARKS.md).
+bench-scale: $(INSTALLED)
+	$(PY) -m bench.scale
 
 # mutmut over server/domain/ and the money paths of server/services/ ([tool.mutmut] in pyproject.toml),
 # from scratch each time; writes MUTATION.md and fails under 95% on server/domain/. ~3.5 min on 2 cores.

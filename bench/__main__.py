@@ -28,7 +28,7 @@ import grpc
 
 from bench import floor, gateway, interceptor, load, report
 from bench.ceiling import raw_insert_ceiling
-from bench.postgres import BackendCpu, scratch_database
+from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -122,6 +122,7 @@ class Runner:
             exhausted=any(r["exhausted"] for r in results))
         if cpu0.get("postgres") is not None:
             summary["postgres_cpu_cores"] = round((cpu1["postgres"] - cpu0["postgres"]) / window, 2)
+            summary["wal_bytes_per_s"] = round((cpu1["wal_bytes"] - cpu0["wal_bytes"]) / window)
         return summary, [c for r in results for c in r["created"]]
 
     def scenario(self, op: str, door: str, repeats: int = 1, shares=None) -> tuple[dict, list]:
@@ -202,8 +203,8 @@ def run(scratch_pg: str | None) -> int:
     print(f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
           f"{load_procs}x{threads} connections, {duration:g} s per run, workdir {workdir}", flush=True)
     started = time.time()
-    postgres_cpu = None if sqlite else BackendCpu(database_url)
-    stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres_cpu)
+    postgres = None if sqlite else PostgresUse(database_url)
+    stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost = [], [], None, None, None, None
     try:
@@ -290,8 +291,8 @@ def run(scratch_pg: str | None) -> int:
         pool.close()
         pool.join()
         stack.close()
-        if postgres_cpu:
-            postgres_cpu.close()
+        if postgres:
+            postgres.close()
 
     report.annotate(rows, raw and raw["rows_per_s"])
     goal_rows = report.goals(rows, raw and raw["rows_per_s"], sqlite)

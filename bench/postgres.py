@@ -38,26 +38,27 @@ def scratch_database():
         _admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-class BackendCpu:
-    """CPU seconds spent by PostgreSQL for one database, from /proc (the server runs on this
-    machine): the backends connected to it, plus the WAL writer, checkpointer and background
-    writer, which every write pays (shared with any other database on the server: noise, noted).
+class PostgresUse:
+    """What PostgreSQL spends, read on this machine: CPU seconds from /proc (the backends connected
+    to one database, plus the WAL writer, checkpointer and background writer, which every write
+    pays) and WAL bytes from the current WAL position. Both are shared with any other database on
+    the server (noise, noted in BENCHMARKS.md).
 
-    `seconds()` is a running total: each call adds what every process seen so far has used since
-    the last call; a backend first seen counts from its start (the pools connect during the load
-    window), one that has gone since loses its last interval."""
+    `cpu_seconds()` is a running total: each call adds what every process seen so far has used
+    since the last call; a backend first seen counts from its start (the pools connect during the
+    load window), one that has gone since loses its last interval."""
 
     AUXILIARY = ["walwriter", "checkpointer", "background writer"]
 
     def __init__(self, database_url: str):
         import psycopg2
         scheme, rest = database_url.split("://", 1)
-        self.conn = psycopg2.connect(f"{scheme.removesuffix('+pool')}://{rest}")  # libpq knows no '+pool
+        self.conn = psycopg2.connect(f"{scheme.removesuffix('+pool')}://{rest}")  # libpq knows no '+pool'
         self.conn.autocommit = True
         self.seen: dict[int, float] = {}
         self.total = 0.0
 
-    def seconds(self) -> float:
+    def cpu_seconds(self) -> float:
         from bench.stack import proc_cpu_seconds
         with self.conn.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
@@ -71,6 +72,12 @@ class BackendCpu:
             self.total += now - self.seen.get(pid, 0.0)
             self.seen[pid] = now
         return self.total
+
+    def wal_bytes(self) -> int:
+        """The WAL position as a byte count: its difference over a window is the WAL written."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+            return int(cur.fetchone()[0])
 
     def close(self):
         self.conn.close()

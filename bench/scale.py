@@ -9,8 +9,9 @@ operations (OPS) with the same 4 x 4 closed loops as `make bench`; `BENCH_REPEAT
 figure is the median over the rounds; the speed-up is the median of each round's ratio to the
 1-process setup (the smallest in BENCH_SCALE) of that round. CPU over each load window: all server
 processes (idle ones included), Envoy, the load processes, and PostgreSQL's backends for the
-database plus its WAL writer, checkpointer and background writer (bench.postgres.BackendCpu).
-Per-unit costs divide by events/s for usage tracking and by calls/s otherwise.
+database plus its WAL writer, checkpointer and background writer, and the WAL it writes
+(bench.postgres.PostgresUse). Per-unit costs divide by events/s for usage tracking and by calls/s
+otherwise.
 
 Environment: BENCH_SCALE (default "1,2,4"), BENCH_SECONDS (per run, default 3), BENCH_REPEATS
 (rounds, default 3), BENCH_LOAD_PROCS (4), BENCH_THREADS (4), DATABASE_URL, REDIS_URL, BENCH_KEEP=1
@@ -32,7 +33,7 @@ import time
 
 from bench import load, report
 from bench.__main__ import ROOT, Runner, machine
-from bench.postgres import BackendCpu, scratch_database
+from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
 
 # (op, door) in run order: subscription creation first, as usage tracking runs on its subscriptions.
@@ -46,10 +47,10 @@ def _median(values) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-def _per_unit_us(run: dict, field: str) -> float | None:
-    """µs of CPU per unit (event for usage tracking, call otherwise) from cores and units/s."""
-    cores = run.get(field)
-    return None if cores is None or not run["units_per_s"] else cores * 1e6 / run["units_per_s"]
+def _per_unit(run: dict, field: str, scale: float = 1.0) -> float | None:
+    """A per-second figure per unit (event for usage tracking, call otherwise), times `scale`."""
+    value = run.get(field)
+    return None if value is None or not run["units_per_s"] else value * scale / run["units_per_s"]
 
 
 def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
@@ -64,7 +65,8 @@ def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
         for field in ("ops_per_s", "units_per_s", "p50_ms", "p99_ms", *CORES):
             row[field] = _median(r.get(field) for r in op_runs)
         for field in ("server_cpu_cores", "postgres_cpu_cores", "envoy_cpu_cores"):
-            row[field.replace("_cpu_cores", "_us_per_unit")] = _median(_per_unit_us(r, field) for r in op_runs)
+            row[field.replace("_cpu_cores", "_us_per_unit")] = _median(_per_unit(r, field, 1e6) for r in op_runs)
+        row["wal_bytes_per_unit"] = _median(_per_unit(r, "wal_bytes_per_s") for r in op_runs)
         row["busy_cores"] = _median(sum(r.get(f) or 0 for f in CORES) for r in op_runs)
         rows.append(row)
     return rows
@@ -72,7 +74,7 @@ def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     header = ["op", "door", "procs", "ops/s", "events/s", "speed-up", "p50 ms", "p99 ms", "server cores",
-              "server µs/unit", "PG cores", "PG µs/unit", "Envoy cores", "Envoy µs/call", "load cores",
+              "server µs/unit", "PG cores", "PG µs/unit", "WAL B/unit", "Envoy cores", "Envoy µs/call", "load cores",
               "busy cores", "errors"]
 
     def cell(value, spec):
@@ -81,7 +83,8 @@ def table(rows: list[dict]) -> str:
               cell(r["units_per_s"], ".0f") if r["op"].startswith("usage") else "", cell(r["speedup"], ".2f"),
               cell(r["p50_ms"], ".1f"), cell(r["p99_ms"], ".1f"), cell(r["server_cpu_cores"], ".2f"),
               cell(r["server_us_per_unit"], ".0f"), cell(r["postgres_cpu_cores"], ".2f"),
-              cell(r["postgres_us_per_unit"], ".0f"), cell(r["envoy_cpu_cores"], ".2f"),
+              cell(r["postgres_us_per_unit"], ".0f"), cell(r["wal_bytes_per_unit"], ".0f"),
+              cell(r["envoy_cpu_cores"], ".2f"),
               cell(r["envoy_us_per_unit"] if r["door"] == "rest" else None, ".0f"),
               cell(r["load_cpu_cores"], ".2f"), cell(r["busy_cores"], ".2f"), str(r["errors"])]
              for r in sorted(rows, key=lambda r: (OPS.index((r["op"], r["door"])), r["procs"]))]
@@ -132,8 +135,8 @@ def main() -> int:
           f"{load_procs}x{threads} connections, {duration:g} s per run, {repeats} rounds of {scale} server "
           f"processes, workdir {workdir}", flush=True)
     started = time.time()
-    with postgres_url() as database_url, contextlib.closing(BackendCpu(database_url)) as postgres_cpu:
-        stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres_cpu)
+    with postgres_url() as database_url, contextlib.closing(PostgresUse(database_url)) as postgres:
+        stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
         pool = multiprocessing.get_context("spawn").Pool(load_procs)
         try:
             while len(stack.servers) < max(scale):

@@ -31,10 +31,10 @@ def proc_cpu_seconds(pid: int) -> float:
 
 class Stack:
     def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str,
-                 postgres_cpu=None):
-        """`postgres_cpu`: a bench.postgres.BackendCpu, so each CPU snapshot includes the database's."""
+                 postgres=None):
+        """`postgres`: a bench.postgres.PostgresUse, so each CPU snapshot includes the database's CPU and WAL."""
         self.workdir, self.database_url, self.redis_url, self.admin_key = workdir, database_url, redis_url, admin_key
-        self.postgres_cpu = postgres_cpu
+        self.postgres = postgres
         self.servers: list[tuple[subprocess.Popen, int]] = []
         self.upstreams: int | None = None  # servers in use (Envoy's upstreams, direct gRPC); None: all
         self.envoy: subprocess.Popen | None = None
@@ -93,10 +93,11 @@ class Stack:
 
     def cpu_snapshot(self) -> dict:
         """CPU seconds so far of all server processes (idle ones included), Envoy and, when measured,
-        PostgreSQL."""
+        PostgreSQL, with PostgreSQL's WAL position in bytes."""
         return {"servers": sum(proc_cpu_seconds(p.pid) for p, _ in self.servers),
                 "envoy": proc_cpu_seconds(self.envoy.pid) if self.envoy else 0.0,
-                "postgres": self.postgres_cpu.seconds() if self.postgres_cpu else None}
+                "postgres": self.postgres.cpu_seconds() if self.postgres else None,
+                "wal_bytes": self.postgres.wal_bytes() if self.postgres else None}
 
     def stop_envoy(self):
         if self.envoy:

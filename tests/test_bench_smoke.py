@@ -1,4 +1,6 @@
-"""The bench's pure parts on synthetic data (fast: no stack, no load)."""
+"""The bench's parts on synthetic data (fast: no stack, no load; one reads a PostgreSQL backend's CPU)."""
+
+import pytest
 
 from bench import report
 
@@ -131,3 +133,45 @@ def test_open_loop_schedule_offers_a_fixed_rate_whatever_the_replies():
     assert ends == [None, None] and len(dues) == 50
     gaps = {round(b - a, 6) for a, b in zip(dues, dues[1:])}
     assert gaps == {0.001}                                      # spaced by 1/rate, not by replies
+
+
+def test_scale_rows_pair_speedups_by_round_and_cost_cpu_per_unit():
+    from bench import scale
+
+    def run(ops, units, server, pg):
+        return {"ops_per_s": ops, "units_per_s": units, "p50_ms": 5.0, "p99_ms": 9.0, "errors": 0,
+                "server_cpu_cores": server, "postgres_cpu_cores": pg, "envoy_cpu_cores": 0.2, "load_cpu_cores": 0.1,
+                "wal_bytes_per_s": units * 300}
+    runs = {("usage_1000", "rest", 1): [run(10, 10_000, 0.5, 0.5), run(20, 20_000, 0.5, 0.5), run(10, 10_000, 0.5, 0.5)],
+            ("usage_1000", "rest", 2): [run(15, 15_000, 1.0, 0.6), run(20, 20_000, 1.0, 0.6), run(30, 30_000, 1.0, 0.6)]}
+    rows = {r["procs"]: r for r in scale.summarize(runs)}
+    assert rows[1]["speedup"] == 1.0
+    assert rows[2]["speedup"] == 1.5                  # median of paired 1.5, 1.0, 3.0, not 20 / 10
+    assert rows[2]["ops_per_s"] == 20 and rows[2]["units_per_s"] == 20_000
+    assert rows[2]["server_us_per_unit"] == 50.0      # 1.0 core / 20,000 events/s (median of 66.7, 50, 33.3)
+    assert rows[1]["postgres_us_per_unit"] == 50.0
+    assert rows[2]["busy_cores"] == 1.9               # server 1.0 + PG 0.6 + Envoy 0.2 + load 0.1
+    assert rows[2]["wal_bytes_per_unit"] == 300
+    text = scale.table(list(rows.values()))
+    assert "usage tracking x1000" in text and "1.50" in text
+
+
+@pytest.mark.postgres
+def test_postgres_use_counts_a_backends_cpu_and_the_wal_it_writes(tmp_path):
+    import psycopg2
+
+    from bench.postgres import PostgresUse
+    from conftest import new_database
+    with new_database("postgresql", tmp_path) as url:
+        meter = PostgresUse(url.replace("postgresql://", "postgresql+pool://"))
+        worker = psycopg2.connect(url)
+        try:
+            cpu, wal = meter.cpu_seconds(), meter.wal_bytes()
+            with worker, worker.cursor() as cur:
+                cur.execute("SELECT count(*) FROM generate_series(1, 5000000)")
+                cur.execute("CREATE TABLE filler AS SELECT repeat('x', 100) AS pad FROM generate_series(1, 10000)")
+            assert meter.cpu_seconds() - cpu > 0.1          # ~0.5 s of a backend's CPU, read from /proc
+            assert meter.wal_bytes() - wal > 1_000_000      # ~1.3 MB of rows
+        finally:
+            worker.close()
+            meter.close()
