@@ -33,7 +33,7 @@ from bench.stack import Stack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FEATURES = ["sub_create", "usage_1", "usage_1000", "invoice", "pdf"]
-BATCH = {"usage_1000": 1000}
+BATCH = {"usage_100": 100, "usage_1000": 1000}  # events per call
 
 
 def machine() -> dict:

@@ -100,8 +100,8 @@ def call_once(op: str, door: str, client, state: dict, i: int):
             return client.subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(**body),
                                                   metadata=client.md, timeout=RPC_TIMEOUT).id
         return json.loads(client.call("POST", "/billing/subscriptions", body))["id"]
-    elif op in ("usage_1", "usage_1000"):
-        n = 1 if op == "usage_1" else 1000
+    elif op.startswith("usage_"):  # usage_<events per call>
+        n = int(op.removeprefix("usage_"))
         sub = state["items"][0]
         events = _events(f"{tag}-{i}", n)
         if door == "grpc":

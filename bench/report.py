@@ -8,7 +8,7 @@ import statistics
 TARGETS_MS = {"plan": 100, "sub_create": 300, "usage_1": 200, "usage_1000": 200,
               "invoice": 500, "pdf": 1000}
 LABELS = {"health": "trivial call (ceiling)", "plan": "plan retrieval", "sub_create": "subscription creation",
-          "usage_1": "usage tracking x1", "usage_1000": "usage tracking x1000",
+          "usage_1": "usage tracking x1", "usage_100": "usage tracking x100", "usage_1000": "usage tracking x1000",
           "invoice": "invoice generation", "pdf": "PDF generation", "raw_insert": "raw batched insert (ceiling)"}
 ENVOY_HEADROOM = 20          # p99 through Envoy at least 20x under the target
 INGEST_EVENTS_PER_S = 15_000  # batched ingestion through Envoy on SQLite
