@@ -326,15 +326,20 @@ def run(scratch_pg: str | None) -> int:
               f"{max(r['server_cpu_cores'] for r in loads):.2f} cores, Envoy up to "
               f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
               f"ratios within one run.")
-    out = ROOT / "bench-results" / "latest.json"
+    finish("latest.json", {"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows,
+                           "goals": goal_rows, "floor": floor_cost, "rate_limit_interceptor": limiter_cost,
+                           "gateway": gateway_cost}, workdir)
+    return 0
+
+
+def finish(name: str, results: dict, workdir: pathlib.Path) -> None:
+    """Write bench-results/<name> and remove the temp directory unless BENCH_KEEP is set."""
+    out = ROOT / "bench-results" / name
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows, "goals": goal_rows,
-                              "floor": floor_cost, "rate_limit_interceptor": limiter_cost, "gateway": gateway_cost},
-                              indent=2, default=str))
-    print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwrote {out.relative_to(ROOT)} in {results['machine']['total_seconds']} s total")
     if not os.environ.get("BENCH_KEEP"):
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,19 +20,17 @@ Environment: BENCH_SCALE (default "1,2,4"), BENCH_SECONDS (per run, default 3), 
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import pathlib
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 
 from bench import load, report
-from bench.__main__ import ROOT, Runner, machine
+from bench.__main__ import Runner, finish, machine
 from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
 
@@ -75,7 +73,7 @@ def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     header = ["op", "door", "procs", "ops/s", "events/s", "speed-up", "p50 ms", "p99 ms", "server cores",
-              "server µs/unit", "PG cores", "PG µs/unit", "WAL B/unit", "Envoy cores", "Envoy µs/call", "load cores",
+              "server µs/unit", "PG cores", "PG µs/unit", "WAL B/unit", "Envoy cores", "Envoy µs/unit", "load cores",
               "busy cores", "errors"]
 
     def cell(value, spec):
@@ -156,14 +154,8 @@ def main() -> int:
           f"of {info['nproc']}; load average {' '.join(info['loadavg_before'])} before, "
           f"{' '.join(info['loadavg_after'])} after):")
     print(table(rows))
-    out = ROOT / "bench-results" / "scale.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "rows": rows,
-                               "runs": [{"op": op, "door": door, "procs": n, "runs": r}
-                                        for (op, door, n), r in runs.items()]}, indent=2, default=str))
-    print(f"\nwrote {out.relative_to(ROOT)} in {info['total_seconds']} s total")
-    if not os.environ.get("BENCH_KEEP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    finish("scale.json", {"machine": info, "rows": rows, "runs": [{"op": op, "door": door, "procs": n, "runs": r}
+                                                               for (op, door, n), r in runs.items()]}, workdir)
     return 0
 
 
