@@ -13,10 +13,12 @@ import urllib.parse
 
 import grpc
 import psycopg2
+import pytest
 from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import POSTGRES_URL
+from server.persistence.probe import APPLICATION_NAME, DatabaseProbe
 
 
 @contextlib.contextmanager
@@ -32,23 +34,22 @@ def sqlite_moved_away(url: str):
             p.with_name(p.name + ".away").rename(p)
 
 
-@contextlib.contextmanager
-def postgres_closed(url: str):
-    name = urllib.parse.urlparse(url).path.lstrip("/")
-    admin = psycopg2.connect(POSTGRES_URL)
-    admin.autocommit = True
-
-    def run(sql: str) -> None:
+def postgres_admin(sql: str) -> None:
+    with contextlib.closing(psycopg2.connect(POSTGRES_URL)) as admin:
+        admin.autocommit = True
         with admin.cursor() as cur:
             cur.execute(sql)
 
-    run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    run(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+@contextlib.contextmanager
+def postgres_closed(url: str):
+    name = urllib.parse.urlparse(url).path.lstrip("/")
+    postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
     try:
         yield
     finally:
-        run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin.close()
+        postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def database_lost(url: str):
@@ -86,3 +87,34 @@ def test_lost_database_is_503_and_not_serving_then_recovers(stack):
     while (reply := stack.rest("GET", "/billing/plans")).status != 200 and time.monotonic() < deadline:
         assert reply.status == 503
     assert reply.status == 200
+
+
+def test_health_probe_reads_a_replaced_sqlite_file_afresh(stack):
+    """The probe keeps its connection open, which would go on reading a replaced file's old
+    inode: here the file is replaced by one that is not a database, and health must say so."""
+    url = stack.settings.database_url
+    if not url.startswith("sqlite"):
+        pytest.skip("a SQLite file")
+    probe = DatabaseProbe()
+    assert probe.ok()
+    path = pathlib.Path(urllib.parse.urlparse(url).path)
+    real, other = path.with_name(path.name + ".real"), path.with_name(path.name + ".other")
+    other.write_bytes(b"not a database " * 512)
+    path.rename(real)
+    other.rename(path)
+    try:
+        assert not probe.ok()
+    finally:
+        real.replace(path)
+    assert probe.ok()
+
+
+def test_health_probe_replaces_an_ended_postgresql_session_at_once(stack):
+    """An ended session is not a lost database: the check is tried again on a new connection."""
+    url = stack.settings.database_url
+    if url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL session")
+    probe = DatabaseProbe()
+    assert probe.ok()
+    postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{APPLICATION_NAME}'")
+    assert probe.ok()
