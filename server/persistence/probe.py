@@ -4,7 +4,7 @@ Health must show a lost database at the check after the loss and a returning one
 after its return, and it is asked on every load-balancer probe. A fresh connection per check
 (the first design) cost ~650 µs on SQLite, most of a health call. The probe keeps one connection
 of its own instead (not the pool's: a check must neither wait behind calls nor take a connection
-they need), used by one check at a time:
+they need), used by one check at a time (see `ok` for the others):
 
 - SQLite: the file's identity (device, inode) is compared with the one its connection opened,
   since an open connection still reads a file that was moved away or deleted; a missing file
@@ -50,22 +50,33 @@ class DatabaseProbe:
         self._target: peewee.Database | None = None
         self._conn = None
         self._identity: tuple[int, int] | None = None
+        self._last = False
 
     def ok(self) -> bool:
-        """True when the database answers; else False, with the cause in the log (never the caller's)."""
-        with self._lock:
-            try:
-                self._check(db.database.obj)
-                return True
-            except Exception:  # noqa: BLE001 - the kept connection may be what failed (an ended session)
-                self._drop()
-            try:
-                self._check(db.database.obj)
-                return True
-            except Exception as error:  # noqa: BLE001 - any failure means not ready; report it, don't crash
-                log.warning("database check failed: %s: %s", type(error).__name__, str(error).splitlines()[:1])
-                self._drop()
-                return False
+        """True when the database answers; else False, with the cause in the log (never the caller's).
+        A check that arrives while another is in flight takes the last answer, which is then at
+        most one check old, rather than queue behind it (under a flood of checks, most do)."""
+        if not self._lock.acquire(blocking=False):
+            return self._last
+        try:
+            self._last = self._answer()
+            return self._last
+        finally:
+            self._lock.release()
+
+    def _answer(self) -> bool:
+        try:
+            self._check(db.database.obj)
+            return True
+        except Exception:  # noqa: BLE001 - the kept connection may be what failed (an ended session)
+            self._drop()
+        try:
+            self._check(db.database.obj)
+            return True
+        except Exception as error:  # noqa: BLE001 - any failure means not ready; report it, don't crash
+            log.warning("database check failed: %s: %s", type(error).__name__, str(error).splitlines()[:1])
+            self._drop()
+            return False
 
     def _check(self, target: peewee.Database) -> None:
         if target is not self._target:
