@@ -1,10 +1,12 @@
-"""Is the database there? A current answer for every health check, at a few microseconds.
+"""Is the database there? An answer at most FRESH_SECONDS old for every health check.
 
-Health must show a lost database at the check after the loss and a returning one at the check
-after its return, and it is asked on every load-balancer probe. A fresh connection per check
-(the first design) cost ~650 µs on SQLite, most of a health call. The probe keeps one connection
-of its own instead (not the pool's: a check must neither wait behind calls nor take a connection
-they need), used by one check at a time (see `ok` for the others):
+Health must show a lost database, and a returning one, within a fraction of a second, and it is
+asked on every load-balancer probe and sometimes flooded. A fresh connection per check (the
+first design) cost ~650 µs on SQLite, most of a health call, and each blocking call in it hands
+the GIL over, which under load stalls the server's other calls. So the probe asks the database
+at most once per FRESH_SECONDS (a load balancer probing every second is answered afresh each
+time; a flood shares answers), on one connection of its own that it keeps open (not the pool's:
+a check must neither wait behind calls nor take a connection they need):
 
 - SQLite: the file's identity (device, inode) is compared with the one its connection opened,
   since an open connection still reads a file that was moved away or deleted; a missing file
@@ -18,10 +20,13 @@ CONNECT_TIMEOUT_SECONDS), so only a database that cannot be reached now is repor
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
+from typing import Callable
 
 import peewee
 import psycopg2
@@ -30,6 +35,7 @@ from server.persistence import db
 
 log = logging.getLogger("billing.health")
 
+FRESH_SECONDS = 0.1  # how old an answer may be; README's Errors and limits says so
 CONNECT_TIMEOUT_SECONDS = 2
 APPLICATION_NAME = "billing-health-probe"  # how its session shows in pg_stat_activity
 
@@ -45,7 +51,9 @@ def _sqlite_path(database: peewee.SqliteDatabase) -> str | None:
 class DatabaseProbe:
     """Follows the database `db` is bound to (a rebinding reopens the probe's connection)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fresh_seconds: float = FRESH_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fresh_seconds, self._clock = fresh_seconds, clock
+        self._asked_at = -math.inf
         self._lock = threading.Lock()
         self._target: peewee.Database | None = None
         self._conn = None
@@ -53,13 +61,14 @@ class DatabaseProbe:
         self._last = False
 
     def ok(self) -> bool:
-        """True when the database answers; else False, with the cause in the log (never the caller's).
-        A check that arrives while another is in flight takes the last answer, which is then at
-        most one check old, rather than queue behind it (under a flood of checks, most do)."""
-        if not self._lock.acquire(blocking=False):
+        """True when the database answered, at most `fresh_seconds` ago or now; else False, with the
+        cause in the log (never the caller's). A check that arrives while the database is being
+        asked takes the last answer rather than queue behind a connection attempt."""
+        now = self._clock()
+        if now - self._asked_at < self._fresh_seconds or not self._lock.acquire(blocking=False):
             return self._last
         try:
-            self._last = self._answer()
+            self._last, self._asked_at = self._answer(), now
             return self._last
         finally:
             self._lock.release()
