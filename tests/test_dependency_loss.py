@@ -17,7 +17,7 @@ import pytest
 from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, bound
 from server.persistence.probe import APPLICATION_NAME, FRESH_SECONDS, DatabaseProbe
 
 
@@ -105,18 +105,19 @@ def test_health_probe_reads_a_replaced_sqlite_file_afresh(stack):
     url = stack.settings.database_url
     if not url.startswith("sqlite"):
         pytest.skip("a SQLite file")
-    probe = DatabaseProbe(fresh_seconds=0)
-    assert probe.ok()
     path = pathlib.Path(urllib.parse.urlparse(url).path)
     real, other = path.with_name(path.name + ".real"), path.with_name(path.name + ".other")
-    other.write_bytes(b"not a database " * 512)
-    path.rename(real)
-    other.rename(path)
-    try:
-        assert not probe.ok()
-    finally:
-        real.replace(path)
-    assert probe.ok()
+    with bound(url):  # other modules rebind the global handle
+        probe = DatabaseProbe(fresh_seconds=0)
+        assert probe.ok()
+        other.write_bytes(b"not a database " * 512)
+        path.rename(real)
+        other.rename(path)
+        try:
+            assert not probe.ok()
+        finally:
+            real.replace(path)
+        assert probe.ok()
 
 
 def test_health_probe_replaces_an_ended_postgresql_session_at_once(stack):
@@ -124,21 +125,24 @@ def test_health_probe_replaces_an_ended_postgresql_session_at_once(stack):
     url = stack.settings.database_url
     if url.startswith("sqlite"):
         pytest.skip("a PostgreSQL session")
-    probe = DatabaseProbe(fresh_seconds=0)
-    assert probe.ok()
-    postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{APPLICATION_NAME}'")
-    assert probe.ok()
+    with bound(url):
+        probe = DatabaseProbe(fresh_seconds=0)
+        assert probe.ok()
+        postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       f"WHERE application_name = '{APPLICATION_NAME}'")
+        assert probe.ok()
 
 
 def test_health_probe_answers_are_at_most_fresh_seconds_old(stack):
     now = [0.0]
-    probe = DatabaseProbe(clock=lambda: now[0])
-    assert probe.ok()
-    with database_lost(stack.settings.database_url):
-        now[0] += FRESH_SECONDS / 2
-        assert probe.ok()                # the answer given FRESH_SECONDS / 2 ago
-        now[0] += FRESH_SECONDS / 2
-        assert not probe.ok()            # asked again
-    assert not probe.ok()
-    now[0] += FRESH_SECONDS
-    assert probe.ok()
+    with bound(stack.settings.database_url):
+        probe = DatabaseProbe(clock=lambda: now[0])
+        assert probe.ok()
+        with database_lost(stack.settings.database_url):
+            now[0] += FRESH_SECONDS / 2
+            assert probe.ok()                # the answer given FRESH_SECONDS / 2 ago
+            now[0] += FRESH_SECONDS / 2
+            assert not probe.ok()            # asked again
+        assert not probe.ok()
+        now[0] += FRESH_SECONDS
+        assert probe.ok()
