@@ -100,23 +100,18 @@ def test_lost_database_is_503_and_not_serving_then_recovers(stack):
 
 
 def test_health_probe_reads_a_replaced_sqlite_file_afresh(stack):
-    """The probe keeps its connection open, which would go on reading a replaced file's old
-    inode: here the file is replaced by one that is not a database, and health must say so."""
+    """The probe keeps its connection open, which would go on reading the old file: here the
+    database (with its WAL) is moved away and another file put in its place, one that is not a
+    database, and health must say so."""
     url = stack.settings.database_url
     if not url.startswith("sqlite"):
         pytest.skip("a SQLite file")
-    path = pathlib.Path(urllib.parse.urlparse(url).path)
-    real, other = path.with_name(path.name + ".real"), path.with_name(path.name + ".other")
     with bound(url):  # other modules rebind the global handle
         probe = DatabaseProbe(fresh_seconds=0)
         assert probe.ok()
-        other.write_bytes(b"not a database " * 512)
-        path.rename(real)
-        other.rename(path)
-        try:
+        with sqlite_moved_away(url):
+            pathlib.Path(urllib.parse.urlparse(url).path).write_bytes(b"not a database " * 512)
             assert not probe.ok()
-        finally:
-            real.replace(path)
         assert probe.ok()
 
 
