@@ -4,7 +4,8 @@ Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceil
 retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
 per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
 BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
-BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py),
+BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py), BENCH_ONLY=floor (only the floor: no stack,
+no other figures; for iterating on the per-call cost),
 BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py), BENCH_GATEWAY=0 (skip
 the gateway's cost against a direct proxy, bench/gateway.py)."""
 
@@ -182,14 +183,36 @@ def main() -> int:
         scratch_pg = None
         if os.environ.get("BENCH_POSTGRES") == "1":
             scratch_pg = cleanup.enter_context(scratch_database())
+        if os.environ.get("BENCH_ONLY") == "floor":
+            return floor_only(scratch_pg)
         return run(scratch_pg)
 
 
+def knobs() -> tuple[float, int, int, int]:
+    """BENCH_SECONDS, BENCH_REPEATS, BENCH_LOAD_PROCS, BENCH_THREADS."""
+    return (float(os.environ.get("BENCH_SECONDS", "5")), int(os.environ.get("BENCH_REPEATS", "3")),
+            int(os.environ.get("BENCH_LOAD_PROCS", "4")), int(os.environ.get("BENCH_THREADS", "4")))
+
+
+def floor_only(scratch_pg: str | None) -> int:
+    """The floor and the billing server's ratios to it, nothing else (BENCH_ONLY=floor)."""
+    duration, repeats, load_procs, threads = knobs()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    pool = multiprocessing.get_context("spawn").Pool(load_procs)
+    try:
+        pool.map(load.warm, range(load_procs), chunksize=1)
+        result = floor.measure(Runner, pool, workdir, scratch_pg or f"sqlite:///{workdir / 'floor.db'}", duration,
+                               repeats, load_procs, threads)
+    finally:
+        pool.close()
+        pool.join()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(floor.text(result))
+    return 0
+
+
 def run(scratch_pg: str | None) -> int:
-    duration = float(os.environ.get("BENCH_SECONDS", "5"))
-    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
-    load_procs = int(os.environ.get("BENCH_LOAD_PROCS", "4"))
-    threads = int(os.environ.get("BENCH_THREADS", "4"))
+    duration, repeats, load_procs, threads = knobs()
     server_procs = [int(n) for n in os.environ.get("BENCH_SERVER_PROCS", "1,2").split(",")]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
     database_url = scratch_pg or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"

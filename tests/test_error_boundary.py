@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 from server.bootstrap import prepare
 from server.config import Settings
 from server.persistence import db
-from server.transport.interceptors import ErrorInterceptor
+from server.transport.interceptors import Chain, ErrorInterceptor
 
 SECRET = "SELECT key_hash FROM api_key"
 
@@ -41,7 +41,7 @@ def grpc_servicer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grpc_interceptors():
-    return [ErrorInterceptor()]
+    return [Chain([ErrorInterceptor()])]
 
 
 @pytest.fixture(scope="module")

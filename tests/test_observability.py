@@ -87,7 +87,7 @@ def test_one_json_line_per_call_with_envoys_request_id(stack, tenant_id, caplog)
     with caplog.at_level(logging.INFO, logger="billing.calls"):
         reply = stack.rest("GET", "/billing/plans", key=key, headers={"x-request-id": request_id})
     assert reply.status == 200
-    [record] = [r for r in caplog.records if r.fields.get("request_id") == request_id]
+    [record] = [r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == request_id]
     line = json.loads(logs.JsonFormatter().format(record))
     assert line["method"] == "/billing.v1.PlanService/ListPlans" and line["grpc_code"] == "OK"
     assert line["tenant"] == tenant_id and line["duration_ms"] >= 0 and line["level"] == "info"

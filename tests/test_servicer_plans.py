@@ -8,7 +8,7 @@ from billing.v1 import plan_pb2, plan_pb2_grpc
 from server.bootstrap import prepare
 from server.config import Settings
 from server.persistence import db
-from server.transport.interceptors import ErrorInterceptor
+from server.transport.interceptors import Chain, ErrorInterceptor
 from server.transport.plans import PlanServicer
 
 
@@ -26,7 +26,7 @@ def grpc_servicer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grpc_interceptors():
-    return [ErrorInterceptor()]
+    return [Chain([ErrorInterceptor()])]
 
 
 @pytest.fixture(scope="module")

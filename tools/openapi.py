@@ -29,7 +29,7 @@ from server.domain import subscriptions, usage  # noqa: E402
 from server.edge import MAX_REST_BODY  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
-from server.transport.interceptors import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402
+from server.transport.interceptors.methods import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402
 
 F = descriptor_pb2.FieldDescriptorProto
 PACKAGE = "billing.v1"

@@ -33,8 +33,7 @@ class TtlCache(Generic[V]):
         """The cached value if it is younger than `ttl`, else `load()` (outside the lock), cached.
         An exception from `load` is not cached."""
         now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
+        entry = self._entries.get(key)  # one dict read is atomic: only writers take the lock
         if entry is not None and now < entry[0]:
             return entry[1]
         value = load()

@@ -7,6 +7,7 @@ alerts apply. No metric carries a tenant id, key or subscription as a label: tho
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -51,7 +52,13 @@ def record_decision(door: str, tier: str, decision) -> None:
         outcome = "allowed"
     else:
         outcome = "quota_exhausted" if decision.quota_exhausted else "rate_limited"
-    RATELIMIT_DECISIONS.labels(door, tier, outcome).inc()
+    _decision_series(door, tier, outcome).inc()
+
+
+@functools.cache
+def _decision_series(door: str, tier: str, outcome: str):
+    """One series per (door, tier, outcome), a handful: looked up once, not on every call."""
+    return RATELIMIT_DECISIONS.labels(door, tier, outcome)
 
 
 def record_usage(accepted: int, duplicates: int, rejected: int) -> None:

@@ -2,7 +2,7 @@
 
 The tier lookup is one indexed query (the partial unique index on ACTIVE subscriptions per
 tenant, joined to the plan by primary key); the interceptor caches its answer per tenant for a
-bounded time (server/transport/ratelimit.py), so a plan change or a cancel applies within that
+bounded time (server/transport/interceptors/rate_limiting.py), so a plan change or a cancel applies within that
 bound on every replica, with nothing to invalidate.
 """
 

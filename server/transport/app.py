@@ -31,7 +31,7 @@ from server.config import Settings
 from server.ratelimit import build_limiter
 from server.services.gateway import Gateway
 from server.transport import gateway
-from server.transport.health import DatabaseHealth, HealthServicer
+from server.transport.health import Health
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
 from server.transport.plans import PlanServicer
@@ -74,13 +74,14 @@ def create_server(settings: Settings, address: str | None = None, *,
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(), server)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(settings.issuer), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
-    health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(), server)
+    health = Health(["", *SERVICE_NAMES])
+    health_pb2_grpc.add_HealthServiceServicer_to_server(health, server)
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookServicer(allow_private=settings.webhooks_allow_private), server)
     gateway.add_to_server(server, Gateway(limiter))
 
-    grpc_health_pb2_grpc.add_HealthServicer_to_server(DatabaseHealth(["", *SERVICE_NAMES]), server)
+    grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server)

@@ -29,7 +29,7 @@ from server.services.gateway import Gateway
 from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
-from server.transport.interceptors import bearer_token
+from server.transport.interceptors.authenticating import bearer_token
 
 log = logging.getLogger("billing.gateway")
 

@@ -50,6 +50,11 @@ def _binding(method: str) -> tuple[re.Pattern, list[str]] | None:
     return pattern if pattern[1] else None
 
 
+def binds(method: str) -> bool:
+    """Whether `method`'s REST path has variables, i.e. whether `check` can refuse anything."""
+    return _binding(method) is not None
+
+
 def _field(message, dotted: str) -> str:
     for name in dotted.split("."):
         message = getattr(message, name)

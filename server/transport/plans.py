@@ -23,16 +23,16 @@ def plan_message(plan: Plan) -> plan_pb2.Plan:
 
 
 class PlanServicer(plan_pb2_grpc.PlanServiceServicer):
-    """GetPlan answers from a per-process cache of the catalogue's rows: the catalogue changes
+    """GetPlan answers from a per-process cache of the catalogue's messages: the catalogue changes
     only when a server seeds it at start, and another replica's seed shows here within
     `cache_seconds` (ttl_cache.STALENESS_SECONDS); an unknown plan id is looked up every time."""
 
     def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
-        self._plans: TtlCache[Plan] = TtlCache(cache_seconds)
+        self._plans: TtlCache[plan_pb2.Plan] = TtlCache(cache_seconds)
 
     def ListPlans(self, request, context):
         return plan_pb2.ListPlansResponse(plans=[plan_message(p) for p in plans.list_plans()])
 
     def GetPlan(self, request, context):
         plan_id = request.plan_id
-        return plan_message(self._plans.get(plan_id, lambda: plans.get_plan(plan_id)))
+        return self._plans.get(plan_id, lambda: plan_message(plans.get_plan(plan_id)))

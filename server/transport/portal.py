@@ -1,6 +1,6 @@
 """PortalService: portal links (with a key) and the portal's pages (with the link's token only).
 
-The page methods are let through the auth interceptor without a key (interceptors.LINK_METHODS);
+The page methods are let through the auth interceptor without a key (interceptors.methods.LINK_METHODS);
 they verify the token here, before reading anything, and read as the token's tenant alone.
 """
 

@@ -21,20 +21,21 @@ from server.observability import metrics
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.services.rate_limits import TenantLimit, tenant_limit
 from server.transport import context as call_context
-from server.transport.interceptors import KEYLESS_METHODS, UnaryInterceptor
+from server.transport.interceptors.chain import Layer
+from server.transport.interceptors.methods import KEYLESS_METHODS
 
 
-class RateLimitInterceptor(UnaryInterceptor):
+class RateLimitInterceptor(Layer):
     """Applies to the methods that authenticate (not health); must come after AuthInterceptor."""
 
     def __init__(self, limiter: RateLimiter, cache_seconds: float = STALENESS_SECONDS) -> None:
         self.limiter = limiter
         self._limits: TtlCache[TenantLimit] = TtlCache(cache_seconds)
 
-    def applies(self, method: str) -> bool:
-        return super().applies(method) and method not in KEYLESS_METHODS
+    def wraps(self, method, handler):
+        return super().wraps(method, handler) and method not in KEYLESS_METHODS
 
-    def around(self, behavior, request, context, method, metadata):
+    def around(self, behavior, request, context, method):
         principal = call_context.current_principal()
         if principal.is_admin or principal.tenant_id is None:
             return behavior(request, context)

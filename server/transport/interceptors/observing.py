@@ -1,4 +1,4 @@
-"""The outermost interceptor: every call's metrics (go-grpc-prometheus names) and its one log
+"""The outermost layer: every call's metrics (go-grpc-prometheus names) and its one log
 line (method, grpc code, duration_ms, request id, and the tenant or admin behind it).
 
 It binds the call's request id (Envoy's x-request-id, else a new one) before anything else runs,
@@ -16,6 +16,7 @@ import grpc
 
 from server.observability import metrics
 from server.transport import context as call_context
+from server.transport.interceptors.chain import Layer
 
 log = logging.getLogger("billing.calls")
 
@@ -33,27 +34,26 @@ def _labels(method: str, grpc_type: str) -> tuple[str, str, str]:
     return grpc_type, service, name
 
 
-class ObservingInterceptor(grpc.ServerInterceptor):
-    """Wraps unary and client-streaming handlers (the access-log stream); the server-streaming
-    ones (health Watch, reflection) are left alone."""
+class ObservingInterceptor(Layer):
+    """Wraps unary and client-streaming handlers of every service (the access-log stream too);
+    the server-streaming ones (health Watch, reflection) are left alone. A method's metric
+    series are looked up once, when its handler is composed."""
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method, metadata = handler_call_details.method, handler_call_details.invocation_metadata
-        if handler.unary_unary is not None:
-            kind, field = "unary", "unary_unary"
-        elif handler.stream_unary is not None:
-            kind, field = "client_stream", "stream_unary"
-        else:
-            return handler
+    def wraps(self, method, handler):
+        return handler.unary_unary is not None or handler.stream_unary is not None
+
+    def wrap(self, method, handler):
+        kind, field = ("unary", "unary_unary") if handler.unary_unary is not None else ("client_stream", "stream_unary")
         behavior, labels = getattr(handler, field), _labels(method, kind)
+        started_total = metrics.GRPC_STARTED.labels(*labels)
+        handling_seconds = metrics.GRPC_HANDLING_SECONDS.labels(*labels)
+        handled: dict[grpc.StatusCode, object] = {}
+        logged = not method.startswith(UNLOGGED_PREFIX)
 
         def observed(request, context):
             started = time.perf_counter()
-            call, token = call_context.begin_call(metadata)
-            metrics.GRPC_STARTED.labels(*labels).inc()
+            call, token = call_context.begin_call(context.invocation_metadata())
+            started_total.inc()
             failed = True
             try:
                 reply = behavior(request, context)
@@ -62,9 +62,12 @@ class ObservingInterceptor(grpc.ServerInterceptor):
             finally:
                 code = context.code() or _unset_code(failed, context)
                 seconds = time.perf_counter() - started
-                metrics.GRPC_HANDLED.labels(*labels, go_code_name(code)).inc()
-                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(seconds)
-                if not method.startswith(UNLOGGED_PREFIX):
+                counter = handled.get(code)
+                if counter is None:
+                    counter = handled[code] = metrics.GRPC_HANDLED.labels(*labels, go_code_name(code))
+                counter.inc()
+                handling_seconds.observe(seconds)
+                if logged and log.isEnabledFor(logging.INFO):
                     log.info("call", extra={"fields": _fields(method, code, seconds, call)})
                 call_context.end_call(token)
 
