@@ -22,7 +22,7 @@ from server.persistence import db
 from server.scheduler import jobs
 from server.scheduler.cli import EARLIEST, LATEST, check_now
 from server.services import subscriptions as subscription_service
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 
 UTC = dt.timezone.utc
 
@@ -106,7 +106,7 @@ def clock_database(tmp_path_factory):
         for plan in ("free", "standard", "premium"):
             insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))
         with db.session():
-            subscription_service.cancel_subscription(Principal(key_id=0, scope=ADMIN),
+            subscription_service.cancel_subscription(Principal(key_id=0, scope=KeyScope.ADMIN),
                                                      insert_subscription("clock-c", anchor=now).id, now=now)
         jobs.configure(dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out")))
         yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import ipaddress
@@ -13,6 +14,7 @@ import urllib.parse
 from typing import Iterable
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
 
 SUBSCRIPTION_CREATED = "subscription.created"
@@ -28,10 +30,17 @@ QUOTA_EXHAUSTED = "quota.exhausted"
 EVENT_TYPES = (SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_CANCELED, INVOICE_CREATED, INVOICE_SENT,
                INVOICE_PAID, INVOICE_OVERDUE, INVOICE_VOIDED, USAGE_THRESHOLD_REACHED, QUOTA_EXHAUSTED)
 # The invoice status a transition enters -> the event it announces.
-INVOICE_STATUS_EVENTS = {"SENT": INVOICE_SENT, "PAID": INVOICE_PAID, "OVERDUE": INVOICE_OVERDUE,
-                         "VOID": INVOICE_VOIDED}
-# A delivery's status (WebhookDelivery.Status in the proto).
-PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
+INVOICE_STATUS_EVENTS = {InvoiceStatus.SENT: INVOICE_SENT, InvoiceStatus.PAID: INVOICE_PAID,
+                         InvoiceStatus.OVERDUE: INVOICE_OVERDUE, InvoiceStatus.VOID: INVOICE_VOIDED}
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A delivery's stored status (WebhookDelivery.Status in the proto, by name)."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32

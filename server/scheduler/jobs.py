@@ -21,8 +21,8 @@ import time
 import peewee as pw
 
 from server.config import Settings
-from server.domain import invoice_state
-from server.domain import subscriptions as rules
+from server.domain.invoice_state import InvoiceStatus
+from server.domain.subscriptions import SubscriptionStatus
 from server.domain import usage as usage_rules
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.periods import period, period_containing
@@ -84,9 +84,9 @@ def _logged(job):
 
 
 def _due(sub: Subscription, now: dt.datetime) -> bool:
-    if sub.status == rules.ACTIVE:
+    if sub.status == SubscriptionStatus.ACTIVE:
         return sub.current_period_end <= now
-    if sub.status == rules.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
+    if sub.status == SubscriptionStatus.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
         return invoices.live_invoice(sub.id, sub.current_period_start) is None
     return False
 
@@ -99,8 +99,8 @@ def _issue(sub: Subscription, now: dt.datetime, period_start: dt.datetime | None
         invoice = invoices.generate_invoice(sub.id, now=now, issuer=settings().issuer, period_start=period_start)
     except AlreadyExists:
         invoice = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
-    if invoice.status == invoice_state.PENDING:
-        invoice = invoices.set_status(invoice.id, invoice_state.SENT, now=now)
+    if invoice.status == InvoiceStatus.PENDING:
+        invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
     return invoice
 
 
@@ -112,7 +112,7 @@ def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
         if sub is None or not _due(sub, now):
             return None
         invoice = _issue(sub, now)
-        if sub.status == rules.ACTIVE:
+        if sub.status == SubscriptionStatus.ACTIVE:
             nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
             (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
              .where(Subscription.id == sub.id).execute())
@@ -154,8 +154,8 @@ def period_invoicing(now: dt.datetime) -> dict:
         (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start)
         & LIVE_INVOICE)
     candidates = [s.id for s in Subscription.select(Subscription.id).where(
-        ((Subscription.status == rules.ACTIVE) & (Subscription.current_period_end <= now))
-        | ((Subscription.status == rules.CANCELED) & (Subscription.canceled_at <= now)
+        ((Subscription.status == SubscriptionStatus.ACTIVE) & (Subscription.current_period_end <= now))
+        | ((Subscription.status == SubscriptionStatus.CANCELED) & (Subscription.canceled_at <= now)
            & ~pw.fn.EXISTS(current_invoice)))
         .order_by(Subscription.current_period_end, Subscription.id)]
     invoiced = errors = 0
@@ -184,12 +184,12 @@ def period_invoicing(now: dt.datetime) -> dict:
 def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
     """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
     due = [i.id for i in Invoice.select(Invoice.id).where(
-        (Invoice.status == invoice_state.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
+        (Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
         .order_by(Invoice.due_at, Invoice.id).limit(limit)]
     overdue = skipped = 0
     for invoice_id in _until_stopped(due):
         try:
-            invoices.set_status(invoice_id, invoice_state.OVERDUE, now=now)
+            invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now)
             overdue += 1
         except DomainError:  # paid, voided or deleted since the query: nothing to do
             skipped += 1
@@ -206,7 +206,7 @@ def usage_alerts(now: dt.datetime) -> dict:
             .join(Plan, on=(Subscription.plan == Plan.id))
             .join(UsagePeriod, on=((UsagePeriod.subscription == Subscription.id)
                                    & (UsagePeriod.period_start == Subscription.current_period_start)))
-            .where((Subscription.status == rules.ACTIVE) & (Plan.included_requests > 0)
+            .where((Subscription.status == SubscriptionStatus.ACTIVE) & (Plan.included_requests > 0)
                    & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0]))
             .order_by(Subscription.id).objects())
     queued = 0

@@ -64,6 +64,6 @@ def emit(event_type: str, tenant_id: str, resource: message.Message, *, now: dt.
     if not inserted:
         return None
     WebhookDelivery.insert_many([
-        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id, "status": rules.PENDING,
+        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id, "status": rules.DeliveryStatus.PENDING,
          "attempts": 0, "next_attempt_at": now, "created_at": now} for endpoint_id in targets]).execute()
     return event_id

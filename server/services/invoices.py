@@ -17,6 +17,7 @@ import uuid
 import peewee as pw
 
 from server.domain import invoice_state, webhooks
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -35,7 +36,7 @@ from server.services.subscriptions import find_subscription
 
 NUMBER_COUNTER = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
-STATUS_TEMPLATES = {invoice_state.SENT: "invoice_issued", invoice_state.OVERDUE: "invoice_overdue"}
+STATUS_TEMPLATES = {InvoiceStatus.SENT: "invoice_issued", InvoiceStatus.OVERDUE: "invoice_overdue"}
 
 
 def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
@@ -121,7 +122,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
             paid = total == 0
             invoice = Invoice.create(
                 id=f"inv_{uuid.uuid4().hex}", number=_next_number(), subscription=sub.id, tenant_id=sub.tenant_id,
-                status=invoice_state.PAID if paid else invoice_state.PENDING, period_start=period.start,
+                status=InvoiceStatus.PAID if paid else InvoiceStatus.PENDING, period_start=period.start,
                 period_end=period.end, subtotal_cents=total, total_cents=total, currency=sub.plan.currency,
                 billing_email=sub.billing_email, issuer_name=issuer.name, issuer_address=issuer.address,
                 issuer_tax_id=issuer.tax_id, issued_at=now, due_at=now + PAYMENT_TERMS,
@@ -143,17 +144,17 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
-def set_status(invoice_id: str, status: str, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
+def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
-    if status not in invoice_state.STATUSES:
-        raise InvalidArgument(f"status must be one of {', '.join(invoice_state.STATUSES)}", field="status")
+    if status not in list(InvoiceStatus):
+        raise InvalidArgument(f"status must be one of {', '.join(InvoiceStatus)}", field="status")
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_transition(invoice.status, status)
         invoice.status = status
-        if status == invoice_state.PAID:
+        if status == InvoiceStatus.PAID:
             invoice.paid_at = now
         invoice.save()
         _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
@@ -183,7 +184,7 @@ def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoi
     return invoice
 
 
-def list_invoices(subscription_id: str, *, status: str | None = None, page_size: int = 0, page_token: str = "",
+def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0, page_token: str = "",
                   principal: Principal | None = None) -> tuple[list[Invoice], str]:
     sub = find_subscription(subscription_id)
     if principal is not None:

@@ -13,7 +13,9 @@ import dataclasses
 import peewee as pw
 
 from server.domain.access import Principal, require_tenant_path
+from server.domain.plans import Tier
 from server.domain.ratelimit import RateLimiter
+from server.domain.subscriptions import SubscriptionStatus
 from server.persistence.db import database
 from server.persistence.models import Plan, Subscription
 
@@ -22,7 +24,7 @@ FREE_PLAN_ID = "free"
 
 @dataclasses.dataclass(frozen=True)
 class TenantLimit:
-    tier: str
+    tier: Tier
     limit_per_minute: int
 
 
@@ -36,7 +38,7 @@ def _lookup_sql() -> tuple[str, list]:
     kind = type(database.obj)
     if kind not in _compiled:
         active_plan = (Subscription.select(Subscription.plan)
-                       .where((Subscription.tenant_id == _TENANT) & (Subscription.status == "ACTIVE")))
+                       .where((Subscription.tenant_id == _TENANT) & (Subscription.status == SubscriptionStatus.ACTIVE)))
         _compiled[kind] = (Plan.select(Plan.tier, Plan.rate_limit_per_minute)
                            .where(Plan.id == pw.fn.COALESCE(active_plan, FREE_PLAN_ID))
                            .limit(1).sql())
@@ -48,13 +50,13 @@ def tenant_limit(tenant_id: str) -> TenantLimit:
     One query: the partial unique index on ACTIVE subscriptions per tenant, then the plan by key."""
     sql, params = _lookup_sql()
     row = database.execute_sql(sql, [tenant_id if p == _TENANT else p for p in params]).fetchone()
-    return TenantLimit(tier=row[0], limit_per_minute=row[1])
+    return TenantLimit(tier=Tier(row[0]), limit_per_minute=row[1])
 
 
 @dataclasses.dataclass(frozen=True)
 class RateLimitReport:
     tenant_id: str
-    tier: str
+    tier: Tier
     limit_per_minute: int
     remaining: int
     reset_seconds: int

@@ -22,6 +22,7 @@ from server.domain import subscriptions as rules
 from server.domain import webhooks
 from server.domain.access import Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from server.domain.subscriptions import SubscriptionStatus
 from server.persistence import db
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, Subscription
@@ -88,7 +89,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
         with database.atomic():
             plan = _plan(plan_id)
             subscription = Subscription.create(
-                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=rules.ACTIVE,
+                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=SubscriptionStatus.ACTIVE,
                 anchor_at=now, current_period_start=first.start, current_period_end=first.end,
                 created_at=now, updated_at=now, canceled_at=None)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
@@ -107,14 +108,14 @@ def get_subscription(principal: Principal, subscription_id: str) -> Subscription
     return _visible(principal, subscription_id)
 
 
-def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: str | None = None,
+def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: SubscriptionStatus | None = None,
                               page_size: int = 0, page_token: str = "") -> tuple[list[Subscription], str]:
     """One page, newest first, and the next page's token ('' on the last)."""
     tenant_id = rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
     query = Subscription.select().where(Subscription.tenant_id == tenant_id)
     if status:
-        if status not in rules.STATUSES:
+        if status not in list(SubscriptionStatus):
             raise InvalidArgument(f"status {status!r} is not a subscription status", field="status")
         query = query.where(Subscription.status == status)
     return paginate(query, Subscription, page_size, page_token)
@@ -149,9 +150,9 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
     """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
     with database.atomic():
         subscription = _visible(principal, subscription_id, lock=True)
-        if subscription.status == rules.CANCELED:
+        if subscription.status == SubscriptionStatus.CANCELED:
             return subscription
-        (Subscription.update(status=rules.CANCELED, canceled_at=now, updated_at=now)
+        (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
         subscription = find_subscription(subscription.id)
         events.emit(webhooks.SUBSCRIPTION_CANCELED, subscription.tenant_id, subscription_message(subscription),
@@ -165,5 +166,5 @@ def active_subscription(tenant_id: str) -> Subscription | None:
     Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
     """
     return (Subscription.select()
-            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == rules.ACTIVE))
+            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
             .first())

@@ -25,6 +25,7 @@ from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
+from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
@@ -36,7 +37,6 @@ from server.services import events as webhook_events
 from server.services.invoices import billed_segments, period_of, requests_by_day
 from server.services.subscriptions import find_subscription, visible_subscription
 
-CANCELED = "CANCELED"
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
@@ -69,7 +69,7 @@ class UsageSummary:
 
 def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
     """Events that may not count, with reasons, and the period of each event that may."""
-    if subscription.status == CANCELED:
+    if subscription.status == SubscriptionStatus.CANCELED:
         return [Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED",
                           f"subscription {subscription.id} is canceled") for e in events], {}
     periods = {}
