@@ -186,9 +186,7 @@ def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoi
 
 def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0, page_token: str = "",
                   principal: Principal | None = None) -> tuple[list[Invoice], str]:
-    sub = find_subscription(subscription_id)
-    if principal is not None:
-        require_visible(principal, sub.tenant_id, "subscription", subscription_id)
+    sub = find_subscription(subscription_id, principal=principal)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())
     if status:
         query = query.where(Invoice.status == status)

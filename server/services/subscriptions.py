@@ -57,26 +57,19 @@ def _plan(plan_id: str) -> Plan:
     return plan
 
 
-def find_subscription(subscription_id: str, *, field: str = "subscription_id", lock: bool = False) -> Subscription:
-    """The subscription, locked for the transaction if asked; 400 naming `field` if the id is empty."""
+def find_subscription(subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id",
+                      lock: bool = False) -> Subscription:
+    """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
+    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
+    No principal: a caller that checked access itself, or the scheduler."""
     subscription_id = rules.require_field(subscription_id, field)
     query = Subscription.select().where(Subscription.id == subscription_id)
     subscription = (db.for_update(query) if lock else query).first()
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
+    if principal is not None:
+        require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
     return subscription
-
-
-def visible_subscription(principal: Principal, subscription_id: str, *, field: str = "subscription_id",
-                         lock: bool = False) -> Subscription:
-    """find_subscription, and 404 if it is another tenant's (ids leak nothing)."""
-    subscription = find_subscription(subscription_id, field=field, lock=lock)
-    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
-    return subscription
-
-
-def _visible(principal: Principal, subscription_id: str, *, lock: bool = False) -> Subscription:
-    return visible_subscription(principal, subscription_id, field="id", lock=lock)
 
 
 def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> Subscription:
@@ -105,7 +98,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
 
 
 def get_subscription(principal: Principal, subscription_id: str) -> Subscription:
-    return _visible(principal, subscription_id)
+    return find_subscription(subscription_id, principal=principal, field="id")
 
 
 def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: SubscriptionStatus | None = None,
@@ -128,7 +121,7 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
     plan_id = (change.plan_id or "").strip()
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
     with database.atomic():
-        subscription = _visible(principal, subscription_id, lock=True)
+        subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
         updates = {}
         if rules.plan_changes(subscription.plan_id, plan_id):
@@ -149,7 +142,7 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
 def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> Subscription:
     """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
     with database.atomic():
-        subscription = _visible(principal, subscription_id, lock=True)
+        subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         if subscription.status == SubscriptionStatus.CANCELED:
             return subscription
         (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)

@@ -35,7 +35,7 @@ from server.persistence.models import (
 from server.resources import threshold_message
 from server.services import events as webhook_events
 from server.services.invoices import billed_segments, period_of, requests_by_day
-from server.services.subscriptions import find_subscription, visible_subscription
+from server.services.subscriptions import find_subscription
 
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
 # the catalogue allows, / 1000, stays far below 2^63 cents.
@@ -186,7 +186,7 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
 def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     """The current period by the invoicing rule: each plan segment's usage against its own prorated
     included requests and overage price. Remaining is what the segment in force has left."""
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     period = period_of(subscription, subscription.current_period_start)
     by_segment = usage_by_segment(period, billed_segments(subscription, period),
                                   requests_by_day(subscription.id, period.start))
@@ -220,14 +220,14 @@ def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.da
 
 
 def daily(principal: Principal, subscription_id: str, start: str = "", end: str = "") -> list[tuple[dt.date, int]]:
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     first, last = _range(subscription, start, end)
     return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
 
 
 def analytics(principal: Principal, subscription_id: str, start: str = "",
               end: str = "") -> tuple[dt.date, dt.date, rules.Analytics]:
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     first, last = _range(subscription, start, end)
     total = pw.fn.SUM(UsageHourly.requests)
     # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's
