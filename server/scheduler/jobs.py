@@ -1,4 +1,6 @@
 """The scheduler's jobs: plain functions of `now` returning a summary dict, so tests drive time.
+Each takes the settings as its second argument (whether it reads them or not), so `run_job` calls
+them all alike.
 
 Every job is idempotent and safe to kill at any point. Each work item (one subscription period,
 one invoice, one alert, one batch of purged events, one e-mail) is one transaction, and what
@@ -25,6 +27,7 @@ from server.domain.invoice_state import InvoiceStatus
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain import usage as usage_rules
 from server.domain.errors import AlreadyExists, DomainError
+from server.domain.issuer import Issuer
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import build_message
@@ -53,17 +56,6 @@ SEND_LEASE = dt.timedelta(minutes=5)
 # transaction, or one e-mail) and returns early; the next run, in this process or another, goes on.
 STOPPING = threading.Event()
 
-_settings: Settings | None = None
-
-
-def configure(settings: Settings) -> None:
-    global _settings
-    _settings = settings
-
-
-def settings() -> Settings:
-    return _settings if _settings is not None else Settings.from_env()
-
 
 def _until_stopped(items):
     for item in items:
@@ -74,9 +66,9 @@ def _until_stopped(items):
 
 def _logged(job):
     @functools.wraps(job)
-    def run(now: dt.datetime, **kwargs) -> dict:
+    def run(now: dt.datetime, settings: Settings, **kwargs) -> dict:
         started = time.perf_counter()
-        summary = {"job": job.__name__, **job(now, **kwargs)}
+        summary = {"job": job.__name__, **job(now, settings, **kwargs)}
         summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         log.info("job %s done", job.__name__, extra={"fields": summary})
         return summary
@@ -91,12 +83,12 @@ def _due(sub: Subscription, now: dt.datetime) -> bool:
     return False
 
 
-def _issue(sub: Subscription, now: dt.datetime, period_start: dt.datetime | None = None) -> Invoice:
+def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt.datetime | None = None) -> Invoice:
     """Invoice the period (once: a live invoice generated earlier, by an admin or by a run that
     crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
     issued PAID (a total of 0) is owed nothing and sent nothing."""
     try:
-        invoice = invoices.generate_invoice(sub.id, now=now, issuer=settings().issuer, period_start=period_start)
+        invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
     except AlreadyExists:
         invoice = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
     if invoice.status == InvoiceStatus.PENDING:
@@ -104,14 +96,14 @@ def _issue(sub: Subscription, now: dt.datetime, period_start: dt.datetime | None
     return invoice
 
 
-def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
+def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Invoice | None:
     """One transaction: invoice the current period and, for an ACTIVE subscription, move on to the
     next period. None if nothing is due."""
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or not _due(sub, now):
             return None
-        invoice = _issue(sub, now)
+        invoice = _issue(sub, now, issuer)
         if sub.status == SubscriptionStatus.ACTIVE:
             nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
             (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
@@ -132,16 +124,16 @@ def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     return [(row.subscription_id, row.period_start) for row in query]
 
 
-def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime) -> Invoice | None:
+def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime, issuer: Issuer) -> Invoice | None:
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or invoices.live_invoice(sub.id, period_start) is not None:
             return None
-        return _issue(sub, now, period_start)
+        return _issue(sub, now, issuer, period_start)
 
 
 @_logged
-def period_invoicing(now: dt.datetime) -> dict:
+def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     """Invoice every subscription whose period has ended, mark the invoice SENT (the e-mail is queued
     in the same transaction) and advance the period; one transaction per subscription period.
 
@@ -162,7 +154,7 @@ def period_invoicing(now: dt.datetime) -> dict:
     for subscription_id in _until_stopped(candidates):
         for _ in range(MAX_PERIODS_PER_RUN):
             try:
-                if _close_period(subscription_id, now) is None:
+                if _close_period(subscription_id, now, settings.issuer) is None:
                     break
             except Exception:  # noqa: BLE001 - one bad subscription must not stop the others
                 log.exception("period_invoicing failed for %s", subscription_id)
@@ -172,7 +164,7 @@ def period_invoicing(now: dt.datetime) -> dict:
     reissued = 0
     for subscription_id, period_start in _until_stopped(_reopened_periods(now)):
         try:
-            reissued += _reissue(subscription_id, period_start, now) is not None
+            reissued += _reissue(subscription_id, period_start, now, settings.issuer) is not None
         except Exception:  # noqa: BLE001 - as above
             log.exception("period_invoicing failed to reissue %s %s", subscription_id, period_start)
             errors += 1
@@ -181,7 +173,7 @@ def period_invoicing(now: dt.datetime) -> dict:
 
 
 @_logged
-def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
+def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) -> dict:
     """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
     due = [i.id for i in Invoice.select(Invoice.id).where(
         (Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
@@ -197,7 +189,7 @@ def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
 
 
 @_logged
-def usage_alerts(now: dt.datetime) -> dict:
+def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
     """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
     requests) for ACTIVE subscriptions; plans with no included requests get none."""
     rows = (Subscription.select(Subscription.id, Subscription.tenant_id, Subscription.billing_email,
@@ -227,7 +219,7 @@ def usage_alerts(now: dt.datetime) -> dict:
 
 
 @_logged
-def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
+def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BATCH) -> dict:
     """Purge raw usage events received before the retention window, in bounded batches.
 
     The counters that usage, daily and analytics read (UsageHourly, UsagePeriod) are kept on the
@@ -235,7 +227,7 @@ def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
     within retention (BILLING_USAGE_RETENTION_DAYS, default 35 days): a retry older than that
     would count again.
     """
-    cutoff = now - dt.timedelta(days=settings().usage_retention_days)
+    cutoff = now - dt.timedelta(days=settings.usage_retention_days)
     purged = batches = 0
     while not STOPPING.is_set():
         with database.atomic():
@@ -267,7 +259,7 @@ def _claim_next(now: dt.datetime) -> OutboxMessage | None:
 
 
 @_logged
-def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
+def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: int = 100) -> dict:
     """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
 
     A row is claimed in one short transaction (its next attempt moved a lease ahead; PostgreSQL
@@ -278,8 +270,7 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
     the SMTP server accepted the message and before it was marked: it is sent again after the
     lease, with the same Message-ID (derived from the dedup key), so receivers can drop the copy.
     """
-    sender = sender or senders.from_settings(settings())
-    from_address = settings().mail_from
+    sender = sender or senders.from_settings(settings)
     sent = failed = dead = 0
     for _ in _until_stopped(range(limit)):
         row = _claim_next(now)
@@ -287,7 +278,7 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
             break
         try:
             message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
-                                    dedup_key=row.dedup_key, from_address=from_address)
+                                    dedup_key=row.dedup_key, from_address=settings.mail_from)
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
             attempts = row.attempts + 1
@@ -315,7 +306,7 @@ JOBS = {
 }
 
 
-def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
+def run_job(name: str, now: dt.datetime, settings: Settings, **kwargs) -> dict:
     """Run one job in its own database session, if this scheduler holds the job's leader lock."""
     job = JOBS[name]
     started = time.perf_counter()
@@ -326,7 +317,7 @@ def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
                 log.info("job %s skipped", name, extra={"fields": summary})
                 metrics.JOB_RUNS.labels(name, "skipped").inc()
                 return summary
-            summary = job(now, **kwargs)
+            summary = job(now, settings, **kwargs)
     except Exception:
         metrics.JOB_RUNS.labels(name, "failure").inc()
         raise
