@@ -24,7 +24,7 @@ from server.config import Settings
 from server.domain.periods import add_months
 from server.notifications.sender import SmtpSender
 from server.persistence import db
-from server.persistence.models import Invoice, OutboxMessage, Subscription, UsageEvent, UsagePeriod
+from server.persistence.models import Invoice, OutboxMessage, RecordedUsageEvent, Subscription, UsagePeriod
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
 from server.services.outbox import enqueue
@@ -264,12 +264,12 @@ def test_daily_rollup_purges_raw_events_past_retention_in_batches(make_sub, now)
     with db.session():
         for i, age in enumerate([40, 39, 36, 34, 1]):
             received = now - dt.timedelta(days=age)
-            UsageEvent.create(subscription=sub.id, event_id=f"e{i}", endpoint="/x", count=1,
+            RecordedUsageEvent.create(subscription=sub.id, event_id=f"e{i}", endpoint="/x", count=1,
                               occurred_at=received, received_at=received)
     summary = run_job("daily_rollup", now, SETTINGS, batch=2)
     assert summary["rows"] >= 3 and summary["batches"] >= 2
     with db.session():
-        kept = sorted(e.event_id for e in UsageEvent.select().where(UsageEvent.subscription == sub.id))
+        kept = sorted(e.event_id for e in RecordedUsageEvent.select().where(RecordedUsageEvent.subscription == sub.id))
     assert kept == ["e3", "e4"]
     assert run_job("daily_rollup", now, SETTINGS)["rows"] == 0
 

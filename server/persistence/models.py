@@ -117,8 +117,9 @@ class PlanChange(BaseModel):
         indexes = ((("subscription", "effective_at"), False),)
 
 
-class UsageEvent(BaseModel):
-    """Raw events, kept for audit and deduplication within retention."""
+class RecordedUsageEvent(BaseModel):
+    """Raw events as tracked (the proto's UsageEvent once accepted), kept for audit and
+    deduplication within retention."""
 
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
     event_id = pw.CharField(max_length=128)
@@ -128,6 +129,7 @@ class UsageEvent(BaseModel):
     received_at = UTCDateTimeField(index=True)
 
     class Meta:
+        table_name = "usage_event"
         indexes = ((("subscription", "event_id"), True),)
 
 
@@ -167,11 +169,14 @@ class UsageDay(BaseModel):
         indexes = ((("subscription", "period_start", "day"), True),)
 
 
-class Counter(BaseModel):
-    """Named monotonic counters (invoice numbers): incremented inside the caller's transaction."""
+class NumberSequence(BaseModel):
+    """Named monotonic sequences (invoice numbers): advanced inside the caller's transaction."""
 
     name = pw.CharField(primary_key=True, max_length=64)
     value = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "counter"
 
 
 class Invoice(BaseModel):
@@ -307,6 +312,6 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = [
-    Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod, UsageDay,
-    Counter, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
+    Plan, ApiKey, Subscription, PlanChange, RecordedUsageEvent, UsageHourly, UsagePeriod, UsageDay,
+    NumberSequence, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
 ]

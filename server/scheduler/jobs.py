@@ -35,7 +35,7 @@ from server.observability import metrics
 from server.persistence import db, models
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod,
+    LIVE_INVOICE, Invoice, OutboxMessage, Plan, RecordedUsageEvent, Subscription, UsagePeriod,
 )
 from server.scheduler.leader import leadership
 from server.services import invoices
@@ -231,8 +231,9 @@ def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BAT
     purged = batches = 0
     while not STOPPING.is_set():
         with database.atomic():
-            ids = UsageEvent.select(UsageEvent.id).where(UsageEvent.received_at < cutoff).limit(batch)
-            deleted = UsageEvent.delete().where(UsageEvent.id.in_(ids)).execute()
+            ids = (RecordedUsageEvent.select(RecordedUsageEvent.id)
+                   .where(RecordedUsageEvent.received_at < cutoff).limit(batch))
+            deleted = RecordedUsageEvent.delete().where(RecordedUsageEvent.id.in_(ids)).execute()
         purged += deleted
         batches += 1
         if deleted < batch:

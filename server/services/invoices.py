@@ -3,7 +3,7 @@
 One live (not VOID, not deleted) invoice per subscription period is guaranteed by the partial
 unique index `invoice_one_live_per_period`, not by a read-then-write check: the loser of a race
 gets AlreadyExists naming the winner, and a VOID or deleted invoice frees its period for a new
-one. Numbers come from the `invoice_number` counter, incremented in the same transaction, so a
+one. Numbers come from the `invoice_number` sequence, advanced in the same transaction, so a
 rolled-back generation consumes no number and a number is never reused. An invoice snapshots
 what it shows at issue (line descriptions, billing e-mail, issuer). Access checks take an
 optional principal so that the scheduler (no principal) can call these too.
@@ -26,7 +26,7 @@ from server.domain.periods import Period, period_containing
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsageDay,
+    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.resources import invoice_message
@@ -34,7 +34,7 @@ from server.services import events
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
-NUMBER_COUNTER = "invoice_number"
+NUMBER_SEQUENCE = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
 STATUS_TEMPLATES = {InvoiceStatus.SENT: "invoice_issued", InvoiceStatus.OVERDUE: "invoice_overdue"}
 
@@ -88,10 +88,10 @@ def _announce(invoice: Invoice, event_types: list[str], now: dt.datetime) -> Non
 
 
 def _next_number() -> str:
-    (Counter.insert(name=NUMBER_COUNTER, value=1)
-     .on_conflict(conflict_target=[Counter.name], update={Counter.value: Counter.value + 1})
+    (NumberSequence.insert(name=NUMBER_SEQUENCE, value=1)
+     .on_conflict(conflict_target=[NumberSequence.name], update={NumberSequence.value: NumberSequence.value + 1})
      .execute())
-    return f"INV-{Counter.get_by_id(NUMBER_COUNTER).value:06d}"
+    return f"INV-{NumberSequence.get_by_id(NUMBER_SEQUENCE).value:06d}"
 
 
 def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Period:

@@ -30,7 +30,7 @@ from server.observability import metrics
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
+    LIVE_INVOICE, Invoice, RecordedUsageEvent, Subscription, UsageDay, UsageHourly, UsagePeriod,
 )
 from server.resources import threshold_message
 from server.services import events as webhook_events
@@ -160,11 +160,11 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
         rejections, periods = _rejections(subscription, events)
         candidates = rules.first_of_each_id([e for e in events if e.index in periods])
         inserted = set(insert_ignore_returning(
-            UsageEvent,
-            [UsageEvent.subscription, UsageEvent.event_id, UsageEvent.endpoint, UsageEvent.count,
-             UsageEvent.occurred_at, UsageEvent.received_at],
+            RecordedUsageEvent,
+            [RecordedUsageEvent.subscription, RecordedUsageEvent.event_id, RecordedUsageEvent.endpoint,
+             RecordedUsageEvent.count, RecordedUsageEvent.occurred_at, RecordedUsageEvent.received_at],
             [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
-            returning=UsageEvent.event_id))
+            returning=RecordedUsageEvent.event_id))
         accepted = [e for e in candidates if e.event_id in inserted]
         if accepted:
             totals = _add_to_counters(subscription.id, accepted, periods)
