@@ -17,21 +17,26 @@ from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
 
-SUBSCRIPTION_CREATED = "subscription.created"
-SUBSCRIPTION_UPDATED = "subscription.updated"
-SUBSCRIPTION_CANCELED = "subscription.canceled"
-INVOICE_CREATED = "invoice.created"
-INVOICE_SENT = "invoice.sent"
-INVOICE_PAID = "invoice.paid"
-INVOICE_OVERDUE = "invoice.overdue"
-INVOICE_VOIDED = "invoice.voided"
-USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
-QUOTA_EXHAUSTED = "quota.exhausted"
-EVENT_TYPES = (SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_CANCELED, INVOICE_CREATED, INVOICE_SENT,
-               INVOICE_PAID, INVOICE_OVERDUE, INVOICE_VOIDED, USAGE_THRESHOLD_REACHED, QUOTA_EXHAUSTED)
+
+
+class EventType(enum.StrEnum):
+    """What an event announces: its `type`, and what an endpoint subscribes to."""
+
+    SUBSCRIPTION_CREATED = "subscription.created"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    INVOICE_CREATED = "invoice.created"
+    INVOICE_SENT = "invoice.sent"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_OVERDUE = "invoice.overdue"
+    INVOICE_VOIDED = "invoice.voided"
+    USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
+    QUOTA_EXHAUSTED = "quota.exhausted"
+
+
 # The invoice status a transition enters -> the event it announces.
-INVOICE_STATUS_EVENTS = {InvoiceStatus.SENT: INVOICE_SENT, InvoiceStatus.PAID: INVOICE_PAID,
-                         InvoiceStatus.OVERDUE: INVOICE_OVERDUE, InvoiceStatus.VOID: INVOICE_VOIDED}
+INVOICE_STATUS_EVENTS = {InvoiceStatus.SENT: EventType.INVOICE_SENT, InvoiceStatus.PAID: EventType.INVOICE_PAID,
+                         InvoiceStatus.OVERDUE: EventType.INVOICE_OVERDUE, InvoiceStatus.VOID: EventType.INVOICE_VOIDED}
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -127,9 +132,9 @@ def validate_event_types(event_types: Iterable[str]) -> list[str]:
     chosen: list[str] = []
     violations = []
     for index, event_type in enumerate(event_types):
-        if event_type not in EVENT_TYPES:
+        if event_type not in list(EventType):
             violations.append(FieldViolation(f"event_types[{index}]",
-                                             f"{event_type[:64]!r} is not an event type ({', '.join(EVENT_TYPES)})"))
+                                             f"{event_type[:64]!r} is not an event type ({', '.join(EventType)})"))
         elif event_type not in chosen:
             chosen.append(event_type)
     if violations:

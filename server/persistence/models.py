@@ -22,7 +22,7 @@ from server.domain.access import KeyScope
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
-from server.domain.webhooks import DeliveryStatus
+from server.domain.webhooks import DeliveryStatus, EventType
 from server.persistence.db import database
 
 UTC = dt.timezone.utc
@@ -282,7 +282,7 @@ class WebhookEvent(BaseModel):
 
     id = pw.CharField(primary_key=True, max_length=40)
     tenant_id = pw.CharField(max_length=128)
-    type = pw.CharField(max_length=64)
+    type = StrEnumField(EventType, max_length=64)
     # Set for events that happen once per something (a threshold per period): the database refuses a second.
     dedup_key = pw.CharField(max_length=191, null=True, unique=True)
     body = pw.TextField()
@@ -312,6 +312,6 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = [
-    Plan, ApiKey, Subscription, PlanChange, RecordedUsageEvent, UsageHourly, UsagePeriod, UsageDay,
-    NumberSequence, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
+    Plan, ApiKey, Subscription, PlanChange, RecordedUsageEvent, UsageHourly, UsagePeriod, UsageDay, NumberSequence,
+    Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
 ]

@@ -26,6 +26,7 @@ from server.config import Settings
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain import usage as usage_rules
+from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.issuer import Issuer
 from server.domain.periods import period, period_containing
@@ -213,8 +214,9 @@ def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
                        "threshold": threshold, "requests": row.requests, "included": row.included_requests,
                        "period_start": start.isoformat(), "period_end": row.current_period_end.isoformat()}
             with database.atomic():
-                queued += enqueue(template="usage_alert", recipient=row.billing_email, payload=payload,
-                                  dedup_key=f"usage_alert:{row.id}:{start.isoformat()}:{threshold}", now=now)
+                queued += enqueue(template=EmailTemplate.USAGE_ALERT, recipient=row.billing_email, payload=payload,
+                                  dedup_key=f"{EmailTemplate.USAGE_ALERT}:{row.id}:{start.isoformat()}:{threshold}",
+                                  now=now)
     return {"rows": queued, "over_threshold": checked, "queued": queued}
 
 

@@ -152,8 +152,8 @@ def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.da
     data = quota_message(subscription_id=plan.subscription_id, tenant_id=tenant_id, plan_id=plan.plan_id,
                          included=plan.included_requests, period=period)
     with db.database.atomic():
-        events.emit(webhooks.QUOTA_EXHAUSTED, tenant_id, data, now=now,
-                    dedup_key=f"{webhooks.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
+        events.emit(webhooks.EventType.QUOTA_EXHAUSTED, tenant_id, data, now=now,
+                    dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
 
 
 def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> ResourceExhausted:

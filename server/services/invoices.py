@@ -17,8 +17,9 @@ import uuid
 import peewee as pw
 
 from server.domain import invoice_state, webhooks
-from server.domain.invoice_state import InvoiceStatus
 from server.domain.access import Principal, require_admin, require_visible
+from server.domain.emails import EmailTemplate
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoicing import line_items, segments
@@ -36,7 +37,8 @@ from server.services.subscriptions import find_subscription
 
 NUMBER_SEQUENCE = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
-STATUS_TEMPLATES = {InvoiceStatus.SENT: "invoice_issued", InvoiceStatus.OVERDUE: "invoice_overdue"}
+STATUS_TEMPLATES = {InvoiceStatus.SENT: EmailTemplate.INVOICE_ISSUED,
+                    InvoiceStatus.OVERDUE: EmailTemplate.INVOICE_OVERDUE}
 
 
 def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
@@ -81,7 +83,7 @@ def draft_line_items(subscription: Subscription, period: Period) -> list:
     return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
 
 
-def _announce(invoice: Invoice, event_types: list[str], now: dt.datetime) -> None:
+def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> None:
     """Webhook events of the invoice as it now stands, in the caller's transaction."""
     for event_type in event_types:
         events.emit(event_type, invoice.tenant_id, invoice_message(invoice), now=now)
@@ -131,7 +133,8 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                 dict(invoice=invoice.id, position=i, description=item.description, quantity_milli=item.quantity_milli,
                      unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
                 for i, item in enumerate(items)]).execute()
-            _announce(invoice, [webhooks.INVOICE_CREATED] + ([webhooks.INVOICE_PAID] if paid else []), now)
+            announced = [webhooks.EventType.INVOICE_CREATED] + ([webhooks.EventType.INVOICE_PAID] if paid else [])
+            _announce(invoice, announced, now)
         # Counted once committed (or handed to the caller's transaction, which the scheduler's
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
@@ -144,7 +147,8 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
-def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
+def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
+               principal: Principal | None = None) -> Invoice:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
@@ -184,8 +188,8 @@ def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoi
     return invoice
 
 
-def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0, page_token: str = "",
-                  principal: Principal | None = None) -> tuple[list[Invoice], str]:
+def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0,
+                  page_token: str = "", principal: Principal | None = None) -> tuple[list[Invoice], str]:
     sub = find_subscription(subscription_id, principal=principal)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())
     if status:

@@ -37,7 +37,8 @@ def signing_secret(configured: str | None, *, now: dt.datetime) -> bytes:
 def _subscription(tenant_id: str) -> Subscription:
     """The tenant's active subscription, else its latest one; 404 if it never subscribed."""
     found = (Subscription.select().where(Subscription.tenant_id == tenant_id)
-             .order_by((Subscription.status == SubscriptionStatus.ACTIVE).desc(), Subscription.created_at.desc()).first())
+             .order_by((Subscription.status == SubscriptionStatus.ACTIVE).desc(), Subscription.created_at.desc())
+             .first())
     if found is None:
         raise NotFound(f"tenant {tenant_id!r} has no subscription", reason="SUBSCRIPTION_NOT_FOUND")
     return found

@@ -86,7 +86,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 anchor_at=now, current_period_start=first.start, current_period_end=first.end,
                 created_at=now, updated_at=now, canceled_at=None)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
-            events.emit(webhooks.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
+            events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
         existing = active_subscription(tenant_id)
@@ -134,8 +134,8 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
             subscription = find_subscription(subscription.id)
-            events.emit(webhooks.SUBSCRIPTION_UPDATED, subscription.tenant_id, subscription_message(subscription),
-                        now=now)
+            events.emit(webhooks.EventType.SUBSCRIPTION_UPDATED, subscription.tenant_id,
+                        subscription_message(subscription), now=now)
     return subscription
 
 
@@ -148,8 +148,8 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
         (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
         subscription = find_subscription(subscription.id)
-        events.emit(webhooks.SUBSCRIPTION_CANCELED, subscription.tenant_id, subscription_message(subscription),
-                    now=now)
+        events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, subscription.tenant_id,
+                    subscription_message(subscription), now=now)
         return subscription
 
 

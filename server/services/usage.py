@@ -126,7 +126,7 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
     """usage.threshold_reached when this batch took the current period across 80% or 100% of the
     plan's included requests (the rule of the usage_alert e-mail); once per period and threshold,
     by dedup key. A tenant without a listening endpoint costs one read."""
-    targets = webhook_events.listeners(subscription.tenant_id, webhooks.USAGE_THRESHOLD_REACHED)
+    targets = webhook_events.listeners(subscription.tenant_id, webhooks.EventType.USAGE_THRESHOLD_REACHED)
     if not targets:
         return
     plan = subscription.plan
@@ -134,8 +134,8 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
     for percent in webhooks.crossed_thresholds(before, after, plan.included_requests):
         data = threshold_message(subscription_id=subscription.id, tenant_id=subscription.tenant_id, plan_id=plan.id,
                                  percent=percent, requests=after, included=plan.included_requests, period=period)
-        key = f"{webhooks.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
-        webhook_events.emit(webhooks.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
+        key = f"{webhooks.EventType.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
+        webhook_events.emit(webhooks.EventType.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
                             endpoint_ids=targets, dedup_key=key)
 
 

@@ -72,7 +72,8 @@ def settle(attempt: Attempt, outcome: rules.Outcome, *, now: dt.datetime, jitter
             status, delivered_at = (DeliveryStatus.PENDING if next_at else DeliveryStatus.FAILED), None
         (WebhookDelivery.update(status=status, attempts=attempts, next_attempt_at=next_at, delivered_at=delivered_at,
                                 last_status_code=outcome.status_code, last_error=outcome.error)
-         .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == DeliveryStatus.PENDING)).execute())
+         .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == DeliveryStatus.PENDING))
+         .execute())
         if endpoint is not None and _track_health(endpoint, outcome.succeeded, now):
             status = DeliveryStatus.FAILED
     return status
