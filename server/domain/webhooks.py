@@ -18,7 +18,6 @@ from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
 
 
-
 class EventType(enum.StrEnum):
     """What an event announces: its `type`, and what an endpoint subscribes to."""
 
