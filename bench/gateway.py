@@ -4,7 +4,7 @@ one run, the way OPA-Envoy publishes its ext_authz overhead.
 
 The upstream must not be the bottleneck, so it is an Envoy `direct_response` (a fixed 200 JSON);
 the "direct" door is a listener of that same Envoy proxying to it with no filters, and the gateway
-is the stack's own listener (server.edge) with BILLING_UPSTREAM_URL pointing at it. Both doors
+is the stack's own listener (server.envoy_launcher) with BILLING_UPSTREAM_URL pointing at it. Both doors
 thus cost one proxy hop. The billing server runs in this process (as in bench/interceptor.py) on
 a fresh SQLite file; the tenant has an ENTERPRISE subscription whose limit the bench catalogue
 raises so that no request is refused (errors must be 0) and every one is checked and metered.
@@ -100,7 +100,7 @@ class Door:
 
 
 def _envoy(config: pathlib.Path, workdir: pathlib.Path, log) -> subprocess.Popen:
-    from server.edge import envoy_binary
+    from server.envoy_launcher import envoy_binary
 
     return subprocess.Popen([envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
                              "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],
@@ -158,7 +158,7 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
 
 def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int,
             threads: int) -> dict:
-    from server import edge
+    from server import envoy_launcher
     from server.bootstrap import prepare
     from server.config import DEFAULT_CATALOGUE, Settings
     from server.persistence import db
@@ -185,7 +185,7 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
     envdir.mkdir(exist_ok=True)
     log = open(workdir / "gateway-envoy.log", "ab")
     fixed = _envoy(config, workdir, log)
-    stack_envoy = edge.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key,
+    stack_envoy = envoy_launcher.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key,
                              stdout=log, stderr=log)
     try:
         wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)

@@ -20,6 +20,8 @@ import pathlib
 import secrets
 import statistics
 
+from server.domain.plans import Tier
+
 RAISED_LIMIT = 100_000_000
 
 
@@ -27,7 +29,7 @@ def bench_catalogue(workdir: pathlib.Path, source: pathlib.Path, limit: int = RA
     """A copy of the plan catalogue with the ENTERPRISE tier's limit raised to `limit`."""
     data = json.loads(source.read_text())
     for plan in data["plans"]:
-        if plan["tier"] == "ENTERPRISE":
+        if plan["tier"] == Tier.ENTERPRISE:
             plan["rate_limit_per_minute"] = limit
     out = workdir / "catalogue-bench.json"
     out.write_text(json.dumps(data, indent=1))
@@ -82,6 +84,7 @@ def enterprise_tenant(prefix: str) -> tuple[str, str]:
     """A new tenant with an ACTIVE enterprise subscription (id `sub_<tenant>`) and its key, in the
     database `prepare` bound; returns (tenant, key)."""
     from server.persistence import db
+    from server.domain.subscriptions import SubscriptionStatus
     from server.persistence.models import Subscription
     from server.services import keys
 
@@ -89,7 +92,7 @@ def enterprise_tenant(prefix: str) -> tuple[str, str]:
     with db.session():
         key = keys.create_key(now=now, tenant_id=tenant)
         Subscription.create(id=f"sub_{tenant}", tenant_id=tenant, plan="enterprise", billing_email="rl@bench.example",
-                            status="ACTIVE", anchor_at=now, current_period_start=now,
+                            status=SubscriptionStatus.ACTIVE, anchor_at=now, current_period_start=now,
                             current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
     return tenant, key
 

@@ -1,5 +1,5 @@
 """The real stack for the bench: `billing-server` processes (each on its own port) and Envoy
-(server.edge) in front of all of them, in a temporary directory."""
+(server.envoy_launcher) in front of all of them, in a temporary directory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-from server import edge
+from server import envoy_launcher
 from server.config import Settings
 from server.readiness import wait_for_grpc, wait_for_http
 
@@ -78,7 +78,7 @@ class Stack:
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")
-        self.envoy = edge.start(settings, self.ports, envdir, self.admin_key, stdout=log, stderr=log)
+        self.envoy = envoy_launcher.start(settings, self.ports, envdir, self.admin_key, stdout=log, stderr=log)
         self.rest_port = settings.http_port
         wait_for_http(f"http://127.0.0.1:{self.rest_port}/billing/health", alive=lambda: self.envoy.poll() is None)
         return self.rest_port

@@ -20,7 +20,7 @@ import uuid
 import grpc
 import pytest
 
-from server import edge
+from server import envoy_launcher
 from server.bootstrap import prepare
 from server.config import Settings
 from server.persistence import db
@@ -248,7 +248,7 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "envoy.log", "ab") as log, \
-            running(edge.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
+            running(envoy_launcher.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
                     f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
         yield envoy
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain.access import ADMIN, TENANT, Principal, require_admin, require_tenant_path, require_visible
+from server.domain.access import KeyScope, Principal, require_admin, require_tenant_path, require_visible
 from server.domain.errors import (
     DomainError, FieldViolation, Internal, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted,
 )
 
-ADMIN_KEY = Principal(key_id=1, scope=ADMIN)
-ACME_KEY = Principal(key_id=2, scope=TENANT, tenant_id="acme")
+ADMIN_KEY = Principal(key_id=1, scope=KeyScope.ADMIN)
+ACME_KEY = Principal(key_id=2, scope=KeyScope.TENANT, tenant_id="acme")
 
 
 def test_an_admin_owns_every_tenant_and_a_tenant_only_itself():

@@ -22,7 +22,7 @@ from server.persistence import db
 from server.scheduler import jobs
 from server.scheduler.cli import EARLIEST, LATEST, check_now
 from server.services import subscriptions as subscription_service
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 
 UTC = dt.timezone.utc
 
@@ -100,17 +100,16 @@ accepted = st.datetimes(EARLIEST.replace(tzinfo=None), (LATEST - dt.timedelta(mi
 
 @pytest.fixture(scope="module")
 def clock_database(tmp_path_factory):
-    """A database of its own, so jobs run at any instant touch no other test's rows."""
+    """A database of its own, so jobs run at any instant touch no other test's rows; yields the
+    scheduler's settings for it."""
     with scratch_database(tmp_path_factory.mktemp("clock")) as url:
         now = dt.datetime(2026, 1, 31, 12, tzinfo=UTC)
         for plan in ("free", "standard", "premium"):
             insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))
         with db.session():
-            subscription_service.cancel_subscription(Principal(key_id=0, scope=ADMIN),
+            subscription_service.cancel_subscription(Principal(key_id=0, scope=KeyScope.ADMIN),
                                                      insert_subscription("clock-c", anchor=now).id, now=now)
-        jobs.configure(dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out")))
-        yield
-        jobs.configure(None)
+        yield dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out"))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -119,7 +118,7 @@ def test_every_job_finishes_at_any_accepted_instant(clock_database, now):
     assert check_now(now, REAL_NOW, allow_future=True) is None
     for name in jobs.JOBS:
         # Two e-mails a run are enough to render and send at `now`; all of them would take minutes.
-        summary = jobs.run_job(name, now, **({"limit": 2} if name == "deliver_outbox" else {}))
+        summary = jobs.run_job(name, now, clock_database, **({"limit": 2} if name == "deliver_outbox" else {}))
         assert summary.get("errors", 0) == 0, summary
 
 

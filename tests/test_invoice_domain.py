@@ -22,7 +22,7 @@ from server.notifications.pdf import money
 UTC = dt.timezone.utc
 
 
-ALL = invoice_state.STATUSES
+ALL = list(invoice_state.InvoiceStatus)
 ALLOWED = {("PENDING", "SENT"), ("PENDING", "VOID"), ("SENT", "PAID"), ("SENT", "OVERDUE"), ("SENT", "VOID"),
            ("OVERDUE", "PAID"), ("OVERDUE", "VOID")}
 

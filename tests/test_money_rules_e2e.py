@@ -56,9 +56,8 @@ def assert_lines_add_up(invoice):
 
 @pytest.fixture
 def scheduler(stack):
-    jobs.configure(stack.settings)
-    yield jobs.run_job
-    jobs.configure(None)
+    """Runs a job with the stack's settings."""
+    return lambda name, now, **options: jobs.run_job(name, now, stack.settings, **options)
 
 
 # --- 1. usage is billed on the plan in force when it was consumed ------------------------------
@@ -225,8 +224,8 @@ def test_any_unicode_renders_in_the_pdf_and_the_email(stack, scheduler, tmp_path
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body)).pages)
     assert "O’Brien" in text and "€" in text and "\N{REPLACEMENT CHARACTER}" in text
     assert stack.rest("PUT", f"/billing/invoices/{invoice['id']}", body={"status": "SENT"}).status == 200
-    jobs.configure(dataclasses.replace(stack.settings, outbox_dir=tmp_path))
-    assert scheduler("deliver_outbox", dt.datetime.now(UTC))["failed"] == 0
+    outbox_here = dataclasses.replace(stack.settings, outbox_dir=tmp_path)
+    assert jobs.run_job("deliver_outbox", dt.datetime.now(UTC), outbox_here)["failed"] == 0
     assert any(p.name.startswith(f"invoice_issued_{invoice['id']}") for p in tmp_path.iterdir())
 
 

@@ -11,8 +11,7 @@ import pytest
 from conftest import scratch_database
 from factories import insert_subscription
 
-from server.domain.access import ADMIN, Principal
-from server.domain.access import TENANT
+from server.domain.access import KeyScope, Principal
 from server.domain.errors import AlreadyExists, InvalidArgument, PermissionDenied
 from server.domain.issuer import Issuer
 from server.domain.periods import period
@@ -24,7 +23,7 @@ from server.services import invoices, usage
 from server.services.subscriptions import SubscriptionChange, cancel_subscription, update_subscription
 
 UTC = dt.timezone.utc
-ADMIN_KEY = Principal(key_id=0, scope=ADMIN)
+ADMIN_KEY = Principal(key_id=0, scope=KeyScope.ADMIN)
 ISSUER = Issuer("Billing Co", "1 Loopback Road", "TAX-1")
 ANCHOR = dt.datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
 FIRST = period(ANCHOR, 0)  # Jan 31 09:30 -> Feb 28 09:30: 28 days
@@ -75,7 +74,7 @@ def test_events_without_an_id_each_count():
 
 def test_only_an_admin_tracks_usage_or_generates_invoices():
     sub = subscription("tenant-key")
-    tenant = Principal(key_id=9, scope=TENANT, tenant_id="tenant-key")
+    tenant = Principal(key_id=9, scope=KeyScope.TENANT, tenant_id="tenant-key")
     with pytest.raises(PermissionDenied, match="^tracking usage needs an admin key$"):
         usage.track(tenant, sub.id, [RawEvent("a", "/v1/x", 1, FIRST.start)], now=FIRST.end)
     with pytest.raises(PermissionDenied, match="^generating an invoice needs an admin key$"):

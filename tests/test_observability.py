@@ -61,7 +61,7 @@ def test_billing_counters_and_no_tenant_in_any_label(stack, tenant_id):
 
 def test_job_runs_are_counted_timed_and_stamped(stack):
     runs = sample("billing_job_runs_total", job="overdue_sweep", result="success")
-    jobs.run_job("overdue_sweep", dt.datetime.now(dt.timezone.utc))
+    jobs.run_job("overdue_sweep", dt.datetime.now(dt.timezone.utc), stack.settings)
     assert sample("billing_job_runs_total", job="overdue_sweep", result="success") == runs + 1
     assert sample("billing_job_duration_seconds_count", job="overdue_sweep") >= 1
     assert sample("billing_job_last_success_timestamp_seconds", job="overdue_sweep") > 0

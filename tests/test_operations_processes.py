@@ -21,7 +21,7 @@ from billing.v1 import usage_pb2, usage_pb2_grpc
 from factories import insert_subscription
 from server.config import Settings
 from server.persistence import db
-from server.persistence.models import UsageEvent
+from server.persistence.models import RecordedUsageEvent
 from tests.conftest import (
     REDIS_URL, billing_server, bound, free_port, fresh_postgres_database, http_call, migrate, postgres_unreachable_reason,
     running_envoy,
@@ -66,8 +66,8 @@ def _track_until(stub, subscription_id: str, stop: threading.Event, auth) -> lis
 
 def _recorded(subscription_id: str) -> set[str]:
     with db.session():
-        return {e.event_id for e in UsageEvent.select(UsageEvent.event_id).where(
-            UsageEvent.subscription == subscription_id)}
+        return {e.event_id for e in RecordedUsageEvent.select(RecordedUsageEvent.event_id).where(
+            RecordedUsageEvent.subscription == subscription_id)}
 
 
 def _server_calls(log_file) -> dict[str, str]:

@@ -3,6 +3,7 @@ e-mails written as .eml files to OUTBOX_DIR; and `run` stops cleanly on SIGTERM.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pathlib
@@ -13,7 +14,12 @@ import sys
 import time
 import urllib.request
 
+import schedule
+
 from conftest import free_port, migrate
+
+from server.config import Settings
+from server.scheduler.cli import build_schedule
 
 SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
 
@@ -106,3 +112,17 @@ def test_outbox_command_counts_lists_and_retries_dead_letters(tmp_path):
     subprocess.run(script + ["--retry", str(row_id)], env=env, check=True, capture_output=True)
     assert json.loads(subprocess.run(script, env=env, capture_output=True, text=True).stdout)["pending"] == 1
     assert subprocess.run(script + ["--retry", str(row_id)], env=env, capture_output=True).returncode == 2
+
+
+def test_the_daily_rollup_runs_at_00_10_utc_whatever_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30: 00:10 there is 18:40 UTC
+    time.tzset()
+    try:
+        scheduler = schedule.Scheduler()
+        build_schedule(scheduler, Settings())
+        [rollup] = [job for job in scheduler.jobs if job.job_func.args[0] == "daily_rollup"]
+        at = rollup.next_run.astimezone(dt.timezone.utc)  # next_run is naive local time
+        assert (at.hour, at.minute) == (0, 10)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

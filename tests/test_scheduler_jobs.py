@@ -20,15 +20,17 @@ from pypdf import PdfReader
 from conftest import free_port
 from factories import insert_subscription
 
+from server.config import Settings
 from server.domain.periods import add_months
 from server.notifications.sender import SmtpSender
 from server.persistence import db
-from server.persistence.models import Invoice, OutboxMessage, Subscription, UsageEvent, UsagePeriod
+from server.persistence.models import Invoice, OutboxMessage, RecordedUsageEvent, Subscription, UsagePeriod
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
 from server.services.outbox import enqueue
 
 UTC = dt.timezone.utc
+SETTINGS = Settings()  # the defaults: the issuer on the PDF, 35 days of usage retention
 
 
 class Collector:
@@ -99,7 +101,7 @@ def outbox_of(sub):
 
 
 def deliver_all(sender, at):
-    while run_job("deliver_outbox", at, sender=sender)["sent"]:
+    while run_job("deliver_outbox", at, SETTINGS, sender=sender)["sent"]:
         pass
 
 
@@ -108,7 +110,7 @@ def test_three_emails_arrive_over_smtp(smtp, make_sub, now):
     billed = make_sub("standard")
     heavy = make_sub("standard", months=0, requests=100_000)  # current period, 100% of included
 
-    summary = run_job("period_invoicing", now)
+    summary = run_job("period_invoicing", now, SETTINGS)
     assert summary["job"] == "period_invoicing" and summary["rows"] >= 1 and "duration_ms" in summary
     [invoice] = invoices_of(billed)
     assert invoice.status == "SENT" and invoice.total_cents == 2900
@@ -118,8 +120,8 @@ def test_three_emails_arrive_over_smtp(smtp, make_sub, now):
     assert advanced.current_period_start <= now < advanced.current_period_end
 
     later = now + dt.timedelta(days=15)
-    assert run_job("overdue_sweep", later)["rows"] >= 1
-    assert run_job("usage_alerts", now)["rows"] >= 2
+    assert run_job("overdue_sweep", later, SETTINGS)["rows"] >= 1
+    assert run_job("usage_alerts", now, SETTINGS)["rows"] >= 2
     deliver_all(sender, later)
 
     issued, overdue = handler.to(billed.billing_email)
@@ -143,7 +145,7 @@ def test_three_emails_arrive_over_smtp(smtp, make_sub, now):
     # Everything again: nothing new is invoiced, queued or sent.
     count = len(handler.messages)
     for job in ("period_invoicing", "overdue_sweep", "usage_alerts"):
-        run_job(job, later)
+        run_job(job, later, SETTINGS)
     deliver_all(sender, later)
     assert len(invoices_of(billed)) == 1 and len(outbox_of(heavy)) == 2
     assert len(handler.to(billed.billing_email)) == 2 and len(handler.to(heavy.billing_email)) == 2
@@ -153,18 +155,18 @@ def test_three_emails_arrive_over_smtp(smtp, make_sub, now):
 def test_smtp_outage_is_retried_with_backoff_then_sent_once(smtp, make_sub, now):
     handler, sender = smtp
     sub = make_sub("premium")
-    run_job("period_invoicing", now)
+    run_job("period_invoicing", now, SETTINGS)
     [row] = outbox_of(sub)
 
-    run_job("deliver_outbox", now, sender=SmtpSender("127.0.0.1", free_port(), timeout=2))  # nobody listening
+    run_job("deliver_outbox", now, SETTINGS, sender=SmtpSender("127.0.0.1", free_port(), timeout=2))  # nobody listening
     [row] = outbox_of(sub)
     assert row.sent_at is None and row.attempts == 1 and row.next_attempt_at == now + dt.timedelta(minutes=1)
     assert row.last_error
 
     handler.refuse_once.add(sub.billing_email)
-    run_job("deliver_outbox", now + dt.timedelta(seconds=59), sender=sender)  # not due yet
+    run_job("deliver_outbox", now + dt.timedelta(seconds=59), SETTINGS, sender=sender)  # not due yet
     assert outbox_of(sub)[0].attempts == 1 and not handler.to(sub.billing_email)
-    run_job("deliver_outbox", now + dt.timedelta(minutes=1), sender=sender)  # due: 451
+    run_job("deliver_outbox", now + dt.timedelta(minutes=1), SETTINGS, sender=sender)  # due: 451
     [row] = outbox_of(sub)
     assert row.attempts == 2 and "451" in row.last_error
     assert row.next_attempt_at == now + dt.timedelta(minutes=6)
@@ -198,7 +200,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(smtp, make_sub, no
 
     monkeypatch.setattr(jobs.invoices, "set_status", crash_on_second)
     with pytest.raises(Crash):
-        run_job("period_invoicing", now)
+        run_job("period_invoicing", now, SETTINGS)
     done = seen[0]
     assert [len(invoices_of(s)) for s in subs] == [int(s.id == done) for s in subs]
     assert [len(outbox_of(s)) for s in subs] == [int(s.id == done) for s in subs]
@@ -206,8 +208,8 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(smtp, make_sub, no
         assert Subscription.get_by_id(seen[1]).current_period_start == subs[0].current_period_start
 
     monkeypatch.setattr(jobs.invoices, "set_status", real)
-    run_job("period_invoicing", now)
-    run_job("period_invoicing", now)
+    run_job("period_invoicing", now, SETTINGS)
+    run_job("period_invoicing", now, SETTINGS)
     for sub in subs:
         [invoice] = invoices_of(sub)
         assert invoice.period_start == sub.current_period_start and invoice.status == "SENT"
@@ -221,7 +223,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(smtp, make_sub, no
             raise Crash()
 
     with pytest.raises(Crash):
-        run_job("deliver_outbox", now, sender=CrashAfterSend())
+        run_job("deliver_outbox", now, SETTINGS, sender=CrashAfterSend())
 
     def received_counts():
         return sorted(len(handler.to(sub.billing_email)) for sub in subs)
@@ -237,8 +239,8 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(smtp, make_sub, no
 
 def test_elapsed_periods_each_invoiced_once(make_sub, now):
     sub = make_sub("standard", months=3)
-    assert run_job("period_invoicing", now)["rows"] >= 3
-    run_job("period_invoicing", now)
+    assert run_job("period_invoicing", now, SETTINGS)["rows"] >= 3
+    run_job("period_invoicing", now, SETTINGS)
     starts = [i.period_start for i in invoices_of(sub)]
     assert starts == [add_months(sub.anchor_at, k) for k in range(3)]
     with db.session():
@@ -248,8 +250,8 @@ def test_elapsed_periods_each_invoiced_once(make_sub, now):
 
 def test_canceled_subscription_gets_one_final_invoice(make_sub, now):
     sub = make_sub("standard", months=0, status="CANCELED", canceled_days_ago=0)
-    run_job("period_invoicing", now)
-    run_job("period_invoicing", now + dt.timedelta(days=40))
+    run_job("period_invoicing", now, SETTINGS)
+    run_job("period_invoicing", now + dt.timedelta(days=40), SETTINGS)
     [invoice] = invoices_of(sub)
     assert invoice.status == "SENT" and invoice.period_start == sub.current_period_start
     with db.session():
@@ -262,14 +264,14 @@ def test_daily_rollup_purges_raw_events_past_retention_in_batches(make_sub, now)
     with db.session():
         for i, age in enumerate([40, 39, 36, 34, 1]):
             received = now - dt.timedelta(days=age)
-            UsageEvent.create(subscription=sub.id, event_id=f"e{i}", endpoint="/x", count=1,
+            RecordedUsageEvent.create(subscription=sub.id, event_id=f"e{i}", endpoint="/x", count=1,
                               occurred_at=received, received_at=received)
-    summary = run_job("daily_rollup", now, batch=2)
+    summary = run_job("daily_rollup", now, SETTINGS, batch=2)
     assert summary["rows"] >= 3 and summary["batches"] >= 2
     with db.session():
-        kept = sorted(e.event_id for e in UsageEvent.select().where(UsageEvent.subscription == sub.id))
+        kept = sorted(e.event_id for e in RecordedUsageEvent.select().where(RecordedUsageEvent.subscription == sub.id))
     assert kept == ["e3", "e4"]
-    assert run_job("daily_rollup", now)["rows"] == 0
+    assert run_job("daily_rollup", now, SETTINGS)["rows"] == 0
 
 
 def test_a_stopping_scheduler_finishes_the_item_in_hand_and_no_more(stack, now):
@@ -291,7 +293,7 @@ def test_a_stopping_scheduler_finishes_the_item_in_hand_and_no_more(stack, now):
 
     sender = StopDuringSend()
     try:
-        assert run_job("deliver_outbox", now, sender=sender)["sent"] == 1
+        assert run_job("deliver_outbox", now, SETTINGS, sender=sender)["sent"] == 1
     finally:
         jobs.STOPPING.clear()
     assert sender.sent == 1

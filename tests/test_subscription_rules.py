@@ -64,9 +64,9 @@ def test_tenant_id_longer_than_the_column_is_refused():
 
 
 def test_only_active_subscriptions_change():
-    rules.require_changeable(rules.ACTIVE, "sub_1")
+    rules.require_changeable(rules.SubscriptionStatus.ACTIVE, "sub_1")
     with pytest.raises(FailedPrecondition) as error:
-        rules.require_changeable(rules.CANCELED, "sub_1")
+        rules.require_changeable(rules.SubscriptionStatus.CANCELED, "sub_1")
     assert "sub_1" in error.value.message and error.value.reason == "SUBSCRIPTION_CANCELED"
 
 

@@ -12,7 +12,7 @@ from billing.v1 import usage_pb2, usage_pb2_grpc
 from factories import insert_subscription
 
 from server.persistence import db
-from server.persistence.models import Invoice, UsageEvent
+from server.persistence.models import Invoice, RecordedUsageEvent
 
 UTC = dt.timezone.utc
 
@@ -60,7 +60,7 @@ def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
     assert "events[1].count" in body["message"]
     assert any(d.get("fieldViolations", d.get("field_violations")) for d in body["details"])
     with db.session():
-        assert UsageEvent.select().where(UsageEvent.subscription == sub.id).count() == 0
+        assert RecordedUsageEvent.select().where(RecordedUsageEvent.subscription == sub.id).count() == 0
 
 
 def test_future_timestamp_and_batch_bounds_are_400(stack, tenant_id):

@@ -7,13 +7,13 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings, strategies as st
 from factories import insert_subscription
 
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import UsageHourly
 from server.services import usage
 
-ADMIN_PRINCIPAL = Principal(key_id=0, scope=ADMIN)
+ADMIN_PRINCIPAL = Principal(key_id=0, scope=KeyScope.ADMIN)
 event_ids = st.sampled_from([f"e{n}" for n in range(40)])
 batches = st.lists(st.lists(st.tuples(event_ids, st.integers(1, 50), st.sampled_from(["/a", "/b", "/c"])),
                             min_size=1, max_size=30), min_size=1, max_size=6)

@@ -148,7 +148,7 @@ def test_an_unknown_event_type_is_quoted_up_to_64_characters_with_the_known_ones
     with pytest.raises(InvalidArgument) as error:
         rules.validate_event_types([long_type])
     assert (error.value.message, error.value.reason) == ("unknown event types", "UNKNOWN_EVENT_TYPE")
-    known = ", ".join(rules.EVENT_TYPES)
+    known = ", ".join(rules.EventType)
     assert [(v.field, v.description) for v in error.value.violations] == [
         ("event_types[0]", f"'{'x' * 64}' is not an event type ({known})")]
     assert known.startswith("subscription.created, subscription.updated, ")

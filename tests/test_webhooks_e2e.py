@@ -25,7 +25,7 @@ from test_migrations import bound
 from webhook_receiver import Receiver
 
 from server.domain import webhooks as rules
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 from server.notifications import webhook_sender
 from server.config import Settings
 from server.persistence import catalogue, db, migrations
@@ -230,7 +230,7 @@ def test_invoice_events_reach_only_endpoints_that_want_them(stack, tenant_id, di
 def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
     with Receiver() as receiver:
         register(stack, tenant_id, receiver.url)
-        admin = Principal(key_id=0, scope=ADMIN)
+        admin = Principal(key_id=0, scope=KeyScope.ADMIN)
         with db.session(), db.database.atomic() as transaction:
             subscriptions.create_subscription(admin, subscriptions.NewSubscription(
                 tenant_id, "standard", "ops@example.com"), now=dt.datetime.now(UTC))
@@ -421,7 +421,7 @@ def test_the_scheduler_process_delivers_a_change_within_5_seconds(tmp_path):
     url = f"sqlite:///{tmp_path / 'billing.db'}"
     env = {**os.environ, "DATABASE_URL": url, "OUTBOX_DIR": str(tmp_path / "out"), "BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"}
     env.pop("SMTP_URL", None)
-    admin = Principal(key_id=0, scope=ADMIN)
+    admin = Principal(key_id=0, scope=KeyScope.ADMIN)
     now = dt.datetime.now(UTC)
     with Receiver() as receiver, bound(url):
         migrations.migrate()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from server import __version__  # noqa: E402
 from server.domain import subscriptions, usage  # noqa: E402
-from server.edge import MAX_REST_BODY  # noqa: E402
+from server.envoy_launcher import MAX_REST_BODY  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
 from server.transport.interceptors.methods import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402

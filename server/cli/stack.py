@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from server import edge
+from server import envoy_launcher
 from server.bootstrap import start
 from server.persistence import db
 from server.readiness import wait_for_http
@@ -87,8 +87,8 @@ def main() -> int:
             demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
             children.append(demo)
             wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
-        envoy = edge.start(settings, [grpc for grpc, _ in replicas], workdir, admin_key,
-                           upstream_host=edge.upstream_host(settings.bind))
+        envoy = envoy_launcher.start(settings, [grpc for grpc, _ in replicas], workdir, admin_key,
+                           upstream_host=envoy_launcher.upstream_host(settings.bind))
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"

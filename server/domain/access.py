@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 from server.domain.errors import NotFound, PermissionDenied
 
-ADMIN = "admin"
-TENANT = "tenant"
+
+class KeyScope(enum.StrEnum):
+    """What an API key may act on (ApiKey.scope): every tenant, or its own."""
+
+    ADMIN = "admin"
+    TENANT = "tenant"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,12 +20,12 @@ class Principal:
     """The caller, as its API key says."""
 
     key_id: int
-    scope: str
+    scope: KeyScope
     tenant_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.scope == ADMIN
+        return self.scope == KeyScope.ADMIN
 
     def owns(self, tenant_id: str) -> bool:
         return self.is_admin or self.tenant_id == tenant_id

@@ -34,11 +34,12 @@ import math
 from typing import Protocol
 
 from server.domain.errors import DomainError
+from server.domain.plans import Tier
 
 WINDOW_SECONDS = 60.0
 
 # The limit per rolling minute of each tier (the catalogue's rate_limit_per_minute holds the same).
-TIER_LIMITS = {"FREE": 50, "STANDARD": 200, "PREMIUM": 500, "ENTERPRISE": 2000}
+TIER_LIMITS = {Tier.FREE: 50, Tier.STANDARD: 200, Tier.PREMIUM: 500, Tier.ENTERPRISE: 2000}
 
 
 @dataclasses.dataclass(frozen=True)

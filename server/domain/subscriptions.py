@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import re
 
 from server.domain.errors import FailedPrecondition, InvalidArgument
 
-ACTIVE = "ACTIVE"
-CANCELED = "CANCELED"
-STATUSES = (ACTIVE, CANCELED)
+
+class SubscriptionStatus(enum.StrEnum):
+    """The stored status (Subscription.Status in the proto, by name)."""
+
+    ACTIVE = "ACTIVE"
+    CANCELED = "CANCELED"
+
 
 MAX_TENANT_ID = 128  # Subscription.tenant_id column width
 MAX_EMAIL = 320      # RFC 5321: 64 local + @ + 255 domain
@@ -42,9 +47,9 @@ def validate_email(email: str) -> str:
     return email
 
 
-def require_changeable(status: str, subscription_id: str) -> None:
+def require_changeable(status: SubscriptionStatus, subscription_id: str) -> None:
     """Only an ACTIVE subscription can change plan or e-mail; a canceled one is kept as it ended."""
-    if status != ACTIVE:
+    if status != SubscriptionStatus.ACTIVE:
         raise FailedPrecondition(f"subscription {subscription_id!r} is {status} and cannot be changed",
                                  reason="SUBSCRIPTION_CANCELED")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import ipaddress
@@ -13,25 +14,37 @@ import urllib.parse
 from typing import Iterable
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
 
-SUBSCRIPTION_CREATED = "subscription.created"
-SUBSCRIPTION_UPDATED = "subscription.updated"
-SUBSCRIPTION_CANCELED = "subscription.canceled"
-INVOICE_CREATED = "invoice.created"
-INVOICE_SENT = "invoice.sent"
-INVOICE_PAID = "invoice.paid"
-INVOICE_OVERDUE = "invoice.overdue"
-INVOICE_VOIDED = "invoice.voided"
-USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
-QUOTA_EXHAUSTED = "quota.exhausted"
-EVENT_TYPES = (SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_CANCELED, INVOICE_CREATED, INVOICE_SENT,
-               INVOICE_PAID, INVOICE_OVERDUE, INVOICE_VOIDED, USAGE_THRESHOLD_REACHED, QUOTA_EXHAUSTED)
+
+class EventType(enum.StrEnum):
+    """What an event announces: its `type`, and what an endpoint subscribes to."""
+
+    SUBSCRIPTION_CREATED = "subscription.created"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    INVOICE_CREATED = "invoice.created"
+    INVOICE_SENT = "invoice.sent"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_OVERDUE = "invoice.overdue"
+    INVOICE_VOIDED = "invoice.voided"
+    USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
+    QUOTA_EXHAUSTED = "quota.exhausted"
+
+
 # The invoice status a transition enters -> the event it announces.
-INVOICE_STATUS_EVENTS = {"SENT": INVOICE_SENT, "PAID": INVOICE_PAID, "OVERDUE": INVOICE_OVERDUE,
-                         "VOID": INVOICE_VOIDED}
-# A delivery's status (WebhookDelivery.Status in the proto).
-PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
+INVOICE_STATUS_EVENTS = {InvoiceStatus.SENT: EventType.INVOICE_SENT, InvoiceStatus.PAID: EventType.INVOICE_PAID,
+                         InvoiceStatus.OVERDUE: EventType.INVOICE_OVERDUE, InvoiceStatus.VOID: EventType.INVOICE_VOIDED}
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A delivery's stored status (WebhookDelivery.Status in the proto, by name)."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -118,9 +131,9 @@ def validate_event_types(event_types: Iterable[str]) -> list[str]:
     chosen: list[str] = []
     violations = []
     for index, event_type in enumerate(event_types):
-        if event_type not in EVENT_TYPES:
+        if event_type not in list(EventType):
             violations.append(FieldViolation(f"event_types[{index}]",
-                                             f"{event_type[:64]!r} is not an event type ({', '.join(EVENT_TYPES)})"))
+                                             f"{event_type[:64]!r} is not an event type ({', '.join(EventType)})"))
         elif event_type not in chosen:
             chosen.append(event_type)
     if violations:

@@ -15,11 +15,10 @@ import json
 
 import jinja2
 
+from server.domain.emails import EmailTemplate
 from server.notifications.pdf import money, render_invoice_pdf
 from server.persistence.models import Invoice
 from server.resources import items_of
-
-TEMPLATES = ("invoice_issued", "invoice_overdue", "usage_alert")
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("server.notifications", "templates"),
@@ -46,10 +45,10 @@ def _invoice_context(invoice_id: str) -> dict:
 
 
 def _subject(template: str, context: dict) -> str:
-    if template == "invoice_issued":
+    if template == EmailTemplate.INVOICE_ISSUED:
         invoice = context["invoice"]
         return f"Invoice {invoice.number}: {context['total']} due {invoice.due_at:%Y-%m-%d}"
-    if template == "invoice_overdue":
+    if template == EmailTemplate.INVOICE_OVERDUE:
         return f"Overdue: invoice {context['invoice'].number} for {context['total']}"
     alert = context["alert"]
     return f"Usage alert: {alert['threshold']}% of included requests used ({alert['plan']} plan)"
@@ -58,10 +57,10 @@ def _subject(template: str, context: dict) -> str:
 def build_message(*, template: str, recipient: str, payload: str | dict, dedup_key: str,
                   from_address: str) -> email.message.EmailMessage:
     """The e-mail for one outbox row. Raises LookupError for an unknown template."""
-    if template not in TEMPLATES:
+    if template not in list(EmailTemplate):
         raise LookupError(f"unknown e-mail template {template!r}")
     data = json.loads(payload) if isinstance(payload, str) else payload
-    context = _invoice_context(data["invoice_id"]) if template.startswith("invoice_") else {"alert": data}
+    context = {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address
@@ -70,7 +69,7 @@ def build_message(*, template: str, recipient: str, payload: str | dict, dedup_k
     message["Date"] = email.utils.formatdate(usegmt=True)
     message.set_content(_env.get_template(f"{template}.txt").render(context))
     message.add_alternative(_env.get_template(f"{template}.html").render(context), subtype="html")
-    if template == "invoice_issued":
+    if template == EmailTemplate.INVOICE_ISSUED:
         invoice = context["invoice"]
         pdf = render_invoice_pdf(invoice, context["line_items"])
         message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{invoice.number}.pdf")

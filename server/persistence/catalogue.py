@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import pathlib
 
+from server.domain.plans import Tier
 from server.persistence.db import database
 from server.persistence.models import Plan
 
-TIERS = ("FREE", "STANDARD", "PREMIUM", "ENTERPRISE")
 REQUIRED = ("id", "name", "tier", "monthly_fee_cents", "rate_limit_per_minute", "included_requests",
             "overage_per_1k_cents")
 
@@ -22,7 +22,7 @@ def load(path: pathlib.Path) -> list[dict]:
         missing = [key for key in REQUIRED if key not in plan]
         if missing:
             raise ValueError(f"{path}: plan #{position} lacks {', '.join(missing)}")
-        if plan["tier"] not in TIERS:
+        if plan["tier"] not in list(Tier):
             raise ValueError(f"{path}: plan {plan['id']!r} has unknown tier {plan['tier']!r}")
         for key in REQUIRED[3:]:
             if not isinstance(plan[key], int) or plan[key] < 0:

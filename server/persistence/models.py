@@ -14,9 +14,15 @@ usage_event that index was one more B-tree to update per event, read by no query
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 import peewee as pw
 
+from server.domain.access import KeyScope
+from server.domain.invoice_state import InvoiceStatus
+from server.domain.plans import Tier
+from server.domain.subscriptions import SubscriptionStatus
+from server.domain.webhooks import DeliveryStatus, EventType
 from server.persistence.db import database
 
 UTC = dt.timezone.utc
@@ -37,6 +43,17 @@ class UTCDateTimeField(pw.DateTimeField):
         return value
 
 
+class StrEnumField(pw.CharField):
+    """One of a closed set of strings (a domain StrEnum): stored as its value, read back as the member."""
+
+    def __init__(self, values: type[enum.StrEnum], **kwargs):
+        self.values = values
+        super().__init__(**kwargs)
+
+    def python_value(self, value):
+        return None if value is None else self.values(value)
+
+
 class BaseModel(pw.Model):
     class Meta:
         database = database
@@ -46,7 +63,7 @@ class BaseModel(pw.Model):
 class Plan(BaseModel):
     id = pw.CharField(primary_key=True, max_length=64)
     name = pw.CharField(max_length=128)
-    tier = pw.CharField(max_length=16)
+    tier = StrEnumField(Tier, max_length=16)
     position = pw.IntegerField()
     monthly_fee_cents = pw.BigIntegerField()
     currency = pw.CharField(max_length=3)
@@ -58,7 +75,7 @@ class Plan(BaseModel):
 class ApiKey(BaseModel):
     key_hash = pw.CharField(unique=True, max_length=64)
     prefix = pw.CharField(max_length=16)
-    scope = pw.CharField(max_length=8)
+    scope = StrEnumField(KeyScope, max_length=8)
     tenant_id = pw.CharField(null=True, max_length=128)
     created_at = UTCDateTimeField()
     revoked_at = UTCDateTimeField(null=True)
@@ -69,7 +86,7 @@ class Subscription(BaseModel):
     tenant_id = pw.CharField(max_length=128)
     plan = pw.ForeignKeyField(Plan, backref="subscriptions")
     billing_email = pw.CharField(max_length=320)
-    status = pw.CharField(max_length=16)
+    status = StrEnumField(SubscriptionStatus, max_length=16)
     # The anchor of the monthly anniversary periods: the creation instant.
     anchor_at = UTCDateTimeField()
     current_period_start = UTCDateTimeField()
@@ -84,7 +101,7 @@ class Subscription(BaseModel):
 
 # At most one ACTIVE subscription per tenant: a partial unique index (SQLite and PostgreSQL).
 Subscription.add_index(
-    Subscription.index(Subscription.tenant_id, unique=True, where=(Subscription.status == "ACTIVE"),
+    Subscription.index(Subscription.tenant_id, unique=True, where=(Subscription.status == SubscriptionStatus.ACTIVE),
                        name="subscription_one_active_per_tenant")
 )
 
@@ -100,8 +117,9 @@ class PlanChange(BaseModel):
         indexes = ((("subscription", "effective_at"), False),)
 
 
-class UsageEvent(BaseModel):
-    """Raw events, kept for audit and deduplication within retention."""
+class RecordedUsageEvent(BaseModel):
+    """Raw events as tracked (the proto's UsageEvent once accepted), kept for audit and
+    deduplication within retention."""
 
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
     event_id = pw.CharField(max_length=128)
@@ -111,6 +129,7 @@ class UsageEvent(BaseModel):
     received_at = UTCDateTimeField(index=True)
 
     class Meta:
+        table_name = "usage_event"
         indexes = ((("subscription", "event_id"), True),)
 
 
@@ -150,11 +169,14 @@ class UsageDay(BaseModel):
         indexes = ((("subscription", "period_start", "day"), True),)
 
 
-class Counter(BaseModel):
-    """Named monotonic counters (invoice numbers): incremented inside the caller's transaction."""
+class NumberSequence(BaseModel):
+    """Named monotonic sequences (invoice numbers): advanced inside the caller's transaction."""
 
     name = pw.CharField(primary_key=True, max_length=64)
     value = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "counter"
 
 
 class Invoice(BaseModel):
@@ -162,7 +184,7 @@ class Invoice(BaseModel):
     number = pw.CharField(unique=True, max_length=32)
     subscription = pw.ForeignKeyField(Subscription, backref="invoices", index=False)
     tenant_id = pw.CharField(max_length=128)
-    status = pw.CharField(max_length=16)
+    status = StrEnumField(InvoiceStatus, max_length=16)
     period_start = UTCDateTimeField()
     period_end = UTCDateTimeField()
     subtotal_cents = pw.BigIntegerField()
@@ -188,7 +210,7 @@ class Invoice(BaseModel):
 
 def live(invoice: type[Invoice]) -> pw.Expression:
     """Not VOID and not deleted: the invoice (or an alias of the table) covers its period."""
-    return (invoice.status != "VOID") & invoice.deleted_at.is_null()
+    return (invoice.status != InvoiceStatus.VOID) & invoice.deleted_at.is_null()
 
 
 LIVE_INVOICE = live(Invoice)
@@ -260,7 +282,7 @@ class WebhookEvent(BaseModel):
 
     id = pw.CharField(primary_key=True, max_length=40)
     tenant_id = pw.CharField(max_length=128)
-    type = pw.CharField(max_length=64)
+    type = StrEnumField(EventType, max_length=64)
     # Set for events that happen once per something (a threshold per period): the database refuses a second.
     dedup_key = pw.CharField(max_length=191, null=True, unique=True)
     body = pw.TextField()
@@ -273,7 +295,7 @@ class WebhookDelivery(BaseModel):
     id = pw.CharField(primary_key=True, max_length=40)
     endpoint = pw.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", index=False)
     event = pw.ForeignKeyField(WebhookEvent, on_delete="CASCADE")
-    status = pw.CharField(max_length=16)
+    status = StrEnumField(DeliveryStatus, max_length=16)
     attempts = pw.IntegerField()
     # Due time of the next attempt (a claimed row: the end of its lease); null once settled.
     next_attempt_at = UTCDateTimeField(null=True)
@@ -290,6 +312,6 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = [
-    Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod, UsageDay,
-    Counter, Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
+    Plan, ApiKey, Subscription, PlanChange, RecordedUsageEvent, UsageHourly, UsagePeriod, UsageDay, NumberSequence,
+    Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
 ]

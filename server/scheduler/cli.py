@@ -13,11 +13,9 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import signal
 import sys
 import threading
-import time
 
 import schedule
 
@@ -84,37 +82,35 @@ def _outbox_backlog():
         return outbox.backlog()
 
 
-def _trigger(name: str) -> None:
+def _trigger(name: str, settings: Settings) -> None:
     try:
-        jobs.run_job(name, dt.datetime.now(UTC))
+        jobs.run_job(name, dt.datetime.now(UTC), settings)
     except Exception:  # noqa: BLE001 - a failed run is logged; the next one retries
         log.exception("job %s failed", name)
 
 
-def build_schedule(scheduler: schedule.Scheduler) -> None:
-    scheduler.every(5).minutes.do(_trigger, "period_invoicing")
-    scheduler.every().hour.do(_trigger, "overdue_sweep")
-    scheduler.every(15).minutes.do(_trigger, "usage_alerts")
-    # `schedule` reads local time (a zone argument needs pytz); run() sets the process to UTC.
-    scheduler.every().day.at("00:10").do(_trigger, "daily_rollup")
-    scheduler.every(OUTBOX_EVERY_SECONDS).seconds.do(_trigger, "deliver_outbox")
+def build_schedule(scheduler: schedule.Scheduler, settings: Settings) -> None:
+    scheduler.every(5).minutes.do(_trigger, "period_invoicing", settings)
+    scheduler.every().hour.do(_trigger, "overdue_sweep", settings)
+    scheduler.every(15).minutes.do(_trigger, "usage_alerts", settings)
+    # `schedule` reads local time unless told the zone (which it resolves with pytz).
+    scheduler.every().day.at("00:10", "UTC").do(_trigger, "daily_rollup", settings)
+    scheduler.every(OUTBOX_EVERY_SECONDS).seconds.do(_trigger, "deliver_outbox", settings)
 
 
 def run(settings: Settings) -> int:
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     stop = jobs.STOPPING  # also tells a running job to stop after the item in hand
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler = schedule.Scheduler()
-    build_schedule(scheduler)
+    build_schedule(scheduler, settings)
     webhooks = threading.Thread(target=Dispatcher(allow_private=settings.webhooks_allow_private).run,
                                 args=(stop,), name="webhook-dispatcher")
     webhooks.start()
     log.info("scheduler started: %s", ", ".join(sorted(jobs.JOBS)))
     for name in ("period_invoicing", "overdue_sweep", "usage_alerts", "deliver_outbox"):
         if not stop.is_set():
-            _trigger(name)  # catch up at start rather than after the first interval
+            _trigger(name, settings)  # catch up at start rather than after the first interval
     while not stop.is_set():
         scheduler.run_pending()
         idle = scheduler.idle_seconds
@@ -149,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             parser.error(problem)
     settings = start("billing-scheduler")
-    jobs.configure(settings)
     try:
         if args.command == "run":
             serve_metrics("billing-scheduler", "BILLING_SCHEDULER_METRICS_PORT", settings.scheduler_metrics_port,
@@ -157,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             return run(settings)
         if args.command == "outbox":
             return _outbox(args)
-        summary = jobs.run_job(args.job, args.now or dt.datetime.now(UTC))
+        summary = jobs.run_job(args.job, args.now or dt.datetime.now(UTC), settings)
         print(json.dumps(summary, sort_keys=True), flush=True)
         return 0
     finally:

@@ -1,4 +1,6 @@
 """The scheduler's jobs: plain functions of `now` returning a summary dict, so tests drive time.
+Each takes the settings as its second argument (whether it reads them or not), so `run_job` calls
+them all alike.
 
 Every job is idempotent and safe to kill at any point. Each work item (one subscription period,
 one invoice, one alert, one batch of purged events, one e-mail) is one transaction, and what
@@ -21,10 +23,12 @@ import time
 import peewee as pw
 
 from server.config import Settings
-from server.domain import invoice_state
-from server.domain import subscriptions as rules
+from server.domain.invoice_state import InvoiceStatus
+from server.domain.subscriptions import SubscriptionStatus
 from server.domain import usage as usage_rules
+from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
+from server.domain.issuer import Issuer
 from server.domain.periods import period, period_containing
 from server.notifications import sender as senders
 from server.notifications.email import build_message
@@ -32,7 +36,7 @@ from server.observability import metrics
 from server.persistence import db, models
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, OutboxMessage, Plan, Subscription, UsageEvent, UsagePeriod,
+    LIVE_INVOICE, Invoice, OutboxMessage, Plan, RecordedUsageEvent, Subscription, UsagePeriod,
 )
 from server.scheduler.leader import leadership
 from server.services import invoices
@@ -53,17 +57,6 @@ SEND_LEASE = dt.timedelta(minutes=5)
 # transaction, or one e-mail) and returns early; the next run, in this process or another, goes on.
 STOPPING = threading.Event()
 
-_settings: Settings | None = None
-
-
-def configure(settings: Settings) -> None:
-    global _settings
-    _settings = settings
-
-
-def settings() -> Settings:
-    return _settings if _settings is not None else Settings.from_env()
-
 
 def _until_stopped(items):
     for item in items:
@@ -74,9 +67,9 @@ def _until_stopped(items):
 
 def _logged(job):
     @functools.wraps(job)
-    def run(now: dt.datetime, **kwargs) -> dict:
+    def run(now: dt.datetime, settings: Settings, **kwargs) -> dict:
         started = time.perf_counter()
-        summary = {"job": job.__name__, **job(now, **kwargs)}
+        summary = {"job": job.__name__, **job(now, settings, **kwargs)}
         summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         log.info("job %s done", job.__name__, extra={"fields": summary})
         return summary
@@ -84,35 +77,35 @@ def _logged(job):
 
 
 def _due(sub: Subscription, now: dt.datetime) -> bool:
-    if sub.status == rules.ACTIVE:
+    if sub.status == SubscriptionStatus.ACTIVE:
         return sub.current_period_end <= now
-    if sub.status == rules.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
+    if sub.status == SubscriptionStatus.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
         return invoices.live_invoice(sub.id, sub.current_period_start) is None
     return False
 
 
-def _issue(sub: Subscription, now: dt.datetime, period_start: dt.datetime | None = None) -> Invoice:
+def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt.datetime | None = None) -> Invoice:
     """Invoice the period (once: a live invoice generated earlier, by an admin or by a run that
     crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
     issued PAID (a total of 0) is owed nothing and sent nothing."""
     try:
-        invoice = invoices.generate_invoice(sub.id, now=now, issuer=settings().issuer, period_start=period_start)
+        invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
     except AlreadyExists:
         invoice = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
-    if invoice.status == invoice_state.PENDING:
-        invoice = invoices.set_status(invoice.id, invoice_state.SENT, now=now)
+    if invoice.status == InvoiceStatus.PENDING:
+        invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
     return invoice
 
 
-def _close_period(subscription_id: str, now: dt.datetime) -> Invoice | None:
+def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Invoice | None:
     """One transaction: invoice the current period and, for an ACTIVE subscription, move on to the
     next period. None if nothing is due."""
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or not _due(sub, now):
             return None
-        invoice = _issue(sub, now)
-        if sub.status == rules.ACTIVE:
+        invoice = _issue(sub, now, issuer)
+        if sub.status == SubscriptionStatus.ACTIVE:
             nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
             (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
              .where(Subscription.id == sub.id).execute())
@@ -132,16 +125,16 @@ def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     return [(row.subscription_id, row.period_start) for row in query]
 
 
-def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime) -> Invoice | None:
+def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime, issuer: Issuer) -> Invoice | None:
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or invoices.live_invoice(sub.id, period_start) is not None:
             return None
-        return _issue(sub, now, period_start)
+        return _issue(sub, now, issuer, period_start)
 
 
 @_logged
-def period_invoicing(now: dt.datetime) -> dict:
+def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     """Invoice every subscription whose period has ended, mark the invoice SENT (the e-mail is queued
     in the same transaction) and advance the period; one transaction per subscription period.
 
@@ -154,15 +147,15 @@ def period_invoicing(now: dt.datetime) -> dict:
         (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start)
         & LIVE_INVOICE)
     candidates = [s.id for s in Subscription.select(Subscription.id).where(
-        ((Subscription.status == rules.ACTIVE) & (Subscription.current_period_end <= now))
-        | ((Subscription.status == rules.CANCELED) & (Subscription.canceled_at <= now)
+        ((Subscription.status == SubscriptionStatus.ACTIVE) & (Subscription.current_period_end <= now))
+        | ((Subscription.status == SubscriptionStatus.CANCELED) & (Subscription.canceled_at <= now)
            & ~pw.fn.EXISTS(current_invoice)))
         .order_by(Subscription.current_period_end, Subscription.id)]
     invoiced = errors = 0
     for subscription_id in _until_stopped(candidates):
         for _ in range(MAX_PERIODS_PER_RUN):
             try:
-                if _close_period(subscription_id, now) is None:
+                if _close_period(subscription_id, now, settings.issuer) is None:
                     break
             except Exception:  # noqa: BLE001 - one bad subscription must not stop the others
                 log.exception("period_invoicing failed for %s", subscription_id)
@@ -172,7 +165,7 @@ def period_invoicing(now: dt.datetime) -> dict:
     reissued = 0
     for subscription_id, period_start in _until_stopped(_reopened_periods(now)):
         try:
-            reissued += _reissue(subscription_id, period_start, now) is not None
+            reissued += _reissue(subscription_id, period_start, now, settings.issuer) is not None
         except Exception:  # noqa: BLE001 - as above
             log.exception("period_invoicing failed to reissue %s %s", subscription_id, period_start)
             errors += 1
@@ -181,15 +174,15 @@ def period_invoicing(now: dt.datetime) -> dict:
 
 
 @_logged
-def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
+def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) -> dict:
     """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
     due = [i.id for i in Invoice.select(Invoice.id).where(
-        (Invoice.status == invoice_state.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
+        (Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
         .order_by(Invoice.due_at, Invoice.id).limit(limit)]
     overdue = skipped = 0
     for invoice_id in _until_stopped(due):
         try:
-            invoices.set_status(invoice_id, invoice_state.OVERDUE, now=now)
+            invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now)
             overdue += 1
         except DomainError:  # paid, voided or deleted since the query: nothing to do
             skipped += 1
@@ -197,7 +190,7 @@ def overdue_sweep(now: dt.datetime, *, limit: int = 1000) -> dict:
 
 
 @_logged
-def usage_alerts(now: dt.datetime) -> dict:
+def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
     """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
     requests) for ACTIVE subscriptions; plans with no included requests get none."""
     rows = (Subscription.select(Subscription.id, Subscription.tenant_id, Subscription.billing_email,
@@ -206,7 +199,7 @@ def usage_alerts(now: dt.datetime) -> dict:
             .join(Plan, on=(Subscription.plan == Plan.id))
             .join(UsagePeriod, on=((UsagePeriod.subscription == Subscription.id)
                                    & (UsagePeriod.period_start == Subscription.current_period_start)))
-            .where((Subscription.status == rules.ACTIVE) & (Plan.included_requests > 0)
+            .where((Subscription.status == SubscriptionStatus.ACTIVE) & (Plan.included_requests > 0)
                    & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0]))
             .order_by(Subscription.id).objects())
     queued = 0
@@ -221,13 +214,14 @@ def usage_alerts(now: dt.datetime) -> dict:
                        "threshold": threshold, "requests": row.requests, "included": row.included_requests,
                        "period_start": start.isoformat(), "period_end": row.current_period_end.isoformat()}
             with database.atomic():
-                queued += enqueue(template="usage_alert", recipient=row.billing_email, payload=payload,
-                                  dedup_key=f"usage_alert:{row.id}:{start.isoformat()}:{threshold}", now=now)
+                queued += enqueue(template=EmailTemplate.USAGE_ALERT, recipient=row.billing_email, payload=payload,
+                                  dedup_key=f"{EmailTemplate.USAGE_ALERT}:{row.id}:{start.isoformat()}:{threshold}",
+                                  now=now)
     return {"rows": queued, "over_threshold": checked, "queued": queued}
 
 
 @_logged
-def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
+def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BATCH) -> dict:
     """Purge raw usage events received before the retention window, in bounded batches.
 
     The counters that usage, daily and analytics read (UsageHourly, UsagePeriod) are kept on the
@@ -235,12 +229,13 @@ def daily_rollup(now: dt.datetime, *, batch: int = PURGE_BATCH) -> dict:
     within retention (BILLING_USAGE_RETENTION_DAYS, default 35 days): a retry older than that
     would count again.
     """
-    cutoff = now - dt.timedelta(days=settings().usage_retention_days)
+    cutoff = now - dt.timedelta(days=settings.usage_retention_days)
     purged = batches = 0
     while not STOPPING.is_set():
         with database.atomic():
-            ids = UsageEvent.select(UsageEvent.id).where(UsageEvent.received_at < cutoff).limit(batch)
-            deleted = UsageEvent.delete().where(UsageEvent.id.in_(ids)).execute()
+            ids = (RecordedUsageEvent.select(RecordedUsageEvent.id)
+                   .where(RecordedUsageEvent.received_at < cutoff).limit(batch))
+            deleted = RecordedUsageEvent.delete().where(RecordedUsageEvent.id.in_(ids)).execute()
         purged += deleted
         batches += 1
         if deleted < batch:
@@ -267,7 +262,7 @@ def _claim_next(now: dt.datetime) -> OutboxMessage | None:
 
 
 @_logged
-def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
+def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: int = 100) -> dict:
     """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
 
     A row is claimed in one short transaction (its next attempt moved a lease ahead; PostgreSQL
@@ -278,8 +273,7 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
     the SMTP server accepted the message and before it was marked: it is sent again after the
     lease, with the same Message-ID (derived from the dedup key), so receivers can drop the copy.
     """
-    sender = sender or senders.from_settings(settings())
-    from_address = settings().mail_from
+    sender = sender or senders.from_settings(settings)
     sent = failed = dead = 0
     for _ in _until_stopped(range(limit)):
         row = _claim_next(now)
@@ -287,7 +281,7 @@ def deliver_outbox(now: dt.datetime, *, sender=None, limit: int = 100) -> dict:
             break
         try:
             message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
-                                    dedup_key=row.dedup_key, from_address=from_address)
+                                    dedup_key=row.dedup_key, from_address=settings.mail_from)
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
             attempts = row.attempts + 1
@@ -315,7 +309,7 @@ JOBS = {
 }
 
 
-def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
+def run_job(name: str, now: dt.datetime, settings: Settings, **kwargs) -> dict:
     """Run one job in its own database session, if this scheduler holds the job's leader lock."""
     job = JOBS[name]
     started = time.perf_counter()
@@ -326,7 +320,7 @@ def run_job(name: str, now: dt.datetime, **kwargs) -> dict:
                 log.info("job %s skipped", name, extra={"fields": summary})
                 metrics.JOB_RUNS.labels(name, "skipped").inc()
                 return summary
-            summary = job(now, **kwargs)
+            summary = job(now, settings, **kwargs)
     except Exception:
         metrics.JOB_RUNS.labels(name, "failure").inc()
         raise

@@ -22,7 +22,7 @@ from server.persistence.db import for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from server.resources import rest_json
 
-def listeners(tenant_id: str, event_type: str) -> list[str]:
+def listeners(tenant_id: str, event_type: rules.EventType) -> list[str]:
     """Ids of the tenant's enabled endpoints that want `event_type`."""
     rows = WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
         (WebhookEndpoint.tenant_id == tenant_id) & WebhookEndpoint.disabled_at.is_null())
@@ -39,14 +39,14 @@ def _still_registered(endpoint_ids: list[str]) -> list[str]:
     return [row.id for row in for_update(query, for_update="FOR KEY SHARE")]
 
 
-def body(event_id: str, event_type: str, created_at: dt.datetime, resource: message.Message) -> str:
+def body(event_id: str, event_type: rules.EventType, created_at: dt.datetime, resource: message.Message) -> str:
     """The JSON every endpoint receives, byte for byte on every attempt."""
     return json.dumps({"id": event_id, "type": event_type,
                        "created_at": created_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
                        "data": rest_json(resource)}, separators=(",", ":"))
 
 
-def emit(event_type: str, tenant_id: str, resource: message.Message, *, now: dt.datetime,
+def emit(event_type: rules.EventType, tenant_id: str, resource: message.Message, *, now: dt.datetime,
          dedup_key: str | None = None, endpoint_ids: list[str] | None = None) -> str | None:
     """Queue the event for the tenant's endpoints (`endpoint_ids` if the caller already asked
     `listeners`); returns its id, or None if nobody listens or `dedup_key` was used before.
@@ -64,6 +64,7 @@ def emit(event_type: str, tenant_id: str, resource: message.Message, *, now: dt.
     if not inserted:
         return None
     WebhookDelivery.insert_many([
-        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id, "status": rules.PENDING,
-         "attempts": 0, "next_attempt_at": now, "created_at": now} for endpoint_id in targets]).execute()
+        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id,
+         "status": rules.DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
+        for endpoint_id in targets]).execute()
     return event_id

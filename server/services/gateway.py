@@ -28,9 +28,11 @@ import math
 
 from server.domain import gateway as rules
 from server.domain import webhooks
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.periods import Period, period_containing
+from server.domain.plans import Tier
+from server.domain.subscriptions import SubscriptionStatus
 from server.domain.ratelimit import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
@@ -46,7 +48,7 @@ CACHE_SECONDS = STALENESS_SECONDS
 ANNOUNCED_SECONDS = 3600.0
 WINDOW_PREFIX = "gateway:"
 # Metering acts for the system, not for a caller: the gateway itself vouches for the events.
-METERING = Principal(key_id=0, scope=ADMIN)
+METERING = Principal(key_id=0, scope=KeyScope.ADMIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +56,7 @@ class ActivePlan:
     subscription_id: str
     anchor_at: dt.datetime
     plan_id: str
-    tier: str
+    tier: Tier
     limit_per_minute: int
     included_requests: int
     capped: bool  # no overage price: the plan admits exactly its included requests per period
@@ -78,7 +80,7 @@ def _in_session(query, *args):
 def _active_plan(tenant_id: str) -> ActivePlan | None:
     row = (Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, Plan.rate_limit_per_minute,
                                Plan.included_requests, Plan.overage_per_1k_cents)
-           .join(Plan).where((Subscription.tenant_id == tenant_id) & (Subscription.status == "ACTIVE"))
+           .join(Plan).where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
            .first())
     if row is None:
         return None
@@ -150,8 +152,8 @@ def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.da
     data = quota_message(subscription_id=plan.subscription_id, tenant_id=tenant_id, plan_id=plan.plan_id,
                          included=plan.included_requests, period=period)
     with db.database.atomic():
-        events.emit(webhooks.QUOTA_EXHAUSTED, tenant_id, data, now=now,
-                    dedup_key=f"{webhooks.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
+        events.emit(webhooks.EventType.QUOTA_EXHAUSTED, tenant_id, data, now=now,
+                    dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
 
 
 def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> ResourceExhausted:

@@ -3,7 +3,7 @@
 One live (not VOID, not deleted) invoice per subscription period is guaranteed by the partial
 unique index `invoice_one_live_per_period`, not by a read-then-write check: the loser of a race
 gets AlreadyExists naming the winner, and a VOID or deleted invoice frees its period for a new
-one. Numbers come from the `invoice_number` counter, incremented in the same transaction, so a
+one. Numbers come from the `invoice_number` sequence, advanced in the same transaction, so a
 rolled-back generation consumes no number and a number is never reused. An invoice snapshots
 what it shows at issue (line descriptions, billing e-mail, issuer). Access checks take an
 optional principal so that the scheduler (no principal) can call these too.
@@ -18,6 +18,8 @@ import peewee as pw
 
 from server.domain import invoice_state, webhooks
 from server.domain.access import Principal, require_admin, require_visible
+from server.domain.emails import EmailTemplate
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoicing import line_items, segments
@@ -25,7 +27,7 @@ from server.domain.periods import Period, period_containing
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Counter, Invoice, InvoiceLineItem, PlanChange, Subscription, UsageDay,
+    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.resources import invoice_message
@@ -33,9 +35,10 @@ from server.services import events
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
-NUMBER_COUNTER = "invoice_number"
+NUMBER_SEQUENCE = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
-STATUS_TEMPLATES = {invoice_state.SENT: "invoice_issued", invoice_state.OVERDUE: "invoice_overdue"}
+STATUS_TEMPLATES = {InvoiceStatus.SENT: EmailTemplate.INVOICE_ISSUED,
+                    InvoiceStatus.OVERDUE: EmailTemplate.INVOICE_OVERDUE}
 
 
 def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
@@ -80,17 +83,17 @@ def draft_line_items(subscription: Subscription, period: Period) -> list:
     return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
 
 
-def _announce(invoice: Invoice, event_types: list[str], now: dt.datetime) -> None:
+def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> None:
     """Webhook events of the invoice as it now stands, in the caller's transaction."""
     for event_type in event_types:
         events.emit(event_type, invoice.tenant_id, invoice_message(invoice), now=now)
 
 
 def _next_number() -> str:
-    (Counter.insert(name=NUMBER_COUNTER, value=1)
-     .on_conflict(conflict_target=[Counter.name], update={Counter.value: Counter.value + 1})
+    (NumberSequence.insert(name=NUMBER_SEQUENCE, value=1)
+     .on_conflict(conflict_target=[NumberSequence.name], update={NumberSequence.value: NumberSequence.value + 1})
      .execute())
-    return f"INV-{Counter.get_by_id(NUMBER_COUNTER).value:06d}"
+    return f"INV-{NumberSequence.get_by_id(NUMBER_SEQUENCE).value:06d}"
 
 
 def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Period:
@@ -121,7 +124,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
             paid = total == 0
             invoice = Invoice.create(
                 id=f"inv_{uuid.uuid4().hex}", number=_next_number(), subscription=sub.id, tenant_id=sub.tenant_id,
-                status=invoice_state.PAID if paid else invoice_state.PENDING, period_start=period.start,
+                status=InvoiceStatus.PAID if paid else InvoiceStatus.PENDING, period_start=period.start,
                 period_end=period.end, subtotal_cents=total, total_cents=total, currency=sub.plan.currency,
                 billing_email=sub.billing_email, issuer_name=issuer.name, issuer_address=issuer.address,
                 issuer_tax_id=issuer.tax_id, issued_at=now, due_at=now + PAYMENT_TERMS,
@@ -130,7 +133,8 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                 dict(invoice=invoice.id, position=i, description=item.description, quantity_milli=item.quantity_milli,
                      unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
                 for i, item in enumerate(items)]).execute()
-            _announce(invoice, [webhooks.INVOICE_CREATED] + ([webhooks.INVOICE_PAID] if paid else []), now)
+            announced = [webhooks.EventType.INVOICE_CREATED] + ([webhooks.EventType.INVOICE_PAID] if paid else [])
+            _announce(invoice, announced, now)
         # Counted once committed (or handed to the caller's transaction, which the scheduler's
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
@@ -143,17 +147,18 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
-def set_status(invoice_id: str, status: str, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
+def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
+               principal: Principal | None = None) -> Invoice:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
-    if status not in invoice_state.STATUSES:
-        raise InvalidArgument(f"status must be one of {', '.join(invoice_state.STATUSES)}", field="status")
+    if status not in list(InvoiceStatus):
+        raise InvalidArgument(f"status must be one of {', '.join(InvoiceStatus)}", field="status")
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_transition(invoice.status, status)
         invoice.status = status
-        if status == invoice_state.PAID:
+        if status == InvoiceStatus.PAID:
             invoice.paid_at = now
         invoice.save()
         _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
@@ -183,11 +188,9 @@ def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoi
     return invoice
 
 
-def list_invoices(subscription_id: str, *, status: str | None = None, page_size: int = 0, page_token: str = "",
-                  principal: Principal | None = None) -> tuple[list[Invoice], str]:
-    sub = find_subscription(subscription_id)
-    if principal is not None:
-        require_visible(principal, sub.tenant_id, "subscription", subscription_id)
+def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0,
+                  page_token: str = "", principal: Principal | None = None) -> tuple[list[Invoice], str]:
+    sub = find_subscription(subscription_id, principal=principal)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())
     if status:
         query = query.where(Invoice.status == status)

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from server.domain.access import ADMIN, TENANT, Principal
+from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from server.persistence.db import database
 from server.persistence.models import ApiKey
@@ -22,7 +22,7 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _store(key: str, scope: str, tenant_id: str | None, now: dt.datetime) -> ApiKey:
+def _store(key: str, scope: KeyScope, tenant_id: str | None, now: dt.datetime) -> ApiKey:
     return ApiKey.create(key_hash=_hash(key), prefix=key[:10], scope=scope, tenant_id=tenant_id, created_at=now)
 
 
@@ -31,7 +31,7 @@ def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = 
     if admin == bool(tenant_id):
         raise InvalidArgument("a key is either admin or bound to one tenant", field="tenant_id")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    _store(key, ADMIN if admin else TENANT, tenant_id or None, now)
+    _store(key, KeyScope.ADMIN if admin else KeyScope.TENANT, tenant_id or None, now)
     return key
 
 
@@ -40,9 +40,9 @@ def ensure_admin_key(key: str, *, now: dt.datetime) -> None:
     with database.atomic():
         row = ApiKey.get_or_none(ApiKey.key_hash == _hash(key))
         if row is None:
-            _store(key, ADMIN, None, now)
-        elif row.scope != ADMIN or row.revoked_at is not None:
-            ApiKey.update(scope=ADMIN, tenant_id=None, revoked_at=None).where(ApiKey.id == row.id).execute()
+            _store(key, KeyScope.ADMIN, None, now)
+        elif row.scope != KeyScope.ADMIN or row.revoked_at is not None:
+            ApiKey.update(scope=KeyScope.ADMIN, tenant_id=None, revoked_at=None).where(ApiKey.id == row.id).execute()
 
 
 def revoke_key(key: str, *, now: dt.datetime) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from server.domain.emails import EmailTemplate
 from server.persistence.db import database
 from server.persistence.models import OutboxMessage
 
 
-def enqueue(*, template: str, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
+def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
     """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction."""
     inserted = (OutboxMessage.insert(
         dedup_key=dedup_key, template=template, recipient=recipient, payload=json.dumps(payload, sort_keys=True),

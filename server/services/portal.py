@@ -12,10 +12,10 @@ import datetime as dt
 import secrets
 
 from server.domain import charts, portal_tokens
-from server.domain.access import TENANT, Principal, require_tenant_path
+from server.domain.access import KeyScope, Principal, require_tenant_path
 from server.domain.errors import NotFound
 from server.domain.periods import DAY
-from server.domain.subscriptions import validate_tenant_id
+from server.domain.subscriptions import SubscriptionStatus, validate_tenant_id
 from server.persistence.models import Invoice, ServerSecret, Subscription
 from server.resources import items_of
 from server.services import invoices, usage, webhooks
@@ -37,7 +37,8 @@ def signing_secret(configured: str | None, *, now: dt.datetime) -> bytes:
 def _subscription(tenant_id: str) -> Subscription:
     """The tenant's active subscription, else its latest one; 404 if it never subscribed."""
     found = (Subscription.select().where(Subscription.tenant_id == tenant_id)
-             .order_by((Subscription.status == "ACTIVE").desc(), Subscription.created_at.desc()).first())
+             .order_by((Subscription.status == SubscriptionStatus.ACTIVE).desc(), Subscription.created_at.desc())
+             .first())
     if found is None:
         raise NotFound(f"tenant {tenant_id!r} has no subscription", reason="SUBSCRIPTION_NOT_FOUND")
     return found
@@ -55,7 +56,7 @@ def create_session(principal: Principal, tenant_id: str, *, secret: bytes, base_
 
 def as_tenant(tenant_id: str) -> Principal:
     """The reader a verified token stands for: exactly one tenant, never admin."""
-    return Principal(key_id=0, scope=TENANT, tenant_id=tenant_id)
+    return Principal(key_id=0, scope=KeyScope.TENANT, tenant_id=tenant_id)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from server.domain import subscriptions as rules
 from server.domain import webhooks
 from server.domain.access import Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from server.domain.subscriptions import SubscriptionStatus
 from server.persistence import db
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, Subscription
@@ -56,26 +57,19 @@ def _plan(plan_id: str) -> Plan:
     return plan
 
 
-def find_subscription(subscription_id: str, *, field: str = "subscription_id", lock: bool = False) -> Subscription:
-    """The subscription, locked for the transaction if asked; 400 naming `field` if the id is empty."""
+def find_subscription(subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id",
+                      lock: bool = False) -> Subscription:
+    """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
+    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
+    No principal: a caller that checked access itself, or the scheduler."""
     subscription_id = rules.require_field(subscription_id, field)
     query = Subscription.select().where(Subscription.id == subscription_id)
     subscription = (db.for_update(query) if lock else query).first()
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
+    if principal is not None:
+        require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
     return subscription
-
-
-def visible_subscription(principal: Principal, subscription_id: str, *, field: str = "subscription_id",
-                         lock: bool = False) -> Subscription:
-    """find_subscription, and 404 if it is another tenant's (ids leak nothing)."""
-    subscription = find_subscription(subscription_id, field=field, lock=lock)
-    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
-    return subscription
-
-
-def _visible(principal: Principal, subscription_id: str, *, lock: bool = False) -> Subscription:
-    return visible_subscription(principal, subscription_id, field="id", lock=lock)
 
 
 def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> Subscription:
@@ -88,11 +82,11 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
         with database.atomic():
             plan = _plan(plan_id)
             subscription = Subscription.create(
-                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=rules.ACTIVE,
+                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=SubscriptionStatus.ACTIVE,
                 anchor_at=now, current_period_start=first.start, current_period_end=first.end,
                 created_at=now, updated_at=now, canceled_at=None)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
-            events.emit(webhooks.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
+            events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
         existing = active_subscription(tenant_id)
@@ -104,17 +98,17 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
 
 
 def get_subscription(principal: Principal, subscription_id: str) -> Subscription:
-    return _visible(principal, subscription_id)
+    return find_subscription(subscription_id, principal=principal, field="id")
 
 
-def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: str | None = None,
+def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: SubscriptionStatus | None = None,
                               page_size: int = 0, page_token: str = "") -> tuple[list[Subscription], str]:
     """One page, newest first, and the next page's token ('' on the last)."""
     tenant_id = rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
     query = Subscription.select().where(Subscription.tenant_id == tenant_id)
     if status:
-        if status not in rules.STATUSES:
+        if status not in list(SubscriptionStatus):
             raise InvalidArgument(f"status {status!r} is not a subscription status", field="status")
         query = query.where(Subscription.status == status)
     return paginate(query, Subscription, page_size, page_token)
@@ -127,7 +121,7 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
     plan_id = (change.plan_id or "").strip()
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
     with database.atomic():
-        subscription = _visible(principal, subscription_id, lock=True)
+        subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
         updates = {}
         if rules.plan_changes(subscription.plan_id, plan_id):
@@ -140,22 +134,22 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
             subscription = find_subscription(subscription.id)
-            events.emit(webhooks.SUBSCRIPTION_UPDATED, subscription.tenant_id, subscription_message(subscription),
-                        now=now)
+            events.emit(webhooks.EventType.SUBSCRIPTION_UPDATED, subscription.tenant_id,
+                        subscription_message(subscription), now=now)
     return subscription
 
 
 def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> Subscription:
     """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
     with database.atomic():
-        subscription = _visible(principal, subscription_id, lock=True)
-        if subscription.status == rules.CANCELED:
+        subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
+        if subscription.status == SubscriptionStatus.CANCELED:
             return subscription
-        (Subscription.update(status=rules.CANCELED, canceled_at=now, updated_at=now)
+        (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
         subscription = find_subscription(subscription.id)
-        events.emit(webhooks.SUBSCRIPTION_CANCELED, subscription.tenant_id, subscription_message(subscription),
-                    now=now)
+        events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, subscription.tenant_id,
+                    subscription_message(subscription), now=now)
         return subscription
 
 
@@ -165,5 +159,5 @@ def active_subscription(tenant_id: str) -> Subscription | None:
     Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
     """
     return (Subscription.select()
-            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == rules.ACTIVE))
+            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
             .first())

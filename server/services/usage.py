@@ -25,18 +25,18 @@ from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
+from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, is_postgres
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
+    LIVE_INVOICE, Invoice, RecordedUsageEvent, Subscription, UsageDay, UsageHourly, UsagePeriod,
 )
 from server.resources import threshold_message
 from server.services import events as webhook_events
 from server.services.invoices import billed_segments, period_of, requests_by_day
-from server.services.subscriptions import find_subscription, visible_subscription
+from server.services.subscriptions import find_subscription
 
-CANCELED = "CANCELED"
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
@@ -69,7 +69,7 @@ class UsageSummary:
 
 def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
     """Events that may not count, with reasons, and the period of each event that may."""
-    if subscription.status == CANCELED:
+    if subscription.status == SubscriptionStatus.CANCELED:
         return [Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED",
                           f"subscription {subscription.id} is canceled") for e in events], {}
     periods = {}
@@ -126,7 +126,7 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
     """usage.threshold_reached when this batch took the current period across 80% or 100% of the
     plan's included requests (the rule of the usage_alert e-mail); once per period and threshold,
     by dedup key. A tenant without a listening endpoint costs one read."""
-    targets = webhook_events.listeners(subscription.tenant_id, webhooks.USAGE_THRESHOLD_REACHED)
+    targets = webhook_events.listeners(subscription.tenant_id, webhooks.EventType.USAGE_THRESHOLD_REACHED)
     if not targets:
         return
     plan = subscription.plan
@@ -134,8 +134,8 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
     for percent in webhooks.crossed_thresholds(before, after, plan.included_requests):
         data = threshold_message(subscription_id=subscription.id, tenant_id=subscription.tenant_id, plan_id=plan.id,
                                  percent=percent, requests=after, included=plan.included_requests, period=period)
-        key = f"{webhooks.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
-        webhook_events.emit(webhooks.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
+        key = f"{webhooks.EventType.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
+        webhook_events.emit(webhooks.EventType.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
                             endpoint_ids=targets, dedup_key=key)
 
 
@@ -160,11 +160,11 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
         rejections, periods = _rejections(subscription, events)
         candidates = rules.first_of_each_id([e for e in events if e.index in periods])
         inserted = set(insert_ignore_returning(
-            UsageEvent,
-            [UsageEvent.subscription, UsageEvent.event_id, UsageEvent.endpoint, UsageEvent.count,
-             UsageEvent.occurred_at, UsageEvent.received_at],
+            RecordedUsageEvent,
+            [RecordedUsageEvent.subscription, RecordedUsageEvent.event_id, RecordedUsageEvent.endpoint,
+             RecordedUsageEvent.count, RecordedUsageEvent.occurred_at, RecordedUsageEvent.received_at],
             [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
-            returning=UsageEvent.event_id))
+            returning=RecordedUsageEvent.event_id))
         accepted = [e for e in candidates if e.event_id in inserted]
         if accepted:
             totals = _add_to_counters(subscription.id, accepted, periods)
@@ -186,7 +186,7 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
 def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     """The current period by the invoicing rule: each plan segment's usage against its own prorated
     included requests and overage price. Remaining is what the segment in force has left."""
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     period = period_of(subscription, subscription.current_period_start)
     by_segment = usage_by_segment(period, billed_segments(subscription, period),
                                   requests_by_day(subscription.id, period.start))
@@ -220,14 +220,14 @@ def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.da
 
 
 def daily(principal: Principal, subscription_id: str, start: str = "", end: str = "") -> list[tuple[dt.date, int]]:
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     first, last = _range(subscription, start, end)
     return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
 
 
 def analytics(principal: Principal, subscription_id: str, start: str = "",
               end: str = "") -> tuple[dt.date, dt.date, rules.Analytics]:
-    subscription = visible_subscription(principal, subscription_id)
+    subscription = find_subscription(subscription_id, principal=principal)
     first, last = _range(subscription, start, end)
     total = pw.fn.SUM(UsageHourly.requests)
     # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's

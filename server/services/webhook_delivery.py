@@ -17,7 +17,7 @@ import datetime as dt
 from server.domain import webhooks as rules
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from server.domain.webhooks import FAILED, PENDING, SUCCEEDED
+from server.domain.webhooks import DeliveryStatus
 
 # Longer than an attempt may take (15 s) plus recording it: a live dispatcher never loses its claim.
 LEASE = dt.timedelta(seconds=60)
@@ -42,7 +42,7 @@ def claim(now: dt.datetime, *, busy: set[str], limit: int) -> list[Attempt]:
     with database.atomic():
         query = (WebhookDelivery.select(WebhookDelivery, WebhookEndpoint, WebhookEvent)
                  .join(WebhookEndpoint).switch(WebhookDelivery).join(WebhookEvent)
-                 .where((WebhookDelivery.status == PENDING) & (WebhookDelivery.next_attempt_at <= now)
+                 .where((WebhookDelivery.status == DeliveryStatus.PENDING) & (WebhookDelivery.next_attempt_at <= now)
                         & WebhookEndpoint.disabled_at.is_null() & WebhookDelivery.endpoint.not_in(list(busy)))
                  .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit * 4))
         chosen: dict[str, WebhookDelivery] = {}
@@ -66,15 +66,16 @@ def settle(attempt: Attempt, outcome: rules.Outcome, *, now: dt.datetime, jitter
     with database.atomic():
         endpoint = for_update(WebhookEndpoint.select().where(WebhookEndpoint.id == attempt.endpoint_id)).first()
         if outcome.succeeded:
-            status, next_at, delivered_at = SUCCEEDED, None, now
+            status, next_at, delivered_at = DeliveryStatus.SUCCEEDED, None, now
         else:
             next_at = rules.next_attempt(attempts, now, jitter)
-            status, delivered_at = (PENDING if next_at else FAILED), None
+            status, delivered_at = (DeliveryStatus.PENDING if next_at else DeliveryStatus.FAILED), None
         (WebhookDelivery.update(status=status, attempts=attempts, next_attempt_at=next_at, delivered_at=delivered_at,
                                 last_status_code=outcome.status_code, last_error=outcome.error)
-         .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == PENDING)).execute())
+         .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == DeliveryStatus.PENDING))
+         .execute())
         if endpoint is not None and _track_health(endpoint, outcome.succeeded, now):
-            status = FAILED
+            status = DeliveryStatus.FAILED
     return status
 
 
@@ -90,6 +91,6 @@ def _track_health(endpoint: WebhookEndpoint, succeeded: bool, now: dt.datetime) 
     if now - endpoint.failing_since < rules.DISABLE_AFTER:
         return False
     WebhookEndpoint.update(disabled_at=now).where(WebhookEndpoint.id == endpoint.id).execute()
-    (WebhookDelivery.update(status=FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
-     .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == PENDING)).execute())
+    (WebhookDelivery.update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
+     .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == DeliveryStatus.PENDING)).execute())
     return True

@@ -17,7 +17,7 @@ import uuid
 
 from server.domain import subscriptions as subscription_rules
 from server.domain import webhooks as rules
-from server.domain.access import ADMIN, Principal, require_tenant_path, require_visible
+from server.domain.access import KeyScope, Principal, require_tenant_path, require_visible
 from server.domain.errors import NotFound
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -109,19 +109,19 @@ def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.
         if delivery is None:
             raise NotFound(f"delivery {delivery_id!r} of webhook endpoint {endpoint_id!r} not found",
                            reason="WEBHOOK_DELIVERY_NOT_FOUND")
-        (WebhookDelivery.update(status=rules.PENDING, attempts=0, next_attempt_at=now)
+        (WebhookDelivery.update(status=rules.DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
          .where(WebhookDelivery.id == delivery.id).execute())
         if endpoint.disabled_at is not None:  # asking for a resend is asking to be called again
             (WebhookEndpoint.update(disabled_at=None, failing_since=None)
              .where(WebhookEndpoint.id == endpoint.id).execute())
-        delivery.status, delivery.attempts, delivery.next_attempt_at = rules.PENDING, 0, now
+        delivery.status, delivery.attempts, delivery.next_attempt_at = rules.DeliveryStatus.PENDING, 0, now
         return delivery
 
 
 def tenant_overview(tenant_id: str, *, deliveries_per_endpoint: int = 10) -> list[dict]:
     """The tenant's endpoints and their most recent deliveries as plain data (no secrets), for
     pages that show them (the customer portal)."""
-    admin = Principal(key_id=0, scope=ADMIN)
+    admin = Principal(key_id=0, scope=KeyScope.ADMIN)
     return [{"id": e.id, "url": e.url, "event_types": event_types_of(e), "created_at": e.created_at,
              "disabled_at": e.disabled_at,
              "deliveries": [{"id": d.id, "event_id": d.event_id, "event_type": d.event.type, "status": d.status,

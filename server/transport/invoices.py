@@ -7,6 +7,7 @@ import datetime as dt
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from google.api import httpbody_pb2
 
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
 from server.notifications.pdf import render_invoice_pdf
 from server.resources import invoice_message, items_of
@@ -18,8 +19,8 @@ from server.transport.convert import now
 Status = invoice_pb2.Invoice.Status
 
 
-def _status_name(value: int) -> str | None:
-    return None if value == Status.STATUS_UNSPECIFIED else Status.Name(value)
+def _status_name(value: int) -> InvoiceStatus | None:
+    return None if value == Status.STATUS_UNSPECIFIED else InvoiceStatus(Status.Name(value))
 
 
 class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
+from server.domain.subscriptions import SubscriptionStatus
 from server.resources import subscription_message
 from server.services import subscriptions
 from server.transport import page_tokens
@@ -23,7 +24,8 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
         return subscription_message(subscriptions.get_subscription(current_principal(), request.id))
 
     def ListTenantSubscriptions(self, request, context):
-        status = None if request.status == Message.STATUS_UNSPECIFIED else Message.Status.Name(request.status)
+        status = (None if request.status == Message.STATUS_UNSPECIFIED
+                  else SubscriptionStatus(Message.Status.Name(request.status)))
         rows, next_token = subscriptions.list_tenant_subscriptions(
             current_principal(), request.tenant_id, status=status, page_size=request.page_size,
             page_token=page_tokens.unseal(request.page_token, request.tenant_id, request.status))

@@ -28,7 +28,7 @@ def delivery_message(row: WebhookDelivery) -> Delivery:
         id=row.id, event_id=row.event_id, event_type=row.event.type, status=Delivery.Status.Value(row.status),
         attempts=row.attempts, last_status_code=row.last_status_code or 0, last_error=row.last_error or "",
         created_at=timestamp(row.created_at),
-        next_attempt_at=timestamp(row.next_attempt_at) if row.status == rules.PENDING else None,
+        next_attempt_at=timestamp(row.next_attempt_at) if row.status == rules.DeliveryStatus.PENDING else None,
         delivered_at=timestamp(row.delivered_at))
 
 
