@@ -17,7 +17,6 @@ from server.domain.errors import NotFound
 from server.domain.periods import DAY
 from server.domain.subscriptions import validate_tenant_id
 from server.persistence.models import Invoice, ServerSecret, Subscription
-from server.resources import items_of
 from server.services import invoices, usage, webhooks
 
 SECRET_NAME = "portal_signing_key"
@@ -95,7 +94,6 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         top_endpoints=analytics.top_endpoints, invoices=recent, webhooks=webhooks.tenant_overview(tenant_id))
 
 
-def invoice_pdf_parts(tenant_id: str, invoice_id: str) -> tuple[Invoice, list]:
-    """One of the tenant's invoices and its lines; another tenant's is not found."""
-    invoice = invoices.get_invoice(invoice_id, principal=as_tenant(tenant_id))
-    return invoice, items_of(invoice)
+def invoice_pdf(tenant_id: str, invoice_id: str) -> bytes:
+    """One of the tenant's invoices as PDF; another tenant's is not found."""
+    return invoices.invoice_pdf(invoice_id, principal=as_tenant(tenant_id))

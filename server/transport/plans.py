@@ -5,11 +5,11 @@ from __future__ import annotations
 from billing.v1 import plan_pb2, plan_pb2_grpc
 
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
-from server.persistence.models import Plan
+from server.persistence.read_models import PlanView
 from server.services import plans
 
 
-def plan_message(plan: Plan) -> plan_pb2.Plan:
+def plan_message(plan: PlanView) -> plan_pb2.Plan:
     return plan_pb2.Plan(
         id=plan.id,
         name=plan.name,
@@ -23,12 +23,12 @@ def plan_message(plan: Plan) -> plan_pb2.Plan:
 
 
 class PlanServicer(plan_pb2_grpc.PlanServiceServicer):
-    """GetPlan answers from a per-process cache of the catalogue's rows: the catalogue changes
+    """GetPlan answers from a per-process cache of the catalogue's plans: the catalogue changes
     only when a server seeds it at start, and another replica's seed shows here within
     `cache_seconds` (ttl_cache.STALENESS_SECONDS); an unknown plan id is looked up every time."""
 
     def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
-        self._plans: TtlCache[Plan] = TtlCache(cache_seconds)
+        self._plans: TtlCache[PlanView] = TtlCache(cache_seconds)
 
     def ListPlans(self, request, context):
         return plan_pb2.ListPlansResponse(plans=[plan_message(p) for p in plans.list_plans()])
