@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections import defaultdict
 from typing import Iterable, TypeVar
 
@@ -101,3 +102,41 @@ def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
 
 def invoice_view(row: models.Invoice) -> InvoiceView:
     return invoice_views([row])[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointView:
+    """A webhook endpoint; the secrets are here for the callers that may show or use them."""
+
+    id: str
+    tenant_id: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+
+
+def endpoint_view(row: models.WebhookEndpoint) -> EndpointView:
+    return _copy(EndpointView, row, event_types=tuple(json.loads(row.event_types)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryView:
+    id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+
+
+def delivery_view(row: models.WebhookDelivery) -> DeliveryView:
+    """From a delivery selected with its event (a join), so `event.type` costs no query."""
+    return _copy(DeliveryView, row, event_type=row.event.type)
