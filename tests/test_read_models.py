@@ -21,7 +21,7 @@ from server.notifications import pdf
 from server.notifications.pdf import render_invoice_pdf as pdf_bytes
 from server.persistence import db
 from server.persistence.models import Subscription, WebhookDelivery, WebhookEvent
-from server.services import invoices, webhooks
+from server.services import invoices, portal, webhooks
 from server.transport.context import bind_principal, unbind_principal
 from server.transport.invoices import InvoiceServicer
 from server.transport.subscriptions import SubscriptionServicer
@@ -112,6 +112,19 @@ def test_listing_webhook_endpoints_and_deliveries_costs_the_same_queries_for_3_o
     assert len(endpoints("hooks-30")().endpoints) == len(deliveries(many)().deliveries) == 30
     assert queries(endpoints("hooks-3")) == queries(endpoints("hooks-30")) == 1
     assert queries(deliveries(few)) == queries(deliveries(many)) == 2  # the endpoint, its deliveries with events
+
+
+def test_the_portal_page_costs_the_same_queries_for_3_or_30_endpoints_and_invoices():
+    def page(tenant_id: str):
+        return lambda: portal.overview(tenant_id, now=ANCHOR)
+
+    for tenant_id, count in [("portal-3", 3), ("portal-30", 30)]:
+        subscription_with_invoices(tenant_id, count)
+        busy = endpoints_with_deliveries(tenant_id, count)
+    overview = page("portal-30")()
+    deliveries = {endpoint["id"]: len(endpoint["deliveries"]) for endpoint in overview.webhooks}
+    assert (len(overview.invoices), len(deliveries), deliveries[busy]) == (portal.RECENT_INVOICES, 30, 10)
+    assert queries(page("portal-3")) == queries(page("portal-30"))
 
 
 def test_a_pdf_is_rendered_once_per_version_of_its_invoice(monkeypatch):
