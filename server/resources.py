@@ -1,4 +1,5 @@
-"""The resources as the API renders them: proto messages built from rows, and their REST JSON.
+"""The resources as the API renders them: proto messages built from read models
+(persistence/read_models.py), and their REST JSON.
 
 Servicers answer with these messages; webhook events carry `rest_json` of the same messages, so
 an event's `data` is exactly what a GET through Envoy returns (proto3 JSON, snake_case names,
@@ -10,9 +11,8 @@ from __future__ import annotations
 from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from google.protobuf import json_format, message
 
-from server.domain.invoicing import decimal_quantity
 from server.domain.periods import Period
-from server.persistence.models import Invoice, InvoiceLineItem, Subscription
+from server.persistence.read_models import InvoiceView, SubscriptionView
 from server.transport.convert import timestamp
 
 
@@ -23,7 +23,7 @@ def rest_json(resource: message.Message) -> dict:
                                      always_print_fields_with_no_presence=True)
 
 
-def subscription_message(row: Subscription) -> subscription_pb2.Subscription:
+def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription:
     return subscription_pb2.Subscription(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -38,13 +38,7 @@ def subscription_message(row: Subscription) -> subscription_pb2.Subscription:
     )
 
 
-def items_of(invoice: Invoice) -> list[InvoiceLineItem]:
-    """The invoice's lines in display order."""
-    return list(InvoiceLineItem.select().where(InvoiceLineItem.invoice == invoice.id)
-                .order_by(InvoiceLineItem.position))
-
-
-def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
+def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
     return invoice_pb2.Invoice(
         id=invoice.id,
         number=invoice.number,
@@ -53,9 +47,9 @@ def invoice_message(invoice: Invoice) -> invoice_pb2.Invoice:
         status=invoice_pb2.Invoice.Status.Value(invoice.status),
         period_start=timestamp(invoice.period_start),
         period_end=timestamp(invoice.period_end),
-        line_items=[invoice_pb2.LineItem(description=i.description, quantity=decimal_quantity(i.quantity_milli), unit=i.unit,
+        line_items=[invoice_pb2.LineItem(description=i.description, quantity=i.quantity, unit=i.unit,
                                          unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
-                    for i in items_of(invoice)],
+                    for i in invoice.line_items],
         subtotal_cents=invoice.subtotal_cents,
         total_cents=invoice.total_cents,
         currency=invoice.currency,

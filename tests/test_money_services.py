@@ -18,7 +18,6 @@ from server.domain.periods import period
 from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import Invoice, UsagePeriod
-from server.resources import items_of
 from server.services import invoices, usage
 from server.services.subscriptions import SubscriptionChange, cancel_subscription, update_subscription
 
@@ -92,7 +91,7 @@ def test_the_usage_summary_at_the_included_boundary(requests, remaining, overage
     sub = subscription(f"summary-{requests}")
     track(sub, ("e", requests, FIRST.start + dt.timedelta(days=3)))
     summary = usage.usage(ADMIN_KEY, sub.id)
-    assert summary.subscription.id == sub.id
+    assert summary.subscription_id == sub.id
     assert (summary.total_requests, summary.included_requests, summary.remaining_included,
             summary.overage_requests, summary.estimated_overage_cents) == (requests, 100_000, remaining, overage, cents)
 
@@ -119,7 +118,7 @@ def test_a_canceled_subscription_counts_nothing():
     assert (result.accepted, usage.period_requests(sub.id, FIRST.start)) == (0, 0)
     # Billing stops at the cancellation's day: 2 of 28 days.
     invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
-    assert [(i.description, i.amount_cents) for i in items_of(invoice)] == [
+    assert [(i.description, i.amount_cents) for i in invoice.line_items] == [
         ("Standard plan, 2 of 28 days, 2026-01-31 to 2026-02-02", 207)]  # 2900 x 2 / 28 = 207.1
 
 
@@ -137,7 +136,7 @@ def test_an_invoice_bills_a_plan_change_exactly_at_a_day_boundary_from_that_day(
     update_subscription(ADMIN_KEY, sub.id, SubscriptionChange(plan_id="premium"),
                         now=FIRST.start + dt.timedelta(days=10))
     invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN_KEY)
-    lines = [(i.description.split(",")[0], i.amount_cents) for i in items_of(invoice)]
+    lines = [(i.description.split(",")[0], i.amount_cents) for i in invoice.line_items]
     # Standard 10 of 28 days: 2900 x 10 / 28 = 1035.7 -> 1036, 35,714 included, 114,286 over at 50/1000 -> 5714.3
     # Premium 18 of 28 days: 9900 x 18 / 28 = 6364.3 -> 6364; its 10 requests are well within its share.
     assert lines == [("Standard plan", 1036), ("Premium plan", 6364), ("Standard plan overage: 114", 5714)]
@@ -164,7 +163,7 @@ def test_a_voided_invoice_reopens_its_period_and_is_reissued_with_the_next_numbe
     assert track(sub, ("b", 1, FIRST.start)).accepted == 1
     again = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, period_start=FIRST.start)
     assert again.number == f"INV-{int(first.number[4:]) + 1:06d}"
-    assert [i.amount_cents for i in items_of(again)] == [2900, 5000]  # 100,001 over at 50/1000 = 5000.05
+    assert [i.amount_cents for i in again.line_items] == [2900, 5000]  # 100,001 over at 50/1000 = 5000.05
 
 
 def test_an_invoice_of_nothing_owed_is_issued_paid():

@@ -16,9 +16,9 @@ import json
 import jinja2
 
 from server.domain.emails import EmailTemplate
-from server.notifications.pdf import money, render_invoice_pdf
+from server.notifications.pdf import invoice_pdf_bytes, money
 from server.persistence.models import Invoice
-from server.resources import items_of
+from server.persistence.read_models import invoice_view
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("server.notifications", "templates"),
@@ -35,12 +35,12 @@ def message_id(dedup_key: str) -> str:
 
 def _invoice_context(invoice_id: str) -> dict:
     # Deleted invoices are still rendered: the e-mail was owed when the row was queued.
-    invoice = Invoice.get_by_id(invoice_id)
-    items = items_of(invoice)
+    invoice = invoice_view(Invoice.get_by_id(invoice_id))
     return {
-        "invoice": invoice, "line_items": items,
+        "invoice": invoice,
         "total": money(invoice.total_cents, invoice.currency),
-        "items": [{"description": i.description, "amount": money(i.amount_cents, invoice.currency)} for i in items],
+        "items": [{"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
+                  for i in invoice.line_items],
     }
 
 
@@ -71,6 +71,6 @@ def build_message(*, template: str, recipient: str, payload: str | dict, dedup_k
     message.add_alternative(_env.get_template(f"{template}.html").render(context), subtype="html")
     if template == EmailTemplate.INVOICE_ISSUED:
         invoice = context["invoice"]
-        pdf = render_invoice_pdf(invoice, context["line_items"])
+        pdf = invoice_pdf_bytes(invoice)
         message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{invoice.number}.pdf")
     return message

@@ -38,6 +38,7 @@ from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, OutboxMessage, Plan, RecordedUsageEvent, Subscription, UsagePeriod,
 )
+from server.persistence.read_models import InvoiceView
 from server.scheduler.leader import leadership
 from server.services import invoices
 from server.services.outbox import enqueue
@@ -84,20 +85,20 @@ def _due(sub: Subscription, now: dt.datetime) -> bool:
     return False
 
 
-def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt.datetime | None = None) -> Invoice:
+def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt.datetime | None = None) -> InvoiceView:
     """Invoice the period (once: a live invoice generated earlier, by an admin or by a run that
     crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
     issued PAID (a total of 0) is owed nothing and sent nothing."""
     try:
         invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
     except AlreadyExists:
-        invoice = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
+        invoice = invoices.get_invoice(invoices.live_invoice(sub.id, period_start or sub.current_period_start).id)
     if invoice.status == InvoiceStatus.PENDING:
         invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
     return invoice
 
 
-def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Invoice | None:
+def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> InvoiceView | None:
     """One transaction: invoice the current period and, for an ACTIVE subscription, move on to the
     next period. None if nothing is due."""
     with database.atomic():
@@ -125,7 +126,7 @@ def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     return [(row.subscription_id, row.period_start) for row in query]
 
 
-def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime, issuer: Issuer) -> Invoice | None:
+def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime, issuer: Issuer) -> InvoiceView | None:
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or invoices.live_invoice(sub.id, period_start) is not None:

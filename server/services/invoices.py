@@ -24,12 +24,14 @@ from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoicing import line_items, segments
 from server.domain.periods import Period, period_containing
+from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
+from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
 from server.resources import invoice_message
 from server.services import events
 from server.services.outbox import enqueue
@@ -83,10 +85,13 @@ def draft_line_items(subscription: Subscription, period: Period) -> list:
     return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
 
 
-def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> None:
-    """Webhook events of the invoice as it now stands, in the caller's transaction."""
+def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> InvoiceView:
+    """Webhook events of the invoice as it now stands, in the caller's transaction; returns it as
+    the callers see it."""
+    view = invoice_view(invoice)
     for event_type in event_types:
-        events.emit(event_type, invoice.tenant_id, invoice_message(invoice), now=now)
+        events.emit(event_type, view.tenant_id, invoice_message(view), now=now)
+    return view
 
 
 def _next_number() -> str:
@@ -110,7 +115,7 @@ def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Peri
 
 
 def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, principal: Principal | None = None,
-                     period_start: dt.datetime | None = None) -> Invoice:
+                     period_start: dt.datetime | None = None) -> InvoiceView:
     """Invoice a period as it stands (default: the current one); its existence closes the period for
     usage. A total of 0 is issued PAID: nothing is owed, so nothing can fall overdue."""
     if principal is not None:
@@ -134,11 +139,11 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                      unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
                 for i, item in enumerate(items)]).execute()
             announced = [webhooks.EventType.INVOICE_CREATED] + ([webhooks.EventType.INVOICE_PAID] if paid else [])
-            _announce(invoice, announced, now)
+            view = _announce(invoice, announced, now)
         # Counted once committed (or handed to the caller's transaction, which the scheduler's
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
-        return invoice
+        return view
     except pw.IntegrityError:
         pass
     existing = live_invoice(subscription_id, period.start)
@@ -148,7 +153,7 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
 
 
 def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
-               principal: Principal | None = None) -> Invoice:
+               principal: Principal | None = None) -> InvoiceView:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
@@ -161,15 +166,15 @@ def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
         if status == InvoiceStatus.PAID:
             invoice.paid_at = now
         invoice.save()
-        _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
+        view = _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
         template = STATUS_TEMPLATES.get(status)
         if template:
             enqueue(template=template, recipient=invoice.subscription.billing_email,
                     payload={"invoice_id": invoice.id}, dedup_key=f"{template}:{invoice.id}", now=now)
-        return invoice
+        return view
 
 
-def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal | None = None) -> Invoice:
+def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal | None = None) -> InvoiceView:
     """Soft delete (deleted_at); only PENDING or VOID invoices, nothing that is or was owed."""
     if principal is not None:
         require_admin(principal, "deleting an invoice")
@@ -178,20 +183,27 @@ def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal | 
         invoice_state.check_deletable(invoice.status)
         invoice.deleted_at = now
         invoice.save()
-        return invoice
+        return invoice_view(invoice)
 
 
-def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> Invoice:
+def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> InvoiceView:
     invoice = _invoice(invoice_id)
     if principal is not None:
         require_visible(principal, invoice.tenant_id, "invoice", invoice_id)
-    return invoice
+    return invoice_view(invoice)
+
+
+def invoice_pdf(invoice_id: str, *, principal: Principal | None = None) -> bytes:
+    """The invoice as PDF, rendered once per version of it (notifications.pdf.invoice_pdf_bytes)."""
+    return invoice_pdf_bytes(get_invoice(invoice_id, principal=principal))
 
 
 def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0,
-                  page_token: str = "", principal: Principal | None = None) -> tuple[list[Invoice], str]:
+                  page_token: str = "", principal: Principal | None = None) -> tuple[list[InvoiceView], str]:
+    """One page, newest first, each invoice with its lines (a fixed number of queries per page)."""
     sub = find_subscription(subscription_id, principal=principal)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())
     if status:
         query = query.where(Invoice.status == status)
-    return paginate(query, Invoice, page_size, page_token)
+    rows, token = paginate(query, Invoice, page_size, page_token)
+    return invoice_views(rows), token

@@ -17,7 +17,9 @@ from server.domain.errors import NotFound
 from server.domain.periods import DAY
 from server.domain.subscriptions import SubscriptionStatus, validate_tenant_id
 from server.persistence.models import Invoice, ServerSecret, Subscription
-from server.resources import items_of
+from server.persistence.read_models import (
+    InvoiceView, PlanView, SubscriptionView, invoice_views, plan_view, subscription_view,
+)
 from server.services import invoices, usage, webhooks
 
 SECRET_NAME = "portal_signing_key"
@@ -64,7 +66,8 @@ class Overview:
     """Everything the portal page shows, in the units the API uses (cents, requests)."""
 
     tenant_id: str
-    subscription: Subscription
+    subscription: SubscriptionView
+    plan: PlanView
     period_start: dt.datetime
     period_end: dt.datetime
     days_left: int
@@ -73,7 +76,7 @@ class Overview:
     chart: charts.BarChart
     gauge: charts.Gauge
     top_endpoints: list[tuple[str, int]]
-    invoices: list[Invoice]
+    invoices: list[InvoiceView]
     webhooks: list[dict]  # endpoints with their recent deliveries, never their secrets
 
 
@@ -85,10 +88,11 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
     estimate = sum(item.amount_cents for item in invoices.draft_line_items(subscription, period))
     days = usage.daily(reader, subscription.id)
     _, _, analytics = usage.analytics(reader, subscription.id)
-    recent = list(Invoice.select().where((Invoice.tenant_id == tenant_id) & Invoice.deleted_at.is_null())
-                  .order_by(Invoice.period_start.desc(), Invoice.created_at.desc()).limit(RECENT_INVOICES))
+    recent = invoice_views(Invoice.select().where((Invoice.tenant_id == tenant_id) & Invoice.deleted_at.is_null())
+                           .order_by(Invoice.period_start.desc(), Invoice.created_at.desc()).limit(RECENT_INVOICES))
     return Overview(
-        tenant_id=tenant_id, subscription=subscription, period_start=period.start, period_end=period.end,
+        tenant_id=tenant_id, subscription=subscription_view(subscription), plan=plan_view(subscription.plan),
+        period_start=period.start, period_end=period.end,
         days_left=max(0, -(-(period.end - now) // DAY)),
         summary=summary, estimated_total_cents=estimate,
         chart=charts.daily_bars(days, round(summary.included_requests / period.days)),
@@ -96,7 +100,6 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         top_endpoints=analytics.top_endpoints, invoices=recent, webhooks=webhooks.tenant_overview(tenant_id))
 
 
-def invoice_pdf_parts(tenant_id: str, invoice_id: str) -> tuple[Invoice, list]:
-    """One of the tenant's invoices and its lines; another tenant's is not found."""
-    invoice = invoices.get_invoice(invoice_id, principal=as_tenant(tenant_id))
-    return invoice, items_of(invoice)
+def invoice_pdf(tenant_id: str, invoice_id: str) -> bytes:
+    """One of the tenant's invoices as PDF; another tenant's is not found."""
+    return invoices.invoice_pdf(invoice_id, principal=as_tenant(tenant_id))

@@ -27,6 +27,7 @@ from server.persistence import db
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, Subscription
 from server.persistence.pagination import paginate
+from server.persistence.read_models import SubscriptionView, subscription_view
 from server.resources import subscription_message
 from server.services import events
 
@@ -72,7 +73,7 @@ def find_subscription(subscription_id: str, *, principal: Principal | None = Non
     return subscription
 
 
-def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> Subscription:
+def create_subscription(principal: Principal, request: NewSubscription, *, now: dt.datetime) -> SubscriptionView:
     tenant_id = rules.validate_tenant_id(request.tenant_id)
     require_tenant_path(principal, tenant_id)  # tenant keys subscribe only themselves
     plan_id = rules.require_field(request.plan_id, "plan_id")
@@ -86,7 +87,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 anchor_at=now, current_period_start=first.start, current_period_end=first.end,
                 created_at=now, updated_at=now, canceled_at=None)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
-            events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(subscription), now=now)
+            view = subscription_view(subscription)
+            events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(view), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
         existing = active_subscription(tenant_id)
@@ -94,15 +96,15 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
             raise
         raise AlreadyExists(f"tenant {tenant_id!r} already has an active subscription {existing.id!r}",
                             reason="ACTIVE_SUBSCRIPTION_EXISTS") from None
-    return subscription
+    return view
 
 
-def get_subscription(principal: Principal, subscription_id: str) -> Subscription:
-    return find_subscription(subscription_id, principal=principal, field="id")
+def get_subscription(principal: Principal, subscription_id: str) -> SubscriptionView:
+    return subscription_view(find_subscription(subscription_id, principal=principal, field="id"))
 
 
 def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: SubscriptionStatus | None = None,
-                              page_size: int = 0, page_token: str = "") -> tuple[list[Subscription], str]:
+                              page_size: int = 0, page_token: str = "") -> tuple[list[SubscriptionView], str]:
     """One page, newest first, and the next page's token ('' on the last)."""
     tenant_id = rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
@@ -111,11 +113,12 @@ def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: S
         if status not in list(SubscriptionStatus):
             raise InvalidArgument(f"status {status!r} is not a subscription status", field="status")
         query = query.where(Subscription.status == status)
-    return paginate(query, Subscription, page_size, page_token)
+    rows, token = paginate(query, Subscription, page_size, page_token)
+    return [subscription_view(row) for row in rows], token
 
 
 def update_subscription(principal: Principal, subscription_id: str, change: SubscriptionChange, *,
-                        now: dt.datetime) -> Subscription:
+                        now: dt.datetime) -> SubscriptionView:
     """Change plan (effective at once, recorded in PlanChange) and/or billing e-mail.
     The same plan again is no change: no history row, no write."""
     plan_id = (change.plan_id or "").strip()
@@ -135,22 +138,21 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
             subscription = find_subscription(subscription.id)
             events.emit(webhooks.EventType.SUBSCRIPTION_UPDATED, subscription.tenant_id,
-                        subscription_message(subscription), now=now)
-    return subscription
+                        subscription_message(subscription_view(subscription)), now=now)
+    return subscription_view(subscription)
 
 
-def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> Subscription:
+def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> SubscriptionView:
     """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         if subscription.status == SubscriptionStatus.CANCELED:
-            return subscription
+            return subscription_view(subscription)
         (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
          .where(Subscription.id == subscription.id).execute())
-        subscription = find_subscription(subscription.id)
-        events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, subscription.tenant_id,
-                    subscription_message(subscription), now=now)
-        return subscription
+        view = subscription_view(find_subscription(subscription.id))
+        events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, view.tenant_id, subscription_message(view), now=now)
+        return view
 
 
 def active_subscription(tenant_id: str) -> Subscription | None:

@@ -59,7 +59,10 @@ class TrackResult:
 
 @dataclasses.dataclass(frozen=True)
 class UsageSummary:
-    subscription: Subscription
+    subscription_id: str
+    period_start: dt.datetime
+    period_end: dt.datetime
+    currency: str
     total_requests: int
     included_requests: int
     remaining_included: int
@@ -191,7 +194,10 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     by_segment = usage_by_segment(period, billed_segments(subscription, period),
                                   requests_by_day(subscription.id, period.start))
     return UsageSummary(
-        subscription=subscription,
+        subscription_id=subscription.id,
+        period_start=subscription.current_period_start,
+        period_end=subscription.current_period_end,
+        currency=subscription.plan.currency,
         total_requests=sum(u.requests for u in by_segment),
         included_requests=sum(u.included for u in by_segment),
         remaining_included=max(0, by_segment[-1].included - by_segment[-1].requests) if by_segment else 0,

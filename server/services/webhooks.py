@@ -15,14 +15,18 @@ import json
 import secrets
 import uuid
 
+import peewee as pw
+
 from server.domain import subscriptions as subscription_rules
 from server.domain import webhooks as rules
 from server.domain.access import KeyScope, Principal, require_tenant_path, require_visible
 from server.domain.errors import NotFound
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from server.persistence.read_models import DeliveryView, EndpointView, delivery_view, endpoint_view
 
 RECENT_DELIVERIES = 100
+NEWEST_FIRST = (WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +34,6 @@ class NewEndpoint:
     tenant_id: str
     url: str
     event_types: tuple[str, ...] = ()
-
-
-def event_types_of(endpoint: WebhookEndpoint) -> list[str]:
-    return json.loads(endpoint.event_types)
 
 
 def _endpoint(principal: Principal, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
@@ -46,40 +46,40 @@ def _endpoint(principal: Principal, endpoint_id: str, *, lock: bool = False) -> 
 
 
 def create_endpoint(principal: Principal, request: NewEndpoint, *, now: dt.datetime,
-                    allow_private: bool) -> WebhookEndpoint:
-    """Register an endpoint; the returned row carries the new secret (shown to the caller once)."""
+                    allow_private: bool) -> EndpointView:
+    """Register an endpoint; the returned endpoint carries the new secret (shown to the caller once)."""
     tenant_id = subscription_rules.validate_tenant_id(request.tenant_id)
     require_tenant_path(principal, tenant_id)
     url = rules.validate_url(request.url, allow_private=allow_private)
     event_types = rules.validate_event_types(request.event_types)
     with database.atomic():
-        return WebhookEndpoint.create(
+        return endpoint_view(WebhookEndpoint.create(
             id="we_" + uuid.uuid4().hex, tenant_id=tenant_id, url=url, event_types=json.dumps(event_types),
-            secret=rules.new_secret(secrets.token_bytes(rules.SECRET_BYTES)), created_at=now)
+            secret=rules.new_secret(secrets.token_bytes(rules.SECRET_BYTES)), created_at=now))
 
 
-def list_endpoints(principal: Principal, tenant_id: str) -> list[WebhookEndpoint]:
+def list_endpoints(principal: Principal, tenant_id: str) -> list[EndpointView]:
     """The tenant's endpoints, newest first."""
     tenant_id = subscription_rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
-    return list(WebhookEndpoint.select().where(WebhookEndpoint.tenant_id == tenant_id)
-                .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id))
+    return [endpoint_view(row) for row in WebhookEndpoint.select().where(WebhookEndpoint.tenant_id == tenant_id)
+            .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id)]
 
 
-def get_endpoint(principal: Principal, endpoint_id: str) -> WebhookEndpoint:
-    return _endpoint(principal, endpoint_id)
+def get_endpoint(principal: Principal, endpoint_id: str) -> EndpointView:
+    return endpoint_view(_endpoint(principal, endpoint_id))
 
 
-def delete_endpoint(principal: Principal, endpoint_id: str) -> WebhookEndpoint:
+def delete_endpoint(principal: Principal, endpoint_id: str) -> EndpointView:
     """Remove the endpoint with its deliveries (pending ones are dropped); returns what it was."""
     with database.atomic():
         endpoint = _endpoint(principal, endpoint_id, lock=True)
         WebhookDelivery.delete().where(WebhookDelivery.endpoint == endpoint.id).execute()
         endpoint.delete_instance()
-        return endpoint
+        return endpoint_view(endpoint)
 
 
-def rotate_secret(principal: Principal, endpoint_id: str, *, now: dt.datetime) -> WebhookEndpoint:
+def rotate_secret(principal: Principal, endpoint_id: str, *, now: dt.datetime) -> EndpointView:
     """A new secret; the one it replaces keeps signing for 24 hours."""
     with database.atomic():
         endpoint = _endpoint(principal, endpoint_id, lock=True)
@@ -87,25 +87,42 @@ def rotate_secret(principal: Principal, endpoint_id: str, *, now: dt.datetime) -
         endpoint.previous_secret_expires_at = now + rules.PREVIOUS_SECRET_GRACE
         endpoint.secret = rules.new_secret(secrets.token_bytes(rules.SECRET_BYTES))
         endpoint.save()
-        return endpoint
+        return endpoint_view(endpoint)
+
+
+def _with_events() -> pw.ModelSelect:
+    """Deliveries with their events (one join: the event type costs no query per delivery)."""
+    return WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
 
 
 def list_deliveries(principal: Principal, endpoint_id: str,
-                    limit: int = RECENT_DELIVERIES) -> list[WebhookDelivery]:
-    """The endpoint's most recent deliveries, newest first, each with its event (`.event`)."""
+                    limit: int = RECENT_DELIVERIES) -> list[DeliveryView]:
+    """The endpoint's most recent deliveries, newest first."""
     endpoint = _endpoint(principal, endpoint_id)
-    return list(WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
-                .where(WebhookDelivery.endpoint == endpoint.id)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit))
+    return [delivery_view(row) for row in _with_events().where(WebhookDelivery.endpoint == endpoint.id)
+            .order_by(*NEWEST_FIRST).limit(limit)]
 
 
-def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.datetime) -> WebhookDelivery:
+def _recent_deliveries(endpoint_ids: list[str], per_endpoint: int) -> dict[str, list[DeliveryView]]:
+    """Each endpoint's `per_endpoint` most recent deliveries, newest first, in one query."""
+    rank = pw.fn.ROW_NUMBER().over(partition_by=[WebhookDelivery.endpoint], order_by=list(NEWEST_FIRST))
+    ranked = (WebhookDelivery.select(WebhookDelivery.id, rank.alias("rank"))
+              .where(WebhookDelivery.endpoint.in_(endpoint_ids)).alias("ranked"))
+    found: dict[str, list[DeliveryView]] = {endpoint_id: [] for endpoint_id in endpoint_ids}
+    if endpoint_ids:
+        for row in (_with_events().join(ranked, on=(WebhookDelivery.id == ranked.c.id), src=WebhookDelivery)
+                    .where(ranked.c.rank <= per_endpoint).order_by(*NEWEST_FIRST)):
+            found[row.endpoint_id].append(delivery_view(row))
+    return found
+
+
+def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.datetime) -> DeliveryView:
     """Queue the delivery again, due now, with a fresh set of attempts (the same webhook-id); a
     disabled endpoint is enabled again."""
     with database.atomic():
         endpoint = _endpoint(principal, endpoint_id, lock=True)
-        delivery = (WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
-                    .where((WebhookDelivery.id == delivery_id) & (WebhookDelivery.endpoint == endpoint.id)).first())
+        delivery = _with_events().where((WebhookDelivery.id == delivery_id)
+                                        & (WebhookDelivery.endpoint == endpoint.id)).first()
         if delivery is None:
             raise NotFound(f"delivery {delivery_id!r} of webhook endpoint {endpoint_id!r} not found",
                            reason="WEBHOOK_DELIVERY_NOT_FOUND")
@@ -115,17 +132,14 @@ def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.
             (WebhookEndpoint.update(disabled_at=None, failing_since=None)
              .where(WebhookEndpoint.id == endpoint.id).execute())
         delivery.status, delivery.attempts, delivery.next_attempt_at = rules.DeliveryStatus.PENDING, 0, now
-        return delivery
+        return delivery_view(delivery)
 
 
 def tenant_overview(tenant_id: str, *, deliveries_per_endpoint: int = 10) -> list[dict]:
     """The tenant's endpoints and their most recent deliveries as plain data (no secrets), for
     pages that show them (the customer portal)."""
-    admin = Principal(key_id=0, scope=KeyScope.ADMIN)
-    return [{"id": e.id, "url": e.url, "event_types": event_types_of(e), "created_at": e.created_at,
-             "disabled_at": e.disabled_at,
-             "deliveries": [{"id": d.id, "event_id": d.event_id, "event_type": d.event.type, "status": d.status,
-                             "attempts": d.attempts, "last_status_code": d.last_status_code,
-                             "last_error": d.last_error, "created_at": d.created_at, "delivered_at": d.delivered_at}
-                            for d in list_deliveries(admin, e.id, deliveries_per_endpoint)]}
-            for e in list_endpoints(admin, tenant_id)]
+    endpoints = list_endpoints(Principal(key_id=0, scope=KeyScope.ADMIN), tenant_id)
+    deliveries = _recent_deliveries([e.id for e in endpoints], deliveries_per_endpoint)
+    return [{"id": e.id, "url": e.url, "event_types": list(e.event_types), "created_at": e.created_at,
+             "disabled_at": e.disabled_at, "deliveries": [dataclasses.asdict(d) for d in deliveries[e.id]]}
+            for e in endpoints]

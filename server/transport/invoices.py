@@ -9,8 +9,7 @@ from google.api import httpbody_pb2
 
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
-from server.notifications.pdf import render_invoice_pdf
-from server.resources import invoice_message, items_of
+from server.resources import invoice_message
 from server.services import invoices
 from server.transport import page_tokens
 from server.transport.context import current_principal
@@ -38,12 +37,12 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         return invoice_message(invoices.get_invoice(request.id, principal=current_principal()))
 
     def ListSubscriptionInvoices(self, request, context):
-        rows, token = invoices.list_invoices(
+        page, token = invoices.list_invoices(
             request.subscription_id, status=_status_name(request.status), page_size=request.page_size,
             page_token=page_tokens.unseal(request.page_token, request.subscription_id, request.status),
             principal=current_principal())
         return invoice_pb2.ListSubscriptionInvoicesResponse(
-            invoices=[invoice_message(r) for r in rows],
+            invoices=[invoice_message(invoice) for invoice in page],
             next_page_token=page_tokens.seal(token, request.subscription_id, request.status))
 
     def UpdateInvoiceStatus(self, request, context):
@@ -54,6 +53,5 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         return invoice_message(invoices.delete_invoice(request.id, now=now(), principal=current_principal()))
 
     def GetInvoicePdf(self, request, context):
-        invoice = invoices.get_invoice(request.id, principal=current_principal())
-        data = render_invoice_pdf(invoice, items_of(invoice))
+        data = invoices.invoice_pdf(request.id, principal=current_principal())
         return httpbody_pb2.HttpBody(content_type="application/pdf", data=data)

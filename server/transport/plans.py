@@ -5,11 +5,11 @@ from __future__ import annotations
 from billing.v1 import plan_pb2, plan_pb2_grpc
 
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
-from server.persistence.models import Plan
+from server.persistence.read_models import PlanView
 from server.services import plans
 
 
-def plan_message(plan: Plan) -> plan_pb2.Plan:
+def plan_message(plan: PlanView) -> plan_pb2.Plan:
     return plan_pb2.Plan(
         id=plan.id,
         name=plan.name,

@@ -14,7 +14,6 @@ from google.api import httpbody_pb2
 from server import portal as pages
 from server.config import Settings
 from server.domain import portal_tokens
-from server.notifications.pdf import render_invoice_pdf
 from server.services import portal
 from server.transport.context import current_principal
 from server.transport.convert import now, timestamp
@@ -62,7 +61,6 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
 
     def GetPortalInvoicePdf(self, request, context):
         def pdf(tenant_id: str) -> HttpBody:
-            invoice, items = portal.invoice_pdf_parts(tenant_id, request.invoice_id)
-            return HttpBody(content_type="application/pdf", data=render_invoice_pdf(invoice, items))
+            return HttpBody(content_type="application/pdf", data=portal.invoice_pdf(tenant_id, request.invoice_id))
 
         return self._for_link(request.token, context, pdf)

@@ -26,11 +26,11 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def ListTenantSubscriptions(self, request, context):
         status = (None if request.status == Message.STATUS_UNSPECIFIED
                   else SubscriptionStatus(Message.Status.Name(request.status)))
-        rows, next_token = subscriptions.list_tenant_subscriptions(
+        page, next_token = subscriptions.list_tenant_subscriptions(
             current_principal(), request.tenant_id, status=status, page_size=request.page_size,
             page_token=page_tokens.unseal(request.page_token, request.tenant_id, request.status))
         return subscription_pb2.ListTenantSubscriptionsResponse(
-            subscriptions=[subscription_message(row) for row in rows],
+            subscriptions=[subscription_message(subscription) for subscription in page],
             next_page_token=page_tokens.seal(next_token, request.tenant_id, request.status))
 
     def UpdateSubscription(self, request, context):

@@ -32,17 +32,16 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
 
     def GetUsage(self, request, context):
         summary = usage.usage(current_principal(), request.subscription_id)
-        subscription = summary.subscription
         return usage_pb2.Usage(
-            subscription_id=subscription.id,
-            period_start=timestamp(subscription.current_period_start),
-            period_end=timestamp(subscription.current_period_end),
+            subscription_id=summary.subscription_id,
+            period_start=timestamp(summary.period_start),
+            period_end=timestamp(summary.period_end),
             total_requests=summary.total_requests,
             included_requests=summary.included_requests,
             remaining_included=summary.remaining_included,
             overage_requests=summary.overage_requests,
             estimated_overage_cents=summary.estimated_overage_cents,
-            currency=subscription.plan.currency,
+            currency=summary.currency,
         )
 
     def GetDailyUsage(self, request, context):
