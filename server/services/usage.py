@@ -1,6 +1,8 @@
 """Usage metering (endpoints 8-11): every event lands exactly once, and reads never scan raw events.
 
-Ingestion is one transaction per batch: lock the subscription (PostgreSQL: FOR UPDATE, the same
+Ingestion is one savepoint per batch, in a transaction shared with the batches other threads of
+this process are storing at the same moment (group commit, server/persistence/group_commit.py):
+lock the subscription (PostgreSQL: FOR UPDATE, the same
 lock invoice generation takes, so no event slips into a period after it is invoiced; SQLite:
 BEGIN IMMEDIATE serializes writers), insert raw events with ON CONFLICT DO NOTHING RETURNING,
 and add only the rows actually inserted to the counters (per hour and endpoint, per period, per
@@ -27,7 +29,8 @@ from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
 from server.observability import metrics
 from server.persistence.bulk import insert_ignore_returning
-from server.persistence.db import database, is_postgres
+from server.persistence.db import is_postgres
+from server.persistence.group_commit import GroupCommit
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
 )
@@ -40,6 +43,7 @@ CANCELED = "CANCELED"
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
+_writes = GroupCommit()  # this process's concurrent track calls, committed together
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,27 +155,34 @@ def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt
     return counted
 
 
+def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) -> tuple[int, list[Rejection]]:
+    """One call's writes (in its savepoint of a group's transaction); returns (accepted, rejections)."""
+    subscription = find_subscription(subscription_id, lock=True)
+    rejections, periods = _rejections(subscription, events)
+    candidates = rules.first_of_each_id([e for e in events if e.index in periods])
+    inserted = set(insert_ignore_returning(
+        UsageEvent,
+        [UsageEvent.subscription, UsageEvent.event_id, UsageEvent.endpoint, UsageEvent.count,
+         UsageEvent.occurred_at, UsageEvent.received_at],
+        [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
+        returning=UsageEvent.event_id))
+    accepted = [e for e in candidates if e.event_id in inserted]
+    if accepted:
+        totals = _add_to_counters(subscription.id, accepted, periods)
+        current = totals.get(subscription.current_period_start)
+        if current:
+            _announce_thresholds(subscription, *current, now)
+    return len(accepted), rejections
+
+
 def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:
+    """Validate here, in the caller's thread; store with the concurrent calls of this process in
+    one transaction (group commit), answering only once it is committed."""
     require_admin(principal, "tracking usage")
     events = rules.validate_batch(raw, now)
     events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
-    with database.atomic():
-        subscription = find_subscription(subscription_id, lock=True)
-        rejections, periods = _rejections(subscription, events)
-        candidates = rules.first_of_each_id([e for e in events if e.index in periods])
-        inserted = set(insert_ignore_returning(
-            UsageEvent,
-            [UsageEvent.subscription, UsageEvent.event_id, UsageEvent.endpoint, UsageEvent.count,
-             UsageEvent.occurred_at, UsageEvent.received_at],
-            [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
-            returning=UsageEvent.event_id))
-        accepted = [e for e in candidates if e.event_id in inserted]
-        if accepted:
-            totals = _add_to_counters(subscription.id, accepted, periods)
-            current = totals.get(subscription.current_period_start)
-            if current:
-                _announce_thresholds(subscription, *current, now)
-    result = TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
+    accepted, rejections = _writes.run(subscription_id, lambda: _store(subscription_id, events, now))
+    result = TrackResult(accepted=accepted, duplicates=len(events) - len(rejections) - accepted,
                          rejections=rejections)
     metrics.record_usage(result.accepted, result.duplicates, len(rejections))
     return result
