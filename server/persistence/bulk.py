@@ -20,11 +20,29 @@ def insert_ignore_returning(model: type[pw.Model], fields: Sequence[pw.Field], r
     """INSERT rows, skipping those that hit a unique index; returns `returning` of the rows inserted."""
     if not rows:
         return []
-    quote = database.obj.quote
-    columns = ", ".join(f"{quote[0]}{field.column_name}{quote[1]}" for field in fields)
-    placeholder = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote[0]}{model._meta.table_name}{quote[1]} ({columns}) "
-           f"VALUES {', '.join([placeholder] * len(rows))} "
-           f"ON CONFLICT DO NOTHING RETURNING {quote[0]}{returning.column_name}{quote[1]}")
-    params = [field.db_value(value) for row in rows for field, value in zip(fields, row)]
+    sql, params = _insert(model, fields, rows)
+    sql += f" ON CONFLICT DO NOTHING RETURNING {_name(returning.column_name)}"
     return [row[0] for row in database.execute_sql(sql, params).fetchall()]
+
+
+def add_counts(model: type[pw.Model], keys: Sequence[pw.Field], count: pw.Field, rows: Sequence[Sequence]) -> None:
+    """INSERT rows (keys..., count), adding `count` to the row already there for the same keys."""
+    if not rows:
+        return
+    sql, params = _insert(model, [*keys, count], rows)
+    table, column = _name(model._meta.table_name), _name(count.column_name)
+    sql += (f" ON CONFLICT ({', '.join(_name(k.column_name) for k in keys)}) "
+            f"DO UPDATE SET {column} = {table}.{column} + EXCLUDED.{column}")
+    database.execute_sql(sql, params)
+
+
+def _name(name: str) -> str:
+    quote = database.obj.quote
+    return f"{quote[0]}{name}{quote[1]}"
+
+
+def _insert(model: type[pw.Model], fields: Sequence[pw.Field], rows: Sequence[Sequence]) -> tuple[str, list]:
+    placeholder = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
+    sql = (f"INSERT INTO {_name(model._meta.table_name)} ({', '.join(_name(f.column_name) for f in fields)}) "
+           f"VALUES {', '.join([placeholder] * len(rows))}")
+    return sql, [field.db_value(value) for row in rows for field, value in zip(fields, row)]

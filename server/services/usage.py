@@ -19,7 +19,6 @@ import uuid
 from collections import defaultdict
 
 import peewee as pw
-from peewee import EXCLUDED
 
 from server.domain import usage as rules
 from server.domain import webhooks
@@ -28,9 +27,10 @@ from server.domain.errors import InvalidArgument
 from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
 from server.observability import metrics
-from server.persistence.bulk import insert_ignore_returning
+from server.persistence.bulk import add_counts, insert_ignore_returning
 from server.persistence.db import is_postgres
 from server.persistence.group_commit import GroupCommit
+from server.persistence.prepared import Prepared
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, Subscription, UsageDay, UsageEvent, UsageHourly, UsagePeriod,
 )
@@ -44,6 +44,10 @@ CANCELED = "CANCELED"
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
 _writes = GroupCommit()  # this process's concurrent track calls, committed together
+_INVOICED = Prepared(Invoice, [Invoice.subscription, Invoice.period_start], lambda sub, starts: Invoice.select(
+    Invoice.period_start).where((Invoice.subscription == sub) & Invoice.period_start.in_(starts) & LIVE_INVOICE))
+_COUNTED = Prepared(UsagePeriod, [UsagePeriod.subscription, UsagePeriod.period_start], lambda sub, starts: (
+    UsagePeriod.select().where((UsagePeriod.subscription == sub) & UsagePeriod.period_start.in_(starts))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +92,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
             found = period_containing(subscription.anchor_at, event.timestamp)
         periods[event.index] = found
     starts = {p.start for p in periods.values()}
-    invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
-        (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)) & LIVE_INVOICE)}
+    invoiced = {row.period_start for row in _INVOICED.rows(subscription.id, list(starts))}
     for event in events:
         period = periods.get(event.index)
         if period is not None and period.start in invoiced:
@@ -102,12 +105,9 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
 
 def _add(counter: type[pw.Model], subscription_id: str, keys: tuple[str, ...], totals: dict) -> None:
     """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
-    rows = [{"subscription": subscription_id, **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
-             "requests": requests} for key, requests in totals.items()]
-    (counter.insert_many(rows)
-     .on_conflict(conflict_target=[counter.subscription, *(getattr(counter, k) for k in keys)],
-                  update={counter.requests: counter.requests + EXCLUDED.requests})
-     .execute())
+    add_counts(counter, [counter.subscription, *(getattr(counter, k) for k in keys)], counter.requests,
+               [(subscription_id, *(key if isinstance(key, tuple) else (key,)), requests)
+                for key, requests in totals.items()])
 
 
 def _add_to_counters(subscription_id: str, events: list[rules.Event],
@@ -146,8 +146,7 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
 def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt.datetime, int]:
     """Refuse the batch (rolling it back whole) if a period would pass MAX_PERIOD_REQUESTS;
     returns the periods' requests counted so far."""
-    counted = {row.period_start: row.requests for row in UsagePeriod.select().where(
-        (UsagePeriod.subscription == subscription_id) & UsagePeriod.period_start.in_(list(added)))}
+    counted = {row.period_start: row.requests for row in _COUNTED.rows(subscription_id, list(added))}
     for start, requests in added.items():
         if counted.get(start, 0) + requests > MAX_PERIOD_REQUESTS:
             raise InvalidArgument(f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} "
