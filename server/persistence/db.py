@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sqlite3
 import threading
 from urllib.parse import quote, urlparse
@@ -45,11 +46,32 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
     sqlite3 shell) still meets the busy handler, which is correct, only slower.
     """
 
-    def __init__(self, *args, writer_lock_path: str | None = None, **kwargs):
+    def __init__(self, *args, path: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holding = threading.local()
-        self._lock_file = open(writer_lock_path, "a+b") if writer_lock_path else None  # noqa: SIM115 - the process's
+        self._path = path
+        self._lock_file = open(path + WRITER_LOCK_SUFFIX, "a+b") if path else None  # noqa: SIM115 - the process's
+
+    def _connect(self):
+        connection = super()._connect()
+        self._state.file = self._identity()
+        return connection
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The file now at the database's path (device, inode), None if there is none."""
+        try:
+            stat = os.stat(self._path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def reuse_or_close(self) -> None:
+        """Keep this thread's connection if the file it opened is still the one at the path, else
+        close it, so that the next query reconnects and a file moved away shows as lost (an open
+        connection would go on using the moved file)."""
+        if self._path and not self.is_closed() and getattr(self._state, "file", None) != self._identity():
+            self.close()
 
     def begin(self, lock_type=None):
         self._writer.acquire()
@@ -88,13 +110,13 @@ def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         params = db_url.parse(url)
-        lock_path = None
+        path = None
         if params["database"] != ":memory:":
-            sqlite3.connect(params["database"]).close()
-            lock_path = params["database"] + WRITER_LOCK_SUFFIX
-            params.update(database=f"file:{quote(params['database'])}?mode=rw", uri=True)
+            path = params["database"]
+            sqlite3.connect(path).close()
+            params.update(database=f"file:{quote(path)}?mode=rw", uri=True)
         db = QueuedWritersSqliteDatabase(**params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
-                                         check_same_thread=False, writer_lock_path=lock_path)
+                                         check_same_thread=False, path=path)
     elif scheme in POOLED_SCHEMES or scheme.endswith("+pool"):
         url = url.replace(f"{scheme}://", f"{POOLED_SCHEMES.get(scheme, scheme)}://", 1)
         db = db_url.connect(url, max_connections=max_connections, timeout=30, stale_timeout=300)
@@ -116,10 +138,16 @@ def for_update(query: peewee.ModelSelect, **options) -> peewee.ModelSelect:
 
 @contextlib.contextmanager
 def session():
-    """One unit of work (one RPC, one job step): its connection is opened by the first query
-    (peewee's autoconnect) and closed, or returned to the pool, after. Opening is lazy because
-    a call answered from caches needs none, and on SQLite opening one (with its pragmas) costs
-    ~400 µs, more than the rest of an authenticated read."""
+    """One unit of work (one RPC, one job step). PostgreSQL: its pooled connection is taken by the
+    first query (peewee's autoconnect) and returned after, so a call answered from caches takes
+    none. SQLite: each thread keeps its connection from one session to the next, re-opened when
+    the file at the path is no longer the one it opened (moved away: lost). Opening one with its
+    pragmas costs ~400 µs, and closing the last connection to a WAL database checkpoints it (an
+    fsync): under single-event tracking that close was most of a write's wall time."""
+    if isinstance(database.obj, QueuedWritersSqliteDatabase):
+        database.obj.reuse_or_close()
+        yield
+        return
     try:
         yield
     finally:

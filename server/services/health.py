@@ -14,8 +14,9 @@ UNAVAILABLE = "unavailable"
 
 
 def database_status() -> str:
-    """'ok' when a fresh connection reads a table (a moved-away SQLite file or a lost server
-    fails here), else 'unavailable'; the cause goes to the log, never to the caller."""
+    """'ok' when a read of a table succeeds (a moved-away SQLite file or a lost server fails here:
+    a session re-opens a SQLite connection whose file left the path), else 'unavailable'; the
+    cause goes to the log, never to the caller."""
     try:
         with db.session():
             Plan.select(Plan.id).limit(1).exists()
