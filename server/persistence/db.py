@@ -1,9 +1,10 @@
 """The database handle: one proxy, bound at start-up from DATABASE_URL via playhouse.db_url.
 
-SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, so concurrent
-writers queue instead of failing on a lock upgrade. The file is created once, at connect; later
-connections open it with mode=rw, so a file moved away is an error (the database is lost)
-rather than a new empty database created in its place. PostgreSQL is pooled, with a wait timeout:
+SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, its writers queueing
+on locks within and across processes (QueuedWritersSqliteDatabase). The file is created once,
+at connect; later connections open it with mode=rw, so a file moved away is an error (the
+database is lost) rather than a new empty database created in its place; each thread keeps its
+connection while the file at the path is the one it opened (see `session`). PostgreSQL is pooled, with a wait timeout:
 a full pool makes a caller wait rather than fail at once.
 """
 

@@ -2,10 +2,12 @@
 
 py-spy of single-event tracking (16 connections, group commit) put ~43% of the process's GIL
 time in Peewee composing SQL node by node on every execution, against ~3% in the database
-itself, and as much again in turning rows into model instances. A `Prepared` query is built once per database (the SQL differs between backends) and
-per length of each IN list, with a unique mark in place of each value; each run puts the values,
-converted by the field they are compared with (`db_value`, as Peewee would), where the marks
-were. Literals the query holds itself (e.g. 'VOID') stay as composed.
+itself, and much of the rest in turning rows into model instances. A `Prepared` query is built
+once per database (the SQL differs between backends) and per length of each IN list, with a
+unique mark in place of each value; each run puts the values, converted by the field they are
+compared with (`db_value`, as Peewee would), where the marks were. Literals the query holds
+itself (e.g. 'VOID') stay as composed. For selects of the model's own columns (no aliases or
+functions): each selected column names a field of the model.
 """
 
 from __future__ import annotations
