@@ -5,7 +5,8 @@ retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROC
 per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
 BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
 BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py), BENCH_ONLY=floor (only the floor: no stack,
-no other figures; for iterating on the per-call cost),
+no other figures; for iterating on the per-call cost), BENCH_SQLITE_WRITES=0 (on SQLite, skip
+batched ingestion with 1 and 2 server processes, bench/sqlite_writes.py),
 BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py), BENCH_GATEWAY=0 (skip
 the gateway's cost against a direct proxy, bench/gateway.py)."""
 
@@ -27,7 +28,7 @@ import time
 
 import grpc
 
-from bench import floor, gateway, interceptor, load, report
+from bench import floor, gateway, interceptor, load, report, sqlite_writes
 from bench.ceiling import raw_insert_ceiling
 from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
@@ -229,7 +230,7 @@ def run(scratch_pg: str | None) -> int:
     postgres = None if sqlite else PostgresUse(database_url)
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
-    rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost = [], [], None, None, None, None
+    rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost, writes = [], [], None, None, None, None, None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
@@ -301,6 +302,8 @@ def run(scratch_pg: str | None) -> int:
             own_db = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"  # as below, for the same reason
             floor_cost = floor.measure(Runner, pool, workdir, own_db, duration, repeats, load_procs, threads)
             print(floor.text(floor_cost), flush=True)
+        if sqlite and os.environ.get("BENCH_SQLITE_WRITES", "1") != "0":
+            writes = sqlite_writes.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
         if os.environ.get("BENCH_INTERCEPTOR", "1") != "0":
             # Its own database unless this run owns a scratch one: the bench catalogue it seeds
             # raises the enterprise limit, which must not reach a database the bench does not own.
@@ -333,6 +336,9 @@ def run(scratch_pg: str | None) -> int:
         print(f"\nfloor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
               f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):")
         print(floor.text(floor_cost))
+    if writes:
+        print(f"\nSQLite batched ingestion through Envoy (REST), 1 vs 2 server processes, medians of {repeats}:")
+        print(sqlite_writes.text(writes))
     if limiter_cost:
         print(f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
               f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):")
@@ -350,7 +356,7 @@ def run(scratch_pg: str | None) -> int:
               f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
               f"ratios within one run.")
     finish("latest.json", {"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows,
-                           "goals": goal_rows, "floor": floor_cost, "rate_limit_interceptor": limiter_cost,
+                           "goals": goal_rows, "floor": floor_cost, "sqlite_writes": writes, "rate_limit_interceptor": limiter_cost,
                            "gateway": gateway_cost}, workdir)
     return 0
 

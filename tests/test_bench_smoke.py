@@ -175,3 +175,16 @@ def test_postgres_use_counts_a_backends_cpu_and_the_wal_it_writes(tmp_path):
         finally:
             worker.close()
             meter.close()
+
+
+def test_sqlite_writes_verdicts():
+    from bench import sqlite_writes
+
+    def procs(events, ratio, p99):
+        return {"units_per_s": events, "ratio": ratio, "p99_ms": p99, "errors": 0}
+    text = sqlite_writes.text({"raw_rows_per_s": 150000, "raw_runs": [150000],
+                               "procs_1": procs(110000, 0.73, 300), "procs_2": procs(90000, 0.6, 350)})
+    lines = [line.strip() for line in text.splitlines()]
+    assert "[PASS] 1 process(es) >= 100,000 events/s and [PASS] >= 0.6 of raw" in lines
+    assert "[FAIL] 2 process(es) >= 100,000 events/s and [PASS] >= 0.6 of raw" in lines
+    assert lines[-1].startswith("[FAIL] write p99 with 2 processes no worse than with 1")

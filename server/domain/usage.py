@@ -47,7 +47,7 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
     """The batch with defaults applied; any invalid event rejects the whole batch, naming it."""
     if not 1 <= len(raw) <= MAX_BATCH:
         raise InvalidArgument(f"events must hold 1 to {MAX_BATCH} events, got {len(raw)}", field="events")
-    events = []
+    events, latest = [], now + FUTURE_SKEW
     for index, event in enumerate(raw):
         where = f"events[{index}]"
         endpoint = event.endpoint.strip()
@@ -64,7 +64,7 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
             raise InvalidArgument(f"{where}.count must be between 1 and {MAX_COUNT:,}, got {count}",
                                   field=f"{where}.count")
         timestamp = now if event.timestamp is None else event.timestamp
-        if timestamp > now + FUTURE_SKEW:
+        if timestamp > latest:
             raise InvalidArgument(f"{where}.timestamp {timestamp.isoformat()} is in the future",
                                   field=f"{where}.timestamp")
         events.append(Event(index, event.event_id, endpoint, count, timestamp))

@@ -1,15 +1,18 @@
 """The database handle: one proxy, bound at start-up from DATABASE_URL via playhouse.db_url.
 
-SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, so concurrent
-writers queue instead of failing on a lock upgrade. The file is created once, at connect; later
-connections open it with mode=rw, so a file moved away is an error (the database is lost)
-rather than a new empty database created in its place. PostgreSQL is pooled, with a wait timeout:
+SQLite runs in WAL mode and opens every transaction with BEGIN IMMEDIATE, its writers queueing
+on locks within and across processes (QueuedWritersSqliteDatabase). The file is created once,
+at connect; later connections open it with mode=rw, so a file moved away is an error (the
+database is lost) rather than a new empty database created in its place; each thread keeps its
+connection while the file at the path is the one it opened (see `session`). PostgreSQL is pooled, with a wait timeout:
 a full pool makes a caller wait rather than fail at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from urllib.parse import quote, urlparse
@@ -27,28 +30,56 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",
     "foreign_keys": 1,
 }
+WRITER_LOCK_SUFFIX = "-writer-lock"  # beside the database, as SQLite's own "-wal" and "-shm"
 POOLED_SCHEMES = {"postgres": "postgres+pool", "postgresql": "postgresql+pool"}
 
 
 class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
-    """SQLite whose write transactions, within one process, wait their turn on a lock.
+    """SQLite whose write transactions wait their turn on a lock: a thread lock within the
+    process, then an exclusive flock on a file beside the database across processes.
 
-    SQLite admits one writer at a time; a thread that finds the write lock taken retries in its
+    SQLite admits one writer at a time; a writer that finds the write lock taken retries in its
     busy handler, sleeping up to 100 ms between tries, which put p99 of writes at hundreds of
-    milliseconds under load while p50 was under 10. Queuing writers of the same process on a
-    lock hands the database over the moment it is free. Readers are not queued (WAL lets them
-    run beside the writer); other processes still meet the busy handler.
+    milliseconds under load while p50 was under 10 (and with two server processes, writers of
+    one process kept sleeping while the other's ran). Queuing writers on locks that wake the
+    next waiter the moment they are released hands the database over at once. Readers are not
+    queued (WAL lets them run beside the writer). A process that writes without this class (the
+    sqlite3 shell) still meets the busy handler, which is correct, only slower.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, path: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holding = threading.local()
+        self._path = path
+        self._lock_file = open(path + WRITER_LOCK_SUFFIX, "a+b") if path else None  # noqa: SIM115 - the process's
+
+    def _connect(self):
+        connection = super()._connect()
+        self._state.file = self._identity()
+        return connection
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The file now at the database's path (device, inode), None if there is none."""
+        try:
+            stat = os.stat(self._path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def reuse_or_close(self) -> None:
+        """Keep this thread's connection if the file it opened is still the one at the path, else
+        close it, so that the next query reconnects and a file moved away shows as lost (an open
+        connection would go on using the moved file)."""
+        if self._path and not self.is_closed() and getattr(self._state, "file", None) != self._identity():
+            self.close()
 
     def begin(self, lock_type=None):
         self._writer.acquire()
         self._holding.value = True
         try:
+            if self._lock_file:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             super().begin(lock_type)
         except BaseException:
             self._release()
@@ -70,6 +101,8 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         # A failed COMMIT is followed by a ROLLBACK: release once.
         if getattr(self._holding, "value", False):
             self._holding.value = False
+            if self._lock_file:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._writer.release()
 
 
@@ -78,11 +111,13 @@ def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         params = db_url.parse(url)
+        path = None
         if params["database"] != ":memory:":
-            sqlite3.connect(params["database"]).close()
-            params.update(database=f"file:{quote(params['database'])}?mode=rw", uri=True)
+            path = params["database"]
+            sqlite3.connect(path).close()
+            params.update(database=f"file:{quote(path)}?mode=rw", uri=True)
         db = QueuedWritersSqliteDatabase(**params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
-                                         check_same_thread=False)
+                                         check_same_thread=False, path=path)
     elif scheme in POOLED_SCHEMES or scheme.endswith("+pool"):
         url = url.replace(f"{scheme}://", f"{POOLED_SCHEMES.get(scheme, scheme)}://", 1)
         db = db_url.connect(url, max_connections=max_connections, timeout=30, stale_timeout=300)
@@ -104,10 +139,16 @@ def for_update(query: peewee.ModelSelect, **options) -> peewee.ModelSelect:
 
 @contextlib.contextmanager
 def session():
-    """One unit of work (one RPC, one job step): its connection is opened by the first query
-    (peewee's autoconnect) and closed, or returned to the pool, after. Opening is lazy because
-    a call answered from caches needs none, and on SQLite opening one (with its pragmas) costs
-    ~400 µs, more than the rest of an authenticated read."""
+    """One unit of work (one RPC, one job step). PostgreSQL: its pooled connection is taken by the
+    first query (peewee's autoconnect) and returned after, so a call answered from caches takes
+    none. SQLite: each thread keeps its connection from one session to the next, re-opened when
+    the file at the path is no longer the one it opened (moved away: lost). Opening one with its
+    pragmas costs ~400 µs, and closing the last connection to a WAL database checkpoints it (an
+    fsync): under single-event tracking that close was most of a write's wall time."""
+    if isinstance(database.obj, QueuedWritersSqliteDatabase):
+        database.obj.reuse_or_close()
+        yield
+        return
     try:
         yield
     finally:

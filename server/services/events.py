@@ -20,13 +20,17 @@ from server.domain import webhooks as rules
 from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from server.persistence.prepared import Prepared
 from server.resources import rest_json
+
+_ENABLED = Prepared(WebhookEndpoint, [WebhookEndpoint.tenant_id], lambda tenant: WebhookEndpoint.select(
+    WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+    (WebhookEndpoint.tenant_id == tenant) & WebhookEndpoint.disabled_at.is_null()))
+
 
 def listeners(tenant_id: str, event_type: rules.EventType) -> list[str]:
     """Ids of the tenant's enabled endpoints that want `event_type`."""
-    rows = WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-        (WebhookEndpoint.tenant_id == tenant_id) & WebhookEndpoint.disabled_at.is_null())
-    return [row.id for row in rows if rules.wants(json.loads(row.event_types), event_type)]
+    return [row.id for row in _ENABLED.rows(tenant_id) if rules.wants(json.loads(row.event_types), event_type)]
 
 
 def _still_registered(endpoint_ids: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ from server.persistence import db
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, Subscription
 from server.persistence.pagination import paginate
+from server.persistence.prepared import Prepared
 from server.persistence.read_models import SubscriptionView, subscription_view
 from server.resources import subscription_message
 from server.services import events
@@ -58,14 +59,19 @@ def _plan(plan_id: str) -> Plan:
     return plan
 
 
+_UNLOCKED = Prepared(Subscription, [Subscription.id], lambda id_: Subscription.select().where(Subscription.id == id_))
+_LOCKED = Prepared(Subscription, [Subscription.id],
+                   lambda id_: db.for_update(Subscription.select().where(Subscription.id == id_)))
+
+
 def find_subscription(subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id",
                       lock: bool = False) -> Subscription:
     """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
     empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
     No principal: a caller that checked access itself, or the scheduler."""
     subscription_id = rules.require_field(subscription_id, field)
-    query = Subscription.select().where(Subscription.id == subscription_id)
-    subscription = (db.for_update(query) if lock else query).first()
+    found = (_LOCKED if lock else _UNLOCKED).rows(subscription_id)
+    subscription = found[0] if found else None
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
     if principal is not None:

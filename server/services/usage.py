@@ -1,6 +1,8 @@
 """Usage metering (endpoints 8-11): every event lands exactly once, and reads never scan raw events.
 
-Ingestion is one transaction per batch: lock the subscription (PostgreSQL: FOR UPDATE, the same
+Ingestion is one savepoint per batch, in a transaction shared with the batches other threads of
+this process are storing at the same moment (group commit, server/persistence/group_commit.py):
+lock the subscription (PostgreSQL: FOR UPDATE, the same
 lock invoice generation takes, so no event slips into a period after it is invoiced; SQLite:
 BEGIN IMMEDIATE serializes writers), insert raw events with ON CONFLICT DO NOTHING RETURNING,
 and add only the rows actually inserted to the counters (per hour and endpoint, per period, per
@@ -17,7 +19,6 @@ import uuid
 from collections import defaultdict
 
 import peewee as pw
-from peewee import EXCLUDED
 
 from server.domain import usage as rules
 from server.domain import webhooks
@@ -27,8 +28,10 @@ from server.domain.invoicing import day_index, usage_by_segment
 from server.domain.periods import Period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
-from server.persistence.bulk import insert_ignore_returning
-from server.persistence.db import database, is_postgres
+from server.persistence.bulk import add_counts, insert_ignore_returning
+from server.persistence.db import is_postgres
+from server.persistence.group_commit import GroupCommit
+from server.persistence.prepared import Prepared
 from server.persistence.models import (
     LIVE_INVOICE, Invoice, RecordedUsageEvent, Subscription, UsageDay, UsageHourly, UsagePeriod,
 )
@@ -40,6 +43,11 @@ from server.services.subscriptions import find_subscription
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
+_writes = GroupCommit()  # this process's concurrent track calls, committed together
+_INVOICED = Prepared(Invoice, [Invoice.subscription, Invoice.period_start], lambda sub, starts: Invoice.select(
+    Invoice.period_start).where((Invoice.subscription == sub) & Invoice.period_start.in_(starts) & LIVE_INVOICE))
+_COUNTED = Prepared(UsagePeriod, [UsagePeriod.subscription, UsagePeriod.period_start], lambda sub, starts: (
+    UsagePeriod.select().where((UsagePeriod.subscription == sub) & UsagePeriod.period_start.in_(starts))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +95,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
             found = period_containing(subscription.anchor_at, event.timestamp)
         periods[event.index] = found
     starts = {p.start for p in periods.values()}
-    invoiced = {row.period_start for row in Invoice.select(Invoice.period_start).where(
-        (Invoice.subscription == subscription.id) & Invoice.period_start.in_(list(starts)) & LIVE_INVOICE)}
+    invoiced = {row.period_start for row in _INVOICED.rows(subscription.id, list(starts))}
     for event in events:
         period = periods.get(event.index)
         if period is not None and period.start in invoiced:
@@ -101,12 +108,9 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
 
 def _add(counter: type[pw.Model], subscription_id: str, keys: tuple[str, ...], totals: dict) -> None:
     """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
-    rows = [{"subscription": subscription_id, **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
-             "requests": requests} for key, requests in totals.items()]
-    (counter.insert_many(rows)
-     .on_conflict(conflict_target=[counter.subscription, *(getattr(counter, k) for k in keys)],
-                  update={counter.requests: counter.requests + EXCLUDED.requests})
-     .execute())
+    add_counts(counter, [counter.subscription, *(getattr(counter, k) for k in keys)], counter.requests,
+               [(subscription_id, *(key if isinstance(key, tuple) else (key,)), requests)
+                for key, requests in totals.items()])
 
 
 def _add_to_counters(subscription_id: str, events: list[rules.Event],
@@ -145,8 +149,7 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
 def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt.datetime, int]:
     """Refuse the batch (rolling it back whole) if a period would pass MAX_PERIOD_REQUESTS;
     returns the periods' requests counted so far."""
-    counted = {row.period_start: row.requests for row in UsagePeriod.select().where(
-        (UsagePeriod.subscription == subscription_id) & UsagePeriod.period_start.in_(list(added)))}
+    counted = {row.period_start: row.requests for row in _COUNTED.rows(subscription_id, list(added))}
     for start, requests in added.items():
         if counted.get(start, 0) + requests > MAX_PERIOD_REQUESTS:
             raise InvalidArgument(f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} "
@@ -154,27 +157,34 @@ def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt
     return counted
 
 
+def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) -> tuple[int, list[Rejection]]:
+    """One call's writes (in its savepoint of a group's transaction); returns (accepted, rejections)."""
+    subscription = find_subscription(subscription_id, lock=True)
+    rejections, periods = _rejections(subscription, events)
+    candidates = rules.first_of_each_id([e for e in events if e.index in periods])
+    inserted = set(insert_ignore_returning(
+        RecordedUsageEvent,
+        [RecordedUsageEvent.subscription, RecordedUsageEvent.event_id, RecordedUsageEvent.endpoint, RecordedUsageEvent.count,
+         RecordedUsageEvent.occurred_at, RecordedUsageEvent.received_at],
+        [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
+        returning=RecordedUsageEvent.event_id))
+    accepted = [e for e in candidates if e.event_id in inserted]
+    if accepted:
+        totals = _add_to_counters(subscription.id, accepted, periods)
+        current = totals.get(subscription.current_period_start)
+        if current:
+            _announce_thresholds(subscription, *current, now)
+    return len(accepted), rejections
+
+
 def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:
+    """Validate here, in the caller's thread; store with the concurrent calls of this process in
+    one transaction (group commit), answering only once it is committed."""
     require_admin(principal, "tracking usage")
     events = rules.validate_batch(raw, now)
     events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
-    with database.atomic():
-        subscription = find_subscription(subscription_id, lock=True)
-        rejections, periods = _rejections(subscription, events)
-        candidates = rules.first_of_each_id([e for e in events if e.index in periods])
-        inserted = set(insert_ignore_returning(
-            RecordedUsageEvent,
-            [RecordedUsageEvent.subscription, RecordedUsageEvent.event_id, RecordedUsageEvent.endpoint,
-             RecordedUsageEvent.count, RecordedUsageEvent.occurred_at, RecordedUsageEvent.received_at],
-            [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
-            returning=RecordedUsageEvent.event_id))
-        accepted = [e for e in candidates if e.event_id in inserted]
-        if accepted:
-            totals = _add_to_counters(subscription.id, accepted, periods)
-            current = totals.get(subscription.current_period_start)
-            if current:
-                _announce_thresholds(subscription, *current, now)
-    result = TrackResult(accepted=len(accepted), duplicates=len(events) - len(rejections) - len(accepted),
+    accepted, rejections = _writes.run(subscription_id, lambda: _store(subscription_id, events, now))
+    result = TrackResult(accepted=accepted, duplicates=len(events) - len(rejections) - accepted,
                          rejections=rejections)
     metrics.record_usage(result.accepted, result.duplicates, len(rejections))
     return result

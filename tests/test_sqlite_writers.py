@@ -1,0 +1,47 @@
+"""SQLite writers of different processes queue on a lock file beside the database (taken at BEGIN,
+released at COMMIT or ROLLBACK) instead of meeting SQLite's sleeping busy handler."""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+
+import pytest
+
+from conftest import scratch_database
+
+from server.persistence import db
+from server.persistence.models import Plan
+
+
+@pytest.fixture()
+def lock_path(tmp_path):
+    with scratch_database(tmp_path) as url:
+        yield url.removeprefix("sqlite:///") + db.WRITER_LOCK_SUFFIX
+
+
+def write(done: threading.Event) -> None:
+    with db.session(), db.database.atomic():
+        Plan.update(name=Plan.name).where(Plan.id == "standard").execute()
+    done.set()
+
+
+def test_a_writer_waits_while_another_process_holds_the_lock_and_goes_once_released(lock_path):
+    done = threading.Event()
+    with open(lock_path, "a+b") as other_process:  # another open file: flock conflicts as across processes
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        writer = threading.Thread(target=write, args=(done,))
+        writer.start()
+        assert not done.wait(0.3), "the write began while another process held the writer lock"
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        assert done.wait(10)
+    writer.join(10)
+
+
+def test_the_lock_is_released_at_commit_and_at_rollback(lock_path):
+    write(threading.Event())
+    with pytest.raises(RuntimeError), db.session(), db.database.atomic():
+        Plan.update(name=Plan.name).where(Plan.id == "standard").execute()
+        raise RuntimeError("rolled back")
+    with open(lock_path, "a+b") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
