@@ -20,14 +20,14 @@ from factories import insert_subscription
 
 from server.bootstrap import prepare
 from server.config import Settings
-from server.domain.access import ADMIN, Principal
+from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound
 from server.domain.usage import RawEvent
 from server.persistence import db
-from server.persistence.models import UsageEvent, UsagePeriod
+from server.persistence.models import RecordedUsageEvent, UsagePeriod
 from server.services import usage
 
-ADMIN_KEY = Principal(key_id=0, scope=ADMIN)
+ADMIN_KEY = Principal(key_id=0, scope=KeyScope.ADMIN)
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -74,7 +74,7 @@ def event(event_id: str, count: int = 1) -> RawEvent:
 
 def stored(subscription_id: str) -> int:
     with db.session():
-        return UsageEvent.select().where(UsageEvent.subscription == subscription_id).count()
+        return RecordedUsageEvent.select().where(RecordedUsageEvent.subscription == subscription_id).count()
 
 
 def requests(sub) -> int:
