@@ -1,8 +1,11 @@
-"""BENCH_POSTGRES=1: a scratch PostgreSQL database created for the run and dropped after it.
+"""A scratch PostgreSQL database: created for one run and dropped after it, for the bench
+(BENCH_POSTGRES=1) and for the test suite (one per backend session, and per test where counts
+must be exact). It lives here, not under tests/, because the bench must not import the tests;
+the tests already import the bench.
 
-Created through the maintenance database named by BENCH_POSTGRES_ADMIN_URL (default
-postgresql://postgres@127.0.0.1:5432/test) as bench_<random hex>; the run's DATABASE_URL points
-at it. Dropped WITH (FORCE) at the end, so a crashed server's connections cannot keep it alive."""
+Created through a maintenance database (the bench's is BENCH_POSTGRES_ADMIN_URL, default
+postgresql://postgres@127.0.0.1:5432/test) as <prefix>_<random hex>. Dropped WITH (FORCE) at the
+end, so a crashed server's connections cannot keep it alive."""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ import urllib.parse
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _admin_sql(statement: str) -> None:
+def _admin_sql(admin_url: str, statement: str) -> None:
     """Run one statement on the maintenance database (CREATE/DROP DATABASE cannot run in a transaction)."""
     import psycopg2
-    conn = psycopg2.connect(os.environ.get("BENCH_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL))
+    conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -27,15 +30,17 @@ def _admin_sql(statement: str) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database():
-    """Yields the URL of a fresh, empty database; drops it afterwards."""
-    name = f"bench_{secrets.token_hex(4)}"
-    admin_url = os.environ.get("BENCH_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL)
-    _admin_sql(f"CREATE DATABASE {name}")
+def scratch_database(admin_url: str | None = None, prefix: str = "bench", template: str = "template1"):
+    """Yields the URL of a fresh database on the server of `admin_url` (default: the bench's), a
+    copy of the database `template` (default: empty); drops it afterwards."""
+    admin_url = admin_url or os.environ.get("BENCH_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL)
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    _admin_sql(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
         yield urllib.parse.urlparse(admin_url)._replace(path=f"/{name}").geturl()
     finally:
-        _admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
 
 
 class PostgresUse:

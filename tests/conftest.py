@@ -1,143 +1,70 @@
-"""The real stack for tests: a gRPC server on a loopback port and Envoy in front of it, against
-a fresh database per backend. SQLite always; PostgreSQL when reachable (else a visible skip)."""
+"""Fixtures. The real stack for tests: a gRPC server on a loopback port and Envoy in front of it,
+against a fresh database per backend, SQLite always, PostgreSQL when reachable (else a visible
+skip); a database of a test's own where it counts rows; the PlanService alone for pytest-grpc.
+Helpers the test modules import live beside it (calls, processes, stores, factories, ...)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import pathlib
-import socket
-import subprocess
-import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 import grpc
 import pytest
+from billing.v1 import plan_pb2_grpc
 
-from server import envoy_launcher
+from calls import Reply, http_call
+from processes import demo_upstream, free_port, in_process_server, running_envoy
 from server.bootstrap import prepare
 from server.config import Settings
-from server.persistence import db
+from server.persistence import catalogue, db
 from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
-from server.transport.app import create_server
+from server.transport.interceptors import Chain, ErrorInterceptor
+from stores import BACKENDS, new_database, own_database, prepared
 
-BIN = pathlib.Path(sys.executable).parent
 # Processes the tests start serve no /metrics unless a test gives them a free port: the default
 # ports would collide between parallel runs on one machine.
 os.environ["BILLING_METRICS_PORT"] = os.environ["BILLING_SCHEDULER_METRICS_PORT"] = "0"
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def migrate(env: dict[str, str]) -> None:
-    """`billing-server migrate`, as an operator runs it before starting servers on a new database."""
-    done = subprocess.run([str(BIN / "billing-server"), "migrate"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-
-
-def postgres_unreachable_reason() -> str | None:
-    try:
-        import psycopg2
-
-        psycopg2.connect(POSTGRES_URL, connect_timeout=2).close()
-    except Exception as error:  # noqa: BLE001 - any failure means skip, with the reason shown
-        return f"PostgreSQL not reachable at {POSTGRES_URL}: {error}".strip()
-    return None
-
-
-@contextlib.contextmanager
-def fresh_postgres_database():
-    """A new, empty PostgreSQL database for one test session, dropped afterwards."""
-    import psycopg2
-
-    name = f"billing_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(POSTGRES_URL)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base = urllib.parse.urlparse(POSTGRES_URL)
-    try:
-        yield base._replace(path=f"/{name}").geturl()
-    finally:
-        db.close()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@contextlib.contextmanager
-def scratch_database(directory: pathlib.Path):
-    """A SQLite database of its own in `directory`, prepared and bound as the global handle, the
-    previous handle restored after: for modules that call services directly, without the stack
-    (whose server is idle while they run)."""
-    saved = db.database.obj
-    url = f"sqlite:///{directory / 'billing.db'}"
-    prepare(dataclasses.replace(Settings(), database_url=url))
-    try:
-        yield url
-    finally:
-        db.database.initialize(saved)
-
-
-@contextlib.contextmanager
-def new_database(backend: str, folder: pathlib.Path):
-    """A new, empty database of `backend` ("sqlite" in `folder`, or "postgresql": skipped with the
-    reason when unreachable)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'billing.db'}"
-        db.close()
-        return
-    reason = postgres_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request, tmp_path_factory):
     """Each backend in turn; tests on the stack run once per backend."""
     with new_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
+        db.close()
 
 
-@contextlib.contextmanager
-def bound(url: str):
-    """Point the global database handle at `url` for the block, in a session (the stack's
-    in-process server must be idle meanwhile), then back."""
-    saved = db.database.obj
-    db.connect(url)
-    try:
-        with db.session():
-            yield
-    finally:
-        db.database.obj.close()
-        db.database.initialize(saved)
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory):
+    """The URL of a migrated and seeded database of a backend, made once a session, for
+    `own_database_url` to copy."""
+    with contextlib.ExitStack() as kept:
+        made = {}
+
+        def template(backend: str) -> str:
+            if backend not in made:
+                made[backend] = kept.enter_context(new_database(backend, tmp_path_factory.mktemp("template")))
+                with prepared(made[backend]):
+                    pass
+            return made[backend]
+
+        yield template
 
 
-@dataclasses.dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
+@pytest.fixture(params=BACKENDS)
+def own_database_url(request, database_template, tmp_path):
+    """Each backend in turn, a database of the test's own bound meanwhile, so it can count rows
+    exactly: for tests that call services and jobs directly, not through the stack."""
+    with new_database(request.param, tmp_path, database_template(request.param)) as url, prepared(url):
+        yield url
 
 
 @dataclasses.dataclass
@@ -178,34 +105,29 @@ class Stack:
         sent = {**({"authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
         return http_call(method, self.gateway_url + path, sent)
 
+    def subscribe(self, tenant_id: str, plan: str = "standard", billing_email: str = "ops@example.com") -> dict:
+        """A subscription created over REST by the admin; its JSON."""
+        reply = self.rest("POST", "/billing/subscriptions",
+                          body={"tenant_id": tenant_id, "plan_id": plan, "billing_email": billing_email})
+        assert reply.status == 200, reply.body
+        return reply.json()
 
-def http_call(method: str, url: str, headers: dict[str, str], data: bytes | None = None) -> Reply:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return Reply(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read())
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+    def track(self, subscription_id: str, events: list[dict], key: str | None = "admin") -> Reply:
+        return self.rest("POST", "/billing/metrics/track", key=key,
+                         body={"subscription_id": subscription_id, "events": events})
 
+    def generate_invoice(self, subscription_id: str, key: str | None = "admin", **body) -> Reply:
+        return self.rest("POST", "/billing/invoices/generate", key=key,
+                         body={"subscription_id": subscription_id, **body})
 
-@contextlib.contextmanager
-def running(process: subprocess.Popen, ready_url: str):
-    """A started process, entered once `ready_url` answers 200, terminated on the way out."""
-    try:
-        wait_for_http(ready_url, alive=lambda: process.poll() is None)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.settings.database_url.split(":")[0]
 
-
-@contextlib.contextmanager
-def demo_upstream():
-    """The demo echo upstream as a real process on a free port; yields its port."""
-    port = free_port()
-    with running(subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)]),
-                 f"http://127.0.0.1:{port}/"):
-        yield port
+    def total_requests(self, subscription_id: str) -> int:
+        """The subscription's requests this period, as the usage endpoint reports them."""
+        return int(self.rest("GET", f"/billing/metrics/usage/{subscription_id}").json()["total_requests"])
 
 
 @pytest.fixture(scope="session")
@@ -224,51 +146,17 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16,
         gateway_port=free_port(), demo_upstream_port=upstream_port, webhooks_allow_private=True)
     prepare(settings)
-    server, port = create_server(settings, "127.0.0.1:0")
-    server.start()
-    grpc_address = f"127.0.0.1:{port}"
-    wait_for_grpc(grpc_address)
-    with db.session():
-        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
-    rest_url = f"http://127.0.0.1:{settings.http_port}"
-    try:
+    with in_process_server(settings) as port:
+        grpc_address = f"127.0.0.1:{port}"
+        wait_for_grpc(grpc_address)
+        with db.session():
+            admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
+        rest_url = f"http://127.0.0.1:{settings.http_port}"
         with running_envoy(settings, [port], workdir, admin_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(settings, grpc_address, rest_url, admin_key, channel,
                             gateway_url=f"http://127.0.0.1:{settings.gateway_port}", workdir=workdir)
-    finally:
-        server.stop(grace=None)
-
-
-@contextlib.contextmanager
-def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, metering_key: str):
-    """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
-    access-log stream authenticated by `metering_key`; ready once its admin interface says so,
-    whether or not those servers are up."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "envoy.log", "ab") as log, \
-            running(envoy_launcher.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
-                    f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
-        yield envoy
-
-
-@contextlib.contextmanager
-def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: int):
-    """A billing-server process on `port`, logging to workdir/name.log; yields it once SERVING,
-    and stops it on the way out (SIGTERM) unless the test already has."""
-    with open(workdir / f"{name}.log", "ab") as log:
-        # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
-        process = subprocess.Popen([str(BIN / "billing-server")],
-                                   env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_grpc(f"127.0.0.1:{port}")
-            yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            process.wait(timeout=15)
 
 
 @pytest.fixture
@@ -278,5 +166,53 @@ def tenant_id() -> str:
 
 
 @pytest.fixture
+def capped_plan(stack, tmp_path) -> str:
+    """A plan from a test catalogue (the BILLING_CATALOGUE shape): 30 included requests, no overage."""
+    plan_id = f"capped-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps({"currency": "USD", "plans": [{
+        "id": plan_id, "name": "Capped test", "tier": "FREE", "monthly_fee_cents": 0,
+        "rate_limit_per_minute": 1000, "included_requests": 30, "overage_per_1k_cents": 0}]}))
+    with db.session():
+        catalogue.seed(catalogue.load(path))
+    return plan_id
+
+
+@pytest.fixture(scope="module")
+def calls_per_backend(request) -> collections.Counter:
+    """The generated calls a fuzz module made per backend, printed past the output capture after
+    the module: for the record, not a check."""
+    counts = collections.Counter()
+    yield counts
+    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n{request.module.__name__}: generated calls per backend: {dict(counts)}")
+
+
+@pytest.fixture
 def repo_root() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[1]
+
+
+# pytest-grpc: the PlanService on its in-process server behind the error interceptor, on a
+# database of the module's own. A module using `grpc_stub` defines `grpc_servicer` on top of
+# `plan_service_database`.
+
+@pytest.fixture(scope="module")
+def plan_service_database(tmp_path_factory):
+    with own_database("sqlite", tmp_path_factory.mktemp("plans")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def grpc_add_to_server():
+    return plan_pb2_grpc.add_PlanServiceServicer_to_server
+
+
+@pytest.fixture(scope="module")
+def grpc_interceptors():
+    return [Chain([ErrorInterceptor()])]
+
+
+@pytest.fixture(scope="module")
+def grpc_stub_cls(grpc_channel):
+    return plan_pb2_grpc.PlanServiceStub

@@ -24,3 +24,8 @@ def insert_subscription(tenant_id: str, *, plan: str = "standard", anchor: dt.da
             canceled_at=canceled_at)
         PlanChange.create(subscription=subscription, plan=plan, effective_at=anchor)
     return subscription
+
+
+def subscription_from_now(tenant_id: str, plan: str = "standard") -> str:
+    """The id of a subscription whose first period starts now (its whole quota ahead)."""
+    return insert_subscription(tenant_id, plan=plan, anchor=dt.datetime.now(dt.timezone.utc)).id

@@ -1,4 +1,5 @@
-"""Reading gRPC errors in tests: the error a call raises, and the fields its BadRequest names."""
+"""Reading gRPC errors in tests: the error a call raises, its rich details, and the fields its
+BadRequest names."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ def grpc_error(call, *args, **kwargs) -> grpc.RpcError:
     return error.value
 
 
-def grpc_fields(error: grpc.RpcError) -> list[str]:
-    fields = []
+def grpc_details(error: grpc.RpcError, kind):
+    """The details of type `kind` (an error_details_pb2 message class) the error's status carries."""
+    found = []
     for detail in rpc_status.from_call(error).details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
+        if detail.Is(kind.DESCRIPTOR):
+            found.append(kind())
+            detail.Unpack(found[-1])
+    return found
+
+
+def grpc_fields(error: grpc.RpcError) -> list[str]:
+    return [v.field for bad in grpc_details(error, error_details_pb2.BadRequest) for v in bad.field_violations]

@@ -161,7 +161,7 @@ def test_postgres_use_counts_a_backends_cpu_and_the_wal_it_writes(tmp_path):
     import psycopg2
 
     from bench.postgres import PostgresUse
-    from conftest import new_database
+    from stores import new_database
     with new_database("postgresql", tmp_path) as url:
         meter = PostgresUse(url.replace("postgresql://", "postgresql+pool://"))
         worker = psycopg2.connect(url)

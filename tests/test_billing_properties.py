@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sys
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from conftest import scratch_database
+from stores import own_database
 from factories import insert_subscription
 from plan_terms import PLANS
 
@@ -102,7 +101,7 @@ accepted = st.datetimes(EARLIEST.replace(tzinfo=None), (LATEST - dt.timedelta(mi
 def clock_database(tmp_path_factory):
     """A database of its own, so jobs run at any instant touch no other test's rows; yields the
     scheduler's settings for it."""
-    with scratch_database(tmp_path_factory.mktemp("clock")) as url:
+    with own_database("sqlite", tmp_path_factory.mktemp("clock")) as url:
         now = dt.datetime(2026, 1, 31, 12, tzinfo=UTC)
         for plan in ("free", "standard", "premium"):
             insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))

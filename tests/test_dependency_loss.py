@@ -17,8 +17,8 @@ import pytest
 from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import POSTGRES_URL, bound
 from server.persistence.probe import APPLICATION_NAME, FRESH_SECONDS, DatabaseProbe
+from stores import POSTGRES_URL, bound
 
 
 @contextlib.contextmanager

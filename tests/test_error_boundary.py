@@ -9,12 +9,8 @@ import peewee
 import pytest
 from billing.v1 import plan_pb2, plan_pb2_grpc
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from server.bootstrap import prepare
-from server.config import Settings
-from server.persistence import db
-from server.transport.interceptors import Chain, ErrorInterceptor
+from grpc_errors import grpc_details
 
 SECRET = "SELECT key_hash FROM api_key"
 
@@ -28,34 +24,9 @@ class FailingPlans(plan_pb2_grpc.PlanServiceServicer):
 
 
 @pytest.fixture(scope="module")
-def grpc_add_to_server():
-    return plan_pb2_grpc.add_PlanServiceServicer_to_server
-
-
-@pytest.fixture(scope="module")
-def grpc_servicer(tmp_path_factory):
-    prepare(Settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'boundary.db'}"))
-    yield FailingPlans()
-    db.close()
-
-
-@pytest.fixture(scope="module")
-def grpc_interceptors():
-    return [Chain([ErrorInterceptor()])]
-
-
-@pytest.fixture(scope="module")
-def grpc_stub_cls(grpc_channel):
-    return plan_pb2_grpc.PlanServiceStub
-
-
-def _request_id(error: grpc.RpcError) -> str:
-    for detail in rpc_status.from_call(error).details:
-        if detail.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
-            info = error_details_pb2.RequestInfo()
-            detail.Unpack(info)
-            return info.request_id
-    return ""
+def grpc_servicer(plan_service_database):
+    """The servicer pytest-grpc serves (the rest of its fixtures are in conftest)."""
+    return FailingPlans()
 
 
 @pytest.mark.parametrize("sent_id", [None, "envoy-id-42"])
@@ -65,7 +36,8 @@ def test_unexpected_error_is_internal_with_request_id_and_traceback_logged(grpc_
         grpc_stub.ListPlans(plan_pb2.ListPlansRequest(), metadata=metadata)
     error = caught.value
     assert error.code() == grpc.StatusCode.INTERNAL
-    request_id = _request_id(error)
+    [info] = grpc_details(error, error_details_pb2.RequestInfo)
+    request_id = info.request_id
     assert request_id and (sent_id is None or request_id == sent_id)
     assert request_id in error.details() and "api_key" not in error.details()
     logged = [r for r in caplog.records if request_id in r.getMessage()]

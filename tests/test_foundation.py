@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 
 import grpc
 import pytest
 from billing.v1 import health_pb2, health_pb2_grpc, plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
 
+from calls import BOUND_SECONDS, poll
+from processes import BIN
 from server.domain.ttl_cache import STALENESS_SECONDS
 from server.persistence import catalogue, db
 from server.persistence.models import Plan
 from server.services import keys
-from tests.test_gateway_e2e import BOUND_SECONDS, poll
 
 EXPECTED_PLANS = [
     ("free", "FREE", "0", 50, "10000", "0"),
@@ -96,7 +96,7 @@ def test_grpc_plans_health_and_auth(stack):
 
 
 def test_grpcurl_lists_services_and_calls_through_reflection(stack):
-    grpcurl = [str(__import__("pathlib").Path(sys.executable).parent / "grpcurl"), "-plaintext"]
+    grpcurl = [str(BIN / "grpcurl"), "-plaintext"]
     listed = subprocess.run([*grpcurl, stack.grpc_address, "list"], capture_output=True, text=True, check=True)
     assert "billing.v1.PlanService" in listed.stdout
     called = subprocess.run(

@@ -4,8 +4,6 @@ never get UNKNOWN, INTERNAL or UNAVAILABLE (a healthy database is up), on both b
 
 from __future__ import annotations
 
-import collections
-
 import grpc
 import pytest
 from google.protobuf import descriptor, descriptor_pool, message_factory, timestamp_pb2
@@ -21,7 +19,6 @@ FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.
 METHODS = [method for name in SERVICE_NAMES
            for method in descriptor_pool.Default().FindServiceByName(name).methods]
 KNOWN = ["free", "standard", "ACTIVE", "2026-01-01", "9999-12-31", "2026-1-1", "a@b.co", "/v1/x"]
-CALLS: collections.Counter = collections.Counter()
 
 
 def strings(known: list[str]) -> st.SearchStrategy[str]:
@@ -88,24 +85,16 @@ def known_ids(stack):
     return [*KNOWN, sub.id, "fuzz-tenant"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report_calls(request):
-    yield
-    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
-        print(f"\ngRPC fuzz calls per backend: {dict(CALLS)}")
-
-
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
-def test_no_request_gets_a_server_error(stack, known_ids, method):
+def test_no_request_gets_a_server_error(stack, known_ids, method, calls_per_backend):
     cls = message_factory.GetMessageClass(method.input_type)
     call = stack.channel.unary_unary(f"/{method.containing_service.full_name}/{method.name}",
                                      request_serializer=cls.SerializeToString)
-    backend = stack.settings.database_url.split(":")[0]
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(request=messages(method.input_type, known_ids))
     def check(request):
-        CALLS[backend] += 1
+        calls_per_backend[stack.backend] += 1
         try:
             call(request, metadata=stack.auth(stack.admin_key), timeout=30)
         except grpc.RpcError as error:

@@ -13,7 +13,7 @@ from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, u
 from server.domain.ratelimit import Quota
 from server.domain.ttl_cache import TtlCache
 from server.ratelimit.memory import InProcessRateLimiter
-from tests.test_ratelimit_domain import fire
+from calls import fire
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from concurrent import futures
 
@@ -16,48 +15,19 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2
 
-from factories import insert_subscription
-
-from server.persistence import catalogue, db
-from server.services import keys
+from calls import BOUND_SECONDS, Reply, http_call, poll
+from factories import subscription_from_now
+from server.persistence import db
 from server.ratelimit.redis_store import RedisRateLimiter
+from server.services import keys
 from server.services.gateway import CACHE_SECONDS, Gateway
 from server.transport.gateway import AuthorizationServicer
-from tests.conftest import Reply, http_call
-from tests.test_ratelimit_redis import closed_port_url
-
-ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-BOUND_SECONDS = 5.0  # API.md: revoke, plan change and cancel take effect within 5 s
-
-
-def subscribe(tenant_id: str, plan: str = "standard") -> str:
-    return insert_subscription(tenant_id, plan=plan, anchor=dt.datetime.now(dt.timezone.utc)).id
-
-
-def reason(reply: Reply) -> str:
-    details = {d["@type"]: d for d in reply.json()["details"]}
-    return details[ERROR_INFO]["reason"]
+from stores import closed_port_url
 
 
 def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
     with futures.ThreadPoolExecutor(16) as pool:
         return list(pool.map(lambda i: stack.gateway("GET", path(i), key=key), range(calls)))
-
-
-def poll(probe, until, timeout: float = BOUND_SECONDS):
-    """Call `probe` until `until(result)`; returns (result, seconds taken) or fails at `timeout`."""
-    started = time.monotonic()
-    while True:
-        result = probe()
-        elapsed = time.monotonic() - started
-        if until(result):
-            return result, elapsed
-        assert elapsed < timeout, f"not within {timeout}s: {result}"
-        time.sleep(0.1)  # between probes only
-
-
-def total_requests(stack, subscription_id: str) -> int:
-    return int(stack.rest("GET", f"/billing/metrics/usage/{subscription_id}").json()["total_requests"])
 
 
 def access_logs_written(stack) -> int:
@@ -67,7 +37,7 @@ def access_logs_written(stack) -> int:
 
 
 def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack, tenant_id):
-    subscribe(tenant_id)
+    subscription_from_now(tenant_id)
     key = stack.tenant_key(tenant_id)
     reply = stack.gateway("GET", "/v1/items/42?x=1", key=key,
                           headers={"x-tenant-id": "someone-else", "x-request-id": "chosen-by-client",
@@ -88,7 +58,7 @@ def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack,
 
 
 def test_x_api_key_header_is_accepted_and_removed(stack, tenant_id):
-    subscribe(tenant_id)
+    subscription_from_now(tenant_id)
     reply = stack.gateway("POST", "/v1/things", headers={"x-api-key": stack.tenant_key(tenant_id)})
     assert reply.status == 200
     assert reply.json()["method"] == "POST"
@@ -105,7 +75,7 @@ def test_denials_are_status_json_with_reasons_and_never_forwarded(stack, tenant_
     ]
     for sent, status, expected in cases:
         reply = stack.gateway("GET", "/v1/items/1", key=sent)
-        assert (reply.status, reason(reply)) == (status, expected), reply.body
+        assert (reply.status, reply.reason()) == (status, expected), reply.body
         assert reply.headers["content-type"] == "application/json"
         body = reply.json()
         assert set(body) == {"code", "message", "details"} and body["message"]
@@ -114,7 +84,7 @@ def test_denials_are_status_json_with_reasons_and_never_forwarded(stack, tenant_
 
 @pytest.mark.parametrize("plan, limit", [("free", 50), ("standard", 200), ("premium", 500), ("enterprise", 2000)])
 def test_exact_tier_limit_under_16_concurrent_clients(stack, tenant_id, plan, limit):
-    subscribe(tenant_id, plan)
+    subscription_from_now(tenant_id, plan)
     replies = burst(stack, stack.tenant_key(tenant_id), limit + 40)
     ok = [r for r in replies if r.status == 200]
     refused = [r for r in replies if r.status == 429]
@@ -122,13 +92,13 @@ def test_exact_tier_limit_under_16_concurrent_clients(stack, tenant_id, plan, li
     assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in ok) == list(range(limit))
     assert all(r.headers["x-ratelimit-limit"].startswith(str(limit)) for r in replies)
     refusal = refused[0]
-    assert reason(refusal) == "RATE_LIMITED"
+    assert refusal.reason() == "RATE_LIMITED"
     assert refusal.headers["x-ratelimit-remaining"] == "0"
     assert 1 <= int(refusal.headers["retry-after"]) <= 60
 
 
 def test_gateway_window_is_separate_from_the_billing_api_window(stack, tenant_id):
-    subscribe(tenant_id, "free")
+    subscription_from_now(tenant_id, "free")
     key = stack.tenant_key(tenant_id)
     for _ in range(50):
         assert stack.rest("GET", "/billing/plans/free", key=key).status == 200
@@ -137,52 +107,37 @@ def test_gateway_window_is_separate_from_the_billing_api_window(stack, tenant_id
     assert (reply.status, reply.headers["x-ratelimit-remaining"]) == (200, "49")
 
 
-@pytest.fixture
-def capped_plan(stack, tmp_path) -> str:
-    """A plan from a test catalogue (the BILLING_CATALOGUE shape): 30 included requests, no overage."""
-    plan_id = f"capped-{uuid.uuid4().hex[:6]}"
-    path = tmp_path / "plans.json"
-    path.write_text(json.dumps({"currency": "USD", "plans": [{
-        "id": plan_id, "name": "Capped test", "tier": "FREE", "monthly_fee_cents": 0,
-        "rate_limit_per_minute": 1000, "included_requests": 30, "overage_per_1k_cents": 0}]}))
-    with db.session():
-        catalogue.seed(catalogue.load(path))
-    return plan_id
-
-
 def test_quota_cap_is_exact_under_concurrency_and_counts_recorded_usage(stack, tenant_id, capped_plan):
-    subscription_id = subscribe(tenant_id, capped_plan)
-    tracked = stack.rest("POST", "/billing/metrics/track", body={
-        "subscription_id": subscription_id,
-        "events": [{"event_id": f"e{i}", "endpoint": "/v1/reported"} for i in range(10)]})
+    subscription_id = subscription_from_now(tenant_id, capped_plan)
+    tracked = stack.track(subscription_id, [{"event_id": f"e{i}", "endpoint": "/v1/reported"} for i in range(10)])
     assert tracked.json()["accepted"] == 10
     replies = burst(stack, stack.tenant_key(tenant_id), 60)
     ok = [r for r in replies if r.status == 200]
     exhausted = [r for r in replies if r.status == 429]
     assert (len(ok), len(exhausted)) == (20, 40)
-    assert {reason(r) for r in exhausted} == {"QUOTA_EXHAUSTED"}
+    assert {r.reason() for r in exhausted} == {"QUOTA_EXHAUSTED"}
     period_end = dt.datetime.fromisoformat(
         stack.rest("GET", f"/billing/subscriptions/{subscription_id}").json()["current_period_end"])
     to_end = (period_end - dt.datetime.now(dt.timezone.utc)).total_seconds()
     assert abs(int(exhausted[0].headers["retry-after"]) - to_end) < 60
-    poll(lambda: total_requests(stack, subscription_id), lambda total: total == 30)
+    poll(lambda: stack.total_requests(subscription_id), lambda total: total == 30)
 
 
 def test_metering_counts_each_forwarded_request_once_with_normalized_endpoints(stack, tenant_id):
-    subscription_id = subscribe(tenant_id, "free")
+    subscription_id = subscription_from_now(tenant_id, "free")
     key = stack.tenant_key(tenant_id)
     logged_before = access_logs_written(stack)
     ids = [str(uuid.uuid4()) for _ in range(5)]
     replies = burst(stack, key, 60, path=lambda i: f"/v1/items/{i}?page=2" if i % 2 else f"/v1/users/{ids[i % 5]}")
     assert [r.status for r in replies].count(200) == 50
     assert [stack.gateway("GET", "/v1/items/1", key=k).status for k in (None, "bk_bad")] == [401, 401]
-    poll(lambda: total_requests(stack, subscription_id), lambda total: total >= 50)
+    poll(lambda: stack.total_requests(subscription_id), lambda total: total >= 50)
     # A later request of another tenant is metered only after everything logged before it.
     sentinel_tenant = f"{tenant_id}-sentinel"
-    sentinel = subscribe(sentinel_tenant)
+    sentinel = subscription_from_now(sentinel_tenant)
     assert stack.gateway("GET", "/v1/ping", key=stack.tenant_key(sentinel_tenant)).status == 200
-    poll(lambda: total_requests(stack, sentinel), lambda total: total == 1)
-    assert total_requests(stack, subscription_id) == 50
+    poll(lambda: stack.total_requests(sentinel), lambda total: total == 1)
+    assert stack.total_requests(subscription_id) == 50
     assert access_logs_written(stack) - logged_before == 51  # Envoy ships no denied request
     top = stack.rest("GET", f"/billing/analytics/{subscription_id}").json()["top_endpoints"]
     assert {e["endpoint"]: int(e["requests"]) for e in top} == {
@@ -192,7 +147,7 @@ def test_metering_counts_each_forwarded_request_once_with_normalized_endpoints(s
 
 
 def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenant_id):
-    subscription_id = subscribe(tenant_id, "standard")
+    subscription_id = subscription_from_now(tenant_id, "standard")
     key = stack.tenant_key(tenant_id)
     assert stack.gateway("GET", "/v1/a", key=key).json()["headers"]["x-billing-plan"] == "standard"
 
@@ -203,15 +158,15 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
 
     assert stack.rest("DELETE", f"/billing/subscriptions/{subscription_id}").status == 200
     reply, canceled_in = poll(lambda: stack.gateway("GET", "/v1/a", key=key), lambda r: r.status == 403)
-    assert reason(reply) == "NO_ACTIVE_SUBSCRIPTION"
+    assert reply.reason() == "NO_ACTIVE_SUBSCRIPTION"
 
-    subscribe(tenant_id, "enterprise")  # the tenant's window already holds the calls above
+    subscription_from_now(tenant_id, "enterprise")  # the tenant's window already holds the calls above
     other = stack.tenant_key(tenant_id)
     poll(lambda: stack.gateway("GET", "/v1/a", key=other), lambda r: r.status == 200)
     with db.session():
         keys.revoke_key(other, now=dt.datetime.now(dt.timezone.utc))
     reply, revoked_in = poll(lambda: stack.gateway("GET", "/v1/a", key=other), lambda r: r.status == 401)
-    assert reason(reply) == "INVALID_API_KEY"
+    assert reply.reason() == "INVALID_API_KEY"
     assert max(changed_in, canceled_in, revoked_in) <= CACHE_SECONDS + 0.5 < BOUND_SECONDS
 
 
@@ -219,8 +174,8 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
     """Redis unreachable: limits protect capacity (fail open), a quota cap is a billing fact (503)."""
     servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())))
     uncapped, capped = f"{tenant_id}-a", f"{tenant_id}-b"
-    subscribe(uncapped, "standard")
-    subscribe(capped, capped_plan)
+    subscription_from_now(uncapped, "standard")
+    subscription_from_now(capped, capped_plan)
 
     def check(tenant: str):
         request = external_auth_pb2.CheckRequest()
@@ -237,7 +192,7 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
 
 
 def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(stack, tenant_id):
-    subscription_id = subscribe(tenant_id)
+    subscription_id = subscription_from_now(tenant_id)
     entry = accesslog_pb2.HTTPAccessLogEntry()
     entry.request.request_id = f"forged-{uuid.uuid4().hex}"
     entry.request.path = "/v1/forged"
@@ -253,6 +208,6 @@ def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(st
         with pytest.raises(grpc.RpcError) as refused:
             stream(iter([message]), metadata=stack.auth(key) if key else (), timeout=10)
         assert refused.value.code() == code
-    assert total_requests(stack, subscription_id) == 0
+    assert stack.total_requests(subscription_id) == 0
     stream(iter([message, message]), metadata=stack.auth(stack.admin_key), timeout=10)  # sent twice
-    assert total_requests(stack, subscription_id) == 1
+    assert stack.total_requests(subscription_id) == 1

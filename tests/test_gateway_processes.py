@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import uuid
 from concurrent import futures
 
 import grpc
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
+from calls import http_call, poll
 from factories import insert_subscription
-
-from tests.conftest import free_port, http_call, migrate, running_envoy
-from tests.test_gateway_e2e import poll, reason, total_requests
-from tests.test_ratelimit_redis import ADMIN_KEY, BIN, REDIS_URL, needs_redis, server_process
+from processes import ADMIN_KEY, create_tenant_key, free_port, running_envoy, server_process, two_servers_sharing_redis
+from stores import REDIS_URL, needs_redis
 
 
 def gateway_settings(stack, **changes):
@@ -67,29 +65,24 @@ def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_
             statuses = send(40)
             admitted += statuses.count(200)
             assert set(statuses) == {200}
-            poll(lambda: total_requests(stack, subscription_id), lambda total: total >= admitted)
-    assert total_requests(stack, subscription_id) == admitted
+            poll(lambda: stack.total_requests(subscription_id), lambda total: total >= admitted)
+    assert stack.total_requests(subscription_id) == admitted
 
 
 @needs_redis
 def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "REDIS_URL": REDIS_URL,
-           "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-           "OUTBOX_DIR": str(tmp_path / "outbox")}
     tenant = f"gw-two-{uuid.uuid4().hex[:8]}"
-    migrate(env)
-    with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
+    with two_servers_sharing_redis(tmp_path, REDIS_URL) as (env, first, second):
         with grpc.insecure_channel(first) as channel:
             subscription_pb2_grpc.SubscriptionServiceStub(channel).CreateSubscription(
                 subscription_pb2.CreateSubscriptionRequest(tenant_id=tenant, plan_id="free",
                                                            billing_email="b@example.com"),
                 metadata=(("authorization", f"Bearer {ADMIN_KEY}"),))
-        key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=env,
-                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        key = create_tenant_key(env, tenant)
         settings = gateway_settings(stack)
         ports = [int(address.rsplit(":", 1)[1]) for address in (first, second)]
         with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY):
             with futures.ThreadPoolExecutor(16) as pool:
                 replies = list(pool.map(lambda i: get(settings, key), range(80)))
     assert [r.status for r in replies].count(200) == 50
-    assert {reason(r) for r in replies if r.status != 200} == {"RATE_LIMITED"}
+    assert {r.reason() for r in replies if r.status != 200} == {"RATE_LIMITED"}

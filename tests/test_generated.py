@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import filecmp
 import json
-import importlib.util
+
+from tool_scripts import load_tool
 
 
 def test_generated_code_matches_protos(repo_root, tmp_path):
-    spec = importlib.util.spec_from_file_location("codegen", repo_root / "tools" / "codegen.py")
-    codegen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(codegen)
-    codegen.generate(tmp_path)
+    load_tool("codegen").generate(tmp_path)
     committed = repo_root / "generated"
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, committed / p, shallow=False)]

@@ -15,7 +15,7 @@ import time
 import peewee
 import pytest
 
-from conftest import new_database
+from stores import new_database
 from factories import insert_subscription
 
 from server.bootstrap import prepare

@@ -58,8 +58,7 @@ def test_rest_unknown_enum_number_is_400(stack, tenant_id, status):
 
 def test_track_timestamp_at_year_one_is_rejected_not_a_crash(stack, tenant_id):
     sub = insert_subscription(tenant_id)
-    reply = stack.rest("POST", "/billing/metrics/track", body={
-        "subscription_id": sub.id, "events": [{"endpoint": "/x", "timestamp": "0001-01-01T00:00:00Z"}]})
+    reply = stack.track(sub.id, [{"endpoint": "/x", "timestamp": "0001-01-01T00:00:00Z"}])
     assert reply.status == 200
     assert reply.json()["rejections"][0]["reason"] == "BEFORE_SUBSCRIPTION"
 
@@ -77,8 +76,7 @@ def test_rest_dates_are_strict_and_in_range(stack, tenant_id, path, query, field
 
 
 def test_rest_body_over_the_limit_is_413_not_429(stack):
-    reply = stack.rest("POST", "/billing/metrics/track",
-                       body={"subscription_id": "s", "events": [{"endpoint": "x" * 1000}] * 3000})
+    reply = stack.track("s", [{"endpoint": "x" * 1000}] * 3000)
     assert reply.status == 413
     assert "larger than" in reply.json()["message"]
 

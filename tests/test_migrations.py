@@ -14,7 +14,8 @@ import peewee as pw
 import pytest
 from playhouse import migrate as operations
 
-from conftest import BIN, bound, migrate, new_database
+from processes import BIN, migrate
+from stores import bound, new_database
 from server.persistence import db, migrations
 from server.persistence.models import Invoice, InvoiceLineItem, UsageDay
 

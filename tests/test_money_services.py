@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from conftest import scratch_database
+from stores import own_database
 from factories import insert_subscription
 
 from server.domain.access import KeyScope, Principal
@@ -31,7 +31,7 @@ US = dt.timedelta(microseconds=1)
 
 @pytest.fixture(scope="module", autouse=True)
 def money_database(tmp_path_factory):
-    with scratch_database(tmp_path_factory.mktemp("money")), db.session():
+    with own_database("sqlite", tmp_path_factory.mktemp("money")), db.session():
         yield
 
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "mutation_report", pathlib.Path(__file__).resolve().parents[1] / "tools" / "mutation_report.py")
-report = sys.modules["mutation_report"] = importlib.util.module_from_spec(_SPEC)  # dataclasses look it up
-_SPEC.loader.exec_module(report)
+from tool_scripts import load_tool
+
+report = load_tool("mutation_report")
 
 RESULTS = """
     server.domain.money.x_div__mutmut_1: killed

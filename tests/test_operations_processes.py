@@ -22,11 +22,9 @@ from factories import insert_subscription
 from server.config import Settings
 from server.persistence import db
 from server.persistence.models import RecordedUsageEvent
-from tests.conftest import (
-    REDIS_URL, billing_server, bound, free_port, fresh_postgres_database, http_call, migrate, postgres_unreachable_reason,
-    running_envoy,
-)
-from tests.test_ratelimit_redis import ADMIN_KEY, needs_redis
+from calls import http_call
+from processes import ADMIN_KEY, billing_server, free_port, migrate, running_envoy
+from stores import REDIS_URL, bound, needs_redis, new_database
 
 BATCH = 50  # events per TrackUsage call: long enough calls that some are always in flight
 KILL_BLIP_SECONDS = 2.0  # after a replica dies, reads may fail only this long
@@ -119,19 +117,14 @@ def _handled(text: str) -> float:
                if line.startswith("grpc_server_handled_total{") and 'grpc_method="TrackUsage"' in line)
 
 
-needs_postgres = pytest.mark.skipif(postgres_unreachable_reason() is not None,
-                                    reason=postgres_unreachable_reason() or "")
-
-
 @needs_redis
-@needs_postgres
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_two_replicas_lose_one_under_load(tmp_path):
     """SIGKILL one of two replicas while clients read and write through Envoy: reads fail at most
     for a bounded blip (Envoy retries them elsewhere, health checks and outlier detection take the
     dead replica out), and every write a client retried until acknowledged is stored exactly once."""
-    with fresh_postgres_database() as url:
+    with new_database("postgresql", tmp_path) as url:
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
                "BILLING_BIND": "127.0.0.1"}
         migrate(env)

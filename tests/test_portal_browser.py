@@ -25,10 +25,9 @@ def browser():
 
 def test_a_tenant_opens_the_portal_link_and_its_invoice_pdf(stack, tenant_id, browser, tmp_path):
     sub = insert_subscription(tenant_id, plan="standard")
-    reply = stack.rest("POST", "/billing/metrics/track", body={"subscription_id": sub.id, "events": [
-        {"endpoint": "/v1/search", "count": 4200}, {"endpoint": "/v1/items", "count": 800}]})
+    reply = stack.track(sub.id, [{"endpoint": "/v1/search", "count": 4200}, {"endpoint": "/v1/items", "count": 800}])
     assert reply.status == 200, reply.body
-    invoice = stack.rest("POST", "/billing/invoices/generate", body={"subscription_id": sub.id}).json()
+    invoice = stack.generate_invoice(sub.id).json()
     url = create_link(stack, tenant_id).json()["url"]
 
     page = browser.new_page(viewport={"width": 1100, "height": 900})

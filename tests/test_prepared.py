@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from conftest import scratch_database
+from stores import own_database
 from factories import insert_subscription
 
 from server.domain.subscriptions import SubscriptionStatus
@@ -25,7 +25,7 @@ SINCE = Prepared(Subscription, [Subscription.tenant_id, Subscription.anchor_at],
 
 @pytest.fixture(scope="module", autouse=True)
 def database(tmp_path_factory):
-    with scratch_database(tmp_path_factory.mktemp("prepared")), db.session():
+    with own_database("sqlite", tmp_path_factory.mktemp("prepared")), db.session():
         yield
 
 

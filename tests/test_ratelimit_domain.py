@@ -4,33 +4,12 @@ injected clock (no sleeps)."""
 from __future__ import annotations
 
 import collections
-import threading
 
 import pytest
 
+from calls import fire
 from server.domain.ratelimit import TIER_LIMITS, check, reset_after
 from server.ratelimit.memory import InProcessRateLimiter
-
-
-def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None,
-         quota=None) -> int:
-    """`calls` hits from `threads` threads released together; returns how many were admitted."""
-    admitted = collections.Counter()
-    barrier = threading.Barrier(threads)
-
-    def worker(share: int) -> None:
-        barrier.wait()
-        for _ in range(share):
-            if limiter.hit(key, limit, now, quota=quota).allowed:
-                admitted[threading.get_ident()] += 1
-
-    shares = [calls // threads + (1 if i < calls % threads else 0) for i in range(threads)]
-    pool = [threading.Thread(target=worker, args=(share,)) for share in shares]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return sum(admitted.values())
 
 
 @pytest.mark.parametrize("tier", list(TIER_LIMITS))

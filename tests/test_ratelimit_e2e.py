@@ -4,23 +4,21 @@ by all tests, so each test uses its own tenant."""
 
 from __future__ import annotations
 
-import datetime as dt
 from concurrent import futures
 
 import grpc
 import pytest
 from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from factories import insert_subscription
-
+from calls import BOUND_SECONDS, plan_reads_metadata, poll
+from grpc_errors import grpc_details
+from factories import subscription_from_now
+from processes import in_process_server
 from server.config import Settings
 from server.domain.ttl_cache import STALENESS_SECONDS
 from server.persistence import db
 from server.persistence.models import Subscription
-from server.transport.app import create_server
-from tests.test_gateway_e2e import BOUND_SECONDS, poll
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
@@ -28,10 +26,6 @@ RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 def rest_burst(stack, key: str, calls: int):
     with futures.ThreadPoolExecutor(16) as pool:
         return list(pool.map(lambda _: stack.rest("GET", "/billing/plans/free", key=key), range(calls)))
-
-
-def subscribe(tenant_id: str, plan: str) -> str:
-    return insert_subscription(tenant_id, plan=plan, anchor=dt.datetime.now(dt.timezone.utc)).id
 
 
 def test_free_tenant_gets_exactly_50_then_429_through_envoy(stack, tenant_id):
@@ -60,19 +54,15 @@ def test_free_tenant_gets_exactly_50_then_429_through_envoy(stack, tenant_id):
 def test_grpc_metadata_and_retry_info(stack, tenant_id):
     stub = stack.stub(plan_pb2_grpc.PlanServiceStub)
     auth = stack.auth(stack.tenant_key(tenant_id))
-    for expected_remaining in range(49, -1, -1):
-        _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
-        headers = dict(call.initial_metadata())
-        assert headers["x-ratelimit-limit"] == "50"
-        assert headers["x-ratelimit-remaining"] == str(expected_remaining)
+    reads = plan_reads_metadata(stack.channel, auth, 50)
+    assert [(sent["x-ratelimit-limit"], sent["x-ratelimit-remaining"]) for sent in reads] == \
+        [("50", str(remaining)) for remaining in range(49, -1, -1)]
     with pytest.raises(grpc.RpcError) as refused:
         stub.GetPlan(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     trailers = dict(refused.value.trailing_metadata())
     assert trailers["x-ratelimit-remaining"] == "0"
-    retry = error_details_pb2.RetryInfo()
-    status = rpc_status.from_call(refused.value)
-    assert any(d.Unpack(retry) for d in status.details)
+    [retry] = grpc_details(refused.value, error_details_pb2.RetryInfo)
     assert retry.retry_delay.seconds == int(trailers["retry-after"]) >= 1
 
 
@@ -102,7 +92,7 @@ def test_plan_change_and_cancel_apply_within_the_bound(stack, tenant_id):
     """The interceptor caches a tenant's tier for STALENESS_SECONDS: a plan change or a cancel
     sets the limit that late at most (the contract allows 5 s)."""
     key = stack.tenant_key(tenant_id)
-    sub_id = subscribe(tenant_id, "premium")
+    sub_id = subscription_from_now(tenant_id, "premium")
 
     def limit_becomes(expected: str) -> float:
         reply, took = poll(lambda: stack.rest("GET", "/billing/plans/free", key=key),
@@ -122,7 +112,7 @@ def test_plan_change_and_cancel_apply_within_the_bound(stack, tenant_id):
 
 def test_get_rate_limit_reports_without_consuming(stack, tenant_id):
     key = stack.tenant_key(tenant_id)
-    subscribe(tenant_id, "premium")
+    subscription_from_now(tenant_id, "premium")
     for _ in range(3):
         assert stack.rest("GET", "/billing/plans/free", key=key).status == 200
     for _ in range(3):  # admin reads consume nothing
@@ -149,18 +139,10 @@ def test_get_rate_limit_when_exhausted_over_grpc(stack, tenant_id):
 
 
 def test_rate_limits_can_be_turned_off(stack, tenant_id):
-    settings = stack.settings
-    server, port = create_server(settings, "127.0.0.1:0", rate_limits=False)
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = plan_pb2_grpc.PlanServiceStub(channel)
-            auth = stack.auth(stack.tenant_key(tenant_id))
-            for _ in range(55):
-                _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
-                assert "x-ratelimit-limit" not in dict(call.initial_metadata())
-    finally:
-        server.stop(grace=None)
+    with in_process_server(stack.settings, rate_limits=False) as port, \
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reads = plan_reads_metadata(channel, stack.auth(stack.tenant_key(tenant_id)), 55)
+    assert all("x-ratelimit-limit" not in sent for sent in reads)
 
 
 def test_settings_without_redis_use_the_in_process_limiter():

@@ -3,12 +3,7 @@ server processes; and what happens when Redis is unreachable (fail open, never a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import pathlib
-import subprocess
-import sys
 import uuid
 from concurrent import futures
 
@@ -18,25 +13,11 @@ import redis
 from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc, subscription_pb2, \
     subscription_pb2_grpc
 
+from calls import fire, plan_reads_metadata
+from processes import ADMIN_KEY, create_tenant_key, in_process_server, two_servers_sharing_redis
 from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable, Quota
 from server.ratelimit.redis_store import RedisRateLimiter
-from server.transport.app import create_server
-from tests.conftest import REDIS_URL, billing_server, free_port, migrate
-from tests.test_ratelimit_domain import fire
-
-BIN = pathlib.Path(sys.executable).parent
-
-
-def redis_unreachable_reason() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as error:  # noqa: BLE001 - any failure means skip, with the reason shown
-        return f"Redis not reachable at {REDIS_URL}: {error}"
-    return None
-
-
-_UNREACHABLE = redis_unreachable_reason()
-needs_redis = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+from stores import REDIS_URL, closed_port_url, needs_redis, redis_unreachable_reason
 
 
 @pytest.fixture
@@ -98,10 +79,6 @@ def test_quota_cap_is_exact_across_threads_and_counted_with_the_window(limiter):
     assert not limiter.hit("gateway:u", 1000, quota=Quota(name="n", included=5, floor=5, expires_in=60)).allowed
 
 
-def closed_port_url() -> str:
-    return f"redis://127.0.0.1:{free_port()}/0"
-
-
 def test_unreachable_redis_raises_limiter_unavailable_fast():
     store = RedisRateLimiter(closed_port_url())
     with pytest.raises(LimiterUnavailable):
@@ -112,42 +89,20 @@ def test_unreachable_redis_raises_limiter_unavailable_fast():
 
 def test_unreachable_redis_fails_open_and_the_server_keeps_serving(stack, tenant_id):
     settings = dataclasses.replace(stack.settings, redis_url=closed_port_url())
-    server, port = create_server(settings, "127.0.0.1:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = plan_pb2_grpc.PlanServiceStub(channel)
-            auth = stack.auth(stack.tenant_key(tenant_id))
-            for _ in range(55):  # over the FREE limit: nothing is enforced without the store
-                _, call = stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
-                assert "x-ratelimit-limit" not in dict(call.initial_metadata())
-            with pytest.raises(grpc.RpcError) as report:
-                rate_limit_pb2_grpc.RateLimitServiceStub(channel).GetRateLimit(
-                    rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=auth)
-            assert report.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        server.stop(grace=None)
-
-
-ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
-
-
-@contextlib.contextmanager
-def server_process(env: dict[str, str], workdir: pathlib.Path, name: str, port: int | None = None):
-    """A billing-server process on `port` (default: a free one); yields its address."""
-    port = port or free_port()
-    with billing_server(env, workdir, name, port):
-        yield f"127.0.0.1:{port}"
+    with in_process_server(settings) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        auth = stack.auth(stack.tenant_key(tenant_id))
+        # Over the FREE limit: nothing is enforced without the store.
+        assert all("x-ratelimit-limit" not in sent for sent in plan_reads_metadata(channel, auth, 55))
+        with pytest.raises(grpc.RpcError) as report:
+            rate_limit_pb2_grpc.RateLimitServiceStub(channel).GetRateLimit(
+                rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=auth)
+        assert report.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 @needs_redis
 def test_two_server_processes_share_one_limit_per_tier(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "REDIS_URL": REDIS_URL,
-           "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-           "OUTBOX_DIR": str(tmp_path / "outbox")}
     run = uuid.uuid4().hex[:8]
-    migrate(env)
-    with server_process(env, tmp_path, "a") as first, server_process(env, tmp_path, "b") as second:
+    with two_servers_sharing_redis(tmp_path, REDIS_URL) as (env, first, second):
         channels = [grpc.insecure_channel(first), grpc.insecure_channel(second)]
         try:
             admin = (("authorization", f"Bearer {ADMIN_KEY}"),)
@@ -157,9 +112,7 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
                 if tier != "FREE":
                     subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(
                         tenant_id=tenant, plan_id=tier.lower(), billing_email="b@example.com"), metadata=admin)
-                key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=env,
-                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-                auth = (("authorization", f"Bearer {key}"),)
+                auth = (("authorization", f"Bearer {create_tenant_key(env, tenant)}"),)
                 stubs = [plan_pb2_grpc.PlanServiceStub(channel) for channel in channels]
 
                 def call(i: int) -> bool:

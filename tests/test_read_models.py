@@ -11,7 +11,7 @@ import pytest
 from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from playhouse.test_utils import count_queries
 
-from conftest import scratch_database
+from stores import own_database
 from factories import insert_subscription
 
 from server.domain.access import KeyScope, Principal
@@ -33,8 +33,8 @@ ANCHOR = dt.datetime(2025, 1, 10, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def own_database(tmp_path_factory):
-    with scratch_database(tmp_path_factory.mktemp("read-models")), db.session():
+def read_models_database(tmp_path_factory):
+    with own_database("sqlite", tmp_path_factory.mktemp("read-models")), db.session():
         yield
 
 

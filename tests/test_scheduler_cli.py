@@ -6,22 +6,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import pathlib
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.request
 
 import schedule
 
-from conftest import free_port, migrate
-
+from processes import BIN, free_port, migrate
 from server.config import Settings
 from server.scheduler.cli import build_schedule
 
-SCRIPT = pathlib.Path(sys.executable).parent / "billing-scheduler"
+SCRIPT = BIN / "billing-scheduler"
 
 
 def run_once(env, *args):

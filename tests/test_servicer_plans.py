@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from billing.v1 import plan_pb2, plan_pb2_grpc
+from billing.v1 import plan_pb2
 
-from server.bootstrap import prepare
-from server.config import Settings
-from server.persistence import db
-from server.transport.interceptors import Chain, ErrorInterceptor
 from server.transport.plans import PlanServicer
 
 
 @pytest.fixture(scope="module")
-def grpc_add_to_server():
-    return plan_pb2_grpc.add_PlanServiceServicer_to_server
-
-
-@pytest.fixture(scope="module")
-def grpc_servicer(tmp_path_factory):
-    prepare(Settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'plans.db'}"))
-    yield PlanServicer()
-    db.close()
-
-
-@pytest.fixture(scope="module")
-def grpc_interceptors():
-    return [Chain([ErrorInterceptor()])]
-
-
-@pytest.fixture(scope="module")
-def grpc_stub_cls(grpc_channel):
-    return plan_pb2_grpc.PlanServiceStub
+def grpc_servicer(plan_service_database):
+    """The servicer pytest-grpc serves (the rest of its fixtures are in conftest)."""
+    return PlanServicer()
 
 
 def test_servicer_returns_catalogue_in_order(grpc_stub):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import scratch_database
+from stores import own_database
 
 from server.persistence import db
 from server.persistence.models import Plan
@@ -16,7 +16,7 @@ from server.persistence.models import Plan
 
 @pytest.fixture()
 def lock_path(tmp_path):
-    with scratch_database(tmp_path) as url:
+    with own_database("sqlite", tmp_path) as url:
         yield url.removeprefix("sqlite:///") + db.WRITER_LOCK_SUFFIX
 
 

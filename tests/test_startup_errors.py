@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import pathlib
 import socket
 import subprocess
-import sys
 
 import pytest
 
-from conftest import migrate
-
-SCRIPTS = pathlib.Path(sys.executable).parent
+from processes import BIN, migrate
 
 
 @pytest.fixture
@@ -38,7 +34,7 @@ def bound_port():
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
     args = {"billing-keys": ["create", "--admin"], "billing-scheduler": ["run-once", "daily_rollup"]}.get(program, [])
     base = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0"}
-    done = subprocess.run([str(SCRIPTS / program), *args], env={**base, **env}, capture_output=True, text=True,
+    done = subprocess.run([str(BIN / program), *args], env={**base, **env}, capture_output=True, text=True,
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -50,7 +46,7 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path, bound_port, setting):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0",
            setting: str(bound_port)}
     migrate(env)
-    done = subprocess.run([str(SCRIPTS / "billing-server")], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([str(BIN / "billing-server")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"billing-server: {setting}")
     assert "Traceback" not in done.stderr

@@ -20,10 +20,6 @@ from server.persistence.models import PlanChange, Subscription
 Status = pb.Subscription.Status
 
 
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def rest_create(stack, tenant_id, plan_id="standard", email="billing@example.com", key="admin"):
     return stack.rest("POST", "/billing/subscriptions", key=key,
                       body={"tenant_id": tenant_id, "plan_id": plan_id, "billing_email": email})
@@ -56,10 +52,10 @@ def test_rest_create_get_update_cancel(stack, tenant_id):
     assert sub["id"].startswith("sub_") and len(sub["id"]) == 36
     assert (sub["tenant_id"], sub["plan_id"], sub["billing_email"], sub["status"]) == (
         tenant_id, "standard", "billing@example.com", "ACTIVE")
-    created = parse_time(sub["created_at"])
+    created = dt.datetime.fromisoformat(sub["created_at"])
     assert before - dt.timedelta(seconds=1) <= created <= dt.datetime.now(dt.timezone.utc)
-    assert parse_time(sub["current_period_start"]) == created
-    assert parse_time(sub["current_period_end"]) == periods.add_months(created, 1)
+    assert dt.datetime.fromisoformat(sub["current_period_start"]) == created
+    assert dt.datetime.fromisoformat(sub["current_period_end"]) == periods.add_months(created, 1)
     assert "canceled_at" not in sub
 
     assert stack.rest("GET", f"/billing/subscriptions/{sub['id']}").json() == sub
@@ -70,13 +66,13 @@ def test_rest_create_get_update_cancel(stack, tenant_id):
     updated = reply.json()
     assert (updated["plan_id"], updated["billing_email"]) == ("premium", "finance@example.com")
     assert updated["current_period_start"] == sub["current_period_start"]  # anniversary unchanged
-    assert parse_time(updated["updated_at"]) >= created
+    assert dt.datetime.fromisoformat(updated["updated_at"]) >= created
 
     reply = stack.rest("DELETE", f"/billing/subscriptions/{sub['id']}")
     assert reply.status == 200, reply.body
     canceled = reply.json()
     assert canceled["status"] == "CANCELED" and canceled["plan_id"] == "premium"
-    assert parse_time(canceled["canceled_at"]) >= created
+    assert dt.datetime.fromisoformat(canceled["canceled_at"]) >= created
 
     again = stack.rest("DELETE", f"/billing/subscriptions/{sub['id']}")
     assert again.status == 200 and again.json() == canceled  # idempotent: same canceled_at

@@ -4,7 +4,6 @@ refusal to serve clear text off loopback. Certificates come from a test CA (trus
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
@@ -12,7 +11,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,11 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.config import Settings
 from server.readiness import wait_for_grpc, wait_for_http
-from server.transport.app import create_server
-from tests.conftest import free_port
+from processes import ADMIN_KEY, BIN, create_tenant_key, free_port, in_process_server
 
-BIN = pathlib.Path(sys.executable).parent
-ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 
 
 @dataclasses.dataclass
@@ -130,8 +125,7 @@ def test_gateway_over_https_checks_keys_over_mtls_and_forwards(tls_stack, pki):
     request = urllib.request.Request(f"{tls_stack.rest_url}/billing/subscriptions", data=body, method="POST",
                                      headers={"authorization": f"Bearer {ADMIN_KEY}"})
     urllib.request.urlopen(request, timeout=10, context=pki.ssl_context()).close()
-    key = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant], env=tls_stack.env,
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    key = create_tenant_key(tls_stack.env, tenant)
     status, echoed = rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context(), key=key)
     assert status == 200 and f'"x-tenant-id": "{tenant}"'.encode() in echoed.replace(b'":"', b'": "')
 
@@ -253,14 +247,10 @@ def grpc_tls_only(pki, stack) -> str:
     """A gRPC server with TLS and no client certificates, in this process, on the database the
     stack fixture bound (health checks it)."""
     settings = dataclasses.replace(Settings(), tls_cert=pki.folder / "server.pem", tls_key=pki.folder / "server.key")
-    server, port = create_server(settings, "127.0.0.1:0")
-    server.start()
-    address = f"localhost:{port}"
-    try:
+    with in_process_server(settings) as port:
+        address = f"localhost:{port}"
         wait_for_grpc(address, credentials=pki.grpc_credentials(None))
         yield address
-    finally:
-        server.stop(grace=None)
 
 
 def test_grpc_tls_with_grpcio_verifies_the_chain(grpc_tls_only, pki):

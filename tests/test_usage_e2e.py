@@ -9,6 +9,7 @@ import uuid
 import grpc
 import pytest
 from billing.v1 import usage_pb2, usage_pb2_grpc
+from calls import iso
 from factories import insert_subscription
 
 from server.persistence import db
@@ -17,24 +18,15 @@ from server.persistence.models import Invoice, RecordedUsageEvent
 UTC = dt.timezone.utc
 
 
-def iso(instant: dt.datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def track(stack, subscription_id, events, key="admin"):
-    return stack.rest("POST", "/billing/metrics/track", key=key,
-                      body={"subscription_id": subscription_id, "events": events})
-
-
 def test_track_counts_once_and_reports_duplicates(stack, tenant_id):
     sub = insert_subscription(tenant_id)
     events = [{"event_id": "a", "endpoint": "/v1/search", "count": 3},
               {"event_id": "b", "endpoint": "/v1/search"},
               {"event_id": "a", "endpoint": "/v1/search", "count": 3}]
-    reply = track(stack, sub.id, events)
+    reply = stack.track(sub.id, events)
     assert reply.status == 200, reply.body
     assert reply.json() == {"accepted": 2, "duplicates": 1, "rejected": 0, "rejections": []}
-    again = track(stack, sub.id, events).json()  # a client retry
+    again = stack.track(sub.id, events).json()  # a client retry
     assert (again["accepted"], again["duplicates"]) == (0, 3)
     usage = stack.rest("GET", f"/billing/metrics/usage/{sub.id}").json()
     assert usage["total_requests"] == "4"
@@ -45,7 +37,7 @@ def test_track_counts_once_and_reports_duplicates(stack, tenant_id):
 
 def test_overage_estimate_rounds_half_up(stack, tenant_id):
     sub = insert_subscription(tenant_id)  # standard: 100,000 included, 50 cents per 1,000
-    track(stack, sub.id, [{"endpoint": "/v1/bulk", "count": 100_000 + 1_010}])
+    stack.track(sub.id, [{"endpoint": "/v1/bulk", "count": 100_000 + 1_010}])
     usage = stack.rest("GET", f"/billing/metrics/usage/{sub.id}").json()
     # 1,010 x 50 / 1000 = 50.5 cents -> 51
     assert (usage["overage_requests"], usage["estimated_overage_cents"], usage["remaining_included"]) == (
@@ -54,7 +46,8 @@ def test_overage_estimate_rounds_half_up(stack, tenant_id):
 
 def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
     sub = insert_subscription(tenant_id)
-    reply = track(stack, sub.id, [{"event_id": "ok", "endpoint": "/v1/x"}, {"event_id": "bad", "endpoint": "/v1/x", "count": 0}])
+    reply = stack.track(sub.id, [{"event_id": "ok", "endpoint": "/v1/x"},
+                                 {"event_id": "bad", "endpoint": "/v1/x", "count": 0}])
     assert reply.status == 400
     body = reply.json()
     assert "events[1].count" in body["message"]
@@ -66,9 +59,9 @@ def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
 def test_future_timestamp_and_batch_bounds_are_400(stack, tenant_id):
     sub = insert_subscription(tenant_id)
     future = iso(dt.datetime.now(UTC) + dt.timedelta(hours=1))
-    assert track(stack, sub.id, [{"endpoint": "/v1/x", "timestamp": future}]).status == 400
-    assert track(stack, sub.id, []).status == 400
-    assert track(stack, sub.id, [{"endpoint": "/x", "event_id": str(i)} for i in range(1001)]).status == 400
+    assert stack.track(sub.id, [{"endpoint": "/v1/x", "timestamp": future}]).status == 400
+    assert stack.track(sub.id, []).status == 400
+    assert stack.track(sub.id, [{"endpoint": "/x", "event_id": str(i)} for i in range(1001)]).status == 400
 
 
 def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_id):
@@ -81,22 +74,22 @@ def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_
                        billing_email="b@example.com", issuer_name="Issuer", issuer_address="", issuer_tax_id="",
                        issued_at=now, due_at=now, created_at=now)
     before = iso(sub.anchor_at - dt.timedelta(days=1))
-    body = track(stack, sub.id, [{"event_id": "late", "endpoint": "/x"},
-                                 {"event_id": "early", "endpoint": "/x", "timestamp": before}]).json()
+    body = stack.track(sub.id, [{"event_id": "late", "endpoint": "/x"},
+                                {"event_id": "early", "endpoint": "/x", "timestamp": before}]).json()
     assert (body["accepted"], body["rejected"]) == (0, 2)
     assert {(r["event_id"], r["reason"]) for r in body["rejections"]} == {
         ("late", "PERIOD_INVOICED"), ("early", "BEFORE_SUBSCRIPTION")}
 
     canceled = insert_subscription(f"{tenant_id}-c", status="CANCELED")
-    body = track(stack, canceled.id, [{"endpoint": "/x"}]).json()
+    body = stack.track(canceled.id, [{"endpoint": "/x"}]).json()
     assert body["rejections"][0]["reason"] == "SUBSCRIPTION_CANCELED" and body["accepted"] == 0
 
 
 def test_unknown_subscription_404_and_tracking_is_admin_only(stack, tenant_id):
-    assert track(stack, "sub_missing", [{"endpoint": "/x"}]).status == 404
+    assert stack.track("sub_missing", [{"endpoint": "/x"}]).status == 404
     sub = insert_subscription(tenant_id)
     key = stack.tenant_key(tenant_id)
-    assert track(stack, sub.id, [{"endpoint": "/x"}], key=key).status == 403
+    assert stack.track(sub.id, [{"endpoint": "/x"}], key=key).status == 403
     assert stack.rest("GET", f"/billing/metrics/usage/{sub.id}", key=key).status == 200
     other = stack.tenant_key(f"{tenant_id}-other")
     for path in (f"/billing/metrics/usage/{sub.id}", f"/billing/metrics/daily/{sub.id}", f"/billing/analytics/{sub.id}"):
@@ -107,7 +100,7 @@ def test_daily_and_analytics_over_a_range(stack, tenant_id):
     anchor = dt.datetime(2026, 1, 10, 8, tzinfo=UTC)
     sub = insert_subscription(tenant_id, anchor=anchor)
     day = lambda d, h: iso(dt.datetime(2026, 1, d, h, 15, tzinfo=UTC))  # noqa: E731
-    track(stack, sub.id, [
+    stack.track(sub.id, [
         {"endpoint": "/v1/search", "count": 5, "timestamp": day(11, 9)},
         {"endpoint": "/v1/search", "count": 7, "timestamp": day(11, 10)},
         {"endpoint": "/v1/items", "count": 2, "timestamp": day(13, 10)},

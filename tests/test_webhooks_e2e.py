@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import pathlib
 import signal
 import subprocess
-import sys
 import threading
 from concurrent import futures
 
@@ -20,10 +18,7 @@ import standardwebhooks
 from billing.v1 import webhook_pb2, webhook_pb2_grpc
 
 from factories import insert_subscription
-from test_gateway_e2e import capped_plan  # noqa: F401 - a fixture
-from test_migrations import bound
-from webhook_receiver import Receiver
-
+from processes import BIN
 from server.domain import webhooks as rules
 from server.domain.access import KeyScope, Principal
 from server.notifications import webhook_sender
@@ -32,6 +27,8 @@ from server.persistence import catalogue, db, migrations
 from server.persistence.models import WebhookDelivery, WebhookEvent
 from server.scheduler.webhook_dispatcher import Dispatcher
 from server.services import subscriptions, webhook_delivery, webhooks
+from stores import bound
+from webhook_receiver import Receiver
 
 UTC = dt.timezone.utc
 
@@ -110,13 +107,6 @@ def deliveries(stack, endpoint_id: str) -> list[dict]:
     return reply.json()["deliveries"]
 
 
-def subscribe(stack, tenant_id: str, plan: str = "standard") -> dict:
-    reply = stack.rest("POST", "/billing/subscriptions",
-                       body={"tenant_id": tenant_id, "plan_id": plan, "billing_email": "ops@example.com"})
-    assert reply.status == 200, reply.body
-    return reply.json()
-
-
 # --- endpoints as a resource ---------------------------------------------------------------------
 
 def test_endpoint_lifecycle_with_the_secret_shown_once(stack, tenant_id):
@@ -188,7 +178,7 @@ def test_tenants_see_only_their_own(stack, tenant_id):
 def test_subscription_events_are_signed_and_carry_the_rest_rendering(stack, tenant_id, dispatcher):
     with Receiver() as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        created = subscribe(stack, tenant_id)
+        created = stack.subscribe(tenant_id)
         updated = stack.rest("PUT", f"/billing/subscriptions/{created['id']}", body={"plan_id": "premium"}).json()
         canceled = stack.rest("DELETE", f"/billing/subscriptions/{created['id']}").json()
         assert stack.rest("DELETE", f"/billing/subscriptions/{created['id']}").status == 200  # no change, no event
@@ -217,7 +207,7 @@ def test_invoice_events_reach_only_endpoints_that_want_them(stack, tenant_id, di
         all_secret = register(stack, tenant_id, everything.url)["secret"]
         register(stack, tenant_id, paid_only.url, ["invoice.paid"])
         subscription_id = insert_subscription(tenant_id).id
-        invoice = stack.rest("POST", "/billing/invoices/generate", body={"subscription_id": subscription_id}).json()
+        invoice = stack.generate_invoice(subscription_id).json()
         sent = stack.rest("PUT", f"/billing/invoices/{invoice['id']}", body={"status": "SENT"}).json()
         paid = stack.rest("PUT", f"/billing/invoices/{invoice['id']}", body={"status": "PAID"}).json()
         drain(dispatcher)
@@ -235,7 +225,7 @@ def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
             subscriptions.create_subscription(admin, subscriptions.NewSubscription(
                 tenant_id, "standard", "ops@example.com"), now=dt.datetime.now(UTC))
             transaction.rollback()
-        subscribe(stack, tenant_id)
+        stack.subscribe(tenant_id)
         assert stack.rest("POST", "/billing/subscriptions", body={  # refused by the database: rolled back
             "tenant_id": tenant_id, "plan_id": "free", "billing_email": "ops@example.com"}).status == 409
         drain(dispatcher)
@@ -249,7 +239,7 @@ def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
 def test_retries_keep_the_webhook_id_and_deliver_once_after_recovery(stack, tenant_id, dispatcher, clock):
     with Receiver(answer=lambda n: 500 if n <= 2 else 204) as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        subscribe(stack, tenant_id)
+        stack.subscribe(tenant_id)
         assert drain(dispatcher) == ["PENDING"]
         [delivery] = deliveries(stack, endpoint["id"])
         assert (delivery["attempts"], delivery["last_status_code"], delivery["last_error"]) == (1, 500, "HTTP 500")
@@ -271,7 +261,7 @@ def test_after_the_last_retry_the_delivery_fails_and_resend_queues_it_again(stac
     status = {"code": 302}
     with Receiver(answer=lambda n: status["code"]) as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        subscribe(stack, tenant_id)
+        stack.subscribe(tenant_id)
         for _ in range(rules.MAX_ATTEMPTS):
             drain(dispatcher)
             clock.advance(hours=12)
@@ -290,7 +280,7 @@ def test_after_the_last_retry_the_delivery_fails_and_resend_queues_it_again(stac
 def test_an_endpoint_failing_for_5_days_is_disabled_until_a_resend(stack, tenant_id, dispatcher, clock):
     with Receiver(answer=lambda n: 503) as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        subscription = subscribe(stack, tenant_id)
+        subscription = stack.subscribe(tenant_id)
         assert drain(dispatcher) == ["PENDING"]
         clock.advance(days=5, minutes=1)
         assert drain(dispatcher) == ["FAILED"]  # the run of failures is older than 5 days: disabled now
@@ -312,7 +302,7 @@ def test_a_crash_mid_send_loses_nothing(stack, tenant_id, clock):
 
     with Receiver() as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        subscribe(stack, tenant_id)
+        stack.subscribe(tenant_id)
         crashing = dispatcher_at(clock, post=dies_after_sending)
         [future] = crashing.pump()
         assert isinstance(future.exception(timeout=30), SystemExit)
@@ -332,7 +322,7 @@ def test_a_slow_endpoint_does_not_delay_another(stack, tenant_id, dispatcher):
     with Receiver(hold=release) as slow, Receiver() as fast:
         register(stack, tenant_id, slow.url)
         register(stack, tenant_id, fast.url)
-        subscription = subscribe(stack, tenant_id)
+        subscription = stack.subscribe(tenant_id)
         started = dispatcher.pump()
         assert len(started) == 2
         assert slow.arrived.wait(10) and fast.arrived.wait(10)
@@ -360,7 +350,7 @@ def test_rotation_signs_with_both_secrets_for_24_hours(stack, tenant_id, clock):
         endpoint = register(stack, tenant_id, receiver.url)
         old = endpoint["secret"]
         new = stack.rest("POST", f"/billing/webhooks/{endpoint['id']}/rotate-secret", body={}).json()["secret"]
-        subscription = subscribe(stack, tenant_id)
+        subscription = stack.subscribe(tenant_id)
         sender = dispatcher_at(clock)
         drain(sender)
         clock.advance(hours=25)
@@ -379,7 +369,7 @@ def test_rotation_signs_with_both_secrets_for_24_hours(stack, tenant_id, clock):
 def test_deleting_an_endpoint_drops_its_pending_deliveries(stack, tenant_id, dispatcher):
     with Receiver() as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
-        subscribe(stack, tenant_id)
+        stack.subscribe(tenant_id)
         stack.rest("DELETE", f"/billing/webhooks/{endpoint['id']}")
         assert drain(dispatcher) == []
     assert receiver.requests == []
@@ -388,8 +378,7 @@ def test_deleting_an_endpoint_drops_its_pending_deliveries(stack, tenant_id, dis
 # --- usage thresholds and the gateway's quota ---------------------------------------------------
 
 def track(stack, subscription_id: str, count: int, tag: str) -> None:
-    reply = stack.rest("POST", "/billing/metrics/track", body={
-        "subscription_id": subscription_id, "events": [{"event_id": tag, "endpoint": "/v1/x", "count": count}]})
+    reply = stack.track(subscription_id, [{"event_id": tag, "endpoint": "/v1/x", "count": count}])
     assert reply.json()["accepted"] == 1, reply.body
 
 
@@ -428,7 +417,7 @@ def test_the_scheduler_process_delivers_a_change_within_5_seconds(tmp_path):
         catalogue.seed(catalogue.load(Settings().catalogue_path))
         secret = webhooks.create_endpoint(admin, webhooks.NewEndpoint("acme", receiver.url), now=now,
                                           allow_private=True).secret
-        scheduler = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "billing-scheduler"), "run"],
+        scheduler = subprocess.Popen([str(BIN / "billing-scheduler"), "run"],
                                      env=env, stderr=subprocess.PIPE, text=True)
         try:
             while "webhook dispatcher started" not in (line := scheduler.stderr.readline()):
