@@ -34,6 +34,20 @@ from stores import BACKENDS, new_database, own_database, prepared
 os.environ["BILLING_METRICS_PORT"] = os.environ["BILLING_SCHEDULER_METRICS_PORT"] = "0"
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked `only_backend(name)` runs on that backend's stack alone: the other
+    parametrization is deselected, not skipped (nothing there to report)."""
+    keep, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_backend")
+        params = getattr(item, "callspec", None) and item.callspec.params
+        backend = params and (params.get("database_url") or params.get("own_database_url"))
+        (dropped if marker and backend and backend != marker.args[0] else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request, tmp_path_factory):
     """Each backend in turn; tests on the stack run once per backend."""
