@@ -14,7 +14,7 @@ import peewee as pw
 
 from server.domain.access import Principal, require_tenant_path
 from server.domain.plans import Tier
-from server.domain.ratelimit import RateLimiter
+from server.ratelimit.algorithm import RateLimiter
 from server.domain.subscriptions import SubscriptionStatus
 from server.persistence.db import database
 from server.persistence.models import Plan, Subscription
