@@ -1,8 +1,13 @@
-"""The default catalogue's pricing as plain values, for the pure billing tests."""
+"""The default catalogue's pricing as plain values, for the pure billing tests, and its tier
+limits as the catalogue file sets them."""
 
 from __future__ import annotations
 
 import dataclasses
+
+from server.config import DEFAULT_CATALOGUE
+from server.domain.plans import Tier
+from server.persistence import catalogue
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,3 +25,6 @@ STANDARD = P("standard", "Standard", "STANDARD", 2900, 100_000, 50)
 PREMIUM = P("premium", "Premium", "PREMIUM", 9900, 1_000_000, 30)
 ENTERPRISE = P("enterprise", "Enterprise", "ENTERPRISE", 49900, 10_000_000, 10)
 PLANS = [FREE, STANDARD, PREMIUM, ENTERPRISE]
+
+# Each tier's limit per rolling minute, read from the catalogue (its one source).
+TIER_LIMITS = {Tier(plan["tier"]): plan["rate_limit_per_minute"] for plan in catalogue.load(DEFAULT_CATALOGUE)}

@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 
 from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, usage_events
-from server.domain.ratelimit import Quota
+from server.ratelimit.algorithm import Quota
 from server.domain.ttl_cache import TtlCache
 from server.ratelimit.memory import InProcessRateLimiter
 from calls import fire

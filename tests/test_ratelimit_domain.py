@@ -8,8 +8,10 @@ import collections
 import pytest
 
 from calls import fire
-from server.domain.ratelimit import TIER_LIMITS, check, reset_after
+from plan_terms import TIER_LIMITS
+from server.ratelimit.algorithm import check, reset_after
 from server.ratelimit.memory import InProcessRateLimiter
+from server.transport.rate_limit_headers import decision_headers, refusal_headers
 
 
 @pytest.mark.parametrize("tier", list(TIER_LIMITS))
@@ -78,8 +80,9 @@ def test_keys_are_independent_and_an_emptied_key_is_dropped():
 
 def test_decision_headers():
     decision = InProcessRateLimiter().hit("t", 50, 0.0)
-    assert decision.headers() == {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49",
-                                  "x-ratelimit-reset": "60"}
+    assert decision_headers(decision) == {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49",
+                                          "x-ratelimit-reset": "60"}
+    assert refusal_headers(decision, 7) == {**decision_headers(decision), "retry-after": "7"}
 
 
 def test_the_limit_th_call_passes_and_the_next_waits_for_the_window_edge():

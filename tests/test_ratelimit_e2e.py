@@ -146,7 +146,7 @@ def test_rate_limits_can_be_turned_off(stack, tenant_id):
 
 
 def test_settings_without_redis_use_the_in_process_limiter():
-    from server.ratelimit import build_limiter
+    from server.ratelimit.factory import build_limiter
     from server.ratelimit.memory import InProcessRateLimiter
 
     assert isinstance(build_limiter(Settings()), InProcessRateLimiter)

@@ -14,8 +14,9 @@ from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_g
     subscription_pb2_grpc
 
 from calls import fire, plan_reads_metadata
+from plan_terms import TIER_LIMITS
 from processes import ADMIN_KEY, create_tenant_key, in_process_server, two_servers_sharing_redis
-from server.domain.ratelimit import TIER_LIMITS, LimiterUnavailable, Quota
+from server.ratelimit.algorithm import LimiterUnavailable, Quota
 from server.ratelimit.redis_store import RedisRateLimiter
 from stores import REDIS_URL, closed_port_url, needs_redis, redis_unreachable_reason
 

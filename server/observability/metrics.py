@@ -45,7 +45,7 @@ JOB_LAST_SUCCESS = Gauge("billing_job_last_success_timestamp_seconds",
 
 
 def record_decision(door: str, tier: str, decision) -> None:
-    """One rate-limit decision (a domain Decision, or None when the limiter store was down)."""
+    """One rate-limit decision (a limiter Decision, or None when the limiter store was down)."""
     if decision is None:
         outcome = "limiter_down"
     elif decision.allowed:

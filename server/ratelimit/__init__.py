@@ -1,19 +1,5 @@
-"""Rate-limiter backends behind server.domain.ratelimit.RateLimiter.
-
-In-process (the embedded default, one replica) or Redis (REDIS_URL: replicas share one limit).
-"""
-
-from __future__ import annotations
-
-from server.config import Settings
-from server.domain.ratelimit import RateLimiter
-
-
-def build_limiter(settings: Settings) -> RateLimiter:
-    if settings.redis_url is None:
-        from server.ratelimit.memory import InProcessRateLimiter
-
-        return InProcessRateLimiter()
-    from server.ratelimit.redis_store import RedisRateLimiter
-
-    return RedisRateLimiter(settings.redis_url)
+"""Rate limiting, in the shape of envoyproxy/ratelimit: the algorithm (algorithm.py, pure), its
+backends (memory.py in-process, redis_store.py shared by replicas), the factory choosing one from
+the settings (factory.py), and the service answering which limit applies to a tenant
+(service.py). Transport adapts it: server/transport/interceptors/rate_limiting.py,
+server/transport/rate_limits.py and the headers in server/transport/rate_limit_headers.py."""

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from server.domain.ratelimit import WINDOW_SECONDS, Decision, Quota, check
+from server.ratelimit.algorithm import WINDOW_SECONDS, Decision, Quota, check
 
 SWEEP_QUOTAS_ABOVE = 1024
 

@@ -13,7 +13,7 @@ replicas, so drift between replica hosts cannot widen or shrink the window. Test
 Redis unreachable: every operation raises LimiterUnavailable after short socket timeouts, and
 for a second afterwards calls fail fast without trying Redis again (so a dead Redis costs each
 call microseconds, not a timeout). The interceptor then FAILS OPEN (see server/transport/
-ratelimit.py); the server never crashes on it.
+interceptors/rate_limiting.py); the server never crashes on it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 import redis
 
-from server.domain.ratelimit import WINDOW_SECONDS, Decision, LimiterUnavailable, Quota
+from server.ratelimit.algorithm import WINDOW_SECONDS, Decision, LimiterUnavailable, Quota
 
 log = logging.getLogger("billing.ratelimit")
 

@@ -33,12 +33,12 @@ from server.domain.errors import DomainError, PermissionDenied, ResourceExhauste
 from server.domain.periods import Period, period_containing
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
-from server.domain.ratelimit import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
 from server.observability import metrics
 from server.persistence import db
 from server.persistence.models import Plan, Subscription
+from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
 from server.services import events, keys, usage
 
@@ -68,6 +68,14 @@ class Admission:
     subscription_id: str
     plan_id: str
     decision: Decision | None  # None: the limiter store is down and the plan fails open
+
+
+class Refused(ResourceExhausted):
+    """Denied by the tier limit or the quota cap; transport turns `decision` into the 429's headers."""
+
+    def __init__(self, message: str, *, decision: Decision, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.decision = decision
 
 
 def _in_session(query, *args):
@@ -156,7 +164,7 @@ def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.da
                     dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
 
 
-def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> ResourceExhausted:
+def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> Refused:
     if decision.quota_exhausted:
         reason, retry_after = "QUOTA_EXHAUSTED", math.ceil((period.end - now).total_seconds())
         message = (f"plan {plan.plan_id!r} has used its {plan.included_requests} included requests this period "
@@ -164,9 +172,7 @@ def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datet
     else:
         reason, retry_after = "RATE_LIMITED", decision.reset_seconds
         message = f"rate limit of {plan.limit_per_minute} requests per minute exceeded for plan {plan.plan_id!r}"
-    retry_after = max(1, retry_after)
-    return ResourceExhausted(message, reason=reason, retry_after_seconds=retry_after,
-                             metadata={**decision.headers(), "retry-after": str(retry_after)})
+    return Refused(message, reason=reason, retry_after_seconds=max(1, retry_after), decision=decision)
 
 
 def meter(requests: list[rules.LoggedRequest], now: dt.datetime) -> int:

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grp
 from grpc_reflection.v1alpha import reflection
 
 from server.config import Settings
-from server.ratelimit import build_limiter
+from server.ratelimit.factory import build_limiter
 from server.services.gateway import Gateway
 from server.transport import gateway
 from server.transport.health import Health

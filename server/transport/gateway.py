@@ -30,6 +30,7 @@ from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
 from server.transport.interceptors.authenticating import bearer_token
+from server.transport.rate_limit_headers import decision_headers, refusal_headers
 
 log = logging.getLogger("billing.gateway")
 
@@ -52,12 +53,14 @@ def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
 
 def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
     status = status_message(error)
+    limit_headers = (refusal_headers(error.decision, error.retry_after_seconds)
+                     if isinstance(error, gateway.Refused) else {})
     body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None)
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=status.code),
         denied_response=external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=HTTP_STATUS.get(error.code, 500)),
-            headers=_headers({"content-type": "application/json", **error.metadata}),
+            headers=_headers({"content-type": "application/json", **error.metadata, **limit_headers}),
             body=body))
 
 
@@ -66,7 +69,7 @@ def _allowed(admission: gateway.Admission, request_id: str) -> external_auth_pb2
     metadata.update({"tenant_id": admission.tenant_id, "subscription_id": admission.subscription_id})
     upstream = {"x-tenant-id": admission.tenant_id, "x-billing-plan": admission.plan_id,
                 "x-request-id": request_id}
-    downstream = admission.decision.headers() if admission.decision else {}
+    downstream = decision_headers(admission.decision) if admission.decision else {}
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         dynamic_metadata=metadata,

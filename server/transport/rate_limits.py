@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from billing.v1 import plan_pb2, rate_limit_pb2, rate_limit_pb2_grpc
 
-from server.domain.ratelimit import RateLimiter
-from server.services import rate_limits
+from server.ratelimit import service
+from server.ratelimit.algorithm import RateLimiter
 from server.transport.context import current_principal
 
 
 class RateLimitServicer(rate_limit_pb2_grpc.RateLimitServiceServicer):
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
-        self._tiers = rate_limits.TierLookup()
+        self._tiers = service.TierLookup()
 
     def GetRateLimit(self, request, context):
-        report = rate_limits.get_rate_limit(current_principal(), request.tenant_id, self._limiter, self._tiers)
+        report = service.get_rate_limit(current_principal(), request.tenant_id, self._limiter, self._tiers)
         return rate_limit_pb2.RateLimitStatus(
             tenant_id=report.tenant_id, tier=plan_pb2.Tier.Value(report.tier),
             limit_per_minute=report.limit_per_minute, remaining=report.remaining,

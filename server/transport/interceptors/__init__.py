@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 
-from server.domain.ratelimit import RateLimiter
+from server.ratelimit.algorithm import RateLimiter
 from server.transport.interceptors.authenticating import AuthInterceptor
 from server.transport.interceptors.chain import Chain
 from server.transport.interceptors.error_boundary import ErrorInterceptor

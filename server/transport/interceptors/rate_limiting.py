@@ -1,7 +1,7 @@
 """The tier rate-limit interceptor: after authentication, before the handler.
 
 Every call made with a tenant key counts against the tenant's tier limit (looked up by
-server/services/rate_limits.py and cached per tenant for ttl_cache.STALENESS_SECONDS: a plan
+server/ratelimit/service.py and cached per tenant for ttl_cache.STALENESS_SECONDS: a plan
 change or a cancel applies to this process's calls at most that late). Admitted: the x-ratelimit-* values go out as INITIAL
 metadata (Envoy turns them into response headers; trailing metadata is dropped on success).
 Refused: ResourceExhausted before the handler runs; its metadata (retry-after and x-ratelimit-*)
@@ -16,13 +16,14 @@ billing fact, so an outage of the limiter store should not become an outage of t
 from __future__ import annotations
 
 from server.domain.errors import ResourceExhausted
-from server.domain.ratelimit import LimiterUnavailable, RateLimiter
-from server.observability import metrics
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
-from server.services.rate_limits import TenantLimit, TierLookup
+from server.observability import metrics
+from server.ratelimit.algorithm import LimiterUnavailable, RateLimiter
+from server.ratelimit.service import TenantLimit, TierLookup
 from server.transport import context as call_context
 from server.transport.interceptors.chain import Layer
 from server.transport.interceptors.methods import KEYLESS_METHODS
+from server.transport.rate_limit_headers import decision_headers, refusal_headers
 
 
 class RateLimitInterceptor(Layer):
@@ -48,12 +49,10 @@ class RateLimitInterceptor(Layer):
             metrics.record_decision("api", limit.tier, None)
             return behavior(request, context)
         metrics.record_decision("api", limit.tier, decision)
-        headers = decision.headers()
         if not decision.allowed:
             retry_after = max(1, decision.reset_seconds)
             raise ResourceExhausted(
                 f"rate limit of {limit.limit_per_minute} calls per minute exceeded for tier {limit.tier}",
-                retry_after_seconds=retry_after,
-                metadata={**headers, "retry-after": str(retry_after)})
-        context.send_initial_metadata(tuple(headers.items()))
+                retry_after_seconds=retry_after, metadata=refusal_headers(decision, retry_after))
+        context.send_initial_metadata(tuple(decision_headers(decision).items()))
         return behavior(request, context)

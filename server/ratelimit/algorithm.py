@@ -1,4 +1,4 @@
-"""Tier rate limits: the sliding-window log, pure, with the clock injected.
+"""The rate-limit algorithm: the sliding-window log, pure, with the clock injected.
 
 Why a sliding-window LOG (one timestamp per admitted call, kept for one window):
 
@@ -20,8 +20,8 @@ A call may also carry a `Quota` (the gateway's cap on a period's admissions for 
 overage): the backend checks and counts it in the same atomic step as the window, so the cap is
 exact under concurrency and across replicas, not eventually consistent with metering.
 
-Backends implement `RateLimiter` (server/ratelimit/): in-process (a lock and a deque per key)
-and Redis (a ZSET per key, updated by one atomic Lua script). `now` is seconds on the
+Backends implement `RateLimiter`: in-process (memory.py: a lock and a deque per key) and Redis
+(redis_store.py: a ZSET per key, updated by one atomic Lua script). `now` is seconds on the
 backend's clock; None means "read the backend's own clock" (monotonic in-process, Redis TIME in
 Redis, so that replicas sharing Redis agree on time even when their own clocks drift).
 """
@@ -34,12 +34,8 @@ import math
 from typing import Protocol
 
 from server.domain.errors import DomainError
-from server.domain.plans import Tier
 
 WINDOW_SECONDS = 60.0
-
-# The limit per rolling minute of each tier (the catalogue's rate_limit_per_minute holds the same).
-TIER_LIMITS = {Tier.FREE: 50, Tier.STANDARD: 200, Tier.PREMIUM: 500, Tier.ENTERPRISE: 2000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +47,6 @@ class Decision:
     remaining: int
     reset_seconds: int  # until the oldest entry leaves the window; 0 when the window is empty
     quota_exhausted: bool = False  # refused because the call's Quota is used up
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-remaining": str(self.remaining),
-            "x-ratelimit-reset": str(self.reset_seconds),
-        }
 
 
 @dataclasses.dataclass(frozen=True)

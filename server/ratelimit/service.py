@@ -1,4 +1,4 @@
-"""Tier rate limits: which limit applies to a tenant, and endpoint 18's report.
+"""The rate-limit service: which tier limit applies to a tenant, and endpoint 18's report.
 
 The tier lookup is one indexed query (the partial unique index on ACTIVE subscriptions per
 tenant, joined to the plan by primary key); the interceptor caches its answer per tenant for a
@@ -14,10 +14,10 @@ import peewee as pw
 
 from server.domain.access import Principal, require_tenant_path
 from server.domain.plans import Tier
-from server.domain.ratelimit import RateLimiter
 from server.domain.subscriptions import SubscriptionStatus
 from server.persistence.db import database
 from server.persistence.models import Plan, Subscription
+from server.ratelimit.algorithm import RateLimiter
 
 FREE_PLAN_ID = "free"
 
