@@ -63,10 +63,7 @@ def measure(runner_cls, pool, workdir, database_url: str, duration: float, repea
                                     load_procs, threads)
                 summary, _ = runner.once(op, "grpc", [list(items_of.get(op, [])) for _ in range(load_procs)])
                 runs[label].append(summary)
-                print(f"  {label:<21} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
-                      f"p99 {summary['p99_ms']} ms errors {summary['errors']} "
-                      f"server CPU {summary['server_cpu_cores']} cores"
-                      + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""), flush=True)
+                print(interceptor.run_line(label, 21, summary), flush=True)
     finally:
         floor.stop(0)
         billing.stop(0)

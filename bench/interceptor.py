@@ -25,6 +25,13 @@ from server.domain.plans import Tier
 RAISED_LIMIT = 100_000_000
 
 
+
+def run_line(label: str, width: int, summary: dict) -> str:
+    """One in-process run as the bench prints it while measuring."""
+    return (f"  {label:<{width}} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
+            f"p99 {summary['p99_ms']} ms errors {summary['errors']} server CPU {summary['server_cpu_cores']} cores"
+            + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""))
+
 def bench_catalogue(workdir: pathlib.Path, source: pathlib.Path, limit: int = RAISED_LIMIT) -> pathlib.Path:
     """A copy of the plan catalogue with the ENTERPRISE tier's limit raised to `limit`."""
     data = json.loads(source.read_text())
@@ -152,10 +159,7 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
                 runner = runner_cls(InProcessServers(servers[name][1], key), pool, duration, load_procs, threads)
                 summary, _ = runner.once("plan", "grpc", [[] for _ in range(load_procs)])
                 runs[name].append(summary)
-                print(f"  {name:<10} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
-                      f"p99 {summary['p99_ms']} ms errors {summary['errors']} "
-                      f"server CPU {summary['server_cpu_cores']} cores"
-                      + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""), flush=True)
+                print(run_line(name, 10, summary), flush=True)
     finally:
         for server, _ in servers.values():
             server.stop(0)
