@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install generate run test bench bench-scale mutation mutation-gate clean
+.PHONY: install generate run lint test bench bench-scale mutation mutation-gate clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
 install: $(INSTALLED)
@@ -20,8 +20,14 @@ generate: $(INSTALLED)
 run: $(INSTALLED)
 	$(VENV)/bin/billing-stack
 
-# The suite, then the mutation gate on the pure rules (a boundary rule without a test that can fail fails CI).
-test: $(INSTALLED)
+# ruff (lint and format) and mypy; `make test` runs them first.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# Lint, the suite, then the mutation gate on the pure rules (a boundary rule without a test that can fail fails CI).
+test: lint
 	$(PY) -m pytest
 	$(MAKE) mutation-gate
 

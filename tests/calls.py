@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import grpc
+
 from billing.v1 import plan_pb2, plan_pb2_grpc
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -61,8 +62,7 @@ def poll(probe, until, timeout: float = BOUND_SECONDS):
         time.sleep(0.1)  # between probes only
 
 
-def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None,
-         quota=None) -> int:
+def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None, quota=None) -> int:
     """`calls` hits from `threads` threads released together; returns how many were admitted."""
     admitted = collections.Counter()
     barrier = threading.Barrier(threads)
@@ -85,5 +85,7 @@ def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: floa
 def plan_reads_metadata(channel: grpc.Channel, metadata, calls: int) -> list[dict[str, str]]:
     """`calls` GetPlan calls one after the other; the initial metadata of each (a refusal raises)."""
     stub = plan_pb2_grpc.PlanServiceStub(channel)
-    return [dict(stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=metadata)[1]
-                 .initial_metadata()) for _ in range(calls)]
+    return [
+        dict(stub.GetPlan.with_call(plan_pb2.GetPlanRequest(plan_id="free"), metadata=metadata)[1].initial_metadata())
+        for _ in range(calls)
+    ]

@@ -17,8 +17,8 @@ import uuid
 
 import grpc
 import pytest
-from billing.v1 import plan_pb2_grpc
 
+from billing.v1 import plan_pb2_grpc
 from calls import Reply, http_call
 from processes import demo_upstream, free_port, in_process_server, running_envoy
 from server.bootstrap import prepare
@@ -104,8 +104,7 @@ class Stack:
     def auth(key: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key}"),)
 
-    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None,
-             headers=None) -> Reply:
+    def rest(self, method: str, path: str, *, key: str | None = "admin", body=None, params=None, headers=None) -> Reply:
         """One REST call through Envoy; `key='admin'` uses the admin key, None sends none."""
         url = self.rest_url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
         headers = {"content-type": "application/json", **(headers or {})}
@@ -121,22 +120,27 @@ class Stack:
 
     def subscribe(self, tenant_id: str, plan: str = "standard", billing_email: str = "ops@example.com") -> dict:
         """A subscription created over REST by the admin; its JSON."""
-        reply = self.rest("POST", "/billing/subscriptions",
-                          body={"tenant_id": tenant_id, "plan_id": plan, "billing_email": billing_email})
+        reply = self.rest(
+            "POST",
+            "/billing/subscriptions",
+            body={"tenant_id": tenant_id, "plan_id": plan, "billing_email": billing_email},
+        )
         assert reply.status == 200, reply.body
         return reply.json()
 
     def track(self, subscription_id: str, events: list[dict], key: str | None = "admin") -> Reply:
-        return self.rest("POST", "/billing/metrics/track", key=key,
-                         body={"subscription_id": subscription_id, "events": events})
+        return self.rest(
+            "POST", "/billing/metrics/track", key=key, body={"subscription_id": subscription_id, "events": events}
+        )
 
     def generate_invoice(self, subscription_id: str, key: str | None = "admin", **body) -> Reply:
-        return self.rest("POST", "/billing/invoices/generate", key=key,
-                         body={"subscription_id": subscription_id, **body})
+        return self.rest(
+            "POST", "/billing/invoices/generate", key=key, body={"subscription_id": subscription_id, **body}
+        )
 
     @property
     def backend(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         return self.settings.database_url.split(":")[0]
 
     def total_requests(self, subscription_id: str) -> int:
@@ -156,9 +160,17 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
     the REST door and the gateway in front of the demo upstream (a real process)."""
     workdir = tmp_path_factory.mktemp("stack")
     settings = dataclasses.replace(
-        Settings(), database_url=database_url, grpc_port=0, http_port=free_port(),
-        envoy_admin_port=free_port(), outbox_dir=workdir / "outbox", grpc_threads=16,
-        gateway_port=free_port(), demo_upstream_port=upstream_port, webhooks_allow_private=True)
+        Settings(),
+        database_url=database_url,
+        grpc_port=0,
+        http_port=free_port(),
+        envoy_admin_port=free_port(),
+        outbox_dir=workdir / "outbox",
+        grpc_threads=16,
+        gateway_port=free_port(),
+        demo_upstream_port=upstream_port,
+        webhooks_allow_private=True,
+    )
     prepare(settings)
     with in_process_server(settings) as port:
         grpc_address = f"127.0.0.1:{port}"
@@ -169,8 +181,15 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         with running_envoy(settings, [port], workdir, admin_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
-                yield Stack(settings, grpc_address, rest_url, admin_key, channel,
-                            gateway_url=f"http://127.0.0.1:{settings.gateway_port}", workdir=workdir)
+                yield Stack(
+                    settings,
+                    grpc_address,
+                    rest_url,
+                    admin_key,
+                    channel,
+                    gateway_url=f"http://127.0.0.1:{settings.gateway_port}",
+                    workdir=workdir,
+                )
 
 
 @pytest.fixture
@@ -184,9 +203,24 @@ def capped_plan(stack, tmp_path) -> str:
     """A plan from a test catalogue (the BILLING_CATALOGUE shape): 30 included requests, no overage."""
     plan_id = f"capped-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "plans.json"
-    path.write_text(json.dumps({"currency": "USD", "plans": [{
-        "id": plan_id, "name": "Capped test", "tier": "FREE", "monthly_fee_cents": 0,
-        "rate_limit_per_minute": 1000, "included_requests": 30, "overage_per_1k_cents": 0}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "currency": "USD",
+                "plans": [
+                    {
+                        "id": plan_id,
+                        "name": "Capped test",
+                        "tier": "FREE",
+                        "monthly_fee_cents": 0,
+                        "rate_limit_per_minute": 1000,
+                        "included_requests": 30,
+                        "overage_per_1k_cents": 0,
+                    }
+                ],
+            }
+        )
+    )
     with db.session():
         catalogue.seed(catalogue.load(path))
     return plan_id
@@ -210,6 +244,7 @@ def repo_root() -> pathlib.Path:
 # pytest-grpc: the PlanService on its in-process server behind the error interceptor, on a
 # database of the module's own. A module using `grpc_stub` defines `grpc_servicer` on top of
 # `plan_service_database`.
+
 
 @pytest.fixture(scope="module")
 def plan_service_database(tmp_path_factory):

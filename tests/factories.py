@@ -10,18 +10,33 @@ from server.persistence import db
 from server.persistence.models import PlanChange, Subscription
 
 
-def insert_subscription(tenant_id: str, *, plan: str = "standard", anchor: dt.datetime | None = None,
-                        status: str = "ACTIVE", canceled_at: dt.datetime | None = None,
-                        billing_email: str | None = None, subscription_id: str | None = None) -> Subscription:
+def insert_subscription(
+    tenant_id: str,
+    *,
+    plan: str = "standard",
+    anchor: dt.datetime | None = None,
+    status: str = "ACTIVE",
+    canceled_at: dt.datetime | None = None,
+    billing_email: str | None = None,
+    subscription_id: str | None = None,
+) -> Subscription:
     """A subscription whose first period starts at `anchor` (default three days ago), on `plan`."""
     anchor = anchor or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
     first = period(anchor, 0)
     with db.session():
         subscription = Subscription.create(
-            id=subscription_id or f"sub_{uuid.uuid4().hex}", tenant_id=tenant_id, plan=plan,
-            billing_email=billing_email or f"{tenant_id}@example.com", status=status, anchor_at=anchor,
-            current_period_start=first.start, current_period_end=first.end, created_at=anchor, updated_at=anchor,
-            canceled_at=canceled_at)
+            id=subscription_id or f"sub_{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            plan=plan,
+            billing_email=billing_email or f"{tenant_id}@example.com",
+            status=status,
+            anchor_at=anchor,
+            current_period_start=first.start,
+            current_period_end=first.end,
+            created_at=anchor,
+            updated_at=anchor,
+            canceled_at=canceled_at,
+        )
         PlanChange.create(subscription=subscription, plan=plan, effective_at=anchor)
     return subscription
 

@@ -16,7 +16,7 @@ def create_link(stack, tenant_id: str, key: str = "admin"):
 
 def link_path(url: str) -> str:
     """The path of a portal URL, to call through the stack's own REST door."""
-    return url[url.index(portal.PAGE_PATH):]
+    return url[url.index(portal.PAGE_PATH) :]
 
 
 def signed_token(tenant_id: str, now: dt.datetime) -> str:

@@ -29,15 +29,21 @@ def free_port() -> int:
 
 def migrate(env: dict[str, str]) -> None:
     """`billing-server migrate`, as an operator runs it before starting servers on a new database."""
-    done = subprocess.run([str(BIN / "billing-server"), "migrate"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(BIN / "billing-server"), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
 def create_tenant_key(env: dict[str, str], tenant_id: str) -> str:
     """`billing-keys create --tenant`, as an operator runs it; returns the key it prints."""
-    done = subprocess.run([str(BIN / "billing-keys"), "create", "--tenant", tenant_id], env=env,
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "billing-keys"), "create", "--tenant", tenant_id],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -68,8 +74,9 @@ def running(process: subprocess.Popen, ready_url: str):
 def demo_upstream():
     """The demo echo upstream as a real process on a free port; yields its port."""
     port = free_port()
-    with running(subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)]),
-                 f"http://127.0.0.1:{port}/"):
+    with running(
+        subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(port)]), f"http://127.0.0.1:{port}/"
+    ):
         yield port
 
 
@@ -79,9 +86,13 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     access-log stream authenticated by `metering_key`; ready once its admin interface says so,
     whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "envoy.log", "ab") as log, \
-            running(envoy_launcher.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
-                    f"http://127.0.0.1:{settings.envoy_admin_port}/ready") as envoy:
+    with (
+        open(workdir / "envoy.log", "ab") as log,
+        running(
+            envoy_launcher.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
+            f"http://127.0.0.1:{settings.envoy_admin_port}/ready",
+        ) as envoy,
+    ):
         yield envoy
 
 
@@ -91,9 +102,12 @@ def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
     and stops it on the way out (SIGTERM) unless the test already has."""
     with open(workdir / f"{name}.log", "ab") as log:
         # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
-        process = subprocess.Popen([str(BIN / "billing-server")],
-                                   env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(BIN / "billing-server")],
+            env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for_grpc(f"127.0.0.1:{port}")
             yield process
@@ -115,9 +129,14 @@ def server_process(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
 def two_servers_sharing_redis(workdir: pathlib.Path, redis_url: str):
     """Two billing-server processes on one new SQLite file and one Redis, ADMIN_KEY their
     bootstrap admin key; yields (their environment, first address, second address)."""
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'billing.db'}", "REDIS_URL": redis_url,
-           "BILLING_BIND": "127.0.0.1", "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-           "OUTBOX_DIR": str(workdir / "outbox")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir / 'billing.db'}",
+        "REDIS_URL": redis_url,
+        "BILLING_BIND": "127.0.0.1",
+        "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "OUTBOX_DIR": str(workdir / "outbox"),
+    }
     migrate(env)
     with server_process(env, workdir, "a") as first, server_process(env, workdir, "b") as second:
         yield env, first, second

@@ -6,7 +6,13 @@ import pytest
 
 from server.domain.access import KeyScope, Principal, require_admin, require_tenant_path, require_visible
 from server.domain.errors import (
-    DomainError, FieldViolation, Internal, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted,
+    DomainError,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
 )
 
 ADMIN_KEY = Principal(key_id=1, scope=KeyScope.ADMIN)
@@ -56,4 +62,8 @@ def test_internal_and_rate_limit_errors_carry_what_the_client_needs():
     assert internal.request_id == "req-42" and "req-42" in internal.message
     limited = ResourceExhausted("slow down", retry_after_seconds=7, reason="TIER_LIMIT", metadata={"limit": "50"})
     assert (limited.message, limited.retry_after_seconds, limited.reason, limited.metadata) == (
-        "slow down", 7, "TIER_LIMIT", {"limit": "50"})
+        "slow down",
+        7,
+        "TIER_LIMIT",
+        {"limit": "50"},
+    )

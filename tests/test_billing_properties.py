@@ -7,13 +7,13 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from stores import own_database
 from factories import insert_subscription
 from plan_terms import PLANS
-
 from server.config import Settings
+from server.domain.access import KeyScope, Principal
 from server.domain.invoicing import included_requests, line_items, segments
 from server.domain.money import div_round_half_up
 from server.domain.periods import DAY, period
@@ -21,15 +21,19 @@ from server.persistence import db
 from server.scheduler import jobs
 from server.scheduler.cli import EARLIEST, LATEST, check_now
 from server.services import subscriptions as subscription_service
-from server.domain.access import KeyScope, Principal
+from stores import own_database
 
 UTC = dt.timezone.utc
 
 
 anchors = st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), timezones=st.just(UTC))
 offsets = st.integers(1, 31 * 24 * 3600 * 1_000_000 - 1).map(lambda us: dt.timedelta(microseconds=us))
-timelines = st.tuples(anchors, st.sampled_from(PLANS), st.lists(st.tuples(offsets, st.sampled_from(PLANS)), max_size=6),
-                      st.dictionaries(st.integers(0, 30), st.integers(0, 5_000_000_000), max_size=12))
+timelines = st.tuples(
+    anchors,
+    st.sampled_from(PLANS),
+    st.lists(st.tuples(offsets, st.sampled_from(PLANS)), max_size=6),
+    st.dictionaries(st.integers(0, 30), st.integers(0, 5_000_000_000), max_size=12),
+)
 
 
 def reference(p, history, usage):
@@ -83,18 +87,21 @@ def test_a_later_plan_change_never_reprices_usage_of_closed_segments(timeline, c
     # Back to the plan of the last closed segment before a day started on the other: that plan
     # never was in force at a day's start, and the closed segment simply goes on.
     assume(not closed or new_plan.id != closed[-1].plan.id or closed[-1].first_day + closed[-1].days != boundary)
-    assert after[:len(closed)] == closed
+    assert after[: len(closed)] == closed
     lines_before = line_items(p, closed, {d: n for d, n in usage.items() if d < boundary})
-    lines_after = line_items(p, after[:len(closed)], {d: n for d, n in usage.items() if d < boundary})
+    lines_after = line_items(p, after[: len(closed)], {d: n for d, n in usage.items() if d < boundary})
     assert lines_before == lines_after
-    assert [included_requests(s, p.days) for s in after[:len(closed)]] == [included_requests(s, p.days) for s in closed]
+    assert [included_requests(s, p.days) for s in after[: len(closed)]] == [
+        included_requests(s, p.days) for s in closed
+    ]
 
 
 # --- the scheduler's clock --------------------------------------------------------------------
 
 REAL_NOW = dt.datetime.now(UTC)
-accepted = st.datetimes(EARLIEST.replace(tzinfo=None), (LATEST - dt.timedelta(microseconds=1)).replace(tzinfo=None),
-                        timezones=st.just(UTC))
+accepted = st.datetimes(
+    EARLIEST.replace(tzinfo=None), (LATEST - dt.timedelta(microseconds=1)).replace(tzinfo=None), timezones=st.just(UTC)
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +113,9 @@ def clock_database(tmp_path_factory):
         for plan in ("free", "standard", "premium"):
             insert_subscription(f"clock-{plan}", plan=plan, anchor=now - dt.timedelta(days=40))
         with db.session():
-            subscription_service.cancel_subscription(Principal(key_id=0, scope=KeyScope.ADMIN),
-                                                     insert_subscription("clock-c", anchor=now).id, now=now)
+            subscription_service.cancel_subscription(
+                Principal(key_id=0, scope=KeyScope.ADMIN), insert_subscription("clock-c", anchor=now).id, now=now
+            )
         yield dataclasses.replace(Settings(), database_url=url, outbox_dir=tmp_path_factory.mktemp("out"))
 
 

@@ -14,9 +14,9 @@ import urllib.parse
 import grpc
 import psycopg2
 import pytest
-from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from billing.v1 import plan_pb2, plan_pb2_grpc
 from server.persistence.probe import APPLICATION_NAME, FRESH_SECONDS, DatabaseProbe
 from stores import POSTGRES_URL, bound
 
@@ -121,8 +121,9 @@ def test_health_probe_replaces_an_ended_postgresql_session_at_once(stack):
     with bound(url):
         probe = DatabaseProbe(fresh_seconds=0)
         assert probe.ok()
-        postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       f"WHERE application_name = '{APPLICATION_NAME}'")
+        postgres_admin(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{APPLICATION_NAME}'"
+        )
         assert probe.ok()
 
 
@@ -133,9 +134,9 @@ def test_health_probe_answers_are_at_most_fresh_seconds_old(stack):
         assert probe.ok()
         with database_lost(stack.settings.database_url):
             now[0] += FRESH_SECONDS / 2
-            assert probe.ok()                # the answer given FRESH_SECONDS / 2 ago
+            assert probe.ok()  # the answer given FRESH_SECONDS / 2 ago
             now[0] += FRESH_SECONDS / 2
-            assert not probe.ok()            # asked again
+            assert not probe.ok()  # asked again
         assert not probe.ok()
         now[0] += FRESH_SECONDS
         assert probe.ok()

@@ -9,14 +9,26 @@ from server.config import Settings
 from server.notifications import sender as senders
 from server.notifications.email import build_message, message_id
 
-ALERT = {"subscription_id": "sub_1", "tenant_id": "<script>alert(1)</script>", "plan": "Standard",
-         "threshold": 80, "requests": 80_000, "included": 100_000,
-         "period_start": "2025-01-01T00:00:00+00:00", "period_end": "2025-02-01T00:00:00+00:00"}
+ALERT = {
+    "subscription_id": "sub_1",
+    "tenant_id": "<script>alert(1)</script>",
+    "plan": "Standard",
+    "threshold": 80,
+    "requests": 80_000,
+    "included": 100_000,
+    "period_start": "2025-01-01T00:00:00+00:00",
+    "period_end": "2025-02-01T00:00:00+00:00",
+}
 
 
 def test_usage_alert_has_text_and_autoescaped_html():
-    message = build_message(template="usage_alert", recipient="ops@example.com", payload=ALERT,
-                            from_address="billing@localhost", dedup_key="usage_alert:sub_1:2025-01-01T00:00:00+00:00:80")
+    message = build_message(
+        template="usage_alert",
+        recipient="ops@example.com",
+        payload=ALERT,
+        from_address="billing@localhost",
+        dedup_key="usage_alert:sub_1:2025-01-01T00:00:00+00:00:80",
+    )
     assert message["To"] == "ops@example.com" and message["From"] == "billing@localhost"
     assert message["Subject"] == "Usage alert: 80% of included requests used (Standard plan)"
     assert message["Message-ID"] == message_id("usage_alert:sub_1:2025-01-01T00:00:00+00:00:80")
@@ -30,8 +42,13 @@ def test_folder_sender_writes_eml_named_by_dedup_key(tmp_path):
     sender = senders.from_settings(Settings(outbox_dir=tmp_path / "outbox"))
     assert isinstance(sender, senders.FolderSender)
     key = "usage_alert:sub_1:2025-01-01T00:00:00+00:00:100"
-    message = build_message(template="usage_alert", recipient="ops@example.com",
-                            payload={**ALERT, "threshold": 100, "requests": 100_000}, from_address="billing@localhost", dedup_key=key)
+    message = build_message(
+        template="usage_alert",
+        recipient="ops@example.com",
+        payload={**ALERT, "threshold": 100, "requests": 100_000},
+        from_address="billing@localhost",
+        dedup_key=key,
+    )
     sender.send(message, key)
     sender.send(message, key)  # a resend overwrites the same file
     [path] = list((tmp_path / "outbox").iterdir())

@@ -60,10 +60,14 @@ def test_under_mtls_envoy_presents_the_server_pair_unless_told_otherwise(tls_set
     own = dataclasses.replace(mtls, envoy_client_cert=tmp_path / "envoy.pem", envoy_client_key=tmp_path / "envoy.key")
     [pair] = block(envoy_launcher.upstream_tls(own))["common_tls_context"]["tls_certificates"]
     assert (pair["certificate_chain"]["filename"], pair["private_key"]["filename"]) == (
-        str(tmp_path / "envoy.pem"), str(tmp_path / "envoy.key"))
+        str(tmp_path / "envoy.pem"),
+        str(tmp_path / "envoy.key"),
+    )
 
 
-@pytest.mark.parametrize("bind, upstream", [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"),
-                                            ("127.0.0.1", "127.0.0.1"), ("10.1.2.3", "10.1.2.3")])
+@pytest.mark.parametrize(
+    "bind, upstream",
+    [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("127.0.0.1", "127.0.0.1"), ("10.1.2.3", "10.1.2.3")],
+)
 def test_envoy_dials_the_server_where_it_listens(bind, upstream):
     assert envoy_launcher.upstream_host(bind) == upstream

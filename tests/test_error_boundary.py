@@ -7,9 +7,9 @@ import logging
 import grpc
 import peewee
 import pytest
-from billing.v1 import plan_pb2, plan_pb2_grpc
 from google.rpc import error_details_pb2
 
+from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_errors import grpc_details
 
 SECRET = "SELECT key_hash FROM api_key"

@@ -7,9 +7,10 @@ import subprocess
 
 import grpc
 import pytest
-from billing.v1 import health_pb2, health_pb2_grpc, plan_pb2, plan_pb2_grpc
-from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_health.v1 import health_pb2 as grpc_health_pb2
+from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 
+from billing.v1 import health_pb2, health_pb2_grpc, plan_pb2, plan_pb2_grpc
 from calls import BOUND_SECONDS, poll
 from processes import BIN
 from server.domain.ttl_cache import STALENESS_SECONDS
@@ -33,8 +34,17 @@ def test_rest_lists_plans_free_to_enterprise_in_snake_case(stack):
     plans = reply.json()["plans"]
     # Other modules seed test plans (the capped_plan fixture) into the same stack: set them aside.
     seeded = [p for p in plans if not p["id"].startswith("capped-")]
-    assert [(p["id"], p["tier"], p["monthly_fee_cents"], p["rate_limit_per_minute"], p["included_requests"],
-             p["overage_per_1k_cents"]) for p in seeded] == EXPECTED_PLANS
+    assert [
+        (
+            p["id"],
+            p["tier"],
+            p["monthly_fee_cents"],
+            p["rate_limit_per_minute"],
+            p["included_requests"],
+            p["overage_per_1k_cents"],
+        )
+        for p in seeded
+    ] == EXPECTED_PLANS
     assert {p["currency"] for p in plans} == {"USD"}
 
 
@@ -102,8 +112,19 @@ def test_grpcurl_lists_services_and_calls_through_reflection(stack):
     listed = subprocess.run([*grpcurl, stack.grpc_address, "list"], capture_output=True, text=True, check=True)
     assert "billing.v1.PlanService" in listed.stdout
     called = subprocess.run(
-        [*grpcurl, "-H", f"authorization: Bearer {stack.admin_key}", "-d", '{"plan_id": "standard"}',
-         stack.grpc_address, "billing.v1.PlanService/GetPlan"], capture_output=True, text=True, check=True)
+        [
+            *grpcurl,
+            "-H",
+            f"authorization: Bearer {stack.admin_key}",
+            "-d",
+            '{"plan_id": "standard"}',
+            stack.grpc_address,
+            "billing.v1.PlanService/GetPlan",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert '"monthly_fee_cents": "2900"' in called.stdout
 
 
@@ -120,4 +141,3 @@ def test_catalogue_seed_is_idempotent_and_updates_prices(stack, tmp_path):
         finally:
             catalogue.seed(catalogue.load(stack.settings.catalogue_path))
         assert Plan.get_by_id("standard").monthly_fee_cents == 2900
-

@@ -7,28 +7,35 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf import descriptor, descriptor_pool, message_factory, timestamp_pb2
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from factories import insert_subscription
 from server.transport.app import SERVICE_NAMES
 
 EXAMPLES = 120
 FD = descriptor.FieldDescriptor
-FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
-             grpc.StatusCode.DATA_LOSS}
-METHODS = [method for name in SERVICE_NAMES
-           for method in descriptor_pool.Default().FindServiceByName(name).methods]
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS}
+METHODS = [method for name in SERVICE_NAMES for method in descriptor_pool.Default().FindServiceByName(name).methods]
 KNOWN = ["free", "standard", "ACTIVE", "2026-01-01", "9999-12-31", "2026-1-1", "a@b.co", "/v1/x"]
 
 
 def strings(known: list[str]) -> st.SearchStrategy[str]:
-    return st.one_of(st.text(max_size=12), st.sampled_from(known), st.just("\x00"),
-                     st.text(min_size=1020, max_size=1100), st.text(alphabet="\x00\x01\ufffe\U0001f600", max_size=4))
+    return st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(known),
+        st.just("\x00"),
+        st.text(min_size=1020, max_size=1100),
+        st.text(alphabet="\x00\x01\ufffe\U0001f600", max_size=4),
+    )
 
 
 def timestamps() -> st.SearchStrategy[timestamp_pb2.Timestamp]:
-    seconds = st.one_of(st.integers(-62135596801, 253402300800), st.sampled_from(
-        [-62135596801, -62135596800, 0, 253402300799, 253402300800]), st.integers(-2**63, 2**63 - 1))
+    seconds = st.one_of(
+        st.integers(-62135596801, 253402300800),
+        st.sampled_from([-62135596801, -62135596800, 0, 253402300799, 253402300800]),
+        st.integers(-(2**63), 2**63 - 1),
+    )
     nanos = st.one_of(st.integers(0, 999_999_999), st.sampled_from([-1, 1_000_000_000, 2_000_000_000]))
     return st.builds(timestamp_pb2.Timestamp, seconds=seconds, nanos=nanos)
 
@@ -37,14 +44,14 @@ def scalar(field: FD, known: list[str]) -> st.SearchStrategy:
     if field.type == FD.TYPE_STRING:
         return strings(known)
     if field.type == FD.TYPE_ENUM:
-        return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-2**31, 2**31 - 1))
+        return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-(2**31), 2**31 - 1))
     if field.type == FD.TYPE_BOOL:
         return st.booleans()
     if field.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         return st.floats(allow_nan=True)
     if field.type in (FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64):
-        return st.one_of(st.integers(-5, 1000), st.integers(-2**63, 2**63 - 1))
-    return st.one_of(st.integers(-5, 1000), st.integers(-2**31, 2**31 - 1))
+        return st.one_of(st.integers(-5, 1000), st.integers(-(2**63), 2**63 - 1))
+    return st.one_of(st.integers(-5, 1000), st.integers(-(2**31), 2**31 - 1))
 
 
 def value(field: FD, known: list[str], depth: int) -> st.SearchStrategy:
@@ -88,8 +95,9 @@ def known_ids(stack):
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
 def test_no_request_gets_a_server_error(stack, known_ids, method, calls_per_backend):
     cls = message_factory.GetMessageClass(method.input_type)
-    call = stack.channel.unary_unary(f"/{method.containing_service.full_name}/{method.name}",
-                                     request_serializer=cls.SerializeToString)
+    call = stack.channel.unary_unary(
+        f"/{method.containing_service.full_name}/{method.name}", request_serializer=cls.SerializeToString
+    )
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(request=messages(method.input_type, known_ids))

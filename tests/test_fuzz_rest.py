@@ -24,9 +24,14 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_rest_api_matches_its_openapi_document(case, stack, calls_per_backend):
     calls_per_backend[stack.backend] += 1
-    case.call_and_validate(base_url=stack.rest_url, headers={"authorization": f"Bearer {stack.admin_key}"},
-                           checks=CHECKS)
+    case.call_and_validate(
+        base_url=stack.rest_url, headers={"authorization": f"Bearer {stack.admin_key}"}, checks=CHECKS
+    )

@@ -9,39 +9,45 @@ import datetime as dt
 
 import pytest
 
-from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, usage_events
-from server.ratelimit.algorithm import Quota
-from server.domain.ttl_cache import TtlCache
-from server.ratelimit.memory import InProcessRateLimiter
 from calls import fire
+from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, usage_events
+from server.domain.ttl_cache import TtlCache
+from server.ratelimit.algorithm import Quota
+from server.ratelimit.memory import InProcessRateLimiter
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc)
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"authorization": "Bearer bk_abc"}, "bk_abc"),
-    ({"authorization": "bearer  bk_abc "}, "bk_abc"),
-    ({"x-api-key": "bk_xyz"}, "bk_xyz"),
-    ({"authorization": "Bearer bk_abc", "x-api-key": "bk_xyz"}, "bk_abc"),
-    ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": "bk_xyz"}, "bk_xyz"),
-    ({"authorization": "Basic dXNlcjpwdw=="}, None),
-    ({"x-api-key": "  "}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"authorization": "Bearer bk_abc"}, "bk_abc"),
+        ({"authorization": "bearer  bk_abc "}, "bk_abc"),
+        ({"x-api-key": "bk_xyz"}, "bk_xyz"),
+        ({"authorization": "Bearer bk_abc", "x-api-key": "bk_xyz"}, "bk_abc"),
+        ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": "bk_xyz"}, "bk_xyz"),
+        ({"authorization": "Basic dXNlcjpwdw=="}, None),
+        ({"x-api-key": "  "}, None),
+        ({}, None),
+    ],
+)
 def test_api_key_from_bearer_or_x_api_key(headers, expected):
     assert api_key(headers) == expected
 
 
-@pytest.mark.parametrize("method, path, expected", [
-    ("GET", "/v1/items/42?expand=all", "GET /v1/items/{id}"),
-    ("post", "/v1/orders/3f2b6c1e-8a4d-4e1f-9b2a-0c1d2e3f4a5b/lines", "POST /v1/orders/{id}/lines"),
-    ("GET", "/v1/blobs/0123456789abcdef0123", "GET /v1/blobs/{id}"),
-    ("GET", "/v1/users/alice", "GET /v1/users/alice"),
-    ("GET", "/v1/hex/abcdef", "GET /v1/hex/abcdef"),  # short hex is a word, not an id
-    ("GET", "/v2/items/", "GET /v2/items/"),  # "v2" is not all digits
-    ("DELETE", "/", "DELETE /"),
-    ("GET", "?q=1", "GET /"),
-])
+@pytest.mark.parametrize(
+    "method, path, expected",
+    [
+        ("GET", "/v1/items/42?expand=all", "GET /v1/items/{id}"),
+        ("post", "/v1/orders/3f2b6c1e-8a4d-4e1f-9b2a-0c1d2e3f4a5b/lines", "POST /v1/orders/{id}/lines"),
+        ("GET", "/v1/blobs/0123456789abcdef0123", "GET /v1/blobs/{id}"),
+        ("GET", "/v1/users/alice", "GET /v1/users/alice"),
+        ("GET", "/v1/hex/abcdef", "GET /v1/hex/abcdef"),  # short hex is a word, not an id
+        ("GET", "/v2/items/", "GET /v2/items/"),  # "v2" is not all digits
+        ("DELETE", "/", "DELETE /"),
+        ("GET", "?q=1", "GET /"),
+    ],
+)
 def test_endpoint_drops_the_query_and_names_ids(method, path, expected):
     assert endpoint(method, path) == expected
 
@@ -63,12 +69,15 @@ def logged(subscription_id="sub_1", request_id="r1", method="GET", path="/v1/ite
 
 
 def test_usage_events_only_admitted_and_forwarded_requests_per_subscription():
-    events = usage_events([
-        logged(request_id="a"), logged(request_id="b", path="/v1/items/8?x=1"),
-        logged(subscription_id="", request_id="denied"),
-        logged(request_id="failed", forwarded=False),
-        logged(subscription_id="sub_2", request_id="c", method="POST", path="/v1/items"),
-    ])
+    events = usage_events(
+        [
+            logged(request_id="a"),
+            logged(request_id="b", path="/v1/items/8?x=1"),
+            logged(subscription_id="", request_id="denied"),
+            logged(request_id="failed", forwarded=False),
+            logged(subscription_id="sub_2", request_id="c", method="POST", path="/v1/items"),
+        ]
+    )
     assert {sub: [(e.event_id, e.endpoint, e.count, e.timestamp) for e in batch] for sub, batch in events.items()} == {
         "sub_1": [("a", "GET /v1/items/{id}", 1, T0), ("b", "GET /v1/items/{id}", 1, T0)],
         "sub_2": [("c", "POST /v1/items", 1, T0)],
@@ -94,6 +103,7 @@ def test_ttl_cache_serves_within_the_bound_and_reloads_after_it():
 
 def test_the_staleness_bound_is_the_documented_one_and_within_the_contract():
     from server.domain.ttl_cache import STALENESS_SECONDS
+
     assert STALENESS_SECONDS == 2.0 <= 5.0  # README: "within 2 s"; API.md allows 5 s
 
 
@@ -103,7 +113,7 @@ def test_ttl_cache_does_not_keep_failures_and_stays_bounded():
         cache.get("k", lambda: {}["missing"])
     assert cache.get("k", lambda: "loaded") == "loaded"
     for key in range(10):
-        cache.get(key, lambda: key)
+        cache.get(key, lambda key=key: key)
     assert len(cache._entries) <= 3
 
 
@@ -183,8 +193,8 @@ def test_metering_retries_a_failed_batch_with_capped_backoff_then_gives_up(monke
 def test_endpoint_drops_a_fragment():
     assert endpoint("get", "/v1/items#top") == "GET /v1/items"
     assert endpoint("get", "/v1/items?a=1#top") == "GET /v1/items"
-    assert endpoint("get", "/v1/items#a#b") == "GET /v1/items"       # the first "#" ends the path
-    assert endpoint("get", "/v1/items?a=1?b=2") == "GET /v1/items"   # and the first "?"
+    assert endpoint("get", "/v1/items#a#b") == "GET /v1/items"  # the first "#" ends the path
+    assert endpoint("get", "/v1/items?a=1?b=2") == "GET /v1/items"  # and the first "?"
 
 
 class Clock:
@@ -205,13 +215,13 @@ def loads(cache: TtlCache, key: str) -> bool:
 def test_ttl_cache_full_prunes_expired_entries_first_and_clears_only_if_still_full():
     clock = Clock()
     cache = TtlCache(10, max_entries=2, clock=clock)
-    loads(cache, "a")            # expires at 10
+    loads(cache, "a")  # expires at 10
     clock.now = 5
-    loads(cache, "b")            # expires at 15
-    clock.now = 10               # "a" expires exactly now: pruned, "b" stays
+    loads(cache, "b")  # expires at 15
+    clock.now = 10  # "a" expires exactly now: pruned, "b" stays
     loads(cache, "c")
     assert not loads(cache, "b")
-    loads(cache, "d")            # full of live entries ("b", "c"): cleared, then "d"
+    loads(cache, "d")  # full of live entries ("b", "c"): cleared, then "d"
     assert loads(cache, "b")
 
 
@@ -221,5 +231,5 @@ def test_ttl_cache_default_bound_is_ten_thousand_entries():
     for n in range(10_000):
         loads(cache, f"k{n}")
     assert not loads(cache, "k0")
-    loads(cache, "one-more")     # the 10,001st entry clears the full cache
+    loads(cache, "one-more")  # the 10,001st entry clears the full cache
     assert loads(cache, "k1")

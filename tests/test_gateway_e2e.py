@@ -39,9 +39,17 @@ def access_logs_written(stack) -> int:
 def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack, tenant_id):
     subscription_from_now(tenant_id)
     key = stack.tenant_key(tenant_id)
-    reply = stack.gateway("GET", "/v1/items/42?x=1", key=key,
-                          headers={"x-tenant-id": "someone-else", "x-request-id": "chosen-by-client",
-                                   "x-billing-plan": "enterprise", "x-api-key": key})
+    reply = stack.gateway(
+        "GET",
+        "/v1/items/42?x=1",
+        key=key,
+        headers={
+            "x-tenant-id": "someone-else",
+            "x-request-id": "chosen-by-client",
+            "x-billing-plan": "enterprise",
+            "x-api-key": key,
+        },
+    )
     assert reply.status == 200, reply.body
     echoed = reply.json()
     assert echoed["method"] == "GET" and echoed["path"] == "/v1/items/42?x=1"
@@ -117,7 +125,8 @@ def test_quota_cap_is_exact_under_concurrency_and_counts_recorded_usage(stack, t
     assert (len(ok), len(exhausted)) == (20, 40)
     assert {r.reason() for r in exhausted} == {"QUOTA_EXHAUSTED"}
     period_end = dt.datetime.fromisoformat(
-        stack.rest("GET", f"/billing/subscriptions/{subscription_id}").json()["current_period_end"])
+        stack.rest("GET", f"/billing/subscriptions/{subscription_id}").json()["current_period_end"]
+    )
     to_end = (period_end - dt.datetime.now(dt.timezone.utc)).total_seconds()
     assert abs(int(exhausted[0].headers["retry-after"]) - to_end) < 60
     poll(lambda: stack.total_requests(subscription_id), lambda total: total == 30)
@@ -152,8 +161,9 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
     assert stack.gateway("GET", "/v1/a", key=key).json()["headers"]["x-billing-plan"] == "standard"
 
     assert stack.rest("PUT", f"/billing/subscriptions/{subscription_id}", body={"plan_id": "premium"}).status == 200
-    reply, changed_in = poll(lambda: stack.gateway("GET", "/v1/a", key=key),
-                             lambda r: r.json()["headers"]["x-billing-plan"] == "premium")
+    reply, changed_in = poll(
+        lambda: stack.gateway("GET", "/v1/a", key=key), lambda r: r.json()["headers"]["x-billing-plan"] == "premium"
+    )
     assert reply.headers["x-ratelimit-limit"].startswith("500")
 
     assert stack.rest("DELETE", f"/billing/subscriptions/{subscription_id}").status == 200
@@ -180,7 +190,8 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
     def check(tenant: str):
         request = external_auth_pb2.CheckRequest()
         request.attributes.request.http.headers.update(
-            {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"})
+            {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"}
+        )
         return servicer.Check(request, None)
 
     admitted = check(uncapped)
@@ -199,12 +210,15 @@ def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(st
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.common_properties.start_time.GetCurrentTime()
     entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
-        {"subscription_id": subscription_id})
+        {"subscription_id": subscription_id}
+    )
     message = als_pb2.StreamAccessLogsMessage()
     message.http_logs.log_entry.append(entry)
     stream = als_pb2_grpc.AccessLogServiceStub(stack.channel).StreamAccessLogs
-    for key, code in [(None, grpc.StatusCode.UNAUTHENTICATED),
-                      (stack.tenant_key(tenant_id), grpc.StatusCode.PERMISSION_DENIED)]:
+    for key, code in [
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        (stack.tenant_key(tenant_id), grpc.StatusCode.PERMISSION_DENIED),
+    ]:
         with pytest.raises(grpc.RpcError) as refused:
             stream(iter([message]), metadata=stack.auth(key) if key else (), timeout=10)
         assert refused.value.code() == code

@@ -10,8 +10,8 @@ import uuid
 from concurrent import futures
 
 import grpc
-from billing.v1 import subscription_pb2, subscription_pb2_grpc
 
+from billing.v1 import subscription_pb2, subscription_pb2_grpc
 from calls import http_call, poll
 from factories import insert_subscription
 from processes import ADMIN_KEY, create_tenant_key, free_port, running_envoy, server_process, two_servers_sharing_redis
@@ -20,8 +20,9 @@ from stores import REDIS_URL, needs_redis
 
 def gateway_settings(stack, **changes):
     """The stack's settings with fresh Envoy ports (the same demo upstream)."""
-    return dataclasses.replace(stack.settings, http_port=free_port(), gateway_port=free_port(),
-                               envoy_admin_port=free_port(), **changes)
+    return dataclasses.replace(
+        stack.settings, http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(), **changes
+    )
 
 
 def get(settings, key: str | None, path: str = "/v1/items/1"):
@@ -42,8 +43,12 @@ def test_billing_server_unreachable_fails_closed_with_503(stack, tenant_id, tmp_
 def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_id, tmp_path):
     subscription_id = insert_subscription(tenant_id, plan="enterprise").id
     key = stack.tenant_key(tenant_id)
-    env = {**os.environ, "DATABASE_URL": stack.settings.database_url, "BILLING_BIND": "127.0.0.1",
-           "OUTBOX_DIR": str(tmp_path / "outbox")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.settings.database_url,
+        "BILLING_BIND": "127.0.0.1",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
     port = free_port()
     settings = gateway_settings(stack)
     admitted = 0
@@ -75,14 +80,15 @@ def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_p
     with two_servers_sharing_redis(tmp_path, REDIS_URL) as (env, first, second):
         with grpc.insecure_channel(first) as channel:
             subscription_pb2_grpc.SubscriptionServiceStub(channel).CreateSubscription(
-                subscription_pb2.CreateSubscriptionRequest(tenant_id=tenant, plan_id="free",
-                                                           billing_email="b@example.com"),
-                metadata=(("authorization", f"Bearer {ADMIN_KEY}"),))
+                subscription_pb2.CreateSubscriptionRequest(
+                    tenant_id=tenant, plan_id="free", billing_email="b@example.com"
+                ),
+                metadata=(("authorization", f"Bearer {ADMIN_KEY}"),),
+            )
         key = create_tenant_key(env, tenant)
         settings = gateway_settings(stack)
         ports = [int(address.rsplit(":", 1)[1]) for address in (first, second)]
-        with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY):
-            with futures.ThreadPoolExecutor(16) as pool:
-                replies = list(pool.map(lambda i: get(settings, key), range(80)))
+        with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY), futures.ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda i: get(settings, key), range(80)))
     assert [r.status for r in replies].count(200) == 50
     assert {r.reason() for r in replies if r.status != 200} == {"RATE_LIMITED"}

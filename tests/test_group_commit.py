@@ -15,9 +15,7 @@ import time
 import peewee
 import pytest
 
-from stores import new_database
 from factories import insert_subscription
-
 from server.bootstrap import prepare
 from server.config import Settings
 from server.domain.access import KeyScope, Principal
@@ -26,6 +24,7 @@ from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import RecordedUsageEvent, UsagePeriod
 from server.services import usage
+from stores import new_database
 
 ADMIN_KEY = Principal(key_id=0, scope=KeyScope.ADMIN)
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -89,13 +88,15 @@ def test_a_failing_call_in_a_group_leaves_the_others_committed(backend):
         usage.track(ADMIN_KEY, full.id, [event("fill")], now=NOW)
         UsagePeriod.update(requests=usage.MAX_PERIOD_REQUESTS - 1).where(UsagePeriod.subscription == full.id).execute()
 
-    outcomes = one_group([
-        (ok.id, [event("a")]),
-        (full.id, [event("over", 2)]),  # PERIOD_USAGE_LIMIT, after its raw event was inserted
-        ("sub_missing", [event("b")]),  # NOT_FOUND
-        (canceled.id, [event("c")]),  # rejected, not an error
-        (ok.id, [event("d", 5)]),
-    ])
+    outcomes = one_group(
+        [
+            (ok.id, [event("a")]),
+            (full.id, [event("over", 2)]),  # PERIOD_USAGE_LIMIT, after its raw event was inserted
+            ("sub_missing", [event("b")]),  # NOT_FOUND
+            (canceled.id, [event("c")]),  # rejected, not an error
+            (ok.id, [event("d", 5)]),
+        ]
+    )
 
     assert isinstance(outcomes[1], InvalidArgument) and outcomes[1].reason == "PERIOD_USAGE_LIMIT"
     assert isinstance(outcomes[2], NotFound)

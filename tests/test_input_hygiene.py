@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
+
 from billing.v1 import (
     invoice_pb2,
     invoice_pb2_grpc,
@@ -16,15 +18,21 @@ from billing.v1 import (
     usage_pb2,
     usage_pb2_grpc,
 )
-from google.protobuf import timestamp_pb2
-
 from factories import insert_subscription
 from grpc_errors import grpc_error, grpc_fields
 
-ID_PATHS = ["/billing/subscriptions/{}", "/billing/invoices/{}", "/billing/invoices/{}/pdf",
-            "/billing/metrics/usage/{}", "/billing/metrics/daily/{}", "/billing/analytics/{}",
-            "/billing/plans/{}", "/billing/rate-limits/{}", "/billing/subscriptions/tenant/{}",
-            "/billing/invoices/subscription/{}"]
+ID_PATHS = [
+    "/billing/subscriptions/{}",
+    "/billing/invoices/{}",
+    "/billing/invoices/{}/pdf",
+    "/billing/metrics/usage/{}",
+    "/billing/metrics/daily/{}",
+    "/billing/analytics/{}",
+    "/billing/plans/{}",
+    "/billing/rate-limits/{}",
+    "/billing/subscriptions/tenant/{}",
+    "/billing/invoices/subscription/{}",
+]
 
 
 def assert_bad_request(reply, field: str) -> None:
@@ -42,8 +50,13 @@ def test_rest_path_id_that_is_not_clean_utf8_is_400(stack, path, segment):
     assert_bad_request(reply, field)
 
 
-@pytest.mark.parametrize("body", [{"tenant_id": "t\u0000x", "plan_id": "free", "billing_email": "a@b.co"},
-                                  {"tenant_id": "t" * 2000, "plan_id": "free", "billing_email": "a@b.co"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tenant_id": "t\u0000x", "plan_id": "free", "billing_email": "a@b.co"},
+        {"tenant_id": "t" * 2000, "plan_id": "free", "billing_email": "a@b.co"},
+    ],
+)
 def test_rest_body_string_with_nul_or_too_long_is_400(stack, body):
     assert_bad_request(stack.rest("POST", "/billing/subscriptions", body=body), "tenant_id")
 
@@ -51,8 +64,9 @@ def test_rest_body_string_with_nul_or_too_long_is_400(stack, body):
 @pytest.mark.parametrize("status", [99, -1])
 def test_rest_unknown_enum_number_is_400(stack, tenant_id, status):
     sub = insert_subscription(tenant_id)
-    assert_bad_request(stack.rest("GET", f"/billing/invoices/subscription/{sub.id}", params={"status": status}),
-                       "status")
+    assert_bad_request(
+        stack.rest("GET", f"/billing/invoices/subscription/{sub.id}", params={"status": status}), "status"
+    )
     assert_bad_request(stack.rest("PUT", "/billing/invoices/inv_x", body={"status": status}), "status")
 
 
@@ -63,12 +77,15 @@ def test_track_timestamp_at_year_one_is_rejected_not_a_crash(stack, tenant_id):
     assert reply.json()["rejections"][0]["reason"] == "BEFORE_SUBSCRIPTION"
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"start_date": "9999-12-30", "end_date": "9999-12-31"}, "end_date"),
-    ({"start_date": "2026-1-1"}, "start_date"),
-    ({"end_date": "2026-02-30"}, "end_date"),
-    ({"start_date": "+2026-01-01"}, "start_date"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"start_date": "9999-12-30", "end_date": "9999-12-31"}, "end_date"),
+        ({"start_date": "2026-1-1"}, "start_date"),
+        ({"end_date": "2026-02-30"}, "end_date"),
+        ({"start_date": "+2026-01-01"}, "start_date"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/billing/metrics/daily/{}", "/billing/analytics/{}"])
 def test_rest_dates_are_strict_and_in_range(stack, tenant_id, path, query, field):
     sub = insert_subscription(tenant_id)
@@ -85,17 +102,23 @@ def test_rest_body_over_the_limit_is_413_not_429(stack):
 def test_grpc_timestamp_out_of_range_is_invalid_argument_naming_the_event(stack, seconds, nanos):
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     event = usage_pb2.UsageEvent(endpoint="/x", timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
-    error = grpc_error(lambda: stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id="s", events=[event]),
-                                                metadata=stack.auth(stack.admin_key)))
+    error = grpc_error(
+        lambda: stub.TrackUsage(
+            usage_pb2.TrackUsageRequest(subscription_id="s", events=[event]), metadata=stack.auth(stack.admin_key)
+        )
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert grpc_fields(error) == ["events[0].timestamp"]
 
 
 def test_grpc_unknown_status_filter_is_invalid_argument(stack, tenant_id):
     stub = stack.stub(subscription_pb2_grpc.SubscriptionServiceStub)
-    error = grpc_error(lambda: stub.ListTenantSubscriptions(
-        subscription_pb2.ListTenantSubscriptionsRequest(tenant_id=tenant_id, status=7),
-        metadata=stack.auth(stack.admin_key)))
+    error = grpc_error(
+        lambda: stub.ListTenantSubscriptions(
+            subscription_pb2.ListTenantSubscriptionsRequest(tenant_id=tenant_id, status=7),
+            metadata=stack.auth(stack.admin_key),
+        )
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert grpc_fields(error) == ["status"]
 
@@ -108,22 +131,38 @@ def test_grpc_invalid_utf8_names_the_field(stack):
     assert "id is not valid UTF-8" in error.details()
 
 
-@pytest.mark.parametrize("call, field", [
-    (lambda stack: stack.stub(plan_pb2_grpc.PlanServiceStub).GetPlan(
-        plan_pb2.GetPlanRequest(), metadata=stack.auth(stack.admin_key)), "plan_id"),
-    (lambda stack: stack.stub(rate_limit_pb2_grpc.RateLimitServiceStub).GetRateLimit(
-        rate_limit_pb2.GetRateLimitRequest(), metadata=stack.auth(stack.admin_key)), "tenant_id"),
-    (lambda stack: stack.stub(invoice_pb2_grpc.InvoiceServiceStub).GetInvoice(
-        invoice_pb2.GetInvoiceRequest(), metadata=stack.auth(stack.admin_key)), "id"),
-])
+@pytest.mark.parametrize(
+    "call, field",
+    [
+        (
+            lambda stack: stack.stub(plan_pb2_grpc.PlanServiceStub).GetPlan(
+                plan_pb2.GetPlanRequest(), metadata=stack.auth(stack.admin_key)
+            ),
+            "plan_id",
+        ),
+        (
+            lambda stack: stack.stub(rate_limit_pb2_grpc.RateLimitServiceStub).GetRateLimit(
+                rate_limit_pb2.GetRateLimitRequest(), metadata=stack.auth(stack.admin_key)
+            ),
+            "tenant_id",
+        ),
+        (
+            lambda stack: stack.stub(invoice_pb2_grpc.InvoiceServiceStub).GetInvoice(
+                invoice_pb2.GetInvoiceRequest(), metadata=stack.auth(stack.admin_key)
+            ),
+            "id",
+        ),
+    ],
+)
 def test_grpc_empty_required_id_is_invalid_argument(stack, call, field):
     error = grpc_error(lambda: call(stack))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert grpc_fields(error) == [field]
 
 
-@pytest.mark.parametrize("header", [("Iush$1", "J5"), ("v'", "<^<"), ("x-data-bin", "not base64!"),
-                                    ("x-note", "caf\xe9")])
+@pytest.mark.parametrize(
+    "header", [("Iush$1", "J5"), ("v'", "<^<"), ("x-data-bin", "not base64!"), ("x-note", "caf\xe9")]
+)
 def test_rest_header_unfit_for_grpc_metadata_is_dropped_not_a_500(stack, header):
     """Found by schemathesis: such a header made the gRPC call fail with INTERNAL."""
     import http.client

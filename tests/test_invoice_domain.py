@@ -7,11 +7,17 @@ import datetime as dt
 import pytest
 
 from plan_terms import ENTERPRISE, FREE, PREMIUM, STANDARD
-
 from server.domain import invoice_state
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import (
-    LineItem, Segment, SegmentUsage, day_index, decimal_quantity, included_requests, line_items, segment_requests,
+    LineItem,
+    Segment,
+    SegmentUsage,
+    day_index,
+    decimal_quantity,
+    included_requests,
+    line_items,
+    segment_requests,
     segments,
 )
 from server.domain.money import div_round_half_up
@@ -23,8 +29,15 @@ UTC = dt.timezone.utc
 
 
 ALL = list(invoice_state.InvoiceStatus)
-ALLOWED = {("PENDING", "SENT"), ("PENDING", "VOID"), ("SENT", "PAID"), ("SENT", "OVERDUE"), ("SENT", "VOID"),
-           ("OVERDUE", "PAID"), ("OVERDUE", "VOID")}
+ALLOWED = {
+    ("PENDING", "SENT"),
+    ("PENDING", "VOID"),
+    ("SENT", "PAID"),
+    ("SENT", "OVERDUE"),
+    ("SENT", "VOID"),
+    ("OVERDUE", "PAID"),
+    ("OVERDUE", "VOID"),
+}
 
 
 @pytest.mark.parametrize("current,target", [(a, b) for a in ALL for b in ALL])
@@ -38,8 +51,9 @@ def test_transition_table(current, target):
         assert (error.value.violations[0].field, error.value.reason) == ("status", "ILLEGAL_TRANSITION")
 
 
-@pytest.mark.parametrize("status,deletable", [("PENDING", True), ("VOID", True), ("SENT", False),
-                                              ("PAID", False), ("OVERDUE", False)])
+@pytest.mark.parametrize(
+    "status,deletable", [("PENDING", True), ("VOID", True), ("SENT", False), ("PAID", False), ("OVERDUE", False)]
+)
 def test_deletable_only_pending_or_void(status, deletable):
     if deletable:
         invoice_state.check_deletable(status)
@@ -63,8 +77,12 @@ def assert_lines_consistent(items):
 
 
 # Anniversary periods of each month length: Feb 2023 (28), Feb 2024 (29), Apr (30), Jan (31).
-MONTHS = [(dt.datetime(2023, 2, 1, 9, 30, tzinfo=UTC), 28), (dt.datetime(2024, 2, 1, 9, 30, tzinfo=UTC), 29),
-          (dt.datetime(2024, 4, 1, 9, 30, tzinfo=UTC), 30), (dt.datetime(2024, 1, 1, 9, 30, tzinfo=UTC), 31)]
+MONTHS = [
+    (dt.datetime(2023, 2, 1, 9, 30, tzinfo=UTC), 28),
+    (dt.datetime(2024, 2, 1, 9, 30, tzinfo=UTC), 29),
+    (dt.datetime(2024, 4, 1, 9, 30, tzinfo=UTC), 30),
+    (dt.datetime(2024, 1, 1, 9, 30, tzinfo=UTC), 31),
+]
 
 
 @pytest.mark.parametrize("anchor,days", MONTHS)
@@ -73,26 +91,32 @@ def test_no_change_is_one_full_fee_line(anchor, days, plan):
     p = period(anchor, 0)
     assert p.days == days
     assert bill(p, whole(plan, p)) == [
-        LineItem(f"{plan.name} plan, monthly fee", 1000, "month", plan.monthly_fee_cents, plan.monthly_fee_cents)]
+        LineItem(f"{plan.name} plan, monthly fee", 1000, "month", plan.monthly_fee_cents, plan.monthly_fee_cents)
+    ]
 
 
-@pytest.mark.parametrize("anchor,days,change_day,before,after,expected", [
-    # mid-period upgrade: Standard for `change_day` days, Premium for the rest
-    (MONTHS[0][0], 28, 14, STANDARD, PREMIUM, [1450, 4950]),
-    (MONTHS[1][0], 29, 10, STANDARD, PREMIUM, [1000, 6486]),   # 29000/29; 188100/29=6486.2
-    (MONTHS[2][0], 30, 12, STANDARD, PREMIUM, [1160, 5940]),
-    (MONTHS[3][0], 31, 1, STANDARD, ENTERPRISE, [94, 48290]),  # 2900/31=93.5 -> 94 (half-up)
-    # mid-period downgrade
-    (MONTHS[2][0], 30, 20, PREMIUM, STANDARD, [6600, 967]),    # 29000/30=966.67 -> 967
-    (MONTHS[3][0], 31, 30, ENTERPRISE, FREE, [48290, 0]),
-])
+@pytest.mark.parametrize(
+    "anchor,days,change_day,before,after,expected",
+    [
+        # mid-period upgrade: Standard for `change_day` days, Premium for the rest
+        (MONTHS[0][0], 28, 14, STANDARD, PREMIUM, [1450, 4950]),
+        (MONTHS[1][0], 29, 10, STANDARD, PREMIUM, [1000, 6486]),  # 29000/29; 188100/29=6486.2
+        (MONTHS[2][0], 30, 12, STANDARD, PREMIUM, [1160, 5940]),
+        (MONTHS[3][0], 31, 1, STANDARD, ENTERPRISE, [94, 48290]),  # 2900/31=93.5 -> 94 (half-up)
+        # mid-period downgrade
+        (MONTHS[2][0], 30, 20, PREMIUM, STANDARD, [6600, 967]),  # 29000/30=966.67 -> 967
+        (MONTHS[3][0], 31, 30, ENTERPRISE, FREE, [48290, 0]),
+    ],
+)
 def test_mid_period_change_prorates_by_whole_days(anchor, days, change_day, before, after, expected):
     p = period(anchor, 0)
     # The change happens 5 hours into the day: it counts from the next day boundary.
     change = p.start + dt.timedelta(days=change_day - 1, hours=5)
     items = bill(p, [(p.start, before), (change, after)])
-    assert [i.description.split(",")[:2] for i in items] == [[f"{before.name} plan", f" {change_day} of {days} days"],
-                                                             [f"{after.name} plan", f" {days - change_day} of {days} days"]]
+    assert [i.description.split(",")[:2] for i in items] == [
+        [f"{before.name} plan", f" {change_day} of {days} days"],
+        [f"{after.name} plan", f" {days - change_day} of {days} days"],
+    ]
     assert [i.amount_cents for i in items] == expected
     assert [(i.quantity, i.unit, i.unit_amount_cents) for i in items] == [("1", "month", a) for a in expected]
 
@@ -104,47 +128,64 @@ def test_fee_line_names_its_dates():
     assert items[1].description == "Premium plan, 20 of 30 days, 2024-04-11 to 2024-05-01"
 
 
-@pytest.mark.parametrize("offset,standard_days", [(dt.timedelta(days=10), 10),
-                                                  (dt.timedelta(days=10, microseconds=-1), 10),
-                                                  (dt.timedelta(days=10, microseconds=1), 11)])
+@pytest.mark.parametrize(
+    "offset,standard_days",
+    [
+        (dt.timedelta(days=10), 10),
+        (dt.timedelta(days=10, microseconds=-1), 10),
+        (dt.timedelta(days=10, microseconds=1), 11),
+    ],
+)
 def test_change_at_or_just_around_a_day_boundary(offset, standard_days):
     p = period(MONTHS[2][0], 0)
     items = bill(p, [(p.start, STANDARD), (p.start + offset, PREMIUM)])
-    assert [i.description.split(",")[1] for i in items] == [f" {standard_days} of 30 days",
-                                                            f" {30 - standard_days} of 30 days"]
+    assert [i.description.split(",")[1] for i in items] == [
+        f" {standard_days} of 30 days",
+        f" {30 - standard_days} of 30 days",
+    ]
 
 
 def test_canceled_part_of_period_is_not_billed():
     p = period(MONTHS[2][0], 0)
     items = bill(p, whole(STANDARD, p), until=p.start + dt.timedelta(days=6, hours=1))
     assert [(i.description.split(",")[1], i.amount_cents) for i in items] == [(" 7 of 30 days", 677)]  # 676.67
-    assert bill(p, whole(STANDARD, p), until=p.start + dt.timedelta(days=6)) [0].amount_cents == 580  # 6 days
+    assert bill(p, whole(STANDARD, p), until=p.start + dt.timedelta(days=6))[0].amount_cents == 580  # 6 days
 
 
 def test_several_changes_in_one_day_bill_that_day_once_and_back_and_forth_makes_segments():
     p = period(MONTHS[2][0], 0)
-    history = [(p.start, STANDARD), (p.start + dt.timedelta(days=3, hours=1), PREMIUM),
-               (p.start + dt.timedelta(days=3, hours=2), ENTERPRISE), (p.start + dt.timedelta(days=10), STANDARD)]
+    history = [
+        (p.start, STANDARD),
+        (p.start + dt.timedelta(days=3, hours=1), PREMIUM),
+        (p.start + dt.timedelta(days=3, hours=2), ENTERPRISE),
+        (p.start + dt.timedelta(days=10), STANDARD),
+    ]
     found = segments(p, history)
     assert [(s.plan.id, s.first_day, s.days) for s in found] == [
-        ("standard", 0, 4), ("enterprise", 4, 6), ("standard", 10, 20)]
+        ("standard", 0, 4),
+        ("enterprise", 4, 6),
+        ("standard", 10, 20),
+    ]
 
 
-@pytest.mark.parametrize("plan,requests,overage", [
-    (STANDARD, 0, None),              # zero usage
-    (STANDARD, 100_000, None),        # exactly at quota
-    (STANDARD, 100_001, None),        # one over: 0.05 cent rounds to 0, nothing owed
-    (STANDARD, 100_010, ("0.01", 1)),     # 0.5 cent rounds half-up to 1
-    (STANDARD, 100_009, None),        # 0.45 cent rounds down to 0
-    (STANDARD, 100_011, ("0.011", 1)),    # 0.55 -> 1
-    (STANDARD, 101_000, ("1", 50)),
-    (STANDARD, 102_345, ("2.345", 117)),  # 117.25 -> 117
-    (STANDARD, 102_349, ("2.349", 117)),  # 117.45 -> 117
-    (STANDARD, 102_350, ("2.35", 118)),   # 117.5 -> 118: the count where half a cent flips
-    (PREMIUM, 1_000_050, ("0.05", 2)),    # 1.5 -> 2
-    (ENTERPRISE, 10_000_150, ("0.15", 2)),  # 1.5 -> 2
-    (FREE, 50_000, None),             # FREE overage is never billed
-])
+@pytest.mark.parametrize(
+    "plan,requests,overage",
+    [
+        (STANDARD, 0, None),  # zero usage
+        (STANDARD, 100_000, None),  # exactly at quota
+        (STANDARD, 100_001, None),  # one over: 0.05 cent rounds to 0, nothing owed
+        (STANDARD, 100_010, ("0.01", 1)),  # 0.5 cent rounds half-up to 1
+        (STANDARD, 100_009, None),  # 0.45 cent rounds down to 0
+        (STANDARD, 100_011, ("0.011", 1)),  # 0.55 -> 1
+        (STANDARD, 101_000, ("1", 50)),
+        (STANDARD, 102_345, ("2.345", 117)),  # 117.25 -> 117
+        (STANDARD, 102_349, ("2.349", 117)),  # 117.45 -> 117
+        (STANDARD, 102_350, ("2.35", 118)),  # 117.5 -> 118: the count where half a cent flips
+        (PREMIUM, 1_000_050, ("0.05", 2)),  # 1.5 -> 2
+        (ENTERPRISE, 10_000_150, ("0.15", 2)),  # 1.5 -> 2
+        (FREE, 50_000, None),  # FREE overage is never billed
+    ],
+)
 def test_overage_line(plan, requests, overage):
     p = period(MONTHS[2][0], 0)
     items = bill(p, whole(plan, p), {0: requests})
@@ -166,12 +207,15 @@ def test_a_whole_period_overage_line_names_no_days():
     assert items[1].description == "Standard plan overage: 2,350 requests over 100,000 included"
 
 
-@pytest.mark.parametrize("requests,overage_requests,cents", [
-    (100_000, 0, 0),    # exactly the included requests: nothing over
-    (100_001, 1, 0),    # included + 1: one request over, 0.05 cent rounds to 0
-    (100_009, 9, 0),    # 0.45 cent: one more request ...
-    (100_010, 10, 1),   # ... and half a cent flips to 1
-])
+@pytest.mark.parametrize(
+    "requests,overage_requests,cents",
+    [
+        (100_000, 0, 0),  # exactly the included requests: nothing over
+        (100_001, 1, 0),  # included + 1: one request over, 0.05 cent rounds to 0
+        (100_009, 9, 0),  # 0.45 cent: one more request ...
+        (100_010, 10, 1),  # ... and half a cent flips to 1
+    ],
+)
 def test_overage_counts_only_requests_beyond_the_included(requests, overage_requests, cents):
     """Issue 20's first survivor: overage counted one request too many would bill 100,009 as 1 cent."""
     usage = SegmentUsage(Segment(STANDARD, 0, 30), requests, 100_000)
@@ -203,13 +247,16 @@ def test_usage_is_billed_on_the_plan_in_force_when_it_was_consumed():
     items = bill(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=10), FREE)], {3: 5_000_000})
     # Standard: 10 of 30 days -> 967 fee, 33,333 included; (5,000,000 - 33,333) x 50 / 1000 = 248,333.35 -> 248,333
     assert [(i.description.split(":")[0].split(",")[0], i.amount_cents) for i in items] == [
-        ("Standard plan", 967), ("Free plan", 0), ("Standard plan overage", 248_333)]
+        ("Standard plan", 967),
+        ("Free plan", 0),
+        ("Standard plan overage", 248_333),
+    ]
     assert items[2].quantity == "4966.667"
     assert_lines_consistent(items)
 
 
 def test_each_segment_has_its_own_included_requests_and_price():
-    p = period(MONTHS[2][0], 0)   # 30 days
+    p = period(MONTHS[2][0], 0)  # 30 days
     history = [(p.start, PREMIUM), (p.start + dt.timedelta(days=15), STANDARD)]
     usage = {0: 400_000, 14: 200_000, 15: 100_000, 29: 60_000}
     items = bill(p, history, usage)
@@ -220,7 +267,7 @@ def test_each_segment_has_its_own_included_requests_and_price():
 
 
 def test_included_requests_prorate_half_up():
-    p = period(MONTHS[3][0], 0)   # 31 days
+    p = period(MONTHS[3][0], 0)  # 31 days
     found = segments(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=1), PREMIUM)])
     # 100,000 x 1 / 31 = 3225.8 -> 3226; 1,000,000 x 30 / 31 = 967,741.9 -> 967,742
     assert [included_requests(s, 31) for s in found] == [3226, 967_742]
@@ -235,8 +282,9 @@ def test_usage_after_the_last_billed_day_counts_in_the_last_segment():
     assert segment_requests([], {0: 4}) == []
 
 
-@pytest.mark.parametrize("numerator,denominator,result", [(7, 1, 7), (0, 3, 0), (1, 3, 0), (3, 2, 2), (5, 10, 1),
-                                                          (4, 10, 0)])
+@pytest.mark.parametrize(
+    "numerator,denominator,result", [(7, 1, 7), (0, 3, 0), (1, 3, 0), (3, 2, 2), (5, 10, 1), (4, 10, 0)]
+)
 def test_div_round_half_up(numerator, denominator, result):
     assert div_round_half_up(numerator, denominator) == result
 
@@ -261,7 +309,8 @@ def test_day_index_at_period_edges():
     assert day_index(p, p.end - dt.timedelta(microseconds=1)) == 29
 
 
-@pytest.mark.parametrize("cents,text", [(0, "$0.00"), (5, "$0.05"), (2900, "$29.00"), (123456789, "$1,234,567.89"),
-                                        (-150, "-$1.50")])
+@pytest.mark.parametrize(
+    "cents,text", [(0, "$0.00"), (5, "$0.05"), (2900, "$29.00"), (123456789, "$1,234,567.89"), (-150, "-$1.50")]
+)
 def test_money_formatting_from_integer_cents(cents, text):
     assert money(cents, "USD") == text

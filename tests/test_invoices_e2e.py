@@ -13,11 +13,10 @@ import uuid
 
 import grpc
 import pytest
-from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from pypdf import PdfReader
 
+from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from factories import insert_subscription
-
 from server.domain.periods import add_months
 from server.persistence import db
 from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsageDay, UsagePeriod
@@ -51,10 +50,12 @@ def test_generate_send_pay_pdf(stack, make_subscription):
     assert reply.status == 200, reply.body
     invoice = reply.json()
     assert invoice["status"] == "PENDING" and invoice["number"].startswith("INV-") and len(invoice["number"]) == 10
-    assert [(i["description"], i["quantity"], i["unit_amount_cents"], i["amount_cents"])
-            for i in invoice["line_items"]] == [
+    assert [
+        (i["description"], i["quantity"], i["unit_amount_cents"], i["amount_cents"]) for i in invoice["line_items"]
+    ] == [
         ("Standard plan, monthly fee", "1", "2900", "2900"),
-        ("Standard plan overage: 2,345 requests over 100,000 included", "2.345", "50", "117")]
+        ("Standard plan overage: 2,345 requests over 100,000 included", "2.345", "50", "117"),
+    ]
     assert invoice["total_cents"] == invoice["subtotal_cents"] == "3017"
     assert invoice["currency"] == "USD"
     issued = dt.datetime.fromisoformat(invoice["issued_at"])
@@ -75,8 +76,17 @@ def test_generate_send_pay_pdf(stack, make_subscription):
     assert pdf.status == 200
     assert pdf.headers["content-type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body)).pages)
-    for expected in [invoice["number"], "INVOICE", "PAID", "Standard plan, monthly fee", "overage: 2,345 requests",
-                     "$30.17", "$29.00", "$1.17", "billing@example.com"]:
+    for expected in [
+        invoice["number"],
+        "INVOICE",
+        "PAID",
+        "Standard plan, monthly fee",
+        "overage: 2,345 requests",
+        "$30.17",
+        "$29.00",
+        "$1.17",
+        "billing@example.com",
+    ]:
         assert expected in text
 
 
@@ -84,7 +94,9 @@ def test_pdf_over_grpc_is_bytes_and_deterministic(stack, make_subscription):
     invoice = stack.generate_invoice(make_subscription("premium")).json()
     stub = stack.stub(invoice_pb2_grpc.InvoiceServiceStub)
     first = stub.GetInvoicePdf(invoice_pb2.GetInvoicePdfRequest(id=invoice["id"]), metadata=stack.auth(stack.admin_key))
-    second = stub.GetInvoicePdf(invoice_pb2.GetInvoicePdfRequest(id=invoice["id"]), metadata=stack.auth(stack.admin_key))
+    second = stub.GetInvoicePdf(
+        invoice_pb2.GetInvoicePdfRequest(id=invoice["id"]), metadata=stack.auth(stack.admin_key)
+    )
     assert first.content_type == "application/pdf" and first.data.startswith(b"%PDF")
     assert first.data == second.data
 
@@ -94,7 +106,9 @@ def test_mid_period_upgrade_prorates_and_free_overage_is_not_billed(stack, make_
     items = stack.generate_invoice(sub).json()["line_items"]
     days = items[0]["description"].split(" of ")[1].split(",")[0]
     assert [i["description"].rsplit(",", 1)[0] for i in items] == [
-        f"Free plan, 1 of {days}", f"Premium plan, {int(days.split()[0]) - 1} of {days}"]
+        f"Free plan, 1 of {days}",
+        f"Premium plan, {int(days.split()[0]) - 1} of {days}",
+    ]
     assert items[0]["amount_cents"] == "0"
     assert len(items) == 2  # 50,000 requests are within Premium's quota
 
@@ -130,8 +144,10 @@ def test_generate_unknown_subscription_is_404(stack):
     assert stack.generate_invoice("").status == 400
 
 
-@pytest.mark.parametrize("path,deletable", [([], True), (["VOID"], True), (["SENT"], False),
-                                            (["SENT", "PAID"], False), (["SENT", "OVERDUE"], False)])
+@pytest.mark.parametrize(
+    "path,deletable",
+    [([], True), (["VOID"], True), (["SENT"], False), (["SENT", "PAID"], False), (["SENT", "OVERDUE"], False)],
+)
 def test_delete_only_pending_or_void_and_deleted_is_gone(stack, make_subscription, path, deletable):
     sub = make_subscription()
     invoice = stack.generate_invoice(sub).json()
@@ -157,16 +173,20 @@ def test_list_status_filter_and_pagination(stack, make_subscription):
         row = Subscription.get_by_id(sub)
     for period in range(5):  # advance the period by hand, as the scheduler would
         with db.session():
-            Subscription.update(current_period_start=add_months(row.anchor_at, period),
-                                current_period_end=add_months(row.anchor_at, period + 1)).where(
-                Subscription.id == sub).execute()
+            Subscription.update(
+                current_period_start=add_months(row.anchor_at, period),
+                current_period_end=add_months(row.anchor_at, period + 1),
+            ).where(Subscription.id == sub).execute()
         ids.append(stack.generate_invoice(sub).json()["id"])
     for invoice_id in ids[:2]:
         stack.rest("PUT", f"/billing/invoices/{invoice_id}", body={"status": "SENT"})
     seen, token = [], ""
     while True:
-        page = stack.rest("GET", f"/billing/invoices/subscription/{sub}",
-                          params={"page_size": 2, **({"page_token": token} if token else {})}).json()
+        page = stack.rest(
+            "GET",
+            f"/billing/invoices/subscription/{sub}",
+            params={"page_size": 2, **({"page_token": token} if token else {})},
+        ).json()
         assert len(page["invoices"]) <= 2
         seen += [i["id"] for i in page["invoices"]]
         token = page.get("next_page_token", "")
@@ -184,7 +204,10 @@ def test_tenant_isolation(stack, make_subscription, tenant_id):
     url = f"/billing/invoices/{invoice['id']}"
     assert stack.rest("GET", url, key=owner).status == 200
     assert stack.rest("GET", url + "/pdf", key=owner).status == 200
-    assert stack.rest("GET", f"/billing/invoices/subscription/{sub}", key=owner).json()["invoices"][0]["id"] == invoice["id"]
+    assert (
+        stack.rest("GET", f"/billing/invoices/subscription/{sub}", key=owner).json()["invoices"][0]["id"]
+        == invoice["id"]
+    )
     for path in [url, url + "/pdf", f"/billing/invoices/subscription/{sub}"]:
         assert stack.rest("GET", path, key=stranger).status == 404
     assert stack.generate_invoice(sub, key=owner).status == 403
@@ -201,8 +224,9 @@ def _race(stack, subscription_ids):
     def call(index, sub):
         barrier.wait()
         try:
-            results[index] = stub.GenerateInvoice(invoice_pb2.GenerateInvoiceRequest(subscription_id=sub),
-                                                  metadata=stack.auth(stack.admin_key))
+            results[index] = stub.GenerateInvoice(
+                invoice_pb2.GenerateInvoiceRequest(subscription_id=sub), metadata=stack.auth(stack.admin_key)
+            )
         except grpc.RpcError as error:
             results[index] = error
 

@@ -14,7 +14,6 @@ from pypdf import PdfReader
 
 from calls import iso
 from factories import insert_subscription
-
 from server.domain.money import div_round_half_up
 from server.domain.periods import add_months
 from server.persistence import db
@@ -43,8 +42,13 @@ def scheduler(stack):
 
 def test_downgrade_after_heavy_usage_bills_it_at_the_old_plans_price(stack, tenant_id):
     sub = stack.subscribe(tenant_id, "standard")
-    assert stack.track(sub["id"], [{"endpoint": "/v1/search", "count": 1_000_000_000},
-                                   {"endpoint": "/v1/search", "count": 4_000_000}]).json()["accepted"] == 2
+    assert (
+        stack.track(
+            sub["id"],
+            [{"endpoint": "/v1/search", "count": 1_000_000_000}, {"endpoint": "/v1/search", "count": 4_000_000}],
+        ).json()["accepted"]
+        == 2
+    )
     before = stack.rest("GET", f"/billing/metrics/usage/{sub['id']}").json()
     assert stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", body={"plan_id": "free"}).status == 200
     after = stack.rest("GET", f"/billing/metrics/usage/{sub['id']}").json()
@@ -80,7 +84,8 @@ def test_upgrade_never_reprices_usage_already_consumed(stack, tenant_id):
     included = div_round_half_up(100_000 * standard_days, days)
     overage_lines = [i for i in invoice["line_items"] if "overage" in i["description"]]
     assert [(i["unit_amount_cents"], int(i["amount_cents"])) for i in overage_lines] == [
-        ("50", div_round_half_up((500_000 - included) * 50, 1000))]
+        ("50", div_round_half_up((500_000 - included) * 50, 1000))
+    ]
     assert_lines_add_up(invoice)
 
 
@@ -88,9 +93,14 @@ def test_usage_exactly_at_a_day_boundary_falls_in_the_later_day(stack, tenant_id
     anchor = (dt.datetime.now(UTC) - dt.timedelta(days=5)).replace(microsecond=0)
     sub = insert_subscription(tenant_id, plan="standard", anchor=anchor)
     boundary = anchor + dt.timedelta(days=2)
-    stack.track(sub.id, [{"endpoint": "/a", "count": 7, "timestamp": iso(boundary)},
-                         {"endpoint": "/a", "count": 3, "timestamp": iso(boundary - dt.timedelta(microseconds=1))},
-                         {"endpoint": "/a", "count": 1, "timestamp": iso(anchor)}])
+    stack.track(
+        sub.id,
+        [
+            {"endpoint": "/a", "count": 7, "timestamp": iso(boundary)},
+            {"endpoint": "/a", "count": 3, "timestamp": iso(boundary - dt.timedelta(microseconds=1))},
+            {"endpoint": "/a", "count": 1, "timestamp": iso(anchor)},
+        ],
+    )
     with db.session():
         days = {row.day: row.requests for row in UsageDay.select().where(UsageDay.subscription == sub.id)}
     assert days == {0: 1, 1: 3, 2: 7}
@@ -231,6 +241,7 @@ def test_failing_email_becomes_a_dead_letter_after_ten_attempts_over_a_day(stack
     assert scheduler("deliver_outbox", at + dt.timedelta(days=30), sender=AlwaysFails())["failed"] == 0
     with db.session():
         from server.services import outbox
+
         assert row.id in [r.id for r in outbox.dead_letters()]
         dead = outbox.counts()["dead"]
         assert outbox.retry(row.id, at) and not outbox.retry(row.id, at)
@@ -255,8 +266,14 @@ def test_invoice_snapshots_what_it_shows(stack, tenant_id):
     try:
         with db.session():
             Plan.update(name="Renamed", monthly_fee_cents=1).where(Plan.id == "standard").execute()
-        assert stack.rest("PUT", f"/billing/subscriptions/{sub['id']}",
-                          body={"billing_email": "new@example.com", "plan_id": "premium"}).status == 200
+        assert (
+            stack.rest(
+                "PUT",
+                f"/billing/subscriptions/{sub['id']}",
+                body={"billing_email": "new@example.com", "plan_id": "premium"},
+            ).status
+            == 200
+        )
         assert stack.rest("GET", f"/billing/invoices/{invoice['id']}").json() == invoice
         assert stack.rest("GET", f"/billing/invoices/{invoice['id']}/pdf").body == pdf_before
     finally:
@@ -285,8 +302,9 @@ def test_a_body_id_never_redirects_an_update(stack, tenant_id):
         assert stack.rest("GET", f"/billing/invoices/{invoice['id']}").json()["status"] == "PENDING"
 
 
-@pytest.mark.parametrize("path", ["/billing/subscriptions/{a}", "/billing/invoices/subscription/{a}",
-                                  "/billing/metrics/usage/{a}"])
+@pytest.mark.parametrize(
+    "path", ["/billing/subscriptions/{a}", "/billing/invoices/subscription/{a}", "/billing/metrics/usage/{a}"]
+)
 def test_a_query_parameter_never_redirects_a_read(stack, tenant_id, path):
     a, b = stack.subscribe(tenant_id), stack.subscribe(f"{tenant_id}-b")
     field = "id" if path.endswith("subscriptions/{a}") else "subscription_id"

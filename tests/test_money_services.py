@@ -8,9 +8,7 @@ import datetime as dt
 
 import pytest
 
-from stores import own_database
 from factories import insert_subscription
-
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import AlreadyExists, InvalidArgument, PermissionDenied
 from server.domain.issuer import Issuer
@@ -20,6 +18,7 @@ from server.persistence import db
 from server.persistence.models import Invoice, UsagePeriod
 from server.services import invoices, usage
 from server.services.subscriptions import SubscriptionChange, cancel_subscription, update_subscription
+from stores import own_database
 
 UTC = dt.timezone.utc
 ADMIN_KEY = Principal(key_id=0, scope=KeyScope.ADMIN)
@@ -40,14 +39,21 @@ def subscription(tenant: str, plan: str = "standard"):
 
 
 def track(sub, *events: tuple[str, int, dt.datetime], now: dt.datetime = FIRST.end + dt.timedelta(days=1)):
-    return usage.track(ADMIN_KEY, sub.id, [RawEvent(event_id, "/v1/x", count, at) for event_id, count, at in events],
-                       now=now)
+    return usage.track(
+        ADMIN_KEY, sub.id, [RawEvent(event_id, "/v1/x", count, at) for event_id, count, at in events], now=now
+    )
 
 
 def test_usage_exactly_at_a_period_boundary_counts_once_in_the_period_it_starts():
     sub = subscription("edges")
-    result = track(sub, ("before", 8, ANCHOR - US), ("start", 1, FIRST.start), ("last", 2, FIRST.end - US),
-                   ("end", 4, FIRST.end), ("day0", 16, FIRST.start + dt.timedelta(hours=23)))
+    result = track(
+        sub,
+        ("before", 8, ANCHOR - US),
+        ("start", 1, FIRST.start),
+        ("last", 2, FIRST.end - US),
+        ("end", 4, FIRST.end),
+        ("day0", 16, FIRST.start + dt.timedelta(hours=23)),
+    )
     assert (result.accepted, result.duplicates) == (4, 0)
     assert [(r.index, r.event_id, r.reason) for r in result.rejections] == [(0, "before", "BEFORE_SUBSCRIPTION")]
     assert "before the subscription started" in result.rejections[0].message
@@ -80,20 +86,28 @@ def test_only_an_admin_tracks_usage_or_generates_invoices():
         invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=tenant)
 
 
-@pytest.mark.parametrize("requests,remaining,overage,cents", [
-    (99_999, 1, 0, 0),
-    (100_000, 0, 0, 0),        # exactly the included requests
-    (100_001, 0, 1, 0),        # included + 1
-    (100_009, 0, 9, 0),        # 0.45 cent
-    (100_010, 0, 10, 1),       # half a cent flips to 1
-])
+@pytest.mark.parametrize(
+    "requests,remaining,overage,cents",
+    [
+        (99_999, 1, 0, 0),
+        (100_000, 0, 0, 0),  # exactly the included requests
+        (100_001, 0, 1, 0),  # included + 1
+        (100_009, 0, 9, 0),  # 0.45 cent
+        (100_010, 0, 10, 1),  # half a cent flips to 1
+    ],
+)
 def test_the_usage_summary_at_the_included_boundary(requests, remaining, overage, cents):
     sub = subscription(f"summary-{requests}")
     track(sub, ("e", requests, FIRST.start + dt.timedelta(days=3)))
     summary = usage.usage(ADMIN_KEY, sub.id)
     assert summary.subscription_id == sub.id
-    assert (summary.total_requests, summary.included_requests, summary.remaining_included,
-            summary.overage_requests, summary.estimated_overage_cents) == (requests, 100_000, remaining, overage, cents)
+    assert (
+        summary.total_requests,
+        summary.included_requests,
+        summary.remaining_included,
+        summary.overage_requests,
+        summary.estimated_overage_cents,
+    ) == (requests, 100_000, remaining, overage, cents)
 
 
 def test_a_period_may_hold_exactly_the_request_bound_and_not_one_more():
@@ -112,14 +126,17 @@ def test_a_canceled_subscription_counts_nothing():
     sub = subscription("canceled")
     cancel_subscription(ADMIN_KEY, sub.id, now=FIRST.start + dt.timedelta(days=2))
     result = track(sub, ("a", 1, FIRST.start), ("b", 1, FIRST.start + dt.timedelta(days=1)))
-    assert [(r.index, r.event_id, r.reason) for r in result.rejections] == [(0, "a", "SUBSCRIPTION_CANCELED"),
-                                                                              (1, "b", "SUBSCRIPTION_CANCELED")]
+    assert [(r.index, r.event_id, r.reason) for r in result.rejections] == [
+        (0, "a", "SUBSCRIPTION_CANCELED"),
+        (1, "b", "SUBSCRIPTION_CANCELED"),
+    ]
     assert result.rejections[0].message == f"subscription {sub.id} is canceled"
     assert (result.accepted, usage.period_requests(sub.id, FIRST.start)) == (0, 0)
     # Billing stops at the cancellation's day: 2 of 28 days.
     invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
     assert [(i.description, i.amount_cents) for i in invoice.line_items] == [
-        ("Standard plan, 2 of 28 days, 2026-01-31 to 2026-02-02", 207)]  # 2900 x 2 / 28 = 207.1
+        ("Standard plan, 2 of 28 days, 2026-01-31 to 2026-02-02", 207)
+    ]  # 2900 x 2 / 28 = 207.1
 
 
 def test_a_subscription_canceled_at_its_first_instant_owes_and_has_nothing():
@@ -131,22 +148,31 @@ def test_a_subscription_canceled_at_its_first_instant_owes_and_has_nothing():
 
 def test_an_invoice_bills_a_plan_change_exactly_at_a_day_boundary_from_that_day():
     sub = subscription("upgrade")
-    track(sub, ("std", 150_000, FIRST.start + dt.timedelta(days=9, hours=23)),
-          ("prem", 10, FIRST.start + dt.timedelta(days=10)))
-    update_subscription(ADMIN_KEY, sub.id, SubscriptionChange(plan_id="premium"),
-                        now=FIRST.start + dt.timedelta(days=10))
+    track(
+        sub,
+        ("std", 150_000, FIRST.start + dt.timedelta(days=9, hours=23)),
+        ("prem", 10, FIRST.start + dt.timedelta(days=10)),
+    )
+    update_subscription(
+        ADMIN_KEY, sub.id, SubscriptionChange(plan_id="premium"), now=FIRST.start + dt.timedelta(days=10)
+    )
     invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN_KEY)
     lines = [(i.description.split(",")[0], i.amount_cents) for i in invoice.line_items]
     # Standard 10 of 28 days: 2900 x 10 / 28 = 1035.7 -> 1036, 35,714 included, 114,286 over at 50/1000 -> 5714.3
     # Premium 18 of 28 days: 9900 x 18 / 28 = 6364.3 -> 6364; its 10 requests are well within its share.
     assert lines == [("Standard plan", 1036), ("Premium plan", 6364), ("Standard plan overage: 114", 5714)]
     assert (invoice.total_cents, invoice.subtotal_cents, invoice.status) == (13_114, 13_114, "PENDING")
-    assert (invoice.period_start, invoice.period_end, invoice.due_at) == (FIRST.start, FIRST.end,
-                                                                           FIRST.end + invoices.PAYMENT_TERMS)
+    assert (invoice.period_start, invoice.period_end, invoice.due_at) == (
+        FIRST.start,
+        FIRST.end,
+        FIRST.end + invoices.PAYMENT_TERMS,
+    )
     assert invoice.paid_at is None
     late = track(sub, ("late", 1, FIRST.end - US), ("early", 1, ANCHOR - US))
     assert [(r.index, r.event_id, r.reason) for r in late.rejections] == [
-        (0, "late", "PERIOD_INVOICED"), (1, "early", "BEFORE_SUBSCRIPTION")]
+        (0, "late", "PERIOD_INVOICED"),
+        (1, "early", "BEFORE_SUBSCRIPTION"),
+    ]
     assert late.rejections[0].message == f"the period starting {FIRST.start.isoformat()} is already invoiced"
     with pytest.raises(AlreadyExists, match=invoice.number) as error:
         invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
@@ -171,11 +197,21 @@ def test_an_invoice_of_nothing_owed_is_issued_paid():
     assert (invoice.total_cents, invoice.status, invoice.paid_at) == (0, "PAID", FIRST.end)
 
 
-@pytest.mark.parametrize("start", [FIRST.start + US, ANCHOR - US, period(ANCHOR, -1).start, period(ANCHOR, 1).start,
-                                   dt.datetime(9999, 12, 31, tzinfo=UTC), dt.datetime(1, 1, 1, tzinfo=UTC)])
+@pytest.mark.parametrize(
+    "start",
+    [
+        FIRST.start + US,
+        ANCHOR - US,
+        period(ANCHOR, -1).start,
+        period(ANCHOR, 1).start,
+        dt.datetime(9999, 12, 31, tzinfo=UTC),
+        dt.datetime(1, 1, 1, tzinfo=UTC),
+    ],
+)
 def test_only_the_start_of_a_period_up_to_the_current_one_can_be_invoiced(start):
     with pytest.raises(InvalidArgument) as error:
-        invoices.generate_invoice(subscription(f"reissue-{start.isoformat()}").id, now=FIRST.end, issuer=ISSUER,
-                                  period_start=start)
+        invoices.generate_invoice(
+            subscription(f"reissue-{start.isoformat()}").id, now=FIRST.end, issuer=ISSUER, period_start=start
+        )
     assert error.value.violations[0].field == "period_start"
     assert "is not the start of a period" in error.value.message

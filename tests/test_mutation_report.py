@@ -21,13 +21,19 @@ RESULTS = """
 
 
 def test_scores_count_detected_equivalent_and_undetected_once_each():
-    equivalents = report.parse_equivalents("# comment\n\nserver.domain.periods.xǁPeriodǁcontains__mutmut_1  same\n"
-                                           "server.domain.gone.x_f__mutmut_9  renamed since\n")
+    equivalents = report.parse_equivalents(
+        "# comment\n\nserver.domain.periods.xǁPeriodǁcontains__mutmut_1  same\n"
+        "server.domain.gone.x_f__mutmut_9  renamed since\n"
+    )
     by_module, stale = report.scores(RESULTS, equivalents)
-    money, periods, usage = (by_module[m] for m in ("server.domain.money", "server.domain.periods",
-                                                      "server.services.usage"))
-    assert (money.detected, money.undetected, money.ratio) == (2, ["server.domain.money.x_div__mutmut_2: survived"],
-                                                               pytest.approx(2 / 3))
+    money, periods, usage = (
+        by_module[m] for m in ("server.domain.money", "server.domain.periods", "server.services.usage")
+    )
+    assert (money.detected, money.undetected, money.ratio) == (
+        2,
+        ["server.domain.money.x_div__mutmut_2: survived"],
+        pytest.approx(2 / 3),
+    )
     assert (periods.detected, periods.equivalent, periods.ratio) == (1, 1, 1.0)
     assert (usage.detected, usage.judged) == (0, 1)
     assert stale == ["server.domain.gone.x_f__mutmut_9"]

@@ -10,14 +10,17 @@ import uuid
 
 from prometheus_client import REGISTRY, generate_latest
 
-from factories import insert_subscription
 from calls import poll
+from factories import insert_subscription
 from server.observability import logs, metrics
 from server.scheduler import jobs
 
 PLANS = {"grpc_type": "unary", "grpc_service": "billing.v1.PlanService", "grpc_method": "ListPlans"}
-GET_SUBSCRIPTION = {"grpc_type": "unary", "grpc_service": "billing.v1.SubscriptionService",
-                    "grpc_method": "GetSubscription"}
+GET_SUBSCRIPTION = {
+    "grpc_type": "unary",
+    "grpc_service": "billing.v1.SubscriptionService",
+    "grpc_method": "GetSubscription",
+}
 
 
 def sample(name: str, **labels) -> float:
@@ -25,8 +28,10 @@ def sample(name: str, **labels) -> float:
 
 
 def test_rpc_metrics_count_each_call_by_code(stack):
-    ok, missing = sample("grpc_server_handled_total", **PLANS, grpc_code="OK"), \
-        sample("grpc_server_handled_total", **GET_SUBSCRIPTION, grpc_code="NotFound")
+    ok, missing = (
+        sample("grpc_server_handled_total", **PLANS, grpc_code="OK"),
+        sample("grpc_server_handled_total", **GET_SUBSCRIPTION, grpc_code="NotFound"),
+    )
     started, timed = sample("grpc_server_started_total", **PLANS), sample("grpc_server_handling_seconds_count", **PLANS)
     assert stack.rest("GET", "/billing/plans").status == 200
     assert stack.rest("GET", f"/billing/subscriptions/sub_{uuid.uuid4().hex}").status == 404
@@ -52,7 +57,7 @@ def test_billing_counters_and_no_tenant_in_any_label(stack, tenant_id):
     events = [{"event_id": "a", "endpoint": "/v1/x"}, {"event_id": "a", "endpoint": "/v1/x"}]
     assert stack.track(sub.id, events).status == 200
     assert stack.generate_invoice(sub.id).status == 200
-    added = [sample(name, **labels) - was for (name, labels), was in zip(series, before)]
+    added = [sample(name, **labels) - was for (name, labels), was in zip(series, before, strict=True)]
     # The gateway's forwarded request is metered as one more accepted event, asynchronously.
     assert added in ([1, 1, 1, 1, 1], [1, 1, 2, 1, 1])
     scrape = generate_latest(REGISTRY).decode()
@@ -72,13 +77,18 @@ def test_outbox_collector_reports_the_backlog_and_nothing_when_the_database_is_g
     queued = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     collector = metrics.OutboxCollector(lambda: (3, queued, 1), clock=lambda: queued.timestamp() + 90)
     values = {family.name: family.samples[0].value for family in collector.collect()}
-    assert values == {"billing_outbox_pending": 3, "billing_outbox_oldest_pending_seconds": 90,
-                      "billing_outbox_dead_letters": 1}
+    assert values == {
+        "billing_outbox_pending": 3,
+        "billing_outbox_oldest_pending_seconds": 90,
+        "billing_outbox_dead_letters": 1,
+    }
     assert {f.name: f.samples[0].value for f in metrics.OutboxCollector(lambda: (0, None, 0)).collect()}[
-        "billing_outbox_oldest_pending_seconds"] == 0
+        "billing_outbox_oldest_pending_seconds"
+    ] == 0
 
     def lost():
         raise ConnectionError("database gone")
+
     assert list(metrics.OutboxCollector(lost).collect()) == []
 
 
@@ -94,8 +104,10 @@ def test_one_json_line_per_call_with_envoys_request_id(stack, tenant_id, caplog)
     assert line["tenant"] == tenant_id and line["duration_ms"] >= 0 and line["level"] == "info"
 
     def envoy_entries():  # Envoy flushes its access log about once a second
-        return [json.loads(text) for text in (stack.workdir / "envoy.log").read_text().splitlines()
-                if request_id in text]
+        return [
+            json.loads(text) for text in (stack.workdir / "envoy.log").read_text().splitlines() if request_id in text
+        ]
+
     [entry], _ = poll(envoy_entries, bool)
     assert (entry["status"], entry["path"], entry["method"]) == (200, "/billing/plans", "GET")
 

@@ -16,14 +16,14 @@ from concurrent import futures
 
 import grpc
 import pytest
-from billing.v1 import usage_pb2, usage_pb2_grpc
 
+from billing.v1 import usage_pb2, usage_pb2_grpc
+from calls import http_call
 from factories import insert_subscription
+from processes import ADMIN_KEY, billing_server, free_port, migrate, running_envoy
 from server.config import Settings
 from server.persistence import db
 from server.persistence.models import RecordedUsageEvent
-from calls import http_call
-from processes import ADMIN_KEY, billing_server, free_port, migrate, running_envoy
 from stores import REDIS_URL, bound, needs_redis, new_database
 
 BATCH = 50  # events per TrackUsage call: long enough calls that some are always in flight
@@ -49,8 +49,9 @@ def _track_until(stub, subscription_id: str, stop: threading.Event, auth) -> lis
     outcomes = []
     while not stop.is_set():
         ids = tuple(uuid.uuid4().hex for _ in range(BATCH))
-        request = usage_pb2.TrackUsageRequest(subscription_id=subscription_id, events=[
-            usage_pb2.UsageEvent(event_id=i, endpoint="/v1/load") for i in ids])
+        request = usage_pb2.TrackUsageRequest(
+            subscription_id=subscription_id, events=[usage_pb2.UsageEvent(event_id=i, endpoint="/v1/load") for i in ids]
+        )
         request_id, started = uuid.uuid4().hex, time.monotonic()
         try:
             stub.TrackUsage(request, metadata=(*auth, ("x-request-id", request_id)), timeout=30)
@@ -64,15 +65,22 @@ def _track_until(stub, subscription_id: str, stop: threading.Event, auth) -> lis
 
 def _recorded(subscription_id: str) -> set[str]:
     with db.session():
-        return {e.event_id for e in RecordedUsageEvent.select(RecordedUsageEvent.event_id).where(
-            RecordedUsageEvent.subscription == subscription_id)}
+        return {
+            e.event_id
+            for e in RecordedUsageEvent.select(RecordedUsageEvent.event_id).where(
+                RecordedUsageEvent.subscription == subscription_id
+            )
+        }
 
 
 def _server_calls(log_file) -> dict[str, str]:
     """request id -> grpc code of every TrackUsage the server handled, from its JSON call log."""
     entries = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
-    return {e["request_id"]: e["grpc_code"] for e in entries
-            if e["logger"] == "billing.calls" and e["method"].endswith("/TrackUsage")}
+    return {
+        e["request_id"]: e["grpc_code"]
+        for e in entries
+        if e["logger"] == "billing.calls" and e["method"].endswith("/TrackUsage")
+    }
 
 
 def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
@@ -81,19 +89,27 @@ def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
     by gRPC before the server took them) never reached it and stored nothing; every acknowledged
     event is stored."""
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": stack.settings.database_url, "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-           "BILLING_SHUTDOWN_GRACE_S": "10", "BILLING_METRICS_PORT": str(metrics_port), "BILLING_BIND": "127.0.0.1",
-           "BILLING_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.settings.database_url,
+        "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "BILLING_SHUTDOWN_GRACE_S": "10",
+        "BILLING_METRICS_PORT": str(metrics_port),
+        "BILLING_BIND": "127.0.0.1",
+        "BILLING_LOG_FORMAT": "json",
+    }
     subscription_id = insert_subscription(f"graceful-{uuid.uuid4().hex[:8]}").id
     auth = (("authorization", f"Bearer {ADMIN_KEY}"),)
     stop = threading.Event()
-    with billing_server(env, tmp_path, "graceful", port) as process, \
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel, futures.ThreadPoolExecutor(6) as pool:
+    with (
+        billing_server(env, tmp_path, "graceful", port) as process,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        futures.ThreadPoolExecutor(6) as pool,
+    ):
         stub = usage_pb2_grpc.UsageServiceStub(channel)
         load = [pool.submit(_track_until, stub, subscription_id, stop, auth) for _ in range(6)]
         deadline = time.monotonic() + 30
-        while 'grpc_code="OK",grpc_method="TrackUsage"' not in (text := scrape(metrics_port)) \
-                or _handled(text) < 30:
+        while 'grpc_code="OK",grpc_method="TrackUsage"' not in (text := scrape(metrics_port)) or _handled(text) < 30:
             assert time.monotonic() < deadline, "no load reached the server"
         sigterm_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -113,8 +129,11 @@ def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
 
 
 def _handled(text: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("grpc_server_handled_total{") and 'grpc_method="TrackUsage"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("grpc_server_handled_total{") and 'grpc_method="TrackUsage"' in line
+    )
 
 
 @needs_redis
@@ -125,20 +144,41 @@ def test_two_replicas_lose_one_under_load(tmp_path):
     for a bounded blip (Envoy retries them elsewhere, health checks and outlier detection take the
     dead replica out), and every write a client retried until acknowledged is stored exactly once."""
     with new_database("postgresql", tmp_path) as url:
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-               "BILLING_BIND": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": REDIS_URL,
+            "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+            "BILLING_BIND": "127.0.0.1",
+        }
         migrate(env)
         ports = [free_port(), free_port()]
-        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port(),
-                                       gateway_port=free_port(), demo_upstream_port=free_port())
+        settings = dataclasses.replace(
+            Settings(),
+            http_port=free_port(),
+            envoy_admin_port=free_port(),
+            gateway_port=free_port(),
+            demo_upstream_port=free_port(),
+        )
         rest = f"http://127.0.0.1:{settings.http_port}"
         headers = {"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
-        with billing_server(env, tmp_path, "replica0", ports[0]) as victim, \
-                billing_server(env, tmp_path, "replica1", ports[1]), \
-                running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY):
-            created = http_call("POST", f"{rest}/billing/subscriptions", headers, json_body(
-                {"tenant_id": f"replicas-{uuid.uuid4().hex[:8]}", "plan_id": "standard",
-                 "billing_email": "ops@example.com"}))
+        with (
+            billing_server(env, tmp_path, "replica0", ports[0]) as victim,
+            billing_server(env, tmp_path, "replica1", ports[1]),
+            running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY),
+        ):
+            created = http_call(
+                "POST",
+                f"{rest}/billing/subscriptions",
+                headers,
+                json_body(
+                    {
+                        "tenant_id": f"replicas-{uuid.uuid4().hex[:8]}",
+                        "plan_id": "standard",
+                        "billing_email": "ops@example.com",
+                    }
+                ),
+            )
             assert created.status == 200, created.body
             subscription_id = created.json()["id"]
             stop = threading.Event()
@@ -146,8 +186,12 @@ def test_two_replicas_lose_one_under_load(tmp_path):
             def read() -> list[tuple[float, int]]:
                 seen = []
                 while not stop.is_set():
-                    seen.append((time.monotonic(), http_call("GET", f"{rest}/billing/subscriptions/{subscription_id}",
-                                                             headers).status))
+                    seen.append(
+                        (
+                            time.monotonic(),
+                            http_call("GET", f"{rest}/billing/subscriptions/{subscription_id}", headers).status,
+                        )
+                    )
                 return seen
 
             def write() -> tuple[set[str], int]:
@@ -155,8 +199,12 @@ def test_two_replicas_lose_one_under_load(tmp_path):
                 sent, retries = set(), 0
                 while not stop.is_set():
                     ids = [uuid.uuid4().hex for _ in range(20)]
-                    body = json_body({"subscription_id": subscription_id,
-                                      "events": [{"event_id": i, "endpoint": "/v1/load"} for i in ids]})
+                    body = json_body(
+                        {
+                            "subscription_id": subscription_id,
+                            "events": [{"event_id": i, "endpoint": "/v1/load"} for i in ids],
+                        }
+                    )
                     while http_call("POST", f"{rest}/billing/metrics/track", headers, body).status != 200:
                         retries += 1
                     sent.update(ids)
@@ -177,14 +225,18 @@ def test_two_replicas_lose_one_under_load(tmp_path):
         with bound(url):
             recorded = _recorded(subscription_id)
     after = [status for at, status in reads if at > killed_at]
-    print(f"reads after the kill: {len(after)}, failed {len(after) - after.count(200)}; "
-          f"writes acknowledged {len(written)}, client retries {sum(f.result()[1] for f in writers)}")
+    print(
+        f"reads after the kill: {len(after)}, failed {len(after) - after.count(200)}; "
+        f"writes acknowledged {len(written)}, client retries {sum(f.result()[1] for f in writers)}"
+    )
     late = [status for at, status in reads if at > killed_at + KILL_BLIP_SECONDS]
     assert len(after) > 50 and late and set(late) == {200}, sorted(set(after))
     assert after.count(200) / len(after) > 0.95
     assert written and written == recorded
-    assert f"billing_grpc::127.0.0.1:{ports[0]}::health_flags::/failed_active_hc" in clusters \
-        or f"127.0.0.1:{ports[0]}::health_flags::/failed_outlier_check" in clusters, clusters
+    assert (
+        f"billing_grpc::127.0.0.1:{ports[0]}::health_flags::/failed_active_hc" in clusters
+        or f"127.0.0.1:{ports[0]}::health_flags::/failed_outlier_check" in clusters
+    ), clusters
 
 
 def json_body(value) -> bytes:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from factories import insert_subscription
 from portal_links import create_link
 
 CHROMIUM = shutil.which("chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,12 @@ def test_a_tenant_opens_the_portal_link_and_its_invoice_pdf(stack, tenant_id, br
     chart = page.get_by_role("img", name="Daily requests from")
     assert chart.is_visible() and chart.bounding_box()["width"] > 300
     assert page.locator("#daily-chart rect.bar").count() >= 28
-    tallest = max(float(height) for height in page.locator("#daily-chart rect.bar").evaluate_all(
-        "bars => bars.map(bar => bar.getAttribute('height'))"))
+    tallest = max(
+        float(height)
+        for height in page.locator("#daily-chart rect.bar").evaluate_all(
+            "bars => bars.map(bar => bar.getAttribute('height'))"
+        )
+    )
     assert tallest > 0
     page.screenshot(path=tmp_path / "portal.png", full_page=True)
     print(f"screenshot: {tmp_path / 'portal.png'}")

@@ -28,13 +28,16 @@ def test_a_token_is_safe_in_a_url_path():
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # signature changed
-    lambda t: portal_tokens._b64(b'["other",9999999999]') + "." + t.partition(".")[2],  # payload swapped
-    lambda t: t.partition(".")[0],  # signature dropped
-    lambda t: "",
-    lambda t: "not a token",
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # signature changed
+        lambda t: portal_tokens._b64(b'["other",9999999999]') + "." + t.partition(".")[2],  # payload swapped
+        lambda t: t.partition(".")[0],  # signature dropped
+        lambda t: "",
+        lambda t: "not a token",
+    ],
+)
 def test_a_tampered_token_is_refused(tamper):
     token, _ = portal_tokens.sign(SECRET, "acme", NOW)
     with pytest.raises(InvalidToken):
@@ -79,14 +82,17 @@ def test_no_usage_and_nothing_included_draws_flat_bars_and_no_line():
     assert chart.included_y is None and chart.bars[0].height == 0
 
 
-@pytest.mark.parametrize("used, included, percent, over, drawn", [
-    (0, 100, 0, False, False),
-    (50, 100, 50, False, True),
-    (100, 100, 100, False, True),
-    (250, 100, 250, True, True),
-    (0, 0, 0, False, False),
-    (5, 0, 100, True, True),
-])
+@pytest.mark.parametrize(
+    "used, included, percent, over, drawn",
+    [
+        (0, 100, 0, False, False),
+        (50, 100, 50, False, True),
+        (100, 100, 100, False, True),
+        (250, 100, 250, True, True),
+        (0, 0, 0, False, False),
+        (5, 0, 100, True, True),
+    ],
+)
 def test_gauge(used, included, percent, over, drawn):
     shown = charts.gauge(used, included)
     assert (shown.percent, shown.over, bool(shown.arc)) == (percent, over, drawn)
@@ -100,7 +106,7 @@ def test_a_full_gauge_ends_where_its_track_ends():
 
 def test_a_token_is_compact_json_and_its_signature_exactly():
     token, _ = portal_tokens.sign(SECRET, "acme", NOW)
-    payload, _, signature = token.partition(".")
+    payload, _, _signature = token.partition(".")
     assert portal_tokens._unb64(payload) == b'["acme",1772370030]'  # 13:00:30 UTC, no spaces
     assert token == "WyJhY21lIiwxNzcyMzcwMDMwXQ.e5RW9pXiGJET5U-f-vRyw-Qjhw_82CTpCE9hVjpOkO8"
 
@@ -117,7 +123,7 @@ def test_base64_drops_only_the_padding():
     assert portal_tokens._b64(b"\x00") == "AA"
 
 
-@pytest.mark.parametrize("payload", [b'["acme","soon"]', b'[7,9999999999]', b'["acme",1.5]'])
+@pytest.mark.parametrize("payload", [b'["acme","soon"]', b"[7,9999999999]", b'["acme",1.5]'])
 def test_a_signed_payload_with_a_field_of_the_wrong_type_is_invalid(payload):
     encoded = portal_tokens._b64(payload)
     with pytest.raises(InvalidToken):
@@ -139,11 +145,18 @@ def test_three_days_fill_the_width_with_exact_bars():
     day = dt.date(2026, 3, 1)
     chart = charts.daily_bars([(day, 30), (day + dt.timedelta(days=1), 7), (day + dt.timedelta(days=2), 0)], 20)
     # slot 640/3 = 213.33 with a 2-unit gap; 180 units of plot above a 20-unit axis; 30 is the top.
-    assert chart == charts.BarChart(width=640, height=200, bars=[
-        charts.Bar(day=day, requests=30, x=1.0, y=0.0, width=211.33, height=180.0),
-        charts.Bar(day=day + dt.timedelta(days=1), requests=7, x=214.33, y=138.0, width=211.33, height=42.0),
-        charts.Bar(day=day + dt.timedelta(days=2), requests=0, x=427.67, y=180.0, width=211.33, height=0.0),
-    ], included_y=60.0, included_per_day=20, baseline_y=180)
+    assert chart == charts.BarChart(
+        width=640,
+        height=200,
+        bars=[
+            charts.Bar(day=day, requests=30, x=1.0, y=0.0, width=211.33, height=180.0),
+            charts.Bar(day=day + dt.timedelta(days=1), requests=7, x=214.33, y=138.0, width=211.33, height=42.0),
+            charts.Bar(day=day + dt.timedelta(days=2), requests=0, x=427.67, y=180.0, width=211.33, height=0.0),
+        ],
+        included_y=60.0,
+        included_per_day=20,
+        baseline_y=180,
+    )
 
 
 def test_one_request_on_one_day_fills_the_whole_chart():

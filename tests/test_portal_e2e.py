@@ -7,15 +7,19 @@ import datetime as dt
 
 import grpc
 import pytest
+
 from billing.v1 import portal_pb2, portal_pb2_grpc
 from factories import insert_subscription
 from portal_links import create_link, figure, link_path, signed_token
-
 from server import portal as pages
 
 UTC = dt.timezone.utc
-SECURITY = {"content-security-policy": pages.CONTENT_SECURITY_POLICY, "x-frame-options": "DENY",
-            "referrer-policy": "no-referrer", "cache-control": "no-store"}
+SECURITY = {
+    "content-security-policy": pages.CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
 
 
 def assert_secured(reply):
@@ -48,8 +52,12 @@ def test_link_creation_refuses_others_and_bad_input(stack, tenant_id):
 
 def test_the_page_shows_the_apis_figures_with_security_headers(stack, tenant_id):
     sub = insert_subscription(tenant_id)  # standard: 100,000 included, 50 cents per 1,000 over
-    assert stack.track(sub.id, [{"endpoint": "/v1/search", "count": 100_500},
-                                {"endpoint": "/v1/items", "count": 7}]).status == 200
+    assert (
+        stack.track(
+            sub.id, [{"endpoint": "/v1/search", "count": 100_500}, {"endpoint": "/v1/items", "count": 7}]
+        ).status
+        == 200
+    )
     usage = stack.rest("GET", f"/billing/metrics/usage/{sub.id}").json()
     analytics = stack.rest("GET", f"/billing/analytics/{sub.id}").json()
     daily = stack.rest("GET", f"/billing/metrics/daily/{sub.id}").json()
@@ -69,11 +77,17 @@ def test_the_page_shows_the_apis_figures_with_security_headers(stack, tenant_id)
     assert usage["estimated_overage_cents"] == "25"
     # The estimate is the invoice's rule: this period's prorated fee plus the overage.
     invoice = stack.generate_invoice(sub.id).json()
-    assert figure(html, "estimate") == f"${int(invoice['total_cents']) // 100:,}.{int(invoice['total_cents']) % 100:02d}"
+    assert (
+        figure(html, "estimate") == f"${int(invoice['total_cents']) // 100:,}.{int(invoice['total_cents']) % 100:02d}"
+    )
     assert html.count('class="bar"') == len(daily["days"])
     top = [e["endpoint"] for e in analytics["top_endpoints"]]
     assert top == ["/v1/search", "/v1/items"] and html.index("/v1/search") < html.index("/v1/items")
-    assert 'aria-label="Daily requests from' in html and html.count('role="img"') == 2 and "<th scope=\"col\">Endpoint</th>" in html
+    assert (
+        'aria-label="Daily requests from' in html
+        and html.count('role="img"') == 2
+        and '<th scope="col">Endpoint</th>' in html
+    )
     assert "<script" not in html
 
 
@@ -106,11 +120,14 @@ def test_invoice_pdfs_open_through_the_link_and_only_the_tenants_own(stack, tena
     assert stack.rest("GET", f"{other_path}/invoices/{invoice['id']}/pdf", key=None).status == 404
 
 
-@pytest.mark.parametrize("spoil", [
-    lambda token: token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
-    lambda token: "x" + token,
-    lambda token: "garbage",
-])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda token: token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
+        lambda token: "x" + token,
+        lambda token: "garbage",
+    ],
+)
 def test_a_tampered_link_is_a_401_page(stack, tenant_id, spoil):
     insert_subscription(tenant_id)
     token = link_path(create_link(stack, tenant_id).json()["url"]).rsplit("/", 1)[1]
@@ -134,18 +151,23 @@ def test_grpc_clients_need_a_key_for_links_but_not_for_pages(stack, tenant_id):
     with pytest.raises(grpc.RpcError) as refused:
         stub.CreatePortalSession(portal_pb2.CreatePortalSessionRequest(tenant_id=tenant_id))
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    session = stub.CreatePortalSession(portal_pb2.CreatePortalSessionRequest(tenant_id=tenant_id),
-                                       metadata=stack.auth(stack.admin_key))
+    session = stub.CreatePortalSession(
+        portal_pb2.CreatePortalSessionRequest(tenant_id=tenant_id), metadata=stack.auth(stack.admin_key)
+    )
     page = stub.GetPortalPage(portal_pb2.GetPortalPageRequest(token=session.url.rsplit("/", 1)[1]))
     assert page.content_type.startswith("text/html") and tenant_id.encode() in page.data
 
 
 def test_the_page_lists_webhook_endpoints_and_recent_deliveries_without_secrets(stack, tenant_id):
-    created = stack.rest("POST", "/billing/webhooks", body={"tenant_id": tenant_id,
-                                                            "url": "http://127.0.0.1:9/hooks?tag=<b>"})
+    created = stack.rest(
+        "POST", "/billing/webhooks", body={"tenant_id": tenant_id, "url": "http://127.0.0.1:9/hooks?tag=<b>"}
+    )
     assert created.status == 200, created.body
-    reply = stack.rest("POST", "/billing/subscriptions", body={"tenant_id": tenant_id, "plan_id": "standard",
-                                                               "billing_email": "b@example.com"})
+    reply = stack.rest(
+        "POST",
+        "/billing/subscriptions",
+        body={"tenant_id": tenant_id, "plan_id": "standard", "billing_email": "b@example.com"},
+    )
     assert reply.status == 200
     html = stack.rest("GET", link_path(create_link(stack, tenant_id).json()["url"]), key=None).body.decode()
     assert 'id="webhook-endpoints"' in html and "http://127.0.0.1:9/hooks?tag=&lt;b&gt;" in html

@@ -26,12 +26,15 @@ def test_a_public_url_is_the_base_of_links_without_a_trailing_slash():
     assert settings.portal_base_url == "https://billing.example.com/edge"
 
 
-@pytest.mark.parametrize("env, named", [
-    ({"BILLING_PUBLIC_URL": "ftp://example.com"}, "BILLING_PUBLIC_URL"),
-    ({"BILLING_PUBLIC_URL": "https://example.com:99999"}, "BILLING_PUBLIC_URL"),
-    ({"BILLING_PUBLIC_URL": "https://example.com/?q=1"}, "BILLING_PUBLIC_URL"),
-    ({"BILLING_PORTAL_SECRET": "too short"}, "BILLING_PORTAL_SECRET"),
-])
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"BILLING_PUBLIC_URL": "ftp://example.com"}, "BILLING_PUBLIC_URL"),
+        ({"BILLING_PUBLIC_URL": "https://example.com:99999"}, "BILLING_PUBLIC_URL"),
+        ({"BILLING_PUBLIC_URL": "https://example.com/?q=1"}, "BILLING_PUBLIC_URL"),
+        ({"BILLING_PORTAL_SECRET": "too short"}, "BILLING_PORTAL_SECRET"),
+    ],
+)
 def test_malformed_portal_settings_name_the_variable(env, named):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)

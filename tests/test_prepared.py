@@ -8,19 +8,28 @@ import datetime as dt
 
 import pytest
 
-from stores import own_database
 from factories import insert_subscription
-
 from server.domain.subscriptions import SubscriptionStatus
 from server.persistence import db
 from server.persistence.models import Subscription
 from server.persistence.prepared import Prepared
+from stores import own_database
 
 UTC = dt.timezone.utc
-BY_STATUS_AND_IDS = Prepared(Subscription, [Subscription.id], lambda ids: Subscription.select().where(
-    Subscription.id.in_(ids) & (Subscription.status == SubscriptionStatus.ACTIVE)))
-SINCE = Prepared(Subscription, [Subscription.tenant_id, Subscription.anchor_at], lambda tenant, since: (
-    Subscription.select().where((Subscription.tenant_id == tenant) & (Subscription.anchor_at >= since))))
+BY_STATUS_AND_IDS = Prepared(
+    Subscription,
+    [Subscription.id],
+    lambda ids: Subscription.select().where(
+        Subscription.id.in_(ids) & (Subscription.status == SubscriptionStatus.ACTIVE)
+    ),
+)
+SINCE = Prepared(
+    Subscription,
+    [Subscription.tenant_id, Subscription.anchor_at],
+    lambda tenant, since: Subscription.select().where(
+        (Subscription.tenant_id == tenant) & (Subscription.anchor_at >= since)
+    ),
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,13 +39,19 @@ def database(tmp_path_factory):
 
 
 def test_a_prepared_query_returns_what_peewee_returns_for_each_list_length():
-    subs = [insert_subscription(f"prep-{i}", status=SubscriptionStatus.CANCELED if i == 2 else SubscriptionStatus.ACTIVE) for i in range(4)]
+    subs = [
+        insert_subscription(f"prep-{i}", status=SubscriptionStatus.CANCELED if i == 2 else SubscriptionStatus.ACTIVE)
+        for i in range(4)
+    ]
     for ids in ([subs[0].id], [s.id for s in subs], [], [subs[2].id, subs[3].id], [subs[0].id]):
-        expected = list(Subscription.select().where(Subscription.id.in_(ids) & (Subscription.status == SubscriptionStatus.ACTIVE)))
+        expected = list(
+            Subscription.select().where(Subscription.id.in_(ids) & (Subscription.status == SubscriptionStatus.ACTIVE))
+        )
         found = BY_STATUS_AND_IDS.rows(ids)
         assert sorted(s.id for s in found) == sorted(s.id for s in expected)
-        assert [s.__data__ for s in sorted(found, key=lambda s: s.id)] == \
-            [s.__data__ for s in sorted(expected, key=lambda s: s.id)]
+        assert [s.__data__ for s in sorted(found, key=lambda s: s.id)] == [
+            s.__data__ for s in sorted(expected, key=lambda s: s.id)
+        ]
 
 
 def test_values_are_converted_by_their_fields():

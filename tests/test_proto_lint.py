@@ -11,8 +11,13 @@ from tool_scripts import load_tool
 def test_buf_lint_passes(repo_root, tmp_path):
     image = tmp_path / "image.binpb"
     load_tool("codegen").write_described(image)
-    done = subprocess.run([str(BIN / "buf"), "lint", str(image), "--path", "billing/v1"], cwd=repo_root,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "buf"), "lint", str(image), "--path", "billing/v1"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

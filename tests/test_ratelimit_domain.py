@@ -80,8 +80,11 @@ def test_keys_are_independent_and_an_emptied_key_is_dropped():
 
 def test_decision_headers():
     decision = InProcessRateLimiter().hit("t", 50, 0.0)
-    assert decision_headers(decision) == {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49",
-                                          "x-ratelimit-reset": "60"}
+    assert decision_headers(decision) == {
+        "x-ratelimit-limit": "50",
+        "x-ratelimit-remaining": "49",
+        "x-ratelimit-reset": "60",
+    }
     assert refusal_headers(decision, 7) == {**decision_headers(decision), "retry-after": "7"}
 
 

@@ -8,12 +8,12 @@ from concurrent import futures
 
 import grpc
 import pytest
-from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc
 from google.rpc import error_details_pb2
 
+from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc
 from calls import BOUND_SECONDS, plan_reads_metadata, poll
-from grpc_errors import grpc_details
 from factories import subscription_from_now
+from grpc_errors import grpc_details
 from processes import in_process_server
 from server.config import Settings
 from server.domain.ttl_cache import STALENESS_SECONDS
@@ -55,8 +55,9 @@ def test_grpc_metadata_and_retry_info(stack, tenant_id):
     stub = stack.stub(plan_pb2_grpc.PlanServiceStub)
     auth = stack.auth(stack.tenant_key(tenant_id))
     reads = plan_reads_metadata(stack.channel, auth, 50)
-    assert [(sent["x-ratelimit-limit"], sent["x-ratelimit-remaining"]) for sent in reads] == \
-        [("50", str(remaining)) for remaining in range(49, -1, -1)]
+    assert [(sent["x-ratelimit-limit"], sent["x-ratelimit-remaining"]) for sent in reads] == [
+        ("50", str(remaining)) for remaining in range(49, -1, -1)
+    ]
     with pytest.raises(grpc.RpcError) as refused:
         stub.GetPlan(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -70,8 +71,12 @@ def test_refused_call_does_nothing(stack, tenant_id):
     """Over the limit the handler never runs: a subscription create is refused, not created."""
     key = stack.tenant_key(tenant_id)
     assert sum(r.status == 200 for r in rest_burst(stack, key, 50)) == 50
-    reply = stack.rest("POST", "/billing/subscriptions", key=key,
-                       body={"tenant_id": tenant_id, "plan_id": "premium", "billing_email": "b@example.com"})
+    reply = stack.rest(
+        "POST",
+        "/billing/subscriptions",
+        key=key,
+        body={"tenant_id": tenant_id, "plan_id": "premium", "billing_email": "b@example.com"},
+    )
     assert reply.status == 429
     with db.session():
         assert Subscription.select().where(Subscription.tenant_id == tenant_id).count() == 0
@@ -95,8 +100,10 @@ def test_plan_change_and_cancel_apply_within_the_bound(stack, tenant_id):
     sub_id = subscription_from_now(tenant_id, "premium")
 
     def limit_becomes(expected: str) -> float:
-        reply, took = poll(lambda: stack.rest("GET", "/billing/plans/free", key=key),
-                           lambda r: r.headers["x-ratelimit-limit"] == expected)
+        reply, took = poll(
+            lambda: stack.rest("GET", "/billing/plans/free", key=key),
+            lambda r: r.headers["x-ratelimit-limit"] == expected,
+        )
         assert int(reply.headers["x-ratelimit-remaining"]) < int(expected)  # the window keeps earlier calls
         return took
 
@@ -118,8 +125,13 @@ def test_get_rate_limit_reports_without_consuming(stack, tenant_id):
     for _ in range(3):  # admin reads consume nothing
         reply = stack.rest("GET", f"/billing/rate-limits/{tenant_id}")
         assert reply.status == 200
-        assert reply.json() == {"tenant_id": tenant_id, "tier": "PREMIUM", "limit_per_minute": 500,
-                                "remaining": 497, "reset_seconds": 0}
+        assert reply.json() == {
+            "tenant_id": tenant_id,
+            "tier": "PREMIUM",
+            "limit_per_minute": 500,
+            "remaining": 497,
+            "reset_seconds": 0,
+        }
     # The owner's own call counts, and the report includes it (as its header does).
     own = stack.rest("GET", f"/billing/rate-limits/{tenant_id}", key=key)
     assert own.json()["remaining"] == 496 == int(own.headers["x-ratelimit-remaining"])
@@ -132,15 +144,18 @@ def test_get_rate_limit_when_exhausted_over_grpc(stack, tenant_id):
     key = stack.tenant_key(tenant_id)
     assert sum(r.status == 200 for r in rest_burst(stack, key, 55)) == 50
     stub = stack.stub(rate_limit_pb2_grpc.RateLimitServiceStub)
-    state = stub.GetRateLimit(rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id),
-                              metadata=stack.auth(stack.admin_key))
+    state = stub.GetRateLimit(
+        rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=stack.auth(stack.admin_key)
+    )
     assert (state.tier, state.limit_per_minute, state.remaining) == (plan_pb2.FREE, 50, 0)
     assert 1 <= state.reset_seconds <= 60
 
 
 def test_rate_limits_can_be_turned_off(stack, tenant_id):
-    with in_process_server(stack.settings, rate_limits=False) as port, \
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with (
+        in_process_server(stack.settings, rate_limits=False) as port,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
         reads = plan_reads_metadata(channel, stack.auth(stack.tenant_key(tenant_id)), 55)
     assert all("x-ratelimit-limit" not in sent for sent in reads)
 

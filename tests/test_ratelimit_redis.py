@@ -10,9 +10,15 @@ from concurrent import futures
 import grpc
 import pytest
 import redis
-from billing.v1 import plan_pb2, plan_pb2_grpc, rate_limit_pb2, rate_limit_pb2_grpc, subscription_pb2, \
-    subscription_pb2_grpc
 
+from billing.v1 import (
+    plan_pb2,
+    plan_pb2_grpc,
+    rate_limit_pb2,
+    rate_limit_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
 from calls import fire, plan_reads_metadata
 from plan_terms import TIER_LIMITS
 from processes import ADMIN_KEY, create_tenant_key, in_process_server, two_servers_sharing_redis
@@ -96,7 +102,8 @@ def test_unreachable_redis_fails_open_and_the_server_keeps_serving(stack, tenant
         assert all("x-ratelimit-limit" not in sent for sent in plan_reads_metadata(channel, auth, 55))
         with pytest.raises(grpc.RpcError) as report:
             rate_limit_pb2_grpc.RateLimitServiceStub(channel).GetRateLimit(
-                rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=auth)
+                rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant_id), metadata=auth
+            )
         assert report.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -111,12 +118,16 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
             for tier, limit in TIER_LIMITS.items():
                 tenant = f"two-{run}-{tier.lower()}"
                 if tier != "FREE":
-                    subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(
-                        tenant_id=tenant, plan_id=tier.lower(), billing_email="b@example.com"), metadata=admin)
+                    subs.CreateSubscription(
+                        subscription_pb2.CreateSubscriptionRequest(
+                            tenant_id=tenant, plan_id=tier.lower(), billing_email="b@example.com"
+                        ),
+                        metadata=admin,
+                    )
                 auth = (("authorization", f"Bearer {create_tenant_key(env, tenant)}"),)
                 stubs = [plan_pb2_grpc.PlanServiceStub(channel) for channel in channels]
 
-                def call(i: int) -> bool:
+                def call(i: int, stubs=stubs, auth=auth) -> bool:
                     try:
                         stubs[i % 2].GetPlan(plan_pb2.GetPlanRequest(plan_id="free"), metadata=auth, timeout=30)
                         return True
@@ -128,7 +139,8 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
                     admitted = sum(pool.map(call, range(limit + 100)))
                 assert admitted == limit, tier
                 state = rate_limit_pb2_grpc.RateLimitServiceStub(channels[1]).GetRateLimit(
-                    rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant), metadata=admin)
+                    rate_limit_pb2.GetRateLimitRequest(tenant_id=tenant), metadata=admin
+                )
                 assert (state.limit_per_minute, state.remaining) == (limit, 0)
         finally:
             for channel in channels:

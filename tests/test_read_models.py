@@ -8,12 +8,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from playhouse.test_utils import count_queries
 
-from stores import own_database
+from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from factories import insert_subscription
-
 from server.domain.access import KeyScope, Principal
 from server.domain.issuer import Issuer
 from server.domain.periods import period
@@ -26,6 +24,7 @@ from server.transport.context import bind_principal, unbind_principal
 from server.transport.invoices import InvoiceServicer
 from server.transport.subscriptions import SubscriptionServicer
 from server.transport.webhooks import WebhookServicer
+from stores import own_database
 
 UTC = dt.timezone.utc
 ISSUER = Issuer("Billing Co", "1 Loopback Road", "TAX-1")
@@ -49,8 +48,11 @@ def subscription_with_invoices(tenant_id: str, count: int) -> str:
     """A subscription with `count` invoices, one per period, each with its lines."""
     sub = insert_subscription(tenant_id, anchor=ANCHOR)
     latest = period(ANCHOR, count - 1)
-    (Subscription.update(current_period_start=latest.start, current_period_end=latest.end)
-     .where(Subscription.id == sub.id).execute())
+    (
+        Subscription.update(current_period_start=latest.start, current_period_end=latest.end)
+        .where(Subscription.id == sub.id)
+        .execute()
+    )
     for index in range(count):
         start = period(ANCHOR, index).start
         invoices.generate_invoice(sub.id, now=start, issuer=ISSUER, period_start=start)
@@ -88,13 +90,25 @@ def test_listing_subscriptions_costs_the_same_queries_for_3_or_30():
 def endpoints_with_deliveries(tenant_id: str, count: int) -> str:
     """`count` endpoints of the tenant; the first has `count` deliveries. Returns its id."""
     admin = Principal(key_id=0, scope=KeyScope.ADMIN)
-    ids = [webhooks.create_endpoint(admin, webhooks.NewEndpoint(tenant_id, f"http://127.0.0.1:9/{n}"), now=ANCHOR,
-                                    allow_private=True).id for n in range(count)]
+    ids = [
+        webhooks.create_endpoint(
+            admin, webhooks.NewEndpoint(tenant_id, f"http://127.0.0.1:9/{n}"), now=ANCHOR, allow_private=True
+        ).id
+        for n in range(count)
+    ]
     for n in range(count):
-        event = WebhookEvent.create(id=f"msg_{tenant_id}_{n}", tenant_id=tenant_id, type="invoice.paid", body="{}",
-                                    created_at=ANCHOR)
-        WebhookDelivery.create(id=f"wd_{tenant_id}_{n}", endpoint=ids[0], event=event, status="PENDING",
-                               attempts=0, next_attempt_at=ANCHOR, created_at=ANCHOR)
+        event = WebhookEvent.create(
+            id=f"msg_{tenant_id}_{n}", tenant_id=tenant_id, type="invoice.paid", body="{}", created_at=ANCHOR
+        )
+        WebhookDelivery.create(
+            id=f"wd_{tenant_id}_{n}",
+            endpoint=ids[0],
+            event=event,
+            status="PENDING",
+            attempts=0,
+            next_attempt_at=ANCHOR,
+            created_at=ANCHOR,
+        )
     return ids[0]
 
 
@@ -129,10 +143,10 @@ def test_the_portal_page_costs_the_same_queries_for_3_or_30_endpoints_and_invoic
 
 def test_a_pdf_is_rendered_once_per_version_of_its_invoice(monkeypatch):
     rendered = []
-    monkeypatch.setattr(pdf, "render_invoice_pdf", lambda invoice: rendered.append(invoice.status) or
-                        pdf_bytes(invoice))
-    invoice_id = invoices.generate_invoice(insert_subscription("pdf", anchor=ANCHOR).id, now=ANCHOR,
-                                           issuer=ISSUER).id
+    monkeypatch.setattr(
+        pdf, "render_invoice_pdf", lambda invoice: rendered.append(invoice.status) or pdf_bytes(invoice)
+    )
+    invoice_id = invoices.generate_invoice(insert_subscription("pdf", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER).id
     first, again = invoices.invoice_pdf(invoice_id), invoices.invoice_pdf(invoice_id)
     invoices.set_status(invoice_id, "SENT", now=ANCHOR)
     sent = invoices.invoice_pdf(invoice_id)
@@ -141,6 +155,5 @@ def test_a_pdf_is_rendered_once_per_version_of_its_invoice(monkeypatch):
 
 
 def test_the_same_invoice_renders_to_the_same_bytes():
-    invoice = invoices.generate_invoice(insert_subscription("same-bytes", anchor=ANCHOR).id, now=ANCHOR,
-                                        issuer=ISSUER)
+    invoice = invoices.generate_invoice(insert_subscription("same-bytes", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER)
     assert pdf_bytes(invoice) == pdf_bytes(invoice) and pdf_bytes(invoice).startswith(b"%PDF")

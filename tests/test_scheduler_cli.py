@@ -37,7 +37,8 @@ def test_run_once_invoices_and_writes_eml(tmp_path):
             "INSERT INTO subscription (id, tenant_id, plan_id, billing_email, status, anchor_at, current_period_start,"
             " current_period_end, created_at, updated_at) VALUES ('sub_cli', 'acme', 'standard', 'acme@example.com',"
             " 'ACTIVE', '2025-01-15 09:00:00', '2025-01-15 09:00:00', '2025-02-15 09:00:00', '2025-01-15 09:00:00',"
-            " '2025-01-15 09:00:00')")
+            " '2025-01-15 09:00:00')"
+        )
     summary = run_once(env, "period_invoicing", "--now", "2025-03-20T00:00:00Z")
     assert summary["job"] == "period_invoicing" and summary["rows"] == 2 and "duration_ms" in summary
     assert run_once(env, "period_invoicing", "--now", "2025-03-20T00:00:00Z")["rows"] == 0
@@ -48,8 +49,12 @@ def test_run_once_invoices_and_writes_eml(tmp_path):
 
 def test_run_serves_metrics_and_stops_on_sigterm(tmp_path):
     metrics_port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out"),
-           "BILLING_SCHEDULER_METRICS_PORT": str(metrics_port)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}",
+        "OUTBOX_DIR": str(tmp_path / "out"),
+        "BILLING_SCHEDULER_METRICS_PORT": str(metrics_port),
+    }
     migrate(env)
     process = subprocess.Popen([str(SCRIPT), "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -61,8 +66,11 @@ def test_run_serves_metrics_and_stops_on_sigterm(tmp_path):
     ran = 'billing_job_runs_total{job="deliver_outbox",result="success"} 1.0'
     while ran not in (scrape := scraped(metrics_port)):  # counted just after the run's log line
         assert time.monotonic() < deadline, scrape
-    assert {"billing_outbox_pending 0.0", "billing_outbox_oldest_pending_seconds 0.0",
-            "billing_outbox_dead_letters 0.0"} <= set(scrape)
+    assert {
+        "billing_outbox_pending 0.0",
+        "billing_outbox_oldest_pending_seconds 0.0",
+        "billing_outbox_dead_letters 0.0",
+    } <= set(scrape)
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=15)
     assert process.returncode == 0
@@ -81,8 +89,14 @@ def refused(env, *args):
 
 def test_now_out_of_range_is_refused_in_one_line_and_does_nothing(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
-    for now in ("2200-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1999-12-31T23:59:59Z", "0001-01-01T00:00:00-14:00",
-                "9999-12-31T23:59:59-14:00", "not-a-time"):
+    for now in (
+        "2200-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "1999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00-14:00",
+        "9999-12-31T23:59:59-14:00",
+        "not-a-time",
+    ):
         code, lines = refused(env, "run-once", "daily_rollup", "--now", now)
         assert code == 2 and len(lines) == 1 and ("--now" in lines[0] or "timestamp" in lines[0]), (now, lines)
     assert not (tmp_path / "billing.db").exists()  # refused before touching anything
@@ -97,14 +111,18 @@ def test_outbox_command_counts_lists_and_retries_dead_letters(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "OUTBOX_DIR": str(tmp_path / "out")}
     migrate(env)
     with sqlite3.connect(tmp_path / "billing.db") as conn:
-        conn.execute("INSERT INTO outbox_message (dedup_key, template, recipient, payload, created_at, next_attempt_at,"
-                     " attempts, last_error, dead_at) VALUES ('k1', 'usage_alert', 'a@example.com', '{}',"
-                     " '2026-01-01 00:00:00', '2026-01-01 00:00:00', 10, 'refused', '2026-01-02 00:00:00')")
+        conn.execute(
+            "INSERT INTO outbox_message (dedup_key, template, recipient, payload, created_at, next_attempt_at,"
+            " attempts, last_error, dead_at) VALUES ('k1', 'usage_alert', 'a@example.com', '{}',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00', 10, 'refused', '2026-01-02 00:00:00')"
+        )
         [(row_id,)] = conn.execute("SELECT id FROM outbox_message")
     script = [str(SCRIPT), "outbox"]
     counts = json.loads(subprocess.run(script, env=env, capture_output=True, text=True, check=True).stdout)
     assert counts == {"dead": 1, "pending": 0, "retrying": 0}
-    [line] = subprocess.run(script + ["--failed"], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    [line] = subprocess.run(
+        script + ["--failed"], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert json.loads(line)["id"] == row_id and json.loads(line)["last_error"] == "refused"
     subprocess.run(script + ["--retry", str(row_id)], env=env, check=True, capture_output=True)
     assert json.loads(subprocess.run(script, env=env, capture_output=True, text=True).stdout)["pending"] == 1

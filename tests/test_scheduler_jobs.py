@@ -18,9 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from pypdf import PdfReader
 
-from processes import free_port
 from factories import insert_subscription
-
+from processes import free_port
 from server.config import Settings
 from server.domain.periods import add_months
 from server.notifications.sender import SmtpSender
@@ -97,8 +96,9 @@ def invoices_of(sub):
 
 def outbox_of(sub):
     with db.session():
-        return list(OutboxMessage.select().where(OutboxMessage.recipient == sub.billing_email)
-                    .order_by(OutboxMessage.id))
+        return list(
+            OutboxMessage.select().where(OutboxMessage.recipient == sub.billing_email).order_by(OutboxMessage.id)
+        )
 
 
 def deliver_all(sender, at):
@@ -140,7 +140,8 @@ def test_three_emails_arrive_over_smtp(own_database_url, smtp, make_sub, now):
     alerts = handler.to(heavy.billing_email)
     assert sorted(m["Subject"] for m in alerts) == [
         "Usage alert: 100% of included requests used (Standard plan)",
-        "Usage alert: 80% of included requests used (Standard plan)"]
+        "Usage alert: 80% of included requests used (Standard plan)",
+    ]
     assert "100,000" in alerts[0].get_body(("plain",)).get_content()
 
     # Everything again: nothing new is invoiced, queued or sent.
@@ -265,8 +266,14 @@ def test_daily_rollup_purges_raw_events_past_retention_in_batches(own_database_u
     with db.session():
         for i, age in enumerate([40, 39, 36, 34, 1]):
             received = now - dt.timedelta(days=age)
-            RecordedUsageEvent.create(subscription=sub.id, event_id=f"e{i}", endpoint="/x", count=1,
-                              occurred_at=received, received_at=received)
+            RecordedUsageEvent.create(
+                subscription=sub.id,
+                event_id=f"e{i}",
+                endpoint="/x",
+                count=1,
+                occurred_at=received,
+                received_at=received,
+            )
     summary = run_job("daily_rollup", now, SETTINGS, batch=2)
     assert summary["rows"] == 3 and summary["batches"] == 2
     with db.session():
@@ -280,10 +287,22 @@ def test_a_stopping_scheduler_finishes_the_item_in_hand_and_no_more(stack, now):
     with db.session():
         for _ in range(3):
             with db.database.atomic():
-                enqueue(template="usage_alert", recipient="stop@example.com", dedup_key=f"stop:{uuid.uuid4().hex}",
-                        payload={"subscription_id": "s", "tenant_id": "t", "plan": "Free", "threshold": 80,
-                                 "requests": 8, "included": 10, "period_start": now.isoformat(),
-                                 "period_end": now.isoformat()}, now=now)
+                enqueue(
+                    template="usage_alert",
+                    recipient="stop@example.com",
+                    dedup_key=f"stop:{uuid.uuid4().hex}",
+                    payload={
+                        "subscription_id": "s",
+                        "tenant_id": "t",
+                        "plan": "Free",
+                        "threshold": 80,
+                        "requests": 8,
+                        "included": 10,
+                        "period_start": now.isoformat(),
+                        "period_end": now.isoformat(),
+                    },
+                    now=now,
+                )
 
     class StopDuringSend:
         sent = 0

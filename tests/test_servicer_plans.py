@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from billing.v1 import plan_pb2
 
+from billing.v1 import plan_pb2
 from server.transport.plans import PlanServicer
 
 

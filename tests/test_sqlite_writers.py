@@ -8,10 +8,9 @@ import threading
 
 import pytest
 
-from stores import own_database
-
 from server.persistence import db
 from server.persistence.models import Plan
+from stores import own_database
 
 
 @pytest.fixture()

@@ -19,23 +19,27 @@ def bound_port():
         yield sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("program, env, setting", [
-    ("billing-server", {"BILLING_GRPC_PORT": "fifty"}, "BILLING_GRPC_PORT"),
-    ("billing-server", {"BILLING_BOOTSTRAP_ADMIN_KEY": "short"}, "BILLING_BOOTSTRAP_ADMIN_KEY"),
-    ("billing-server", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
-    ("billing-server", {"DATABASE_URL": "sqlite:////no/such/folder/billing.db"}, "DATABASE_URL"),
-    ("billing-server", {"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
-    ("billing-server", {"BILLING_CATALOGUE": "/no/such/plans.json"}, "BILLING_CATALOGUE"),
-    ("billing-keys", {"BILLING_GRPC_THREADS": "0"}, "BILLING_GRPC_THREADS"),
-    ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
-    ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
-    ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
-])
+@pytest.mark.parametrize(
+    "program, env, setting",
+    [
+        ("billing-server", {"BILLING_GRPC_PORT": "fifty"}, "BILLING_GRPC_PORT"),
+        ("billing-server", {"BILLING_BOOTSTRAP_ADMIN_KEY": "short"}, "BILLING_BOOTSTRAP_ADMIN_KEY"),
+        ("billing-server", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
+        ("billing-server", {"DATABASE_URL": "sqlite:////no/such/folder/billing.db"}, "DATABASE_URL"),
+        ("billing-server", {"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
+        ("billing-server", {"BILLING_CATALOGUE": "/no/such/plans.json"}, "BILLING_CATALOGUE"),
+        ("billing-keys", {"BILLING_GRPC_THREADS": "0"}, "BILLING_GRPC_THREADS"),
+        ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
+        ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
+        ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
+    ],
+)
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
     args = {"billing-keys": ["create", "--admin"], "billing-scheduler": ["run-once", "daily_rollup"]}.get(program, [])
     base = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0"}
-    done = subprocess.run([str(BIN / program), *args], env={**base, **env}, capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [str(BIN / program), *args], env={**base, **env}, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{program}: ") and setting in lines[0], done.stderr
@@ -43,8 +47,12 @@ def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
 
 @pytest.mark.parametrize("setting", ["BILLING_GRPC_PORT", "BILLING_METRICS_PORT"])
 def test_port_in_use_is_one_line_and_exit_2(tmp_path, bound_port, setting):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}", "BILLING_GRPC_PORT": "0",
-           setting: str(bound_port)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}",
+        "BILLING_GRPC_PORT": "0",
+        setting: str(bound_port),
+    }
     migrate(env)
     done = subprocess.run([str(BIN / "billing-server")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

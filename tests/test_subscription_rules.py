@@ -16,8 +16,20 @@ def test_valid_emails_are_accepted_and_stripped(email):
     assert rules.validate_email(email) == email.strip()
 
 
-@pytest.mark.parametrize("email", ["acme.com", "a@b", "a b@acme.com", "a@@acme.com", "@acme.com", "a@acme.",
-                                   "a@-acme.com", "x" * 65 + "@acme.com", "a@" + "b" * 320 + ".com"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "acme.com",
+        "a@b",
+        "a b@acme.com",
+        "a@@acme.com",
+        "@acme.com",
+        "a@acme.",
+        "a@-acme.com",
+        "x" * 65 + "@acme.com",
+        "a@" + "b" * 320 + ".com",
+    ],
+)
 def test_malformed_emails_are_400_naming_the_field(email):
     with pytest.raises(InvalidArgument) as error:
         rules.validate_email(email)
@@ -46,8 +58,9 @@ def test_missing_fields_are_400_naming_the_field(field, value):
     assert error.value.reason == "MISSING_FIELD"
 
 
-@pytest.mark.parametrize("validate,field", [(rules.validate_tenant_id, "tenant_id"),
-                                            (rules.validate_email, "billing_email")])
+@pytest.mark.parametrize(
+    "validate,field", [(rules.validate_tenant_id, "tenant_id"), (rules.validate_email, "billing_email")]
+)
 def test_validators_name_their_own_missing_field(validate, field):
     with pytest.raises(InvalidArgument) as error:
         validate("  ")

@@ -8,11 +8,10 @@ import threading
 
 import grpc
 import pytest
-from billing.v1 import subscription_pb2 as pb, subscription_pb2_grpc
 
-
+from billing.v1 import subscription_pb2 as pb
+from billing.v1 import subscription_pb2_grpc
 from grpc_errors import grpc_error, grpc_fields
-
 from server.domain import periods
 from server.persistence import db
 from server.persistence.models import PlanChange, Subscription
@@ -21,8 +20,12 @@ Status = pb.Subscription.Status
 
 
 def rest_create(stack, tenant_id, plan_id="standard", email="billing@example.com", key="admin"):
-    return stack.rest("POST", "/billing/subscriptions", key=key,
-                      body={"tenant_id": tenant_id, "plan_id": plan_id, "billing_email": email})
+    return stack.rest(
+        "POST",
+        "/billing/subscriptions",
+        key=key,
+        body={"tenant_id": tenant_id, "plan_id": plan_id, "billing_email": email},
+    )
 
 
 def violated_fields(body) -> list[str]:
@@ -32,8 +35,12 @@ def violated_fields(body) -> list[str]:
 def rows(tenant_id):
     with db.session():
         subs = list(Subscription.select().where(Subscription.tenant_id == tenant_id))
-        changes = list(PlanChange.select().join(Subscription).where(Subscription.tenant_id == tenant_id)
-                       .order_by(PlanChange.effective_at, PlanChange.id))
+        changes = list(
+            PlanChange.select()
+            .join(Subscription)
+            .where(Subscription.tenant_id == tenant_id)
+            .order_by(PlanChange.effective_at, PlanChange.id)
+        )
         return subs, [(c.subscription_id, c.plan_id) for c in changes]
 
 
@@ -44,6 +51,7 @@ def subs(stack):
 
 # --- the lifecycle through each door -------------------------------------------------------------
 
+
 def test_rest_create_get_update_cancel(stack, tenant_id):
     before = dt.datetime.now(dt.timezone.utc)
     reply = rest_create(stack, tenant_id)
@@ -51,7 +59,11 @@ def test_rest_create_get_update_cancel(stack, tenant_id):
     sub = reply.json()
     assert sub["id"].startswith("sub_") and len(sub["id"]) == 36
     assert (sub["tenant_id"], sub["plan_id"], sub["billing_email"], sub["status"]) == (
-        tenant_id, "standard", "billing@example.com", "ACTIVE")
+        tenant_id,
+        "standard",
+        "billing@example.com",
+        "ACTIVE",
+    )
     created = dt.datetime.fromisoformat(sub["created_at"])
     assert before - dt.timedelta(seconds=1) <= created <= dt.datetime.now(dt.timezone.utc)
     assert dt.datetime.fromisoformat(sub["current_period_start"]) == created
@@ -60,8 +72,11 @@ def test_rest_create_get_update_cancel(stack, tenant_id):
 
     assert stack.rest("GET", f"/billing/subscriptions/{sub['id']}").json() == sub
 
-    reply = stack.rest("PUT", f"/billing/subscriptions/{sub['id']}",
-                       body={"plan_id": "premium", "billing_email": "finance@example.com"})
+    reply = stack.rest(
+        "PUT",
+        f"/billing/subscriptions/{sub['id']}",
+        body={"plan_id": "premium", "billing_email": "finance@example.com"},
+    )
     assert reply.status == 200, reply.body
     updated = reply.json()
     assert (updated["plan_id"], updated["billing_email"]) == ("premium", "finance@example.com")
@@ -85,8 +100,10 @@ def test_rest_create_get_update_cancel(stack, tenant_id):
 
 def test_grpc_create_get_update_cancel(stack, subs, tenant_id):
     auth = stack.auth(stack.admin_key)
-    sub = subs.CreateSubscription(pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="free", billing_email="ops@example.com"), metadata=auth)
+    sub = subs.CreateSubscription(
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="ops@example.com"),
+        metadata=auth,
+    )
     assert sub.status == Status.ACTIVE and sub.plan_id == "free" and not sub.HasField("canceled_at")
     assert sub.current_period_start == sub.created_at
     assert subs.GetSubscription(pb.GetSubscriptionRequest(id=sub.id), metadata=auth) == sub
@@ -111,6 +128,7 @@ def test_same_plan_is_no_change_and_no_history(stack, tenant_id):
 
 
 # --- bad input: 400 naming the field, 404, 409; a failed call writes nothing ---------------------
+
 
 @pytest.mark.parametrize("missing", ["tenant_id", "plan_id", "billing_email"])
 def test_rest_create_missing_field_is_400_naming_it(stack, tenant_id, missing):
@@ -166,8 +184,9 @@ def test_rest_update_unknown_plan_or_bad_email_is_400_and_changes_nothing(stack,
     sub = rest_create(stack, tenant_id).json()
     reply = stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", body={"plan_id": "platinum"})
     assert reply.status == 400 and violated_fields(reply.json()) == ["plan_id"]
-    reply = stack.rest("PUT", f"/billing/subscriptions/{sub['id']}",
-                       body={"plan_id": "premium", "billing_email": "nope"})
+    reply = stack.rest(
+        "PUT", f"/billing/subscriptions/{sub['id']}", body={"plan_id": "premium", "billing_email": "nope"}
+    )
     assert reply.status == 400 and violated_fields(reply.json()) == ["billing_email"]
     assert stack.rest("GET", f"/billing/subscriptions/{sub['id']}").json() == sub
     assert rows(tenant_id)[1] == [(sub["id"], "standard")]
@@ -176,37 +195,51 @@ def test_rest_update_unknown_plan_or_bad_email_is_400_and_changes_nothing(stack,
 def test_grpc_errors_carry_codes_and_fields(stack, subs, tenant_id):
     auth = stack.auth(stack.admin_key)
     create = subs.CreateSubscription
-    error = grpc_error(create, pb.CreateSubscriptionRequest(plan_id="free", billing_email="a@example.com"),
-                       metadata=auth)
+    error = grpc_error(
+        create, pb.CreateSubscriptionRequest(plan_id="free", billing_email="a@example.com"), metadata=auth
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["tenant_id"]
-    error = grpc_error(create, pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="gold", billing_email="a@example.com"), metadata=auth)
+    error = grpc_error(
+        create,
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="gold", billing_email="a@example.com"),
+        metadata=auth,
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["plan_id"]
-    error = grpc_error(create, pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="free", billing_email="a@"), metadata=auth)
+    error = grpc_error(
+        create, pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="a@"), metadata=auth
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["billing_email"]
 
-    sub = create(pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"),
-                 metadata=auth)
-    error = grpc_error(create, pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="premium", billing_email="a@example.com"), metadata=auth)
+    sub = create(
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"), metadata=auth
+    )
+    error = grpc_error(
+        create,
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="premium", billing_email="a@example.com"),
+        metadata=auth,
+    )
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
 
-    for call, request in [(subs.GetSubscription, pb.GetSubscriptionRequest(id="sub_missing")),
-                          (subs.UpdateSubscription, pb.UpdateSubscriptionRequest(id="sub_missing", plan_id="free")),
-                          (subs.CancelSubscription, pb.CancelSubscriptionRequest(id="sub_missing"))]:
+    for call, request in [
+        (subs.GetSubscription, pb.GetSubscriptionRequest(id="sub_missing")),
+        (subs.UpdateSubscription, pb.UpdateSubscriptionRequest(id="sub_missing", plan_id="free")),
+        (subs.CancelSubscription, pb.CancelSubscriptionRequest(id="sub_missing")),
+    ]:
         assert grpc_error(call, request, metadata=auth).code() == grpc.StatusCode.NOT_FOUND
 
     subs.CancelSubscription(pb.CancelSubscriptionRequest(id=sub.id), metadata=auth)
-    error = grpc_error(subs.UpdateSubscription, pb.UpdateSubscriptionRequest(id=sub.id, plan_id="premium"),
-                       metadata=auth)
+    error = grpc_error(
+        subs.UpdateSubscription, pb.UpdateSubscriptionRequest(id=sub.id, plan_id="premium"), metadata=auth
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert len(rows(tenant_id)[0]) == 1
-    assert grpc_error(subs.GetSubscription, pb.GetSubscriptionRequest(id=sub.id)).code() == \
-        grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        grpc_error(subs.GetSubscription, pb.GetSubscriptionRequest(id=sub.id)).code() == grpc.StatusCode.UNAUTHENTICATED
+    )
 
 
 # --- tenant isolation -----------------------------------------------------------------------------
+
 
 def test_rest_tenant_keys_see_only_their_own(stack, tenant_id):
     other = tenant_id + "-other"
@@ -226,8 +259,12 @@ def test_rest_tenant_keys_see_only_their_own(stack, tenant_id):
 
     assert stack.rest("GET", f"/billing/subscriptions/tenant/{tenant_id}", key=mine).json()["subscriptions"] == [sub]
     assert stack.rest("GET", f"/billing/subscriptions/{sub['id']}").status == 200  # admin sees all
-    assert stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", key=mine,
-                      body={"plan_id": "premium"}).json()["plan_id"] == "premium"
+    assert (
+        stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", key=mine, body={"plan_id": "premium"}).json()[
+            "plan_id"
+        ]
+        == "premium"
+    )
     assert stack.rest("DELETE", f"/billing/subscriptions/{sub['id']}", key=mine).json()["status"] == "CANCELED"
     assert rows(tenant_id)[1] == [(sub["id"], "standard"), (sub["id"], "premium")]
     assert rows(other) == ([], [])
@@ -235,22 +272,32 @@ def test_rest_tenant_keys_see_only_their_own(stack, tenant_id):
 
 def test_grpc_tenant_isolation(stack, subs, tenant_id):
     mine, theirs = stack.auth(stack.tenant_key(tenant_id)), stack.auth(stack.tenant_key(tenant_id + "-x"))
-    sub = subs.CreateSubscription(pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"), metadata=mine)
-    error = grpc_error(subs.CreateSubscription, pb.CreateSubscriptionRequest(
-        tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"), metadata=theirs)
+    sub = subs.CreateSubscription(
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"), metadata=mine
+    )
+    error = grpc_error(
+        subs.CreateSubscription,
+        pb.CreateSubscriptionRequest(tenant_id=tenant_id, plan_id="free", billing_email="a@example.com"),
+        metadata=theirs,
+    )
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert grpc_error(subs.GetSubscription, pb.GetSubscriptionRequest(id=sub.id), metadata=theirs).code() == \
-        grpc.StatusCode.NOT_FOUND
-    assert grpc_error(subs.CancelSubscription, pb.CancelSubscriptionRequest(id=sub.id), metadata=theirs).code() == \
-        grpc.StatusCode.NOT_FOUND
-    error = grpc_error(subs.ListTenantSubscriptions, pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id),
-                       metadata=theirs)
+    assert (
+        grpc_error(subs.GetSubscription, pb.GetSubscriptionRequest(id=sub.id), metadata=theirs).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        grpc_error(subs.CancelSubscription, pb.CancelSubscriptionRequest(id=sub.id), metadata=theirs).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
+    error = grpc_error(
+        subs.ListTenantSubscriptions, pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id), metadata=theirs
+    )
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert subs.GetSubscription(pb.GetSubscriptionRequest(id=sub.id), metadata=mine) == sub
 
 
 # --- list: status filter and pagination -----------------------------------------------------------
+
 
 def three_subscriptions(stack, tenant_id) -> list[str]:
     """Two canceled and one active, returned newest first."""
@@ -292,20 +339,25 @@ def test_rest_list_paginates_newest_first_and_filters_by_status(stack, tenant_id
 def test_grpc_list_paginates_and_filters(stack, subs, tenant_id):
     ids = three_subscriptions(stack, tenant_id)
     auth = stack.auth(stack.admin_key)
-    page = subs.ListTenantSubscriptions(pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id, page_size=2),
-                                        metadata=auth)
+    page = subs.ListTenantSubscriptions(
+        pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id, page_size=2), metadata=auth
+    )
     assert [s.id for s in page.subscriptions] == ids[:2] and page.next_page_token
-    last = subs.ListTenantSubscriptions(pb.ListTenantSubscriptionsRequest(
-        tenant_id=tenant_id, page_size=2, page_token=page.next_page_token), metadata=auth)
+    last = subs.ListTenantSubscriptions(
+        pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id, page_size=2, page_token=page.next_page_token),
+        metadata=auth,
+    )
     assert [s.id for s in last.subscriptions] == ids[2:] and last.next_page_token == ""
-    canceled = subs.ListTenantSubscriptions(pb.ListTenantSubscriptionsRequest(
-        tenant_id=tenant_id, status=Status.CANCELED), metadata=auth)
+    canceled = subs.ListTenantSubscriptions(
+        pb.ListTenantSubscriptionsRequest(tenant_id=tenant_id, status=Status.CANCELED), metadata=auth
+    )
     assert [s.id for s in canceled.subscriptions] == ids[1:]
     error = grpc_error(subs.ListTenantSubscriptions, pb.ListTenantSubscriptionsRequest(), metadata=auth)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["tenant_id"]
 
 
 # --- the one-active rule under concurrency -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("door", ["rest", "grpc"])
 def test_concurrent_creates_give_one_active_subscription(stack, subs, tenant_id, door):
@@ -317,9 +369,12 @@ def test_concurrent_creates_give_one_active_subscription(stack, subs, tenant_id,
         if door == "rest":
             return rest_create(stack, tenant_id, email=f"c{index}@example.com").status
         try:
-            subs.CreateSubscription(pb.CreateSubscriptionRequest(
-                tenant_id=tenant_id, plan_id="standard", billing_email=f"c{index}@example.com"),
-                metadata=stack.auth(stack.admin_key))
+            subs.CreateSubscription(
+                pb.CreateSubscriptionRequest(
+                    tenant_id=tenant_id, plan_id="standard", billing_email=f"c{index}@example.com"
+                ),
+                metadata=stack.auth(stack.admin_key),
+            )
             return 200
         except grpc.RpcError as error:
             return {grpc.StatusCode.ALREADY_EXISTS: 409}.get(error.code(), error.code())

@@ -19,13 +19,12 @@ import uuid
 import grpc
 import pytest
 import trustme
-from billing.v1 import plan_pb2, plan_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from billing.v1 import plan_pb2, plan_pb2_grpc
+from processes import ADMIN_KEY, BIN, create_tenant_key, free_port, in_process_server
 from server.config import Settings
 from server.readiness import wait_for_grpc, wait_for_http
-from processes import ADMIN_KEY, BIN, create_tenant_key, free_port, in_process_server
-
 
 
 @dataclasses.dataclass
@@ -59,7 +58,8 @@ class Pki:
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca_file.read_bytes(),
             private_key=(self.folder / f"{client}.key").read_bytes(),
-            certificate_chain=(self.folder / f"{client}.pem").read_bytes())
+            certificate_chain=(self.folder / f"{client}.pem").read_bytes(),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +85,21 @@ def tls_stack(pki, tmp_path_factory):
     """`billing-stack` with TLS on both doors and client certificates required on the gRPC port."""
     workdir = tmp_path_factory.mktemp("tls-stack")
     http_port, grpc_port, gateway_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'billing.db'}", "OUTBOX_DIR": str(workdir / "outbox"),
-           "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "BILLING_HTTP_PORT": str(http_port),
-           "BILLING_GATEWAY_PORT": str(gateway_port), "BILLING_DEMO_UPSTREAM_PORT": str(free_port()),
-           "BILLING_GRPC_PORT": str(grpc_port), "BILLING_ENVOY_ADMIN_PORT": str(free_port()),
-           "BILLING_TLS_CERT": str(pki.folder / "server.pem"), "BILLING_TLS_KEY": str(pki.folder / "server.key"),
-           "BILLING_GRPC_CLIENT_CA": str(pki.ca_file)}
-    log = open(workdir / "stack.log", "wb")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir / 'billing.db'}",
+        "OUTBOX_DIR": str(workdir / "outbox"),
+        "BILLING_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "BILLING_HTTP_PORT": str(http_port),
+        "BILLING_GATEWAY_PORT": str(gateway_port),
+        "BILLING_DEMO_UPSTREAM_PORT": str(free_port()),
+        "BILLING_GRPC_PORT": str(grpc_port),
+        "BILLING_ENVOY_ADMIN_PORT": str(free_port()),
+        "BILLING_TLS_CERT": str(pki.folder / "server.pem"),
+        "BILLING_TLS_KEY": str(pki.folder / "server.key"),
+        "BILLING_GRPC_CLIENT_CA": str(pki.ca_file),
+    }
+    log = open(workdir / "stack.log", "wb")  # noqa: SIM115 - closed in finally, once the stack it logs has exited
     stack = subprocess.Popen([str(BIN / "billing-stack")], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     rest_url = f"https://localhost:{http_port}"
     try:
@@ -116,14 +124,19 @@ def handshake(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
 
 # --- the gateway ------------------------------------------------------------------------------
 
+
 def test_gateway_over_https_checks_keys_over_mtls_and_forwards(tls_stack, pki):
     with pytest.raises(urllib.error.HTTPError) as denied:
         rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context())  # an admin key is not tenant traffic
     assert denied.value.code == 403 and b"ADMIN_KEY" in denied.value.read()
     tenant = f"tls-{uuid.uuid4().hex[:8]}"
     body = f'{{"tenant_id": "{tenant}", "plan_id": "standard", "billing_email": "b@example.com"}}'.encode()
-    request = urllib.request.Request(f"{tls_stack.rest_url}/billing/subscriptions", data=body, method="POST",
-                                     headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    request = urllib.request.Request(
+        f"{tls_stack.rest_url}/billing/subscriptions",
+        data=body,
+        method="POST",
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+    )
     urllib.request.urlopen(request, timeout=10, context=pki.ssl_context()).close()
     key = create_tenant_key(tls_stack.env, tenant)
     status, echoed = rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context(), key=key)
@@ -139,6 +152,7 @@ def test_plaintext_request_to_the_tls_gateway_gets_no_http_answer(tls_stack):
 
 # --- REST through Envoy -----------------------------------------------------------------------
 
+
 def test_rest_over_https_verifies_the_chain_and_reaches_the_server_over_mtls(tls_stack, pki):
     # The call crosses both hops: HTTPS to Envoy, then TLS with Envoy's client certificate to gRPC.
     status, body = rest_get(f"{tls_stack.rest_url}/billing/plans", pki.ssl_context())
@@ -149,7 +163,9 @@ def test_rest_over_https_verifies_the_chain_and_reaches_the_server_over_mtls(tls
 def test_rest_certificate_from_an_unknown_ca_is_rejected_by_the_client(tls_stack, tmp_path):
     trustme.CA().cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
-        rest_get(f"{tls_stack.rest_url}/billing/health", ssl.create_default_context(cafile=str(tmp_path / "other-ca.pem")))
+        rest_get(
+            f"{tls_stack.rest_url}/billing/health", ssl.create_default_context(cafile=str(tmp_path / "other-ca.pem"))
+        )
 
 
 def test_plaintext_request_to_the_tls_listener_gets_no_http_answer(tls_stack):
@@ -193,7 +209,7 @@ def test_listener_reloads_a_renewed_certificate_without_restart(tls_stack, pki):
     before = served_certificate(port, context)
     renewed = pki.issue("renewed", None, "localhost", "127.0.0.1")
     # Replace by rename, as certificate tools and Kubernetes secrets do: Envoy watches for moves.
-    for new, current in zip(renewed, [pki.folder / "server.pem", pki.folder / "server.key"]):
+    for new, current in zip(renewed, [pki.folder / "server.pem", pki.folder / "server.key"], strict=True):
         os.replace(new, current)
     expected = ssl.PEM_cert_to_DER_cert((pki.folder / "server.pem").read_text())
     assert expected != before
@@ -207,10 +223,12 @@ def test_listener_reloads_a_renewed_certificate_without_restart(tls_stack, pki):
 
 # --- the gRPC port ----------------------------------------------------------------------------
 
+
 def list_plans(address: str, credentials: grpc.ChannelCredentials) -> list[str]:
     with grpc.secure_channel(address, credentials) as channel:
         reply = plan_pb2_grpc.PlanServiceStub(channel).ListPlans(
-            plan_pb2.ListPlansRequest(), metadata=(("authorization", f"Bearer {ADMIN_KEY}"),), timeout=10)
+            plan_pb2.ListPlansRequest(), metadata=(("authorization", f"Bearer {ADMIN_KEY}"),), timeout=10
+        )
         return [plan.id for plan in reply.plans]
 
 
@@ -227,8 +245,9 @@ def test_grpc_mtls_refuses_clients_without_a_certificate_from_the_ca(tls_stack, 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess:
     """grpcurl retries a failing handshake until its connect timeout: keep refusals quick."""
-    return subprocess.run([str(BIN / "grpcurl"), "-connect-timeout", "2", *args],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [str(BIN / "grpcurl"), "-connect-timeout", "2", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_grpcurl_over_mtls_with_and_without_a_client_certificate(tls_stack, pki):
@@ -272,10 +291,16 @@ def test_grpcurl_with_cacert_and_not_plaintext(grpc_tls_only, pki):
 
 # --- refusing clear text off loopback -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["billing-server", "billing-stack"])
 def test_non_loopback_bind_without_tls_refuses_to_start(command, tmp_path):
-    env = {**os.environ, "BILLING_BIND": "0.0.0.0", "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}",
-           "BILLING_GRPC_PORT": str(free_port()), "BILLING_HTTP_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "BILLING_BIND": "0.0.0.0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}",
+        "BILLING_GRPC_PORT": str(free_port()),
+        "BILLING_HTTP_PORT": str(free_port()),
+    }
     env.pop("BILLING_TLS_CERT", None)
     env.pop("BILLING_ALLOW_PLAINTEXT", None)
     done = subprocess.run([str(BIN / command)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)

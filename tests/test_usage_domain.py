@@ -8,8 +8,20 @@ import pytest
 
 from server.domain.errors import InvalidArgument
 from server.domain.usage import (
-    FUTURE_SKEW, MAX_BATCH, MAX_COUNT, MAX_ENDPOINT, MAX_EVENT_ID, Event, RawEvent, analytics, daily_series,
-    date_range, first_of_each_id, hour_of, hourly_totals, validate_batch,
+    FUTURE_SKEW,
+    MAX_BATCH,
+    MAX_COUNT,
+    MAX_ENDPOINT,
+    MAX_EVENT_ID,
+    Event,
+    RawEvent,
+    analytics,
+    daily_series,
+    date_range,
+    first_of_each_id,
+    hour_of,
+    hourly_totals,
+    validate_batch,
 )
 
 UTC = dt.timezone.utc
@@ -25,15 +37,18 @@ def test_defaults_count_one_and_timestamp_now():
     assert (event.count, event.timestamp, event.endpoint) == (1, NOW, "/v1/x")
 
 
-@pytest.mark.parametrize("bad, field", [
-    (raw(endpoint="  "), "events[1].endpoint"),
-    (raw(count=0), "events[1].count"),
-    (raw(count=-3), "events[1].count"),
-    (raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)), "events[1].timestamp"),
-    (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id"),
-    (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint"),
-    (raw(count=MAX_COUNT + 1), "events[1].count"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (raw(endpoint="  "), "events[1].endpoint"),
+        (raw(count=0), "events[1].count"),
+        (raw(count=-3), "events[1].count"),
+        (raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)), "events[1].timestamp"),
+        (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id"),
+        (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint"),
+        (raw(count=MAX_COUNT + 1), "events[1].count"),
+    ],
+)
 def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field):
     with pytest.raises(InvalidArgument) as error:
         validate_batch([raw(), bad], NOW)
@@ -74,8 +89,12 @@ def test_repeats_within_a_batch_keep_the_first():
 
 
 def test_hourly_totals_fold_by_clock_hour_and_endpoint():
-    events = [Event(0, "a", "/x", 2, NOW), Event(1, "b", "/x", 3, NOW.replace(minute=59)),
-              Event(2, "c", "/y", 1, NOW), Event(3, "d", "/x", 4, NOW + dt.timedelta(hours=1))]
+    events = [
+        Event(0, "a", "/x", 2, NOW),
+        Event(1, "b", "/x", 3, NOW.replace(minute=59)),
+        Event(2, "c", "/y", 1, NOW),
+        Event(3, "d", "/x", 4, NOW + dt.timedelta(hours=1)),
+    ]
     hour = NOW.replace(minute=0)
     assert hourly_totals(events) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
 
@@ -88,9 +107,13 @@ def test_date_range_defaults_and_errors():
     first, last = dt.date(2026, 11, 1), dt.date(2026, 11, 30)
     assert date_range("", "", first, last) == (first, last)
     assert date_range("2026-11-03", "", first, last) == (dt.date(2026, 11, 3), last)
-    for start, end, field in [("2026-11-31", "", "start_date"), ("20261101", "", "start_date"),
-                              ("2026-11-10", "2026-11-09", "start_date"), ("2025-01-01", "2026-01-02", "end_date"),
-                              ("", "2026-13-01", "end_date")]:
+    for start, end, field in [
+        ("2026-11-31", "", "start_date"),
+        ("20261101", "", "start_date"),
+        ("2026-11-10", "2026-11-09", "start_date"),
+        ("2025-01-01", "2026-01-02", "end_date"),
+        ("", "2026-13-01", "end_date"),
+    ]:
         with pytest.raises(InvalidArgument) as error:
             date_range(start, end, first, last)
         assert error.value.violations[0].field == field
@@ -102,7 +125,10 @@ def test_date_range_defaults_and_errors():
 def test_daily_series_is_zero_filled_oldest_first():
     hourly = {dt.datetime(2026, 11, 2, 5, tzinfo=UTC): 3, dt.datetime(2026, 11, 2, 23, tzinfo=UTC): 4}
     assert daily_series(dt.date(2026, 11, 1), dt.date(2026, 11, 3), hourly) == [
-        (dt.date(2026, 11, 1), 0), (dt.date(2026, 11, 2), 7), (dt.date(2026, 11, 3), 0)]
+        (dt.date(2026, 11, 1), 0),
+        (dt.date(2026, 11, 2), 7),
+        (dt.date(2026, 11, 3), 0),
+    ]
 
 
 def test_analytics_peaks_average_and_top_endpoints():

@@ -8,10 +8,10 @@ import uuid
 
 import grpc
 import pytest
+
 from billing.v1 import usage_pb2, usage_pb2_grpc
 from calls import iso
 from factories import insert_subscription
-
 from server.persistence import db
 from server.persistence.models import Invoice, RecordedUsageEvent
 
@@ -20,9 +20,11 @@ UTC = dt.timezone.utc
 
 def test_track_counts_once_and_reports_duplicates(stack, tenant_id):
     sub = insert_subscription(tenant_id)
-    events = [{"event_id": "a", "endpoint": "/v1/search", "count": 3},
-              {"event_id": "b", "endpoint": "/v1/search"},
-              {"event_id": "a", "endpoint": "/v1/search", "count": 3}]
+    events = [
+        {"event_id": "a", "endpoint": "/v1/search", "count": 3},
+        {"event_id": "b", "endpoint": "/v1/search"},
+        {"event_id": "a", "endpoint": "/v1/search", "count": 3},
+    ]
     reply = stack.track(sub.id, events)
     assert reply.status == 200, reply.body
     assert reply.json() == {"accepted": 2, "duplicates": 1, "rejected": 0, "rejections": []}
@@ -41,13 +43,17 @@ def test_overage_estimate_rounds_half_up(stack, tenant_id):
     usage = stack.rest("GET", f"/billing/metrics/usage/{sub.id}").json()
     # 1,010 x 50 / 1000 = 50.5 cents -> 51
     assert (usage["overage_requests"], usage["estimated_overage_cents"], usage["remaining_included"]) == (
-        "1010", "51", "0")
+        "1010",
+        "51",
+        "0",
+    )
 
 
 def test_invalid_event_rejects_whole_batch_with_field(stack, tenant_id):
     sub = insert_subscription(tenant_id)
-    reply = stack.track(sub.id, [{"event_id": "ok", "endpoint": "/v1/x"},
-                                 {"event_id": "bad", "endpoint": "/v1/x", "count": 0}])
+    reply = stack.track(
+        sub.id, [{"event_id": "ok", "endpoint": "/v1/x"}, {"event_id": "bad", "endpoint": "/v1/x", "count": 0}]
+    )
     assert reply.status == 400
     body = reply.json()
     assert "events[1].count" in body["message"]
@@ -68,17 +74,34 @@ def test_canceled_and_invoiced_periods_reject_events_with_reasons(stack, tenant_
     sub = insert_subscription(tenant_id)
     now = dt.datetime.now(UTC)
     with db.session():
-        Invoice.create(id=f"inv_{uuid.uuid4().hex}", number=f"TEST-{uuid.uuid4().hex[:8]}", subscription=sub.id,
-                       tenant_id=tenant_id, status="PENDING", period_start=sub.current_period_start,
-                       period_end=sub.current_period_end, subtotal_cents=0, total_cents=0, currency="USD",
-                       billing_email="b@example.com", issuer_name="Issuer", issuer_address="", issuer_tax_id="",
-                       issued_at=now, due_at=now, created_at=now)
+        Invoice.create(
+            id=f"inv_{uuid.uuid4().hex}",
+            number=f"TEST-{uuid.uuid4().hex[:8]}",
+            subscription=sub.id,
+            tenant_id=tenant_id,
+            status="PENDING",
+            period_start=sub.current_period_start,
+            period_end=sub.current_period_end,
+            subtotal_cents=0,
+            total_cents=0,
+            currency="USD",
+            billing_email="b@example.com",
+            issuer_name="Issuer",
+            issuer_address="",
+            issuer_tax_id="",
+            issued_at=now,
+            due_at=now,
+            created_at=now,
+        )
     before = iso(sub.anchor_at - dt.timedelta(days=1))
-    body = stack.track(sub.id, [{"event_id": "late", "endpoint": "/x"},
-                                {"event_id": "early", "endpoint": "/x", "timestamp": before}]).json()
+    body = stack.track(
+        sub.id, [{"event_id": "late", "endpoint": "/x"}, {"event_id": "early", "endpoint": "/x", "timestamp": before}]
+    ).json()
     assert (body["accepted"], body["rejected"]) == (0, 2)
     assert {(r["event_id"], r["reason"]) for r in body["rejections"]} == {
-        ("late", "PERIOD_INVOICED"), ("early", "BEFORE_SUBSCRIPTION")}
+        ("late", "PERIOD_INVOICED"),
+        ("early", "BEFORE_SUBSCRIPTION"),
+    }
 
     canceled = insert_subscription(f"{tenant_id}-c", status="CANCELED")
     body = stack.track(canceled.id, [{"endpoint": "/x"}]).json()
@@ -92,7 +115,11 @@ def test_unknown_subscription_404_and_tracking_is_admin_only(stack, tenant_id):
     assert stack.track(sub.id, [{"endpoint": "/x"}], key=key).status == 403
     assert stack.rest("GET", f"/billing/metrics/usage/{sub.id}", key=key).status == 200
     other = stack.tenant_key(f"{tenant_id}-other")
-    for path in (f"/billing/metrics/usage/{sub.id}", f"/billing/metrics/daily/{sub.id}", f"/billing/analytics/{sub.id}"):
+    for path in (
+        f"/billing/metrics/usage/{sub.id}",
+        f"/billing/metrics/daily/{sub.id}",
+        f"/billing/analytics/{sub.id}",
+    ):
         assert stack.rest("GET", path, key=other).status == 404
 
 
@@ -100,31 +127,45 @@ def test_daily_and_analytics_over_a_range(stack, tenant_id):
     anchor = dt.datetime(2026, 1, 10, 8, tzinfo=UTC)
     sub = insert_subscription(tenant_id, anchor=anchor)
     day = lambda d, h: iso(dt.datetime(2026, 1, d, h, 15, tzinfo=UTC))  # noqa: E731
-    stack.track(sub.id, [
-        {"endpoint": "/v1/search", "count": 5, "timestamp": day(11, 9)},
-        {"endpoint": "/v1/search", "count": 7, "timestamp": day(11, 10)},
-        {"endpoint": "/v1/items", "count": 2, "timestamp": day(13, 10)},
-    ])
-    daily = stack.rest("GET", f"/billing/metrics/daily/{sub.id}",
-                       params={"start_date": "2026-01-10", "end_date": "2026-01-13"}).json()
-    assert daily["days"] == [{"date": "2026-01-10", "requests": "0"}, {"date": "2026-01-11", "requests": "12"},
-                             {"date": "2026-01-12", "requests": "0"}, {"date": "2026-01-13", "requests": "2"}]
-    result = stack.rest("GET", f"/billing/analytics/{sub.id}",
-                        params={"start_date": "2026-01-10", "end_date": "2026-01-13"}).json()
+    stack.track(
+        sub.id,
+        [
+            {"endpoint": "/v1/search", "count": 5, "timestamp": day(11, 9)},
+            {"endpoint": "/v1/search", "count": 7, "timestamp": day(11, 10)},
+            {"endpoint": "/v1/items", "count": 2, "timestamp": day(13, 10)},
+        ],
+    )
+    daily = stack.rest(
+        "GET", f"/billing/metrics/daily/{sub.id}", params={"start_date": "2026-01-10", "end_date": "2026-01-13"}
+    ).json()
+    assert daily["days"] == [
+        {"date": "2026-01-10", "requests": "0"},
+        {"date": "2026-01-11", "requests": "12"},
+        {"date": "2026-01-12", "requests": "0"},
+        {"date": "2026-01-13", "requests": "2"},
+    ]
+    result = stack.rest(
+        "GET", f"/billing/analytics/{sub.id}", params={"start_date": "2026-01-10", "end_date": "2026-01-13"}
+    ).json()
     assert result["total_requests"] == "14" and result["average_daily_requests"] == 3.5
     assert result["peak_day"] == {"date": "2026-01-11", "requests": "12"}
     assert result["peak_hour"] == {"hour": "2026-01-11T10:00:00Z", "requests": "7"}
-    assert result["top_endpoints"] == [{"endpoint": "/v1/search", "requests": "12"},
-                                       {"endpoint": "/v1/items", "requests": "2"}]
+    assert result["top_endpoints"] == [
+        {"endpoint": "/v1/search", "requests": "12"},
+        {"endpoint": "/v1/items", "requests": "2"},
+    ]
     default = stack.rest("GET", f"/billing/metrics/daily/{sub.id}").json()["days"]
     assert (default[0]["date"], default[-1]["date"], len(default)) == ("2026-01-10", "2026-02-10", 32)
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"start_date": "2026-02-01", "end_date": "2026-01-01"}, "start_date"),
-    ({"start_date": "2025-01-01", "end_date": "2026-01-05"}, "end_date"),
-    ({"start_date": "yesterday"}, "start_date"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"start_date": "2026-02-01", "end_date": "2026-01-01"}, "start_date"),
+        ({"start_date": "2025-01-01", "end_date": "2026-01-05"}, "end_date"),
+        ({"start_date": "yesterday"}, "start_date"),
+    ],
+)
 def test_bad_ranges_are_400_naming_the_field(stack, tenant_id, params, field):
     sub = insert_subscription(tenant_id)
     for path in (f"/billing/metrics/daily/{sub.id}", f"/billing/analytics/{sub.id}"):
@@ -136,14 +177,25 @@ def test_grpc_track_and_usage(stack, tenant_id):
     sub = insert_subscription(tenant_id)
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     auth = stack.auth(stack.admin_key)
-    reply = stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[
-        usage_pb2.UsageEvent(event_id="g1", endpoint="/v1/a", count=2),
-        usage_pb2.UsageEvent(event_id="g2", endpoint="/v1/b")]), metadata=auth)
+    reply = stub.TrackUsage(
+        usage_pb2.TrackUsageRequest(
+            subscription_id=sub.id,
+            events=[
+                usage_pb2.UsageEvent(event_id="g1", endpoint="/v1/a", count=2),
+                usage_pb2.UsageEvent(event_id="g2", endpoint="/v1/b"),
+            ],
+        ),
+        metadata=auth,
+    )
     assert (reply.accepted, reply.duplicates, reply.rejected) == (2, 0, 0)
     assert stub.GetUsage(usage_pb2.GetUsageRequest(subscription_id=sub.id), metadata=auth).total_requests == 3
     with pytest.raises(grpc.RpcError) as error:
-        stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[
-            usage_pb2.UsageEvent(endpoint="/v1/a", count=-1)]), metadata=auth)
+        stub.TrackUsage(
+            usage_pb2.TrackUsageRequest(
+                subscription_id=sub.id, events=[usage_pb2.UsageEvent(endpoint="/v1/a", count=-1)]
+            ),
+            metadata=auth,
+        )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -154,13 +206,15 @@ def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
 
     def send(worker: int):
         # Workers overlap: each sends ids worker*50 .. worker*50+99, so most ids arrive twice at once.
-        events = [usage_pb2.UsageEvent(event_id=f"c{n}", endpoint=f"/v1/{n % 7}", count=n % 3 + 1)
-                  for n in range(worker * 50, worker * 50 + 100)]
+        events = [
+            usage_pb2.UsageEvent(event_id=f"c{n}", endpoint=f"/v1/{n % 7}", count=n % 3 + 1)
+            for n in range(worker * 50, worker * 50 + 100)
+        ]
         return stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=events), metadata=auth)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(send, range(8)))
-    distinct = range(0, 7 * 50 + 100)
+    distinct = range(7 * 50 + 100)
     assert sum(r.accepted for r in replies) == len(distinct)
     assert sum(r.accepted + r.duplicates for r in replies) == 800
     usage = stub.GetUsage(usage_pb2.GetUsageRequest(subscription_id=sub.id), metadata=auth)
@@ -177,29 +231,53 @@ def test_grpc_daily_analytics_and_errors(stack, tenant_id):
     at.FromDatetime(dt.datetime(2026, 1, 11, 9, 30))
     # 12 endpoints tied on requests: the 10 kept are the smallest names by code point ("/B" < "/a").
     names = ["/B", "/a"] + [f"/e{i:02}" for i in range(10)]
-    stub.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[
-        usage_pb2.UsageEvent(endpoint=name, count=2, timestamp=at) for name in names]), metadata=admin)
-    days = stub.GetDailyUsage(usage_pb2.GetDailyUsageRequest(
-        subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"), metadata=admin).days
+    stub.TrackUsage(
+        usage_pb2.TrackUsageRequest(
+            subscription_id=sub.id,
+            events=[usage_pb2.UsageEvent(endpoint=name, count=2, timestamp=at) for name in names],
+        ),
+        metadata=admin,
+    )
+    days = stub.GetDailyUsage(
+        usage_pb2.GetDailyUsageRequest(subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"),
+        metadata=admin,
+    ).days
     assert [(d.date, d.requests) for d in days] == [("2026-01-11", 24), ("2026-01-12", 0)]
-    result = stub.GetUsageAnalytics(usage_pb2.GetUsageAnalyticsRequest(
-        subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"), metadata=admin)
+    result = stub.GetUsageAnalytics(
+        usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id, start_date="2026-01-11", end_date="2026-01-12"),
+        metadata=admin,
+    )
     assert (result.total_requests, result.average_daily_requests, result.peak_hour.requests) == (24, 12.0, 24)
     assert [e.endpoint for e in result.top_endpoints] == sorted(names)[:10]
 
     own, other = stack.auth(stack.tenant_key(tenant_id)), stack.auth(stack.tenant_key(f"{tenant_id}-other"))
     calls = [
-        (stub.TrackUsage, usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[usage_pb2.UsageEvent(
-            endpoint="/x")]), own, grpc.StatusCode.PERMISSION_DENIED),
-        (stub.TrackUsage, usage_pb2.TrackUsageRequest(subscription_id="sub_missing", events=[
-            usage_pb2.UsageEvent(endpoint="/x")]), admin, grpc.StatusCode.NOT_FOUND),
+        (
+            stub.TrackUsage,
+            usage_pb2.TrackUsageRequest(subscription_id=sub.id, events=[usage_pb2.UsageEvent(endpoint="/x")]),
+            own,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            stub.TrackUsage,
+            usage_pb2.TrackUsageRequest(subscription_id="sub_missing", events=[usage_pb2.UsageEvent(endpoint="/x")]),
+            admin,
+            grpc.StatusCode.NOT_FOUND,
+        ),
         (stub.GetUsage, usage_pb2.GetUsageRequest(subscription_id=sub.id), other, grpc.StatusCode.NOT_FOUND),
-        (stub.GetDailyUsage, usage_pb2.GetDailyUsageRequest(subscription_id=sub.id), other,
-         grpc.StatusCode.NOT_FOUND),
-        (stub.GetUsageAnalytics, usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id), other,
-         grpc.StatusCode.NOT_FOUND),
-        (stub.GetDailyUsage, usage_pb2.GetDailyUsageRequest(subscription_id=sub.id, end_date="2026/01/12"), admin,
-         grpc.StatusCode.INVALID_ARGUMENT),
+        (stub.GetDailyUsage, usage_pb2.GetDailyUsageRequest(subscription_id=sub.id), other, grpc.StatusCode.NOT_FOUND),
+        (
+            stub.GetUsageAnalytics,
+            usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id),
+            other,
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            stub.GetDailyUsage,
+            usage_pb2.GetDailyUsageRequest(subscription_id=sub.id, end_date="2026/01/12"),
+            admin,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ]
     for method, request, auth, code in calls:
         with pytest.raises(grpc.RpcError) as error:

@@ -21,8 +21,9 @@ def test_signature_is_what_standard_webhooks_verifies():
     now = int(dt.datetime.now(dt.timezone.utc).timestamp())
     headers = rules.headers([secret], "msg_1", now, body)
     assert standardwebhooks.Webhook(secret).verify(body, headers) == {"id": "msg_1", "type": "invoice.paid"}
-    assert headers["webhook-signature"] == standardwebhooks.Webhook(secret).sign("msg_1", dt.datetime.fromtimestamp(
-        now, dt.timezone.utc), body.decode())
+    assert headers["webhook-signature"] == standardwebhooks.Webhook(secret).sign(
+        "msg_1", dt.datetime.fromtimestamp(now, dt.timezone.utc), body.decode()
+    )
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         standardwebhooks.Webhook(secret).verify(body + b" ", headers)
 
@@ -32,22 +33,25 @@ def test_a_secret_needs_32_random_bytes():
         rules.new_secret(b"short")
 
 
-@pytest.mark.parametrize("url, allow_private, ok", [
-    ("https://hooks.example.com/billing", False, True),
-    ("https://hooks.example.com:8443/b?x=1", False, True),
-    ("http://hooks.example.com/billing", False, False),
-    ("http://hooks.example.com/billing", True, False),    # http only to private addresses
-    ("http://127.0.0.1:9000/hook", False, False),
-    ("http://127.0.0.1:9000/hook", True, True),
-    ("http://localhost/hook", True, True),
-    ("http://10.1.2.3/hook", True, True),
-    ("https://192.168.0.1/hook", False, False),           # a literal private address needs the setting
-    ("https://169.254.169.254/latest/meta-data", False, False),
-    ("https://user:pw@hooks.example.com/", False, False),
-    ("ftp://hooks.example.com/", True, False),
-    ("https://", False, False),
-    ("https://hooks.example.com:99999/", False, False),
-])
+@pytest.mark.parametrize(
+    "url, allow_private, ok",
+    [
+        ("https://hooks.example.com/billing", False, True),
+        ("https://hooks.example.com:8443/b?x=1", False, True),
+        ("http://hooks.example.com/billing", False, False),
+        ("http://hooks.example.com/billing", True, False),  # http only to private addresses
+        ("http://127.0.0.1:9000/hook", False, False),
+        ("http://127.0.0.1:9000/hook", True, True),
+        ("http://localhost/hook", True, True),
+        ("http://10.1.2.3/hook", True, True),
+        ("https://192.168.0.1/hook", False, False),  # a literal private address needs the setting
+        ("https://169.254.169.254/latest/meta-data", False, False),
+        ("https://user:pw@hooks.example.com/", False, False),
+        ("ftp://hooks.example.com/", True, False),
+        ("https://", False, False),
+        ("https://hooks.example.com:99999/", False, False),
+    ],
+)
 def test_url_rules(url, allow_private, ok):
     if ok:
         assert rules.validate_url(url, allow_private=allow_private) == url
@@ -59,7 +63,9 @@ def test_url_rules(url, allow_private, ok):
 
 def test_event_types_are_checked_and_named_by_index():
     assert rules.validate_event_types(["invoice.paid", "invoice.paid", "quota.exhausted"]) == [
-        "invoice.paid", "quota.exhausted"]
+        "invoice.paid",
+        "quota.exhausted",
+    ]
     with pytest.raises(InvalidArgument) as error:
         rules.validate_event_types(["invoice.paid", "nope", "also.nope"])
     assert [v.field for v in error.value.violations] == ["event_types[1]", "event_types[2]"]
@@ -68,15 +74,23 @@ def test_event_types_are_checked_and_named_by_index():
 
 def test_retry_schedule_is_svix_then_failed():
     delays = [rules.next_attempt(n, T0, 0.0) - T0 for n in range(1, rules.MAX_ATTEMPTS)]
-    assert delays == [dt.timedelta(seconds=5), dt.timedelta(minutes=5), dt.timedelta(minutes=30),
-                      dt.timedelta(hours=2), dt.timedelta(hours=5), dt.timedelta(hours=10), dt.timedelta(hours=10)]
+    assert delays == [
+        dt.timedelta(seconds=5),
+        dt.timedelta(minutes=5),
+        dt.timedelta(minutes=30),
+        dt.timedelta(hours=2),
+        dt.timedelta(hours=5),
+        dt.timedelta(hours=10),
+        dt.timedelta(hours=10),
+    ]
     assert rules.MAX_ATTEMPTS == 8 and rules.next_attempt(8, T0, 0.0) is None
     assert rules.next_attempt(1, T0, 1.0) - T0 == dt.timedelta(seconds=5.5)
     assert rules.next_attempt(1, T0, -5.0) - T0 == dt.timedelta(seconds=4.5)  # jitter is clamped
 
 
-@pytest.mark.parametrize("code, succeeded", [(200, True), (204, True), (299, True), (301, False), (302, False),
-                                             (400, False), (500, False)])
+@pytest.mark.parametrize(
+    "code, succeeded", [(200, True), (204, True), (299, True), (301, False), (302, False), (400, False), (500, False)]
+)
 def test_only_2xx_succeeds_and_redirects_are_failures(code, succeeded):
     outcome = rules.judge(code)
     assert outcome.succeeded is succeeded and outcome.status_code == code
@@ -102,8 +116,11 @@ def test_previous_secret_signs_for_24_hours_after_rotation():
 def test_headers_are_exactly_the_standard_webhooks_set():
     secret = rules.new_secret(bytes(range(32)))
     assert rules.headers([secret], "msg_1", 1772366400, b"{}") == {
-        "content-type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": "1772366400",
-        "webhook-signature": rules.sign(secret, "msg_1", 1772366400, b"{}")}
+        "content-type": "application/json",
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1772366400",
+        "webhook-signature": rules.sign(secret, "msg_1", 1772366400, b"{}"),
+    }
 
 
 def test_during_a_rotation_both_signatures_are_sent_space_separated():
@@ -119,23 +136,25 @@ def test_a_short_secret_says_how_many_bytes_it_needs():
 
 HTTPS_ONLY = "url must be an https:// URL with a host and no credentials"
 NOT_PRIVATE = "url must not point at a loopback or private address (BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
-NOT_HTTP = ("url must be https:// (http:// only to loopback or private addresses with "
-            "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)")
+NOT_HTTP = "url must be https:// (http:// only to loopback or private addresses with BILLING_WEBHOOKS_ALLOW_PRIVATE=1)"
 
 
-@pytest.mark.parametrize("url, allow_private, message", [
-    (None, True, "url is required"),
-    ("", True, "url is required"),
-    ("  ", True, "url is required"),
-    ("https://user@hooks.example.com/", True, HTTPS_ONLY),   # a user name alone is a credential too
-    ("https://:pw@hooks.example.com/", True, HTTPS_ONLY),    # so is a password alone
-    ("ftp://hooks.example.com/", True, HTTPS_ONLY),
-    ("https://localhost/hook", False, NOT_PRIVATE),
-    ("http://hooks.example.com/billing", True, NOT_HTTP),
-    ("https://hooks.example.com:x/", True, "url is not a valid URL: 'https://hooks.example.com:x/'"),
-    # A malformed URL is quoted up to 80 characters, never whole.
-    ("https://h:x/" + "a" * 100, True, "url is not a valid URL: " + repr(("https://h:x/" + "a" * 100)[:80])),
-])
+@pytest.mark.parametrize(
+    "url, allow_private, message",
+    [
+        (None, True, "url is required"),
+        ("", True, "url is required"),
+        ("  ", True, "url is required"),
+        ("https://user@hooks.example.com/", True, HTTPS_ONLY),  # a user name alone is a credential too
+        ("https://:pw@hooks.example.com/", True, HTTPS_ONLY),  # so is a password alone
+        ("ftp://hooks.example.com/", True, HTTPS_ONLY),
+        ("https://localhost/hook", False, NOT_PRIVATE),
+        ("http://hooks.example.com/billing", True, NOT_HTTP),
+        ("https://hooks.example.com:x/", True, "url is not a valid URL: 'https://hooks.example.com:x/'"),
+        # A malformed URL is quoted up to 80 characters, never whole.
+        ("https://h:x/" + "a" * 100, True, "url is not a valid URL: " + repr(("https://h:x/" + "a" * 100)[:80])),
+    ],
+)
 def test_each_refused_url_says_why_on_the_url_field(url, allow_private, message):
     with pytest.raises(InvalidArgument) as error:
         rules.validate_url(url, allow_private=allow_private)
@@ -150,7 +169,8 @@ def test_an_unknown_event_type_is_quoted_up_to_64_characters_with_the_known_ones
     assert (error.value.message, error.value.reason) == ("unknown event types", "UNKNOWN_EVENT_TYPE")
     known = ", ".join(rules.EventType)
     assert [(v.field, v.description) for v in error.value.violations] == [
-        ("event_types[0]", f"'{'x' * 64}' is not an event type ({known})")]
+        ("event_types[0]", f"'{'x' * 64}' is not an event type ({known})")
+    ]
     assert known.startswith("subscription.created, subscription.updated, ")
 
 
@@ -158,22 +178,28 @@ def test_jitter_above_one_is_clamped_to_a_tenth_more():
     assert rules.next_attempt(1, T0, 1.5) - T0 == dt.timedelta(seconds=5.5)
 
 
-@pytest.mark.parametrize("before, after, included, crossed", [
-    (0, 1, 1, [80, 100]),       # one included request: the first one crosses both
-    (100, 101, 101, [100]),     # 100 of 101 is under 100 %; the 101st reaches it
-    (0, 100, 101, [80]),        # ... and 100 of 101 is past 80 % only
-    (80, 81, 101, [80]),        # 80 of 101 is under 80 % (80.8 needed)
-])
+@pytest.mark.parametrize(
+    "before, after, included, crossed",
+    [
+        (0, 1, 1, [80, 100]),  # one included request: the first one crosses both
+        (100, 101, 101, [100]),  # 100 of 101 is under 100 %; the 101st reaches it
+        (0, 100, 101, [80]),  # ... and 100 of 101 is past 80 % only
+        (80, 81, 101, [80]),  # 80 of 101 is under 80 % (80.8 needed)
+    ],
+)
 def test_thresholds_at_their_exact_boundaries(before, after, included, crossed):
     assert rules.crossed_thresholds(before, after, included) == crossed
 
 
-@pytest.mark.parametrize("code, error", [
-    (299, None),
-    (300, "HTTP 300: redirects are not followed"),
-    (399, "HTTP 399: redirects are not followed"),
-    (400, "HTTP 400"),
-    (199, "HTTP 199"),
-])
+@pytest.mark.parametrize(
+    "code, error",
+    [
+        (299, None),
+        (300, "HTTP 300: redirects are not followed"),
+        (399, "HTTP 399: redirects are not followed"),
+        (400, "HTTP 400"),
+        (199, "HTTP 199"),
+    ],
+)
 def test_a_failed_attempt_records_the_status_it_got(code, error):
     assert rules.judge(code) == rules.Outcome(code, error)

@@ -15,20 +15,20 @@ from concurrent import futures
 import grpc
 import pytest
 import standardwebhooks
-from billing.v1 import webhook_pb2, webhook_pb2_grpc
+from webhook_receiver import Receiver
 
+from billing.v1 import webhook_pb2, webhook_pb2_grpc
 from factories import insert_subscription
 from processes import BIN
+from server.config import Settings
 from server.domain import webhooks as rules
 from server.domain.access import KeyScope, Principal
 from server.notifications import webhook_sender
-from server.config import Settings
 from server.persistence import catalogue, db, migrations
 from server.persistence.models import WebhookDelivery, WebhookEvent
 from server.scheduler.webhook_dispatcher import Dispatcher
 from server.services import subscriptions, webhook_delivery, webhooks
 from stores import bound
-from webhook_receiver import Receiver
 
 UTC = dt.timezone.utc
 
@@ -72,7 +72,9 @@ def settled_outbox(request):
     if "stack" not in request.fixturenames:
         return
     with db.session():
-        WebhookDelivery.update(status="FAILED", next_attempt_at=None).where(WebhookDelivery.status == "PENDING").execute()
+        WebhookDelivery.update(status="FAILED", next_attempt_at=None).where(
+            WebhookDelivery.status == "PENDING"
+        ).execute()
 
 
 @pytest.fixture
@@ -91,8 +93,12 @@ def drain(dispatcher: Dispatcher) -> list[str | None]:
 
 
 def register(stack, tenant_id: str, url: str, event_types=(), key="admin") -> dict:
-    reply = stack.rest("POST", "/billing/webhooks", key=key,
-                       body={"tenant_id": tenant_id, "url": url, "event_types": list(event_types)})
+    reply = stack.rest(
+        "POST",
+        "/billing/webhooks",
+        key=key,
+        body={"tenant_id": tenant_id, "url": url, "event_types": list(event_types)},
+    )
     assert reply.status == 200, reply.body
     return reply.json()
 
@@ -108,6 +114,7 @@ def deliveries(stack, endpoint_id: str) -> list[dict]:
 
 
 # --- endpoints as a resource ---------------------------------------------------------------------
+
 
 def test_endpoint_lifecycle_with_the_secret_shown_once(stack, tenant_id):
     created = register(stack, tenant_id, "http://127.0.0.1:9/hook", ["invoice.paid", "invoice.sent"])
@@ -131,24 +138,30 @@ def test_endpoint_lifecycle_with_the_secret_shown_once(stack, tenant_id):
 def test_grpc_door_creates_and_lists(stack, tenant_id):
     stub = stack.stub(webhook_pb2_grpc.WebhookServiceStub)
     auth = stack.auth(stack.admin_key)
-    created = stub.CreateWebhookEndpoint(webhook_pb2.CreateWebhookEndpointRequest(
-        tenant_id=tenant_id, url="https://hooks.example.com/billing"), metadata=auth)
+    created = stub.CreateWebhookEndpoint(
+        webhook_pb2.CreateWebhookEndpointRequest(tenant_id=tenant_id, url="https://hooks.example.com/billing"),
+        metadata=auth,
+    )
     assert created.secret.startswith("whsec_") and list(created.event_types) == []
-    listed = stub.ListTenantWebhookEndpoints(webhook_pb2.ListTenantWebhookEndpointsRequest(tenant_id=tenant_id),
-                                             metadata=auth)
+    listed = stub.ListTenantWebhookEndpoints(
+        webhook_pb2.ListTenantWebhookEndpointsRequest(tenant_id=tenant_id), metadata=auth
+    )
     assert [e.id for e in listed.endpoints] == [created.id] and listed.endpoints[0].secret == ""
     with pytest.raises(grpc.RpcError) as error:
         stub.GetWebhookEndpoint(webhook_pb2.GetWebhookEndpointRequest(id="we_missing"), metadata=auth)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "ftp://hooks.example.com/x"}, "url"),
-    ({"url": "http://hooks.example.com/x"}, "url"),  # http:// only to private addresses
-    ({"url": ""}, "url"),
-    ({"url": "https://hooks.example.com/x", "event_types": ["invoice.paid", "invoice.eaten"]}, "event_types[1]"),
-    ({"url": "https://hooks.example.com/x", "tenant_id": ""}, "tenant_id"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "ftp://hooks.example.com/x"}, "url"),
+        ({"url": "http://hooks.example.com/x"}, "url"),  # http:// only to private addresses
+        ({"url": ""}, "url"),
+        ({"url": "https://hooks.example.com/x", "event_types": ["invoice.paid", "invoice.eaten"]}, "event_types[1]"),
+        ({"url": "https://hooks.example.com/x", "tenant_id": ""}, "tenant_id"),
+    ],
+)
 def test_bad_input_is_400_naming_the_field(stack, tenant_id, body, field):
     reply = stack.rest("POST", "/billing/webhooks", body={"tenant_id": tenant_id, **body})
     assert reply.status == 400, reply.body
@@ -163,8 +176,13 @@ def test_tenants_see_only_their_own(stack, tenant_id):
     mine = register(stack, tenant_id, "http://127.0.0.1:9/mine", key=key)
     assert mine["tenant_id"] == tenant_id
     base = f"/billing/webhooks/{theirs['id']}"
-    for method, path in [("GET", base), ("DELETE", base), ("GET", f"{base}/deliveries"),
-                         ("POST", f"{base}/rotate-secret"), ("POST", f"{base}/deliveries/dlv_x/resend")]:
+    for method, path in [
+        ("GET", base),
+        ("DELETE", base),
+        ("GET", f"{base}/deliveries"),
+        ("POST", f"{base}/rotate-secret"),
+        ("POST", f"{base}/deliveries/dlv_x/resend"),
+    ]:
         reply = stack.rest(method, path, key=key, body={} if method == "POST" else None)
         assert reply.status == 404, (method, path, reply.body)
     assert stack.rest("GET", f"/billing/webhooks/tenant/{other}", key=key).status == 403
@@ -175,6 +193,7 @@ def test_tenants_see_only_their_own(stack, tenant_id):
 
 # --- events, signed, with the resource as REST renders it ----------------------------------------
 
+
 def test_subscription_events_are_signed_and_carry_the_rest_rendering(stack, tenant_id, dispatcher):
     with Receiver() as receiver:
         endpoint = register(stack, tenant_id, receiver.url)
@@ -184,13 +203,16 @@ def test_subscription_events_are_signed_and_carry_the_rest_rendering(stack, tena
         assert stack.rest("DELETE", f"/billing/subscriptions/{created['id']}").status == 200  # no change, no event
         assert drain(dispatcher) == ["SUCCEEDED"] * 3
     payloads = [verified(endpoint["secret"], r) for r in receiver.requests]
-    assert sorted(p["type"] for p in payloads) == ["subscription.canceled", "subscription.created",
-                                                   "subscription.updated"]
+    assert sorted(p["type"] for p in payloads) == [
+        "subscription.canceled",
+        "subscription.created",
+        "subscription.updated",
+    ]
     by_type = {p["type"]: p for p in payloads}
     assert by_type["subscription.created"]["data"] == created
     assert by_type["subscription.updated"]["data"] == updated
     assert by_type["subscription.canceled"]["data"] == canceled
-    for payload, request in zip(payloads, receiver.requests):
+    for payload, request in zip(payloads, receiver.requests, strict=True):
         assert payload["id"] == request.headers["webhook-id"] and payload["id"].startswith("msg_")
         assert set(payload) == {"id", "type", "created_at", "data"}
     listed = deliveries(stack, endpoint["id"])
@@ -199,7 +221,8 @@ def test_subscription_events_are_signed_and_carry_the_rest_rendering(stack, tena
         [overview] = webhooks.tenant_overview(tenant_id)
     assert (overview["id"], overview["url"], "secret" in overview) == (endpoint["id"], receiver.url, False)
     assert [(d["id"], d["event_type"], d["status"]) for d in overview["deliveries"]] == [
-        (d["id"], d["event_type"], d["status"]) for d in listed]
+        (d["id"], d["event_type"], d["status"]) for d in listed
+    ]
 
 
 def test_invoice_events_reach_only_endpoints_that_want_them(stack, tenant_id, dispatcher):
@@ -213,8 +236,7 @@ def test_invoice_events_reach_only_endpoints_that_want_them(stack, tenant_id, di
         drain(dispatcher)
     got = {p["type"]: p["data"] for p in (verified(all_secret, r) for r in everything.requests)}
     assert got == {"invoice.created": invoice, "invoice.sent": sent, "invoice.paid": paid}
-    assert [r.body for r in paid_only.requests] == [r.body for r in everything.requests
-                                                     if b'"invoice.paid"' in r.body]
+    assert [r.body for r in paid_only.requests] == [r.body for r in everything.requests if b'"invoice.paid"' in r.body]
 
 
 def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
@@ -222,12 +244,23 @@ def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
         register(stack, tenant_id, receiver.url)
         admin = Principal(key_id=0, scope=KeyScope.ADMIN)
         with db.session(), db.database.atomic() as transaction:
-            subscriptions.create_subscription(admin, subscriptions.NewSubscription(
-                tenant_id, "standard", "ops@example.com"), now=dt.datetime.now(UTC))
+            subscriptions.create_subscription(
+                admin, subscriptions.NewSubscription(tenant_id, "standard", "ops@example.com"), now=dt.datetime.now(UTC)
+            )
             transaction.rollback()
         stack.subscribe(tenant_id)
-        assert stack.rest("POST", "/billing/subscriptions", body={  # refused by the database: rolled back
-            "tenant_id": tenant_id, "plan_id": "free", "billing_email": "ops@example.com"}).status == 409
+        assert (
+            stack.rest(
+                "POST",
+                "/billing/subscriptions",
+                body={  # refused by the database: rolled back
+                    "tenant_id": tenant_id,
+                    "plan_id": "free",
+                    "billing_email": "ops@example.com",
+                },
+            ).status
+            == 409
+        )
         drain(dispatcher)
     assert [r.body.count(b"subscription.created") for r in receiver.requests] == [1]
     with db.session():
@@ -235,6 +268,7 @@ def test_a_rolled_back_change_emits_nothing(stack, tenant_id, dispatcher):
 
 
 # --- delivery: retries, failure, crash, concurrency, rotation -----------------------------------
+
 
 def test_retries_keep_the_webhook_id_and_deliver_once_after_recovery(stack, tenant_id, dispatcher, clock):
     with Receiver(answer=lambda n: 500 if n <= 2 else 204) as receiver:
@@ -269,8 +303,9 @@ def test_after_the_last_retry_the_delivery_fails_and_resend_queues_it_again(stac
         assert (delivery["status"], delivery["attempts"], delivery["last_status_code"]) == ("FAILED", 8, 302)
         assert "redirects are not followed" in delivery["last_error"]
         assert {r.path for r in receiver.requests} == {"/hook"}  # the Location was never followed
-        resent = stack.rest("POST", f"/billing/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/resend",
-                            body={}).json()
+        resent = stack.rest(
+            "POST", f"/billing/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/resend", body={}
+        ).json()
         assert (resent["status"], resent["attempts"]) == ("PENDING", 0)
         status["code"] = 200
         assert drain(dispatcher) == ["SUCCEEDED"]
@@ -377,6 +412,7 @@ def test_deleting_an_endpoint_drops_its_pending_deliveries(stack, tenant_id, dis
 
 # --- usage thresholds and the gateway's quota ---------------------------------------------------
 
+
 def track(stack, subscription_id: str, count: int, tag: str) -> None:
     reply = stack.track(subscription_id, [{"event_id": tag, "endpoint": "/v1/x", "count": count}])
     assert reply.json()["accepted"] == 1, reply.body
@@ -385,12 +421,13 @@ def track(stack, subscription_id: str, count: int, tag: str) -> None:
 def test_usage_thresholds_once_each_and_quota_exhausted_once_per_period(stack, tenant_id, capped_plan, dispatcher):
     with Receiver() as receiver:
         secret = register(stack, tenant_id, receiver.url, ["usage.threshold_reached", "quota.exhausted"])["secret"]
-        subscription_id = insert_subscription(tenant_id, plan=capped_plan,
-                                              anchor=dt.datetime.now(UTC) - dt.timedelta(minutes=1)).id
-        track(stack, subscription_id, 23, "a")   # 76%
-        track(stack, subscription_id, 1, "b")    # 80%
-        track(stack, subscription_id, 5, "c")    # 96%
-        track(stack, subscription_id, 2, "d")    # 103%
+        subscription_id = insert_subscription(
+            tenant_id, plan=capped_plan, anchor=dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+        ).id
+        track(stack, subscription_id, 23, "a")  # 76%
+        track(stack, subscription_id, 1, "b")  # 80%
+        track(stack, subscription_id, 5, "c")  # 96%
+        track(stack, subscription_id, 2, "d")  # 103%
         track(stack, subscription_id, 1, "e")
         key = stack.tenant_key(tenant_id)
         assert [stack.gateway("GET", "/v1/items", key=key).status for _ in range(3)] == [429] * 3
@@ -398,32 +435,45 @@ def test_usage_thresholds_once_each_and_quota_exhausted_once_per_period(stack, t
     payloads = [verified(secret, r) for r in receiver.requests]
     thresholds = [p["data"] for p in payloads if p["type"] == "usage.threshold_reached"]
     assert [(d["threshold_percent"], d["requests"], d["included_requests"]) for d in thresholds] in (
-        [(80, "24", "30"), (100, "31", "30")], [(100, "31", "30"), (80, "24", "30")])
+        [(80, "24", "30"), (100, "31", "30")],
+        [(100, "31", "30"), (80, "24", "30")],
+    )
     [quota] = [p["data"] for p in payloads if p["type"] == "quota.exhausted"]
     assert (quota["subscription_id"], quota["plan_id"], quota["included_requests"]) == (
-        subscription_id, capped_plan, "30")
+        subscription_id,
+        capped_plan,
+        "30",
+    )
 
 
 def test_the_scheduler_process_delivers_a_change_within_5_seconds(tmp_path):
     """`billing-scheduler run` (what `make run` starts) runs the dispatcher beside its jobs. Its
     own database: the process sends for real, and the session's database holds the fuzzers' URLs."""
     url = f"sqlite:///{tmp_path / 'billing.db'}"
-    env = {**os.environ, "DATABASE_URL": url, "OUTBOX_DIR": str(tmp_path / "out"), "BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "OUTBOX_DIR": str(tmp_path / "out"),
+        "BILLING_WEBHOOKS_ALLOW_PRIVATE": "1",
+    }
     env.pop("SMTP_URL", None)
     admin = Principal(key_id=0, scope=KeyScope.ADMIN)
     now = dt.datetime.now(UTC)
     with Receiver() as receiver, bound(url):
         migrations.migrate()
         catalogue.seed(catalogue.load(Settings().catalogue_path))
-        secret = webhooks.create_endpoint(admin, webhooks.NewEndpoint("acme", receiver.url), now=now,
-                                          allow_private=True).secret
-        scheduler = subprocess.Popen([str(BIN / "billing-scheduler"), "run"],
-                                     env=env, stderr=subprocess.PIPE, text=True)
+        secret = webhooks.create_endpoint(
+            admin, webhooks.NewEndpoint("acme", receiver.url), now=now, allow_private=True
+        ).secret
+        scheduler = subprocess.Popen(
+            [str(BIN / "billing-scheduler"), "run"], env=env, stderr=subprocess.PIPE, text=True
+        )
         try:
             while "webhook dispatcher started" not in (line := scheduler.stderr.readline()):
                 assert line, "the scheduler exited"
-            subscriptions.create_subscription(admin, subscriptions.NewSubscription("acme", "free", "ops@acme.test"),
-                                              now=dt.datetime.now(UTC))
+            subscriptions.create_subscription(
+                admin, subscriptions.NewSubscription("acme", "free", "ops@acme.test"), now=dt.datetime.now(UTC)
+            )
             assert receiver.arrived.wait(5)
         finally:
             scheduler.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 @dataclasses.dataclass
@@ -29,7 +29,7 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
