@@ -225,7 +225,7 @@ class Invoice(BaseModel):
         )
 
 
-def live(invoice: type[Invoice]) -> pw.Expression:
+def live(invoice: type[Invoice] | pw.ModelAlias[Invoice]) -> pw.Expression:
     """Not VOID and not deleted: the invoice (or an alias of the table) covers its period."""
     return (invoice.status != InvoiceStatus.VOID) & invoice.deleted_at.is_null()
 

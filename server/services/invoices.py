@@ -28,7 +28,7 @@ from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, PlanChange, Subscription, UsageDay,
+    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, Plan, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
@@ -57,7 +57,7 @@ def live_invoice(subscription_id: str, period_start: dt.datetime) -> Invoice | N
                                & LIVE_INVOICE)
 
 
-def plan_history(subscription_id: str) -> list[tuple[dt.datetime, object]]:
+def plan_history(subscription_id: str) -> list[tuple[dt.datetime, Plan]]:
     """(effective_at, plan) of every plan the subscription has been on, oldest first."""
     return [(change.effective_at, change.plan) for change in
             PlanChange.select(PlanChange, PlanChange.plan).join(PlanChange.plan.rel_model)
