@@ -228,6 +228,8 @@ class Settings:
         if self.upstream_url is None:
             return "127.0.0.1", self.demo_upstream_port
         parsed = urllib.parse.urlsplit(self.upstream_url)
+        if parsed.hostname is None:  # _upstream refuses such a URL when the settings are read
+            raise ConfigError(f"BILLING_UPSTREAM_URL has no host: {self.upstream_url!r}")
         return parsed.hostname, parsed.port or 80
 
 
