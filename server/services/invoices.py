@@ -152,13 +152,14 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
-def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
+def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime,
                principal: Principal | None = None) -> InvoiceView:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
     if status not in list(InvoiceStatus):
         raise InvalidArgument(f"status must be one of {', '.join(InvoiceStatus)}", field="status")
+    status = InvoiceStatus(status)
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_transition(invoice.status, status)
