@@ -51,7 +51,7 @@ def measure(runner_cls, pool, workdir, database_url: str, duration: float, repea
     floor, floor_port = bare_server(settings.grpc_threads)
     billing, billing_port = create_server(settings, "127.0.0.1:0")
     address = {op: f"127.0.0.1:{floor_port if op == 'floor' else billing_port}" for _, op in RUNS}
-    runs = {label: [] for label, _ in RUNS}
+    runs: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
     print(f"floor: bare grpcio no-op vs the billing server ({settings.grpc_threads} threads each, in-process):",
           flush=True)
     try:

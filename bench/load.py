@@ -231,7 +231,7 @@ def run_worker(spec: dict) -> dict:
     the arrivals and the items."""
     threads = spec["threads"]
     open_loop = spec.get("rate") is not None
-    arrivals = queue.Queue() if open_loop else None
+    arrivals: queue.Queue | None = queue.Queue() if open_loop else None
     shares = [spec["items"]] * threads if open_loop else [spec["items"][t::threads] for t in range(threads)]
     out = {"latencies": [], "created": [], "errors": 0, "first_error": None, "last_done": None,
            "exhausted": False, "lock": threading.Lock()}
@@ -242,7 +242,7 @@ def run_worker(spec: dict) -> dict:
         loop.start()
     ready.wait()  # all connections set up; CPU is counted from here
     cpu0, wall0 = _cpu(), time.time()
-    if open_loop:
+    if arrivals is not None:
         _schedule(spec, arrivals, threads)
     for loop in loops:
         loop.join()
