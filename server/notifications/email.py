@@ -61,7 +61,8 @@ def build_message(*, template: str, recipient: str, payload: str | dict, dedup_k
     if template not in list(EmailTemplate):
         raise LookupError(f"unknown e-mail template {template!r}")
     data = json.loads(payload) if isinstance(payload, str) else payload
-    context: dict[str, Any] = {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
+    context: dict[str, Any] = ({"alert": data} if template == EmailTemplate.USAGE_ALERT
+                               else _invoice_context(data["invoice_id"]))
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address
