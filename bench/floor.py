@@ -29,7 +29,7 @@ GOALS = {"GetHealth": 0.8, "GetPlan (tenant key)": 0.67, "TrackUsage x1": 0.5}
 
 def bare_server(threads: int) -> tuple[grpc.Server, int]:
     """The floor: grpcio with the billing server's thread pool and options, one no-op method."""
-    noop = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    noop: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="floor"),
                          options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=threads * 64)
     service, method = FLOOR_METHOD.strip("/").split("/")

@@ -38,7 +38,8 @@ class GrpcClient:
         self.subs = subscription_pb2_grpc.SubscriptionServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.invoices = invoice_pb2_grpc.InvoiceServiceStub(self.channel)
-        self.noop = self.channel.unary_unary(FLOOR_METHOD)  # bench/floor.py's bare server: bytes in and out
+        # bench/floor.py's bare server: bytes in and out
+        self.noop: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(FLOOR_METHOD)
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
     def close(self):
