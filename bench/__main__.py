@@ -159,7 +159,8 @@ def open_loops(runner: Runner, rows: list[dict], usage_subs: list, invoices: lis
     """Each seed operation through Envoy at half its closed-loop saturation on this setup, arrivals
     on a fixed schedule that no reply delays; latency runs from each call's scheduled arrival. The
     subscriptions created here are the ones invoiced here."""
-    procs, out, made = len(runner.stack.servers), [], {}
+    made: dict[str, list] = {}
+    procs, out = len(runner.stack.servers), []
     for op in OPEN_LOOP_OPS:
         closed = report.find(rows, op, "rest", procs)
         items = {"usage_1": usage_subs, "invoice": made.get("sub_create", []), "pdf": invoices}.get(op)
@@ -251,7 +252,8 @@ def run(scratch_pg: str | None) -> int:
 
         print(f"operations being built ({len(stack.servers)} server processes):", flush=True)
         status = {(op, door): probe(op, door, stack) for op in FEATURES for door in ("grpc", "rest")}
-        subs, invoices = [], {"grpc": [], "rest": []}
+        subs = []
+        invoices: dict[str, list] = {"grpc": [], "rest": []}
 
         def skipped(op, door, why):
             rows.append({"op": op, "door": door, "procs": len(stack.servers), "status": why})
@@ -320,8 +322,9 @@ def run(scratch_pg: str | None) -> int:
         if postgres:
             postgres.close()
 
-    report.annotate(rows, raw and raw["rows_per_s"])
-    goal_rows = report.goals(rows, raw and raw["rows_per_s"], sqlite)
+    ceiling = None if raw is None else raw["rows_per_s"]
+    report.annotate(rows, ceiling)
+    goal_rows = report.goals(rows, ceiling, sqlite)
     info["loadavg_after"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
     info["total_seconds"] = round(time.time() - started, 1)
     print()

@@ -29,7 +29,7 @@ GOALS = {"GetHealth": 0.8, "GetPlan (tenant key)": 0.67, "TrackUsage x1": 0.5}
 
 def bare_server(threads: int) -> tuple[grpc.Server, int]:
     """The floor: grpcio with the billing server's thread pool and options, one no-op method."""
-    noop = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    noop: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="floor"),
                          options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=threads * 64)
     service, method = FLOOR_METHOD.strip("/").split("/")
@@ -51,7 +51,7 @@ def measure(runner_cls, pool, workdir, database_url: str, duration: float, repea
     floor, floor_port = bare_server(settings.grpc_threads)
     billing, billing_port = create_server(settings, "127.0.0.1:0")
     address = {op: f"127.0.0.1:{floor_port if op == 'floor' else billing_port}" for _, op in RUNS}
-    runs = {label: [] for label, _ in RUNS}
+    runs: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
     print(f"floor: bare grpcio no-op vs the billing server ({settings.grpc_threads} threads each, in-process):",
           flush=True)
     try:

@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from typing import Any
 
 from bench import report
 from bench.interceptor import bench_catalogue, enterprise_tenant, self_cpu_seconds
@@ -152,8 +153,7 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
             for i, sent in enumerate(replied)]
     counted = [lag for lag in lags if lag == lag]
     return {"requests": LAG_REQUESTS, "counted": len(counted), "drain_ms": drain_ms,
-            "p50_ms": round(1000 * report.percentile(counted, 50), 1) if counted else None,
-            "p99_ms": round(1000 * report.percentile(counted, 99), 1) if counted else None}
+            "p50_ms": report.percentile_ms(counted, 50, 1), "p99_ms": report.percentile_ms(counted, 99, 1)}
 
 
 def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int,
@@ -192,7 +192,7 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
         wait_for_http(f"http://127.0.0.1:{settings.http_port}/billing/health", alive=lambda: stack_envoy.poll() is None)
         doors = {"direct": Door(direct, key, [fixed.pid]),
                  "gateway": Door(settings.gateway_port, key, [fixed.pid, stack_envoy.pid])}
-        runs = {(name, conns): [] for name in doors for conns in ("1", "n")}
+        runs: dict[tuple[str, str], list[dict]] = {(name, conns): [] for name in doors for conns in ("1", "n")}
         print("gateway vs direct (fixed Envoy upstream; enterprise limit raised; in-process server, SQLite):",
               flush=True)
         for _ in range(repeats):
@@ -230,7 +230,7 @@ def summarize(runs: dict, lag: dict, connections: int) -> dict:
     def median(name, conns, field):
         return statistics.median(r[field] for r in runs[name, conns])
 
-    out = {"connections": connections, "metering_lag": lag,
+    out: dict[str, Any] = {"connections": connections, "metering_lag": lag,
            "errors": {f"{name}/{conns}": sum(r["errors"] for r in rs) for (name, conns), rs in runs.items()}}
     for name in ("direct", "gateway"):
         out[name] = {"p50_ms_1conn": median(name, "1", "p50_ms"), "p99_ms_1conn": median(name, "1", "p99_ms"),

@@ -135,9 +135,10 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
     from server.transport.app import create_server
 
     settings, tenant, key = prepared(workdir, database_url, "bench-rl")
-    configs = {"off": (None, False), "in-process": (None, True)}
+    configs: dict[str, tuple[str | None, bool]] = {"off": (None, False), "in-process": (None, True)}
     if redis_reachable(redis_url):
         configs["redis"] = (redis_url, True)
+    runs: dict[str, list[dict]]
     servers, runs, header = {}, {name: [] for name in configs}, {}
     try:
         for name, (redis, on) in configs.items():
@@ -163,7 +164,7 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
     finally:
         for server, _ in servers.values():
             server.stop(0)
-        if "redis" in configs:
+        if "redis" in configs and redis_url:
             import redis as redis_py
             client = redis_py.Redis.from_url(redis_url)
             client.delete(f"billing:rl:{{{tenant}}}", f"billing:rl:{{{tenant}}}:seq")

@@ -38,7 +38,8 @@ class GrpcClient:
         self.subs = subscription_pb2_grpc.SubscriptionServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.invoices = invoice_pb2_grpc.InvoiceServiceStub(self.channel)
-        self.noop = self.channel.unary_unary(FLOOR_METHOD)  # bench/floor.py's bare server: bytes in and out
+        # bench/floor.py's bare server: bytes in and out
+        self.noop: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(FLOOR_METHOD)
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
     def close(self):
@@ -231,7 +232,7 @@ def run_worker(spec: dict) -> dict:
     the arrivals and the items."""
     threads = spec["threads"]
     open_loop = spec.get("rate") is not None
-    arrivals = queue.Queue() if open_loop else None
+    arrivals: queue.Queue | None = queue.Queue() if open_loop else None
     shares = [spec["items"]] * threads if open_loop else [spec["items"][t::threads] for t in range(threads)]
     out = {"latencies": [], "created": [], "errors": 0, "first_error": None, "last_done": None,
            "exhausted": False, "lock": threading.Lock()}
@@ -242,7 +243,7 @@ def run_worker(spec: dict) -> dict:
         loop.start()
     ready.wait()  # all connections set up; CPU is counted from here
     cpu0, wall0 = _cpu(), time.time()
-    if open_loop:
+    if arrivals is not None:
         _schedule(spec, arrivals, threads)
     for loop in loops:
         loop.join()

@@ -25,16 +25,20 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[int(min(rank, len(ordered))) - 1]
 
 
+def percentile_ms(values_s: list[float], p: float, digits: int = 2) -> float | None:
+    """The percentile of latencies in seconds, in ms rounded to `digits`; None when empty."""
+    found = percentile(values_s, p)
+    return None if found is None else round(found * 1000, digits)
+
+
 def summarize(latencies_s: list[float], elapsed_s: float, errors: int = 0, batch: int = 1) -> dict:
     """One run: throughput and latency in ms from raw latencies in seconds."""
     n = len(latencies_s)
     ops = n / elapsed_s if elapsed_s > 0 else 0.0
-    p50, p99, p999 = (percentile(latencies_s, p) for p in (50, 99, 99.9))
     return {"n": n, "errors": errors, "elapsed_s": round(elapsed_s, 3), "ops_per_s": round(ops, 1),
             "units_per_s": round(ops * batch, 1),
-            "p50_ms": None if p50 is None else round(p50 * 1000, 2),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 2),
-            "p999_ms": None if p999 is None else round(p999 * 1000, 2)}
+            "p50_ms": percentile_ms(latencies_s, 50), "p99_ms": percentile_ms(latencies_s, 99),
+            "p999_ms": percentile_ms(latencies_s, 99.9)}
 
 
 def median_of_runs(runs: list[dict]) -> dict:

@@ -92,7 +92,7 @@ def table(rows: list[dict]) -> str:
 
 def measure(stack: Stack, runner: Runner, scale: list[int], repeats: int, load_procs: int) -> dict:
     """`repeats` rounds over every setup and operation; returns the runs by (op, door, processes)."""
-    runs = {(op, door, n): [] for n in scale for op, door in OPS}
+    runs: dict[tuple[str, str, int], list[dict]] = {(op, door, n): [] for n in scale for op, door in OPS}
     subscriptions: list[str] = []
     loops = load_procs * runner.threads
     for round_no in range(1, repeats + 1):

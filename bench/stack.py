@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
 import socket
@@ -39,7 +40,7 @@ class Stack:
         self.upstreams: int | None = None  # servers in use (Envoy's upstreams, direct gRPC); None: all
         self.envoy: subprocess.Popen | None = None
         self.rest_port: int | None = None
-        self._logs = []
+        self._logs: list[io.BufferedWriter] = []
 
     def _log(self, name: str):
         log = open(self.workdir / name, "ab")

@@ -160,6 +160,12 @@ class Settings:
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    def tls_files(self) -> tuple[pathlib.Path, pathlib.Path]:
+        """(certificate, key), for callers that checked `tls` (the settings take both or neither)."""
+        if self.tls_cert is None or self.tls_key is None:
+            raise ConfigError("TLS is off: no certificate and key are set")
+        return self.tls_cert, self.tls_key
+
     @property
     def grpc_security(self) -> str:
         return "mTLS" if self.grpc_client_ca else "TLS" if self.tls else "plaintext"
@@ -228,6 +234,8 @@ class Settings:
         if self.upstream_url is None:
             return "127.0.0.1", self.demo_upstream_port
         parsed = urllib.parse.urlsplit(self.upstream_url)
+        if parsed.hostname is None:  # _upstream refuses such a URL when the settings are read
+            raise ConfigError(f"BILLING_UPSTREAM_URL has no host: {self.upstream_url!r}")
         return parsed.hostname, parsed.port or 80
 
 

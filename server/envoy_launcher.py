@@ -48,7 +48,7 @@ def write_edge_secret(settings: Settings, workdir: pathlib.Path) -> None:
     the files it names and reloads them when they are replaced by a rename (`mv`), so renewing a
     certificate needs no restart."""
     secret = {"@type": TLS_TYPES + "Secret", "name": EDGE_SECRET,
-              "tls_certificate": _certificate(settings.tls_cert, settings.tls_key)}
+              "tls_certificate": _certificate(*settings.tls_files())}
     sds_path(workdir).write_text(json.dumps({"resources": [secret]}))
 
 
@@ -79,11 +79,12 @@ def upstream_tls(settings: Settings) -> str:
     upstream address) and, under mTLS, presents the Envoy client certificate."""
     if not settings.tls:
         return ""
+    cert, key = settings.tls_files()
     context: dict = {"alpn_protocols": ["h2"],
-                     "validation_context": {"verify_certificate_hash": [certificate_sha256(settings.tls_cert)]}}
+                     "validation_context": {"verify_certificate_hash": [certificate_sha256(cert)]}}
     if settings.grpc_client_ca:
-        context["tls_certificates"] = [_certificate(settings.envoy_client_cert or settings.tls_cert,
-                                                    settings.envoy_client_key or settings.tls_key)]
+        context["tls_certificates"] = [_certificate(settings.envoy_client_cert or cert,
+                                                    settings.envoy_client_key or key)]
     return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
 
 

@@ -18,7 +18,8 @@ def wait_for_grpc(address: str, timeout: float = 30.0, credentials: grpc.Channel
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
+                check = stub.Check  # type: ignore[attr-defined]  # the stubs leave the client's methods out
+                reply = check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:

@@ -17,6 +17,7 @@ import json
 import pathlib
 import re
 import sys
+from typing import Any
 
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
@@ -42,7 +43,7 @@ WELL_KNOWN = {
 DATE = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
         "description": f"YYYY-MM-DD (UTC), from {validation.DATE_RANGE[0]} to {validation.DATE_RANGE[1]}."}
 # Bounds the services enforce beyond the edge's generic ones, by "Message.field".
-LIMITS = {
+LIMITS: dict[str, dict[str, Any]] = {
     "UsageEvent.endpoint": {"minLength": 1, "maxLength": usage.MAX_ENDPOINT},
     "UsageEvent.event_id": {"maxLength": usage.MAX_EVENT_ID},
     "UsageEvent.count": {"minimum": 1, "maximum": usage.MAX_COUNT},
@@ -120,6 +121,7 @@ class Generator:
         return {**schema, "description": text} if text and "description" not in schema else schema
 
     def field_schema(self, message_name: str, field: descriptor_pb2.FieldDescriptorProto, output: bool) -> dict:
+        schema: dict[str, Any]
         if field.type == F.TYPE_MESSAGE:
             schema = WELL_KNOWN.get(field.type_name) or {"$ref": self.ref(field.type_name, output)}
         elif field.type == F.TYPE_ENUM:
@@ -163,7 +165,7 @@ class Generator:
             self.schemas[key] = self.object_schema(message, file_name, path, output)
         return f"#/components/schemas/{key}"
 
-    def object_schema(self, message, file_name, path, output: bool, skip: set[str] = frozenset()) -> dict:
+    def object_schema(self, message, file_name, path, output: bool, skip: frozenset[str] = frozenset()) -> dict:
         properties, required = {}, []
         for i, field in enumerate(message.field):
             if field.name in skip:
@@ -187,10 +189,10 @@ class Generator:
         parameters = [{"name": name, "in": "path", "required": True,
                        "schema": {**self.string_schema(name, False), "minLength": 1}} for name in path_fields]
         full_name = f"/{PACKAGE}.{service.name}/{method.name}"
-        operation = {"operationId": f"{service.name}_{method.name}", "tags": [service.name]}
+        operation: dict[str, Any] = {"operationId": f"{service.name}_{method.name}", "tags": [service.name]}
         operation = self._describe(file_name, path, operation)
         if rule.body == "*":
-            body = self.object_schema(message, message_file, message_path, False, skip=set(path_fields))
+            body = self.object_schema(message, message_file, message_path, False, skip=frozenset(path_fields))
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         else:
             for i, field in enumerate(message.field):
@@ -216,7 +218,7 @@ class Generator:
         if full_name in PUBLIC_METHODS:  # health: 503 carries the same body, NOT_SERVING
             return {"200": ok, "503": {**ok, "description": "The database does not answer."}}
         codes = sorted([*ERRORS, *(["413"] if has_body else [])])
-        errors = {code: {"$ref": f"#/components/responses/Error{code}"} for code in codes}
+        errors: dict[str, dict[str, Any]] = {code: {"$ref": f"#/components/responses/Error{code}"} for code in codes}
         if full_name in LINK_METHODS:  # no key, so no 403 or tier limit; the link's own 401
             errors = {**{c: e for c, e in errors.items() if c not in ("403", "429")}, "401": REFUSED_LINK}
         return {"200": ok, **errors}

@@ -18,6 +18,7 @@ import tempfile
 
 from server import envoy_launcher
 from server.bootstrap import start
+from server.config import Settings
 from server.persistence import db
 from server.readiness import wait_for_http
 from server.services import keys

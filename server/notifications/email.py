@@ -12,6 +12,7 @@ import email.message
 import email.utils
 import hashlib
 import json
+from typing import Any
 
 import jinja2
 
@@ -33,7 +34,7 @@ def message_id(dedup_key: str) -> str:
     return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@billing-service>"
 
 
-def _invoice_context(invoice_id: str) -> dict:
+def _invoice_context(invoice_id: str) -> dict[str, Any]:
     # Deleted invoices are still rendered: the e-mail was owed when the row was queued.
     invoice = invoice_view(Invoice.get_by_id(invoice_id))
     return {
@@ -60,7 +61,8 @@ def build_message(*, template: str, recipient: str, payload: str | dict, dedup_k
     if template not in list(EmailTemplate):
         raise LookupError(f"unknown e-mail template {template!r}")
     data = json.loads(payload) if isinstance(payload, str) else payload
-    context = {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
+    context: dict[str, Any] = ({"alert": data} if template == EmailTemplate.USAGE_ALERT
+                               else _invoice_context(data["invoice_id"]))
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address

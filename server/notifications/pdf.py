@@ -173,7 +173,7 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     pdf.set_draw_color(*RULE)
     with pdf.table(col_widths=(74, 16, 26, 24, 26), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
                    headings_style=FontFace(color=INK, fill_color=HEADER_FILL), line_height=5,
-                   borders_layout="HORIZONTAL_LINES", padding=(2, 2)) as table:
+                   borders_layout="HORIZONTAL_LINES", padding=2) as table:
         table.row(["Description", "Qty", "Unit", "Unit price", "Amount"])
         for item in invoice.line_items:
             table.row([printable(item.description), item.quantity, item.unit, money(item.unit_amount_cents, currency),

@@ -23,21 +23,24 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 def _private_host(host: str, port: int) -> bool:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return any(rules.is_private_address(info[4][0].split("%")[0]) for info in infos)
+    return any(rules.is_private_address(str(info[4][0]).split("%")[0]) for info in infos)
 
 
 def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float = rules.RESPONSE_TIMEOUT_SECONDS,
          allow_private: bool = False) -> rules.Outcome:
     parsed = urllib.parse.urlsplit(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = parsed.hostname
+    if host is None:  # registration refuses such a URL (validate_url)
+        return rules.Outcome(None, "refused: the URL has no host")
     try:
-        if not allow_private and _private_host(parsed.hostname, port):
+        if not allow_private and _private_host(host, port):
             return rules.Outcome(None, "refused: the host resolves to a loopback or private address")
+        connection: http.client.HTTPConnection
         if parsed.scheme == "https":
-            connection = http.client.HTTPSConnection(parsed.hostname, port, timeout=timeout,
-                                                     context=ssl.create_default_context())
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
         else:
-            connection = http.client.HTTPConnection(parsed.hostname, port, timeout=timeout)
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             connection.request("POST", (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else ""),
                                body=body, headers={**headers, "user-agent": USER_AGENT})

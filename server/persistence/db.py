@@ -15,12 +15,14 @@ import fcntl
 import os
 import sqlite3
 import threading
+from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
 
 import peewee
 from playhouse import db_url
 
 database = peewee.DatabaseProxy()
+_Select = TypeVar("_Select", bound="peewee.ModelSelect[Any]")
 
 # busy_timeout first: pragmas apply in order, and switching a new file to WAL while another
 # process opens it too must wait for the lock, not fail with "database is locked".
@@ -55,12 +57,15 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         self._lock_file = open(path + WRITER_LOCK_SUFFIX, "a+b") if path else None  # noqa: SIM115 - the process's
 
     def _connect(self):
-        connection = super()._connect()
-        self._state.file = self._identity()
+        connection = super()._connect()  # type: ignore[misc]  # the stubs leave out peewee's private _connect
+        self._state.file = self._identity()  # type: ignore[attr-defined]  # nor its per-thread _state
         return connection
 
     def _identity(self) -> tuple[int, int] | None:
-        """The file now at the database's path (device, inode), None if there is none."""
+        """The file now at the database's path (device, inode), None if there is none (or no
+        path: an in-memory database)."""
+        if self._path is None:
+            return None
         try:
             stat = os.stat(self._path)
         except OSError:
@@ -71,7 +76,8 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         """Keep this thread's connection if the file it opened is still the one at the path, else
         close it, so that the next query reconnects and a file moved away shows as lost (an open
         connection would go on using the moved file)."""
-        if self._path and not self.is_closed() and getattr(self._state, "file", None) != self._identity():
+        opened = getattr(self._state, "file", None)  # type: ignore[attr-defined]
+        if self._path and not self.is_closed() and opened != self._identity():
             self.close()
 
     def begin(self, lock_type=None):
@@ -131,7 +137,7 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-def for_update(query: peewee.ModelSelect, **options) -> peewee.ModelSelect:
+def for_update(query: _Select, **options) -> _Select:
     """Lock the selected rows for the transaction: FOR UPDATE on PostgreSQL (options such as
     skip_locked pass through); SQLite needs none, its BEGIN IMMEDIATE already serializes writers."""
     return query.for_update(**options) if is_postgres() else query

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 
 import peewee as pw
 from playhouse import migrate as operations
@@ -64,12 +65,12 @@ def _0002_segments_snapshots_dead_letters(migrator: SchemaMigrator) -> None:
     free their period when VOID or deleted, decimal line quantities, outbox dead letters."""
     database.create_tables([_UsageDay0002])
     _backfill_usage_days()
-    text = {"max_length": 1024, "default": ""}
+    text = functools.partial(pw.CharField, max_length=1024, default="")
     operations.migrate(
-               migrator.add_column("invoice", "billing_email", pw.CharField(**text)),
-               migrator.add_column("invoice", "issuer_name", pw.CharField(**text)),
-               migrator.add_column("invoice", "issuer_address", pw.CharField(**text)),
-               migrator.add_column("invoice", "issuer_tax_id", pw.CharField(**text)),
+               migrator.add_column("invoice", "billing_email", text()),
+               migrator.add_column("invoice", "issuer_name", text()),
+               migrator.add_column("invoice", "issuer_address", text()),
+               migrator.add_column("invoice", "issuer_tax_id", text()),
                migrator.add_column("invoice_line_item", "quantity_milli", pw.BigIntegerField(default=0)),
                migrator.add_column("invoice_line_item", "unit", pw.CharField(max_length=32, default="")),
                migrator.add_column("outbox_message", "dead_at", pw.DateTimeField(null=True)))

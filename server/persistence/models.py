@@ -9,6 +9,9 @@ classes: a change here needs a migration beside it.
 Datetimes are stored as naive UTC and read back as aware UTC. Foreign keys to a subscription
 carry no index of their own where a composite index already leads with the subscription: on
 usage_event that index was one more B-tree to update per event, read by no query.
+
+For the type checker, each table spells out what peewee would add unseen: the surrogate key
+(`id = AutoField()`) and, beside each foreign key, the annotated raw key it exposes (`plan_id`).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Plan(BaseModel):
 
 
 class ApiKey(BaseModel):
+    id = pw.AutoField()
     key_hash = pw.CharField(unique=True, max_length=64)
     prefix = pw.CharField(max_length=16)
     scope = StrEnumField(KeyScope, max_length=8)
@@ -85,6 +89,7 @@ class Subscription(BaseModel):
     id = pw.CharField(primary_key=True, max_length=40)
     tenant_id = pw.CharField(max_length=128)
     plan = pw.ForeignKeyField(Plan, backref="subscriptions")
+    plan_id: str
     billing_email = pw.CharField(max_length=320)
     status = StrEnumField(SubscriptionStatus, max_length=16)
     # The anchor of the monthly anniversary periods: the creation instant.
@@ -109,8 +114,11 @@ Subscription.add_index(
 class PlanChange(BaseModel):
     """Dated plan history of a subscription (the first row is the plan it started on)."""
 
+    id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, backref="plan_changes", on_delete="CASCADE", index=False)
+    subscription_id: str
     plan = pw.ForeignKeyField(Plan)
+    plan_id: str
     effective_at = UTCDateTimeField()
 
     class Meta:
@@ -121,7 +129,9 @@ class RecordedUsageEvent(BaseModel):
     """Raw events as tracked (the proto's UsageEvent once accepted), kept for audit and
     deduplication within retention."""
 
+    id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
     event_id = pw.CharField(max_length=128)
     endpoint = pw.CharField(max_length=512)
     count = pw.BigIntegerField()
@@ -136,7 +146,9 @@ class RecordedUsageEvent(BaseModel):
 class UsageHourly(BaseModel):
     """Requests per (subscription, clock hour, endpoint): what daily and analytics read."""
 
+    id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
     hour = UTCDateTimeField()
     endpoint = pw.CharField(max_length=512)
     requests = pw.BigIntegerField()
@@ -148,7 +160,9 @@ class UsageHourly(BaseModel):
 class UsagePeriod(BaseModel):
     """Requests per subscription period: what usage alerts read, and the bound against overflow."""
 
+    id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
     period_start = UTCDateTimeField()
     requests = pw.BigIntegerField()
 
@@ -160,7 +174,9 @@ class UsageDay(BaseModel):
     """Requests per day of a subscription period (day k = [start + k days, start + k+1 days)):
     what invoicing reads to bill usage on the plan in force when it was consumed."""
 
+    id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
     period_start = UTCDateTimeField()
     day = pw.IntegerField()
     requests = pw.BigIntegerField()
@@ -183,6 +199,7 @@ class Invoice(BaseModel):
     id = pw.CharField(primary_key=True, max_length=40)
     number = pw.CharField(unique=True, max_length=32)
     subscription = pw.ForeignKeyField(Subscription, backref="invoices", index=False)
+    subscription_id: str
     tenant_id = pw.CharField(max_length=128)
     status = StrEnumField(InvoiceStatus, max_length=16)
     period_start = UTCDateTimeField()
@@ -208,7 +225,7 @@ class Invoice(BaseModel):
         )
 
 
-def live(invoice: type[Invoice]) -> pw.Expression:
+def live(invoice: type[Invoice] | pw.ModelAlias[Invoice]) -> pw.Expression:
     """Not VOID and not deleted: the invoice (or an alias of the table) covers its period."""
     return (invoice.status != InvoiceStatus.VOID) & invoice.deleted_at.is_null()
 
@@ -220,7 +237,9 @@ Invoice.add_index(Invoice.index(Invoice.subscription, Invoice.period_start, uniq
 
 
 class InvoiceLineItem(BaseModel):
+    id = pw.AutoField()
     invoice = pw.ForeignKeyField(Invoice, backref="line_items", on_delete="CASCADE")
+    invoice_id: str
     position = pw.IntegerField()
     description = pw.CharField(max_length=256)
     # Thousandths of the unit (1000 = 1): exact for overage counted in thousands of requests.
@@ -233,6 +252,7 @@ class InvoiceLineItem(BaseModel):
 class OutboxMessage(BaseModel):
     """Transactional outbox: an e-mail to send, written with the state change that causes it."""
 
+    id = pw.AutoField()
     dedup_key = pw.CharField(unique=True, max_length=191)
     template = pw.CharField(max_length=64)
     recipient = pw.CharField(max_length=320)
@@ -294,7 +314,9 @@ class WebhookDelivery(BaseModel):
 
     id = pw.CharField(primary_key=True, max_length=40)
     endpoint = pw.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", index=False)
+    endpoint_id: str
     event = pw.ForeignKeyField(WebhookEvent, on_delete="CASCADE")
+    event_id: str
     status = StrEnumField(DeliveryStatus, max_length=16)
     attempts = pw.IntegerField()
     # Due time of the next attempt (a claimed row: the end of its lease); null once settled.

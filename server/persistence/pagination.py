@@ -9,10 +9,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from typing import TypeVar
 
 import peewee as pw
 
 from server.domain.errors import InvalidArgument
+from server.persistence.models import Invoice, Subscription
+
+# The tables listed page by page: each has a string id and a created_at.
+_Listed = TypeVar("_Listed", Invoice, Subscription)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -37,7 +42,8 @@ def _decode(token: str) -> tuple[dt.datetime, str]:
         raise InvalidArgument("page_token is not a token this server issued", field="page_token") from None
 
 
-def paginate(query: pw.ModelSelect, model: type[pw.Model], size: int, token: str) -> tuple[list, str]:
+def paginate(query: pw.ModelSelect[_Listed], model: type[_Listed], size: int,
+             token: str) -> tuple[list[_Listed], str]:
     """One page of `query` (newest first) and the token of the next page ('' on the last)."""
     size = page_size(size)
     if token:

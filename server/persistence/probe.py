@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from typing import Callable
+from typing import Any, Callable
 
 import peewee
 import psycopg2
@@ -56,7 +56,7 @@ class DatabaseProbe:
         self._asked_at = -math.inf
         self._lock = threading.Lock()
         self._target: peewee.Database | None = None
-        self._conn = None
+        self._conn: Any = None  # a sqlite3 or a psycopg2 connection (psycopg2 has no types)
         self._identity: tuple[int, int] | None = None
         self._last = False
 

@@ -44,7 +44,7 @@ class InProcessRateLimiter:
                 log = self._logs[key] = collections.deque()
             counted = self._counted(quota, now) if quota else 0
             decision = check(log, limit, now, consume=consume, window=self._window,
-                             quota_exhausted=bool(quota) and quota.exhausted(counted))
+                             quota_exhausted=quota is not None and quota.exhausted(counted))
             if quota and consume and decision.allowed:
                 self._count(quota, counted, now)
             if not log:

@@ -94,7 +94,8 @@ class RedisRateLimiter:
             raise LimiterUnavailable("rate-limit store unavailable")
         key = self.key(name)
         keys = [key, f"{key}:seq"]
-        args = [limit, repr(self._window), 1 if consume else 0, "" if now is None else repr(now)]
+        args: list[str | int | float] = [limit, repr(self._window), 1 if consume else 0,
+                                         "" if now is None else repr(now)]
         if quota:
             keys.append(f"{key}:quota:{quota.name}")
             args += [quota.included, quota.floor, max(1, quota.expires_in)]

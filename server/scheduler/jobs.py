@@ -92,7 +92,10 @@ def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt
     try:
         invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
     except AlreadyExists:
-        invoice = invoices.get_invoice(invoices.live_invoice(sub.id, period_start or sub.current_period_start).id)
+        live = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
+        if live is None:  # voided or deleted since: no invoice to reuse, the conflict stands
+            raise
+        invoice = invoices.get_invoice(live.id)
     if invoice.status == InvoiceStatus.PENDING:
         invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
     return invoice

@@ -114,7 +114,7 @@ class Gateway:
         key = rules.api_key(headers)
         principal = (self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key
                      else keys.authenticate(None))
-        if principal.is_admin:
+        if principal.is_admin or principal.tenant_id is None:
             raise PermissionDenied("admin keys are not tenant traffic: call the gateway with a tenant key",
                                    reason="ADMIN_KEY")
         tenant_id = principal.tenant_id

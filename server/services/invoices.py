@@ -28,7 +28,7 @@ from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, PlanChange, Subscription, UsageDay,
+    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, Plan, PlanChange, Subscription, UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
@@ -57,7 +57,7 @@ def live_invoice(subscription_id: str, period_start: dt.datetime) -> Invoice | N
                                & LIVE_INVOICE)
 
 
-def plan_history(subscription_id: str) -> list[tuple[dt.datetime, object]]:
+def plan_history(subscription_id: str) -> list[tuple[dt.datetime, Plan]]:
     """(effective_at, plan) of every plan the subscription has been on, oldest first."""
     return [(change.effective_at, change.plan) for change in
             PlanChange.select(PlanChange, PlanChange.plan).join(PlanChange.plan.rel_model)
@@ -152,13 +152,14 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
                         f"already has {which}", reason="INVOICE_EXISTS")
 
 
-def set_status(invoice_id: str, status: InvoiceStatus, *, now: dt.datetime,
+def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime,
                principal: Principal | None = None) -> InvoiceView:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
     if status not in list(InvoiceStatus):
         raise InvalidArgument(f"status must be one of {', '.join(InvoiceStatus)}", field="status")
+    status = InvoiceStatus(status)
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_transition(invoice.status, status)

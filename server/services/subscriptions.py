@@ -132,7 +132,7 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
-        updates = {}
+        updates: dict[pw.Field, object] = {}
         if rules.plan_changes(subscription.plan_id, plan_id):
             plan = _plan(plan_id)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)

@@ -106,7 +106,8 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     return rejections, {i: p for i, p in periods.items() if i not in rejected}
 
 
-def _add(counter: type[pw.Model], subscription_id: str, keys: tuple[str, ...], totals: dict) -> None:
+def _add(counter: type[UsageHourly | UsagePeriod | UsageDay], subscription_id: str, keys: tuple[str, ...],
+         totals: dict) -> None:
     """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
     add_counts(counter, [counter.subscription, *(getattr(counter, k) for k in keys)], counter.requests,
                [(subscription_id, *(key if isinstance(key, tuple) else (key,)), requests)
@@ -221,7 +222,7 @@ def _range(subscription: Subscription, start: str, end: str) -> tuple[dt.date, d
     return rules.date_range(start, end, subscription.current_period_start.date(), last_instant.date())
 
 
-def _hourly(subscription_id: str, first: dt.date, last: dt.date) -> pw.ModelSelect:
+def _hourly(subscription_id: str, first: dt.date, last: dt.date) -> pw.ModelSelect[UsageHourly]:
     since = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
     until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     return UsageHourly.select().where((UsageHourly.subscription == subscription_id)

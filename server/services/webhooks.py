@@ -90,7 +90,7 @@ def rotate_secret(principal: Principal, endpoint_id: str, *, now: dt.datetime) -
         return endpoint_view(endpoint)
 
 
-def _with_events() -> pw.ModelSelect:
+def _with_events() -> pw.ModelSelect[WebhookDelivery]:
     """Deliveries with their events (one join: the event type costs no query per delivery)."""
     return WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
 

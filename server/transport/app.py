@@ -97,7 +97,8 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     restart here); with a client CA, a client certificate from it is required (mTLS)."""
     if not settings.tls:
         return None
+    cert, key = settings.tls_files()
     client_ca = settings.grpc_client_ca.read_bytes() if settings.grpc_client_ca else None
     return grpc.ssl_server_credentials(
-        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        [(key.read_bytes(), cert.read_bytes())],
         root_certificates=client_ca, require_client_auth=client_ca is not None)

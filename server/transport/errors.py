@@ -43,7 +43,9 @@ def status_message(error: DomainError) -> status_pb2.Status:
 def to_status(error: DomainError) -> grpc.Status:
     status = rpc_status.to_status(status_message(error))
     # abort_with_status replaces trailers set earlier: extra metadata must travel inside the status.
-    return status._replace(trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items()))
+    # A namedtuple in grpc_status; the stubs type only the abstract grpc.Status.
+    return status._replace(  # type: ignore[attr-defined]
+        trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items()))
 
 
 def abort(context: grpc.ServicerContext, error: DomainError) -> None:

@@ -24,7 +24,8 @@ _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)(?:=[^}]*)?\}")
 
 
 def _pattern(template: str) -> tuple[re.Pattern, list[str]]:
-    fields, parts, last = [], [], 0
+    fields: list[str] = []
+    parts, last = [], 0
     for match in _VARIABLE.finditer(template):
         parts.append(re.escape(template[last:match.start()]))
         parts.append(f"(?P<v{len(fields)}>[^/]+)")

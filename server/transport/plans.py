@@ -13,7 +13,7 @@ def plan_message(plan: PlanView) -> plan_pb2.Plan:
     return plan_pb2.Plan(
         id=plan.id,
         name=plan.name,
-        tier=plan_pb2.Tier.Value(plan.tier),
+        tier=plan.tier,
         monthly_fee_cents=plan.monthly_fee_cents,
         currency=plan.currency,
         rate_limit_per_minute=plan.rate_limit_per_minute,

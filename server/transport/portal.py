@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from billing.v1 import portal_pb2, portal_pb2_grpc
-from google.api import httpbody_pb2
+from google.api.httpbody_pb2 import HttpBody
 
 from server import portal as pages
 from server.config import Settings
@@ -18,7 +18,6 @@ from server.services import portal
 from server.transport.context import current_principal
 from server.transport.convert import now, timestamp
 
-HttpBody = httpbody_pb2.HttpBody
 HTML = "text/html; charset=utf-8"
 # Envoy sets the HTTP status from this header (envoy/envoy.yaml.tmpl, Lua filter): the
 # transcoder answers 200 to any HttpBody, and a refused link must be a 401 with an HTML page.

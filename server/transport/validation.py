@@ -70,8 +70,9 @@ def _timestamp(value) -> str | None:
 def _scalar(field: FD, value) -> str | None:
     if field.type == FD.TYPE_STRING:
         return _string(value, field.name)
-    if field.type == FD.TYPE_ENUM and field.enum_type.values_by_number.get(value) is None:
-        return f"{value} is not a value of {field.enum_type.name}"
+    enum = field.enum_type  # set on enum fields only
+    if enum is not None and enum.values_by_number.get(value) is None:
+        return f"{value} is not a value of {enum.name}"
     return None
 
 
@@ -99,7 +100,7 @@ def violations(request: message.Message, prefix: str = "") -> list[FieldViolatio
         items = list(enumerate(value)) if repeated else [(None, value)]
         for index, item in items:
             path = _path(prefix, field.name, index)
-            if field.type == FD.TYPE_MESSAGE and field.message_type.full_name == _TIMESTAMP:
+            if field.message_type is not None and field.message_type.full_name == _TIMESTAMP:
                 problem = _timestamp(item)
             elif field.type == FD.TYPE_MESSAGE:
                 found.extend(violations(item, path))
@@ -120,7 +121,8 @@ def undecodable_field(message_type: descriptor.Descriptor, data: bytes, prefix: 
         return None
     fields = message_type.fields_by_number
     seen: dict[int, int] = {}
-    for unknown in unknown_fields.UnknownFieldSet(holder):
+    # Iterable by __getitem__, as its docstring shows; the stubs declare no __iter__.
+    for unknown in unknown_fields.UnknownFieldSet(holder):  # type: ignore[attr-defined]
         field = fields.get(unknown.field_number)
         if field is None or unknown.wire_type != 2:  # length-delimited only
             continue
@@ -132,7 +134,7 @@ def undecodable_field(message_type: descriptor.Descriptor, data: bytes, prefix: 
                 unknown.data.decode("utf-8")
             except UnicodeDecodeError:
                 return path
-        elif field.type == FD.TYPE_MESSAGE:
+        elif field.type == FD.TYPE_MESSAGE and field.message_type is not None:
             inner = undecodable_field(field.message_type, unknown.data, path)
             if inner:
                 return inner

@@ -26,7 +26,7 @@ def endpoint_message(endpoint: EndpointView, *, with_secret: bool = False) -> we
 def delivery_message(delivery: DeliveryView) -> Delivery:
     return Delivery(
         id=delivery.id, event_id=delivery.event_id, event_type=delivery.event_type,
-        status=Delivery.Status.Value(delivery.status), attempts=delivery.attempts,
+        status=delivery.status, attempts=delivery.attempts,
         last_status_code=delivery.last_status_code or 0, last_error=delivery.last_error or "",
         created_at=timestamp(delivery.created_at),
         next_attempt_at=timestamp(delivery.next_attempt_at) if delivery.status == rules.DeliveryStatus.PENDING else None,

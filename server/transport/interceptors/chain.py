@@ -28,11 +28,13 @@ class Layer:
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior, around = handler.unary_unary, self.around
+        assert behavior is not None  # wraps() admits unary-unary handlers only
 
         def wrapped(request, context):
             return around(behavior, request, context, method)
 
-        return handler._replace(unary_unary=wrapped)
+        # grpc's handlers are namedtuples; the stubs type only the abstract class.
+        return handler._replace(unary_unary=wrapped)  # type: ignore[attr-defined]
 
     def around(self, behavior: Behavior, request, context: grpc.ServicerContext, method: str) -> object:
         raise NotImplementedError

@@ -13,6 +13,7 @@ import logging
 import time
 
 import grpc
+import prometheus_client
 
 from server.observability import metrics
 from server.transport import context as call_context
@@ -47,7 +48,7 @@ class ObservingInterceptor(Layer):
         behavior, labels = getattr(handler, field), _labels(method, kind)
         started_total = metrics.GRPC_STARTED.labels(*labels)
         handling_seconds = metrics.GRPC_HANDLING_SECONDS.labels(*labels)
-        handled: dict[grpc.StatusCode, object] = {}
+        handled: dict[grpc.StatusCode, prometheus_client.Counter] = {}
         logged = not method.startswith(UNLOGGED_PREFIX)
 
         def observed(request, context):

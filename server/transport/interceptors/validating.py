@@ -27,7 +27,7 @@ class ValidationInterceptor(Layer):
                 found = message_type and validation.undecodable_field(message_type.DESCRIPTOR, data)
                 return Undecodable(found or None)
 
-        return super().wrap(method, handler)._replace(request_deserializer=tolerant)
+        return super().wrap(method, handler)._replace(request_deserializer=tolerant)  # type: ignore[attr-defined]
 
     def around(self, behavior, request, context, method):
         if isinstance(request, Undecodable):
