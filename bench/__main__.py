@@ -1,14 +1,15 @@
 """`python -m bench`: start the stack, measure ceilings and operations, print and save results.
 
 Environment: BENCH_SECONDS (per run, default 5), BENCH_REPEATS (runs of the ceilings and plan
-retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes, default 4), BENCH_THREADS (loops
-per load process, default 4), BENCH_SERVER_PROCS (default "1,2"), DATABASE_URL, REDIS_URL,
-BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the run, see bench/postgres.py),
-BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py), BENCH_ONLY=floor (only the floor: no stack,
-no other figures; for iterating on the per-call cost), BENCH_SQLITE_WRITES=0 (on SQLite, skip
-batched ingestion with 1 and 2 server processes, bench/sqlite_writes.py),
-BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost, bench/interceptor.py), BENCH_GATEWAY=0 (skip
-the gateway's cost against a direct proxy, bench/gateway.py)."""
+retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROCS (load processes,
+default 4), BENCH_THREADS (loops per load process, default 4), BENCH_SERVER_PROCS (default "1,2"),
+DATABASE_URL, REDIS_URL, BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the
+run, see bench/postgres.py), BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py),
+BENCH_ONLY=floor (only the floor: no stack, no other figures; for iterating on the per-call cost),
+BENCH_SQLITE_WRITES=0 (on SQLite, skip batched ingestion with 1 and 2 server processes,
+bench/sqlite_writes.py), BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost,
+bench/interceptor.py), BENCH_GATEWAY=0 (skip the gateway's cost against a direct proxy,
+bench/gateway.py)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ BATCH = {"usage_100": 100, "usage_1000": 1000}  # events per call
 def machine() -> dict:
     cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
-    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "grpcio": grpc.__version__, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_before": pathlib.Path("/proc/loadavg").read_text().split()[:3]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_before": pathlib.Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 def probe(op: str, door: str, stack: Stack) -> str | None:
@@ -51,16 +57,21 @@ def probe(op: str, door: str, stack: Stack) -> str | None:
     Probes use ids that do not exist or an empty request, so they change nothing."""
     if door == "grpc":
         from billing.v1 import invoice_pb2, subscription_pb2, usage_pb2
+
         client = load.GrpcClient(stack.grpc_addresses[0], stack.admin_key)
         calls = {
-            "sub_create": lambda: client.subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(),
-                                                                 metadata=client.md, timeout=10),
-            "usage_1": lambda: client.usage.TrackUsage(usage_pb2.TrackUsageRequest(subscription_id="sub_bench_probe"),
-                                                       metadata=client.md, timeout=10),
+            "sub_create": lambda: client.subs.CreateSubscription(
+                subscription_pb2.CreateSubscriptionRequest(), metadata=client.md, timeout=10
+            ),
+            "usage_1": lambda: client.usage.TrackUsage(
+                usage_pb2.TrackUsageRequest(subscription_id="sub_bench_probe"), metadata=client.md, timeout=10
+            ),
             "invoice": lambda: client.invoices.GenerateInvoice(
-                invoice_pb2.GenerateInvoiceRequest(subscription_id="sub_bench_probe"), metadata=client.md, timeout=10),
-            "pdf": lambda: client.invoices.GetInvoicePdf(invoice_pb2.GetInvoicePdfRequest(id="inv_bench_probe"),
-                                                         metadata=client.md, timeout=10),
+                invoice_pb2.GenerateInvoiceRequest(subscription_id="sub_bench_probe"), metadata=client.md, timeout=10
+            ),
+            "pdf": lambda: client.invoices.GetInvoicePdf(
+                invoice_pb2.GetInvoicePdfRequest(id="inv_bench_probe"), metadata=client.md, timeout=10
+            ),
         }
         calls["usage_1000"] = calls["usage_1"]
         try:
@@ -79,8 +90,12 @@ def probe(op: str, door: str, stack: Stack) -> str | None:
         "pdf": ("GET", "/billing/invoices/inv_bench_probe/pdf", None),
     }[op]
     conn = http.client.HTTPConnection("127.0.0.1", stack.rest_port, timeout=10)
-    conn.request(method, path, body=body, headers={"authorization": f"Bearer {stack.admin_key}",
-                                                   "content-type": "application/json"})
+    conn.request(
+        method,
+        path,
+        body=body,
+        headers={"authorization": f"Bearer {stack.admin_key}", "content-type": "application/json"},
+    )
     status = conn.getresponse().status
     conn.close()
     return "not implemented" if status == 501 else None
@@ -96,13 +111,26 @@ class Runner:
         of an open loop."""
         start_at = time.time() + 0.7
         run = secrets.token_hex(3)
-        specs = [{"op": op, "door": door, "key": self.stack.admin_key, "threads": self.threads, "worker": w,
-                  "run": run, "start_at": start_at, "duration": self.duration, "items": shares[w],
-                  "grpc_addresses": self.stack.grpc_addresses, "rest_port": self.stack.rest_port,
-                  "rate": rate and rate / self.load_procs, "procs": self.load_procs}
-                 for w in range(self.load_procs)]
+        specs = [
+            {
+                "op": op,
+                "door": door,
+                "key": self.stack.admin_key,
+                "threads": self.threads,
+                "worker": w,
+                "run": run,
+                "start_at": start_at,
+                "duration": self.duration,
+                "items": shares[w],
+                "grpc_addresses": self.stack.grpc_addresses,
+                "rest_port": self.stack.rest_port,
+                "rate": rate and rate / self.load_procs,
+                "procs": self.load_procs,
+            }
+            for w in range(self.load_procs)
+        ]
         pending = self.pool.map_async(load.run_worker, specs, chunksize=1)
-        time.sleep(max(0.0, start_at - time.time()))       # align the CPU window with the load window
+        time.sleep(max(0.0, start_at - time.time()))  # align the CPU window with the load window
         cpu0, t0 = self.stack.cpu_snapshot(), time.time()
         pending.wait(self.duration)
         cpu1, t1 = self.stack.cpu_snapshot(), time.time()
@@ -115,13 +143,15 @@ class Runner:
         load_wall = max(r["wall_s"] for r in results)
         window = max(t1 - t0, 1e-6)
         summary.update(
-            load_cpu_s=round(load_cpu, 2), load_wall_s=round(load_wall, 2),
+            load_cpu_s=round(load_cpu, 2),
+            load_wall_s=round(load_wall, 2),
             load_cpu_cores=round(load_cpu / load_wall, 2),
             load_proc_max_util=round(max(r["cpu_s"] / r["wall_s"] for r in results), 2),
             server_cpu_cores=round((cpu1["servers"] - cpu0["servers"]) / window, 2),
             envoy_cpu_cores=round((cpu1["envoy"] - cpu0["envoy"]) / window, 2),
             first_error=next((r["first_error"] for r in results if r["first_error"]), None),
-            exhausted=any(r["exhausted"] for r in results))
+            exhausted=any(r["exhausted"] for r in results),
+        )
         if cpu0.get("postgres") is not None:
             summary["postgres_cpu_cores"] = round((cpu1["postgres"] - cpu0["postgres"]) / window, 2)
             summary["wal_bytes_per_s"] = round((cpu1["wal_bytes"] - cpu0["wal_bytes"]) / window)
@@ -137,13 +167,16 @@ class Runner:
         row = report.median_of_runs(runs) if repeats > 1 else dict(runs[0], repeats=1)
         if repeats > 1:
             row["runs"] = [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors")} for r in runs]
-        row.update(op=op, door=door, procs=len(self.stack.servers), status="ok",
-                   connections=self.load_procs * self.threads)
+        row.update(
+            op=op, door=door, procs=len(self.stack.servers), status="ok", connections=self.load_procs * self.threads
+        )
         if row["n"] == 0:
             row["status"] = f"failed: {row.get('first_error')}"
-        line = (f"  {report.LABELS[op]:<24} {door:<4} procs={row['procs']} {row['ops_per_s']:>8.0f} ops/s "
-                f"p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms errors {row['errors']} "
-                f"load {row['load_cpu_cores']} cores, servers {row['server_cpu_cores']}, envoy {row['envoy_cpu_cores']}")
+        line = (
+            f"  {report.LABELS[op]:<24} {door:<4} procs={row['procs']} {row['ops_per_s']:>8.0f} ops/s "
+            f"p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms errors {row['errors']} "
+            f"load {row['load_cpu_cores']} cores, servers {row['server_cpu_cores']}, envoy {row['envoy_cpu_cores']}"
+        )
         print(line + (f"  first error: {row['first_error']}" if row.get("first_error") else ""), flush=True)
         return row, created
 
@@ -165,17 +198,27 @@ def open_loops(runner: Runner, rows: list[dict], usage_subs: list, invoices: lis
         closed = report.find(rows, op, "rest", procs)
         items = {"usage_1": usage_subs, "invoice": made.get("sub_create", []), "pdf": invoices}.get(op)
         if closed is None or items == []:
-            out.append({"op": op, "status": "skipped: " + ("no closed-loop saturation" if closed is None
-                                                            else "nothing to act on")})
+            out.append(
+                {
+                    "op": op,
+                    "status": "skipped: " + ("no closed-loop saturation" if closed is None else "nothing to act on"),
+                }
+            )
             continue
         rate = closed["ops_per_s"] * report.OPEN_LOOP_SHARE
-        shares = split(items or [], runner.load_procs) if len(items or []) >= runner.load_procs else \
-            [items or []] * runner.load_procs
+        shares = (
+            split(items or [], runner.load_procs)
+            if len(items or []) >= runner.load_procs
+            else [items or []] * runner.load_procs
+        )
         summary, made[op] = runner.once(op, "rest", shares, rate=rate)
         row = report.open_loop_row(op, rate, summary)
-        print(f"  {report.LABELS[op]:<24} offered {rate:.0f}/s done {row['ops_per_s']:.0f}/s p50 {row['p50_ms']} ms "
-              f"p99 {row['p99_ms']} ms p99.9 {row['p999_ms']} ms errors {row['errors']}"
-              + (f"  first error: {row['first_error']}" if row.get("first_error") else ""), flush=True)
+        print(
+            f"  {report.LABELS[op]:<24} offered {rate:.0f}/s done {row['ops_per_s']:.0f}/s p50 {row['p50_ms']} ms "
+            f"p99 {row['p99_ms']} ms p99.9 {row['p999_ms']} ms errors {row['errors']}"
+            + (f"  first error: {row['first_error']}" if row.get("first_error") else ""),
+            flush=True,
+        )
         out.append(row)
     return out
 
@@ -192,8 +235,12 @@ def main() -> int:
 
 def knobs() -> tuple[float, int, int, int]:
     """BENCH_SECONDS, BENCH_REPEATS, BENCH_LOAD_PROCS, BENCH_THREADS."""
-    return (float(os.environ.get("BENCH_SECONDS", "5")), int(os.environ.get("BENCH_REPEATS", "3")),
-            int(os.environ.get("BENCH_LOAD_PROCS", "4")), int(os.environ.get("BENCH_THREADS", "4")))
+    return (
+        float(os.environ.get("BENCH_SECONDS", "5")),
+        int(os.environ.get("BENCH_REPEATS", "3")),
+        int(os.environ.get("BENCH_LOAD_PROCS", "4")),
+        int(os.environ.get("BENCH_THREADS", "4")),
+    )
 
 
 def floor_only(scratch_pg: str | None) -> int:
@@ -203,8 +250,16 @@ def floor_only(scratch_pg: str | None) -> int:
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
-        result = floor.measure(Runner, pool, workdir, scratch_pg or f"sqlite:///{workdir / 'floor.db'}", duration,
-                               repeats, load_procs, threads)
+        result = floor.measure(
+            Runner,
+            pool,
+            workdir,
+            scratch_pg or f"sqlite:///{workdir / 'floor.db'}",
+            duration,
+            repeats,
+            load_procs,
+            threads,
+        )
     finally:
         pool.close()
         pool.join()
@@ -221,12 +276,22 @@ def run(scratch_pg: str | None) -> int:
     redis_url = os.environ.get("REDIS_URL") or None
     sqlite = database_url.startswith("sqlite")
     info = machine()
-    info.update(database=("postgresql, scratch database " if scratch_pg else "") + database_url.split("@")[-1]
-                if not sqlite else "sqlite (fresh file)",
-                redis=bool(redis_url), seconds=duration, repeats=repeats, load_procs=load_procs,
-                threads_per_load_proc=threads, server_procs=server_procs)
-    print(f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
-          f"{load_procs}x{threads} connections, {duration:g} s per run, workdir {workdir}", flush=True)
+    info.update(
+        database=("postgresql, scratch database " if scratch_pg else "") + database_url.split("@")[-1]
+        if not sqlite
+        else "sqlite (fresh file)",
+        redis=bool(redis_url),
+        seconds=duration,
+        repeats=repeats,
+        load_procs=load_procs,
+        threads_per_load_proc=threads,
+        server_procs=server_procs,
+    )
+    print(
+        f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
+        f"{load_procs}x{threads} connections, {duration:g} s per run, workdir {workdir}",
+        flush=True,
+    )
     started = time.time()
     postgres = None if sqlite else PostgresUse(database_url)
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
@@ -294,8 +359,9 @@ def run(scratch_pg: str | None) -> int:
             elif not all_invoices:
                 skipped("pdf", door, "skipped: no invoices to render")
             else:
-                pdf_shares = split(all_invoices, load_procs) if len(all_invoices) >= per_loop else \
-                    [all_invoices] * load_procs
+                pdf_shares = (
+                    split(all_invoices, load_procs) if len(all_invoices) >= per_loop else [all_invoices] * load_procs
+                )
                 rows.append(runner.scenario("pdf", door, shares=pdf_shares)[0])
         print(f"open loop through Envoy at {report.OPEN_LOOP_SHARE:g} of each operation's saturation:", flush=True)
         open_rows = open_loops(runner, rows, usage_subs, all_invoices)
@@ -310,8 +376,9 @@ def run(scratch_pg: str | None) -> int:
             # Its own database unless this run owns a scratch one: the bench catalogue it seeds
             # raises the enterprise limit, which must not reach a database the bench does not own.
             own_db = scratch_pg or f"sqlite:///{workdir / 'interceptor.db'}"
-            limiter_cost = interceptor.measure(Runner, pool, workdir, own_db, redis_url, duration, repeats,
-                                               load_procs, threads)
+            limiter_cost = interceptor.measure(
+                Runner, pool, workdir, own_db, redis_url, duration, repeats, load_procs, threads
+            )
             print(interceptor.text(limiter_cost), flush=True)
         if os.environ.get("BENCH_GATEWAY", "1") != "0":
             gateway_cost = gateway.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
@@ -332,35 +399,55 @@ def run(scratch_pg: str | None) -> int:
     print("\nproduct owner's goals:")
     print(report.goals_text(goal_rows))
     if open_rows:
-        print(f"\nopen loop through Envoy ({len(stack.servers)} server processes), offered "
-              f"{report.OPEN_LOOP_SHARE:g} x closed-loop saturation, latency from each scheduled arrival:")
+        print(
+            f"\nopen loop through Envoy ({len(stack.servers)} server processes), offered "
+            f"{report.OPEN_LOOP_SHARE:g} x closed-loop saturation, latency from each scheduled arrival:"
+        )
         print(report.open_loop_table(open_rows))
     if floor_cost:
-        print(f"\nfloor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
-              f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):")
+        print(
+            f"\nfloor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
+            f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):"
+        )
         print(floor.text(floor_cost))
     if writes:
         print(f"\nSQLite batched ingestion through Envoy (REST), 1 vs 2 server processes, medians of {repeats}:")
         print(sqlite_writes.text(writes))
     if limiter_cost:
-        print(f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
-              f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):")
+        print(
+            f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
+            f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):"
+        )
         print(interceptor.text(limiter_cost))
     if gateway_cost:
         print(f"\ngateway (ext_authz + metering) vs a direct proxy to the same fixed upstream, medians of {repeats}:")
         print(gateway.text(gateway_cost))
     loads = [r for r in rows if r.get("status") == "ok"]
     if loads:
-        print(f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
-              f"{min(r['load_cpu_cores'] for r in loads):.2f}-{max(r['load_cpu_cores'] for r in loads):.2f} cores "
-              f"of {info['nproc']} (busiest single load process {max(r['load_proc_max_util'] for r in loads):.0%} "
-              f"of a core); servers {min(r['server_cpu_cores'] for r in loads):.2f}-"
-              f"{max(r['server_cpu_cores'] for r in loads):.2f} cores, Envoy up to "
-              f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
-              f"ratios within one run.")
-    finish("latest.json", {"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows,
-                           "goals": goal_rows, "floor": floor_cost, "sqlite_writes": writes, "rate_limit_interceptor": limiter_cost,
-                           "gateway": gateway_cost}, workdir)
+        print(
+            f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
+            f"{min(r['load_cpu_cores'] for r in loads):.2f}-{max(r['load_cpu_cores'] for r in loads):.2f} cores "
+            f"of {info['nproc']} (busiest single load process {max(r['load_proc_max_util'] for r in loads):.0%} "
+            f"of a core); servers {min(r['server_cpu_cores'] for r in loads):.2f}-"
+            f"{max(r['server_cpu_cores'] for r in loads):.2f} cores, Envoy up to "
+            f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
+            f"ratios within one run."
+        )
+    finish(
+        "latest.json",
+        {
+            "machine": info,
+            "raw_insert_ceiling": raw,
+            "rows": rows,
+            "open_loop": open_rows,
+            "goals": goal_rows,
+            "floor": floor_cost,
+            "sqlite_writes": writes,
+            "rate_limit_interceptor": limiter_cost,
+            "gateway": gateway_cost,
+        },
+        workdir,
+    )
     return 0
 
 

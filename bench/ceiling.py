@@ -53,11 +53,16 @@ def sqlite_scratch_ddl(statements: list[str]) -> list[str]:
 
 def _sqlite(path: str, seconds: float, repeats: int) -> tuple[list[float], list[str]]:
     import sqlite3
+
     conn = sqlite3.connect(path, timeout=15)
     for pragma in ("journal_mode=wal", "synchronous=normal", "busy_timeout=15000", "foreign_keys=on"):
         conn.execute(f"PRAGMA {pragma}")
-    real = [sql for (sql,) in conn.execute(
-        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type DESC, name", (REAL,))]
+    real = [
+        sql
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type DESC, name", (REAL,)
+        )
+    ]
     if not real:
         raise RuntimeError(f"no {REAL} table in {path}: the ceiling needs the migrated database")
     parent_id = conn.execute(f'SELECT type FROM pragma_table_info("{REAL_PARENT}") WHERE name = "id"').fetchone()[0]
@@ -68,12 +73,15 @@ def _sqlite(path: str, seconds: float, repeats: int) -> tuple[list[float], list[
         conn.execute(sql)
     conn.executemany(f"INSERT INTO {PARENT} VALUES (?)", [(s,) for s in SUBSCRIPTIONS])
     conn.commit()
-    sql = (f"INSERT OR IGNORE INTO {TABLE} (subscription_id, event_id, endpoint, count, occurred_at, received_at) "
-           "VALUES (?, ?, ?, ?, ?, ?)")
+    sql = (
+        f"INSERT OR IGNORE INTO {TABLE} (subscription_id, event_id, endpoint, count, occurred_at, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
 
     def insert(rows):
         with conn:
             conn.executemany(sql, rows)
+
     runs = []
     try:
         for _ in range(repeats):
@@ -91,35 +99,49 @@ def _sqlite(path: str, seconds: float, repeats: int) -> tuple[list[float], list[
 def _postgres(url: str, seconds: float, repeats: int) -> tuple[list[float], list[str]]:
     import psycopg2
     from psycopg2.extras import execute_values
+
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                    "WHERE attrelid = %s::regclass AND attname = 'id'", (REAL_PARENT,))
+        cur.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attname = 'id'",
+            (REAL_PARENT,),
+        )
         parent_id = cur.fetchone()[0]
-        cur.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
-                    "AND contype = 'f'", (REAL,))
+        cur.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            (REAL,),
+        )
         fks = [row[0] for row in cur.fetchall()]
         # LIKE copies columns, types, NOT NULL and every index; not the foreign key (added below
         # from the real one) and, without INCLUDING DEFAULTS, not the id sequence (its own here).
-        ddl = [f"DROP TABLE IF EXISTS {TABLE}", f"DROP TABLE IF EXISTS {PARENT}",
-               f"DROP SEQUENCE IF EXISTS {TABLE}_id_seq",
-               f"CREATE TABLE {PARENT} (id {parent_id} PRIMARY KEY)",
-               f"CREATE TABLE {TABLE} (LIKE {REAL} INCLUDING INDEXES)",
-               f"CREATE SEQUENCE {TABLE}_id_seq OWNED BY {TABLE}.id",
-               f"ALTER TABLE {TABLE} ALTER COLUMN id SET DEFAULT nextval('{TABLE}_id_seq')"]
-        ddl += [f"ALTER TABLE {TABLE} ADD " + fk.replace(f"REFERENCES {REAL_PARENT}(", f"REFERENCES {PARENT}(")
-                for fk in fks]
+        ddl = [
+            f"DROP TABLE IF EXISTS {TABLE}",
+            f"DROP TABLE IF EXISTS {PARENT}",
+            f"DROP SEQUENCE IF EXISTS {TABLE}_id_seq",
+            f"CREATE TABLE {PARENT} (id {parent_id} PRIMARY KEY)",
+            f"CREATE TABLE {TABLE} (LIKE {REAL} INCLUDING INDEXES)",
+            f"CREATE SEQUENCE {TABLE}_id_seq OWNED BY {TABLE}.id",
+            f"ALTER TABLE {TABLE} ALTER COLUMN id SET DEFAULT nextval('{TABLE}_id_seq')",
+        ]
+        ddl += [
+            f"ALTER TABLE {TABLE} ADD " + fk.replace(f"REFERENCES {REAL_PARENT}(", f"REFERENCES {PARENT}(")
+            for fk in fks
+        ]
         for sql in ddl:
             cur.execute(sql)
-        cur.execute(f"SELECT indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", (TABLE,))
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", (TABLE,))
         ddl = ddl[3:] + [row[0] for row in cur.fetchall()]  # the shape, without the DROPs
         execute_values(cur, f"INSERT INTO {PARENT} VALUES %s", [(s,) for s in SUBSCRIPTIONS])
-    sql = (f"INSERT INTO {TABLE} (subscription_id, event_id, endpoint, count, occurred_at, received_at) "
-           "VALUES %s ON CONFLICT DO NOTHING")
+    sql = (
+        f"INSERT INTO {TABLE} (subscription_id, event_id, endpoint, count, occurred_at, received_at) "
+        "VALUES %s ON CONFLICT DO NOTHING"
+    )
 
     def insert(rows):
         with conn, conn.cursor() as cur:
             execute_values(cur, sql, rows, page_size=BATCH)
+
     runs = []
     try:
         for _ in range(repeats):
@@ -143,5 +165,11 @@ def raw_insert_ceiling(database_url: str, seconds: float, repeats: int = 3) -> d
     else:
         runs, ddl = _postgres(parsed._replace(scheme="postgresql").geturl(), seconds, repeats)
         backend, how = "postgresql", "psycopg2 execute_values"
-    return {"backend": backend, "method": how, "batch": BATCH, "rows_per_s": round(statistics.median(runs), 1),
-            "runs": [round(r, 1) for r in runs], "scratch_ddl": ddl}
+    return {
+        "backend": backend,
+        "method": how,
+        "batch": BATCH,
+        "rows_per_s": round(statistics.median(runs), 1),
+        "runs": [round(r, 1) for r in runs],
+        "scratch_ddl": ddl,
+    }

@@ -30,15 +30,19 @@ GOALS = {"GetHealth": 0.8, "GetPlan (tenant key)": 0.67, "TrackUsage x1": 0.5}
 def bare_server(threads: int) -> tuple[grpc.Server, int]:
     """The floor: grpcio with the billing server's thread pool and options, one no-op method."""
     noop: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="floor"),
-                         options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=threads * 64)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="floor"),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=threads * 64,
+    )
     service, method = FLOOR_METHOD.strip("/").split("/")
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: noop})])
     return server, server.add_insecure_port("127.0.0.1:0")
 
 
-def measure(runner_cls, pool, workdir, database_url: str, duration: float, repeats: int, load_procs: int,
-            threads: int) -> dict:
+def measure(
+    runner_cls, pool, workdir, database_url: str, duration: float, repeats: int, load_procs: int, threads: int
+) -> dict:
     from server.persistence import db
     from server.services import keys
     from server.transport.app import create_server
@@ -52,15 +56,18 @@ def measure(runner_cls, pool, workdir, database_url: str, duration: float, repea
     billing, billing_port = create_server(settings, "127.0.0.1:0")
     address = {op: f"127.0.0.1:{floor_port if op == 'floor' else billing_port}" for _, op in RUNS}
     runs: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
-    print(f"floor: bare grpcio no-op vs the billing server ({settings.grpc_threads} threads each, in-process):",
-          flush=True)
+    print(
+        f"floor: bare grpcio no-op vs the billing server ({settings.grpc_threads} threads each, in-process):",
+        flush=True,
+    )
     try:
         floor.start()
         billing.start()
         for _ in range(repeats):
             for label, op in RUNS:
-                runner = runner_cls(interceptor.InProcessServers(address[op], keys_of.get(op, key)), pool, duration,
-                                    load_procs, threads)
+                runner = runner_cls(
+                    interceptor.InProcessServers(address[op], keys_of.get(op, key)), pool, duration, load_procs, threads
+                )
                 summary, _ = runner.once(op, "grpc", [list(items_of.get(op, [])) for _ in range(load_procs)])
                 runs[label].append(summary)
                 print(interceptor.run_line(label, 21, summary), flush=True)
@@ -69,10 +76,14 @@ def measure(runner_cls, pool, workdir, database_url: str, duration: float, repea
         billing.stop(0)
         db.close()
     result = interceptor.summarize(runs, base_name="floor")
-    result.update(errors={label: sum(r["errors"] for r in rs) for label, rs in runs.items()},
-                  threads=settings.grpc_threads,
-                  runs={label: [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_cores")}
-                                for r in rs] for label, rs in runs.items()})
+    result.update(
+        errors={label: sum(r["errors"] for r in rs) for label, rs in runs.items()},
+        threads=settings.grpc_threads,
+        runs={
+            label: [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_cores")} for r in rs]
+            for label, rs in runs.items()
+        },
+    )
     return result
 
 

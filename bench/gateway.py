@@ -80,9 +80,11 @@ static_resources:
 
 def upstream_envoy_config(admin: int, upstream: int, direct: int) -> str:
     """The fixed upstream (a direct_response) and the direct door (a plain proxy to it)."""
-    listeners = (LISTENER.format(name="upstream", port=upstream,
-                                 action="""direct_response: {status: 200, body: {inline_string: '{"ok": true}'}}""")
-                 + LISTENER.format(name="direct", port=direct, action="route: {cluster: upstream}"))
+    listeners = LISTENER.format(
+        name="upstream",
+        port=upstream,
+        action="""direct_response: {status: 200, body: {inline_string: '{"ok": true}'}}""",
+    ) + LISTENER.format(name="direct", port=direct, action="route: {cluster: upstream}")
     return UPSTREAM_ENVOY.format(admin=admin, upstream=upstream, listeners=listeners)
 
 
@@ -103,16 +105,32 @@ class Door:
 def _envoy(config: pathlib.Path, workdir: pathlib.Path, log) -> subprocess.Popen:
     from server.envoy_launcher import envoy_binary
 
-    return subprocess.Popen([envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
-                             "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],
-                            stdout=log, stderr=log)
+    return subprocess.Popen(
+        [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+            "--base-id-path",
+            str(workdir / "base-id"),
+            "--use-dynamic-base-id",
+        ],
+        stdout=log,
+        stderr=log,
+    )
 
 
 def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, subscription_id: str) -> dict:
     """Sequential requests through the gateway (50/s) while a poller reads usage every 5 ms; a
     request's lag is from its reply until the first poll that counts it."""
+
     def total(conn) -> int:
-        conn.request("GET", f"/billing/metrics/usage/{subscription_id}", headers={"authorization": f"Bearer {admin_key}"})
+        conn.request(
+            "GET", f"/billing/metrics/usage/{subscription_id}", headers={"authorization": f"Bearer {admin_key}"}
+        )
         return int(json.loads(conn.getresponse().read())["total_requests"])
 
     reader = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=10)
@@ -149,21 +167,28 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
     poller.join()
     client.close()
     reader.close()
-    lags = [next((t - sent for t, n in seen if n > base + i and t >= sent), float("nan"))
-            for i, sent in enumerate(replied)]
+    lags = [
+        next((t - sent for t, n in seen if n > base + i and t >= sent), float("nan")) for i, sent in enumerate(replied)
+    ]
     counted = [lag for lag in lags if lag == lag]
-    return {"requests": LAG_REQUESTS, "counted": len(counted), "drain_ms": drain_ms,
-            "p50_ms": report.percentile_ms(counted, 50, 1), "p99_ms": report.percentile_ms(counted, 99, 1)}
+    return {
+        "requests": LAG_REQUESTS,
+        "counted": len(counted),
+        "drain_ms": drain_ms,
+        "p50_ms": report.percentile_ms(counted, 50, 1),
+        "p99_ms": report.percentile_ms(counted, 99, 1),
+    }
 
 
-def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int,
-            threads: int) -> dict:
+def measure(
+    runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int, threads: int
+) -> dict:
     from server import envoy_launcher
     from server.bootstrap import prepare
     from server.config import DEFAULT_CATALOGUE, Settings
     from server.persistence import db
-    from server.readiness import wait_for_http
     from server.persistence.models import Subscription
+    from server.readiness import wait_for_http
     from server.services import keys, usage
     from server.transport.app import create_server
 
@@ -171,10 +196,17 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
     config = workdir / "upstream-envoy.yaml"
     config.write_text(upstream_envoy_config(upstream_admin, upstream, direct))
     settings = dataclasses.replace(
-        Settings(), database_url=f"sqlite:///{workdir / 'gateway.db'}", bind="127.0.0.1", grpc_port=0,
-        http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(),
-        upstream_url=f"http://127.0.0.1:{upstream}", outbox_dir=workdir / "outbox",
-        catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE))
+        Settings(),
+        database_url=f"sqlite:///{workdir / 'gateway.db'}",
+        bind="127.0.0.1",
+        grpc_port=0,
+        http_port=free_port(),
+        gateway_port=free_port(),
+        envoy_admin_port=free_port(),
+        upstream_url=f"http://127.0.0.1:{upstream}",
+        outbox_dir=workdir / "outbox",
+        catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE),
+    )
     prepare(settings)
     load_tenant, key = enterprise_tenant("bench-gw")
     with db.session():
@@ -183,34 +215,43 @@ def measure(runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: i
     server.start()
     envdir = workdir / "gateway-envoy"
     envdir.mkdir(exist_ok=True)
-    log = open(workdir / "gateway-envoy.log", "ab")
+    log = open(workdir / "gateway-envoy.log", "ab")  # noqa: SIM115 - Envoy's log until the finally below
     fixed = _envoy(config, workdir, log)
-    stack_envoy = envoy_launcher.start(dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key,
-                             stdout=log, stderr=log)
+    stack_envoy = envoy_launcher.start(
+        dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key, stdout=log, stderr=log
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)
         wait_for_http(f"http://127.0.0.1:{settings.http_port}/billing/health", alive=lambda: stack_envoy.poll() is None)
-        doors = {"direct": Door(direct, key, [fixed.pid]),
-                 "gateway": Door(settings.gateway_port, key, [fixed.pid, stack_envoy.pid])}
+        doors = {
+            "direct": Door(direct, key, [fixed.pid]),
+            "gateway": Door(settings.gateway_port, key, [fixed.pid, stack_envoy.pid]),
+        }
         runs: dict[tuple[str, str], list[dict]] = {(name, conns): [] for name in doors for conns in ("1", "n")}
-        print("gateway vs direct (fixed Envoy upstream; enterprise limit raised; in-process server, SQLite):",
-              flush=True)
+        print(
+            "gateway vs direct (fixed Envoy upstream; enterprise limit raised; in-process server, SQLite):", flush=True
+        )
         for _ in range(repeats):
             for name, door in doors.items():
                 for conns, procs, loops in (("1", 1, 1), ("n", load_procs, threads)):
                     summary, _ = runner_cls(door, pool, duration, procs, loops).once(
-                        "proxy", "rest", [[] for _ in range(procs)])
+                        "proxy", "rest", [[] for _ in range(procs)]
+                    )
                     runs[name, conns].append(summary)
-                    print(f"  {name:<8} {procs * loops:>2} conn {summary['ops_per_s']:>7.0f} req/s "
-                          f"p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms errors {summary['errors']} "
-                          f"load {summary['load_cpu_cores']} cores, envoy {summary['envoy_cpu_cores']}, "
-                          f"server {summary['server_cpu_cores']}"
-                          + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""),
-                          flush=True)
+                    print(
+                        f"  {name:<8} {procs * loops:>2} conn {summary['ops_per_s']:>7.0f} req/s "
+                        f"p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms errors {summary['errors']} "
+                        f"load {summary['load_cpu_cores']} cores, envoy {summary['envoy_cpu_cores']}, "
+                        f"server {summary['server_cpu_cores']}"
+                        + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""),
+                        flush=True,
+                    )
         lag_tenant, lag_key = enterprise_tenant("bench-gw-lag")  # no backlog of the load runs
         lag = metering_lag(settings.gateway_port, settings.http_port, lag_key, admin_key, f"sub_{lag_tenant}")
         with db.session():
-            metered = usage.period_requests(f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start)
+            metered = usage.period_requests(
+                f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start
+            )
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/stats?filter=access_logs") as reply:
             envoy_stats = dict(line.split(": ", 1) for line in reply.read().decode().splitlines() if ": " in line)
     finally:
@@ -230,42 +271,55 @@ def summarize(runs: dict, lag: dict, connections: int) -> dict:
     def median(name, conns, field):
         return statistics.median(r[field] for r in runs[name, conns])
 
-    out: dict[str, Any] = {"connections": connections, "metering_lag": lag,
-           "errors": {f"{name}/{conns}": sum(r["errors"] for r in rs) for (name, conns), rs in runs.items()}}
+    out: dict[str, Any] = {
+        "connections": connections,
+        "metering_lag": lag,
+        "errors": {f"{name}/{conns}": sum(r["errors"] for r in rs) for (name, conns), rs in runs.items()},
+    }
     for name in ("direct", "gateway"):
-        out[name] = {"p50_ms_1conn": median(name, "1", "p50_ms"), "p99_ms_1conn": median(name, "1", "p99_ms"),
-                     "req_per_s": median(name, "n", "ops_per_s"),
-                     "load_cpu_cores": median(name, "n", "load_cpu_cores")}
+        out[name] = {
+            "p50_ms_1conn": median(name, "1", "p50_ms"),
+            "p99_ms_1conn": median(name, "1", "p99_ms"),
+            "req_per_s": median(name, "n", "ops_per_s"),
+            "load_cpu_cores": median(name, "n", "load_cpu_cores"),
+        }
     out["added_p50_ms"] = round(out["gateway"]["p50_ms_1conn"] - out["direct"]["p50_ms_1conn"], 3)
     out["added_p99_ms"] = round(out["gateway"]["p99_ms_1conn"] - out["direct"]["p99_ms_1conn"], 3)
     out["throughput_ratio"] = round(out["gateway"]["req_per_s"] / out["direct"]["req_per_s"], 3)
-    out["goals"] = {f"added p50 <= {GOAL_P50_MS} ms": out["added_p50_ms"] <= GOAL_P50_MS,
-                    f"added p99 <= {GOAL_P99_MS} ms": out["added_p99_ms"] <= GOAL_P99_MS,
-                    f"throughput >= {GOAL_THROUGHPUT} of direct": out["throughput_ratio"] >= GOAL_THROUGHPUT}
+    out["goals"] = {
+        f"added p50 <= {GOAL_P50_MS} ms": out["added_p50_ms"] <= GOAL_P50_MS,
+        f"added p99 <= {GOAL_P99_MS} ms": out["added_p99_ms"] <= GOAL_P99_MS,
+        f"throughput >= {GOAL_THROUGHPUT} of direct": out["throughput_ratio"] >= GOAL_THROUGHPUT,
+    }
     return out
 
 
 def text(result: dict) -> str:
     d, g = result["direct"], result["gateway"]
-    lines = [f"  {'door':<8} {'p50 ms (1 conn)':>16} {'p99 ms (1 conn)':>16} {'req/s (' + str(result['connections']) + ' conn)':>15}",
-             f"  {'direct':<8} {d['p50_ms_1conn']:>16} {d['p99_ms_1conn']:>16} {d['req_per_s']:>15.0f}",
-             f"  {'gateway':<8} {g['p50_ms_1conn']:>16} {g['p99_ms_1conn']:>16} {g['req_per_s']:>15.0f}",
-             f"  added p50 {result['added_p50_ms']} ms, added p99 {result['added_p99_ms']} ms, "
-             f"throughput ratio {result['throughput_ratio']}; metering lag p50 {result['metering_lag']['p50_ms']} ms, "
-             f"p99 {result['metering_lag']['p99_ms']} ms ({result['metering_lag']['counted']}/"
-             f"{result['metering_lag']['requests']} counted; backlog of the load runs drained in "
-             f"{result['metering_lag'].get('drain_ms')} ms)"]
+    throughput = f"req/s ({result['connections']} conn)"
+    lines = [
+        f"  {'door':<8} {'p50 ms (1 conn)':>16} {'p99 ms (1 conn)':>16} {throughput:>15}",
+        f"  {'direct':<8} {d['p50_ms_1conn']:>16} {d['p99_ms_1conn']:>16} {d['req_per_s']:>15.0f}",
+        f"  {'gateway':<8} {g['p50_ms_1conn']:>16} {g['p99_ms_1conn']:>16} {g['req_per_s']:>15.0f}",
+        f"  added p50 {result['added_p50_ms']} ms, added p99 {result['added_p99_ms']} ms, "
+        f"throughput ratio {result['throughput_ratio']}; metering lag p50 {result['metering_lag']['p50_ms']} ms, "
+        f"p99 {result['metering_lag']['p99_ms']} ms ({result['metering_lag']['counted']}/"
+        f"{result['metering_lag']['requests']} counted; backlog of the load runs drained in "
+        f"{result['metering_lag'].get('drain_ms')} ms)",
+    ]
     if "exactly_once" in result:
         once = result["exactly_once"]
-        lines.append(f"  metered {once['metered']} of {once['forwarded']} forwarded; Envoy access-log stats "
-                     f"{once['envoy_access_log_stats']}")
+        lines.append(
+            f"  metered {once['metered']} of {once['forwarded']} forwarded; Envoy access-log stats "
+            f"{once['envoy_access_log_stats']}"
+        )
     lines += [f"  goal {goal}: {'PASS' if ok else 'FAIL'}" for goal, ok in result["goals"].items()]
     return "\n".join(lines)
 
 
 def main() -> int:
-    from bench.__main__ import Runner
     from bench import load
+    from bench.__main__ import Runner
 
     duration = float(os.environ.get("BENCH_SECONDS", "5"))
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))

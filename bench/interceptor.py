@@ -25,12 +25,14 @@ from server.domain.plans import Tier
 RAISED_LIMIT = 100_000_000
 
 
-
 def run_line(label: str, width: int, summary: dict) -> str:
     """One in-process run as the bench prints it while measuring."""
-    return (f"  {label:<{width}} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
-            f"p99 {summary['p99_ms']} ms errors {summary['errors']} server CPU {summary['server_cpu_cores']} cores"
-            + (f" first error: {summary['first_error']}" if summary.get("first_error") else ""))
+    return (
+        f"  {label:<{width}} {summary['ops_per_s']:>7.0f} calls/s p50 {summary['p50_ms']} ms "
+        f"p99 {summary['p99_ms']} ms errors {summary['errors']} server CPU {summary['server_cpu_cores']} cores"
+        + (f" first error: {summary['first_error']}" if summary.get("first_error") else "")
+    )
+
 
 def bench_catalogue(workdir: pathlib.Path, source: pathlib.Path, limit: int = RAISED_LIMIT) -> pathlib.Path:
     """A copy of the plan catalogue with the ENTERPRISE tier's limit raised to `limit`."""
@@ -64,13 +66,17 @@ def summarize(runs: dict[str, list[dict]], base_name: str = "off") -> dict:
     Per repeat i and config: ratio = ops/s with / ops/s of `base_name`; cost = 1e6/ops_with -
     1e6/ops_base (µs of the server process's wall time per call) and the same from server CPU per call."""
     base = runs[base_name]
-    out = {base_name: {"ops_per_s": statistics.median(r["ops_per_s"] for r in base),
-                   "p50_ms": statistics.median(r["p50_ms"] for r in base),
-                   "cpu_us_per_call": statistics.median(_cpu_us(r) for r in base)}}
+    out = {
+        base_name: {
+            "ops_per_s": statistics.median(r["ops_per_s"] for r in base),
+            "p50_ms": statistics.median(r["p50_ms"] for r in base),
+            "cpu_us_per_call": statistics.median(_cpu_us(r) for r in base),
+        }
+    }
     for config, with_runs in runs.items():
         if config == base_name:
             continue
-        pairs = list(zip(with_runs, base))
+        pairs = list(zip(with_runs, base, strict=True))
         out[config] = {
             "ops_per_s": statistics.median(r["ops_per_s"] for r in with_runs),
             "p50_ms": statistics.median(r["p50_ms"] for r in with_runs),
@@ -90,17 +96,26 @@ def _cpu_us(run: dict) -> float:
 def enterprise_tenant(prefix: str) -> tuple[str, str]:
     """A new tenant with an ACTIVE enterprise subscription (id `sub_<tenant>`) and its key, in the
     database `prepare` bound; returns (tenant, key)."""
-    from server.persistence import db
     from server.domain.subscriptions import SubscriptionStatus
+    from server.persistence import db
     from server.persistence.models import Subscription
     from server.services import keys
 
     tenant, now = f"{prefix}-{secrets.token_hex(4)}", dt.datetime.now(dt.timezone.utc)
     with db.session():
         key = keys.create_key(now=now, tenant_id=tenant)
-        Subscription.create(id=f"sub_{tenant}", tenant_id=tenant, plan="enterprise", billing_email="rl@bench.example",
-                            status=SubscriptionStatus.ACTIVE, anchor_at=now, current_period_start=now,
-                            current_period_end=now + dt.timedelta(days=30), created_at=now, updated_at=now)
+        Subscription.create(
+            id=f"sub_{tenant}",
+            tenant_id=tenant,
+            plan="enterprise",
+            billing_email="rl@bench.example",
+            status=SubscriptionStatus.ACTIVE,
+            anchor_at=now,
+            current_period_start=now,
+            current_period_end=now + dt.timedelta(days=30),
+            created_at=now,
+            updated_at=now,
+        )
     return tenant, key
 
 
@@ -109,6 +124,7 @@ def redis_reachable(url: str | None) -> bool:
         return False
     try:
         import redis
+
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except Exception:  # noqa: BLE001 - unreachable for any reason: measure without it
         return False
@@ -120,17 +136,31 @@ def prepared(workdir: pathlib.Path, database_url: str, prefix: str):
     from server.bootstrap import prepare
     from server.config import DEFAULT_CATALOGUE, Settings
 
-    settings = dataclasses.replace(Settings(), database_url=database_url, redis_url=None, bind="127.0.0.1",
-                                   catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE))
+    settings = dataclasses.replace(
+        Settings(),
+        database_url=database_url,
+        redis_url=None,
+        bind="127.0.0.1",
+        catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE),
+    )
     prepare(settings)
     return (settings, *enterprise_tenant(prefix))
 
 
-def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_url: str | None,
-            duration: float, repeats: int, load_procs: int, threads: int) -> dict:
+def measure(
+    runner_cls,
+    pool,
+    workdir: pathlib.Path,
+    database_url: str,
+    redis_url: str | None,
+    duration: float,
+    repeats: int,
+    load_procs: int,
+    threads: int,
+) -> dict:
     import grpc
-    from billing.v1 import plan_pb2, plan_pb2_grpc
 
+    from billing.v1 import plan_pb2, plan_pb2_grpc
     from server.persistence import db
     from server.transport.app import create_server
 
@@ -142,19 +172,22 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
     servers, runs, header = {}, {name: [] for name in configs}, {}
     try:
         for name, (redis, on) in configs.items():
-            server, port = create_server(dataclasses.replace(settings, redis_url=redis), "127.0.0.1:0",
-                                         rate_limits=on)
+            server, port = create_server(dataclasses.replace(settings, redis_url=redis), "127.0.0.1:0", rate_limits=on)
             server.start()
             servers[name] = (server, f"127.0.0.1:{port}")
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
             _, call = plan_pb2_grpc.PlanServiceStub(channel).GetPlan.with_call(
-                plan_pb2.GetPlanRequest(plan_id="standard"), metadata=(("authorization", f"Bearer {key}"),), timeout=10)
+                plan_pb2.GetPlanRequest(plan_id="standard"), metadata=(("authorization", f"Bearer {key}"),), timeout=10
+            )
             header[name] = dict(call.initial_metadata()).get("x-ratelimit-limit")
             channel.close()
         if header["off"] is not None or header["in-process"] != str(RAISED_LIMIT):
             raise RuntimeError(f"interceptor bench misconfigured: x-ratelimit-limit {header}")
-        print(f"rate-limit interceptor cost (tenant-key GetPlan, enterprise limit raised to {RAISED_LIMIT:,}/min; "
-              f"in-process server; configs {', '.join(configs)}):", flush=True)
+        print(
+            f"rate-limit interceptor cost (tenant-key GetPlan, enterprise limit raised to {RAISED_LIMIT:,}/min; "
+            f"in-process server; configs {', '.join(configs)}):",
+            flush=True,
+        )
         for _ in range(repeats):
             for name in configs:
                 runner = runner_cls(InProcessServers(servers[name][1], key), pool, duration, load_procs, threads)
@@ -166,25 +199,36 @@ def measure(runner_cls, pool, workdir: pathlib.Path, database_url: str, redis_ur
             server.stop(0)
         if "redis" in configs and redis_url:
             import redis as redis_py
+
             client = redis_py.Redis.from_url(redis_url)
             client.delete(f"billing:rl:{{{tenant}}}", f"billing:rl:{{{tenant}}}:seq")
             client.close()
         db.close()
     result = summarize(runs)
-    result.update(database=database_url.split("@")[-1], raised_limit=RAISED_LIMIT, x_ratelimit_limit=header,
-                  errors={name: sum(r["errors"] for r in rs) for name, rs in runs.items()},
-                  runs={name: [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_cores")}
-                               for r in rs] for name, rs in runs.items()})
+    result.update(
+        database=database_url.split("@")[-1],
+        raised_limit=RAISED_LIMIT,
+        x_ratelimit_limit=header,
+        errors={name: sum(r["errors"] for r in rs) for name, rs in runs.items()},
+        runs={
+            name: [{k: r[k] for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_cores")} for r in rs]
+            for name, rs in runs.items()
+        },
+    )
     return result
 
 
 def text(result: dict, first_column: str = "limiter") -> str:
     rows = [(name, fig) for name, fig in result.items() if isinstance(fig, dict) and "ops_per_s" in fig]
     width = max(11, *(len(name) + 1 for name, _ in rows))
-    lines = [f"  {first_column:<{width}} {'calls/s':>8} {'p50 ms':>7} {'server CPU µs/call':>19} {'ratio':>6} "
-             f"{'cost µs/call':>13} {'CPU cost µs':>12} errors"]
+    lines = [
+        f"  {first_column:<{width}} {'calls/s':>8} {'p50 ms':>7} {'server CPU µs/call':>19} {'ratio':>6} "
+        f"{'cost µs/call':>13} {'CPU cost µs':>12} errors"
+    ]
     for name, fig in rows:
-        lines.append(f"  {name:<{width}} {fig['ops_per_s']:>8.0f} {fig['p50_ms']:>7.2f} {fig['cpu_us_per_call']:>19.0f} "
-                     f"{fig.get('ratio', 1.0):>6.2f} {fig.get('cost_us', 0.0):>13.0f} {fig.get('cpu_cost_us', 0.0):>12.0f}"
-                     f" {result['errors'][name]}")
+        lines.append(
+            f"  {name:<{width}} {fig['ops_per_s']:>8.0f} {fig['p50_ms']:>7.2f} {fig['cpu_us_per_call']:>19.0f} "
+            f"{fig.get('ratio', 1.0):>6.2f} {fig.get('cost_us', 0.0):>13.0f} {fig.get('cpu_cost_us', 0.0):>12.0f}"
+            f" {result['errors'][name]}"
+        )
     return "\n".join(lines)

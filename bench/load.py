@@ -28,8 +28,8 @@ class Failure(Exception):
 
 class GrpcClient:
     def __init__(self, address: str, key: str):
-        from billing.v1 import (health_pb2_grpc, invoice_pb2_grpc, plan_pb2_grpc, subscription_pb2_grpc,
-                                usage_pb2_grpc)
+        from billing.v1 import health_pb2_grpc, invoice_pb2_grpc, plan_pb2_grpc, subscription_pb2_grpc, usage_pb2_grpc
+
         # A local subchannel pool gives each loop its own HTTP/2 connection.
         self.channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         self.md = (("authorization", f"Bearer {key}"),)
@@ -82,12 +82,14 @@ def call_once(op: str, door: str, client, state: dict, i: int):
     elif op == "health":
         if door == "grpc":
             from billing.v1 import health_pb2
+
             client.health.GetHealth(health_pb2.GetHealthRequest(), timeout=RPC_TIMEOUT)
         else:
             client.call("GET", "/billing/health")
     elif op == "plan":
         if door == "grpc":
             from billing.v1 import plan_pb2
+
             client.plans.GetPlan(plan_pb2.GetPlanRequest(plan_id="standard"), metadata=client.md, timeout=RPC_TIMEOUT)
         else:
             client.call("GET", "/billing/plans/standard")
@@ -98,8 +100,10 @@ def call_once(op: str, door: str, client, state: dict, i: int):
         body = {"tenant_id": tenant, "plan_id": "standard", "billing_email": f"{tenant}@bench.example"}
         if door == "grpc":
             from billing.v1 import subscription_pb2
-            return client.subs.CreateSubscription(subscription_pb2.CreateSubscriptionRequest(**body),
-                                                  metadata=client.md, timeout=RPC_TIMEOUT).id
+
+            return client.subs.CreateSubscription(
+                subscription_pb2.CreateSubscriptionRequest(**body), metadata=client.md, timeout=RPC_TIMEOUT
+            ).id
         return json.loads(client.call("POST", "/billing/subscriptions", body))["id"]
     elif op.startswith("usage_"):  # usage_<events per call>
         n = int(op.removeprefix("usage_"))
@@ -107,13 +111,24 @@ def call_once(op: str, door: str, client, state: dict, i: int):
         events = _events(f"{tag}-{i}", n)
         if door == "grpc":
             from billing.v1 import usage_pb2
-            reply = client.usage.TrackUsage(usage_pb2.TrackUsageRequest(
-                subscription_id=sub, events=[usage_pb2.UsageEvent(event_id=e, endpoint=p, count=1) for e, p in events]),
-                metadata=client.md, timeout=RPC_TIMEOUT)
+
+            reply = client.usage.TrackUsage(
+                usage_pb2.TrackUsageRequest(
+                    subscription_id=sub,
+                    events=[usage_pb2.UsageEvent(event_id=e, endpoint=p, count=1) for e, p in events],
+                ),
+                metadata=client.md,
+                timeout=RPC_TIMEOUT,
+            )
             accepted = reply.accepted
         else:
-            reply = json.loads(client.call("POST", "/billing/metrics/track", {
-                "subscription_id": sub, "events": [{"event_id": e, "endpoint": p, "count": 1} for e, p in events]}))
+            reply = json.loads(
+                client.call(
+                    "POST",
+                    "/billing/metrics/track",
+                    {"subscription_id": sub, "events": [{"event_id": e, "endpoint": p, "count": 1} for e, p in events]},
+                )
+            )
             accepted = int(reply.get("accepted", 0))
         if accepted != n:
             raise Failure(f"accepted {accepted} of {n}: {str(reply)[:200]}")
@@ -123,15 +138,19 @@ def call_once(op: str, door: str, client, state: dict, i: int):
         sub = state["items"].pop()
         if door == "grpc":
             from billing.v1 import invoice_pb2
-            return client.invoices.GenerateInvoice(invoice_pb2.GenerateInvoiceRequest(subscription_id=sub),
-                                                   metadata=client.md, timeout=RPC_TIMEOUT).id
+
+            return client.invoices.GenerateInvoice(
+                invoice_pb2.GenerateInvoiceRequest(subscription_id=sub), metadata=client.md, timeout=RPC_TIMEOUT
+            ).id
         return json.loads(client.call("POST", "/billing/invoices/generate", {"subscription_id": sub}))["id"]
     elif op == "pdf":
         invoice = state["items"][i % len(state["items"])]
         if door == "grpc":
             from billing.v1 import invoice_pb2
-            data = client.invoices.GetInvoicePdf(invoice_pb2.GetInvoicePdfRequest(id=invoice),
-                                                 metadata=client.md, timeout=RPC_TIMEOUT).data
+
+            data = client.invoices.GetInvoicePdf(
+                invoice_pb2.GetInvoicePdfRequest(id=invoice), metadata=client.md, timeout=RPC_TIMEOUT
+            ).data
         else:
             data = client.call("GET", f"/billing/invoices/{invoice}/pdf")
         if not data.startswith(b"%PDF"):
@@ -156,8 +175,8 @@ class Tally:
             raise
         except Exception as error:  # noqa: BLE001 - counted and reported, the loop goes on
             self.errors += 1
-            self.first_error = self.first_error or \
-                f"{type(error).__name__}: {getattr(error, 'details', lambda: error)()}"
+            detail = error.details() if isinstance(error, grpc.RpcError) else error
+            self.first_error = self.first_error or f"{type(error).__name__}: {detail}"
             return
         self.latencies.append(time.perf_counter() - since)
         self.last_done = time.time()
@@ -234,11 +253,20 @@ def run_worker(spec: dict) -> dict:
     open_loop = spec.get("rate") is not None
     arrivals: queue.Queue | None = queue.Queue() if open_loop else None
     shares = [spec["items"]] * threads if open_loop else [spec["items"][t::threads] for t in range(threads)]
-    out = {"latencies": [], "created": [], "errors": 0, "first_error": None, "last_done": None,
-           "exhausted": False, "lock": threading.Lock()}
+    out = {
+        "latencies": [],
+        "created": [],
+        "errors": 0,
+        "first_error": None,
+        "last_done": None,
+        "exhausted": False,
+        "lock": threading.Lock(),
+    }
     ready = threading.Barrier(threads + 1)
-    loops = [threading.Thread(target=_loop, args=(spec, t, shares[t], out, ready, arrivals), daemon=True)
-             for t in range(threads)]
+    loops = [
+        threading.Thread(target=_loop, args=(spec, t, shares[t], out, ready, arrivals), daemon=True)
+        for t in range(threads)
+    ]
     for loop in loops:
         loop.start()
     ready.wait()  # all connections set up; CPU is counted from here
@@ -257,4 +285,5 @@ def run_worker(spec: dict) -> dict:
 def warm(_=None) -> int:
     """Import everything once in each load process before any measurement."""
     from billing.v1 import health_pb2, invoice_pb2, plan_pb2, subscription_pb2, usage_pb2  # noqa: F401
+
     return os.getpid()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import urllib.parse
+from typing import ClassVar
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -20,6 +21,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 def _admin_sql(admin_url: str, statement: str) -> None:
     """Run one statement on the maintenance database (CREATE/DROP DATABASE cannot run in a transaction)."""
     import psycopg2
+
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
@@ -42,7 +44,6 @@ def scratch_database(admin_url: str | None = None, prefix: str = "bench", templa
         _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-
 class PostgresUse:
     """What PostgreSQL spends, read on this machine: CPU seconds from /proc (the backends connected
     to one database, plus the WAL writer, checkpointer and background writer, which every write
@@ -53,10 +54,11 @@ class PostgresUse:
     since the last call; a backend first seen counts from its start (the pools connect during the
     load window), one that has gone since loses its last interval."""
 
-    AUXILIARY = ["walwriter", "checkpointer", "background writer"]
+    AUXILIARY: ClassVar[list[str]] = ["walwriter", "checkpointer", "background writer"]  # an array for ANY(%s)
 
     def __init__(self, database_url: str):
         import psycopg2
+
         scheme, rest = database_url.split("://", 1)
         self.conn = psycopg2.connect(f"{scheme.removesuffix('+pool')}://{rest}")  # libpq knows no '+pool'
         self.conn.autocommit = True
@@ -65,9 +67,13 @@ class PostgresUse:
 
     def cpu_seconds(self) -> float:
         from bench.stack import proc_cpu_seconds
+
         with self.conn.cursor() as cur:
-            cur.execute("SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
-                        "AND pid <> pg_backend_pid()) OR backend_type = ANY(%s)", (self.AUXILIARY,))
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
+                "AND pid <> pg_backend_pid()) OR backend_type = ANY(%s)",
+                (self.AUXILIARY,),
+            )
             pids = [pid for (pid,) in cur.fetchall()]
         for pid in pids:
             try:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import statistics
 
 # Seed targets (ms, p99) and the product owner's goals.
-TARGETS_MS = {"plan": 100, "sub_create": 300, "usage_1": 200, "usage_1000": 200,
-              "invoice": 500, "pdf": 1000}
-LABELS = {"health": "trivial call (ceiling)", "plan": "plan retrieval", "sub_create": "subscription creation",
-          "usage_1": "usage tracking x1", "usage_100": "usage tracking x100", "usage_1000": "usage tracking x1000",
-          "invoice": "invoice generation", "pdf": "PDF generation", "raw_insert": "raw batched insert (ceiling)"}
-ENVOY_HEADROOM = 20          # p99 through Envoy at least 20x under the target
+TARGETS_MS = {"plan": 100, "sub_create": 300, "usage_1": 200, "usage_1000": 200, "invoice": 500, "pdf": 1000}
+LABELS = {
+    "health": "trivial call (ceiling)",
+    "plan": "plan retrieval",
+    "sub_create": "subscription creation",
+    "usage_1": "usage tracking x1",
+    "usage_100": "usage tracking x100",
+    "usage_1000": "usage tracking x1000",
+    "invoice": "invoice generation",
+    "pdf": "PDF generation",
+    "raw_insert": "raw batched insert (ceiling)",
+}
+ENVOY_HEADROOM = 20  # p99 through Envoy at least 20x under the target
 INGEST_EVENTS_PER_S = 15_000  # batched ingestion through Envoy on SQLite
-INGEST_VS_RAW = 0.5          # within 2x of the raw insert ceiling
-REST_VS_GRPC = 0.7           # REST through Envoy at least 70% of direct gRPC
+INGEST_VS_RAW = 0.5  # within 2x of the raw insert ceiling
+REST_VS_GRPC = 0.7  # REST through Envoy at least 70% of direct gRPC
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -35,17 +42,31 @@ def summarize(latencies_s: list[float], elapsed_s: float, errors: int = 0, batch
     """One run: throughput and latency in ms from raw latencies in seconds."""
     n = len(latencies_s)
     ops = n / elapsed_s if elapsed_s > 0 else 0.0
-    return {"n": n, "errors": errors, "elapsed_s": round(elapsed_s, 3), "ops_per_s": round(ops, 1),
-            "units_per_s": round(ops * batch, 1),
-            "p50_ms": percentile_ms(latencies_s, 50), "p99_ms": percentile_ms(latencies_s, 99),
-            "p999_ms": percentile_ms(latencies_s, 99.9)}
+    return {
+        "n": n,
+        "errors": errors,
+        "elapsed_s": round(elapsed_s, 3),
+        "ops_per_s": round(ops, 1),
+        "units_per_s": round(ops * batch, 1),
+        "p50_ms": percentile_ms(latencies_s, 50),
+        "p99_ms": percentile_ms(latencies_s, 99),
+        "p999_ms": percentile_ms(latencies_s, 99.9),
+    }
 
 
 def median_of_runs(runs: list[dict]) -> dict:
     """Median of each figure over repeated runs (the runs are kept beside it)."""
     out = dict(runs[-1])
-    for field in ("ops_per_s", "units_per_s", "p50_ms", "p99_ms", "load_cpu_cores", "server_cpu_cores",
-                  "envoy_cpu_cores", "load_proc_max_util"):
+    for field in (
+        "ops_per_s",
+        "units_per_s",
+        "p50_ms",
+        "p99_ms",
+        "load_cpu_cores",
+        "server_cpu_cores",
+        "envoy_cpu_cores",
+        "load_proc_max_util",
+    ):
         values = [r[field] for r in runs if r.get(field) is not None]
         if values:
             out[field] = round(statistics.median(values), 2)
@@ -57,8 +78,12 @@ def median_of_runs(runs: list[dict]) -> dict:
 
 def find(rows, op, door, procs=None):
     for row in rows:
-        if row["op"] == op and row["door"] == door and (procs is None or row["procs"] == procs) \
-                and row.get("status") == "ok":
+        if (
+            row["op"] == op
+            and row["door"] == door
+            and (procs is None or row["procs"] == procs)
+            and row.get("status") == "ok"
+        ):
             return row
     return None
 
@@ -95,26 +120,51 @@ def goals(rows: list[dict], raw_insert_rows_per_s: float | None, sqlite: bool) -
     main_procs = max((r["procs"] for r in rest_rows), default=None)
     rest_rows = [r for r in rest_rows if r["procs"] == main_procs]
     for r in rest_rows:
-        out.append({"goal": f"{LABELS[r['op']]}: p99 via Envoy <= {TARGETS_MS[r['op']] / ENVOY_HEADROOM:g} ms (20x under)",
-                    "value": f"{r['p99_ms']} ms", "pass": r["meets_20x"]})
+        out.append(
+            {
+                "goal": f"{LABELS[r['op']]}: p99 via Envoy <= {TARGETS_MS[r['op']] / ENVOY_HEADROOM:g} ms (20x under)",
+                "value": f"{r['p99_ms']} ms",
+                "pass": r["meets_20x"],
+            }
+        )
     ingest = find(rows, "usage_1000", "rest", main_procs)
     if ingest is None:
-        out.append({"goal": f"batched ingestion via Envoy >= {INGEST_EVENTS_PER_S} events/s", "value": "not measured",
-                    "pass": None})
+        out.append(
+            {
+                "goal": f"batched ingestion via Envoy >= {INGEST_EVENTS_PER_S} events/s",
+                "value": "not measured",
+                "pass": None,
+            }
+        )
         out.append({"goal": "batched ingestion within 2x of raw insert ceiling", "value": "not measured", "pass": None})
     else:
         ev = ingest["units_per_s"]
-        out.append({"goal": f"batched ingestion via Envoy >= {INGEST_EVENTS_PER_S} events/s"
-                    + ("" if sqlite else " (goal is for SQLite)"),
-                    "value": f"{ev:.0f} events/s", "pass": ev >= INGEST_EVENTS_PER_S if sqlite else None})
+        out.append(
+            {
+                "goal": f"batched ingestion via Envoy >= {INGEST_EVENTS_PER_S} events/s"
+                + ("" if sqlite else " (goal is for SQLite)"),
+                "value": f"{ev:.0f} events/s",
+                "pass": ev >= INGEST_EVENTS_PER_S if sqlite else None,
+            }
+        )
         if raw_insert_rows_per_s:
             ratio = ev / raw_insert_rows_per_s
-            out.append({"goal": "batched ingestion within 2x of raw insert ceiling",
-                        "value": f"{ratio:.2f} of {raw_insert_rows_per_s:.0f} rows/s", "pass": ratio >= INGEST_VS_RAW})
+            out.append(
+                {
+                    "goal": "batched ingestion within 2x of raw insert ceiling",
+                    "value": f"{ratio:.2f} of {raw_insert_rows_per_s:.0f} rows/s",
+                    "pass": ratio >= INGEST_VS_RAW,
+                }
+            )
     for r in rest_rows:
         if "rest_vs_grpc" in r:
-            out.append({"goal": f"{LABELS[r['op']]}: REST >= 70% of direct gRPC",
-                        "value": f"{r['rest_vs_grpc']:.2f}", "pass": r["rest_vs_grpc"] >= REST_VS_GRPC})
+            out.append(
+                {
+                    "goal": f"{LABELS[r['op']]}: REST >= 70% of direct gRPC",
+                    "value": f"{r['rest_vs_grpc']:.2f}",
+                    "pass": r["rest_vs_grpc"] >= REST_VS_GRPC,
+                }
+            )
     return out
 
 
@@ -127,27 +177,76 @@ def mark(flag) -> str:
 
 
 def table(rows: list[dict], raw_insert: dict | None) -> str:
-    header = ["op", "door", "procs", "ops/s", "events/s", "p50 ms", "p99 ms", "ratio to ceiling",
-              "REST/gRPC", "target", "<target", "20x", "errors", "load CPU", "server CPU"]
+    header = [
+        "op",
+        "door",
+        "procs",
+        "ops/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio to ceiling",
+        "REST/gRPC",
+        "target",
+        "<target",
+        "20x",
+        "errors",
+        "load CPU",
+        "server CPU",
+    ]
     lines = []
     for r in rows:
         if r.get("status") != "ok":
-            lines.append([LABELS.get(r["op"], r["op"]), r["door"], str(r["procs"]), r.get("status", "?"),
-                          *[""] * (len(header) - 4)])
+            lines.append(
+                [
+                    LABELS.get(r["op"], r["op"]),
+                    r["door"],
+                    str(r["procs"]),
+                    r.get("status", "?"),
+                    *[""] * (len(header) - 4),
+                ]
+            )
             continue
         ratio = "" if r.get("ratio_to_ceiling") is None else f"{r['ratio_to_ceiling']:.2f} ({r['ceiling']})"
-        lines.append([
-            LABELS.get(r["op"], r["op"]), r["door"], str(r["procs"]), _fmt(r["ops_per_s"], ".0f"),
-            _fmt(r["units_per_s"], ".0f") if r["op"].startswith("usage") else "",
-            _fmt(r["p50_ms"], ".1f"), _fmt(r["p99_ms"], ".1f"), ratio,
-            _fmt(r.get("rest_vs_grpc"), ".2f", ""),
-            f"<{r['target_ms']} ms" if r.get("target_ms") else "",
-            mark(r.get("meets_target")) if r.get("target_ms") else "",
-            mark(r.get("meets_20x")) if r.get("target_ms") else "",
-            str(r["errors"]), _fmt(r.get("load_cpu_cores"), ".2f"), _fmt(r.get("server_cpu_cores"), ".2f")])
+        lines.append(
+            [
+                LABELS.get(r["op"], r["op"]),
+                r["door"],
+                str(r["procs"]),
+                _fmt(r["ops_per_s"], ".0f"),
+                _fmt(r["units_per_s"], ".0f") if r["op"].startswith("usage") else "",
+                _fmt(r["p50_ms"], ".1f"),
+                _fmt(r["p99_ms"], ".1f"),
+                ratio,
+                _fmt(r.get("rest_vs_grpc"), ".2f", ""),
+                f"<{r['target_ms']} ms" if r.get("target_ms") else "",
+                mark(r.get("meets_target")) if r.get("target_ms") else "",
+                mark(r.get("meets_20x")) if r.get("target_ms") else "",
+                str(r["errors"]),
+                _fmt(r.get("load_cpu_cores"), ".2f"),
+                _fmt(r.get("server_cpu_cores"), ".2f"),
+            ]
+        )
     if raw_insert:
-        lines.append([LABELS["raw_insert"], raw_insert["backend"], "-", "", _fmt(raw_insert["rows_per_s"], ".0f"),
-                      "", "", "", "", "", "", "", "0", "", ""])
+        lines.append(
+            [
+                LABELS["raw_insert"],
+                raw_insert["backend"],
+                "-",
+                "",
+                _fmt(raw_insert["rows_per_s"], ".0f"),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "0",
+                "",
+                "",
+            ]
+        )
     return _render(header, lines)
 
 
@@ -161,8 +260,13 @@ OPEN_LOOP_SHARE = 0.5  # offered rate = this share of the operation's closed-loo
 def open_loop_row(op: str, offered_per_s: float, summary: dict) -> dict:
     """An open-loop run judged against the seed target's 20x headroom."""
     target = TARGETS_MS[op] / ENVOY_HEADROOM
-    return dict(summary, op=op, offered_per_s=round(offered_per_s, 1), goal_ms=target,
-                meets_20x=summary["p99_ms"] is not None and summary["p99_ms"] <= target)
+    return dict(
+        summary,
+        op=op,
+        offered_per_s=round(offered_per_s, 1),
+        goal_ms=target,
+        meets_20x=summary["p99_ms"] is not None and summary["p99_ms"] <= target,
+    )
 
 
 def open_loop_table(rows: list[dict]) -> str:
@@ -172,15 +276,26 @@ def open_loop_table(rows: list[dict]) -> str:
         if r.get("status"):
             lines.append([LABELS[r["op"]], r["status"], *[""] * (len(header) - 2)])
             continue
-        lines.append([LABELS[r["op"]], f"{r['offered_per_s']:.0f}", f"{r['ops_per_s']:.0f}", _fmt(r["p50_ms"], ".1f"),
-                      _fmt(r["p99_ms"], ".1f"), _fmt(r["p999_ms"], ".1f"), f"<={r['goal_ms']:g} ms",
-                      mark(r["meets_20x"]), str(r["errors"])])
+        lines.append(
+            [
+                LABELS[r["op"]],
+                f"{r['offered_per_s']:.0f}",
+                f"{r['ops_per_s']:.0f}",
+                _fmt(r["p50_ms"], ".1f"),
+                _fmt(r["p99_ms"], ".1f"),
+                _fmt(r["p999_ms"], ".1f"),
+                f"<={r['goal_ms']:g} ms",
+                mark(r["meets_20x"]),
+                str(r["errors"]),
+            ]
+        )
     return _render(header, lines)
 
 
 def _render(header: list[str], lines: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
 
     def row(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     return "\n".join([row(header), row(["-" * w for w in widths]), *map(row, lines)])

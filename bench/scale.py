@@ -36,8 +36,16 @@ from bench.stack import Stack
 
 # (op, door) in run order: subscription creation first, as usage tracking runs on its subscriptions;
 # 100 events per call is the most Stripe's v2 meter event stream takes in one request.
-OPS = [("plan", "grpc"), ("plan", "rest"), ("sub_create", "rest"), ("usage_1", "grpc"), ("usage_1", "rest"),
-       ("usage_100", "rest"), ("usage_1000", "grpc"), ("usage_1000", "rest")]
+OPS = [
+    ("plan", "grpc"),
+    ("plan", "rest"),
+    ("sub_create", "rest"),
+    ("usage_1", "grpc"),
+    ("usage_1", "rest"),
+    ("usage_100", "rest"),
+    ("usage_1000", "grpc"),
+    ("usage_1000", "rest"),
+]
 CORES = ("server_cpu_cores", "postgres_cpu_cores", "envoy_cpu_cores", "load_cpu_cores")
 
 
@@ -58,9 +66,16 @@ def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
     rows = []
     for (op, door, procs), op_runs in runs.items():
         base = runs[op, door, min(n for o, d, n in runs if (o, d) == (op, door))]
-        row = {"op": op, "door": door, "procs": procs, "rounds": len(op_runs),
-               "errors": sum(r["errors"] for r in op_runs),
-               "speedup": _median(r["ops_per_s"] / b["ops_per_s"] for r, b in zip(op_runs, base) if b["ops_per_s"])}
+        row = {
+            "op": op,
+            "door": door,
+            "procs": procs,
+            "rounds": len(op_runs),
+            "errors": sum(r["errors"] for r in op_runs),
+            "speedup": _median(
+                r["ops_per_s"] / b["ops_per_s"] for r, b in zip(op_runs, base, strict=True) if b["ops_per_s"]
+            ),
+        }
         for field in ("ops_per_s", "units_per_s", "p50_ms", "p99_ms", *CORES):
             row[field] = _median(r.get(field) for r in op_runs)
         for field in ("server_cpu_cores", "postgres_cpu_cores", "envoy_cpu_cores"):
@@ -72,21 +87,53 @@ def summarize(runs: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    header = ["op", "door", "procs", "ops/s", "events/s", "speed-up", "p50 ms", "p99 ms", "server cores",
-              "server µs/unit", "PG cores", "PG µs/unit", "WAL B/unit", "Envoy cores", "Envoy µs/unit", "load cores",
-              "busy cores", "errors"]
+    header = [
+        "op",
+        "door",
+        "procs",
+        "ops/s",
+        "events/s",
+        "speed-up",
+        "p50 ms",
+        "p99 ms",
+        "server cores",
+        "server µs/unit",
+        "PG cores",
+        "PG µs/unit",
+        "WAL B/unit",
+        "Envoy cores",
+        "Envoy µs/unit",
+        "load cores",
+        "busy cores",
+        "errors",
+    ]
 
     def cell(value, spec):
         return "-" if value is None else format(value, spec)
-    lines = [[report.LABELS[r["op"]], r["door"], str(r["procs"]), cell(r["ops_per_s"], ".0f"),
-              cell(r["units_per_s"], ".0f") if r["op"].startswith("usage") else "", cell(r["speedup"], ".2f"),
-              cell(r["p50_ms"], ".1f"), cell(r["p99_ms"], ".1f"), cell(r["server_cpu_cores"], ".2f"),
-              cell(r["server_us_per_unit"], ".0f"), cell(r["postgres_cpu_cores"], ".2f"),
-              cell(r["postgres_us_per_unit"], ".0f"), cell(r["wal_bytes_per_unit"], ".0f"),
-              cell(r["envoy_cpu_cores"], ".2f"),
-              cell(r["envoy_us_per_unit"] if r["door"] == "rest" else None, ".0f"),
-              cell(r["load_cpu_cores"], ".2f"), cell(r["busy_cores"], ".2f"), str(r["errors"])]
-             for r in sorted(rows, key=lambda r: (OPS.index((r["op"], r["door"])), r["procs"]))]
+
+    lines = [
+        [
+            report.LABELS[r["op"]],
+            r["door"],
+            str(r["procs"]),
+            cell(r["ops_per_s"], ".0f"),
+            cell(r["units_per_s"], ".0f") if r["op"].startswith("usage") else "",
+            cell(r["speedup"], ".2f"),
+            cell(r["p50_ms"], ".1f"),
+            cell(r["p99_ms"], ".1f"),
+            cell(r["server_cpu_cores"], ".2f"),
+            cell(r["server_us_per_unit"], ".0f"),
+            cell(r["postgres_cpu_cores"], ".2f"),
+            cell(r["postgres_us_per_unit"], ".0f"),
+            cell(r["wal_bytes_per_unit"], ".0f"),
+            cell(r["envoy_cpu_cores"], ".2f"),
+            cell(r["envoy_us_per_unit"] if r["door"] == "rest" else None, ".0f"),
+            cell(r["load_cpu_cores"], ".2f"),
+            cell(r["busy_cores"], ".2f"),
+            str(r["errors"]),
+        ]
+        for r in sorted(rows, key=lambda r: (OPS.index((r["op"], r["door"])), r["procs"]))
+    ]
     return report._render(header, lines)
 
 
@@ -101,16 +148,20 @@ def measure(stack: Stack, runner: Runner, scale: list[int], repeats: int, load_p
             print(f"round {round_no}/{repeats}, {n} server process(es):", flush=True)
             for op, door in OPS:
                 if op.startswith("usage") and len(subscriptions) < loops:
-                    raise RuntimeError(f"usage tracking needs {loops} subscriptions, subscription creation "
-                                       f"made {len(subscriptions)}")
+                    raise RuntimeError(
+                        f"usage tracking needs {loops} subscriptions, subscription creation made {len(subscriptions)}"
+                    )
                 items = subscriptions[:loops] if op.startswith("usage") else []
                 summary, made = runner.once(op, door, [items[w::load_procs] for w in range(load_procs)])
                 subscriptions += made
                 runs[op, door, n].append(summary)
-                print(f"  {report.LABELS[op]:<22} {door:<4} {summary['ops_per_s']:>7.0f} ops/s "
-                      f"p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms errors {summary['errors']}; cores: "
-                      + ", ".join(f"{f.split('_')[0]} {summary.get(f)}" for f in CORES)
-                      + (f"  first error: {summary['first_error']}" if summary.get("first_error") else ""), flush=True)
+                print(
+                    f"  {report.LABELS[op]:<22} {door:<4} {summary['ops_per_s']:>7.0f} ops/s "
+                    f"p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms errors {summary['errors']}; cores: "
+                    + ", ".join(f"{f.split('_')[0]} {summary.get(f)}" for f in CORES)
+                    + (f"  first error: {summary['first_error']}" if summary.get("first_error") else ""),
+                    flush=True,
+                )
     return runs
 
 
@@ -128,11 +179,22 @@ def main() -> int:
     threads = int(os.environ.get("BENCH_THREADS", "4"))
     redis_url = os.environ.get("REDIS_URL") or None
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-scale-"))
-    info = dict(machine(), database="postgresql", redis=bool(redis_url), seconds=duration, repeats=repeats,
-                load_procs=load_procs, threads_per_load_proc=threads, scale=scale)
-    print(f"bench.scale: {info['nproc']} x {info['cpu_model']}, PostgreSQL, redis={info['redis']}, "
-          f"{load_procs}x{threads} connections, {duration:g} s per run, {repeats} rounds of {scale} server "
-          f"processes, workdir {workdir}", flush=True)
+    info = dict(
+        machine(),
+        database="postgresql",
+        redis=bool(redis_url),
+        seconds=duration,
+        repeats=repeats,
+        load_procs=load_procs,
+        threads_per_load_proc=threads,
+        scale=scale,
+    )
+    print(
+        f"bench.scale: {info['nproc']} x {info['cpu_model']}, PostgreSQL, redis={info['redis']}, "
+        f"{load_procs}x{threads} connections, {duration:g} s per run, {repeats} rounds of {scale} server "
+        f"processes, workdir {workdir}",
+        flush=True,
+    )
     started = time.time()
     with postgres_url() as database_url, contextlib.closing(PostgresUse(database_url)) as postgres:
         stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
@@ -149,13 +211,22 @@ def main() -> int:
     rows = summarize(runs)
     info["loadavg_after"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
     info["total_seconds"] = round(time.time() - started, 1)
-    print(f"\nscale-out, medians of {repeats} rounds (speed-up: paired with the {scale[0]}-process setup of the same "
-          f"round; unit: an event for usage tracking, a call otherwise; busy cores: server + PG + Envoy + load, "
-          f"of {info['nproc']}; load average {' '.join(info['loadavg_before'])} before, "
-          f"{' '.join(info['loadavg_after'])} after):")
+    print(
+        f"\nscale-out, medians of {repeats} rounds (speed-up: paired with the {scale[0]}-process setup of the same "
+        f"round; unit: an event for usage tracking, a call otherwise; busy cores: server + PG + Envoy + load, "
+        f"of {info['nproc']}; load average {' '.join(info['loadavg_before'])} before, "
+        f"{' '.join(info['loadavg_after'])} after):"
+    )
     print(table(rows))
-    finish("scale.json", {"machine": info, "rows": rows, "runs": [{"op": op, "door": door, "procs": n, "runs": r}
-                                                               for (op, door, n), r in runs.items()]}, workdir)
+    finish(
+        "scale.json",
+        {
+            "machine": info,
+            "rows": rows,
+            "runs": [{"op": op, "door": door, "procs": n, "runs": r} for (op, door, n), r in runs.items()],
+        },
+        workdir,
+    )
     return 0
 
 

@@ -31,8 +31,7 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 class Stack:
-    def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str,
-                 postgres=None):
+    def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str, postgres=None):
         """`postgres`: a bench.postgres.PostgresUse, so each CPU snapshot includes the database's CPU and WAL."""
         self.workdir, self.database_url, self.redis_url, self.admin_key = workdir, database_url, redis_url, admin_key
         self.postgres = postgres
@@ -43,7 +42,7 @@ class Stack:
         self._logs: list[io.BufferedWriter] = []
 
     def _log(self, name: str):
-        log = open(self.workdir / name, "ab")
+        log = open(self.workdir / name, "ab")  # noqa: SIM115 - held by a process; close() closes them all
         self._logs.append(log)
         return log
 
@@ -51,22 +50,31 @@ class Stack:
         """Start one more `billing-server`; return its port once it answers SERVING. Before the
         first one, `billing-server migrate` (a server refuses a schema that is behind)."""
         port = free_port()
-        env = dict(os.environ, DATABASE_URL=self.database_url, BILLING_GRPC_PORT=str(port),
-                   BILLING_BIND="127.0.0.1", BILLING_BOOTSTRAP_ADMIN_KEY=self.admin_key,
-                   OUTBOX_DIR=str(self.workdir / "outbox"), BILLING_METRICS_PORT=str(free_port()))
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.database_url,
+            BILLING_GRPC_PORT=str(port),
+            BILLING_BIND="127.0.0.1",
+            BILLING_BOOTSTRAP_ADMIN_KEY=self.admin_key,
+            OUTBOX_DIR=str(self.workdir / "outbox"),
+            BILLING_METRICS_PORT=str(free_port()),
+        )
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         log = self._log(f"server-{port}.log")
         command = str(pathlib.Path(sys.executable).parent / "billing-server")
         if not self.servers:
-            subprocess.run([command, "migrate"], env=env, stdout=log, stderr=log, cwd=self.workdir, check=True,
-                           timeout=120)
+            subprocess.run(
+                [command, "migrate"], env=env, stdout=log, stderr=log, cwd=self.workdir, check=True, timeout=120
+            )
         server = subprocess.Popen([command], env=env, stdout=log, stderr=log, cwd=self.workdir)
         self.servers.append((server, port))
         try:
             wait_for_grpc(f"127.0.0.1:{port}", timeout=60)
         except TimeoutError:
-            raise RuntimeError(f"billing-server on {port} did not start; see {self.workdir}/server-{port}.log")
+            raise RuntimeError(
+                f"billing-server on {port} did not start; see {self.workdir}/server-{port}.log"
+            ) from None
         return port
 
     def restart_envoy(self, upstreams: int | None = None) -> int:
@@ -74,8 +82,9 @@ class Stack:
         upstreams, which are then also the direct gRPC addresses; return its REST port."""
         self.stop_envoy()
         self.upstreams = upstreams
-        settings = dataclasses.replace(Settings(), http_port=free_port(), envoy_admin_port=free_port(),
-                                       gateway_port=free_port())
+        settings = dataclasses.replace(
+            Settings(), http_port=free_port(), envoy_admin_port=free_port(), gateway_port=free_port()
+        )
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")
@@ -86,7 +95,7 @@ class Stack:
 
     @property
     def ports(self) -> list[int]:
-        return [port for _, port in self.servers[:self.upstreams]]
+        return [port for _, port in self.servers[: self.upstreams]]
 
     @property
     def grpc_addresses(self) -> list[str]:
@@ -95,10 +104,12 @@ class Stack:
     def cpu_snapshot(self) -> dict:
         """CPU seconds so far of all server processes (idle ones included), Envoy and, when measured,
         PostgreSQL, with PostgreSQL's WAL position in bytes."""
-        return {"servers": sum(proc_cpu_seconds(p.pid) for p, _ in self.servers),
-                "envoy": proc_cpu_seconds(self.envoy.pid) if self.envoy else 0.0,
-                "postgres": self.postgres.cpu_seconds() if self.postgres else None,
-                "wal_bytes": self.postgres.wal_bytes() if self.postgres else None}
+        return {
+            "servers": sum(proc_cpu_seconds(p.pid) for p, _ in self.servers),
+            "envoy": proc_cpu_seconds(self.envoy.pid) if self.envoy else 0.0,
+            "postgres": self.postgres.cpu_seconds() if self.postgres else None,
+            "wal_bytes": self.postgres.wal_bytes() if self.postgres else None,
+        }
 
     def stop_envoy(self):
         if self.envoy:

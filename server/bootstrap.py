@@ -44,13 +44,19 @@ def prepare(settings: Settings, *, migrate: bool = True) -> None:
                 if applied:
                     log.info("applied migrations: %s", ", ".join(applied))
             elif missing := migrations.pending():
-                raise SchemaBehind(f"DATABASE_URL ({settings.database_label}) has a schema that is behind "
-                                   f"(pending: {', '.join(missing)}): run `billing-server migrate` first")
+                raise SchemaBehind(
+                    f"DATABASE_URL ({settings.database_label}) has a schema that is behind "
+                    f"(pending: {', '.join(missing)}): run `billing-server migrate` first"
+                )
             catalogue.seed(rows)
             if settings.bootstrap_admin_key:
                 keys.ensure_admin_key(settings.bootstrap_admin_key, now=dt.datetime.now(dt.timezone.utc))
-    except (peewee.PeeweeException, peewee.ImproperlyConfigured, sqlite3.Error,
-            RuntimeError) as error:  # RuntimeError: an unknown scheme
+    except (
+        peewee.PeeweeException,
+        peewee.ImproperlyConfigured,
+        sqlite3.Error,
+        RuntimeError,
+    ) as error:  # RuntimeError: an unknown scheme
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise ConfigError(f"DATABASE_URL ({settings.database_label}) is not usable: {reason}") from None
 

@@ -30,8 +30,9 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
-def _number(env: dict[str, str], name: str, default: float, *, minimum: float, maximum: float,
-            integer: bool = False) -> float:
+def _number(
+    env: dict[str, str], name: str, default: float, *, minimum: float, maximum: float, integer: bool = False
+) -> float:
     raw = env.get(name) or str(default)
     kind = "an integer" if integer else "a number"
     try:
@@ -103,7 +104,13 @@ def _public_url(url: str | None) -> str | None:
     if url is None:
         return None
     parsed = _split_url(url)
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.query
+        or parsed.fragment
+    ):
         raise ConfigError(f"BILLING_PUBLIC_URL must look like https://host[:port][/prefix], got {url!r}")
     return url.rstrip("/")
 
@@ -122,7 +129,7 @@ class Settings:
     outbox_dir: pathlib.Path = pathlib.Path("outbox")
     catalogue_path: pathlib.Path = DEFAULT_CATALOGUE
     usage_retention_days: int = 35
-    issuer: Issuer = Issuer(name="API Platform", address="", tax_id="")
+    issuer: Issuer = Issuer(name="API Platform", address="", tax_id="")  # noqa: RUF009 - frozen, so one shared default is safe
     mail_from: str = "billing@localhost"
     # TLS: Envoy's listeners and the gRPC port serve this certificate when both are set.
     tls_cert: pathlib.Path | None = None
@@ -182,7 +189,8 @@ class Settings:
         if not is_loopback(self.bind) and not self.tls and not self.allow_plaintext:
             raise ConfigError(
                 f"BILLING_BIND={self.bind} is not loopback: set BILLING_TLS_CERT and BILLING_TLS_KEY, "
-                "or BILLING_ALLOW_PLAINTEXT=1 if TLS is terminated in front of this service")
+                "or BILLING_ALLOW_PLAINTEXT=1 if TLS is terminated in front of this service"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -216,9 +224,11 @@ class Settings:
             outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
             catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),
             usage_retention_days=int(retention),
-            issuer=Issuer(name=env.get("BILLING_ISSUER_NAME") or cls.issuer.name,
-                          address=env.get("BILLING_ISSUER_ADDRESS", ""),
-                          tax_id=env.get("BILLING_ISSUER_TAX_ID", "")),
+            issuer=Issuer(
+                name=env.get("BILLING_ISSUER_NAME") or cls.issuer.name,
+                address=env.get("BILLING_ISSUER_ADDRESS", ""),
+                tax_id=env.get("BILLING_ISSUER_TAX_ID", ""),
+            ),
             mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
             **_tls_settings(env),
             gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
@@ -246,6 +256,11 @@ def _tls_settings(env: dict[str, str]) -> dict:
     if tls_cert is None and (client_ca or envoy_cert):
         name = "BILLING_GRPC_CLIENT_CA" if client_ca else "BILLING_ENVOY_CLIENT_CERT"
         raise ConfigError(f"{name} needs BILLING_TLS_CERT and BILLING_TLS_KEY: client certificates only work over TLS")
-    return dict(tls_cert=tls_cert, tls_key=tls_key, grpc_client_ca=client_ca,
-                envoy_client_cert=envoy_cert, envoy_client_key=envoy_key,
-                allow_plaintext=_flag(env, "BILLING_ALLOW_PLAINTEXT"))
+    return dict(
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        grpc_client_ca=client_ca,
+        envoy_client_cert=envoy_cert,
+        envoy_client_key=envoy_key,
+        allow_plaintext=_flag(env, "BILLING_ALLOW_PLAINTEXT"),
+    )

@@ -19,8 +19,9 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
-        body = json.dumps({"method": self.command, "path": self.path,
-                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        body = json.dumps(
+            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -29,7 +30,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _echo
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):
         """Quiet: Envoy and the billing server already log each request."""
 
 

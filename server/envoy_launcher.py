@@ -35,8 +35,9 @@ def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
 
 def _transport_socket(context_type: str, context: dict) -> str:
     """One line of YAML (JSON is YAML), so it fits any listener's or cluster's indentation."""
-    return "transport_socket: " + json.dumps({"name": TLS_SOCKET, "typed_config": {"@type": TLS_TYPES + context_type,
-                                                                                  **context}})
+    return "transport_socket: " + json.dumps(
+        {"name": TLS_SOCKET, "typed_config": {"@type": TLS_TYPES + context_type, **context}}
+    )
 
 
 def sds_path(workdir: pathlib.Path) -> pathlib.Path:
@@ -47,8 +48,11 @@ def write_edge_secret(settings: Settings, workdir: pathlib.Path) -> None:
     """The listeners' certificate as a file-based SDS resource. Envoy watches the directories of
     the files it names and reloads them when they are replaced by a rename (`mv`), so renewing a
     certificate needs no restart."""
-    secret = {"@type": TLS_TYPES + "Secret", "name": EDGE_SECRET,
-              "tls_certificate": _certificate(*settings.tls_files())}
+    secret = {
+        "@type": TLS_TYPES + "Secret",
+        "name": EDGE_SECRET,
+        "tls_certificate": _certificate(*settings.tls_files()),
+    }
     sds_path(workdir).write_text(json.dumps({"resources": [secret]}))
 
 
@@ -58,18 +62,30 @@ def downstream_tls(settings: Settings, workdir: pathlib.Path) -> str:
     fails its handshake instead of being redirected, since its key has already crossed in clear."""
     if not settings.tls:
         return ""
-    return _transport_socket("DownstreamTlsContext", {"common_tls_context": {
-        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
-        "alpn_protocols": ["h2", "http/1.1"],
-        "tls_certificate_sds_secret_configs": [{"name": EDGE_SECRET, "sds_config": {
-            "path_config_source": {"path": str(sds_path(workdir))}, "resource_api_version": "V3"}}],
-    }})
+    return _transport_socket(
+        "DownstreamTlsContext",
+        {
+            "common_tls_context": {
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificate_sds_secret_configs": [
+                    {
+                        "name": EDGE_SECRET,
+                        "sds_config": {
+                            "path_config_source": {"path": str(sds_path(workdir))},
+                            "resource_api_version": "V3",
+                        },
+                    }
+                ],
+            }
+        },
+    )
 
 
 def certificate_sha256(cert: pathlib.Path) -> str:
     """SHA-256 of the first (leaf) certificate in a PEM file, as Envoy's verify_certificate_hash takes it."""
     text = cert.read_text()
-    leaf = text[text.index(ssl.PEM_HEADER):text.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]
+    leaf = text[text.index(ssl.PEM_HEADER) : text.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(leaf)).hexdigest()
 
 
@@ -80,11 +96,14 @@ def upstream_tls(settings: Settings) -> str:
     if not settings.tls:
         return ""
     cert, key = settings.tls_files()
-    context: dict = {"alpn_protocols": ["h2"],
-                     "validation_context": {"verify_certificate_hash": [certificate_sha256(cert)]}}
+    context: dict = {
+        "alpn_protocols": ["h2"],
+        "validation_context": {"verify_certificate_hash": [certificate_sha256(cert)]},
+    }
     if settings.grpc_client_ca:
-        context["tls_certificates"] = [_certificate(settings.envoy_client_cert or cert,
-                                                    settings.envoy_client_key or key)]
+        context["tls_certificates"] = [
+            _certificate(settings.envoy_client_cert or cert, settings.envoy_client_key or key)
+        ]
     return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
 
 
@@ -93,13 +112,19 @@ def upstream_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
 
-def render(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, metering_key: str,
-           upstream_host: str = "127.0.0.1") -> str:
+def render(
+    settings: Settings,
+    upstream_ports: list[int],
+    workdir: pathlib.Path,
+    metering_key: str,
+    upstream_host: str = "127.0.0.1",
+) -> str:
     """The Envoy config; `metering_key` (an admin key) authenticates the gateway's access-log
     stream, from which usage is billed."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
-        for port in upstream_ports)
+        for port in upstream_ports
+    )
     return string.Template(TEMPLATE.read_text()).substitute(
         admin_port=settings.envoy_admin_port,
         bind=settings.bind,
@@ -126,8 +151,15 @@ def envoy_binary() -> str:
     return found
 
 
-def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, metering_key: str, *,
-          upstream_host: str = "127.0.0.1", **popen) -> subprocess.Popen:
+def start(
+    settings: Settings,
+    upstream_ports: list[int],
+    workdir: pathlib.Path,
+    metering_key: str,
+    *,
+    upstream_host: str = "127.0.0.1",
+    **popen,
+) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
     matched direct gRPC throughput, while two workers starved the Python server."""
     config = workdir / "envoy.yaml"
@@ -137,7 +169,19 @@ def start(settings: Settings, upstream_ports: list[int], workdir: pathlib.Path, 
     config.chmod(0o600)  # before writing: it holds the metering key
     config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
     return subprocess.Popen(
-        [envoy_binary(), "-c", str(config), "--concurrency", "1", "--log-level", "warn",
-         "--file-flush-interval-msec", "1000",  # the JSON access log reaches stdout within a second
-         "--base-id-path", str(workdir / "base-id"), "--use-dynamic-base-id"],
-        **popen)
+        [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+            "--file-flush-interval-msec",
+            "1000",  # the JSON access log reaches stdout within a second
+            "--base-id-path",
+            str(workdir / "base-id"),
+            "--use-dynamic-base-id",
+        ],
+        **popen,
+    )

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 def wait_for_grpc(address: str, timeout: float = 30.0, credentials: grpc.ChannelCredentials | None = None) -> None:
     """Poll grpc.health.v1 until SERVING (over TLS with `credentials`)."""
     deadline = time.monotonic() + timeout
-    with (grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)) as channel:
+    with grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

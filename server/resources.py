@@ -8,9 +8,9 @@ zeros printed, 64-bit integers as strings: Envoy's print options).
 
 from __future__ import annotations
 
-from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from google.protobuf import json_format, message
 
+from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from server.domain.periods import Period
 from server.persistence.read_models import InvoiceView, SubscriptionView
 from server.transport.convert import timestamp
@@ -19,8 +19,9 @@ from server.transport.convert import timestamp
 def rest_json(resource: message.Message) -> dict:
     """The message as Envoy's transcoder prints it (preserve_proto_field_names,
     always_print_primitive_fields)."""
-    return json_format.MessageToDict(resource, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        resource, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription:
@@ -47,9 +48,16 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
         status=invoice.status,
         period_start=timestamp(invoice.period_start),
         period_end=timestamp(invoice.period_end),
-        line_items=[invoice_pb2.LineItem(description=i.description, quantity=i.quantity, unit=i.unit,
-                                         unit_amount_cents=i.unit_amount_cents, amount_cents=i.amount_cents)
-                    for i in invoice.line_items],
+        line_items=[
+            invoice_pb2.LineItem(
+                description=i.description,
+                quantity=i.quantity,
+                unit=i.unit,
+                unit_amount_cents=i.unit_amount_cents,
+                amount_cents=i.amount_cents,
+            )
+            for i in invoice.line_items
+        ],
         subtotal_cents=invoice.subtotal_cents,
         total_cents=invoice.total_cents,
         currency=invoice.currency,
@@ -58,21 +66,35 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
         paid_at=timestamp(invoice.paid_at),
         deleted_at=timestamp(invoice.deleted_at),
         billing_email=invoice.billing_email,
-        issuer=invoice_pb2.Issuer(name=invoice.issuer_name, address=invoice.issuer_address,
-                                  tax_id=invoice.issuer_tax_id),
+        issuer=invoice_pb2.Issuer(
+            name=invoice.issuer_name, address=invoice.issuer_address, tax_id=invoice.issuer_tax_id
+        ),
     )
 
 
-def threshold_message(*, subscription_id: str, tenant_id: str, plan_id: str, percent: int, requests: int,
-                      included: int, period: Period) -> webhook_pb2.UsageThresholdReached:
+def threshold_message(
+    *, subscription_id: str, tenant_id: str, plan_id: str, percent: int, requests: int, included: int, period: Period
+) -> webhook_pb2.UsageThresholdReached:
     return webhook_pb2.UsageThresholdReached(
-        subscription_id=subscription_id, tenant_id=tenant_id, plan_id=plan_id, threshold_percent=percent,
-        requests=requests, included_requests=included, period_start=timestamp(period.start),
-        period_end=timestamp(period.end))
+        subscription_id=subscription_id,
+        tenant_id=tenant_id,
+        plan_id=plan_id,
+        threshold_percent=percent,
+        requests=requests,
+        included_requests=included,
+        period_start=timestamp(period.start),
+        period_end=timestamp(period.end),
+    )
 
 
-def quota_message(*, subscription_id: str, tenant_id: str, plan_id: str, included: int,
-                  period: Period) -> webhook_pb2.QuotaExhausted:
+def quota_message(
+    *, subscription_id: str, tenant_id: str, plan_id: str, included: int, period: Period
+) -> webhook_pb2.QuotaExhausted:
     return webhook_pb2.QuotaExhausted(
-        subscription_id=subscription_id, tenant_id=tenant_id, plan_id=plan_id, included_requests=included,
-        period_start=timestamp(period.start), period_end=timestamp(period.end))
+        subscription_id=subscription_id,
+        tenant_id=tenant_id,
+        plan_id=plan_id,
+        included_requests=included,
+        period_start=timestamp(period.start),
+        period_end=timestamp(period.end),
+    )

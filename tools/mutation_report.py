@@ -86,42 +86,51 @@ def package_total(by_module: dict[str, Score], prefix: str | tuple[str, ...]) ->
 
 def markdown(by_module: dict[str, Score], seconds: int, when: dt.datetime) -> str:
     gated = package_total(by_module, GATED)
-    rows = [f"| `{module}` | {s.detected} | {len(s.undetected)} | {s.equivalent} | {s.ratio:.1%} |"
-            for module, s in by_module.items()]
+    rows = [
+        f"| `{module}` | {s.detected} | {len(s.undetected)} | {s.equivalent} | {s.ratio:.1%} |"
+        for module, s in by_module.items()
+    ]
     survivors = [f"- `{name}`" for s in by_module.values() for name in s.undetected]
-    return "\n".join([
-        "# Mutation testing report",
-        "",
-        f"Last run: {when:%Y-%m-%d %H:%M} UTC, `make mutation`, {seconds} s on {os.cpu_count()} cores "
-        f"(mutmut, 2 workers). server/domain/ and server/ratelimit/algorithm.py: **{gated.ratio:.1%}** "
-        "detected "
-        f"({gated.detected} of {gated.judged}; {gated.equivalent} equivalent mutants excluded, "
-        "listed with reasons in tests/mutation_equivalents.txt).",
-        "",
-        "Score = detected / (mutants - equivalent). Undetected counts survivors and mutants no selected "
-        "test runs (the services' read paths and invoice workflow are exercised by the end-to-end suite, "
-        "not by the fast tests mutmut runs; README.md's Tests section says which are money paths).",
-        "",
-        "| module | detected | undetected | equivalent | score |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *rows,
-        "",
-        "## Undetected mutants (`.venv/bin/mutmut show NAME` prints one)",
-        "",
-        *(survivors or ["none"]),
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Mutation testing report",
+            "",
+            f"Last run: {when:%Y-%m-%d %H:%M} UTC, `make mutation`, {seconds} s on {os.cpu_count()} cores "
+            f"(mutmut, 2 workers). server/domain/ and server/ratelimit/algorithm.py: **{gated.ratio:.1%}** "
+            "detected "
+            f"({gated.detected} of {gated.judged}; {gated.equivalent} equivalent mutants excluded, "
+            "listed with reasons in tests/mutation_equivalents.txt).",
+            "",
+            "Score = detected / (mutants - equivalent). Undetected counts survivors and mutants no selected "
+            "test runs (the services' read paths and invoice workflow are exercised by the end-to-end suite, "
+            "not by the fast tests mutmut runs; README.md's Tests section says which are money paths).",
+            "",
+            "| module | detected | undetected | equivalent | score |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            "## Undetected mutants (`.venv/bin/mutmut show NAME` prints one)",
+            "",
+            *(survivors or ["none"]),
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report-seconds", type=int, metavar="SECONDS",
-                        help="write MUTATION.md for a full run that took SECONDS; without it, only check the gate "
-                             "(`make test` mutates the pure rules alone)")
+    parser.add_argument(
+        "--report-seconds",
+        type=int,
+        metavar="SECONDS",
+        help="write MUTATION.md for a full run that took SECONDS; without it, only check the gate "
+        "(`make test` mutates the pure rules alone)",
+    )
     parser.add_argument("--mutmut", default=str(ROOT / ".venv" / "bin" / "mutmut"))
     args = parser.parse_args(argv)
-    results = subprocess.run([args.mutmut, "results", "--all", "true"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+    results = subprocess.run(
+        [args.mutmut, "results", "--all", "true"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     by_module, stale = scores(results, parse_equivalents(EQUIVALENTS.read_text()))
     if args.report_seconds is None:
         by_module = {m: s for m, s in by_module.items() if m.startswith(GATED)}

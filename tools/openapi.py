@@ -40,8 +40,12 @@ INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIX
 WELL_KNOWN = {
     ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
 }
-DATE = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-        "description": f"YYYY-MM-DD (UTC), from {validation.DATE_RANGE[0]} to {validation.DATE_RANGE[1]}."}
+DATE = {
+    "type": "string",
+    "format": "date",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "description": f"YYYY-MM-DD (UTC), from {validation.DATE_RANGE[0]} to {validation.DATE_RANGE[1]}.",
+}
 # Bounds the services enforce beyond the edge's generic ones, by "Message.field".
 LIMITS: dict[str, dict[str, Any]] = {
     "UsageEvent.endpoint": {"minLength": 1, "maxLength": usage.MAX_ENDPOINT},
@@ -52,8 +56,12 @@ LIMITS: dict[str, dict[str, Any]] = {
     "CreateSubscriptionRequest.billing_email": {"format": "email", "maxLength": subscriptions.MAX_EMAIL},
     "UpdateSubscriptionRequest.billing_email": {"maxLength": subscriptions.MAX_EMAIL},
 }
-PAGE_SIZE = {"type": "integer", "format": "int32", "minimum": 0,
-             "description": f"Page size: 0 means {DEFAULT_PAGE_SIZE}; above {MAX_PAGE_SIZE} means {MAX_PAGE_SIZE}."}
+PAGE_SIZE = {
+    "type": "integer",
+    "format": "int32",
+    "minimum": 0,
+    "description": f"Page size: 0 means {DEFAULT_PAGE_SIZE}; above {MAX_PAGE_SIZE} means {MAX_PAGE_SIZE}.",
+}
 ERRORS = {
     "413": f"Request body larger than {MAX_REST_BODY} bytes.",
     "400": "Invalid argument or failed precondition; the message names the field.",
@@ -68,8 +76,10 @@ ERRORS = {
 # HttpBody methods serve PDFs, except the portal page.
 HTML_METHODS = frozenset({"/billing.v1.PortalService/GetPortalPage"})
 # Portal pages answer a refused link with a page, not a Status.
-REFUSED_LINK = {"description": "The link expired or was altered: an HTML page saying so.",
-                "content": {"text/html": {"schema": {"type": "string"}}}}
+REFUSED_LINK = {
+    "description": "The link expired or was altered: an HTML page saying so.",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 STATUS_SCHEMA = {
     "type": "object",
     "description": "google.rpc.Status, as the transcoder and Envoy's own replies render it.",
@@ -128,8 +138,11 @@ class Generator:
             enum = self.enums[field.type_name][0]
             schema = {"type": "string", "enum": [v.name for v in enum.value]}
         elif field.type in INT64:
-            schema = ({"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"} if output
-                      else {"type": "integer", "format": "int64"})
+            schema = (
+                {"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"}
+                if output
+                else {"type": "integer", "format": "int64"}
+            )
         elif field.type in INT32:
             schema = {"type": "integer", "format": "int32"}
         elif field.type in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
@@ -144,8 +157,11 @@ class Generator:
             schema = dict(PAGE_SIZE)
         limits = LIMITS.get(f"{message_name}.{field.name}", {})
         if field.label == F.LABEL_REPEATED:
-            return {"type": "array", "items": {**schema, **{k: v for k, v in limits.items() if "Items" not in k}},
-                    **{k: v for k, v in limits.items() if "Items" in k}}
+            return {
+                "type": "array",
+                "items": {**schema, **{k: v for k, v in limits.items() if "Items" not in k}},
+                **{k: v for k, v in limits.items() if "Items" in k},
+            }
         return {**schema, **limits}
 
     @staticmethod
@@ -186,8 +202,15 @@ class Generator:
         template = getattr(rule, verb)
         message, message_file, message_path = self.messages[method.input_type]
         path_fields = re.findall(r"{([a-z_]+)}", template)
-        parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {**self.string_schema(name, False), "minLength": 1}} for name in path_fields]
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {**self.string_schema(name, False), "minLength": 1},
+            }
+            for name in path_fields
+        ]
         full_name = f"/{PACKAGE}.{service.name}/{method.name}"
         operation: dict[str, Any] = {"operationId": f"{service.name}_{method.name}", "tags": [service.name]}
         operation = self._describe(file_name, path, operation)
@@ -198,8 +221,13 @@ class Generator:
             for i, field in enumerate(message.field):
                 if field.name not in path_fields:
                     schema = self.field_schema(message.name, field, False)
-                    parameters.append(self._describe(message_file, message_path + (2, i), {
-                        "name": field.name, "in": "query", "required": is_required(field), "schema": schema}))
+                    parameters.append(
+                        self._describe(
+                            message_file,
+                            message_path + (2, i),
+                            {"name": field.name, "in": "query", "required": is_required(field), "schema": schema},
+                        )
+                    )
         if parameters:
             operation["parameters"] = parameters
         operation["responses"] = self.responses(method, full_name, bool(rule.body))
@@ -210,11 +238,15 @@ class Generator:
     def responses(self, method, full_name: str, has_body: bool) -> dict:
         if method.output_type == ".google.api.HttpBody":
             media = "text/html" if full_name in HTML_METHODS else "application/pdf"
-            ok = {"description": "The document.",
-                  "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
+            ok = {
+                "description": "The document.",
+                "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+            }
         else:
-            ok = {"description": "OK", "content": {"application/json": {"schema": {
-                "$ref": self.ref(method.output_type, True)}}}}
+            ok = {
+                "description": "OK",
+                "content": {"application/json": {"schema": {"$ref": self.ref(method.output_type, True)}}},
+            }
         if full_name in PUBLIC_METHODS:  # health: 503 carries the same body, NOT_SERVING
             return {"200": ok, "503": {**ok, "description": "The database does not answer."}}
         codes = sorted([*ERRORS, *(["413"] if has_body else [])])
@@ -230,24 +262,42 @@ class Generator:
                 for m, method in enumerate(service.method):
                     template, verb, operation = self.operation(service, method, file.name, (6, s, 2, m))
                     paths.setdefault(template, {})[verb] = operation
-        paths["/billing/openapi.json"] = {"get": {
-            "operationId": "OpenApi", "summary": "This document.", "security": [],
-            "responses": {"200": {"description": "The OpenAPI document.",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+        paths["/billing/openapi.json"] = {
+            "get": {
+                "operationId": "OpenApi",
+                "summary": "This document.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        }
         return {
             "openapi": "3.0.3",
-            "info": {"title": "Billing API", "version": __version__,
-                     "description": "REST face of billing.v1, transcoded by Envoy from gRPC. Generated from "
-                                    "protos/ by tools/openapi.py; do not edit."},
+            "info": {
+                "title": "Billing API",
+                "version": __version__,
+                "description": "REST face of billing.v1, transcoded by Envoy from gRPC. Generated from "
+                "protos/ by tools/openapi.py; do not edit.",
+            },
             "servers": [{"url": "http://127.0.0.1:8080"}],
             "security": [{"bearer": []}],
             "paths": dict(sorted(paths.items())),
             "components": {
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                               "description": "An API key: billing-keys create."}},
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: billing-keys create."}
+                },
                 "schemas": {"Status": STATUS_SCHEMA, **dict(sorted(self.schemas.items()))},
-                "responses": {f"Error{code}": {"description": text, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Status"}}}} for code, text in sorted(ERRORS.items())},
+                "responses": {
+                    f"Error{code}": {
+                        "description": text,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+                    }
+                    for code, text in sorted(ERRORS.items())
+                },
             },
         }
 

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         with db.session():
             if args.command == "create":
                 key = keys.create_key(now=now, tenant_id=args.tenant, admin=args.admin)
-                print(f"created {'an admin' if args.admin else f'a tenant {args.tenant!r}'} key; it is not shown again:")
+                print(
+                    f"created {'an admin' if args.admin else f'a tenant {args.tenant!r}'} key; it is not shown again:"
+                )
                 print(key)
             else:
                 keys.revoke_key(args.key, now=now)

@@ -28,13 +28,21 @@ def serve() -> int:
     try:
         server, port = create_server(settings)
     except RuntimeError:  # grpcio: "Failed to bind"
-        print(f"billing-server: BILLING_GRPC_PORT {settings.grpc_port} cannot be bound on {settings.bind}",
-              file=sys.stderr)
+        print(
+            f"billing-server: BILLING_GRPC_PORT {settings.grpc_port} cannot be bound on {settings.bind}",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     serve_metrics("billing-server", "BILLING_METRICS_PORT", settings.metrics_port, settings.bind)
     server.start()
-    log.info("gRPC listening on %s:%d (%s, database %s, metrics on port %d)", settings.bind, port,
-             settings.grpc_security, settings.database_label, settings.metrics_port)
+    log.info(
+        "gRPC listening on %s:%d (%s, database %s, metrics on port %d)",
+        settings.bind,
+        port,
+        settings.grpc_security,
+        settings.database_label,
+        settings.metrics_port,
+    )
 
     def stop(signum, frame):
         # New calls are refused at once (Envoy retries them on another replica); calls in flight
@@ -52,8 +60,9 @@ def serve() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing-server", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve",
-                        help="serve (the default) or migrate")
+    parser.add_argument(
+        "command", nargs="?", choices=["serve", "migrate"], default="serve", help="serve (the default) or migrate"
+    )
     args = parser.parse_args(argv)
     return migrate() if args.command == "migrate" else serve()
 

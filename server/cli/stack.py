@@ -81,21 +81,31 @@ def main() -> int:
     children: list[subprocess.Popen] = []
     try:
         replicas = replica_ports(settings)
-        servers = [subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
-                   for grpc, metrics in replicas]
+        servers = [
+            subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
+            for grpc, metrics in replicas
+        ]
         children.extend(servers)
         if settings.upstream_url is None:
             demo = subprocess.Popen([sys.executable, "-m", "server.demo_upstream", str(settings.demo_upstream_port)])
             children.append(demo)
             wait_for_http(f"http://127.0.0.1:{settings.demo_upstream_port}/", alive=lambda: demo.poll() is None)
-        envoy = envoy_launcher.start(settings, [grpc for grpc, _ in replicas], workdir, admin_key,
-                           upstream_host=envoy_launcher.upstream_host(settings.bind))
+        envoy = envoy_launcher.start(
+            settings,
+            [grpc for grpc, _ in replicas],
+            workdir,
+            admin_key,
+            upstream_host=envoy_launcher.upstream_host(settings.bind),
+        )
         children.append(envoy)
         scheme = "https" if settings.tls else "http"
         rest = f"{scheme}://{settings.bind}:{settings.http_port}"
         # Health through Envoy answers 200 only once the server behind it is SERVING.
-        wait_for_http(f"{rest}/billing/health", context=_probe_context(settings),
-                      alive=lambda: all(p.poll() is None for p in [*servers, envoy]))
+        wait_for_http(
+            f"{rest}/billing/health",
+            context=_probe_context(settings),
+            alive=lambda: all(p.poll() is None for p in [*servers, envoy]),
+        )
         scheduler = _scripts() / "billing-scheduler"
         if scheduler.exists():
             children.append(subprocess.Popen([str(scheduler), "run"]))
@@ -104,27 +114,32 @@ def main() -> int:
             grpcurl_tls += " -cert CLIENT.pem -key CLIENT.key"
         gateway = f"{'https' if settings.tls else 'http'}://{settings.bind}:{settings.gateway_port}"
         upstream = settings.upstream_url or f"http://127.0.0.1:{settings.demo_upstream_port} (demo echo)"
-        print(f"""
+        print(
+            f"""
 billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
-  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {', '.join(str(g) for g, _ in replicas)})
+  gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {", ".join(str(g) for g, _ in replicas)})
   metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
   curl {curl_tls}-H 'Authorization: Bearer {admin_key}' {rest}/billing/plans
-  {os.path.relpath(_scripts() / 'grpcurl')} {grpcurl_tls} -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
+  {os.path.relpath(_scripts() / "grpcurl")} {grpcurl_tls} -H 'authorization: Bearer {admin_key}' {settings.bind}:{settings.grpc_port} billing.v1.PlanService/ListPlans
   # the gateway, with a tenant key (billing-keys create --tenant acme) and an ACTIVE subscription:
   curl {curl_tls}-H 'Authorization: Bearer TENANT_KEY' {gateway}/v1/items/42
 Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         os.wait()  # returns when any child exits
         print("billing-stack: a process exited; stopping the others", file=sys.stderr)
         return 1
     except RuntimeError as error:  # wait_for_http: a process exited while the stack was starting
-        print(f"billing-stack: {error} during start-up (its own line above says why); stopping the others",
-              file=sys.stderr)
+        print(
+            f"billing-stack: {error} during start-up (its own line above says why); stopping the others",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 0

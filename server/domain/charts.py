@@ -46,11 +46,25 @@ def daily_bars(days: list[tuple[dt.date, int]], included_per_day: int) -> BarCha
     bars = []
     for index, (day, requests) in enumerate(days):
         height = plot * requests / top
-        bars.append(Bar(day=day, requests=requests, x=round(index * slot + gap / 2, 2), y=round(plot - height, 2),
-                        width=round(slot - gap, 2), height=round(height, 2)))
+        bars.append(
+            Bar(
+                day=day,
+                requests=requests,
+                x=round(index * slot + gap / 2, 2),
+                y=round(plot - height, 2),
+                width=round(slot - gap, 2),
+                height=round(height, 2),
+            )
+        )
     included_y = round(plot - plot * included_per_day / top, 2) if included_per_day else None
-    return BarChart(width=CHART_WIDTH, height=CHART_HEIGHT, bars=bars, included_y=included_y,
-                    included_per_day=included_per_day, baseline_y=plot)
+    return BarChart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        bars=bars,
+        included_y=included_y,
+        included_per_day=included_per_day,
+        baseline_y=plot,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +79,9 @@ class Gauge:
 def _point(fraction: float) -> tuple[float, float]:
     """A point on the half circle, from the left end (0) over the top to the right end (1)."""
     angle = math.pi * (1 - fraction)
-    return round(GAUGE_RADIUS + GAUGE_RADIUS * math.cos(angle) + 10, 2), round(GAUGE_RADIUS - GAUGE_RADIUS * math.sin(angle) + 10, 2)
+    return round(GAUGE_RADIUS + GAUGE_RADIUS * math.cos(angle) + 10, 2), round(
+        GAUGE_RADIUS - GAUGE_RADIUS * math.sin(angle) + 10, 2
+    )
 
 
 def _arc(fraction: float) -> str:

@@ -16,13 +16,23 @@ from server.domain.usage import MAX_ENDPOINT, RawEvent
 
 # All digits, a UUID, or 16+ hex characters (API.md, Gateway).
 _ID_SEGMENT = re.compile(
-    r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}")
+    r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}"
+)
 
 # Envoy access-log response flags that mean the request never reached the upstream.
-NOT_FORWARDED_FLAGS = frozenset({
-    "no_healthy_upstream", "upstream_connection_failure", "upstream_overflow", "no_route_found",
-    "no_cluster_found", "unauthorized_details", "rate_limited", "dns_resolution_failure", "overload_manager",
-})
+NOT_FORWARDED_FLAGS = frozenset(
+    {
+        "no_healthy_upstream",
+        "upstream_connection_failure",
+        "upstream_overflow",
+        "no_route_found",
+        "no_cluster_found",
+        "unauthorized_details",
+        "rate_limited",
+        "dns_resolution_failure",
+        "overload_manager",
+    }
+)
 
 
 def api_key(headers: dict[str, str]) -> str | None:
@@ -64,7 +74,12 @@ def usage_events(requests: list[LoggedRequest]) -> dict[str, list[RawEvent]]:
     events: dict[str, list[RawEvent]] = collections.defaultdict(list)
     for request in requests:
         if request.subscription_id and request.forwarded and request.request_id:
-            events[request.subscription_id].append(RawEvent(
-                event_id=request.request_id, endpoint=endpoint(request.method, request.path),
-                count=1, timestamp=request.started_at))
+            events[request.subscription_id].append(
+                RawEvent(
+                    event_id=request.request_id,
+                    endpoint=endpoint(request.method, request.path),
+                    count=1,
+                    timestamp=request.started_at,
+                )
+            )
     return dict(events)

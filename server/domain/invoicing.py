@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from server.domain.money import div_round_half_up
 from server.domain.periods import DAY, Period
@@ -63,8 +64,13 @@ def decimal_quantity(quantity_milli: int) -> str:
 
 def line(description: str, quantity_milli: int, unit: str, unit_amount_cents: int) -> LineItem:
     """A line whose amount is quantity x unit amount, rounded half-up once."""
-    return LineItem(description, quantity_milli, unit, unit_amount_cents,
-                    div_round_half_up(quantity_milli * unit_amount_cents, MILLI))
+    return LineItem(
+        description,
+        quantity_milli,
+        unit,
+        unit_amount_cents,
+        div_round_half_up(quantity_milli * unit_amount_cents, MILLI),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +82,9 @@ class Segment:
     days: int
 
 
-def segments(period: Period, history: Iterable[tuple[dt.datetime, PlanTerms]],
-             billed_until: dt.datetime | None = None) -> list[Segment]:
+def segments(
+    period: Period, history: Iterable[tuple[dt.datetime, PlanTerms]], billed_until: dt.datetime | None = None
+) -> list[Segment]:
     """The period's plan segments from the dated plan history ((effective_at, plan), any order).
 
     `billed_until` (a cancellation) ends billing: only days starting before it are billed."""
@@ -109,8 +116,9 @@ def segment_requests(segments_: list[Segment], requests_by_day: Mapping[int, int
     if not segments_:  # canceled at the period's first instant: nothing billed, nothing could be used
         return totals
     for day, requests in requests_by_day.items():
-        index = next((i for i, s in enumerate(segments_) if s.first_day <= day < s.first_day + s.days),
-                     len(segments_) - 1)
+        index = next(
+            (i for i, s in enumerate(segments_) if s.first_day <= day < s.first_day + s.days), len(segments_) - 1
+        )
         totals[index] += requests
     return totals
 
@@ -130,10 +138,13 @@ class SegmentUsage:
         return overage_cents(self.requests, self.included, self.segment.plan.overage_per_1k_cents)
 
 
-def usage_by_segment(period: Period, segments_: list[Segment],
-                     requests_by_day: Mapping[int, int]) -> list[SegmentUsage]:
-    return [SegmentUsage(segment, requests, included_requests(segment, period.days))
-            for segment, requests in zip(segments_, segment_requests(segments_, requests_by_day))]
+def usage_by_segment(
+    period: Period, segments_: list[Segment], requests_by_day: Mapping[int, int]
+) -> list[SegmentUsage]:
+    return [
+        SegmentUsage(segment, requests, included_requests(segment, period.days))
+        for segment, requests in zip(segments_, segment_requests(segments_, requests_by_day))
+    ]
 
 
 def _days(period: Period, segment: Segment) -> str:
@@ -159,9 +170,15 @@ def line_items(period: Period, segments_: list[Segment], requests_by_day: Mappin
         plan = usage.segment.plan
         if usage.overage_cents:
             scope = "" if whole else f", {_days(period, usage.segment)}"
-            items.append(line(
-                f"{plan.name} plan overage: {usage.overage_requests:,} requests over {usage.included:,} "
-                f"included{scope}", usage.overage_requests, OVERAGE_UNIT, plan.overage_per_1k_cents))
+            items.append(
+                line(
+                    f"{plan.name} plan overage: {usage.overage_requests:,} requests over {usage.included:,} "
+                    f"included{scope}",
+                    usage.overage_requests,
+                    OVERAGE_UNIT,
+                    plan.overage_per_1k_cents,
+                )
+            )
     return items
 
 

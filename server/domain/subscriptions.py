@@ -16,12 +16,14 @@ class SubscriptionStatus(enum.StrEnum):
 
 
 MAX_TENANT_ID = 128  # Subscription.tenant_id column width
-MAX_EMAIL = 320      # RFC 5321: 64 local + @ + 255 domain
+MAX_EMAIL = 320  # RFC 5321: 64 local + @ + 255 domain
 
 # Deliberately simple: one @, no spaces, a dotted domain. Deliverability is the SMTP server's
 # business; this only catches typos such as a missing @ or domain.
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 
 
 def require_field(value: str, field: str) -> str:
@@ -42,16 +44,18 @@ def validate_tenant_id(tenant_id: str) -> str:
 def validate_email(email: str) -> str:
     email = require_field(email, "billing_email")
     if len(email) > MAX_EMAIL or not _EMAIL.match(email):
-        raise InvalidArgument(f"billing_email {email!r} is not a valid e-mail address",
-                              field="billing_email", reason="INVALID_EMAIL")
+        raise InvalidArgument(
+            f"billing_email {email!r} is not a valid e-mail address", field="billing_email", reason="INVALID_EMAIL"
+        )
     return email
 
 
 def require_changeable(status: SubscriptionStatus, subscription_id: str) -> None:
     """Only an ACTIVE subscription can change plan or e-mail; a canceled one is kept as it ended."""
     if status != SubscriptionStatus.ACTIVE:
-        raise FailedPrecondition(f"subscription {subscription_id!r} is {status} and cannot be changed",
-                                 reason="SUBSCRIPTION_CANCELED")
+        raise FailedPrecondition(
+            f"subscription {subscription_id!r} is {status} and cannot be changed", reason="SUBSCRIPTION_CANCELED"
+        )
 
 
 def plan_changes(current_plan_id: str, requested_plan_id: str) -> bool:

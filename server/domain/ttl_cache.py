@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -21,8 +22,7 @@ STALENESS_SECONDS = 2.0
 
 
 class TtlCache(Generic[V]):
-    def __init__(self, ttl: float, *, max_entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._max_entries = max_entries
         self._clock = clock

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter, defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from server.domain.errors import InvalidArgument
 
@@ -54,19 +54,23 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
         if not endpoint:
             raise InvalidArgument(f"{where}.endpoint is required", field=f"{where}.endpoint")
         if len(endpoint) > MAX_ENDPOINT:
-            raise InvalidArgument(f"{where}.endpoint is longer than {MAX_ENDPOINT} characters",
-                                  field=f"{where}.endpoint")
+            raise InvalidArgument(
+                f"{where}.endpoint is longer than {MAX_ENDPOINT} characters", field=f"{where}.endpoint"
+            )
         if len(event.event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(f"{where}.event_id is longer than {MAX_EVENT_ID} characters",
-                                  field=f"{where}.event_id")
+            raise InvalidArgument(
+                f"{where}.event_id is longer than {MAX_EVENT_ID} characters", field=f"{where}.event_id"
+            )
         count = 1 if event.count is None else event.count
         if not 1 <= count <= MAX_COUNT:
-            raise InvalidArgument(f"{where}.count must be between 1 and {MAX_COUNT:,}, got {count}",
-                                  field=f"{where}.count")
+            raise InvalidArgument(
+                f"{where}.count must be between 1 and {MAX_COUNT:,}, got {count}", field=f"{where}.count"
+            )
         timestamp = now if event.timestamp is None else event.timestamp
         if timestamp > latest:
-            raise InvalidArgument(f"{where}.timestamp {timestamp.isoformat()} is in the future",
-                                  field=f"{where}.timestamp")
+            raise InvalidArgument(
+                f"{where}.timestamp {timestamp.isoformat()} is in the future", field=f"{where}.timestamp"
+            )
         events.append(Event(index, event.event_id, endpoint, count, timestamp))
     return events
 
@@ -108,8 +112,9 @@ def date_range(start: str, end: str, default_start: dt.date, default_end: dt.dat
     if first > last:
         raise InvalidArgument(f"start_date {first} is after end_date {last}", field="start_date")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise InvalidArgument(f"end_date {last} is more than {MAX_RANGE_DAYS} days after start_date {first}",
-                              field="end_date")
+        raise InvalidArgument(
+            f"end_date {last} is more than {MAX_RANGE_DAYS} days after start_date {first}", field="end_date"
+        )
     return first, last
 
 
@@ -134,8 +139,7 @@ class Analytics:
     top_endpoints: list[tuple[str, int]]
 
 
-def analytics(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int],
-              endpoints: dict[str, int]) -> Analytics:
+def analytics(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int], endpoints: dict[str, int]) -> Analytics:
     """Peaks are the earliest of equals; top endpoints break ties by name so output is stable."""
     days = daily_series(first, last, hourly)
     total = sum(requests for _, requests in days)

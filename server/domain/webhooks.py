@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import urllib.parse
-from typing import Iterable
+from collections.abc import Iterable
 
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.invoice_state import InvoiceStatus
@@ -34,8 +34,12 @@ class EventType(enum.StrEnum):
 
 
 # The invoice status a transition enters -> the event it announces.
-INVOICE_STATUS_EVENTS = {InvoiceStatus.SENT: EventType.INVOICE_SENT, InvoiceStatus.PAID: EventType.INVOICE_PAID,
-                         InvoiceStatus.OVERDUE: EventType.INVOICE_OVERDUE, InvoiceStatus.VOID: EventType.INVOICE_VOIDED}
+INVOICE_STATUS_EVENTS = {
+    InvoiceStatus.SENT: EventType.INVOICE_SENT,
+    InvoiceStatus.PAID: EventType.INVOICE_PAID,
+    InvoiceStatus.OVERDUE: EventType.INVOICE_OVERDUE,
+    InvoiceStatus.VOID: EventType.INVOICE_VOIDED,
+}
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -83,8 +87,12 @@ def signature_header(secrets: Iterable[str], message_id: str, timestamp: int, bo
 
 
 def headers(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    return {"content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets, message_id, timestamp, body)}
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secrets, message_id, timestamp, body),
+    }
 
 
 def is_private_address(address: str) -> bool:
@@ -118,11 +126,16 @@ def validate_url(url: str, *, allow_private: bool) -> str:
     ip = _literal_ip(host)
     private = host == "localhost" or (ip is not None and is_private_address(ip))
     if private and not allow_private:
-        raise InvalidArgument("url must not point at a loopback or private address "
-                              "(BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)", field="url")
+        raise InvalidArgument(
+            "url must not point at a loopback or private address (BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)",
+            field="url",
+        )
     if parsed.scheme == "http" and not (allow_private and private):
-        raise InvalidArgument("url must be https:// (http:// only to loopback or private addresses with "
-                              "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)", field="url")
+        raise InvalidArgument(
+            "url must be https:// (http:// only to loopback or private addresses with "
+            "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)",
+            field="url",
+        )
     return url
 
 
@@ -132,8 +145,11 @@ def validate_event_types(event_types: Iterable[str]) -> list[str]:
     violations = []
     for index, event_type in enumerate(event_types):
         if event_type not in list(EventType):
-            violations.append(FieldViolation(f"event_types[{index}]",
-                                             f"{event_type[:64]!r} is not an event type ({', '.join(EventType)})"))
+            violations.append(
+                FieldViolation(
+                    f"event_types[{index}]", f"{event_type[:64]!r} is not an event type ({', '.join(EventType)})"
+                )
+            )
         elif event_type not in chosen:
             chosen.append(event_type)
     if violations:
@@ -161,8 +177,9 @@ def crossed_thresholds(before: int, after: int, included: int) -> list[int]:
     return [t for t in ALERT_THRESHOLDS if before * 100 < included * t <= after * 100]
 
 
-def live_secrets(secret: str, previous: str | None, previous_expires_at: dt.datetime | None,
-                 now: dt.datetime) -> list[str]:
+def live_secrets(
+    secret: str, previous: str | None, previous_expires_at: dt.datetime | None, now: dt.datetime
+) -> list[str]:
     """The secrets that sign at `now`: the current one, and the previous one within its grace."""
     if previous and previous_expires_at is not None and now < previous_expires_at:
         return [secret, previous]

@@ -40,8 +40,10 @@ def _invoice_context(invoice_id: str) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "total": money(invoice.total_cents, invoice.currency),
-        "items": [{"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
-                  for i in invoice.line_items],
+        "items": [
+            {"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
+            for i in invoice.line_items
+        ],
     }
 
 
@@ -55,14 +57,16 @@ def _subject(template: str, context: dict) -> str:
     return f"Usage alert: {alert['threshold']}% of included requests used ({alert['plan']} plan)"
 
 
-def build_message(*, template: str, recipient: str, payload: str | dict, dedup_key: str,
-                  from_address: str) -> email.message.EmailMessage:
+def build_message(
+    *, template: str, recipient: str, payload: str | dict, dedup_key: str, from_address: str
+) -> email.message.EmailMessage:
     """The e-mail for one outbox row. Raises LookupError for an unknown template."""
     if template not in list(EmailTemplate):
         raise LookupError(f"unknown e-mail template {template!r}")
     data = json.loads(payload) if isinstance(payload, str) else payload
-    context: dict[str, Any] = ({"alert": data} if template == EmailTemplate.USAGE_ALERT
-                               else _invoice_context(data["invoice_id"]))
+    context: dict[str, Any] = (
+        {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
+    )
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address

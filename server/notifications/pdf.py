@@ -41,8 +41,16 @@ from server.persistence.read_models import InvoiceView
 FONT = "NotoSans"
 PACKAGED_FONT = fontpkg_noto_sans.ROOT / "files" / "NotoSans[wdth,wght].ttf"
 REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
-SCRIPTS = ((0x20, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x1E00, 0x1EFF), (0x2000, 0x206F), (0x20A0, 0x20CF),
-           (0x2100, 0x214F), (0xFFFD, 0xFFFD))
+SCRIPTS = (
+    (0x20, 0x24F),
+    (0x370, 0x3FF),
+    (0x400, 0x52F),
+    (0x1E00, 0x1EFF),
+    (0x2000, 0x206F),
+    (0x20A0, 0x20CF),
+    (0x2100, 0x214F),
+    (0xFFFD, 0xFFFD),
+)
 VARIATION_AND_LAYOUT = ("fvar", "gvar", "avar", "cvar", "HVAR", "MVAR", "STAT", "GSUB", "GPOS", "GDEF")
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "EUR ", "GBP": "GBP "}
@@ -149,12 +157,17 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
 
     # Two columns: who is billed, and the dates.
     top = bottom = pdf.get_y()
-    left = [("Billed to", invoice.billing_email), ("Account", invoice.tenant_id),
-            ("Subscription", invoice.subscription_id),
-            ("Period", f"{_stamp(invoice.period_start)} to {_stamp(invoice.period_end)}")]
+    left = [
+        ("Billed to", invoice.billing_email),
+        ("Account", invoice.tenant_id),
+        ("Subscription", invoice.subscription_id),
+        ("Period", f"{_stamp(invoice.period_start)} to {_stamp(invoice.period_end)}"),
+    ]
     right = [("Issued", _date(invoice.issued_at)), ("Due", _date(invoice.due_at)), ("Paid", _date(invoice.paid_at))]
-    for column_x, column_w, rows in [(pdf.l_margin, width * 0.66, left),
-                                     (pdf.l_margin + width * 0.70, width * 0.30, right)]:
+    for column_x, column_w, rows in [
+        (pdf.l_margin, width * 0.66, left),
+        (pdf.l_margin + width * 0.70, width * 0.30, right),
+    ]:
         pdf.set_xy(column_x, top)
         for label, value in rows:
             pdf.set_x(column_x)
@@ -171,13 +184,25 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     # Line items.
     pdf.set_font(FONT, "", 9)
     pdf.set_draw_color(*RULE)
-    with pdf.table(col_widths=(74, 16, 26, 24, 26), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
-                   headings_style=FontFace(color=INK, fill_color=HEADER_FILL), line_height=5,
-                   borders_layout="HORIZONTAL_LINES", padding=2) as table:
+    with pdf.table(
+        col_widths=(74, 16, 26, 24, 26),
+        text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
+        headings_style=FontFace(color=INK, fill_color=HEADER_FILL),
+        line_height=5,
+        borders_layout="HORIZONTAL_LINES",
+        padding=2,
+    ) as table:
         table.row(["Description", "Qty", "Unit", "Unit price", "Amount"])
         for item in invoice.line_items:
-            table.row([printable(item.description), item.quantity, item.unit, money(item.unit_amount_cents, currency),
-                       money(item.amount_cents, currency)])
+            table.row(
+                [
+                    printable(item.description),
+                    item.quantity,
+                    item.unit,
+                    money(item.unit_amount_cents, currency),
+                    money(item.amount_cents, currency),
+                ]
+            )
 
     # Totals, right-aligned under the amount column.
     pdf.ln(4)
@@ -192,6 +217,10 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     pdf.set_y(-25)
     pdf.set_font(FONT, "", 8)
     pdf.set_text_color(*MUTED)
-    pdf.multi_cell(width, 4, f"Invoice {invoice.number} ({invoice.id}). Amounts in {currency}. "
-                   f"Payment is due by {_date(invoice.due_at)}.", align=Align.C)
+    pdf.multi_cell(
+        width,
+        4,
+        f"Invoice {invoice.number} ({invoice.id}). Amounts in {currency}. Payment is due by {_date(invoice.due_at)}.",
+        align=Align.C,
+    )
     return bytes(pdf.output())

@@ -26,8 +26,14 @@ def _private_host(host: str, port: int) -> bool:
     return any(rules.is_private_address(str(info[4][0]).split("%")[0]) for info in infos)
 
 
-def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float = rules.RESPONSE_TIMEOUT_SECONDS,
-         allow_private: bool = False) -> rules.Outcome:
+def post(
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    timeout: float = rules.RESPONSE_TIMEOUT_SECONDS,
+    allow_private: bool = False,
+) -> rules.Outcome:
     parsed = urllib.parse.urlsplit(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     host = parsed.hostname
@@ -42,8 +48,12 @@ def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float = rul
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            connection.request("POST", (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else ""),
-                               body=body, headers={**headers, "user-agent": USER_AGENT})
+            connection.request(
+                "POST",
+                (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else ""),
+                body=body,
+                headers={**headers, "user-agent": USER_AGENT},
+            )
             answer = connection.getresponse()
             answer.read(MAX_ANSWER_BYTES)
             return rules.judge(answer.status)

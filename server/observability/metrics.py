@@ -20,28 +20,45 @@ disable_created_metrics()  # no `_created` twin per series: Prometheus does not 
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", RPC_LABELS)
-GRPC_HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by status code.",
-                       (*RPC_LABELS, "grpc_code"))
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total", "RPCs completed on the server, by status code.", (*RPC_LABELS, "grpc_code")
+)
 GRPC_HANDLING_SECONDS = Histogram(
-    "grpc_server_handling_seconds", "Time from receiving an RPC to sending its status.", RPC_LABELS,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    "grpc_server_handling_seconds",
+    "Time from receiving an RPC to sending its status.",
+    RPC_LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 RATELIMIT_DECISIONS = Counter(
     "billing_ratelimit_decisions_total",
     "Tier rate-limit decisions. door: api (billing API calls) or gateway (the platform's API); "
     "decision: allowed, rate_limited, quota_exhausted, or limiter_down (store unreachable).",
-    ("door", "tier", "decision"))
-USAGE_EVENTS = Counter("billing_usage_events_total",
-                       "Usage events received, by result: accepted, duplicate (event_id seen) or rejected.",
-                       ("result",))
+    ("door", "tier", "decision"),
+)
+USAGE_EVENTS = Counter(
+    "billing_usage_events_total",
+    "Usage events received, by result: accepted, duplicate (event_id seen) or rejected.",
+    ("result",),
+)
 INVOICES_ISSUED = Counter("billing_invoices_issued_total", "Invoices issued by this process.")
 
-JOB_RUNS = Counter("billing_job_runs_total", "Scheduler job runs, by result: success, failure or skipped "
-                   "(another scheduler holds the job's lock).", ("job", "result"))
-JOB_DURATION_SECONDS = Histogram("billing_job_duration_seconds", "Duration of scheduler job runs.", ("job",),
-                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900))
-JOB_LAST_SUCCESS = Gauge("billing_job_last_success_timestamp_seconds",
-                         "Unix time of the job's last successful run in this process.", ("job",))
+JOB_RUNS = Counter(
+    "billing_job_runs_total",
+    "Scheduler job runs, by result: success, failure or skipped (another scheduler holds the job's lock).",
+    ("job", "result"),
+)
+JOB_DURATION_SECONDS = Histogram(
+    "billing_job_duration_seconds",
+    "Duration of scheduler job runs.",
+    ("job",),
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)
+JOB_LAST_SUCCESS = Gauge(
+    "billing_job_last_success_timestamp_seconds",
+    "Unix time of the job's last successful run in this process.",
+    ("job",),
+)
 
 
 def record_decision(door: str, tier: str, decision) -> None:
@@ -82,14 +99,20 @@ class OutboxCollector(Collector):
         except Exception as error:  # noqa: BLE001 - a scrape must not fail because the database did
             log.warning("outbox metrics unavailable: %s: %s", type(error).__name__, str(error)[:200])
             return
-        yield GaugeMetricFamily("billing_outbox_pending", "Outbox rows waiting to be delivered (not dead).",
-                                value=pending)
+        yield GaugeMetricFamily(
+            "billing_outbox_pending", "Outbox rows waiting to be delivered (not dead).", value=pending
+        )
         age = 0.0 if oldest is None else max(0.0, self.clock() - oldest.timestamp())
-        yield GaugeMetricFamily("billing_outbox_oldest_pending_seconds",
-                                "Age of the oldest row waiting to be delivered; 0 when none waits.", value=age)
-        yield GaugeMetricFamily("billing_outbox_dead_letters",
-                                "Outbox rows given up after their last attempt, until an operator retries them.",
-                                value=dead)
+        yield GaugeMetricFamily(
+            "billing_outbox_oldest_pending_seconds",
+            "Age of the oldest row waiting to be delivered; 0 when none waits.",
+            value=age,
+        )
+        yield GaugeMetricFamily(
+            "billing_outbox_dead_letters",
+            "Outbox rows given up after their last attempt, until an operator retries them.",
+            value=dead,
+        )
 
 
 def serve(port: int, bind: str, *, collectors=()) -> None:

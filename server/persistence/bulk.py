@@ -9,15 +9,16 @@ stored exactly as Peewee stores them), and leaves the SQL to the database.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from collections.abc import Sequence
 
 import peewee as pw
 
 from server.persistence.db import database
 
 
-def insert_ignore_returning(model: type[pw.Model], fields: Sequence[pw.Field], rows: Sequence[Sequence],
-                            returning: pw.Field) -> list:
+def insert_ignore_returning(
+    model: type[pw.Model], fields: Sequence[pw.Field], rows: Sequence[Sequence], returning: pw.Field
+) -> list:
     """INSERT rows, skipping those that hit a unique index; returns `returning` of the rows inserted."""
     if not rows:
         return []
@@ -32,8 +33,10 @@ def add_counts(model: type[pw.Model], keys: Sequence[pw.Field], count: pw.Field,
         return
     sql, params = _insert(model, [*keys, count], rows)
     table, column = _name(model._meta.table_name), _name(count.column_name)
-    sql += (f" ON CONFLICT ({', '.join(_name(k.column_name) for k in keys)}) "
-            f"DO UPDATE SET {column} = {table}.{column} + EXCLUDED.{column}")
+    sql += (
+        f" ON CONFLICT ({', '.join(_name(k.column_name) for k in keys)}) "
+        f"DO UPDATE SET {column} = {table}.{column} + EXCLUDED.{column}"
+    )
     database.execute_sql(sql, params)
 
 
@@ -44,8 +47,10 @@ def _name(name: str) -> str:
 
 def _insert(model: type[pw.Model], fields: Sequence[pw.Field], rows: Sequence[Sequence]) -> tuple[str, list]:
     placeholder = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
-    sql = (f"INSERT INTO {_name(model._meta.table_name)} ({', '.join(_name(f.column_name) for f in fields)}) "
-           f"VALUES {', '.join([placeholder] * len(rows))}")
+    sql = (
+        f"INSERT INTO {_name(model._meta.table_name)} ({', '.join(_name(f.column_name) for f in fields)}) "
+        f"VALUES {', '.join([placeholder] * len(rows))}"
+    )
     return sql, _db_values(fields, rows)
 
 
@@ -57,7 +62,7 @@ def _db_values(fields: Sequence[pw.Field], rows: Sequence[Sequence]) -> list:
     params, as_text = [], isinstance(database.obj, pw.SqliteDatabase)
     seen: list[dict] = [{} for _ in fields]
     for row in rows:
-        for field, converted, value in zip(fields, seen, row):
+        for field, converted, value in zip(fields, seen, row, strict=True):
             db_value = converted.get(value, _UNSEEN)
             if db_value is _UNSEEN:
                 db_value = field.db_value(value)

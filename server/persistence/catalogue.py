@@ -9,8 +9,15 @@ from server.domain.plans import Tier
 from server.persistence.db import database
 from server.persistence.models import Plan
 
-REQUIRED = ("id", "name", "tier", "monthly_fee_cents", "rate_limit_per_minute", "included_requests",
-            "overage_per_1k_cents")
+REQUIRED = (
+    "id",
+    "name",
+    "tier",
+    "monthly_fee_cents",
+    "rate_limit_per_minute",
+    "included_requests",
+    "overage_per_1k_cents",
+)
 
 
 def load(path: pathlib.Path) -> list[dict]:
@@ -27,8 +34,9 @@ def load(path: pathlib.Path) -> list[dict]:
         for key in REQUIRED[3:]:
             if not isinstance(plan[key], int) or plan[key] < 0:
                 raise ValueError(f"{path}: plan {plan['id']!r} {key} must be a non-negative integer")
-        rows.append({**{key: plan[key] for key in REQUIRED}, "currency": plan.get("currency", currency),
-                     "position": position})
+        rows.append(
+            {**{key: plan[key] for key in REQUIRED}, "currency": plan.get("currency", currency), "position": position}
+        )
     return rows
 
 
@@ -36,7 +44,8 @@ def seed(rows: list[dict]) -> None:
     """Insert new plans and update changed ones (rows from `load`), in one transaction; running
     twice changes nothing."""
     with database.atomic():
-        (Plan.insert_many(rows)
-         .on_conflict(conflict_target=[Plan.id],
-                      preserve=[getattr(Plan, key) for key in rows[0] if key != "id"])
-         .execute())
+        (
+            Plan.insert_many(rows)
+            .on_conflict(conflict_target=[Plan.id], preserve=[getattr(Plan, key) for key in rows[0] if key != "id"])
+            .execute()
+        )

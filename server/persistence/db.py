@@ -122,8 +122,9 @@ def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
             path = params["database"]
             sqlite3.connect(path).close()
             params.update(database=f"file:{quote(path)}?mode=rw", uri=True)
-        db = QueuedWritersSqliteDatabase(**params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
-                                         check_same_thread=False, path=path)
+        db = QueuedWritersSqliteDatabase(
+            **params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False, path=path
+        )
     elif scheme in POOLED_SCHEMES or scheme.endswith("+pool"):
         url = url.replace(f"{scheme}://", f"{POOLED_SCHEMES.get(scheme, scheme)}://", 1)
         db = db_url.connect(url, max_connections=max_connections, timeout=30, stale_timeout=300)

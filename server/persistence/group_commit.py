@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from server.persistence.db import database
 
@@ -67,7 +68,7 @@ class GroupCommit:
                             call.result = call.work()
                     except Exception as error:  # noqa: BLE001 - this caller's failure, raised in its own thread
                         call.error = error
-        except BaseException as error:  # the group's transaction is lost: nobody's work was stored
+        except BaseException as error:  # noqa: BLE001 - the group's transaction is lost: every caller gets the error
             for call in group:
                 call.result, call.error = None, error
         finally:

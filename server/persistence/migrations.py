@@ -49,15 +49,17 @@ def _backfill_usage_days() -> None:
     old = schema_0001
     anchors = {s.id: s.anchor_at for s in old.Subscription.select(old.Subscription.id, old.Subscription.anchor_at)}
     totals: dict[tuple[str, dt.datetime, int], int] = {}
-    for event in old.UsageEvent.select(old.UsageEvent.subscription, old.UsageEvent.count,
-                                       old.UsageEvent.occurred_at).iterator():
+    for event in old.UsageEvent.select(
+        old.UsageEvent.subscription, old.UsageEvent.count, old.UsageEvent.occurred_at
+    ).iterator():
         found = period_containing(anchors[event.subscription_id], event.occurred_at)
         key = (event.subscription_id, found.start, day_index(found, event.occurred_at))
         totals[key] = totals.get(key, 0) + event.count
-    rows = [{"subscription": s, "period_start": start, "day": day, "requests": n}
-            for (s, start, day), n in totals.items()]
+    rows = [
+        {"subscription": s, "period_start": start, "day": day, "requests": n} for (s, start, day), n in totals.items()
+    ]
     for offset in range(0, len(rows), 500):
-        _UsageDay0002.insert_many(rows[offset:offset + 500]).execute()
+        _UsageDay0002.insert_many(rows[offset : offset + 500]).execute()
 
 
 def _0002_segments_snapshots_dead_letters(migrator: SchemaMigrator) -> None:
@@ -67,25 +69,37 @@ def _0002_segments_snapshots_dead_letters(migrator: SchemaMigrator) -> None:
     _backfill_usage_days()
     text = functools.partial(pw.CharField, max_length=1024, default="")
     operations.migrate(
-               migrator.add_column("invoice", "billing_email", text()),
-               migrator.add_column("invoice", "issuer_name", text()),
-               migrator.add_column("invoice", "issuer_address", text()),
-               migrator.add_column("invoice", "issuer_tax_id", text()),
-               migrator.add_column("invoice_line_item", "quantity_milli", pw.BigIntegerField(default=0)),
-               migrator.add_column("invoice_line_item", "unit", pw.CharField(max_length=32, default="")),
-               migrator.add_column("outbox_message", "dead_at", pw.DateTimeField(null=True)))
-    database.execute_sql('UPDATE invoice SET billing_email = (SELECT s.billing_email FROM subscription s '
-                         'WHERE s.id = invoice.subscription_id)')
+        migrator.add_column("invoice", "billing_email", text()),
+        migrator.add_column("invoice", "issuer_name", text()),
+        migrator.add_column("invoice", "issuer_address", text()),
+        migrator.add_column("invoice", "issuer_tax_id", text()),
+        migrator.add_column("invoice_line_item", "quantity_milli", pw.BigIntegerField(default=0)),
+        migrator.add_column("invoice_line_item", "unit", pw.CharField(max_length=32, default="")),
+        migrator.add_column("outbox_message", "dead_at", pw.DateTimeField(null=True)),
+    )
+    database.execute_sql(
+        "UPDATE invoice SET billing_email = (SELECT s.billing_email FROM subscription s "
+        "WHERE s.id = invoice.subscription_id)"
+    )
     # Old lines: overage was `requests` at the per-1,000 price; a fee line was 1 at the amount.
     param = database.obj.param
-    database.execute_sql(f"UPDATE invoice_line_item SET quantity_milli = quantity, unit = {param} "
-                         f"WHERE description LIKE {param}", ("1,000 requests", "Overage%"))
-    database.execute_sql(f"UPDATE invoice_line_item SET quantity_milli = 1000, unit = {param}, "
-                         f"unit_amount_cents = amount_cents WHERE description NOT LIKE {param}", ("month", "Overage%"))
-    operations.migrate(migrator.drop_column("invoice_line_item", "quantity"),
-               migrator.drop_index("invoice", "invoice_subscription_id_period_start"))
-    database.execute_sql('CREATE UNIQUE INDEX invoice_one_live_per_period ON invoice (subscription_id, period_start) '
-                         "WHERE status <> 'VOID' AND deleted_at IS NULL")
+    database.execute_sql(
+        f"UPDATE invoice_line_item SET quantity_milli = quantity, unit = {param} WHERE description LIKE {param}",
+        ("1,000 requests", "Overage%"),
+    )
+    database.execute_sql(
+        f"UPDATE invoice_line_item SET quantity_milli = 1000, unit = {param}, "
+        f"unit_amount_cents = amount_cents WHERE description NOT LIKE {param}",
+        ("month", "Overage%"),
+    )
+    operations.migrate(
+        migrator.drop_column("invoice_line_item", "quantity"),
+        migrator.drop_index("invoice", "invoice_subscription_id_period_start"),
+    )
+    database.execute_sql(
+        "CREATE UNIQUE INDEX invoice_one_live_per_period ON invoice (subscription_id, period_start) "
+        "WHERE status <> 'VOID' AND deleted_at IS NULL"
+    )
 
 
 class _ServerSecret0003(schema_0001.BaseModel):
@@ -156,10 +170,12 @@ def _0004_webhooks(migrator: SchemaMigrator) -> None:
     database.create_tables([_WebhookEndpoint0004, _WebhookEvent0004, _WebhookDelivery0004])
 
 
-MIGRATIONS = [("0001_initial", _0001_initial),
-              ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
-              ("0003_server_secrets", _0003_server_secrets),
-              ("0004_webhooks", _0004_webhooks)]
+MIGRATIONS = [
+    ("0001_initial", _0001_initial),
+    ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
+    ("0003_server_secrets", _0003_server_secrets),
+    ("0004_webhooks", _0004_webhooks),
+]
 
 
 # pg_advisory_lock key of `migrate` (any constant; this one spells "billmigr").

@@ -106,8 +106,12 @@ class Subscription(BaseModel):
 
 # At most one ACTIVE subscription per tenant: a partial unique index (SQLite and PostgreSQL).
 Subscription.add_index(
-    Subscription.index(Subscription.tenant_id, unique=True, where=(Subscription.status == SubscriptionStatus.ACTIVE),
-                       name="subscription_one_active_per_tenant")
+    Subscription.index(
+        Subscription.tenant_id,
+        unique=True,
+        where=(Subscription.status == SubscriptionStatus.ACTIVE),
+        name="subscription_one_active_per_tenant",
+    )
 )
 
 
@@ -232,8 +236,11 @@ def live(invoice: type[Invoice] | pw.ModelAlias[Invoice]) -> pw.Expression:
 
 LIVE_INVOICE = live(Invoice)
 # At most one live invoice per subscription period; a VOID or deleted one frees the period.
-Invoice.add_index(Invoice.index(Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE,
-                                name="invoice_one_live_per_period"))
+Invoice.add_index(
+    Invoice.index(
+        Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE, name="invoice_one_live_per_period"
+    )
+)
 
 
 class InvoiceLineItem(BaseModel):
@@ -273,7 +280,6 @@ class ServerSecret(BaseModel):
     name = pw.CharField(primary_key=True, max_length=64)
     value = pw.CharField(max_length=128)
     created_at = UTCDateTimeField()
-
 
 
 class WebhookEndpoint(BaseModel):
@@ -334,6 +340,20 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = [
-    Plan, ApiKey, Subscription, PlanChange, RecordedUsageEvent, UsageHourly, UsagePeriod, UsageDay, NumberSequence,
-    Invoice, InvoiceLineItem, OutboxMessage, ServerSecret, WebhookEndpoint, WebhookEvent, WebhookDelivery,
+    Plan,
+    ApiKey,
+    Subscription,
+    PlanChange,
+    RecordedUsageEvent,
+    UsageHourly,
+    UsagePeriod,
+    UsageDay,
+    NumberSequence,
+    Invoice,
+    InvoiceLineItem,
+    OutboxMessage,
+    ServerSecret,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookDelivery,
 ]

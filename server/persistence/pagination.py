@@ -42,14 +42,12 @@ def _decode(token: str) -> tuple[dt.datetime, str]:
         raise InvalidArgument("page_token is not a token this server issued", field="page_token") from None
 
 
-def paginate(query: pw.ModelSelect[_Listed], model: type[_Listed], size: int,
-             token: str) -> tuple[list[_Listed], str]:
+def paginate(query: pw.ModelSelect[_Listed], model: type[_Listed], size: int, token: str) -> tuple[list[_Listed], str]:
     """One page of `query` (newest first) and the token of the next page ('' on the last)."""
     size = page_size(size)
     if token:
         created_at, row_id = _decode(token)
-        query = query.where((model.created_at < created_at)
-                            | ((model.created_at == created_at) & (model.id < row_id)))
+        query = query.where((model.created_at < created_at) | ((model.created_at == created_at) & (model.id < row_id)))
     rows = list(query.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1))
     if len(rows) <= size:
         return rows, ""

@@ -12,7 +12,7 @@ functions): each selected column names a field of the model.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import peewee as pw
 
@@ -35,7 +35,9 @@ class Prepared:
         found = []
         for row in cursor.fetchall():
             instance = self._model(__no_default__=1)
-            instance.__data__ = {field.name: field.python_value(value) for field, value in zip(fields, row)}
+            instance.__data__ = {
+                field.name: field.python_value(value) for field, value in zip(fields, row, strict=True)
+            }
             found.append(instance)
         return found
 
@@ -45,13 +47,15 @@ class Prepared:
         if key not in self._composed:
             self._composed[key] = self._marked(shape)
         sql, template = self._composed[key]
-        return sql, [value if field is None else field.db_value(values[i] if j is None else values[i][j])
-                     for field, i, j, value in template]
+        return sql, [
+            value if field is None else field.db_value(values[i] if j is None else values[i][j])
+            for field, i, j, value in template
+        ]
 
     def _marked(self, shape: tuple) -> tuple[str, list]:
         """The SQL, and per parameter (field, value index, list index, None) or (None, -, -, literal)."""
         places, marks = {}, []
-        for i, (n, field) in enumerate(zip(shape, self._fields)):
+        for i, (n, field) in enumerate(zip(shape, self._fields, strict=True)):
             mark = [_Mark(f"\0{i}.{j}") for j in range(n)] if n is not None else _Mark(f"\0{i}")
             for j, m in enumerate(mark if n is not None else [mark]):
                 places[m] = (field, i, j if n is not None else None, None)

@@ -26,7 +26,8 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import peewee
 import psycopg2
@@ -113,9 +114,14 @@ class DatabaseProbe:
 
     def _check_postgres(self, target: peewee.PostgresqlDatabase) -> None:
         if self._conn is None:
-            self._conn = psycopg2.connect(dbname=target.database, **{
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS, **target.connect_params,
-                "application_name": APPLICATION_NAME})
+            self._conn = psycopg2.connect(
+                dbname=target.database,
+                **{
+                    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    **target.connect_params,
+                    "application_name": APPLICATION_NAME,
+                },
+            )
             self._conn.autocommit = True
         with self._conn.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -12,7 +12,8 @@ import dataclasses
 import datetime as dt
 import json
 from collections import defaultdict
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from server.domain.invoicing import LineItem
 from server.persistence import models
@@ -94,8 +95,9 @@ def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
     lines: dict[str, list[LineItem]] = defaultdict(list)
     if rows:
         Line = models.InvoiceLineItem
-        for line in (Line.select().where(Line.invoice.in_([row.id for row in rows]))
-                     .order_by(Line.invoice, Line.position)):
+        for line in (
+            Line.select().where(Line.invoice.in_([row.id for row in rows])).order_by(Line.invoice, Line.position)
+        ):
             lines[line.invoice_id].append(_copy(LineItem, line))
     return [_copy(InvoiceView, row, line_items=tuple(lines[row.id])) for row in rows]
 

@@ -61,8 +61,12 @@ class Subscription(BaseModel):
 
 # At most one ACTIVE subscription per tenant: a partial unique index (SQLite and PostgreSQL).
 Subscription.add_index(
-    Subscription.index(Subscription.tenant_id, unique=True, where=(Subscription.status == "ACTIVE"),
-                       name="subscription_one_active_per_tenant")
+    Subscription.index(
+        Subscription.tenant_id,
+        unique=True,
+        where=(Subscription.status == "ACTIVE"),
+        name="subscription_one_active_per_tenant",
+    )
 )
 
 
@@ -170,6 +174,15 @@ class OutboxMessage(BaseModel):
 
 
 TABLES = [
-    Plan, ApiKey, Subscription, PlanChange, UsageEvent, UsageHourly, UsagePeriod,
-    Counter, Invoice, InvoiceLineItem, OutboxMessage,
+    Plan,
+    ApiKey,
+    Subscription,
+    PlanChange,
+    UsageEvent,
+    UsageHourly,
+    UsagePeriod,
+    Counter,
+    Invoice,
+    InvoiceLineItem,
+    OutboxMessage,
 ]

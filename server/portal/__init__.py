@@ -16,8 +16,10 @@ from server.notifications.pdf import money
 
 STYLESHEET = importlib.resources.files(__package__).joinpath("templates", "portal.css").read_text()
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
-CONTENT_SECURITY_POLICY = (f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self'; "
-                           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 # Sent with every portal response, the PDF included: no caching of a tenant's data, no framing,
 # no link token leaking through Referer.
 SECURITY_HEADERS = (

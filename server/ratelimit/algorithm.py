@@ -103,8 +103,15 @@ def evict(log: collections.deque, now: float, window: float = WINDOW_SECONDS) ->
         log.popleft()
 
 
-def check(log: collections.deque, limit: int, now: float, *, consume: bool,
-          window: float = WINDOW_SECONDS, quota_exhausted: bool = False) -> Decision:
+def check(
+    log: collections.deque,
+    limit: int,
+    now: float,
+    *,
+    consume: bool,
+    window: float = WINDOW_SECONDS,
+    quota_exhausted: bool = False,
+) -> Decision:
     """One step of the sliding-window log on `log` (mutated); the caller holds any lock. A call
     whose quota is exhausted is refused and consumes nothing."""
     evict(log, now, window)

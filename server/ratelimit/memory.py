@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from server.ratelimit.algorithm import WINDOW_SECONDS, Decision, Quota, check
 
@@ -35,16 +35,21 @@ class InProcessRateLimiter:
             self._quotas = {k: v for k, v in self._quotas.items() if now < v[1]}
         self._quotas[quota.name] = (quota.after_admission(counted), now + quota.expires_in)
 
-    def _check(self, key: str, limit: int, now: float | None, consume: bool,
-               quota: Quota | None = None) -> Decision:
+    def _check(self, key: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None) -> Decision:
         with self._lock:
             now = self._clock() if now is None else now
             log = self._logs.get(key)
             if log is None:
                 log = self._logs[key] = collections.deque()
             counted = self._counted(quota, now) if quota else 0
-            decision = check(log, limit, now, consume=consume, window=self._window,
-                             quota_exhausted=quota is not None and quota.exhausted(counted))
+            decision = check(
+                log,
+                limit,
+                now,
+                consume=consume,
+                window=self._window,
+                quota_exhausted=quota is not None and quota.exhausted(counted),
+            )
             if quota and consume and decision.allowed:
                 self._count(quota, counted, now)
             if not log:

@@ -77,8 +77,9 @@ return {allowed, count, reset, exhausted}
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, window: float = WINDOW_SECONDS,
-                 timeout: float = 0.5) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = DEFAULT_PREFIX, window: float = WINDOW_SECONDS, timeout: float = 0.5
+    ) -> None:
         self.prefix = prefix
         self._window = window
         self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -94,8 +95,12 @@ class RedisRateLimiter:
             raise LimiterUnavailable("rate-limit store unavailable")
         key = self.key(name)
         keys = [key, f"{key}:seq"]
-        args: list[str | int | float] = [limit, repr(self._window), 1 if consume else 0,
-                                         "" if now is None else repr(now)]
+        args: list[str | int | float] = [
+            limit,
+            repr(self._window),
+            1 if consume else 0,
+            "" if now is None else repr(now),
+        ]
         if quota:
             keys.append(f"{key}:quota:{quota.name}")
             args += [quota.included, quota.floor, max(1, quota.expires_in)]
@@ -108,8 +113,13 @@ class RedisRateLimiter:
             if first:
                 log.warning("rate-limit store unavailable: %s", error)
             raise LimiterUnavailable("rate-limit store unavailable") from error
-        return Decision(allowed=bool(allowed), limit=limit, remaining=max(0, limit - int(count)),
-                        reset_seconds=int(reset), quota_exhausted=bool(exhausted))
+        return Decision(
+            allowed=bool(allowed),
+            limit=limit,
+            remaining=max(0, limit - int(count)),
+            reset_seconds=int(reset),
+            quota_exhausted=bool(exhausted),
+        )
 
     def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
         return self._run(key, limit, now, consume=True, quota=quota)

@@ -45,12 +45,15 @@ class TierLookup:
 
     def __call__(self, tenant_id: str) -> TenantLimit:
         if self._compiled is None:
-            active_plan = (Subscription.select(Subscription.plan)
-                           .where((Subscription.tenant_id == _TENANT)
-                                  & (Subscription.status == SubscriptionStatus.ACTIVE)))
-            self._compiled = (Plan.select(Plan.tier, Plan.rate_limit_per_minute)
-                              .where(Plan.id == pw.fn.COALESCE(active_plan, FREE_PLAN_ID))
-                              .limit(1).sql())
+            active_plan = Subscription.select(Subscription.plan).where(
+                (Subscription.tenant_id == _TENANT) & (Subscription.status == SubscriptionStatus.ACTIVE)
+            )
+            self._compiled = (
+                Plan.select(Plan.tier, Plan.rate_limit_per_minute)
+                .where(Plan.id == pw.fn.COALESCE(active_plan, FREE_PLAN_ID))
+                .limit(1)
+                .sql()
+            )
         sql, params = self._compiled
         row = database.execute_sql(sql, [tenant_id if p == _TENANT else p for p in params]).fetchone()
         return TenantLimit(tier=Tier(row[0]), limit_per_minute=row[1])
@@ -73,5 +76,9 @@ def get_rate_limit(principal: Principal, tenant_id: str, limiter: RateLimiter, t
     limit = tiers(tenant_id)
     state = limiter.peek(tenant_id, limit.limit_per_minute)
     return RateLimitReport(
-        tenant_id=tenant_id, tier=limit.tier, limit_per_minute=limit.limit_per_minute,
-        remaining=state.remaining, reset_seconds=0 if state.remaining > 0 else state.reset_seconds)
+        tenant_id=tenant_id,
+        tier=limit.tier,
+        limit_per_minute=limit.limit_per_minute,
+        remaining=state.remaining,
+        reset_seconds=0 if state.remaining > 0 else state.reset_seconds,
+    )

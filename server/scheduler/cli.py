@@ -54,8 +54,10 @@ def check_now(now: dt.datetime, real_now: dt.datetime, *, allow_future: bool) ->
     if now >= LATEST:
         return f"--now {now.isoformat()} is not before {LATEST:%Y-%m-%d}"
     if now > real_now + MAX_AHEAD and not allow_future:
-        return (f"--now {now.isoformat()} is more than 24 hours ahead of the clock ({real_now.isoformat()}); "
-                "pass --allow-future if you mean it")
+        return (
+            f"--now {now.isoformat()} is more than 24 hours ahead of the clock ({real_now.isoformat()}); "
+            "pass --allow-future if you mean it"
+        )
     return None
 
 
@@ -69,9 +71,19 @@ def _outbox(args: argparse.Namespace) -> int:
             print(json.dumps({"retried": args.retry}))
         elif args.failed:
             for row in outbox.dead_letters():
-                print(json.dumps({"id": row.id, "template": row.template, "recipient": row.recipient,
-                                  "attempts": row.attempts, "last_error": row.last_error,
-                                  "dead_at": row.dead_at.isoformat()}, sort_keys=True))
+                print(
+                    json.dumps(
+                        {
+                            "id": row.id,
+                            "template": row.template,
+                            "recipient": row.recipient,
+                            "attempts": row.attempts,
+                            "last_error": row.last_error,
+                            "dead_at": row.dead_at.isoformat(),
+                        },
+                        sort_keys=True,
+                    )
+                )
         else:
             print(json.dumps(outbox.counts(), sort_keys=True))
     return 0
@@ -85,7 +97,7 @@ def _outbox_backlog():
 def _trigger(name: str, settings: Settings) -> None:
     try:
         jobs.run_job(name, dt.datetime.now(UTC), settings)
-    except Exception:  # noqa: BLE001 - a failed run is logged; the next one retries
+    except Exception:
         log.exception("job %s failed", name)
 
 
@@ -104,8 +116,9 @@ def run(settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     scheduler = schedule.Scheduler()
     build_schedule(scheduler, settings)
-    webhooks = threading.Thread(target=Dispatcher(allow_private=settings.webhooks_allow_private).run,
-                                args=(stop,), name="webhook-dispatcher")
+    webhooks = threading.Thread(
+        target=Dispatcher(allow_private=settings.webhooks_allow_private).run, args=(stop,), name="webhook-dispatcher"
+    )
     webhooks.start()
     log.info("scheduler started: %s", ", ".join(sorted(jobs.JOBS)))
     for name in ("period_invoicing", "overdue_sweep", "usage_alerts", "deliver_outbox"):
@@ -147,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = start("billing-scheduler")
     try:
         if args.command == "run":
-            serve_metrics("billing-scheduler", "BILLING_SCHEDULER_METRICS_PORT", settings.scheduler_metrics_port,
-                          settings.bind, collectors=[metrics.OutboxCollector(_outbox_backlog)])
+            serve_metrics(
+                "billing-scheduler",
+                "BILLING_SCHEDULER_METRICS_PORT",
+                settings.scheduler_metrics_port,
+                settings.bind,
+                collectors=[metrics.OutboxCollector(_outbox_backlog)],
+            )
             return run(settings)
         if args.command == "outbox":
             return _outbox(args)

@@ -23,20 +23,26 @@ import time
 import peewee as pw
 
 from server.config import Settings
-from server.domain.invoice_state import InvoiceStatus
-from server.domain.subscriptions import SubscriptionStatus
 from server.domain import usage as usage_rules
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
 from server.domain.periods import period, period_containing
+from server.domain.subscriptions import SubscriptionStatus
 from server.notifications import sender as senders
 from server.notifications.email import build_message
 from server.observability import metrics
 from server.persistence import db, models
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, OutboxMessage, Plan, RecordedUsageEvent, Subscription, UsagePeriod,
+    LIVE_INVOICE,
+    Invoice,
+    OutboxMessage,
+    Plan,
+    RecordedUsageEvent,
+    Subscription,
+    UsagePeriod,
 )
 from server.persistence.read_models import InvoiceView
 from server.scheduler.leader import leadership
@@ -74,6 +80,7 @@ def _logged(job):
         summary["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         log.info("job %s done", job.__name__, extra={"fields": summary})
         return summary
+
     return run
 
 
@@ -111,21 +118,32 @@ def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Inv
         invoice = _issue(sub, now, issuer)
         if sub.status == SubscriptionStatus.ACTIVE:
             nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
-            (Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
-             .where(Subscription.id == sub.id).execute())
+            (
+                Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
+                .where(Subscription.id == sub.id)
+                .execute()
+            )
         return invoice
 
 
 def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     """Ended periods before a subscription's current one whose every invoice is VOID or deleted."""
     live = Invoice.alias()  # another invoice of the same period
-    covered = live.select(live.id).where((live.subscription == Invoice.subscription)
-                                         & (live.period_start == Invoice.period_start) & models.live(live))
-    query = (Invoice.select(Invoice.subscription, Invoice.period_start).distinct()
-             .join(Subscription, on=(Invoice.subscription == Subscription.id))
-             .where(~LIVE_INVOICE & (Invoice.period_end <= now)
-                    & (Invoice.period_start < Subscription.current_period_start) & ~pw.fn.EXISTS(covered))
-             .order_by(Invoice.subscription, Invoice.period_start))
+    covered = live.select(live.id).where(
+        (live.subscription == Invoice.subscription) & (live.period_start == Invoice.period_start) & models.live(live)
+    )
+    query = (
+        Invoice.select(Invoice.subscription, Invoice.period_start)
+        .distinct()
+        .join(Subscription, on=(Invoice.subscription == Subscription.id))
+        .where(
+            ~LIVE_INVOICE
+            & (Invoice.period_end <= now)
+            & (Invoice.period_start < Subscription.current_period_start)
+            & ~pw.fn.EXISTS(covered)
+        )
+        .order_by(Invoice.subscription, Invoice.period_start)
+    )
     return [(row.subscription_id, row.period_start) for row in query]
 
 
@@ -148,20 +166,30 @@ def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     period whose invoice was voided or deleted is open again and invoiced anew.
     """
     current_invoice = Invoice.select(Invoice.id).where(
-        (Invoice.subscription == Subscription.id) & (Invoice.period_start == Subscription.current_period_start)
-        & LIVE_INVOICE)
-    candidates = [s.id for s in Subscription.select(Subscription.id).where(
-        ((Subscription.status == SubscriptionStatus.ACTIVE) & (Subscription.current_period_end <= now))
-        | ((Subscription.status == SubscriptionStatus.CANCELED) & (Subscription.canceled_at <= now)
-           & ~pw.fn.EXISTS(current_invoice)))
-        .order_by(Subscription.current_period_end, Subscription.id)]
+        (Invoice.subscription == Subscription.id)
+        & (Invoice.period_start == Subscription.current_period_start)
+        & LIVE_INVOICE
+    )
+    candidates = [
+        s.id
+        for s in Subscription.select(Subscription.id)
+        .where(
+            ((Subscription.status == SubscriptionStatus.ACTIVE) & (Subscription.current_period_end <= now))
+            | (
+                (Subscription.status == SubscriptionStatus.CANCELED)
+                & (Subscription.canceled_at <= now)
+                & ~pw.fn.EXISTS(current_invoice)
+            )
+        )
+        .order_by(Subscription.current_period_end, Subscription.id)
+    ]
     invoiced = errors = 0
     for subscription_id in _until_stopped(candidates):
         for _ in range(MAX_PERIODS_PER_RUN):
             try:
                 if _close_period(subscription_id, now, settings.issuer) is None:
                     break
-            except Exception:  # noqa: BLE001 - one bad subscription must not stop the others
+            except Exception:
                 log.exception("period_invoicing failed for %s", subscription_id)
                 errors += 1
                 break
@@ -170,19 +198,28 @@ def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     for subscription_id, period_start in _until_stopped(_reopened_periods(now)):
         try:
             reissued += _reissue(subscription_id, period_start, now, settings.issuer) is not None
-        except Exception:  # noqa: BLE001 - as above
+        except Exception:
             log.exception("period_invoicing failed to reissue %s %s", subscription_id, period_start)
             errors += 1
-    return {"rows": invoiced + reissued, "subscriptions": len(candidates), "invoiced": invoiced,
-            "reissued": reissued, "errors": errors}
+    return {
+        "rows": invoiced + reissued,
+        "subscriptions": len(candidates),
+        "invoiced": invoiced,
+        "reissued": reissued,
+        "errors": errors,
+    }
 
 
 @_logged
 def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) -> dict:
     """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
-    due = [i.id for i in Invoice.select(Invoice.id).where(
-        (Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
-        .order_by(Invoice.due_at, Invoice.id).limit(limit)]
+    due = [
+        i.id
+        for i in Invoice.select(Invoice.id)
+        .where((Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
+        .order_by(Invoice.due_at, Invoice.id)
+        .limit(limit)
+    ]
     overdue = skipped = 0
     for invoice_id in _until_stopped(due):
         try:
@@ -197,15 +234,33 @@ def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) ->
 def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
     """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
     requests) for ACTIVE subscriptions; plans with no included requests get none."""
-    rows = (Subscription.select(Subscription.id, Subscription.tenant_id, Subscription.billing_email,
-                                Subscription.current_period_start, Subscription.current_period_end,
-                                Plan.name, Plan.included_requests, UsagePeriod.requests)
-            .join(Plan, on=(Subscription.plan == Plan.id))
-            .join(UsagePeriod, on=((UsagePeriod.subscription == Subscription.id)
-                                   & (UsagePeriod.period_start == Subscription.current_period_start)))
-            .where((Subscription.status == SubscriptionStatus.ACTIVE) & (Plan.included_requests > 0)
-                   & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0]))
-            .order_by(Subscription.id).objects())
+    rows = (
+        Subscription.select(
+            Subscription.id,
+            Subscription.tenant_id,
+            Subscription.billing_email,
+            Subscription.current_period_start,
+            Subscription.current_period_end,
+            Plan.name,
+            Plan.included_requests,
+            UsagePeriod.requests,
+        )
+        .join(Plan, on=(Subscription.plan == Plan.id))
+        .join(
+            UsagePeriod,
+            on=(
+                (UsagePeriod.subscription == Subscription.id)
+                & (UsagePeriod.period_start == Subscription.current_period_start)
+            ),
+        )
+        .where(
+            (Subscription.status == SubscriptionStatus.ACTIVE)
+            & (Plan.included_requests > 0)
+            & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0])
+        )
+        .order_by(Subscription.id)
+        .objects()
+    )
     queued = 0
     checked = 0
     for row in _until_stopped(rows):
@@ -214,13 +269,24 @@ def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
         for threshold in usage_rules.ALERT_THRESHOLDS:
             if row.requests * 100 < row.included_requests * threshold:
                 continue
-            payload = {"subscription_id": row.id, "tenant_id": row.tenant_id, "plan": row.name,
-                       "threshold": threshold, "requests": row.requests, "included": row.included_requests,
-                       "period_start": start.isoformat(), "period_end": row.current_period_end.isoformat()}
+            payload = {
+                "subscription_id": row.id,
+                "tenant_id": row.tenant_id,
+                "plan": row.name,
+                "threshold": threshold,
+                "requests": row.requests,
+                "included": row.included_requests,
+                "period_start": start.isoformat(),
+                "period_end": row.current_period_end.isoformat(),
+            }
             with database.atomic():
-                queued += enqueue(template=EmailTemplate.USAGE_ALERT, recipient=row.billing_email, payload=payload,
-                                  dedup_key=f"{EmailTemplate.USAGE_ALERT}:{row.id}:{start.isoformat()}:{threshold}",
-                                  now=now)
+                queued += enqueue(
+                    template=EmailTemplate.USAGE_ALERT,
+                    recipient=row.billing_email,
+                    payload=payload,
+                    dedup_key=f"{EmailTemplate.USAGE_ALERT}:{row.id}:{start.isoformat()}:{threshold}",
+                    now=now,
+                )
     return {"rows": queued, "over_threshold": checked, "queued": queued}
 
 
@@ -237,8 +303,11 @@ def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BAT
     purged = batches = 0
     while not STOPPING.is_set():
         with database.atomic():
-            ids = (RecordedUsageEvent.select(RecordedUsageEvent.id)
-                   .where(RecordedUsageEvent.received_at < cutoff).limit(batch))
+            ids = (
+                RecordedUsageEvent.select(RecordedUsageEvent.id)
+                .where(RecordedUsageEvent.received_at < cutoff)
+                .limit(batch)
+            )
             deleted = RecordedUsageEvent.delete().where(RecordedUsageEvent.id.in_(ids)).execute()
         purged += deleted
         batches += 1
@@ -255,10 +324,16 @@ def backoff(attempts: int) -> dt.timedelta:
 def _claim_next(now: dt.datetime) -> OutboxMessage | None:
     """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
     with database.atomic():
-        query = (OutboxMessage.select()
-                 .where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null()
-                        & (OutboxMessage.next_attempt_at <= now))
-                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
+        query = (
+            OutboxMessage.select()
+            .where(
+                OutboxMessage.sent_at.is_null()
+                & OutboxMessage.dead_at.is_null()
+                & (OutboxMessage.next_attempt_at <= now)
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(1)
+        )
         row = for_update(query, skip_locked=True).first()
         if row is not None:
             OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
@@ -284,18 +359,30 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
         if row is None:
             break
         try:
-            message = build_message(template=row.template, recipient=row.recipient, payload=row.payload,
-                                    dedup_key=row.dedup_key, from_address=settings.mail_from)
+            message = build_message(
+                template=row.template,
+                recipient=row.recipient,
+                payload=row.payload,
+                dedup_key=row.dedup_key,
+                from_address=settings.mail_from,
+            )
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
             attempts = row.attempts + 1
             given_up = attempts >= MAX_ATTEMPTS
-            (OutboxMessage.update(attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000],
-                                  next_attempt_at=now if given_up else now + backoff(attempts),
-                                  dead_at=now if given_up else None)
-             .where(OutboxMessage.id == row.id).execute())
-            log.warning("outbox %s failed (attempt %d%s): %s", row.dedup_key, attempts,
-                        ", given up" if given_up else "", error)
+            (
+                OutboxMessage.update(
+                    attempts=attempts,
+                    last_error=f"{type(error).__name__}: {error}"[:2000],
+                    next_attempt_at=now if given_up else now + backoff(attempts),
+                    dead_at=now if given_up else None,
+                )
+                .where(OutboxMessage.id == row.id)
+                .execute()
+            )
+            log.warning(
+                "outbox %s failed (attempt %d%s): %s", row.dedup_key, attempts, ", given up" if given_up else "", error
+            )
             failed += 1
             dead += given_up
         else:

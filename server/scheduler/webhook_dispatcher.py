@@ -16,8 +16,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
 
 from server.domain import webhooks as rules
 from server.notifications import webhook_sender
@@ -36,8 +36,15 @@ def utc_now() -> dt.datetime:
 
 
 class Dispatcher:
-    def __init__(self, *, allow_private: bool, workers: int = WORKERS, clock: Callable[[], dt.datetime] = utc_now,
-                 post: Callable[..., rules.Outcome] = webhook_sender.post, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        workers: int = WORKERS,
+        clock: Callable[[], dt.datetime] = utc_now,
+        post: Callable[..., rules.Outcome] = webhook_sender.post,
+        rng: random.Random | None = None,
+    ) -> None:
         self.allow_private = allow_private
         self.workers = workers
         self._clock = clock
@@ -66,10 +73,16 @@ class Dispatcher:
             with db.session():
                 status = webhook_delivery.settle(attempt, outcome, now=self._clock(), jitter=self._rng.uniform(-1, 1))
             if not outcome.succeeded:
-                log.warning("webhook %s to %s failed (attempt %d, now %s): %s", attempt.event_id, attempt.endpoint_id,
-                            attempt.attempts + 1, status, outcome.error)
+                log.warning(
+                    "webhook %s to %s failed (attempt %d, now %s): %s",
+                    attempt.event_id,
+                    attempt.endpoint_id,
+                    attempt.attempts + 1,
+                    status,
+                    outcome.error,
+                )
             return status
-        except Exception:  # noqa: BLE001 - the claim's lease ends and the delivery is retried
+        except Exception:
             log.exception("webhook %s to %s not recorded", attempt.event_id, attempt.endpoint_id)
             return None
         finally:
@@ -82,7 +95,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self.pump()
-            except Exception:  # noqa: BLE001 - a lost database is retried at the next poll
+            except Exception:
                 log.exception("webhook dispatcher poll failed")
             stop.wait(interval)
         self._pool.shutdown(wait=True)

@@ -23,9 +23,13 @@ from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookE
 from server.persistence.prepared import Prepared
 from server.resources import rest_json
 
-_ENABLED = Prepared(WebhookEndpoint, [WebhookEndpoint.tenant_id], lambda tenant: WebhookEndpoint.select(
-    WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-    (WebhookEndpoint.tenant_id == tenant) & WebhookEndpoint.disabled_at.is_null()))
+_ENABLED = Prepared(
+    WebhookEndpoint,
+    [WebhookEndpoint.tenant_id],
+    lambda tenant: WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+        (WebhookEndpoint.tenant_id == tenant) & WebhookEndpoint.disabled_at.is_null()
+    ),
+)
 
 
 def listeners(tenant_id: str, event_type: rules.EventType) -> list[str]:
@@ -45,13 +49,26 @@ def _still_registered(endpoint_ids: list[str]) -> list[str]:
 
 def body(event_id: str, event_type: rules.EventType, created_at: dt.datetime, resource: message.Message) -> str:
     """The JSON every endpoint receives, byte for byte on every attempt."""
-    return json.dumps({"id": event_id, "type": event_type,
-                       "created_at": created_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-                       "data": rest_json(resource)}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "id": event_id,
+            "type": event_type,
+            "created_at": created_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "data": rest_json(resource),
+        },
+        separators=(",", ":"),
+    )
 
 
-def emit(event_type: rules.EventType, tenant_id: str, resource: message.Message, *, now: dt.datetime,
-         dedup_key: str | None = None, endpoint_ids: list[str] | None = None) -> str | None:
+def emit(
+    event_type: rules.EventType,
+    tenant_id: str,
+    resource: message.Message,
+    *,
+    now: dt.datetime,
+    dedup_key: str | None = None,
+    endpoint_ids: list[str] | None = None,
+) -> str | None:
     """Queue the event for the tenant's endpoints (`endpoint_ids` if the caller already asked
     `listeners`); returns its id, or None if nobody listens or `dedup_key` was used before.
     Call inside the change's transaction."""
@@ -61,14 +78,31 @@ def emit(event_type: rules.EventType, tenant_id: str, resource: message.Message,
     event_id = "msg_" + uuid.uuid4().hex
     inserted = insert_ignore_returning(
         WebhookEvent,
-        [WebhookEvent.id, WebhookEvent.tenant_id, WebhookEvent.type, WebhookEvent.dedup_key, WebhookEvent.body,
-         WebhookEvent.created_at],
+        [
+            WebhookEvent.id,
+            WebhookEvent.tenant_id,
+            WebhookEvent.type,
+            WebhookEvent.dedup_key,
+            WebhookEvent.body,
+            WebhookEvent.created_at,
+        ],
         [(event_id, tenant_id, event_type, dedup_key, body(event_id, event_type, now, resource), now)],
-        returning=WebhookEvent.id)
+        returning=WebhookEvent.id,
+    )
     if not inserted:
         return None
-    WebhookDelivery.insert_many([
-        {"id": "dlv_" + uuid.uuid4().hex, "endpoint": endpoint_id, "event": event_id,
-         "status": rules.DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
-        for endpoint_id in targets]).execute()
+    WebhookDelivery.insert_many(
+        [
+            {
+                "id": "dlv_" + uuid.uuid4().hex,
+                "endpoint": endpoint_id,
+                "event": event_id,
+                "status": rules.DeliveryStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for endpoint_id in targets
+        ]
+    ).execute()
     return event_id

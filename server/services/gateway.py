@@ -86,16 +86,32 @@ def _in_session(query, *args):
 
 
 def _active_plan(tenant_id: str) -> ActivePlan | None:
-    row = (Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, Plan.rate_limit_per_minute,
-                               Plan.included_requests, Plan.overage_per_1k_cents)
-           .join(Plan).where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
-           .first())
+    row = (
+        Subscription.select(
+            Subscription.id,
+            Subscription.anchor_at,
+            Plan.id,
+            Plan.tier,
+            Plan.rate_limit_per_minute,
+            Plan.included_requests,
+            Plan.overage_per_1k_cents,
+        )
+        .join(Plan)
+        .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
+        .first()
+    )
     if row is None:
         return None
     plan = row.plan
-    return ActivePlan(subscription_id=row.id, anchor_at=row.anchor_at, plan_id=plan.id, tier=plan.tier,
-                      limit_per_minute=plan.rate_limit_per_minute, included_requests=plan.included_requests,
-                      capped=plan.overage_per_1k_cents == 0)
+    return ActivePlan(
+        subscription_id=row.id,
+        anchor_at=row.anchor_at,
+        plan_id=plan.id,
+        tier=plan.tier,
+        limit_per_minute=plan.rate_limit_per_minute,
+        included_requests=plan.included_requests,
+        capped=plan.overage_per_1k_cents == 0,
+    )
 
 
 class Gateway:
@@ -112,16 +128,17 @@ class Gateway:
         """Admit one request or raise the DomainError that is its denial. Opens a database
         session only for what the caches miss."""
         key = rules.api_key(headers)
-        principal = (self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key
-                     else keys.authenticate(None))
+        principal = (
+            self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key else keys.authenticate(None)
+        )
         if principal.is_admin or principal.tenant_id is None:
-            raise PermissionDenied("admin keys are not tenant traffic: call the gateway with a tenant key",
-                                   reason="ADMIN_KEY")
+            raise PermissionDenied(
+                "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
+            )
         tenant_id = principal.tenant_id
         plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
-            raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription",
-                                   reason="NO_ACTIVE_SUBSCRIPTION")
+            raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
         period = period_containing(plan.anchor_at, now)
         quota = self._quota(plan, period, now) if plan.capped else None
         try:
@@ -145,30 +162,47 @@ class Gateway:
         name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
         try:
             self._announced.get(name, lambda: _in_session(_emit_exhausted, tenant_id, plan, period, now))
-        except Exception:  # noqa: BLE001 - see above
+        except Exception:
             log.exception("quota.exhausted for %s not recorded", plan.subscription_id)
 
     def _quota(self, plan: ActivePlan, period: Period, now: dt.datetime) -> Quota:
         name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
         recorded = self._recorded.get(
-            name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start))
-        return Quota(name=name, included=plan.included_requests, floor=recorded,
-                     expires_in=math.ceil((period.end - now).total_seconds()))
+            name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start)
+        )
+        return Quota(
+            name=name,
+            included=plan.included_requests,
+            floor=recorded,
+            expires_in=math.ceil((period.end - now).total_seconds()),
+        )
 
 
 def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
-    data = quota_message(subscription_id=plan.subscription_id, tenant_id=tenant_id, plan_id=plan.plan_id,
-                         included=plan.included_requests, period=period)
+    data = quota_message(
+        subscription_id=plan.subscription_id,
+        tenant_id=tenant_id,
+        plan_id=plan.plan_id,
+        included=plan.included_requests,
+        period=period,
+    )
     with db.database.atomic():
-        events.emit(webhooks.EventType.QUOTA_EXHAUSTED, tenant_id, data, now=now,
-                    dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}")
+        events.emit(
+            webhooks.EventType.QUOTA_EXHAUSTED,
+            tenant_id,
+            data,
+            now=now,
+            dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}",
+        )
 
 
 def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> Refused:
     if decision.quota_exhausted:
         reason, retry_after = "QUOTA_EXHAUSTED", math.ceil((period.end - now).total_seconds())
-        message = (f"plan {plan.plan_id!r} has used its {plan.included_requests} included requests this period "
-                   f"(until {period.end.isoformat()}) and bills no overage")
+        message = (
+            f"plan {plan.plan_id!r} has used its {plan.included_requests} included requests this period "
+            f"(until {period.end.isoformat()}) and bills no overage"
+        )
     else:
         reason, retry_after = "RATE_LIMITED", decision.reset_seconds
         message = f"rate limit of {plan.limit_per_minute} requests per minute exceeded for plan {plan.plan_id!r}"
@@ -181,15 +215,19 @@ def meter(requests: list[rules.LoggedRequest], now: dt.datetime) -> int:
     counts nothing twice); returns how many were newly accepted. A subscription that refuses
     its events (deleted meanwhile) is logged and skipped, not retried."""
     accepted = 0
-    for subscription_id, events in rules.usage_events(requests).items():
-        for start in range(0, len(events), MAX_BATCH):
+    for subscription_id, tracked in rules.usage_events(requests).items():
+        for start in range(0, len(tracked), MAX_BATCH):
             try:
-                result = usage.track(METERING, subscription_id, events[start:start + MAX_BATCH], now=now)
+                result = usage.track(METERING, subscription_id, tracked[start : start + MAX_BATCH], now=now)
             except DomainError as error:
                 log.warning("gateway usage for %s refused: %s", subscription_id, error.message)
                 continue
             accepted += result.accepted
             if result.rejections:
-                log.warning("gateway usage for %s: %d events rejected (%s)", subscription_id,
-                            len(result.rejections), result.rejections[0].reason)
+                log.warning(
+                    "gateway usage for %s: %d events rejected (%s)",
+                    subscription_id,
+                    len(result.rejections),
+                    result.rejections[0].reason,
+                )
     return accepted

@@ -19,16 +19,23 @@ import peewee as pw
 from server.domain import invoice_state, webhooks
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.emails import EmailTemplate
-from server.domain.invoice_state import InvoiceStatus
-from server.domain.issuer import Issuer
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from server.domain.invoice_state import InvoiceStatus
 from server.domain.invoicing import line_items, segments
+from server.domain.issuer import Issuer
 from server.domain.periods import Period, period_containing
 from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
 from server.persistence.db import database, for_update
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, InvoiceLineItem, NumberSequence, Plan, PlanChange, Subscription, UsageDay,
+    LIVE_INVOICE,
+    Invoice,
+    InvoiceLineItem,
+    NumberSequence,
+    Plan,
+    PlanChange,
+    Subscription,
+    UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
@@ -39,8 +46,10 @@ from server.services.subscriptions import find_subscription
 
 NUMBER_SEQUENCE = "invoice_number"
 PAYMENT_TERMS = dt.timedelta(days=14)
-STATUS_TEMPLATES = {InvoiceStatus.SENT: EmailTemplate.INVOICE_ISSUED,
-                    InvoiceStatus.OVERDUE: EmailTemplate.INVOICE_OVERDUE}
+STATUS_TEMPLATES = {
+    InvoiceStatus.SENT: EmailTemplate.INVOICE_ISSUED,
+    InvoiceStatus.OVERDUE: EmailTemplate.INVOICE_OVERDUE,
+}
 
 
 def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
@@ -53,20 +62,29 @@ def _invoice(invoice_id: str, *, lock: bool = False) -> Invoice:
 
 def live_invoice(subscription_id: str, period_start: dt.datetime) -> Invoice | None:
     """The invoice that covers the period, if any (VOID and deleted ones cover nothing)."""
-    return Invoice.get_or_none((Invoice.subscription == subscription_id) & (Invoice.period_start == period_start)
-                               & LIVE_INVOICE)
+    return Invoice.get_or_none(
+        (Invoice.subscription == subscription_id) & (Invoice.period_start == period_start) & LIVE_INVOICE
+    )
 
 
 def plan_history(subscription_id: str) -> list[tuple[dt.datetime, Plan]]:
     """(effective_at, plan) of every plan the subscription has been on, oldest first."""
-    return [(change.effective_at, change.plan) for change in
-            PlanChange.select(PlanChange, PlanChange.plan).join(PlanChange.plan.rel_model)
-            .where(PlanChange.subscription == subscription_id).order_by(PlanChange.effective_at, PlanChange.id)]
+    return [
+        (change.effective_at, change.plan)
+        for change in PlanChange.select(PlanChange, PlanChange.plan)
+        .join(PlanChange.plan.rel_model)
+        .where(PlanChange.subscription == subscription_id)
+        .order_by(PlanChange.effective_at, PlanChange.id)
+    ]
 
 
 def requests_by_day(subscription_id: str, period_start: dt.datetime) -> dict[int, int]:
-    return {row.day: row.requests for row in UsageDay.select(UsageDay.day, UsageDay.requests)
-            .where((UsageDay.subscription == subscription_id) & (UsageDay.period_start == period_start))}
+    return {
+        row.day: row.requests
+        for row in UsageDay.select(UsageDay.day, UsageDay.requests).where(
+            (UsageDay.subscription == subscription_id) & (UsageDay.period_start == period_start)
+        )
+    }
 
 
 def period_of(subscription: Subscription, start: dt.datetime) -> Period:
@@ -95,9 +113,11 @@ def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.d
 
 
 def _next_number() -> str:
-    (NumberSequence.insert(name=NUMBER_SEQUENCE, value=1)
-     .on_conflict(conflict_target=[NumberSequence.name], update={NumberSequence.value: NumberSequence.value + 1})
-     .execute())
+    (
+        NumberSequence.insert(name=NUMBER_SEQUENCE, value=1)
+        .on_conflict(conflict_target=[NumberSequence.name], update={NumberSequence.value: NumberSequence.value + 1})
+        .execute()
+    )
     return f"INV-{NumberSequence.get_by_id(NUMBER_SEQUENCE).value:06d}"
 
 
@@ -109,13 +129,22 @@ def _period_to_bill(sub: Subscription, period_start: dt.datetime | None) -> Peri
     inside = sub.anchor_at <= period_start <= sub.current_period_start
     period = period_of(sub, period_start) if inside else None
     if period is None or period.start != period_start:
-        raise InvalidArgument(f"period_start {period_start.isoformat()} is not the start of a period of "
-                              f"subscription {sub.id!r} up to its current one", field="period_start")
+        raise InvalidArgument(
+            f"period_start {period_start.isoformat()} is not the start of a period of "
+            f"subscription {sub.id!r} up to its current one",
+            field="period_start",
+        )
     return period
 
 
-def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, principal: Principal | None = None,
-                     period_start: dt.datetime | None = None) -> InvoiceView:
+def generate_invoice(
+    subscription_id: str,
+    *,
+    now: dt.datetime,
+    issuer: Issuer,
+    principal: Principal | None = None,
+    period_start: dt.datetime | None = None,
+) -> InvoiceView:
     """Invoice a period as it stands (default: the current one); its existence closes the period for
     usage. A total of 0 is issued PAID: nothing is owed, so nothing can fall overdue."""
     if principal is not None:
@@ -128,16 +157,39 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
             total = sum(item.amount_cents for item in items)
             paid = total == 0
             invoice = Invoice.create(
-                id=f"inv_{uuid.uuid4().hex}", number=_next_number(), subscription=sub.id, tenant_id=sub.tenant_id,
-                status=InvoiceStatus.PAID if paid else InvoiceStatus.PENDING, period_start=period.start,
-                period_end=period.end, subtotal_cents=total, total_cents=total, currency=sub.plan.currency,
-                billing_email=sub.billing_email, issuer_name=issuer.name, issuer_address=issuer.address,
-                issuer_tax_id=issuer.tax_id, issued_at=now, due_at=now + PAYMENT_TERMS,
-                paid_at=now if paid else None, created_at=now)
-            InvoiceLineItem.insert_many([
-                dict(invoice=invoice.id, position=i, description=item.description, quantity_milli=item.quantity_milli,
-                     unit=item.unit, unit_amount_cents=item.unit_amount_cents, amount_cents=item.amount_cents)
-                for i, item in enumerate(items)]).execute()
+                id=f"inv_{uuid.uuid4().hex}",
+                number=_next_number(),
+                subscription=sub.id,
+                tenant_id=sub.tenant_id,
+                status=InvoiceStatus.PAID if paid else InvoiceStatus.PENDING,
+                period_start=period.start,
+                period_end=period.end,
+                subtotal_cents=total,
+                total_cents=total,
+                currency=sub.plan.currency,
+                billing_email=sub.billing_email,
+                issuer_name=issuer.name,
+                issuer_address=issuer.address,
+                issuer_tax_id=issuer.tax_id,
+                issued_at=now,
+                due_at=now + PAYMENT_TERMS,
+                paid_at=now if paid else None,
+                created_at=now,
+            )
+            InvoiceLineItem.insert_many(
+                [
+                    dict(
+                        invoice=invoice.id,
+                        position=i,
+                        description=item.description,
+                        quantity_milli=item.quantity_milli,
+                        unit=item.unit,
+                        unit_amount_cents=item.unit_amount_cents,
+                        amount_cents=item.amount_cents,
+                    )
+                    for i, item in enumerate(items)
+                ]
+            ).execute()
             announced = [webhooks.EventType.INVOICE_CREATED] + ([webhooks.EventType.INVOICE_PAID] if paid else [])
             view = _announce(invoice, announced, now)
         # Counted once committed (or handed to the caller's transaction, which the scheduler's
@@ -148,12 +200,15 @@ def generate_invoice(subscription_id: str, *, now: dt.datetime, issuer: Issuer, 
         pass
     existing = live_invoice(subscription_id, period.start)
     which = f"invoice {existing.id} ({existing.number})" if existing else "an invoice"
-    raise AlreadyExists(f"subscription {subscription_id!r} period starting {period.start.isoformat()} "
-                        f"already has {which}", reason="INVOICE_EXISTS")
+    raise AlreadyExists(
+        f"subscription {subscription_id!r} period starting {period.start.isoformat()} already has {which}",
+        reason="INVOICE_EXISTS",
+    )
 
 
-def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime,
-               principal: Principal | None = None) -> InvoiceView:
+def set_status(
+    invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime, principal: Principal | None = None
+) -> InvoiceView:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
     if principal is not None:
         require_admin(principal, "changing an invoice's status")
@@ -170,8 +225,13 @@ def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime
         view = _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
         template = STATUS_TEMPLATES.get(status)
         if template:
-            enqueue(template=template, recipient=invoice.subscription.billing_email,
-                    payload={"invoice_id": invoice.id}, dedup_key=f"{template}:{invoice.id}", now=now)
+            enqueue(
+                template=template,
+                recipient=invoice.subscription.billing_email,
+                payload={"invoice_id": invoice.id},
+                dedup_key=f"{template}:{invoice.id}",
+                now=now,
+            )
         return view
 
 
@@ -199,8 +259,14 @@ def invoice_pdf(invoice_id: str, *, principal: Principal | None = None) -> bytes
     return invoice_pdf_bytes(get_invoice(invoice_id, principal=principal))
 
 
-def list_invoices(subscription_id: str, *, status: InvoiceStatus | None = None, page_size: int = 0,
-                  page_token: str = "", principal: Principal | None = None) -> tuple[list[InvoiceView], str]:
+def list_invoices(
+    subscription_id: str,
+    *,
+    status: InvoiceStatus | None = None,
+    page_size: int = 0,
+    page_token: str = "",
+    principal: Principal | None = None,
+) -> tuple[list[InvoiceView], str]:
     """One page, newest first, each invoice with its lines (a fixed number of queries per page)."""
     sub = find_subscription(subscription_id, principal=principal)
     query = Invoice.select().where((Invoice.subscription == sub.id) & Invoice.deleted_at.is_null())

@@ -46,14 +46,15 @@ def ensure_admin_key(key: str, *, now: dt.datetime) -> None:
 
 
 def revoke_key(key: str, *, now: dt.datetime) -> None:
-    updated = (ApiKey.update(revoked_at=now)
-               .where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).execute())
+    updated = (
+        ApiKey.update(revoked_at=now).where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).execute()
+    )
     if not updated and not ApiKey.select().where(ApiKey.key_hash == _hash(key)).exists():
         raise NotFound("no such key", reason="KEY_NOT_FOUND")
 
 
 def is_valid(key: str) -> bool:
-    return (ApiKey.select().where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).exists())
+    return ApiKey.select().where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).exists()
 
 
 def authenticate(key: str | None) -> Principal:

@@ -13,10 +13,19 @@ from server.persistence.models import OutboxMessage
 
 def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
     """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction."""
-    inserted = (OutboxMessage.insert(
-        dedup_key=dedup_key, template=template, recipient=recipient, payload=json.dumps(payload, sort_keys=True),
-        created_at=now, next_attempt_at=now, attempts=0)
-        .on_conflict_ignore().execute())
+    inserted = (
+        OutboxMessage.insert(
+            dedup_key=dedup_key,
+            template=template,
+            recipient=recipient,
+            payload=json.dumps(payload, sort_keys=True),
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+        .on_conflict_ignore()
+        .execute()
+    )
     return bool(inserted)
 
 
@@ -25,8 +34,9 @@ def counts() -> dict[str, int]:
     unsent = OutboxMessage.sent_at.is_null()
     return {
         "pending": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null()).count(),
-        "retrying": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null()
-                                                 & (OutboxMessage.attempts > 0)).count(),
+        "retrying": OutboxMessage.select()
+        .where(unsent & OutboxMessage.dead_at.is_null() & (OutboxMessage.attempts > 0))
+        .count(),
         "dead": OutboxMessage.select().where(unsent & OutboxMessage.dead_at.is_null(False)).count(),
     }
 
@@ -40,13 +50,23 @@ def backlog() -> tuple[int, dt.datetime | None, int]:
 
 
 def dead_letters(limit: int = 100) -> list[OutboxMessage]:
-    return list(OutboxMessage.select().where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null(False))
-                .order_by(OutboxMessage.dead_at.desc(), OutboxMessage.id).limit(limit))
+    return list(
+        OutboxMessage.select()
+        .where(OutboxMessage.sent_at.is_null() & OutboxMessage.dead_at.is_null(False))
+        .order_by(OutboxMessage.dead_at.desc(), OutboxMessage.id)
+        .limit(limit)
+    )
 
 
 def retry(message_id: int, now: dt.datetime) -> bool:
     """Give a dead letter a fresh set of attempts, due now; False if there is no such dead letter."""
     with database.atomic():
-        return bool(OutboxMessage.update(dead_at=None, attempts=0, next_attempt_at=now)
-                    .where((OutboxMessage.id == message_id) & OutboxMessage.sent_at.is_null()
-                           & OutboxMessage.dead_at.is_null(False)).execute())
+        return bool(
+            OutboxMessage.update(dead_at=None, attempts=0, next_attempt_at=now)
+            .where(
+                (OutboxMessage.id == message_id)
+                & OutboxMessage.sent_at.is_null()
+                & OutboxMessage.dead_at.is_null(False)
+            )
+            .execute()
+        )

@@ -18,7 +18,12 @@ from server.domain.periods import DAY
 from server.domain.subscriptions import SubscriptionStatus, validate_tenant_id
 from server.persistence.models import Invoice, ServerSecret, Subscription
 from server.persistence.read_models import (
-    InvoiceView, PlanView, SubscriptionView, invoice_views, plan_view, subscription_view,
+    InvoiceView,
+    PlanView,
+    SubscriptionView,
+    invoice_views,
+    plan_view,
+    subscription_view,
 )
 from server.services import invoices, usage, webhooks
 
@@ -32,22 +37,28 @@ def signing_secret(configured: str | None, *, now: dt.datetime) -> bytes:
     inserts a random one and every replica reads the row that won, so all of them agree."""
     if configured:
         return configured.encode()
-    ServerSecret.insert(name=SECRET_NAME, value=secrets.token_urlsafe(48), created_at=now).on_conflict_ignore().execute()
+    ServerSecret.insert(
+        name=SECRET_NAME, value=secrets.token_urlsafe(48), created_at=now
+    ).on_conflict_ignore().execute()
     return ServerSecret.get_by_id(SECRET_NAME).value.encode()
 
 
 def _subscription(tenant_id: str) -> Subscription:
     """The tenant's active subscription, else its latest one; 404 if it never subscribed."""
-    found = (Subscription.select().where(Subscription.tenant_id == tenant_id)
-             .order_by((Subscription.status == SubscriptionStatus.ACTIVE).desc(), Subscription.created_at.desc())
-             .first())
+    found = (
+        Subscription.select()
+        .where(Subscription.tenant_id == tenant_id)
+        .order_by((Subscription.status == SubscriptionStatus.ACTIVE).desc(), Subscription.created_at.desc())
+        .first()
+    )
     if found is None:
         raise NotFound(f"tenant {tenant_id!r} has no subscription", reason="SUBSCRIPTION_NOT_FOUND")
     return found
 
 
-def create_session(principal: Principal, tenant_id: str, *, secret: bytes, base_url: str,
-                   now: dt.datetime) -> tuple[str, dt.datetime]:
+def create_session(
+    principal: Principal, tenant_id: str, *, secret: bytes, base_url: str, now: dt.datetime
+) -> tuple[str, dt.datetime]:
     """A portal URL for the tenant and when it expires; a tenant key may only ask for itself."""
     tenant_id = validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
@@ -88,16 +99,27 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
     estimate = sum(item.amount_cents for item in invoices.draft_line_items(subscription, period))
     days = usage.daily(reader, subscription.id)
     _, _, analytics = usage.analytics(reader, subscription.id)
-    recent = invoice_views(Invoice.select().where((Invoice.tenant_id == tenant_id) & Invoice.deleted_at.is_null())
-                           .order_by(Invoice.period_start.desc(), Invoice.created_at.desc()).limit(RECENT_INVOICES))
+    recent = invoice_views(
+        Invoice.select()
+        .where((Invoice.tenant_id == tenant_id) & Invoice.deleted_at.is_null())
+        .order_by(Invoice.period_start.desc(), Invoice.created_at.desc())
+        .limit(RECENT_INVOICES)
+    )
     return Overview(
-        tenant_id=tenant_id, subscription=subscription_view(subscription), plan=plan_view(subscription.plan),
-        period_start=period.start, period_end=period.end,
+        tenant_id=tenant_id,
+        subscription=subscription_view(subscription),
+        plan=plan_view(subscription.plan),
+        period_start=period.start,
+        period_end=period.end,
         days_left=max(0, -(-(period.end - now) // DAY)),
-        summary=summary, estimated_total_cents=estimate,
+        summary=summary,
+        estimated_total_cents=estimate,
         chart=charts.daily_bars(days, round(summary.included_requests / period.days)),
         gauge=charts.gauge(summary.total_requests, summary.included_requests),
-        top_endpoints=analytics.top_endpoints, invoices=recent, webhooks=webhooks.tenant_overview(tenant_id))
+        top_endpoints=analytics.top_endpoints,
+        invoices=recent,
+        webhooks=webhooks.tenant_overview(tenant_id),
+    )
 
 
 def invoice_pdf(tenant_id: str, invoice_id: str) -> bytes:

@@ -1,9 +1,9 @@
 """Subscriptions (endpoints 3-7): create, read, list by tenant, change plan or e-mail, cancel.
 
-Each write is one transaction, and so is its webhook event (services/events.py). "One ACTIVE subscription per tenant" is guarded by the partial
-unique index `subscription_one_active_per_tenant`, not by a read-then-write check: two
-concurrent creates both insert, the database lets one commit and the other fails, and that
-failure becomes ALREADY_EXISTS.
+Each write is one transaction, and so is its webhook event (services/events.py). "One ACTIVE
+subscription per tenant" is guarded by the partial unique index
+`subscription_one_active_per_tenant`, not by a read-then-write check: two concurrent creates both
+insert, the database lets one commit and the other fails, and that failure becomes ALREADY_EXISTS.
 
 Times: `now` is injected by the caller. The anchor (creation instant) fixes the monthly
 anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates.
@@ -17,9 +17,8 @@ import uuid
 
 import peewee as pw
 
-from server.domain import periods
+from server.domain import periods, webhooks
 from server.domain import subscriptions as rules
-from server.domain import webhooks
 from server.domain.access import Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.subscriptions import SubscriptionStatus
@@ -60,12 +59,14 @@ def _plan(plan_id: str) -> Plan:
 
 
 _UNLOCKED = Prepared(Subscription, [Subscription.id], lambda id_: Subscription.select().where(Subscription.id == id_))
-_LOCKED = Prepared(Subscription, [Subscription.id],
-                   lambda id_: db.for_update(Subscription.select().where(Subscription.id == id_)))
+_LOCKED = Prepared(
+    Subscription, [Subscription.id], lambda id_: db.for_update(Subscription.select().where(Subscription.id == id_))
+)
 
 
-def find_subscription(subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id",
-                      lock: bool = False) -> Subscription:
+def find_subscription(
+    subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id", lock: bool = False
+) -> Subscription:
     """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
     empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
     No principal: a caller that checked access itself, or the scheduler."""
@@ -89,9 +90,18 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
         with database.atomic():
             plan = _plan(plan_id)
             subscription = Subscription.create(
-                id=new_id(), tenant_id=tenant_id, plan=plan, billing_email=email, status=SubscriptionStatus.ACTIVE,
-                anchor_at=now, current_period_start=first.start, current_period_end=first.end,
-                created_at=now, updated_at=now, canceled_at=None)
+                id=new_id(),
+                tenant_id=tenant_id,
+                plan=plan,
+                billing_email=email,
+                status=SubscriptionStatus.ACTIVE,
+                anchor_at=now,
+                current_period_start=first.start,
+                current_period_end=first.end,
+                created_at=now,
+                updated_at=now,
+                canceled_at=None,
+            )
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
             view = subscription_view(subscription)
             events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(view), now=now)
@@ -100,8 +110,10 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
         existing = active_subscription(tenant_id)
         if existing is None:
             raise
-        raise AlreadyExists(f"tenant {tenant_id!r} already has an active subscription {existing.id!r}",
-                            reason="ACTIVE_SUBSCRIPTION_EXISTS") from None
+        raise AlreadyExists(
+            f"tenant {tenant_id!r} already has an active subscription {existing.id!r}",
+            reason="ACTIVE_SUBSCRIPTION_EXISTS",
+        ) from None
     return view
 
 
@@ -109,8 +121,14 @@ def get_subscription(principal: Principal, subscription_id: str) -> Subscription
     return subscription_view(find_subscription(subscription_id, principal=principal, field="id"))
 
 
-def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: SubscriptionStatus | None = None,
-                              page_size: int = 0, page_token: str = "") -> tuple[list[SubscriptionView], str]:
+def list_tenant_subscriptions(
+    principal: Principal,
+    tenant_id: str,
+    *,
+    status: SubscriptionStatus | None = None,
+    page_size: int = 0,
+    page_token: str = "",
+) -> tuple[list[SubscriptionView], str]:
     """One page, newest first, and the next page's token ('' on the last)."""
     tenant_id = rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
@@ -123,8 +141,9 @@ def list_tenant_subscriptions(principal: Principal, tenant_id: str, *, status: S
     return [subscription_view(row) for row in rows], token
 
 
-def update_subscription(principal: Principal, subscription_id: str, change: SubscriptionChange, *,
-                        now: dt.datetime) -> SubscriptionView:
+def update_subscription(
+    principal: Principal, subscription_id: str, change: SubscriptionChange, *, now: dt.datetime
+) -> SubscriptionView:
     """Change plan (effective at once, recorded in PlanChange) and/or billing e-mail.
     The same plan again is no change: no history row, no write."""
     plan_id = (change.plan_id or "").strip()
@@ -143,8 +162,12 @@ def update_subscription(principal: Principal, subscription_id: str, change: Subs
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
             subscription = find_subscription(subscription.id)
-            events.emit(webhooks.EventType.SUBSCRIPTION_UPDATED, subscription.tenant_id,
-                        subscription_message(subscription_view(subscription)), now=now)
+            events.emit(
+                webhooks.EventType.SUBSCRIPTION_UPDATED,
+                subscription.tenant_id,
+                subscription_message(subscription_view(subscription)),
+                now=now,
+            )
     return subscription_view(subscription)
 
 
@@ -154,8 +177,11 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         if subscription.status == SubscriptionStatus.CANCELED:
             return subscription_view(subscription)
-        (Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
-         .where(Subscription.id == subscription.id).execute())
+        (
+            Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
+            .where(Subscription.id == subscription.id)
+            .execute()
+        )
         view = subscription_view(find_subscription(subscription.id))
         events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, view.tenant_id, subscription_message(view), now=now)
         return view
@@ -166,6 +192,8 @@ def active_subscription(tenant_id: str) -> Subscription | None:
 
     Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
     """
-    return (Subscription.select()
-            .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
-            .first())
+    return (
+        Subscription.select()
+        .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
+        .first()
+    )

@@ -31,10 +31,16 @@ from server.observability import metrics
 from server.persistence.bulk import add_counts, insert_ignore_returning
 from server.persistence.db import is_postgres
 from server.persistence.group_commit import GroupCommit
-from server.persistence.prepared import Prepared
 from server.persistence.models import (
-    LIVE_INVOICE, Invoice, RecordedUsageEvent, Subscription, UsageDay, UsageHourly, UsagePeriod,
+    LIVE_INVOICE,
+    Invoice,
+    RecordedUsageEvent,
+    Subscription,
+    UsageDay,
+    UsageHourly,
+    UsagePeriod,
 )
+from server.persistence.prepared import Prepared
 from server.resources import threshold_message
 from server.services import events as webhook_events
 from server.services.invoices import billed_segments, period_of, requests_by_day
@@ -44,10 +50,20 @@ from server.services.subscriptions import find_subscription
 # the catalogue allows, / 1000, stays far below 2^63 cents.
 MAX_PERIOD_REQUESTS = 10**15
 _writes = GroupCommit()  # this process's concurrent track calls, committed together
-_INVOICED = Prepared(Invoice, [Invoice.subscription, Invoice.period_start], lambda sub, starts: Invoice.select(
-    Invoice.period_start).where((Invoice.subscription == sub) & Invoice.period_start.in_(starts) & LIVE_INVOICE))
-_COUNTED = Prepared(UsagePeriod, [UsagePeriod.subscription, UsagePeriod.period_start], lambda sub, starts: (
-    UsagePeriod.select().where((UsagePeriod.subscription == sub) & UsagePeriod.period_start.in_(starts))))
+_INVOICED = Prepared(
+    Invoice,
+    [Invoice.subscription, Invoice.period_start],
+    lambda sub, starts: Invoice.select(Invoice.period_start).where(
+        (Invoice.subscription == sub) & Invoice.period_start.in_(starts) & LIVE_INVOICE
+    ),
+)
+_COUNTED = Prepared(
+    UsagePeriod,
+    [UsagePeriod.subscription, UsagePeriod.period_start],
+    lambda sub, starts: UsagePeriod.select().where(
+        (UsagePeriod.subscription == sub) & UsagePeriod.period_start.in_(starts)
+    ),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,15 +97,23 @@ class UsageSummary:
 def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
     """Events that may not count, with reasons, and the period of each event that may."""
     if subscription.status == SubscriptionStatus.CANCELED:
-        return [Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED",
-                          f"subscription {subscription.id} is canceled") for e in events], {}
+        return [
+            Rejection(e.index, e.event_id, "SUBSCRIPTION_CANCELED", f"subscription {subscription.id} is canceled")
+            for e in events
+        ], {}
     periods = {}
     found = None
     rejections = []
     for event in events:  # a batch mostly falls in one period: reuse it rather than recompute
         if event.timestamp < subscription.anchor_at:  # no period to look for (year 1 has none before it)
-            rejections.append(Rejection(event.index, event.event_id, "BEFORE_SUBSCRIPTION",
-                                        f"timestamp is before the subscription started ({subscription.anchor_at.isoformat()})"))
+            rejections.append(
+                Rejection(
+                    event.index,
+                    event.event_id,
+                    "BEFORE_SUBSCRIPTION",
+                    f"timestamp is before the subscription started ({subscription.anchor_at.isoformat()})",
+                )
+            )
             continue
         if found is None or not found.contains(event.timestamp):
             found = period_containing(subscription.anchor_at, event.timestamp)
@@ -99,23 +123,34 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     for event in events:
         period = periods.get(event.index)
         if period is not None and period.start in invoiced:
-            rejections.append(Rejection(event.index, event.event_id, "PERIOD_INVOICED",
-                                        f"the period starting {period.start.isoformat()} is already invoiced"))
+            rejections.append(
+                Rejection(
+                    event.index,
+                    event.event_id,
+                    "PERIOD_INVOICED",
+                    f"the period starting {period.start.isoformat()} is already invoiced",
+                )
+            )
     rejections.sort(key=lambda r: r.index)
     rejected = {r.index for r in rejections}
     return rejections, {i: p for i, p in periods.items() if i not in rejected}
 
 
-def _add(counter: type[UsageHourly | UsagePeriod | UsageDay], subscription_id: str, keys: tuple[str, ...],
-         totals: dict) -> None:
+def _add(
+    counter: type[UsageHourly | UsagePeriod | UsageDay], subscription_id: str, keys: tuple[str, ...], totals: dict
+) -> None:
     """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
-    add_counts(counter, [counter.subscription, *(getattr(counter, k) for k in keys)], counter.requests,
-               [(subscription_id, *(key if isinstance(key, tuple) else (key,)), requests)
-                for key, requests in totals.items()])
+    add_counts(
+        counter,
+        [counter.subscription, *(getattr(counter, k) for k in keys)],
+        counter.requests,
+        [(subscription_id, *(key if isinstance(key, tuple) else (key,)), requests) for key, requests in totals.items()],
+    )
 
 
-def _add_to_counters(subscription_id: str, events: list[rules.Event],
-                     periods: dict[int, Period]) -> dict[dt.datetime, tuple[int, int]]:
+def _add_to_counters(
+    subscription_id: str, events: list[rules.Event], periods: dict[int, Period]
+) -> dict[dt.datetime, tuple[int, int]]:
     """Count the events; returns each touched period's requests before and after."""
     per_period: dict[dt.datetime, int] = defaultdict(int)
     per_day: dict[tuple[dt.datetime, int], int] = defaultdict(int)
@@ -140,11 +175,24 @@ def _announce_thresholds(subscription: Subscription, before: int, after: int, no
     plan = subscription.plan
     period = period_of(subscription, subscription.current_period_start)
     for percent in webhooks.crossed_thresholds(before, after, plan.included_requests):
-        data = threshold_message(subscription_id=subscription.id, tenant_id=subscription.tenant_id, plan_id=plan.id,
-                                 percent=percent, requests=after, included=plan.included_requests, period=period)
+        data = threshold_message(
+            subscription_id=subscription.id,
+            tenant_id=subscription.tenant_id,
+            plan_id=plan.id,
+            percent=percent,
+            requests=after,
+            included=plan.included_requests,
+            period=period,
+        )
         key = f"{webhooks.EventType.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
-        webhook_events.emit(webhooks.EventType.USAGE_THRESHOLD_REACHED, subscription.tenant_id, data, now=now,
-                            endpoint_ids=targets, dedup_key=key)
+        webhook_events.emit(
+            webhooks.EventType.USAGE_THRESHOLD_REACHED,
+            subscription.tenant_id,
+            data,
+            now=now,
+            endpoint_ids=targets,
+            dedup_key=key,
+        )
 
 
 def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt.datetime, int]:
@@ -153,8 +201,11 @@ def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt
     counted = {row.period_start: row.requests for row in _COUNTED.rows(subscription_id, list(added))}
     for start, requests in added.items():
         if counted.get(start, 0) + requests > MAX_PERIOD_REQUESTS:
-            raise InvalidArgument(f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} "
-                                  "requests", field="events", reason="PERIOD_USAGE_LIMIT")
+            raise InvalidArgument(
+                f"the period starting {start.isoformat()} would exceed {MAX_PERIOD_REQUESTS:,} requests",
+                field="events",
+                reason="PERIOD_USAGE_LIMIT",
+            )
     return counted
 
 
@@ -163,12 +214,21 @@ def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) ->
     subscription = find_subscription(subscription_id, lock=True)
     rejections, periods = _rejections(subscription, events)
     candidates = rules.first_of_each_id([e for e in events if e.index in periods])
-    inserted = set(insert_ignore_returning(
-        RecordedUsageEvent,
-        [RecordedUsageEvent.subscription, RecordedUsageEvent.event_id, RecordedUsageEvent.endpoint, RecordedUsageEvent.count,
-         RecordedUsageEvent.occurred_at, RecordedUsageEvent.received_at],
-        [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
-        returning=RecordedUsageEvent.event_id))
+    inserted = set(
+        insert_ignore_returning(
+            RecordedUsageEvent,
+            [
+                RecordedUsageEvent.subscription,
+                RecordedUsageEvent.event_id,
+                RecordedUsageEvent.endpoint,
+                RecordedUsageEvent.count,
+                RecordedUsageEvent.occurred_at,
+                RecordedUsageEvent.received_at,
+            ],
+            [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
+            returning=RecordedUsageEvent.event_id,
+        )
+    )
     accepted = [e for e in candidates if e.event_id in inserted]
     if accepted:
         totals = _add_to_counters(subscription.id, accepted, periods)
@@ -185,15 +245,15 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
     events = rules.validate_batch(raw, now)
     events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
     accepted, rejections = _writes.run(subscription_id, lambda: _store(subscription_id, events, now))
-    result = TrackResult(accepted=accepted, duplicates=len(events) - len(rejections) - accepted,
-                         rejections=rejections)
+    result = TrackResult(accepted=accepted, duplicates=len(events) - len(rejections) - accepted, rejections=rejections)
     metrics.record_usage(result.accepted, result.duplicates, len(rejections))
     return result
 
 
 def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
-    row = UsagePeriod.get_or_none((UsagePeriod.subscription == subscription_id)
-                                  & (UsagePeriod.period_start == period_start))
+    row = UsagePeriod.get_or_none(
+        (UsagePeriod.subscription == subscription_id) & (UsagePeriod.period_start == period_start)
+    )
     return row.requests if row else 0
 
 
@@ -202,8 +262,9 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     included requests and overage price. Remaining is what the segment in force has left."""
     subscription = find_subscription(subscription_id, principal=principal)
     period = period_of(subscription, subscription.current_period_start)
-    by_segment = usage_by_segment(period, billed_segments(subscription, period),
-                                  requests_by_day(subscription.id, period.start))
+    by_segment = usage_by_segment(
+        period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start)
+    )
     return UsageSummary(
         subscription_id=subscription.id,
         period_start=subscription.current_period_start,
@@ -225,14 +286,18 @@ def _range(subscription: Subscription, start: str, end: str) -> tuple[dt.date, d
 def _hourly(subscription_id: str, first: dt.date, last: dt.date) -> pw.ModelSelect[UsageHourly]:
     since = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
     until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    return UsageHourly.select().where((UsageHourly.subscription == subscription_id)
-                                      & (UsageHourly.hour >= since) & (UsageHourly.hour < until))
+    return UsageHourly.select().where(
+        (UsageHourly.subscription == subscription_id) & (UsageHourly.hour >= since) & (UsageHourly.hour < until)
+    )
 
 
 def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.datetime, int]:
     total = pw.fn.SUM(UsageHourly.requests)
-    query = (_hourly(subscription_id, first, last).select(UsageHourly.hour, total.alias("requests"))
-             .group_by(UsageHourly.hour))
+    query = (
+        _hourly(subscription_id, first, last)
+        .select(UsageHourly.hour, total.alias("requests"))
+        .group_by(UsageHourly.hour)
+    )
     return {row.hour: int(row.requests) for row in query}
 
 
@@ -242,16 +307,21 @@ def daily(principal: Principal, subscription_id: str, start: str = "", end: str 
     return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
 
 
-def analytics(principal: Principal, subscription_id: str, start: str = "",
-              end: str = "") -> tuple[dt.date, dt.date, rules.Analytics]:
+def analytics(
+    principal: Principal, subscription_id: str, start: str = "", end: str = ""
+) -> tuple[dt.date, dt.date, rules.Analytics]:
     subscription = find_subscription(subscription_id, principal=principal)
     first, last = _range(subscription, start, end)
     total = pw.fn.SUM(UsageHourly.requests)
     # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's
     # default collation may be a locale's, so ask for "C" (SQLite's BINARY already is).
     by_name = UsageHourly.endpoint.collate('"C"') if is_postgres() else UsageHourly.endpoint
-    top = (_hourly(subscription.id, first, last).select(UsageHourly.endpoint, total.alias("requests"))
-           .group_by(UsageHourly.endpoint).order_by(total.desc(), by_name)
-           .limit(rules.TOP_ENDPOINTS))
+    top = (
+        _hourly(subscription.id, first, last)
+        .select(UsageHourly.endpoint, total.alias("requests"))
+        .group_by(UsageHourly.endpoint)
+        .order_by(total.desc(), by_name)
+        .limit(rules.TOP_ENDPOINTS)
+    )
     endpoints = {row.endpoint: int(row.requests) for row in top}
     return first, last, rules.analytics(first, last, _per_hour(subscription.id, first, last), endpoints)

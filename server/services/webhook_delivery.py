@@ -15,9 +15,9 @@ import dataclasses
 import datetime as dt
 
 from server.domain import webhooks as rules
+from server.domain.webhooks import DeliveryStatus
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from server.domain.webhooks import DeliveryStatus
 
 # Longer than an attempt may take (15 s) plus recording it: a live dispatcher never loses its claim.
 LEASE = dt.timedelta(seconds=60)
@@ -40,23 +40,46 @@ def claim(now: dt.datetime, *, busy: set[str], limit: int) -> list[Attempt]:
     if limit <= 0:
         return []
     with database.atomic():
-        query = (WebhookDelivery.select(WebhookDelivery, WebhookEndpoint, WebhookEvent)
-                 .join(WebhookEndpoint).switch(WebhookDelivery).join(WebhookEvent)
-                 .where((WebhookDelivery.status == DeliveryStatus.PENDING) & (WebhookDelivery.next_attempt_at <= now)
-                        & WebhookEndpoint.disabled_at.is_null() & WebhookDelivery.endpoint.not_in(list(busy)))
-                 .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit * 4))
+        query = (
+            WebhookDelivery.select(WebhookDelivery, WebhookEndpoint, WebhookEvent)
+            .join(WebhookEndpoint)
+            .switch(WebhookDelivery)
+            .join(WebhookEvent)
+            .where(
+                (WebhookDelivery.status == DeliveryStatus.PENDING)
+                & (WebhookDelivery.next_attempt_at <= now)
+                & WebhookEndpoint.disabled_at.is_null()
+                & WebhookDelivery.endpoint.not_in(list(busy))
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit * 4)
+        )
         chosen: dict[str, WebhookDelivery] = {}
         for row in for_update(query, of=WebhookDelivery, skip_locked=True):
             if row.endpoint_id not in chosen and len(chosen) < limit:
                 chosen[row.endpoint_id] = row
         if chosen:
-            (WebhookDelivery.update(next_attempt_at=now + LEASE)
-             .where(WebhookDelivery.id.in_([row.id for row in chosen.values()])).execute())
-    return [Attempt(delivery_id=row.id, endpoint_id=row.endpoint_id, url=row.endpoint.url,
-                    secrets=tuple(rules.live_secrets(row.endpoint.secret, row.endpoint.previous_secret,
-                                                     row.endpoint.previous_secret_expires_at, now)),
-                    event_id=row.event_id, body=row.event.body, attempts=row.attempts)
-            for row in chosen.values()]
+            (
+                WebhookDelivery.update(next_attempt_at=now + LEASE)
+                .where(WebhookDelivery.id.in_([row.id for row in chosen.values()]))
+                .execute()
+            )
+    return [
+        Attempt(
+            delivery_id=row.id,
+            endpoint_id=row.endpoint_id,
+            url=row.endpoint.url,
+            secrets=tuple(
+                rules.live_secrets(
+                    row.endpoint.secret, row.endpoint.previous_secret, row.endpoint.previous_secret_expires_at, now
+                )
+            ),
+            event_id=row.event_id,
+            body=row.event.body,
+            attempts=row.attempts,
+        )
+        for row in chosen.values()
+    ]
 
 
 def settle(attempt: Attempt, outcome: rules.Outcome, *, now: dt.datetime, jitter: float) -> str:
@@ -70,10 +93,18 @@ def settle(attempt: Attempt, outcome: rules.Outcome, *, now: dt.datetime, jitter
         else:
             next_at = rules.next_attempt(attempts, now, jitter)
             status, delivered_at = (DeliveryStatus.PENDING if next_at else DeliveryStatus.FAILED), None
-        (WebhookDelivery.update(status=status, attempts=attempts, next_attempt_at=next_at, delivered_at=delivered_at,
-                                last_status_code=outcome.status_code, last_error=outcome.error)
-         .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == DeliveryStatus.PENDING))
-         .execute())
+        (
+            WebhookDelivery.update(
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_at,
+                delivered_at=delivered_at,
+                last_status_code=outcome.status_code,
+                last_error=outcome.error,
+            )
+            .where((WebhookDelivery.id == attempt.delivery_id) & (WebhookDelivery.status == DeliveryStatus.PENDING))
+            .execute()
+        )
         if endpoint is not None and _track_health(endpoint, outcome.succeeded, now):
             status = DeliveryStatus.FAILED
     return status
@@ -91,6 +122,9 @@ def _track_health(endpoint: WebhookEndpoint, succeeded: bool, now: dt.datetime) 
     if now - endpoint.failing_since < rules.DISABLE_AFTER:
         return False
     WebhookEndpoint.update(disabled_at=now).where(WebhookEndpoint.id == endpoint.id).execute()
-    (WebhookDelivery.update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
-     .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == DeliveryStatus.PENDING)).execute())
+    (
+        WebhookDelivery.update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR)
+        .where((WebhookDelivery.endpoint == endpoint.id) & (WebhookDelivery.status == DeliveryStatus.PENDING))
+        .execute()
+    )
     return True

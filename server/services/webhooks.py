@@ -45,25 +45,37 @@ def _endpoint(principal: Principal, endpoint_id: str, *, lock: bool = False) -> 
     return found
 
 
-def create_endpoint(principal: Principal, request: NewEndpoint, *, now: dt.datetime,
-                    allow_private: bool) -> EndpointView:
+def create_endpoint(
+    principal: Principal, request: NewEndpoint, *, now: dt.datetime, allow_private: bool
+) -> EndpointView:
     """Register an endpoint; the returned endpoint carries the new secret (shown to the caller once)."""
     tenant_id = subscription_rules.validate_tenant_id(request.tenant_id)
     require_tenant_path(principal, tenant_id)
     url = rules.validate_url(request.url, allow_private=allow_private)
     event_types = rules.validate_event_types(request.event_types)
     with database.atomic():
-        return endpoint_view(WebhookEndpoint.create(
-            id="we_" + uuid.uuid4().hex, tenant_id=tenant_id, url=url, event_types=json.dumps(event_types),
-            secret=rules.new_secret(secrets.token_bytes(rules.SECRET_BYTES)), created_at=now))
+        return endpoint_view(
+            WebhookEndpoint.create(
+                id="we_" + uuid.uuid4().hex,
+                tenant_id=tenant_id,
+                url=url,
+                event_types=json.dumps(event_types),
+                secret=rules.new_secret(secrets.token_bytes(rules.SECRET_BYTES)),
+                created_at=now,
+            )
+        )
 
 
 def list_endpoints(principal: Principal, tenant_id: str) -> list[EndpointView]:
     """The tenant's endpoints, newest first."""
     tenant_id = subscription_rules.validate_tenant_id(tenant_id)
     require_tenant_path(principal, tenant_id)
-    return [endpoint_view(row) for row in WebhookEndpoint.select().where(WebhookEndpoint.tenant_id == tenant_id)
-            .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id)]
+    return [
+        endpoint_view(row)
+        for row in WebhookEndpoint.select()
+        .where(WebhookEndpoint.tenant_id == tenant_id)
+        .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id)
+    ]
 
 
 def get_endpoint(principal: Principal, endpoint_id: str) -> EndpointView:
@@ -95,23 +107,31 @@ def _with_events() -> pw.ModelSelect[WebhookDelivery]:
     return WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
 
 
-def list_deliveries(principal: Principal, endpoint_id: str,
-                    limit: int = RECENT_DELIVERIES) -> list[DeliveryView]:
+def list_deliveries(principal: Principal, endpoint_id: str, limit: int = RECENT_DELIVERIES) -> list[DeliveryView]:
     """The endpoint's most recent deliveries, newest first."""
     endpoint = _endpoint(principal, endpoint_id)
-    return [delivery_view(row) for row in _with_events().where(WebhookDelivery.endpoint == endpoint.id)
-            .order_by(*NEWEST_FIRST).limit(limit)]
+    return [
+        delivery_view(row)
+        for row in _with_events().where(WebhookDelivery.endpoint == endpoint.id).order_by(*NEWEST_FIRST).limit(limit)
+    ]
 
 
 def _recent_deliveries(endpoint_ids: list[str], per_endpoint: int) -> dict[str, list[DeliveryView]]:
     """Each endpoint's `per_endpoint` most recent deliveries, newest first, in one query."""
     rank = pw.fn.ROW_NUMBER().over(partition_by=[WebhookDelivery.endpoint], order_by=list(NEWEST_FIRST))
-    ranked = (WebhookDelivery.select(WebhookDelivery.id, rank.alias("rank"))
-              .where(WebhookDelivery.endpoint.in_(endpoint_ids)).alias("ranked"))
+    ranked = (
+        WebhookDelivery.select(WebhookDelivery.id, rank.alias("rank"))
+        .where(WebhookDelivery.endpoint.in_(endpoint_ids))
+        .alias("ranked")
+    )
     found: dict[str, list[DeliveryView]] = {endpoint_id: [] for endpoint_id in endpoint_ids}
     if endpoint_ids:
-        for row in (_with_events().join(ranked, on=(WebhookDelivery.id == ranked.c.id), src=WebhookDelivery)
-                    .where(ranked.c.rank <= per_endpoint).order_by(*NEWEST_FIRST)):
+        for row in (
+            _with_events()
+            .join(ranked, on=(WebhookDelivery.id == ranked.c.id), src=WebhookDelivery)
+            .where(ranked.c.rank <= per_endpoint)
+            .order_by(*NEWEST_FIRST)
+        ):
             found[row.endpoint_id].append(delivery_view(row))
     return found
 
@@ -121,16 +141,27 @@ def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.
     disabled endpoint is enabled again."""
     with database.atomic():
         endpoint = _endpoint(principal, endpoint_id, lock=True)
-        delivery = _with_events().where((WebhookDelivery.id == delivery_id)
-                                        & (WebhookDelivery.endpoint == endpoint.id)).first()
+        delivery = (
+            _with_events()
+            .where((WebhookDelivery.id == delivery_id) & (WebhookDelivery.endpoint == endpoint.id))
+            .first()
+        )
         if delivery is None:
-            raise NotFound(f"delivery {delivery_id!r} of webhook endpoint {endpoint_id!r} not found",
-                           reason="WEBHOOK_DELIVERY_NOT_FOUND")
-        (WebhookDelivery.update(status=rules.DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
-         .where(WebhookDelivery.id == delivery.id).execute())
+            raise NotFound(
+                f"delivery {delivery_id!r} of webhook endpoint {endpoint_id!r} not found",
+                reason="WEBHOOK_DELIVERY_NOT_FOUND",
+            )
+        (
+            WebhookDelivery.update(status=rules.DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
+            .where(WebhookDelivery.id == delivery.id)
+            .execute()
+        )
         if endpoint.disabled_at is not None:  # asking for a resend is asking to be called again
-            (WebhookEndpoint.update(disabled_at=None, failing_since=None)
-             .where(WebhookEndpoint.id == endpoint.id).execute())
+            (
+                WebhookEndpoint.update(disabled_at=None, failing_since=None)
+                .where(WebhookEndpoint.id == endpoint.id)
+                .execute()
+            )
         delivery.status, delivery.attempts, delivery.next_attempt_at = rules.DeliveryStatus.PENDING, 0, now
         return delivery_view(delivery)
 
@@ -140,6 +171,14 @@ def tenant_overview(tenant_id: str, *, deliveries_per_endpoint: int = 10) -> lis
     pages that show them (the customer portal)."""
     endpoints = list_endpoints(Principal(key_id=0, scope=KeyScope.ADMIN), tenant_id)
     deliveries = _recent_deliveries([e.id for e in endpoints], deliveries_per_endpoint)
-    return [{"id": e.id, "url": e.url, "event_types": list(e.event_types), "created_at": e.created_at,
-             "disabled_at": e.disabled_at, "deliveries": [dataclasses.asdict(d) for d in deliveries[e.id]]}
-            for e in endpoints]
+    return [
+        {
+            "id": e.id,
+            "url": e.url,
+            "event_types": list(e.event_types),
+            "created_at": e.created_at,
+            "disabled_at": e.disabled_at,
+            "deliveries": [dataclasses.asdict(d) for d in deliveries[e.id]],
+        }
+        for e in endpoints
+    ]

@@ -6,6 +6,10 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
+from grpc_health.v1 import health_pb2 as grpc_health_pb2
+from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from billing.v1 import (
     health_pb2,
     health_pb2_grpc,
@@ -24,9 +28,6 @@ from billing.v1 import (
     webhook_pb2,
     webhook_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2 as grpc_health_pb2, health_pb2_grpc as grpc_health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from server.config import Settings
 from server.ratelimit.factory import build_limiter
 from server.services.gateway import Gateway
@@ -56,8 +57,9 @@ SERVICE_NAMES = [
 ]
 
 
-def create_server(settings: Settings, address: str | None = None, *,
-                  rate_limits: bool = True) -> tuple[grpc.Server, int]:
+def create_server(
+    settings: Settings, address: str | None = None, *, rate_limits: bool = True
+) -> tuple[grpc.Server, int]:
     """A configured, unstarted server bound to `address` (default: bind and grpc_port); returns
     it with the bound port, so tests can pass port 0 and let the OS choose. `rate_limits=False`
     leaves the tier rate-limit interceptor out (benchmarks compare against it)."""
@@ -69,8 +71,7 @@ def create_server(settings: Settings, address: str | None = None, *,
         maximum_concurrent_rpcs=settings.grpc_threads * 64,
     )
     plan_pb2_grpc.add_PlanServiceServicer_to_server(PlanServicer(), server)
-    subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
-        SubscriptionServicer(), server)
+    subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(SubscriptionServicer(), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(), server)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(settings.issuer), server)
     rate_limit_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(limiter), server)
@@ -78,13 +79,15 @@ def create_server(settings: Settings, address: str | None = None, *,
     health_pb2_grpc.add_HealthServiceServicer_to_server(health, server)
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
-        WebhookServicer(allow_private=settings.webhooks_allow_private), server)
+        WebhookServicer(allow_private=settings.webhooks_allow_private), server
+    )
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server)
+        server,
+    )
 
     address = address or f"{settings.bind}:{settings.grpc_port}"
     credentials = server_credentials(settings)
@@ -100,5 +103,5 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     cert, key = settings.tls_files()
     client_ca = settings.grpc_client_ca.read_bytes() if settings.grpc_client_ca else None
     return grpc.ssl_server_credentials(
-        [(key.read_bytes(), cert.read_bytes())],
-        root_certificates=client_ca, require_client_auth=client_ca is not None)
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )

@@ -28,13 +28,20 @@ def status_message(error: DomainError) -> status_pb2.Status:
     """The google.rpc.Status of `error`, with ErrorInfo, BadRequest and RetryInfo as they apply."""
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
     if error.violations:
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ])))
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
     if isinstance(error, ResourceExhausted):
-        details.append(_pack(error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds))))
+        details.append(
+            _pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=error.retry_after_seconds)))
+        )
     if isinstance(error, Internal):
         details.append(_pack(error_details_pb2.RequestInfo(request_id=error.request_id)))
     return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=details)
@@ -45,7 +52,8 @@ def to_status(error: DomainError) -> grpc.Status:
     # abort_with_status replaces trailers set earlier: extra metadata must travel inside the status.
     # A namedtuple in grpc_status; the stubs type only the abstract grpc.Status.
     return status._replace(  # type: ignore[attr-defined]
-        trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items()))
+        trailing_metadata=tuple(status.trailing_metadata) + tuple(error.metadata.items())
+    )
 
 
 def abort(context: grpc.ServicerContext, error: DomainError) -> None:

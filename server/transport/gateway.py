@@ -47,35 +47,40 @@ METER_BACKOFF_CAP_SECONDS = 2.0
 
 
 def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
-    return [base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=OVERWRITE)
-            for k, v in pairs.items()]
+    return [
+        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=OVERWRITE)
+        for k, v in pairs.items()
+    ]
 
 
 def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
     status = status_message(error)
-    limit_headers = (refusal_headers(error.decision, error.retry_after_seconds)
-                     if isinstance(error, gateway.Refused) else {})
+    limit_headers = (
+        refusal_headers(error.decision, error.retry_after_seconds) if isinstance(error, gateway.Refused) else {}
+    )
     body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None)
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=status.code),
         denied_response=external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=HTTP_STATUS.get(error.code, 500)),
             headers=_headers({"content-type": "application/json", **error.metadata, **limit_headers}),
-            body=body))
+            body=body,
+        ),
+    )
 
 
 def _allowed(admission: gateway.Admission, request_id: str) -> external_auth_pb2.CheckResponse:
     metadata = struct_pb2.Struct()
     metadata.update({"tenant_id": admission.tenant_id, "subscription_id": admission.subscription_id})
-    upstream = {"x-tenant-id": admission.tenant_id, "x-billing-plan": admission.plan_id,
-                "x-request-id": request_id}
+    upstream = {"x-tenant-id": admission.tenant_id, "x-billing-plan": admission.plan_id, "x-request-id": request_id}
     downstream = decision_headers(admission.decision) if admission.decision else {}
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         dynamic_metadata=metadata,
         ok_response=external_auth_pb2.OkHttpResponse(
-            headers=_headers(upstream), headers_to_remove=REMOVED_UPSTREAM,
-            response_headers_to_add=_headers(downstream)))
+            headers=_headers(upstream), headers_to_remove=REMOVED_UPSTREAM, response_headers_to_add=_headers(downstream)
+        ),
+    )
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
@@ -102,7 +107,8 @@ def _logged(entry) -> LoggedRequest:
         method=base_pb2.RequestMethod.Name(entry.request.request_method),
         path=entry.request.path,
         started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
-        forwarded=forwarded(common.HasField("upstream_remote_address"), flags))
+        forwarded=forwarded(common.HasField("upstream_remote_address"), flags),
+    )
 
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
@@ -114,8 +120,9 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     def StreamAccessLogs(self, request_iterator, context):
         try:
             with db.session():
-                require_admin(keys.authenticate(bearer_token(context.invocation_metadata())),
-                              "streaming gateway access logs")
+                require_admin(
+                    keys.authenticate(bearer_token(context.invocation_metadata())), "streaming gateway access logs"
+                )
         except DomainError as error:
             abort(context, error)
         for message in request_iterator:
@@ -131,11 +138,11 @@ def _meter(requests: list[LoggedRequest]) -> None:
             with db.session():
                 gateway.meter(requests, now())
             return
-        except Exception:  # noqa: BLE001 - the database may come back; Envoy will not resend
+        except Exception:
             if attempt == METER_ATTEMPTS:
                 log.exception("gateway metering lost a batch of %d requests", len(requests))
                 return
-            time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2 ** attempt))
+            time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2**attempt))
 
 
 def add_to_server(server: grpc.Server, admission: Gateway) -> None:

@@ -4,9 +4,10 @@ grpc.health.v1 (load balancers, Envoy's health checks). Every check asks the dat
 
 from __future__ import annotations
 
-from billing.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1 import health, health_pb2 as grpc_health_pb2
+from grpc_health.v1 import health
+from grpc_health.v1 import health_pb2 as grpc_health_pb2
 
+from billing.v1 import health_pb2, health_pb2_grpc
 from server import __version__
 from server.persistence.probe import DatabaseProbe
 

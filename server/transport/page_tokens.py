@@ -36,7 +36,10 @@ def unseal(token: str, parent: str, *filters) -> str:
     except (ValueError, TypeError, binascii.Error):
         raise InvalidArgument("page_token is not a token this server issued", field="page_token") from None
     if scope != _scope(parent, filters) or not isinstance(inner, str):
-        raise InvalidArgument("page_token was issued for another parent or filter; "
-                              "send the same parent and filter as the request that returned it",
-                              field="page_token", reason="PAGE_TOKEN_MISMATCH")
+        raise InvalidArgument(
+            "page_token was issued for another parent or filter; "
+            "send the same parent and filter as the request that returned it",
+            field="page_token",
+            reason="PAGE_TOKEN_MISMATCH",
+        )
     return inner

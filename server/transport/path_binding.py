@@ -27,7 +27,7 @@ def _pattern(template: str) -> tuple[re.Pattern, list[str]]:
     fields: list[str] = []
     parts, last = [], 0
     for match in _VARIABLE.finditer(template):
-        parts.append(re.escape(template[last:match.start()]))
+        parts.append(re.escape(template[last : match.start()]))
         parts.append(f"(?P<v{len(fields)}>[^/]+)")
         fields.append(match.group(1))
         last = match.end()
@@ -77,4 +77,7 @@ def check(method: str, original_path: str, request) -> None:
         if in_message != in_path:
             raise InvalidArgument(
                 f"{field} {in_message!r} in the body or query differs from {in_path!r} in the path: "
-                "the path names the resource acted on", field=field, reason="PATH_MISMATCH")
+                "the path names the resource acted on",
+                field=field,
+                reason="PATH_MISMATCH",
+            )

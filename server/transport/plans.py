@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from billing.v1 import plan_pb2, plan_pb2_grpc
-
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence.read_models import PlanView
 from server.services import plans

@@ -6,11 +6,11 @@ they verify the token here, before reading anything, and read as the token's ten
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from billing.v1 import portal_pb2, portal_pb2_grpc
 from google.api.httpbody_pb2 import HttpBody
 
+from billing.v1 import portal_pb2, portal_pb2_grpc
 from server import portal as pages
 from server.config import Settings
 from server.domain import portal_tokens
@@ -36,8 +36,13 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
         return self._secret
 
     def CreatePortalSession(self, request, context):
-        url, expires_at = portal.create_session(current_principal(), request.tenant_id, secret=self.secret(),
-                                                base_url=self.settings.portal_base_url, now=now())
+        url, expires_at = portal.create_session(
+            current_principal(),
+            request.tenant_id,
+            secret=self.secret(),
+            base_url=self.settings.portal_base_url,
+            now=now(),
+        )
         return portal_pb2.PortalSession(url=url, expires_at=timestamp(expires_at))
 
     def _for_link(self, token: str, context, answer: Callable[[str], HttpBody]) -> HttpBody:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from billing.v1 import rate_limit_pb2, rate_limit_pb2_grpc
-
 from server.ratelimit import service
 from server.ratelimit.algorithm import RateLimiter
 from server.transport.context import current_principal
@@ -17,6 +16,9 @@ class RateLimitServicer(rate_limit_pb2_grpc.RateLimitServiceServicer):
     def GetRateLimit(self, request, context):
         report = service.get_rate_limit(current_principal(), request.tenant_id, self._limiter, self._tiers)
         return rate_limit_pb2.RateLimitStatus(
-            tenant_id=report.tenant_id, tier=report.tier,
-            limit_per_minute=report.limit_per_minute, remaining=report.remaining,
-            reset_seconds=report.reset_seconds)
+            tenant_id=report.tenant_id,
+            tier=report.tier,
+            limit_per_minute=report.limit_per_minute,
+            remaining=report.remaining,
+            reset_seconds=report.reset_seconds,
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
-
 from server.domain.subscriptions import SubscriptionStatus
 from server.resources import subscription_message
 from server.services import subscriptions
@@ -17,26 +16,36 @@ Message = subscription_pb2.Subscription
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CreateSubscription(self, request, context):
         new = subscriptions.NewSubscription(
-            tenant_id=request.tenant_id, plan_id=request.plan_id, billing_email=request.billing_email)
+            tenant_id=request.tenant_id, plan_id=request.plan_id, billing_email=request.billing_email
+        )
         return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 
     def GetSubscription(self, request, context):
         return subscription_message(subscriptions.get_subscription(current_principal(), request.id))
 
     def ListTenantSubscriptions(self, request, context):
-        status = (None if request.status == Message.STATUS_UNSPECIFIED
-                  else SubscriptionStatus(Message.Status.Name(request.status)))
+        status = (
+            None
+            if request.status == Message.STATUS_UNSPECIFIED
+            else SubscriptionStatus(Message.Status.Name(request.status))
+        )
         page, next_token = subscriptions.list_tenant_subscriptions(
-            current_principal(), request.tenant_id, status=status, page_size=request.page_size,
-            page_token=page_tokens.unseal(request.page_token, request.tenant_id, request.status))
+            current_principal(),
+            request.tenant_id,
+            status=status,
+            page_size=request.page_size,
+            page_token=page_tokens.unseal(request.page_token, request.tenant_id, request.status),
+        )
         return subscription_pb2.ListTenantSubscriptionsResponse(
             subscriptions=[subscription_message(subscription) for subscription in page],
-            next_page_token=page_tokens.seal(next_token, request.tenant_id, request.status))
+            next_page_token=page_tokens.seal(next_token, request.tenant_id, request.status),
+        )
 
     def UpdateSubscription(self, request, context):
         change = subscriptions.SubscriptionChange(plan_id=request.plan_id, billing_email=request.billing_email)
         return subscription_message(
-            subscriptions.update_subscription(current_principal(), request.id, change, now=now()))
+            subscriptions.update_subscription(current_principal(), request.id, change, now=now())
+        )
 
     def CancelSubscription(self, request, context):
         return subscription_message(subscriptions.cancel_subscription(current_principal(), request.id, now=now()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from billing.v1 import usage_pb2, usage_pb2_grpc
-
 from server.domain.usage import RawEvent
 from server.services import usage
 from server.transport.context import current_principal
@@ -23,12 +22,16 @@ def _raw(event: usage_pb2.UsageEvent) -> RawEvent:
 
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     def TrackUsage(self, request, context):
-        result = usage.track(current_principal(), request.subscription_id, [_raw(e) for e in request.events],
-                             now=now())
+        result = usage.track(current_principal(), request.subscription_id, [_raw(e) for e in request.events], now=now())
         return usage_pb2.TrackUsageResponse(
-            accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejections),
-            rejections=[usage_pb2.RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason,
-                                                message=r.message) for r in result.rejections])
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=len(result.rejections),
+            rejections=[
+                usage_pb2.RejectedEvent(index=r.index, event_id=r.event_id, reason=r.reason, message=r.message)
+                for r in result.rejections
+            ],
+        )
 
     def GetUsage(self, request, context):
         summary = usage.usage(current_principal(), request.subscription_id)
@@ -47,20 +50,28 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     def GetDailyUsage(self, request, context):
         days = usage.daily(current_principal(), request.subscription_id, request.start_date, request.end_date)
         return usage_pb2.GetDailyUsageResponse(
-            days=[usage_pb2.DailyUsage(date=day.isoformat(), requests=n) for day, n in days])
+            days=[usage_pb2.DailyUsage(date=day.isoformat(), requests=n) for day, n in days]
+        )
 
     def GetUsageAnalytics(self, request, context):
         first, last, result = usage.analytics(
-            current_principal(), request.subscription_id, request.start_date, request.end_date)
+            current_principal(), request.subscription_id, request.start_date, request.end_date
+        )
         return usage_pb2.UsageAnalytics(
             subscription_id=request.subscription_id,
             start_date=first.isoformat(),
             end_date=last.isoformat(),
             total_requests=result.total_requests,
             average_daily_requests=result.average_daily_requests,
-            peak_day=(usage_pb2.DailyUsage(date=result.peak_day[0].isoformat(), requests=result.peak_day[1])
-                      if result.peak_day else None),
-            peak_hour=(usage_pb2.PeakHour(hour=timestamp(result.peak_hour[0]), requests=result.peak_hour[1])
-                       if result.peak_hour else None),
+            peak_day=(
+                usage_pb2.DailyUsage(date=result.peak_day[0].isoformat(), requests=result.peak_day[1])
+                if result.peak_day
+                else None
+            ),
+            peak_hour=(
+                usage_pb2.PeakHour(hour=timestamp(result.peak_hour[0]), requests=result.peak_hour[1])
+                if result.peak_hour
+                else None
+            ),
             top_endpoints=[usage_pb2.EndpointUsage(endpoint=name, requests=n) for name, n in result.top_endpoints],
         )

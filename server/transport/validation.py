@@ -88,8 +88,7 @@ def path_fields(method: str) -> tuple[str, ...]:
 
 def missing_path_fields(method: str, request: message.Message) -> list[FieldViolation]:
     """A path field left empty (possible over gRPC only) is a 400, not a 404 for id ''."""
-    return [FieldViolation(name, f"{name} is required") for name in path_fields(method)
-            if not getattr(request, name)]
+    return [FieldViolation(name, f"{name} is required") for name in path_fields(method) if not getattr(request, name)]
 
 
 def violations(request: message.Message, prefix: str = "") -> list[FieldViolation]:

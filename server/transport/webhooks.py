@@ -4,7 +4,6 @@ into the answers of create and rotate only."""
 from __future__ import annotations
 
 from billing.v1 import webhook_pb2, webhook_pb2_grpc
-
 from server.domain import webhooks as rules
 from server.persistence.read_models import DeliveryView, EndpointView
 from server.services import webhooks
@@ -17,20 +16,32 @@ Delivery = webhook_pb2.WebhookDelivery
 def endpoint_message(endpoint: EndpointView, *, with_secret: bool = False) -> webhook_pb2.WebhookEndpoint:
     grace = rules.live_secrets(endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at, now())
     return webhook_pb2.WebhookEndpoint(
-        id=endpoint.id, tenant_id=endpoint.tenant_id, url=endpoint.url, event_types=endpoint.event_types,
-        secret=endpoint.secret if with_secret else "", created_at=timestamp(endpoint.created_at),
+        id=endpoint.id,
+        tenant_id=endpoint.tenant_id,
+        url=endpoint.url,
+        event_types=endpoint.event_types,
+        secret=endpoint.secret if with_secret else "",
+        created_at=timestamp(endpoint.created_at),
         previous_secret_expires_at=timestamp(endpoint.previous_secret_expires_at) if len(grace) > 1 else None,
-        disabled_at=timestamp(endpoint.disabled_at))
+        disabled_at=timestamp(endpoint.disabled_at),
+    )
 
 
 def delivery_message(delivery: DeliveryView) -> Delivery:
     return Delivery(
-        id=delivery.id, event_id=delivery.event_id, event_type=delivery.event_type,
-        status=delivery.status, attempts=delivery.attempts,
-        last_status_code=delivery.last_status_code or 0, last_error=delivery.last_error or "",
+        id=delivery.id,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code or 0,
+        last_error=delivery.last_error or "",
         created_at=timestamp(delivery.created_at),
-        next_attempt_at=timestamp(delivery.next_attempt_at) if delivery.status == rules.DeliveryStatus.PENDING else None,
-        delivered_at=timestamp(delivery.delivered_at))
+        next_attempt_at=timestamp(delivery.next_attempt_at)
+        if delivery.status == rules.DeliveryStatus.PENDING
+        else None,
+        delivered_at=timestamp(delivery.delivered_at),
+    )
 
 
 class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):

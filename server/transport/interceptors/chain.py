@@ -10,7 +10,7 @@ abort or send metadata; per-call facts such as metadata come from `context.invoc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 

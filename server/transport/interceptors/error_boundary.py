@@ -46,7 +46,7 @@ class ErrorInterceptor(Layer):
         except DATABASE_LOST as error:
             log.warning("database unavailable in %s: %s: %s", method, type(error).__name__, str(error)[:200])
             failure = Unavailable("the database is unavailable; retry later")
-        except Exception:  # noqa: BLE001 - the boundary: anything unexpected becomes INTERNAL
+        except Exception:
             failure = Internal(call_context.request_id(context.invocation_metadata()))
             log.exception("unexpected error in %s (request id %s)", method, failure.request_id)
         abort(context, failure)

@@ -84,8 +84,12 @@ def _unset_code(failed: bool, context: grpc.ServicerContext) -> grpc.StatusCode:
 
 
 def _fields(method: str, code: grpc.StatusCode, seconds: float, call: call_context.Call) -> dict:
-    fields = {"method": method, "grpc_code": code.name, "duration_ms": round(seconds * 1000, 2),
-              "request_id": call.request_id}
+    fields = {
+        "method": method,
+        "grpc_code": code.name,
+        "duration_ms": round(seconds * 1000, 2),
+        "request_id": call.request_id,
+    }
     principal = call.principal
     if principal is not None:
         fields.update({"admin": True} if principal.is_admin else {"tenant": principal.tenant_id})

@@ -1,9 +1,10 @@
 """The tier rate-limit interceptor: after authentication, before the handler.
 
 Every call made with a tenant key counts against the tenant's tier limit (looked up by
-server/ratelimit/service.py and cached per tenant for ttl_cache.STALENESS_SECONDS: a plan
-change or a cancel applies to this process's calls at most that late). Admitted: the x-ratelimit-* values go out as INITIAL
-metadata (Envoy turns them into response headers; trailing metadata is dropped on success).
+server/ratelimit/service.py and cached per tenant for ttl_cache.STALENESS_SECONDS: a plan change or
+a cancel applies to this process's calls at most that late). Admitted: the x-ratelimit-* values go
+out as INITIAL metadata (Envoy turns them into response headers; trailing metadata is dropped on
+success).
 Refused: ResourceExhausted before the handler runs; its metadata (retry-after and x-ratelimit-*)
 travels in the status's trailing metadata, which Envoy turns into the 429's headers, and
 RetryInfo carries the delay for gRPC clients. Admin keys are not limited and get no headers.
@@ -53,6 +54,8 @@ class RateLimitInterceptor(Layer):
             retry_after = max(1, decision.reset_seconds)
             raise ResourceExhausted(
                 f"rate limit of {limit.limit_per_minute} calls per minute exceeded for tier {limit.tier}",
-                retry_after_seconds=retry_after, metadata=refusal_headers(decision, retry_after))
+                retry_after_seconds=retry_after,
+                metadata=refusal_headers(decision, retry_after),
+            )
         context.send_initial_metadata(tuple(decision_headers(decision).items()))
         return behavior(request, context)

@@ -32,10 +32,14 @@ class ValidationInterceptor(Layer):
     def around(self, behavior, request, context, method):
         if isinstance(request, Undecodable):
             where = request.field or "the request"
-            raise InvalidArgument(f"{where} is not valid UTF-8 or not a valid protobuf message",
-                                  field=request.field, reason="MALFORMED_REQUEST")
+            raise InvalidArgument(
+                f"{where} is not valid UTF-8 or not a valid protobuf message",
+                field=request.field,
+                reason="MALFORMED_REQUEST",
+            )
         found = validation.missing_path_fields(method, request) + validation.violations(request)
         if found:
-            raise InvalidArgument("; ".join(v.description for v in found), violations=tuple(found),
-                                  reason="INVALID_FIELD")
+            raise InvalidArgument(
+                "; ".join(v.description for v in found), violations=tuple(found), reason="INVALID_FIELD"
+            )
         return behavior(request, context)
