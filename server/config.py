@@ -207,7 +207,7 @@ class Settings:
         portal_secret = env.get("BILLING_PORTAL_SECRET") or None
         if portal_secret is not None and len(portal_secret) < MIN_PORTAL_SECRET:
             raise ConfigError(f"BILLING_PORTAL_SECRET must be at least {MIN_PORTAL_SECRET} characters")
-        return cls(
+        settings = cls(
             metrics_port=_port(env, "BILLING_METRICS_PORT", cls.metrics_port),
             scheduler_metrics_port=_port(env, "BILLING_SCHEDULER_METRICS_PORT", cls.scheduler_metrics_port),
             shutdown_grace_s=_number(env, "BILLING_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0, maximum=3600),
@@ -238,6 +238,8 @@ class Settings:
             portal_secret=portal_secret,
             webhooks_allow_private=_flag(env, "BILLING_WEBHOOKS_ALLOW_PRIVATE"),
         )
+        _check_replica_ports(settings)
+        return settings
 
     def upstream_address(self) -> tuple[str, int]:
         """The gateway's upstream as (host, port): BILLING_UPSTREAM_URL, else the demo upstream."""
@@ -247,6 +249,24 @@ class Settings:
         if parsed.hostname is None:  # _upstream refuses such a URL when the settings are read
             raise ConfigError(f"BILLING_UPSTREAM_URL has no host: {self.upstream_url!r}")
         return parsed.hostname, parsed.port or 80
+
+
+def _check_replica_ports(settings: Settings) -> None:
+    """Replicas listen on BILLING_GRPC_PORT and the ports after it (metrics likewise, skipping the
+    scheduler's): the whole range must exist, and port 0 (any free port) cannot start a range."""
+    if settings.replicas == 1:
+        return
+    if settings.grpc_port == 0:
+        raise ConfigError(f"BILLING_REPLICAS={settings.replicas} needs a fixed BILLING_GRPC_PORT, not 0")
+    for name, first, extra in (
+        ("BILLING_GRPC_PORT", settings.grpc_port, 0),
+        ("BILLING_METRICS_PORT", settings.metrics_port, 1),  # one more: the scheduler's port is skipped
+    ):
+        last = first + settings.replicas - 1 + extra
+        if first and last > 65535:
+            raise ConfigError(
+                f"BILLING_REPLICAS={settings.replicas} from {name}={first} needs ports up to {last}, above 65535"
+            )
 
 
 def _tls_settings(env: dict[str, str]) -> dict:

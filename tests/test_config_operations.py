@@ -50,3 +50,25 @@ def test_values_are_read():
 def test_each_mistake_names_its_setting(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BILLING_REPLICAS": "2", "BILLING_GRPC_PORT": "0"}, "BILLING_GRPC_PORT, not 0"),
+        ({"BILLING_REPLICAS": "4", "BILLING_GRPC_PORT": "65533"}, "BILLING_GRPC_PORT=65533 needs ports up to 65536"),
+        (
+            {"BILLING_REPLICAS": "2", "BILLING_METRICS_PORT": "65534"},
+            "BILLING_METRICS_PORT=65534 needs ports up to 65536",
+        ),
+    ],
+)
+def test_replica_ports_must_fit_below_65536(env, named):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_replica_ports_at_the_edge_and_metrics_off_are_accepted():
+    assert Settings.from_env({"BILLING_REPLICAS": "3", "BILLING_GRPC_PORT": "65533"}).replicas == 3
+    assert Settings.from_env({"BILLING_REPLICAS": "2", "BILLING_METRICS_PORT": "0"}).metrics_port == 0
+    assert Settings.from_env({"BILLING_GRPC_PORT": "0"}).grpc_port == 0  # one server may take any free port
