@@ -11,10 +11,9 @@ from server.transport.context import current_principal
 class RateLimitServicer(rate_limit_pb2_grpc.RateLimitServiceServicer):
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
-        self._tiers = service.TierLookup()
 
     def GetRateLimit(self, request, context):
-        report = service.get_rate_limit(current_principal(), request.tenant_id, self._limiter, self._tiers)
+        report = service.get_rate_limit(current_principal(), request.tenant_id, self._limiter)
         return rate_limit_pb2.RateLimitStatus(
             tenant_id=report.tenant_id,
             tier=report.tier,

@@ -20,7 +20,7 @@ from server.domain.errors import ResourceExhausted
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.observability import metrics
 from server.ratelimit.algorithm import LimiterUnavailable, RateLimiter
-from server.ratelimit.service import TenantLimit, TierLookup
+from server.ratelimit.service import TenantLimit, tenant_limit
 from server.transport import context as call_context
 from server.transport.interceptors.chain import Layer
 from server.transport.interceptors.methods import KEYLESS_METHODS
@@ -33,7 +33,6 @@ class RateLimitInterceptor(Layer):
     def __init__(self, limiter: RateLimiter, cache_seconds: float = STALENESS_SECONDS) -> None:
         self.limiter = limiter
         self._limits: TtlCache[TenantLimit] = TtlCache(cache_seconds)
-        self._tiers = TierLookup()
 
     def wraps(self, method, handler):
         return super().wraps(method, handler) and method not in KEYLESS_METHODS
@@ -43,7 +42,7 @@ class RateLimitInterceptor(Layer):
         if principal.is_admin or principal.tenant_id is None:
             return behavior(request, context)
         tenant_id = principal.tenant_id
-        limit = self._limits.get(tenant_id, lambda: self._tiers(tenant_id))
+        limit = self._limits.get(tenant_id, lambda: tenant_limit(tenant_id))
         try:
             decision = self.limiter.hit(principal.tenant_id, limit.limit_per_minute)
         except LimiterUnavailable:
