@@ -53,7 +53,7 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holding = threading.local()
-        self._path = path
+        self.path = path
         self._lock_file = open(path + WRITER_LOCK_SUFFIX, "a+b") if path else None  # noqa: SIM115 - the process's
 
     def _connect(self):
@@ -73,19 +73,19 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
                 finally:
                     if self._lock_file:
                         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._state.file = self._identity()  # type: ignore[attr-defined]  # the stubs leave out its per-thread _state
+        self._state.file = self.file_identity()  # type: ignore[attr-defined]  # the stubs leave out its per-thread _state
         return connection
 
     def _open(self):
         return super()._connect()  # type: ignore[misc]  # the stubs leave out peewee's private _connect
 
-    def _identity(self) -> tuple[int, int] | None:
+    def file_identity(self) -> tuple[int, int] | None:
         """The file now at the database's path (device, inode), None if there is none (or no
         path: an in-memory database)."""
-        if self._path is None:
+        if self.path is None:
             return None
         try:
-            stat = os.stat(self._path)
+            stat = os.stat(self.path)
         except OSError:
             return None
         return stat.st_dev, stat.st_ino
@@ -95,7 +95,7 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         close it, so that the next query reconnects and a file moved away shows as lost (an open
         connection would go on using the moved file)."""
         opened = getattr(self._state, "file", None)  # type: ignore[attr-defined]
-        if self._path and not self.is_closed() and opened != self._identity():
+        if self.path and not self.is_closed() and opened != self.file_identity():
             self.close()
 
     def begin(self, lock_type=None):

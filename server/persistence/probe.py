@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -39,14 +37,6 @@ log = logging.getLogger("billing.health")
 FRESH_SECONDS = 0.1  # how old an answer may be; README's Errors and limits says so
 CONNECT_TIMEOUT_SECONDS = 2
 APPLICATION_NAME = "billing-health-probe"  # how its session shows in pg_stat_activity
-
-
-def _sqlite_path(database: peewee.SqliteDatabase) -> str | None:
-    """The file behind db.connect's `file:<path>?mode=rw` URI (None for `:memory:`)."""
-    name = database.database
-    if database.connect_params.get("uri"):
-        return urllib.parse.unquote(urllib.parse.urlparse(name).path)
-    return None if name == ":memory:" else name
 
 
 class DatabaseProbe:
@@ -92,7 +82,7 @@ class DatabaseProbe:
         if target is not self._target:
             self._drop()
             self._target = target
-        if isinstance(target, peewee.SqliteDatabase):
+        if isinstance(target, db.QueuedWritersSqliteDatabase):
             self._check_sqlite(target)
         elif isinstance(target, peewee.PostgresqlDatabase):
             self._check_postgres(target)
@@ -100,12 +90,10 @@ class DatabaseProbe:
             with db.session():
                 target.execute_sql("SELECT 1")
 
-    def _check_sqlite(self, target: peewee.SqliteDatabase) -> None:
-        path = _sqlite_path(target)
-        identity = None
-        if path is not None:
-            stat = os.stat(path)  # FileNotFoundError: moved away or deleted
-            identity = (stat.st_dev, stat.st_ino)
+    def _check_sqlite(self, target: db.QueuedWritersSqliteDatabase) -> None:
+        identity = target.file_identity()
+        if target.path is not None and identity is None:
+            raise FileNotFoundError(f"{target.path} was moved away or deleted")
         if self._conn is None or identity != self._identity:
             self._drop()
             self._conn = sqlite3.connect(target.database, **{**target.connect_params, "check_same_thread": False})
