@@ -103,24 +103,9 @@ class Door:
 
 
 def _envoy(config: pathlib.Path, workdir: pathlib.Path, log) -> subprocess.Popen:
-    from server.envoy_launcher import envoy_binary
+    from server import envoy_launcher
 
-    return subprocess.Popen(
-        [
-            envoy_binary(),
-            "-c",
-            str(config),
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-            "--base-id-path",
-            str(workdir / "base-id"),
-            "--use-dynamic-base-id",
-        ],
-        stdout=log,
-        stderr=log,
-    )
+    return subprocess.Popen(envoy_launcher.command(config, workdir), stdout=log, stderr=log)
 
 
 def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, subscription_id: str) -> dict:

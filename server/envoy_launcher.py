@@ -151,6 +151,24 @@ def envoy_binary() -> str:
     return found
 
 
+def command(config: pathlib.Path, workdir: pathlib.Path, *extra: str) -> list[str]:
+    """Envoy on one worker thread with `config`; a base id of its own (kept in `workdir`), so that
+    several Envoys can run on one machine."""
+    return [
+        envoy_binary(),
+        "-c",
+        str(config),
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warn",
+        *extra,
+        "--base-id-path",
+        str(workdir / "base-id"),
+        "--use-dynamic-base-id",
+    ]
+
+
 def start(
     settings: Settings,
     upstream_ports: list[int],
@@ -168,20 +186,5 @@ def start(
     config.touch(mode=0o600)
     config.chmod(0o600)  # before writing: it holds the metering key
     config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
-    return subprocess.Popen(
-        [
-            envoy_binary(),
-            "-c",
-            str(config),
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-            "--file-flush-interval-msec",
-            "1000",  # the JSON access log reaches stdout within a second
-            "--base-id-path",
-            str(workdir / "base-id"),
-            "--use-dynamic-base-id",
-        ],
-        **popen,
-    )
+    # The JSON access log reaches stdout within a second.
+    return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)
