@@ -65,11 +65,14 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         if getattr(self._holding, "value", False):
             connection = self._open()
         else:
-            self._lock_writers()
-            try:
-                connection = self._open()
-            finally:
-                self._unlock_writers()
+            with self._writer:
+                if self._lock_file:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+                try:
+                    connection = self._open()
+                finally:
+                    if self._lock_file:
+                        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._state.file = self.file_identity()  # type: ignore[attr-defined]  # the stubs leave out its per-thread _state
         return connection
 
@@ -96,9 +99,11 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
             self.close()
 
     def begin(self, lock_type=None):
-        self._lock_writers()
+        self._writer.acquire()
         self._holding.value = True
         try:
+            if self._lock_file:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             super().begin(lock_type)
         except BaseException:
             self._release()
@@ -120,22 +125,9 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         # A failed COMMIT is followed by a ROLLBACK: release once.
         if getattr(self._holding, "value", False):
             self._holding.value = False
-            self._unlock_writers()
-
-    def _lock_writers(self) -> None:
-        """This process's writers' turn, then the file lock that orders processes."""
-        self._writer.acquire()
-        if self._lock_file:
-            try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-            except BaseException:
-                self._writer.release()
-                raise
-
-    def _unlock_writers(self) -> None:
-        if self._lock_file:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._writer.release()
+            if self._lock_file:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._writer.release()
 
 
 def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
