@@ -57,27 +57,9 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         self._lock_file = open(path + WRITER_LOCK_SUFFIX, "a+b") if path else None  # noqa: SIM115 - the process's
 
     def _connect(self):
-        """Connecting runs the pragmas, and switching a new file to WAL needs its exclusive lock:
-        two processes doing it at once can both hold a shared lock and want the exclusive one, and
-        SQLite answers one of them "database is locked" at once, without its busy handler (it would
-        deadlock). So connections are opened under the writers' locks too (already held when a
-        transaction's BEGIN is what connects)."""
-        if getattr(self._holding, "value", False):
-            connection = self._open()
-        else:
-            with self._writer:
-                if self._lock_file:
-                    fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-                try:
-                    connection = self._open()
-                finally:
-                    if self._lock_file:
-                        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._state.file = self.file_identity()  # type: ignore[attr-defined]  # the stubs leave out its per-thread _state
+        connection = super()._connect()  # type: ignore[misc]  # the stubs leave out peewee's private _connect
+        self._state.file = self.file_identity()  # type: ignore[attr-defined]  # nor its per-thread _state
         return connection
-
-    def _open(self):
-        return super()._connect()  # type: ignore[misc]  # the stubs leave out peewee's private _connect
 
     def file_identity(self) -> tuple[int, int] | None:
         """The file now at the database's path (device, inode), None if there is none (or no
