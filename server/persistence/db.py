@@ -24,10 +24,11 @@ from playhouse import db_url
 database = peewee.DatabaseProxy()
 _Select = TypeVar("_Select", bound="peewee.ModelSelect[Any]")
 
+BUSY_TIMEOUT_MS = 15000
 # busy_timeout first: pragmas apply in order, and switching a new file to WAL while another
 # process opens it too must wait for the lock, not fail with "database is locked".
 SQLITE_PRAGMAS = {
-    "busy_timeout": 15000,
+    "busy_timeout": BUSY_TIMEOUT_MS,
     "journal_mode": "wal",
     "synchronous": "normal",
     "foreign_keys": 1,
@@ -112,6 +113,20 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
             self._writer.release()
 
 
+def _create_in_wal_mode(path: str) -> None:
+    """Create the file if it is new and switch it to WAL, once per process at start-up, under the
+    writers' file lock: two processes switching a new file at once can both hold a shared lock and
+    want the exclusive one, and SQLite answers one of them "database is locked" at once, without
+    its busy handler (it would deadlock). Later connections find the file in WAL already."""
+    with open(path + WRITER_LOCK_SUFFIX, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA journal_mode = wal")
+        finally:
+            conn.close()
+
+
 def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
     """Open the database named by `url` and bind the proxy to it."""
     scheme = urlparse(url).scheme
@@ -120,7 +135,7 @@ def connect(url: str, *, max_connections: int = 32) -> peewee.Database:
         path = None
         if params["database"] != ":memory:":
             path = params["database"]
-            sqlite3.connect(path).close()
+            _create_in_wal_mode(path)
             params.update(database=f"file:{quote(path)}?mode=rw", uri=True)
         db = QueuedWritersSqliteDatabase(
             **params, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False, path=path
