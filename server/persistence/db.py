@@ -118,6 +118,7 @@ def _create_in_wal_mode(path: str) -> None:
     writers' file lock: two processes switching a new file at once can both hold a shared lock and
     want the exclusive one, and SQLite answers one of them "database is locked" at once, without
     its busy handler (it would deadlock). Later connections find the file in WAL already."""
+    sqlite3.connect(path).close()  # a path that cannot hold a database fails here, as sqlite3 says it
     with open(path + WRITER_LOCK_SUFFIX, "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
