@@ -67,6 +67,22 @@ def test_grpc_metadata_and_retry_info(stack, tenant_id):
     assert retry.retry_delay.seconds == int(trailers["retry-after"]) >= 1
 
 
+def test_an_admitted_call_that_fails_still_carries_its_limit(stack, tenant_id):
+    """The headers leave with the call's last batch (server/transport/initial_metadata.py), an
+    error's too: gRPC initial metadata, and the REST error's headers."""
+    key = stack.tenant_key(tenant_id)
+    with pytest.raises(grpc.RpcError) as missing:
+        stack.stub(plan_pb2_grpc.PlanServiceStub).GetPlan(
+            plan_pb2.GetPlanRequest(plan_id="no-such-plan"), metadata=stack.auth(key)
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    sent = dict(missing.value.initial_metadata())
+    assert (sent["x-ratelimit-limit"], sent["x-ratelimit-remaining"]) == ("50", "49")
+    reply = stack.rest("GET", "/billing/plans/no-such-plan", key=key)
+    assert reply.status == 404
+    assert (reply.headers["x-ratelimit-limit"], reply.headers["x-ratelimit-remaining"]) == ("50", "48")
+
+
 def test_refused_call_does_nothing(stack, tenant_id):
     """Over the limit the handler never runs: a subscription create is refused, not created."""
     key = stack.tenant_key(tenant_id)

@@ -73,7 +73,19 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
             return None
         return stat.st_dev, stat.st_ino
 
-    def reuse_or_close(self) -> None:
+    def new_session(self) -> None:
+        """Check the file at the session's first query (`cursor`), not at its start: a call
+        answered from caches makes no system call, which under load also hands the interpreter
+        lock over and back."""
+        self._state.check_file = True  # type: ignore[attr-defined]
+
+    def cursor(self, named_cursor=None):
+        if getattr(self._state, "check_file", False):  # type: ignore[attr-defined]
+            self._state.check_file = False  # type: ignore[attr-defined]
+            self._reuse_or_close()
+        return super().cursor(named_cursor)
+
+    def _reuse_or_close(self) -> None:
         """Keep this thread's connection if the file it opened is still the one at the path, else
         close it, so that the next query reconnects and a file moved away shows as lost (an open
         connection would go on using the moved file)."""
@@ -164,12 +176,13 @@ def for_update(query: _Select, **options) -> _Select:
 def session():
     """One unit of work (one RPC, one job step). PostgreSQL: its pooled connection is taken by the
     first query (peewee's autoconnect) and returned after, so a call answered from caches takes
-    none. SQLite: each thread keeps its connection from one session to the next, re-opened when
-    the file at the path is no longer the one it opened (moved away: lost). Opening one with its
+    none. SQLite: each thread keeps its connection from one session to the next, re-opened (at the
+    session's first query) when the file at the path is no longer the one it opened (moved away:
+    lost). Opening one with its
     pragmas costs ~400 µs, and closing the last connection to a WAL database checkpoints it (an
     fsync): under single-event tracking that close was most of a write's wall time."""
     if isinstance(database.obj, QueuedWritersSqliteDatabase):
-        database.obj.reuse_or_close()
+        database.obj.new_session()
         yield
         return
     try:

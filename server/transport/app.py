@@ -31,7 +31,7 @@ from billing.v1 import (
 from server.config import Settings
 from server.ratelimit.factory import build_limiter
 from server.services.gateway import Gateway
-from server.transport import gateway
+from server.transport import gateway, initial_metadata
 from server.transport.health import Health
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
@@ -64,6 +64,7 @@ def create_server(
     it with the bound port, so tests can pass port 0 and let the OS choose. `rate_limits=False`
     leaves the tier rate-limit interceptor out (benchmarks compare against it)."""
     limiter = build_limiter(settings)
+    initial_metadata.install()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
         interceptors=default_interceptors(limiter if rate_limits else None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import secrets
+import random
 
 from server.domain.access import Principal
 
@@ -53,8 +53,10 @@ def end_call(token: contextvars.Token) -> None:
 
 def request_id(metadata) -> str:
     """The call's request id: the one already bound to it, else Envoy's x-request-id (so one
-    request can be followed from Envoy's access log to ours), else a new one for a direct gRPC call."""
+    request can be followed from Envoy's access log to ours), else a new one for a direct gRPC
+    call: 128 random bits, which must be unique, not unpredictable (Python's generator, reseeded
+    in a forked child; `secrets` made a system call a call, 2-3% of a cached read's GIL time)."""
     call = _call.get()
     if call is not None:
         return call.request_id
-    return dict(metadata or ()).get("x-request-id") or secrets.token_hex(16)  # uuid4().hex's form, ~10x cheaper
+    return dict(metadata or ()).get("x-request-id") or f"{random.getrandbits(128):032x}"  # uuid4().hex's form

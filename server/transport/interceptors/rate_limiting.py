@@ -22,6 +22,7 @@ from server.observability import metrics
 from server.ratelimit.algorithm import LimiterUnavailable, RateLimiter
 from server.ratelimit.service import TenantLimit, tenant_limit
 from server.transport import context as call_context
+from server.transport import initial_metadata
 from server.transport.interceptors.chain import Layer
 from server.transport.interceptors.methods import KEYLESS_METHODS
 from server.transport.rate_limit_headers import decision_headers, refusal_headers
@@ -56,5 +57,5 @@ class RateLimitInterceptor(Layer):
                 retry_after_seconds=retry_after,
                 metadata=refusal_headers(decision, retry_after),
             )
-        context.send_initial_metadata(tuple(decision_headers(decision).items()))
+        initial_metadata.attach(context, tuple(decision_headers(decision).items()))
         return behavior(request, context)
