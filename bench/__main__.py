@@ -5,7 +5,8 @@ retrieval on the largest server setup, median taken; default 3), BENCH_LOAD_PROC
 default 4), BENCH_THREADS (loops per load process, default 4), BENCH_SERVER_PROCS (default "1,2"),
 DATABASE_URL, REDIS_URL, BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the
 run, see bench/postgres.py), BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py),
-BENCH_ONLY=floor (only the floor: no stack, no other figures; for iterating on the per-call cost),
+BENCH_ONLY=floor (only the floor: no stack, no other figures; for iterating on the per-call cost)
+or BENCH_ONLY=sqlite_writes (only batched ingestion on SQLite with 1 and 2 server processes),
 BENCH_SQLITE_WRITES=0 (on SQLite, skip batched ingestion with 1 and 2 server processes,
 bench/sqlite_writes.py), BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost,
 bench/interceptor.py), BENCH_GATEWAY=0 (skip the gateway's cost against a direct proxy,
@@ -228,8 +229,9 @@ def main() -> int:
         scratch_pg = None
         if os.environ.get("BENCH_POSTGRES") == "1":
             scratch_pg = cleanup.enter_context(scratch_database())
-        if os.environ.get("BENCH_ONLY") == "floor":
-            return floor_only(scratch_pg)
+        part = os.environ.get("BENCH_ONLY")
+        if part:
+            return only(part, scratch_pg)
         return run(scratch_pg)
 
 
@@ -243,28 +245,28 @@ def knobs() -> tuple[float, int, int, int]:
     )
 
 
-def floor_only(scratch_pg: str | None) -> int:
-    """The floor and the billing server's ratios to it, nothing else (BENCH_ONLY=floor)."""
+def only(part: str, scratch_pg: str | None) -> int:
+    """One part of the bench, nothing else (BENCH_ONLY=floor or sqlite_writes)."""
+    if part not in ("floor", "sqlite_writes"):
+        print(f"BENCH_ONLY must be floor or sqlite_writes, not {part!r}", file=sys.stderr)
+        return 2
     duration, repeats, load_procs, threads = knobs()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
-        result = floor.measure(
-            Runner,
-            pool,
-            workdir,
-            scratch_pg or f"sqlite:///{workdir / 'floor.db'}",
-            duration,
-            repeats,
-            load_procs,
-            threads,
-        )
+        if part == "floor":
+            database_url = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"
+            result = floor.measure(Runner, pool, workdir, database_url, duration, repeats, load_procs, threads)
+            summary = floor.text(result)
+        else:
+            result = sqlite_writes.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
+            summary = sqlite_writes.text(result)
     finally:
         pool.close()
         pool.join()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(floor.text(result))
+    print(summary)
     return 0
 
 

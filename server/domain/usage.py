@@ -24,7 +24,9 @@ MAX_ENDPOINT = 512
 TOP_ENDPOINTS = 10
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (0.6 µs an event
+# against 0.12 here), and a 1,000-event batch builds 2,000 of these. Nothing mutates them.
+@dataclasses.dataclass(slots=True)
 class Event:
     index: int
     event_id: str
@@ -33,7 +35,7 @@ class Event:
     timestamp: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class RawEvent:
     """An event as the caller sent it: count and timestamp may be absent."""
 
@@ -49,30 +51,26 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
         raise InvalidArgument(f"events must hold 1 to {MAX_BATCH} events, got {len(raw)}", field="events")
     events, latest = [], now + FUTURE_SKEW
     for index, event in enumerate(raw):
-        where = f"events[{index}]"
         endpoint = event.endpoint.strip()
         if not endpoint:
-            raise InvalidArgument(f"{where}.endpoint is required", field=f"{where}.endpoint")
+            raise _invalid(index, "endpoint", "is required")
         if len(endpoint) > MAX_ENDPOINT:
-            raise InvalidArgument(
-                f"{where}.endpoint is longer than {MAX_ENDPOINT} characters", field=f"{where}.endpoint"
-            )
+            raise _invalid(index, "endpoint", f"is longer than {MAX_ENDPOINT} characters")
         if len(event.event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(
-                f"{where}.event_id is longer than {MAX_EVENT_ID} characters", field=f"{where}.event_id"
-            )
+            raise _invalid(index, "event_id", f"is longer than {MAX_EVENT_ID} characters")
         count = 1 if event.count is None else event.count
         if not 1 <= count <= MAX_COUNT:
-            raise InvalidArgument(
-                f"{where}.count must be between 1 and {MAX_COUNT:,}, got {count}", field=f"{where}.count"
-            )
+            raise _invalid(index, "count", f"must be between 1 and {MAX_COUNT:,}, got {count}")
         timestamp = now if event.timestamp is None else event.timestamp
         if timestamp > latest:
-            raise InvalidArgument(
-                f"{where}.timestamp {timestamp.isoformat()} is in the future", field=f"{where}.timestamp"
-            )
+            raise _invalid(index, "timestamp", f"{timestamp.isoformat()} is in the future")
         events.append(Event(index, event.event_id, endpoint, count, timestamp))
     return events
+
+
+def _invalid(index: int, field: str, problem: str) -> InvalidArgument:
+    where = f"events[{index}].{field}"
+    return InvalidArgument(f"{where} {problem}", field=where)
 
 
 def first_of_each_id(events: list[Event]) -> list[Event]:
@@ -90,8 +88,12 @@ def hour_of(instant: dt.datetime) -> dt.datetime:
 def hourly_totals(events: Iterable[Event]) -> dict[tuple[dt.datetime, str], int]:
     """Requests per (clock hour, endpoint): one counter upsert per key per batch."""
     totals: dict[tuple[dt.datetime, str], int] = defaultdict(int)
+    hours: dict[dt.datetime, dt.datetime] = {}  # a batch's events mostly share a few timestamps
     for event in events:
-        totals[(hour_of(event.timestamp), event.endpoint)] += event.count
+        hour = hours.get(event.timestamp)
+        if hour is None:
+            hour = hours[event.timestamp] = hour_of(event.timestamp)
+        totals[(hour, event.endpoint)] += event.count
     return dict(totals)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pool, empty_pb2, message, unknown_fields
@@ -67,13 +69,57 @@ def _timestamp(value) -> str | None:
     return None
 
 
-def _scalar(field: FD, value) -> str | None:
-    if field.type == FD.TYPE_STRING:
-        return _string(value, field.name)
-    enum = field.enum_type  # set on enum fields only
-    if enum is not None and enum.values_by_number.get(value) is None:
+def _enum(enum: descriptor.EnumDescriptor, value: int) -> str | None:
+    if enum.values_by_number.get(value) is None:
         return f"{value} is not a value of {enum.name}"
     return None
+
+
+# A column check: the values of one field across messages -> (index, path below the value, problem).
+Check = Callable[[list], list[tuple[int, str, str]]]
+
+
+def _each(rule: Callable[[Any], str | None], all_fine: Callable[[list], bool] | None = None) -> Check:
+    """A scalar rule as a column check: `all_fine` clears the usual column at C speed (joins,
+    min/max, sets); only a column it does not clear is checked value by value."""
+
+    def check(values: list) -> list[tuple[int, str, str]]:
+        if all_fine is not None and all_fine(values):
+            return []
+        return [(i, "", problem) for i, value in enumerate(values) if (problem := rule(value))]
+
+    return check
+
+
+def _plain_strings(values: list[str]) -> bool:
+    return "\x00" not in "".join(values) and max(map(len, values), default=0) <= MAX_STRING
+
+
+def _timestamps_in_range(values: list) -> bool:
+    seconds, nanos = [t.seconds for t in values], [t.nanos for t in values]
+    return MIN_SECONDS <= min(seconds) <= max(seconds) <= MAX_SECONDS and 0 <= min(nanos) <= max(nanos) <= 999_999_999
+
+
+def _check(field: FD) -> Check | None:
+    """The column check of one field, None where no rule applies (numbers, bools, bytes)."""
+    if field.message_type is not None:
+        if field.message_type.full_name == _TIMESTAMP:
+            return _each(_timestamp, _timestamps_in_range)
+        return functools.partial(_problems, message_type=field.message_type)
+    if field.type == FD.TYPE_STRING:
+        plain = not field.name.endswith("_date")
+        return _each(functools.partial(_string, name=field.name), _plain_strings if plain else None)
+    if field.enum_type is not None:
+        numbers = frozenset(field.enum_type.values_by_number)
+        return _each(functools.partial(_enum, field.enum_type), numbers.issuperset)
+    return None
+
+
+@functools.cache
+def _checked_fields(message_type: descriptor.Descriptor) -> tuple[tuple[str, bool, Check], ...]:
+    return tuple(
+        (field.name, field.is_repeated, check) for field in message_type.fields if (check := _check(field)) is not None
+    )
 
 
 @functools.cache
@@ -91,24 +137,32 @@ def missing_path_fields(method: str, request: message.Message) -> list[FieldViol
     return [FieldViolation(name, f"{name} is required") for name in path_fields(method) if not getattr(request, name)]
 
 
-def violations(request: message.Message, prefix: str = "") -> list[FieldViolation]:
+def violations(request: message.Message) -> list[FieldViolation]:
     """Every field of `request` (nested messages and repeated fields too) that breaks a rule."""
-    found = []
-    for field, value in request.ListFields():
-        repeated = field.is_repeated
-        items = list(enumerate(value)) if repeated else [(None, value)]
-        for index, item in items:
-            path = _path(prefix, field.name, index)
-            if field.message_type is not None and field.message_type.full_name == _TIMESTAMP:
-                problem = _timestamp(item)
-            elif field.type == FD.TYPE_MESSAGE:
-                found.extend(violations(item, path))
-                continue
-            else:
-                problem = _scalar(field, item)
-            if problem:
-                found.append(FieldViolation(path, f"{path} {problem}"))
+    faults = _problems([request], request.DESCRIPTOR)  # type: ignore[arg-type]  # upb's Descriptor is the same
+    return [FieldViolation(path, f"{path} {problem}") for _, path, problem in faults]
+
+
+def _problems(messages: list, message_type: descriptor.Descriptor) -> list[tuple[int, str, str]]:
+    """(index in `messages`, path within that message, problem) of each field at fault, in the
+    messages' order. One field of all the messages at a time: a 1,000-event batch is one column
+    per field (0.5 ms; walking it message by message, writing every path, took 2.2)."""
+    found: list[tuple[int, str, str]] = []
+    for name, repeated, check in _checked_fields(message_type):
+        if repeated:
+            for i, parent in enumerate(messages):
+                values = getattr(parent, name)
+                if values:
+                    found.extend((i, _below(f"{name}[{j}]", path), problem) for j, path, problem in check(list(values)))
+        else:
+            column = [getattr(parent, name) for parent in messages]
+            found.extend((i, _below(name, path), problem) for i, path, problem in check(column))
+    found.sort(key=lambda fault: fault[0])  # stable: within a message, fields stay in order
     return found
+
+
+def _below(field: str, path: str) -> str:
+    return f"{field}.{path}" if path else field
 
 
 def undecodable_field(message_type: descriptor.Descriptor, data: bytes, prefix: str = "") -> str | None:
