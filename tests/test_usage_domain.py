@@ -38,22 +38,26 @@ def test_defaults_count_one_and_timestamp_now():
 
 
 @pytest.mark.parametrize(
-    "bad, field",
+    "bad, field, problem",
     [
-        (raw(endpoint="  "), "events[1].endpoint"),
-        (raw(count=0), "events[1].count"),
-        (raw(count=-3), "events[1].count"),
-        (raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)), "events[1].timestamp"),
-        (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id"),
-        (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint"),
-        (raw(count=MAX_COUNT + 1), "events[1].count"),
+        (raw(endpoint="  "), "events[1].endpoint", "is required"),
+        (raw(count=0), "events[1].count", "must be between 1 and 1,000,000,000, got 0"),
+        (raw(count=-3), "events[1].count", "must be between 1 and 1,000,000,000, got -3"),
+        (
+            raw(timestamp=NOW + FUTURE_SKEW + dt.timedelta(seconds=1)),
+            "events[1].timestamp",
+            f"{(NOW + FUTURE_SKEW + dt.timedelta(seconds=1)).isoformat()} is in the future",
+        ),
+        (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id", f"is longer than {MAX_EVENT_ID} characters"),
+        (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint", f"is longer than {MAX_ENDPOINT} characters"),
+        (raw(count=MAX_COUNT + 1), "events[1].count", "must be between 1 and 1,000,000,000, got 1000000001"),
     ],
 )
-def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field):
+def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field, problem):
     with pytest.raises(InvalidArgument) as error:
         validate_batch([raw(), bad], NOW)
     assert error.value.violations[0].field == field
-    assert error.value.message.startswith(field + " ")
+    assert error.value.message == f"{field} {problem}"
 
 
 def test_each_limit_itself_is_accepted():
