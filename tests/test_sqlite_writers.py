@@ -44,3 +44,25 @@ def test_the_lock_is_released_at_commit_and_at_rollback(lock_path):
         raise RuntimeError("rolled back")
     with open(lock_path, "a+b") as other_process:
         fcntl.flock(other_process, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+
+
+def test_write_transactions_of_every_thread_run_on_one_connection(lock_path):
+    """So SQLite's page cache, which a connection drops when another one writes, stays warm from
+    one write to the next whichever thread writes (QueuedWritersSqliteDatabase)."""
+    seen: dict[str, int] = {}
+
+    def note(name: str) -> None:
+        with db.session():
+            seen[f"{name} reads"] = id(db.database.connection())
+            with db.database.atomic():
+                Plan.update(name=Plan.name).where(Plan.id == "standard").execute()
+                seen[f"{name} writes"] = id(db.database.connection())
+            seen[f"{name} reads after"] = id(db.database.connection())
+
+    for name in ("first", "second"):
+        thread = threading.Thread(target=note, args=(name,))
+        thread.start()
+        thread.join(10)
+    assert seen["first writes"] == seen["second writes"]
+    assert seen["first reads"] == seen["first reads after"] != seen["first writes"]
+    assert seen["second reads"] == seen["second reads after"] != seen["second writes"]

@@ -235,11 +235,12 @@ def _foreign_keys_off():
     """SQLite alters a column by rebuilding its table; with foreign keys on, dropping the old table
     cascades and deletes every child row (an invoice's lines). The pragma only takes effect
     outside a transaction. PostgreSQL alters in place and needs nothing."""
-    sqlite = not is_postgres()
-    if sqlite:
-        database.execute_sql("PRAGMA foreign_keys = OFF")
-    try:
+    if is_postgres():
         yield
-    finally:
-        if sqlite:
+        return
+    with database.obj.writes_on_own_connection():  # the pragma is the connection's own state
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
             database.execute_sql("PRAGMA foreign_keys = ON")
