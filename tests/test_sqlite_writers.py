@@ -66,3 +66,13 @@ def test_write_transactions_of_every_thread_run_on_one_connection(lock_path):
     assert seen["first writes"] == seen["second writes"]
     assert seen["first reads"] == seen["first reads after"] != seen["first writes"]
     assert seen["second reads"] == seen["second reads after"] != seen["second writes"]
+
+
+def test_an_in_memory_database_writes_where_it_reads():
+    """In memory every connection is a database of its own: no writer connection is lent."""
+    memory = db.QueuedWritersSqliteDatabase(":memory:", pragmas=db.SQLITE_PRAGMAS, lock_type="IMMEDIATE")
+    with memory.atomic():
+        memory.execute_sql("CREATE TABLE t (x INTEGER)")
+        memory.execute_sql("INSERT INTO t VALUES (1)")
+    assert memory.execute_sql("SELECT count(*) FROM t").fetchone() == (1,)
+    memory.close()

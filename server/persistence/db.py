@@ -111,7 +111,8 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
             if self._lock_file:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             self._check_file_once()  # the thread's own connection, before the writer's is lent
-            if getattr(self._holding, "lend", True):
+            # In memory, every connection is a database of its own: nothing to lend.
+            if self.path and getattr(self._holding, "lend", True):
                 self._lend_writer_connection()
             super().begin(lock_type)
         except BaseException:
@@ -143,7 +144,7 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
     def _lend_writer_connection(self) -> None:
         """Make the process's writer connection this thread's until `_release`, opening it
         afresh when the file at the path is not the one it opened (moved away: lost)."""
-        if self.path and self._writer_conn is not None and self._writer_file != self.file_identity():
+        if self._writer_conn is not None and self._writer_file != self.file_identity():
             self._writer_conn.close()
             self._writer_conn = None
         if self._writer_conn is None:
