@@ -43,6 +43,7 @@ def bare_server(threads: int) -> tuple[grpc.Server, int]:
 def measure(
     runner_cls, pool, workdir, database_url: str, duration: float, repeats: int, load_procs: int, threads: int
 ) -> dict:
+    from server import collector
     from server.persistence import db
     from server.services import keys
     from server.transport.app import create_server
@@ -54,6 +55,7 @@ def measure(
     items_of = {"usage_1": [f"sub_{tenant}"] * threads}  # each loop of a load process takes one
     floor, floor_port = bare_server(settings.grpc_threads)
     billing, billing_port = create_server(settings, "127.0.0.1:0")
+    collector.tune_for_serving()  # as billing-server does; the floor shares the process and so the settings
     address = {op: f"127.0.0.1:{floor_port if op == 'floor' else billing_port}" for _, op in RUNS}
     runs: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
     print(

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from server import collector
 from server.bootstrap import EXIT_CONFIG, serve_metrics, start
 from server.persistence import db
 from server.transport.app import create_server
@@ -34,6 +35,7 @@ def serve() -> int:
         )
         return EXIT_CONFIG
     serve_metrics("billing-server", "BILLING_METRICS_PORT", settings.metrics_port, settings.bind)
+    collector.tune_for_serving()
     server.start()
     log.info(
         "gRPC listening on %s:%d (%s, database %s, metrics on port %d)",
