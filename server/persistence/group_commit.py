@@ -7,7 +7,8 @@ one transaction, each caller's work in its own savepoint: a caller's failure rol
 savepoint only, and the others commit.
 
 Leader/follower rather than a committer thread: the first queued caller that takes the turn
-(`_turn`) runs the whole queue in its own thread and on its own connection, so there is no
+(`_turn`) runs the whole queue in its own thread (on the connection its thread writes with: on
+SQLite the process's one writer connection, on PostgreSQL its pooled one), so there is no
 thread to start, stop or hand results across besides the callers themselves, and a lone caller
 (no contention) commits its own work at once with no extra hop. A caller whose work a previous
 leader already ran finds it done when it gets the turn and returns at once.
