@@ -37,7 +37,8 @@ FD = descriptor.FieldDescriptor
 
 
 def _path(prefix: str, name: str, index: int | None = None) -> str:
-    field = f"{prefix}.{name}" if prefix else name
+    """`name` (with its `index`) below `prefix`; either part may be empty."""
+    field = f"{prefix}.{name}" if prefix and name else prefix or name
     return field if index is None else f"{field}[{index}]"
 
 
@@ -153,16 +154,12 @@ def _problems(messages: list, message_type: descriptor.Descriptor) -> list[tuple
             for i, parent in enumerate(messages):
                 values = getattr(parent, name)
                 if values:
-                    found.extend((i, _below(f"{name}[{j}]", path), problem) for j, path, problem in check(list(values)))
+                    found.extend((i, _path(f"{name}[{j}]", path), problem) for j, path, problem in check(list(values)))
         else:
             column = [getattr(parent, name) for parent in messages]
-            found.extend((i, _below(name, path), problem) for i, path, problem in check(column))
+            found.extend((i, _path(name, path), problem) for i, path, problem in check(column))
     found.sort(key=lambda fault: fault[0])  # stable: within a message, fields stay in order
     return found
-
-
-def _below(field: str, path: str) -> str:
-    return f"{field}.{path}" if path else field
 
 
 def undecodable_field(message_type: descriptor.Descriptor, data: bytes, prefix: str = "") -> str | None:
