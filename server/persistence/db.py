@@ -82,13 +82,15 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         return stat.st_dev, stat.st_ino
 
     def new_session(self) -> None:
-        """Check the file at the session's first query (`cursor`), not at its start: a call
-        answered from caches makes no system call, which under load also hands the interpreter
-        lock over and back."""
+        """Check the file at the session's first query on this thread's own connection (`cursor`;
+        a write transaction runs on the writer connection, checked when lent), not at its start:
+        a call answered from caches makes no system call, which under load also hands the
+        interpreter lock over and back."""
         self._state.check_file = True  # type: ignore[attr-defined]
 
     def cursor(self, named_cursor=None):
-        self._check_file_once()
+        if getattr(self._holding, "own", None) is None:  # not while the writer connection is lent
+            self._check_file_once()
         return super().cursor(named_cursor)
 
     def _check_file_once(self) -> None:
@@ -110,7 +112,6 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
         try:
             if self._lock_file:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-            self._check_file_once()  # the thread's own connection, before the writer's is lent
             # In memory, every connection is a database of its own: nothing to lend.
             if self.path and getattr(self._holding, "lend", True):
                 self._lend_writer_connection()
