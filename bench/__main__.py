@@ -53,6 +53,18 @@ def machine() -> dict:
     }
 
 
+def run_info(duration: float, repeats: int, load_procs: int, threads: int, **about) -> dict:
+    """The machine and a run's knobs, as each bench's results record them."""
+    return {
+        **machine(),
+        **about,
+        "seconds": duration,
+        "repeats": repeats,
+        "load_procs": load_procs,
+        "threads_per_load_proc": threads,
+    }
+
+
 def probe(op: str, door: str, stack: Stack) -> str | None:
     """'not implemented' when the method answers UNIMPLEMENTED (gRPC) / 501 (REST), else None.
     Probes use ids that do not exist or an empty request, so they change nothing."""
@@ -277,16 +289,15 @@ def run(scratch_pg: str | None) -> int:
     database_url = scratch_pg or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
     redis_url = os.environ.get("REDIS_URL") or None
     sqlite = database_url.startswith("sqlite")
-    info = machine()
-    info.update(
+    info = run_info(
+        duration,
+        repeats,
+        load_procs,
+        threads,
         database=("postgresql, scratch database " if scratch_pg else "") + database_url.split("@")[-1]
         if not sqlite
         else "sqlite (fresh file)",
         redis=bool(redis_url),
-        seconds=duration,
-        repeats=repeats,
-        load_procs=load_procs,
-        threads_per_load_proc=threads,
         server_procs=server_procs,
     )
     print(

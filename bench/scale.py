@@ -30,7 +30,7 @@ import tempfile
 import time
 
 from bench import load, report
-from bench.__main__ import Runner, finish, machine
+from bench.__main__ import Runner, finish, run_info
 from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
 
@@ -179,16 +179,7 @@ def main() -> int:
     threads = int(os.environ.get("BENCH_THREADS", "4"))
     redis_url = os.environ.get("REDIS_URL") or None
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-scale-"))
-    info = dict(
-        machine(),
-        database="postgresql",
-        redis=bool(redis_url),
-        seconds=duration,
-        repeats=repeats,
-        load_procs=load_procs,
-        threads_per_load_proc=threads,
-        scale=scale,
-    )
+    info = run_info(duration, repeats, load_procs, threads, database="postgresql", redis=bool(redis_url), scale=scale)
     print(
         f"bench.scale: {info['nproc']} x {info['cpu_model']}, PostgreSQL, redis={info['redis']}, "
         f"{load_procs}x{threads} connections, {duration:g} s per run, {repeats} rounds of {scale} server "
