@@ -29,6 +29,8 @@ from server.services import keys
 from server.transport.interceptors import Chain, ErrorInterceptor
 from stores import BACKENDS, new_database, own_database, prepared
 
+pytest_plugins = ["require_backends"]
+
 # Processes the tests start serve no /metrics unless a test gives them a free port: the default
 # ports would collide between parallel runs on one machine.
 os.environ["BILLING_METRICS_PORT"] = os.environ["BILLING_SCHEDULER_METRICS_PORT"] = "0"
