@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -119,9 +120,7 @@ def segments(
         raise ValueError("a subscription always has a plan: the history is empty")
     end = period.end if billed_until is None else min(period.end, max(period.start, billed_until))
     starts = sorted({period.start, *(at for at, _ in changes if period.start < at < end)})
-    return [
-        Segment(_plan_at(changes, start), start, stop) for start, stop in zip(starts, [*starts[1:], end], strict=True)
-    ]
+    return [Segment(_plan_at(changes, start), start, stop) for start, stop in itertools.pairwise([*starts, end])]
 
 
 def _plan_at(changes: list[tuple[dt.datetime, PlanTerms]], instant: dt.datetime) -> PlanTerms:
@@ -157,9 +156,10 @@ class SegmentUsage:
 def usage_by_segment(
     period: Period, segments_: list[Segment], requests_by_key: Mapping[dt.datetime, int]
 ) -> list[SegmentUsage]:
+    requests = segment_requests(segments_, requests_by_key)
     return [
-        SegmentUsage(segment, requests, prorate(segment.plan.included_requests, segment, period))
-        for segment, requests in zip(segments_, segment_requests(segments_, requests_by_key), strict=True)
+        SegmentUsage(segment, requests[i], prorate(segment.plan.included_requests, segment, period))
+        for i, segment in enumerate(segments_)
     ]
 
 
