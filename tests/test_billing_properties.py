@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import math
+from collections import Counter
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -14,9 +18,9 @@ from factories import insert_subscription
 from plan_terms import PLANS
 from server.config import Settings
 from server.domain.access import KeyScope, Principal
-from server.domain.invoicing import included_requests, line_items, segments
+from server.domain.invoicing import line_items, segment_key, segments
 from server.domain.money import div_round_half_up
-from server.domain.periods import DAY, period
+from server.domain.periods import period
 from server.persistence import db
 from server.scheduler import jobs
 from server.scheduler.cli import EARLIEST, LATEST, check_now
@@ -27,43 +31,82 @@ UTC = dt.timezone.utc
 
 
 anchors = st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), timezones=st.just(UTC))
-offsets = st.integers(1, 31 * 24 * 3600 * 1_000_000 - 1).map(lambda us: dt.timedelta(microseconds=us))
-timelines = st.tuples(
-    anchors,
-    st.sampled_from(PLANS),
-    st.lists(st.tuples(offsets, st.sampled_from(PLANS)), max_size=6),
-    st.dictionaries(st.integers(0, 30), st.integers(0, 5_000_000_000), max_size=12),
+US = dt.timedelta(microseconds=1)
+MONTH_US = 28 * 24 * 3600 * 1_000_000  # the shortest period: every offset below falls inside any period
+# Instants anywhere in the period, and clusters: several within an hour, or a few microseconds apart.
+offsets = st.one_of(
+    st.integers(0, MONTH_US - 1),
+    st.integers(0, 3600 * 1_000_000).map(lambda us: 10 * 24 * 3600 * 1_000_000 + us),
+    st.integers(0, 3),
+).map(lambda us: dt.timedelta(microseconds=us))
+counts = st.integers(1, 5_000_000_000)
+# Arrival order: ("change", offset, plan) | ("event", offset, count), in the order they reach the
+# server; an event's timestamp is anywhere (late or future-dated), whatever changes came before.
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("change"), offsets, st.sampled_from(PLANS)),
+        st.tuples(st.just("event"), offsets, counts),
+    ),
+    max_size=12,
 )
+timelines = st.tuples(anchors, st.sampled_from(PLANS), operations, st.none() | offsets)
 
 
-def reference(p, history, usage):
-    """The rule of API.md computed the plain way: day by day, then runs of days."""
-    runs = []
-    for k in range(p.days):
-        plan = [plan for at, plan in sorted(history, key=lambda c: c[0]) if at <= p.start + k * DAY][-1]
-        if runs and runs[-1][0] is plan:
-            runs[-1][1].append(k)
-        else:
-            runs.append((plan, [k]))
-    fees = [div_round_half_up(plan.monthly_fee_cents * len(days), p.days) for plan, days in runs]
-    overages = []
-    for index, (plan, days) in enumerate(runs):
-        used = sum(n for day, n in usage.items() if day in days or (index == len(runs) - 1 and day >= p.days))
-        included = div_round_half_up(plan.included_requests * len(days), p.days)
-        overages.append(div_round_half_up(max(0, used - included) * plan.overage_per_1k_cents, 1000))
+def half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
+def reference(p, history, events, canceled_at):
+    """The rule of API.md the plain way: the period cut at every change (and the cancellation),
+    each piece on the plan of the last change at or before its start, each event on the piece its
+    timestamp falls in (after the cancellation: the last piece), shares as exact fractions."""
+    end = p.end if canceled_at is None else min(p.end, max(p.start, canceled_at))
+    cuts = sorted({p.start, end, *(at for at, _ in history if p.start < at < end)})
+    pieces = list(itertools.pairwise(cuts)) or [(p.start, p.start)]
+    fees, overages = [], []
+    for a, b in pieces:
+        in_force = [plan for at, plan in history if at <= a]
+        plan = in_force[-1] if in_force else history[0][1]
+        share = Fraction((b - a) // US, (p.end - p.start) // US)
+        used = sum(n for at, n in events if a <= at < b or (b == end and at >= end))
+        included = half_up(plan.included_requests * share)
+        fees.append(half_up(plan.monthly_fee_cents * share))
+        overages.append(half_up(Fraction(max(0, used - included) * plan.overage_per_1k_cents, 1000)))
     return fees, overages
 
 
-@settings(max_examples=300, deadline=None)
+def ingest(p, first, operations):
+    """Counters as ingestion and plan changes keep them (services/usage.py, segment_usage.split_at):
+    each event under its segment key when it arrives, re-keyed by each later change at or before
+    its timestamp. Returns the history in arrival order, the events, and the counters."""
+    history, changes, events, counters = [(p.start, first)], [p.start], [], Counter()
+    for kind, offset, value in operations:
+        at = p.start + offset
+        if kind == "event":
+            events.append((at, value))
+            counters[segment_key(p, changes, at)] += value
+            continue
+        before, changes = changes, sorted([*changes, at])
+        history.append((at, value))
+        for when, n in events:
+            if when >= at:
+                counters[segment_key(p, before, when)] -= n
+                counters[segment_key(p, changes, when)] += n
+    # Stable by instant: of changes at one instant the later arrival wins, as PlanChange ids order them.
+    return sorted(history, key=lambda change: change[0]), events, counters
+
+
+@settings(max_examples=400, deadline=None)
 @given(timelines)
 def test_segment_billing_matches_the_rule_and_every_line_adds_up(timeline):
-    anchor, first, changes, usage = timeline
+    anchor, first, ops, cancel = timeline
     p = period(anchor, 0)
-    history = [(p.start, first)] + [(p.start + offset, plan) for offset, plan in changes if offset < p.end - p.start]
-    items = line_items(p, segments(p, history), usage)
+    canceled_at = None if cancel is None else p.start + cancel
+    history, events, counters = ingest(p, first, ops)
+    items = line_items(p, segments(p, history, canceled_at), counters)
     for item in items:
         assert item.amount_cents == div_round_half_up(item.quantity_milli * item.unit_amount_cents, 1000)
-    fees, overages = reference(p, history, usage)
+    fees, overages = reference(p, history, events, canceled_at)
     assert [i.amount_cents for i in items if i.unit == "month"] == fees
     assert [i.amount_cents for i in items if i.unit != "month"] == [o for o in overages if o]
     assert sum(i.amount_cents for i in items) == sum(fees) + sum(overages)
@@ -72,28 +115,20 @@ def test_segment_billing_matches_the_rule_and_every_line_adds_up(timeline):
 @settings(max_examples=300, deadline=None)
 @given(timelines, offsets, st.sampled_from(PLANS))
 def test_a_later_plan_change_never_reprices_usage_of_closed_segments(timeline, change_at, new_plan):
-    """Add a change after every other one: the segments that ended before its day bill the same
-    fee, included requests and overage, whatever the new plan."""
-    anchor, first, changes, usage = timeline
+    """Add a change after every other one: the segments that ended before it bill the same fee,
+    included requests and overage, whatever the new plan."""
+    anchor, first, ops, _ = timeline
     p = period(anchor, 0)
-    history = [(p.start, first)] + [(p.start + o, plan) for o, plan in changes if o < p.end - p.start]
-    last = max(at for at, _ in history)
-    when = last + change_at
-    if when >= p.end:
-        return
-    before, after = segments(p, history), segments(p, history + [(when, new_plan)])
-    boundary = -(-(when - p.start) // DAY)  # the first day billed on the new plan
-    closed = [s for s in before if s.first_day + s.days <= boundary]
-    # Back to the plan of the last closed segment before a day started on the other: that plan
-    # never was in force at a day's start, and the closed segment simply goes on.
-    assume(not closed or new_plan.id != closed[-1].plan.id or closed[-1].first_day + closed[-1].days != boundary)
+    history, _, counters = ingest(p, first, ops)
+    when = max(at for at, _ in history) + change_at
+    assume(when < p.end)
+    before, after = segments(p, history), segments(p, [*history, (when, new_plan)])
+    closed = [s for s in before if s.end <= when]
     assert after[: len(closed)] == closed
-    lines_before = line_items(p, closed, {d: n for d, n in usage.items() if d < boundary})
-    lines_after = line_items(p, after[: len(closed)], {d: n for d, n in usage.items() if d < boundary})
-    assert lines_before == lines_after
-    assert [included_requests(s, p.days) for s in after[: len(closed)]] == [
-        included_requests(s, p.days) for s in closed
-    ]
+    assert after[len(closed)].start == (closed[-1].end if closed else p.start)
+    if closed:
+        earlier = {key: n for key, n in counters.items() if key < closed[-1].end}
+        assert line_items(p, closed, earlier) == line_items(p, after[: len(closed)], earlier)
 
 
 # --- the scheduler's clock --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Pure rules of invoicing: the status workflow, whole-day proration, overage, money formatting."""
+"""Pure rules of invoicing: the status workflow, exact-instant proration, overage, money formatting."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from server.domain.invoicing import (
     LineItem,
     Segment,
     SegmentUsage,
-    day_index,
     decimal_quantity,
-    included_requests,
     line_items,
+    prorate,
+    segment_key,
     segment_requests,
     segments,
+    usage_by_segment,
 )
 from server.domain.money import div_round_half_up
 from server.domain.periods import period
@@ -63,8 +64,8 @@ def test_deletable_only_pending_or_void(status, deletable):
         assert (error.value.violations[0].field, error.value.reason) == ("status", "NOT_DELETABLE")
 
 
-def bill(p, history, requests_by_day=None, until=None):
-    return line_items(p, segments(p, history, until), requests_by_day or {})
+def bill(p, history, requests_by_key=None, until=None):
+    return line_items(p, segments(p, history, until), requests_by_key or {})
 
 
 def whole(plan, p):
@@ -83,6 +84,7 @@ MONTHS = [
     (dt.datetime(2024, 4, 1, 9, 30, tzinfo=UTC), 30),
     (dt.datetime(2024, 1, 1, 9, 30, tzinfo=UTC), 31),
 ]
+HOUR, DAYS, US = dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(microseconds=1)
 
 
 @pytest.mark.parametrize("anchor,days", MONTHS)
@@ -93,79 +95,95 @@ def test_no_change_is_one_full_fee_line(anchor, days, plan):
     assert bill(p, whole(plan, p)) == [
         LineItem(f"{plan.name} plan, monthly fee", 1000, "month", plan.monthly_fee_cents, plan.monthly_fee_cents)
     ]
+    assert usage_by_segment(p, segments(p, whole(plan, p)), {})[0].included == plan.included_requests
 
 
 @pytest.mark.parametrize(
-    "anchor,days,change_day,before,after,expected",
+    "anchor,change_after,before,after,expected",
     [
-        # mid-period upgrade: Standard for `change_day` days, Premium for the rest
-        (MONTHS[0][0], 28, 14, STANDARD, PREMIUM, [1450, 4950]),
-        (MONTHS[1][0], 29, 10, STANDARD, PREMIUM, [1000, 6486]),  # 29000/29; 188100/29=6486.2
-        (MONTHS[2][0], 30, 12, STANDARD, PREMIUM, [1160, 5940]),
-        (MONTHS[3][0], 31, 1, STANDARD, ENTERPRISE, [94, 48290]),  # 2900/31=93.5 -> 94 (half-up)
+        # mid-period upgrade at an exact instant: each plan's fee x its share of the period's microseconds
+        (MONTHS[0][0], 14 * DAYS + 5 * HOUR, STANDARD, PREMIUM, [1472, 4876]),  # 2900 x 341/672 = 1471.6
+        (MONTHS[1][0], 10 * DAYS, STANDARD, PREMIUM, [1000, 6486]),  # 29000/29; 188100/29 = 6486.2
+        (MONTHS[2][0], 12 * DAYS, STANDARD, PREMIUM, [1160, 5940]),
+        (MONTHS[3][0], HOUR, STANDARD, ENTERPRISE, [4, 49833]),  # 2900/744 = 3.9; 49900 x 743/744 = 49832.9
         # mid-period downgrade
-        (MONTHS[2][0], 30, 20, PREMIUM, STANDARD, [6600, 967]),  # 29000/30=966.67 -> 967
-        (MONTHS[3][0], 31, 30, ENTERPRISE, FREE, [48290, 0]),
+        (MONTHS[2][0], 20 * DAYS, PREMIUM, STANDARD, [6600, 967]),  # 29000/30 = 966.67 -> 967
+        (MONTHS[3][0], 30 * DAYS - US, ENTERPRISE, FREE, [48290, 0]),
     ],
 )
-def test_mid_period_change_prorates_by_whole_days(anchor, days, change_day, before, after, expected):
+def test_mid_period_change_prorates_by_the_exact_share(anchor, change_after, before, after, expected):
     p = period(anchor, 0)
-    # The change happens 5 hours into the day: it counts from the next day boundary.
-    change = p.start + dt.timedelta(days=change_day - 1, hours=5)
+    change = p.start + change_after
     items = bill(p, [(p.start, before), (change, after)])
-    assert [i.description.split(",")[:2] for i in items] == [
-        [f"{before.name} plan", f" {change_day} of {days} days"],
-        [f"{after.name} plan", f" {days - change_day} of {days} days"],
-    ]
+    assert [i.description.split(",")[0] for i in items] == [f"{before.name} plan", f"{after.name} plan"]
     assert [i.amount_cents for i in items] == expected
     assert [(i.quantity, i.unit, i.unit_amount_cents) for i in items] == [("1", "month", a) for a in expected]
 
 
-def test_fee_line_names_its_dates():
+def test_fee_line_names_its_exact_span_in_utc():
     p = period(dt.datetime(2024, 4, 1, 9, 30, tzinfo=UTC), 0)
-    items = bill(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=10), PREMIUM)])
-    assert items[0].description == "Standard plan, 10 of 30 days, 2024-04-01 to 2024-04-11"
-    assert items[1].description == "Premium plan, 20 of 30 days, 2024-04-11 to 2024-05-01"
+    items = bill(p, [(p.start, STANDARD), (p.start + 10 * DAYS + dt.timedelta(minutes=5, seconds=7), PREMIUM)])
+    assert items[0].description == "Standard plan, 2024-04-01 09:30:00 to 2024-04-11 09:35:07 UTC"
+    assert items[1].description == "Premium plan, 2024-04-11 09:35:07 to 2024-05-01 09:30:00 UTC"
 
 
-@pytest.mark.parametrize(
-    "offset,standard_days",
-    [
-        (dt.timedelta(days=10), 10),
-        (dt.timedelta(days=10, microseconds=-1), 10),
-        (dt.timedelta(days=10, microseconds=1), 11),
-    ],
-)
-def test_change_at_or_just_around_a_day_boundary(offset, standard_days):
+@pytest.mark.parametrize("offset", [10 * DAYS, 10 * DAYS - US, 10 * DAYS + US, US, HOUR])
+def test_a_segment_ends_at_the_change_to_the_microsecond(offset):
     p = period(MONTHS[2][0], 0)
-    items = bill(p, [(p.start, STANDARD), (p.start + offset, PREMIUM)])
-    assert [i.description.split(",")[1] for i in items] == [
-        f" {standard_days} of 30 days",
-        f" {30 - standard_days} of 30 days",
+    found = segments(p, [(p.start, STANDARD), (p.start + offset, PREMIUM)])
+    assert [(s.plan.id, s.start, s.end) for s in found] == [
+        ("standard", p.start, p.start + offset),
+        ("premium", p.start + offset, p.end),
     ]
 
 
-def test_canceled_part_of_period_is_not_billed():
+def test_billing_ends_at_the_cancellation_instant():
     p = period(MONTHS[2][0], 0)
-    items = bill(p, whole(STANDARD, p), until=p.start + dt.timedelta(days=6, hours=1))
-    assert [(i.description.split(",")[1], i.amount_cents) for i in items] == [(" 7 of 30 days", 677)]  # 676.67
-    assert bill(p, whole(STANDARD, p), until=p.start + dt.timedelta(days=6))[0].amount_cents == 580  # 6 days
+    items = bill(p, whole(STANDARD, p), until=p.start + 6 * DAYS + HOUR)
+    # 2900 x 145 h / 720 h = 584.03
+    assert [(i.description, i.amount_cents) for i in items] == [
+        ("Standard plan, 2024-04-01 09:30:00 to 2024-04-07 10:30:00 UTC", 584)
+    ]
+    assert bill(p, whole(STANDARD, p), until=p.start + 6 * DAYS)[0].amount_cents == 580  # 6 days
+    assert bill(p, whole(STANDARD, p), until=p.end + HOUR)[0].description == "Standard plan, monthly fee"
 
 
-def test_several_changes_in_one_day_bill_that_day_once_and_back_and_forth_makes_segments():
+def test_a_cancellation_at_the_period_start_leaves_one_segment_of_no_duration():
+    """Nothing of the fee or the included requests; usage dated after it (up to 5 minutes ahead of
+    its receipt) is still billed, on the plan in force."""
+    p = period(MONTHS[2][0], 0)
+    found = segments(p, [(p.start, STANDARD), (p.start + HOUR, PREMIUM)], p.start - HOUR)
+    assert [(s.plan.id, s.start, s.end) for s in found] == [("standard", p.start, p.start)]
+    items = line_items(p, found, {p.start: 2000})
+    assert [(i.description, i.amount_cents) for i in items] == [
+        ("Standard plan, 2024-04-01 09:30:00 to 2024-04-01 09:30:00 UTC", 0),
+        ("Standard plan overage: 2,000 requests over 0 included, 2024-04-01 09:30:00 to 2024-04-01 09:30:00 UTC", 100),
+    ]
+
+
+def test_several_changes_within_an_hour_each_make_a_segment_and_back_and_forth_is_not_merged():
     p = period(MONTHS[2][0], 0)
     history = [
         (p.start, STANDARD),
-        (p.start + dt.timedelta(days=3, hours=1), PREMIUM),
-        (p.start + dt.timedelta(days=3, hours=2), ENTERPRISE),
-        (p.start + dt.timedelta(days=10), STANDARD),
+        (p.start + 3 * DAYS + HOUR, PREMIUM),
+        (p.start + 3 * DAYS + HOUR + dt.timedelta(minutes=20), ENTERPRISE),
+        (p.start + 3 * DAYS + 2 * HOUR, STANDARD),
     ]
     found = segments(p, history)
-    assert [(s.plan.id, s.first_day, s.days) for s in found] == [
-        ("standard", 0, 4),
-        ("enterprise", 4, 6),
-        ("standard", 10, 20),
+    assert [(s.plan.id, s.end - s.start) for s in found] == [
+        ("standard", 3 * DAYS + HOUR),
+        ("premium", dt.timedelta(minutes=20)),
+        ("enterprise", dt.timedelta(minutes=40)),
+        ("standard", 27 * DAYS - 2 * HOUR),
     ]
+    assert [s.start for s in found[1:]] == [s.end for s in found[:-1]]
+
+
+def test_of_changes_at_one_instant_the_last_given_wins():
+    p = period(MONTHS[2][0], 0)
+    at = p.start + HOUR
+    found = segments(p, [(p.start, STANDARD), (at, PREMIUM), (at, ENTERPRISE)])
+    assert [(s.plan.id, s.start, s.end) for s in found] == [("standard", p.start, at), ("enterprise", at, p.end)]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +206,7 @@ def test_several_changes_in_one_day_bill_that_day_once_and_back_and_forth_makes_
 )
 def test_overage_line(plan, requests, overage):
     p = period(MONTHS[2][0], 0)
-    items = bill(p, whole(plan, p), {0: requests})
+    items = bill(p, whole(plan, p), {p.start: requests})
     assert items[0].amount_cents == plan.monthly_fee_cents
     assert_lines_consistent(items)
     if overage is None:
@@ -201,9 +219,9 @@ def test_overage_line(plan, requests, overage):
         assert items[1].amount_cents == amount
 
 
-def test_a_whole_period_overage_line_names_no_days():
+def test_a_whole_period_overage_line_names_no_span():
     p = period(MONTHS[2][0], 0)
-    items = bill(p, whole(STANDARD, p), {4: 102_350})
+    items = bill(p, whole(STANDARD, p), {p.start: 102_350})
     assert items[1].description == "Standard plan overage: 2,350 requests over 100,000 included"
 
 
@@ -217,8 +235,9 @@ def test_a_whole_period_overage_line_names_no_days():
     ],
 )
 def test_overage_counts_only_requests_beyond_the_included(requests, overage_requests, cents):
-    """Issue 20's first survivor: overage counted one request too many would bill 100,009 as 1 cent."""
-    usage = SegmentUsage(Segment(STANDARD, 0, 30), requests, 100_000)
+    """The issue-3 boundary: 100,001 requests on Standard is 1 over, never 100,001 or 100,009 as 1 cent."""
+    p = period(MONTHS[2][0], 0)
+    usage = SegmentUsage(Segment(STANDARD, p.start, p.end), requests, 100_000)
     assert (usage.overage_requests, usage.overage_cents) == (overage_requests, cents)
     assert overage_cents(requests, 100_000, STANDARD.overage_per_1k_cents) == cents
 
@@ -234,17 +253,22 @@ def test_an_empty_history_is_refused():
         segments(period(MONTHS[2][0], 0), [])
 
 
-def test_days_before_the_first_change_bill_on_the_first_plan():
-    """A history starting after the period start (a plan row dated a little late) bills day 0 on it."""
+def test_time_before_the_first_change_bills_on_the_first_plan():
+    """A history starting after the period start (a plan row dated a little late): the first plan
+    from the period start, and its own row still starts a segment (segments are never merged)."""
     p = period(MONTHS[2][0], 0)
-    found = segments(p, [(p.start + dt.timedelta(hours=2), STANDARD), (p.start + dt.timedelta(days=5), PREMIUM)])
-    assert [(s.plan.id, s.first_day, s.days) for s in found] == [("standard", 0, 5), ("premium", 5, 25)]
+    found = segments(p, [(p.start + 2 * HOUR, STANDARD), (p.start + 5 * DAYS, PREMIUM)])
+    assert [(s.plan.id, s.start - p.start) for s in found] == [
+        ("standard", dt.timedelta(0)),
+        ("standard", 2 * HOUR),
+        ("premium", 5 * DAYS),
+    ]
 
 
 def test_usage_is_billed_on_the_plan_in_force_when_it_was_consumed():
-    """The issue's case: Standard for 10 days with 5,000,000 requests, then a downgrade to Free."""
+    """Standard for 10 days with 5,000,000 requests, then a downgrade to Free."""
     p = period(MONTHS[2][0], 0)
-    items = bill(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=10), FREE)], {3: 5_000_000})
+    items = bill(p, [(p.start, STANDARD), (p.start + 10 * DAYS, FREE)], {p.start: 5_000_000})
     # Standard: 10 of 30 days -> 967 fee, 33,333 included; (5,000,000 - 33,333) x 50 / 1000 = 248,333.35 -> 248,333
     assert [(i.description.split(":")[0].split(",")[0], i.amount_cents) for i in items] == [
         ("Standard plan", 967),
@@ -255,31 +279,70 @@ def test_usage_is_billed_on_the_plan_in_force_when_it_was_consumed():
     assert_lines_consistent(items)
 
 
+def test_a_plan_held_for_an_hour_bills_an_hours_share_and_its_usage_on_its_terms():
+    """Issue 31's reproduction: Free, then Enterprise for one hour with 5,000,000 requests, then Free."""
+    p = period(MONTHS[2][0], 0)  # 30 days = 720 hours
+    up = p.start + 3 * DAYS
+    history = [(p.start, FREE), (up, ENTERPRISE), (up + HOUR, FREE)]
+    items = bill(p, history, {p.start: 10_000, up: 5_000_000})
+    # Enterprise: 49900 / 720 = 69.3 -> 69; included 10,000,000 / 720 = 13,888.9 -> 13,889;
+    # (5,000,000 - 13,889) x 10 / 1000 = 49,861.11 -> 49,861
+    assert [(i.description.split(",")[0], i.amount_cents) for i in items] == [
+        ("Free plan", 0),
+        ("Enterprise plan", 69),
+        ("Free plan", 0),
+        ("Enterprise plan overage: 4", 49_861),
+    ]
+    assert items[3].description == (
+        "Enterprise plan overage: 4,986,111 requests over 13,889 included, "
+        "2024-04-04 09:30:00 to 2024-04-04 10:30:00 UTC"
+    )
+    assert_lines_consistent(items)
+
+
 def test_each_segment_has_its_own_included_requests_and_price():
     p = period(MONTHS[2][0], 0)  # 30 days
-    history = [(p.start, PREMIUM), (p.start + dt.timedelta(days=15), STANDARD)]
-    usage = {0: 400_000, 14: 200_000, 15: 100_000, 29: 60_000}
+    history = [(p.start, PREMIUM), (p.start + 15 * DAYS, STANDARD)]
+    usage = {p.start: 600_000, p.start + 15 * DAYS: 160_000}
     items = bill(p, history, usage)
     # Premium 15 days: 500,000 included, 600,000 used -> 100,000 over at 30 = 3000
     # Standard 15 days: 50,000 included, 160,000 used -> 110,000 over at 50 = 5500
     assert [i.amount_cents for i in items] == [4950, 1450, 3000, 5500]
-    assert "Premium plan overage: 100,000 requests over 500,000 included, 15 of 30 days" in items[2].description
+    assert items[2].description == (
+        "Premium plan overage: 100,000 requests over 500,000 included, 2024-04-01 09:30:00 to 2024-04-16 09:30:00 UTC"
+    )
 
 
-def test_included_requests_prorate_half_up():
+def test_included_requests_and_fees_prorate_half_up():
     p = period(MONTHS[3][0], 0)  # 31 days
-    found = segments(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=1), PREMIUM)])
-    # 100,000 x 1 / 31 = 3225.8 -> 3226; 1,000,000 x 30 / 31 = 967,741.9 -> 967,742
-    assert [included_requests(s, 31) for s in found] == [3226, 967_742]
+    first, rest = segments(p, [(p.start, STANDARD), (p.start + DAYS, PREMIUM)])
+    # 100,000 x 1 / 31 = 3225.8 -> 3226; 1,000,000 x 30 / 31 = 967,741.9 -> 967,742; 2900 / 31 = 93.5 -> 94
+    assert [prorate(STANDARD.included_requests, first, p), prorate(PREMIUM.included_requests, rest, p)] == [
+        3226,
+        967_742,
+    ]
+    assert prorate(2900, first, p) == 94
+    assert prorate(1, Segment(STANDARD, p.start, p.start + (p.end - p.start) / 2), p) == 1  # exactly half: up
 
 
-def test_usage_after_the_last_billed_day_counts_in_the_last_segment():
+def test_segment_key_is_the_latest_change_at_or_before_the_instant_or_the_period_start():
     p = period(MONTHS[2][0], 0)
-    found = segments(p, whole(STANDARD, p), p.start + dt.timedelta(days=5))
-    assert segment_requests(found, {2: 10, 7: 5}) == [15]
-    two = segments(p, [(p.start, STANDARD), (p.start + dt.timedelta(days=2), PREMIUM)], p.start + dt.timedelta(days=5))
-    assert segment_requests(two, {1: 3, 2: 10, 7: 5}) == [3, 15]
-    assert segment_requests([], {0: 4}) == []
+    changes = [p.start - DAYS, p.start + HOUR, p.start + 2 * HOUR, p.end + HOUR]
+    assert segment_key(p, changes, p.start) == p.start
+    assert segment_key(p, changes, p.start + HOUR - US) == p.start
+    assert segment_key(p, changes, p.start + HOUR) == p.start + HOUR
+    assert segment_key(p, changes, p.start + 2 * HOUR + US) == p.start + 2 * HOUR
+    assert segment_key(p, [p.start + HOUR], p.start) == p.start  # before the first change
+    assert segment_key(p, [], p.start + HOUR) == p.start
+
+
+def test_usage_counted_after_billing_ended_counts_in_the_last_segment():
+    p = period(MONTHS[2][0], 0)
+    found = segments(p, whole(STANDARD, p), p.start + 5 * DAYS)
+    assert segment_requests(found, {p.start: 10, p.start + 7 * DAYS: 5}) == [15]
+    two = segments(p, [(p.start, STANDARD), (p.start + 2 * DAYS, PREMIUM)], p.start + 5 * DAYS)
+    assert segment_requests(two, {p.start: 3, p.start + 2 * DAYS: 10, p.end + HOUR: 5}) == [3, 15]
+    assert segment_requests(two, {p.start + 2 * DAYS - US: 4}) == [4, 0]
 
 
 @pytest.mark.parametrize(
@@ -299,14 +362,6 @@ def test_div_round_half_up_refuses_a_negative_amount_or_a_non_positive_divisor(n
 @pytest.mark.parametrize("milli,text", [(0, "0"), (1000, "1"), (1, "0.001"), (1200, "1.2"), (4_966_667, "4966.667")])
 def test_decimal_quantity(milli, text):
     assert decimal_quantity(milli) == text
-
-
-def test_day_index_at_period_edges():
-    p = period(MONTHS[2][0], 0)
-    assert day_index(p, p.start) == 0
-    assert day_index(p, p.start + dt.timedelta(days=1, microseconds=-1)) == 0
-    assert day_index(p, p.start + dt.timedelta(days=1)) == 1
-    assert day_index(p, p.end - dt.timedelta(microseconds=1)) == 29
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,13 @@ from pypdf import PdfReader
 
 from billing.v1 import invoice_pb2, invoice_pb2_grpc
 from factories import insert_subscription
+from server.domain.money import div_round_half_up
 from server.domain.periods import add_months
 from server.persistence import db
-from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsageDay, UsagePeriod
+from server.persistence.models import OutboxMessage, PlanChange, Subscription, UsagePeriod, UsageSegment
 
 UTC = dt.timezone.utc
+US = dt.timedelta(microseconds=1)
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def make_subscription(stack, tenant_id):
                 PlanChange.create(subscription=sub.id, plan=new_plan, effective_at=start + dt.timedelta(days=days))
             if requests:
                 UsagePeriod.create(subscription=sub.id, period_start=start, requests=requests)
-                UsageDay.create(subscription=sub.id, period_start=start, day=0, requests=requests)
+                UsageSegment.create(subscription=sub.id, period_start=start, segment_start=start, requests=requests)
         return sub.id
 
     return make
@@ -103,13 +105,18 @@ def test_pdf_over_grpc_is_bytes_and_deterministic(stack, make_subscription):
 
 def test_mid_period_upgrade_prorates_and_free_overage_is_not_billed(stack, make_subscription):
     sub = make_subscription("free", requests=50_000, changes=[(1, "premium")], days_ago=2)
-    items = stack.generate_invoice(sub).json()["line_items"]
-    days = items[0]["description"].split(" of ")[1].split(",")[0]
-    assert [i["description"].rsplit(",", 1)[0] for i in items] == [
-        f"Free plan, 1 of {days}",
-        f"Premium plan, {int(days.split()[0]) - 1} of {days}",
+    invoice = stack.generate_invoice(sub).json()
+    items = invoice["line_items"]
+    start, end = (dt.datetime.fromisoformat(invoice[name]) for name in ("period_start", "period_end"))
+    change = start + dt.timedelta(days=1)
+    assert [i["description"] for i in items] == [
+        f"Free plan, {start:%Y-%m-%d %H:%M:%S} to {change:%Y-%m-%d %H:%M:%S} UTC",
+        f"Premium plan, {change:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC",
     ]
-    assert items[0]["amount_cents"] == "0"
+    assert [i["amount_cents"] for i in items] == [
+        "0",
+        str(div_round_half_up(9900 * (end - change) // US, (end - start) // US)),
+    ]
     assert len(items) == 2  # 50,000 requests are within Premium's quota
 
 

@@ -1,5 +1,6 @@
 """Migrations on a database that 0001 made and that holds data: nothing is lost, 0002's new
-columns are filled in and the period of a VOID invoice can be invoiced again; a further
+columns are filled in and the period of a VOID invoice can be invoiced again, 0005 counts the raw
+events per plan segment; a further
 (throwaway) migration applies the same way; `billing-server migrate` runs under a lock; and
 servers refuse a schema that is behind."""
 
@@ -16,7 +17,7 @@ from playhouse import migrate as operations
 
 from processes import BIN, migrate
 from server.persistence import db, migrations
-from server.persistence.models import Invoice, InvoiceLineItem, UsageDay
+from server.persistence.models import Invoice, InvoiceLineItem, UsageSegment
 from stores import bound, new_database
 
 ANCHOR = dt.datetime(2026, 1, 10, 12, 0)
@@ -40,6 +41,11 @@ def _at_0001() -> None:
         (ANCHOR, ANCHOR, ANCHOR + dt.timedelta(days=31), ANCHOR, ANCHOR),
     )
     sql(
+        f"INSERT INTO plan_change (subscription_id, plan_id, effective_at) VALUES ('sub_1', 'standard', {p}),"
+        f" ('sub_1', 'standard', {p})",
+        (ANCHOR, ANCHOR + dt.timedelta(days=1)),
+    )
+    sql(
         f"INSERT INTO usage_event (subscription_id, event_id, endpoint, count, occurred_at, received_at)"
         f" VALUES ('sub_1', 'e1', '/a', 5, {p}, {p}), ('sub_1', 'e2', '/a', 7, {p}, {p})",
         (ANCHOR + dt.timedelta(hours=1), ANCHOR, ANCHOR + dt.timedelta(days=2, hours=1), ANCHOR),
@@ -55,6 +61,12 @@ def _at_0001() -> None:
         " VALUES ('inv_1', 0, 'Standard plan, 12 of 31 days', 1, 2900, 1123),"
         " ('inv_1', 1, 'Overage: 2,345 requests over 100,000 included', 2345, 50, 117)"
     )
+
+
+def segment_counts() -> dict[dt.datetime, int]:
+    """0005's backfill: each raw event under the plan change (or period start) at or before it."""
+    assert {r.period_start for r in UsageSegment.select()} == {ANCHOR.replace(tzinfo=dt.timezone.utc)}
+    return {r.segment_start.replace(tzinfo=None): r.requests for r in UsageSegment.select()}
 
 
 def backends():
@@ -74,7 +86,8 @@ def test_0002_keeps_data_and_fills_new_columns(backend, tmp_path):
             for i in InvoiceLineItem.select().order_by(InvoiceLineItem.position)
         ]
         assert lines == [(1000, "month", 1123, 1123), (2345, "1,000 requests", 50, 117)]
-        assert {r.day: r.requests for r in UsageDay.select()} == {0: 5, 2: 7}
+        assert segment_counts() == {ANCHOR: 5, ANCHOR + dt.timedelta(days=1): 7}
+        assert "usage_day" not in db.database.get_tables()
         # The VOID invoice no longer holds its period.
         Invoice.insert(
             {
@@ -107,7 +120,7 @@ def test_a_new_migration_on_a_0001_database_keeps_its_data(backend, tmp_path, mo
         rows = db.database.execute_sql("SELECT id, name, test_note, monthly_fee_cents FROM plan").fetchall()
         assert [tuple(r) for r in rows] == [("standard", "Standard", "Standard", 2900)]
         assert Invoice.get_by_id("inv_1").total_cents == 3017
-        assert {r.day: r.requests for r in UsageDay.select()} == {0: 5, 2: 7}
+        assert segment_counts() == {ANCHOR: 5, ANCHOR + dt.timedelta(days=1): 7}
 
 
 @pytest.mark.parametrize("backend", backends())

@@ -17,11 +17,12 @@ from factories import insert_subscription
 from server.domain.money import div_round_half_up
 from server.domain.periods import add_months
 from server.persistence import db
-from server.persistence.models import Invoice, OutboxMessage, Plan, UsageDay, UsagePeriod
+from server.persistence.models import Invoice, OutboxMessage, Plan, PlanChange, UsagePeriod, UsageSegment
 from server.scheduler import jobs
 from server.services.usage import MAX_PERIOD_REQUESTS
 
 UTC = dt.timezone.utc
+US = dt.timedelta(microseconds=1)
 
 
 def assert_lines_add_up(invoice):
@@ -40,6 +41,22 @@ def scheduler(stack):
 # --- 1. usage is billed on the plan in force when it was consumed ------------------------------
 
 
+def changed_at(subscription_id: str, plan: str) -> dt.datetime:
+    """The instant of the subscription's latest change to `plan`, as the server recorded it."""
+    with db.session():
+        query = PlanChange.select().where((PlanChange.subscription == subscription_id) & (PlanChange.plan == plan))
+        return query.order_by(PlanChange.id.desc()).get().effective_at
+
+
+def share(amount: int, since: dt.datetime, until: dt.datetime, start: dt.datetime, end: dt.datetime) -> int:
+    """amount x (until - since) / (end - start), in microseconds, half-up: the rule of API.md."""
+    return div_round_half_up(amount * ((until - since) // US), (end - start) // US)
+
+
+def period_of(sub) -> tuple[dt.datetime, dt.datetime]:
+    return tuple(dt.datetime.fromisoformat(sub[name]) for name in ("current_period_start", "current_period_end"))
+
+
 def test_downgrade_after_heavy_usage_bills_it_at_the_old_plans_price(stack, tenant_id):
     sub = stack.subscribe(tenant_id, "standard")
     assert (
@@ -54,12 +71,13 @@ def test_downgrade_after_heavy_usage_bills_it_at_the_old_plans_price(stack, tena
     after = stack.rest("GET", f"/billing/metrics/usage/{sub['id']}").json()
     invoice = stack.generate_invoice(sub["id"]).json()
 
-    start, end = (dt.datetime.fromisoformat(sub[name]) for name in ("current_period_start", "current_period_end"))
-    days = round((end - start) / dt.timedelta(days=1))
-    # The change is in day 0, which stays on Standard: 1 of N days of fee and of included requests.
-    included = div_round_half_up(100_000, days)
+    start, end = period_of(sub)
+    down = changed_at(sub["id"], "free")
+    # Standard from the start to the downgrade's instant (milliseconds): that share of its fee and
+    # included requests, and all the usage, timestamped before the change, at Standard's price.
+    included = share(100_000, start, down, start, end)
     overage = div_round_half_up((1_004_000_000 - included) * 50, 1000)
-    fee = div_round_half_up(2900, days)
+    fee = share(2900, start, down, start, end)
     assert [int(i["amount_cents"]) for i in invoice["line_items"]] == [fee, 0, overage]
     assert invoice["line_items"][2]["description"].startswith("Standard plan overage: ")
     assert invoice["line_items"][2]["unit_amount_cents"] == "50"
@@ -68,20 +86,51 @@ def test_downgrade_after_heavy_usage_bills_it_at_the_old_plans_price(stack, tena
     # The usage estimate follows the same rule, before and after the change.
     assert before["estimated_overage_cents"] == str(div_round_half_up((1_004_000_000 - 100_000) * 50, 1000))
     assert after["estimated_overage_cents"] == str(overage)
-    assert after["included_requests"] == str(included + div_round_half_up(10_000 * (days - 1), days))
+    assert after["included_requests"] == str(included + share(10_000, down, end, start, end))
+
+
+def test_a_plan_held_for_an_hour_is_never_free(stack, tenant_id):
+    """Issue 31 item 3, as reported: Free, 10,000 requests, Enterprise, 5,000,000 requests, back to
+    Free the same day. Whole-day segments billed it all on Free: total 0."""
+    sub = stack.subscribe(tenant_id, "free")
+    path = f"/billing/subscriptions/{sub['id']}"
+    assert stack.track(sub["id"], [{"endpoint": "/v1/x", "count": 10_000}]).json()["accepted"] == 1
+    assert stack.rest("PUT", path, body={"plan_id": "enterprise"}).status == 200
+    assert stack.track(sub["id"], [{"endpoint": "/v1/x", "count": 5_000_000}]).json()["accepted"] == 1
+    assert stack.rest("PUT", path, body={"plan_id": "free"}).status == 200
+    estimate = stack.rest("GET", f"/billing/metrics/usage/{sub['id']}").json()
+    invoice = stack.generate_invoice(sub["id"]).json()
+
+    start, end = period_of(sub)
+    up, down = changed_at(sub["id"], "enterprise"), changed_at(sub["id"], "free")
+    fee = share(49_900, up, down, start, end)
+    included = share(10_000_000, up, down, start, end)
+    overage = div_round_half_up((5_000_000 - included) * 10, 1000)
+    lines = [(i["description"].split(",")[0].split(":")[0], int(i["amount_cents"])) for i in invoice["line_items"]]
+    assert lines == [
+        ("Free plan", 0),
+        ("Enterprise plan", fee),
+        ("Free plan", 0),
+        ("Enterprise plan overage", overage),
+    ]
+    assert invoice["line_items"][3]["description"].startswith(f"Enterprise plan overage: {5_000_000 - included:,} ")
+    assert invoice["line_items"][3]["unit_amount_cents"] == "10"
+    assert (int(invoice["total_cents"]), invoice["status"]) == (fee + overage, "PENDING")
+    assert overage >= 49_000  # nothing at $0: about 5,000,000 requests at 10 cents per 1,000
+    assert estimate["estimated_overage_cents"] == str(overage)
+    assert_lines_add_up(invoice)
 
 
 def test_upgrade_never_reprices_usage_already_consumed(stack, tenant_id):
-    """Usage on days billed on Standard is priced at Standard's 50/1k even after an upgrade."""
+    """Usage timestamped while Standard was in force is priced at Standard's 50/1k even after an upgrade."""
     anchor = dt.datetime.now(UTC) - dt.timedelta(days=3, hours=1)
     sub = insert_subscription(tenant_id, plan="standard", anchor=anchor)
     day0 = iso(anchor + dt.timedelta(hours=2))
     assert stack.track(sub.id, [{"endpoint": "/a", "count": 500_000, "timestamp": day0}]).json()["accepted"] == 1
     assert stack.rest("PUT", f"/billing/subscriptions/{sub.id}", body={"plan_id": "premium"}).status == 200
     invoice = stack.generate_invoice(sub.id).json()
-    days = round((sub.current_period_end - sub.current_period_start) / dt.timedelta(days=1))
-    standard_days = 4  # days 0-3: the upgrade, 3 days and 1 hour in, takes effect at day 4
-    included = div_round_half_up(100_000 * standard_days, days)
+    start, end = sub.current_period_start, sub.current_period_end
+    included = share(100_000, start, changed_at(sub.id, "premium"), start, end)
     overage_lines = [i for i in invoice["line_items"] if "overage" in i["description"]]
     assert [(i["unit_amount_cents"], int(i["amount_cents"])) for i in overage_lines] == [
         ("50", div_round_half_up((500_000 - included) * 50, 1000))
@@ -89,21 +138,23 @@ def test_upgrade_never_reprices_usage_already_consumed(stack, tenant_id):
     assert_lines_add_up(invoice)
 
 
-def test_usage_exactly_at_a_day_boundary_falls_in_the_later_day(stack, tenant_id):
-    anchor = (dt.datetime.now(UTC) - dt.timedelta(days=5)).replace(microsecond=0)
+def test_usage_exactly_at_a_plan_change_counts_in_the_new_segment_and_late_usage_in_the_old(stack, tenant_id):
+    anchor = dt.datetime.now(UTC) - dt.timedelta(days=5)
     sub = insert_subscription(tenant_id, plan="standard", anchor=anchor)
-    boundary = anchor + dt.timedelta(days=2)
+    assert stack.rest("PUT", f"/billing/subscriptions/{sub.id}", body={"plan_id": "premium"}).status == 200
+    change = changed_at(sub.id, "premium")
     stack.track(
         sub.id,
         [
-            {"endpoint": "/a", "count": 7, "timestamp": iso(boundary)},
-            {"endpoint": "/a", "count": 3, "timestamp": iso(boundary - dt.timedelta(microseconds=1))},
+            {"endpoint": "/a", "count": 7, "timestamp": iso(change)},
+            {"endpoint": "/a", "count": 3, "timestamp": iso(change - US)},
             {"endpoint": "/a", "count": 1, "timestamp": iso(anchor)},
         ],
     )
     with db.session():
-        days = {row.day: row.requests for row in UsageDay.select().where(UsageDay.subscription == sub.id)}
-    assert days == {0: 1, 1: 3, 2: 7}
+        rows = UsageSegment.select().where(UsageSegment.subscription == sub.id)
+        counted = {row.segment_start: row.requests for row in rows}
+    assert counted == {anchor: 4, change: 7}
 
 
 # --- 2. a VOID or deleted invoice no longer covers its period ---------------------------------
@@ -187,7 +238,7 @@ def test_counters_stop_at_the_period_bound_and_reads_stay_exact(stack, tenant_id
     assert stack.track(sub.id, [{"endpoint": "/a", "count": 1_000_000_000}]).json()["accepted"] == 1
     with db.session():
         (UsagePeriod.update(requests=MAX_PERIOD_REQUESTS - 5).where(UsagePeriod.subscription == sub.id).execute())
-        (UsageDay.update(requests=MAX_PERIOD_REQUESTS - 5).where(UsageDay.subscription == sub.id).execute())
+        (UsageSegment.update(requests=MAX_PERIOD_REQUESTS - 5).where(UsageSegment.subscription == sub.id).execute())
     refused = stack.track(sub.id, [{"event_id": "big", "endpoint": "/a", "count": 6}])
     assert refused.status == 400 and refused.json()["details"][0]["reason"] == "PERIOD_USAGE_LIMIT"
     assert stack.track(sub.id, [{"event_id": "big", "endpoint": "/a", "count": 5}]).json()["accepted"] == 1

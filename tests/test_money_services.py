@@ -1,5 +1,5 @@
 """The money paths of the services on a SQLite database of their own, called directly (no gRPC, no
-Envoy): usage ingestion into per-period and per-day counters, the usage summary, and invoice
+Envoy): usage ingestion into per-period and per-segment counters, the usage summary, and invoice
 generation, each at its boundaries. Fast enough for `make mutation` to run on every mutant."""
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ from factories import insert_subscription
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import AlreadyExists, InvalidArgument, PermissionDenied
 from server.domain.issuer import Issuer
+from server.domain.money import div_round_half_up
 from server.domain.periods import period
 from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import Invoice, UsagePeriod
-from server.services import invoices, usage
-from server.services.subscriptions import SubscriptionChange, cancel_subscription, update_subscription
+from server.services import invoices, segment_usage, usage
+from server.services.subscriptions import (
+    SubscriptionChange,
+    cancel_subscription,
+    find_subscription,
+    update_subscription,
+)
 from stores import own_database
 
 UTC = dt.timezone.utc
@@ -59,8 +65,8 @@ def test_usage_exactly_at_a_period_boundary_counts_once_in_the_period_it_starts(
     assert "before the subscription started" in result.rejections[0].message
     assert usage.period_requests(sub.id, FIRST.start) == 19
     assert usage.period_requests(sub.id, FIRST.end) == 4
-    assert invoices.requests_by_day(sub.id, FIRST.start) == {0: 17, 27: 2}
-    assert invoices.requests_by_day(sub.id, FIRST.end) == {0: 4}
+    assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 19}
+    assert segment_usage.requests_by_segment(sub.id, FIRST.end) == {FIRST.end: 4}
 
 
 def test_a_repeated_event_counts_once_and_is_reported_as_a_duplicate():
@@ -132,10 +138,10 @@ def test_a_canceled_subscription_counts_nothing():
     ]
     assert result.rejections[0].message == f"subscription {sub.id} is canceled"
     assert (result.accepted, usage.period_requests(sub.id, FIRST.start)) == (0, 0)
-    # Billing stops at the cancellation's day: 2 of 28 days.
+    # Billing stops at the cancellation's instant: 2 of 28 days.
     invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
     assert [(i.description, i.amount_cents) for i in invoice.line_items] == [
-        ("Standard plan, 2 of 28 days, 2026-01-31 to 2026-02-02", 207)
+        ("Standard plan, 2026-01-31 09:30:00 to 2026-02-02 09:30:00 UTC", 207)
     ]  # 2900 x 2 / 28 = 207.1
 
 
@@ -146,7 +152,7 @@ def test_a_subscription_canceled_at_its_first_instant_owes_and_has_nothing():
     assert (summary.total_requests, summary.included_requests, summary.remaining_included) == (0, 0, 0)
 
 
-def test_an_invoice_bills_a_plan_change_exactly_at_a_day_boundary_from_that_day():
+def test_an_invoice_bills_a_plan_change_from_its_instant():
     sub = subscription("upgrade")
     track(
         sub,
@@ -215,3 +221,61 @@ def test_only_the_start_of_a_period_up_to_the_current_one_can_be_invoiced(start)
         )
     assert error.value.violations[0].field == "period_start"
     assert "is not the start of a period" in error.value.message
+
+
+HOUR = dt.timedelta(hours=1)
+
+
+def change_plan(sub, plan: str, at: dt.datetime) -> None:
+    update_subscription(ADMIN_KEY, sub.id, SubscriptionChange(plan_id=plan), now=at)
+
+
+def test_a_plan_held_for_an_hour_bills_its_fee_share_and_its_usage_on_its_terms():
+    """Issue 31 item 3: Free, track 10,000, Enterprise, track 5,000,000, back to Free an hour later.
+    Whole-day segments billed it all on Free: total 0."""
+    sub = subscription("one-hour-enterprise", plan="free")
+    up = FIRST.start + dt.timedelta(days=3, hours=4, minutes=7)
+    track(sub, ("free", 10_000, up - HOUR), now=up - HOUR)
+    change_plan(sub, "enterprise", up)
+    track(sub, ("ent", 5_000_000, up + HOUR / 2), now=up + HOUR / 2)
+    change_plan(sub, "free", up + HOUR)
+    summary = usage.usage(ADMIN_KEY, sub.id)
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
+    hours = 28 * 24  # the period's share of one hour: 1/672
+    fee, included = div_round_half_up(49_900, hours), div_round_half_up(10_000_000, hours)
+    overage = div_round_half_up((5_000_000 - included) * 10, 1000)
+    assert (fee, included, overage) == (74, 14_881, 49_851)  # 74.26; 14,880.95; 49,851.19
+    span = "2026-02-03 13:37:00 to 2026-02-03 14:37:00 UTC"
+    assert [(i.description, i.amount_cents) for i in invoice.line_items] == [
+        ("Free plan, 2026-01-31 09:30:00 to 2026-02-03 13:37:00 UTC", 0),
+        (f"Enterprise plan, {span}", fee),
+        ("Free plan, 2026-02-03 14:37:00 to 2026-02-28 09:30:00 UTC", 0),
+        (f"Enterprise plan overage: 4,985,119 requests over 14,881 included, {span}", overage),
+    ]
+    assert (invoice.total_cents, invoice.status) == (fee + overage, "PENDING")
+    assert (summary.total_requests, summary.estimated_overage_cents) == (5_010_000, overage)
+
+
+def test_an_event_dated_after_a_plan_change_but_counted_before_it_moves_to_the_new_segment():
+    """Events may be dated up to 5 minutes ahead: one counted at T - 1 min for T + 2 min belongs to
+    the plan changed at T; a late event counted after the change, dated before it, to the old one."""
+    sub = subscription("future-dated")
+    change = FIRST.start + dt.timedelta(days=5)
+    track(
+        sub,
+        ("ahead", 300_000, change + dt.timedelta(minutes=2)),
+        ("before", 7, change - US),
+        ("at", 5, change),
+        now=change - dt.timedelta(minutes=1),
+    )
+    assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 300_012}
+    change_plan(sub, "premium", change)
+    track(sub, ("late", 40, FIRST.start + HOUR), now=change + HOUR)
+    assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 47, change: 300_005}
+    change_plan(sub, "standard", change + dt.timedelta(minutes=3))  # nothing dated after it: nothing moves
+    assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 47, change: 300_005}
+    lines = invoices.draft_line_items(find_subscription(sub.id), FIRST)
+    # Premium held 3 minutes: 1,000,000 x 3 / 40,320 = 74.4 -> 74 included, 299,931 over at 30/1000 = 8998
+    assert [(i.description.split(":")[0].split(",")[0], i.amount_cents) for i in lines][3:] == [
+        ("Premium plan overage", 8998)
+    ]

@@ -1,36 +1,48 @@
 """What an invoice charges for one period, billed by plan segments. Pure: plans are anything with
 the Plan model's pricing attributes, usage and time are passed in.
 
-Days. A period of N days (N = Period.days: 28..31) is split into day k = [start + k days,
-start + k+1 days), k = 0..N-1, counted from the period start (anniversary instants, not
-midnight). Each day is billed, whole, on the plan in force at the day's start: a plan change
-counts from the next day boundary (a change exactly at a boundary counts from that day), and
-several changes within one day bill that day once. Days from the cancellation on are not billed.
+Segments. A period splits at the exact instants its plan changed (PlanChange.effective_at, to the
+microsecond): a segment runs from the period start or a change to the next change, the end of
+billing or the period end. Its plan is the last change at or before its start (several changes at
+one instant: the last in the history's order; before the first change: the first plan). A
+cancellation ends billing at its instant. Segments are never merged: each one's start is the key
+its usage is counted under at ingest (segment_key), so a plan changed back and forth is several
+segments.
 
-Segments. A run of consecutive days on one plan is a segment. Each segment bills, on its own plan:
-- its fee: monthly_fee x days / N, half-up (the full fee when the segment is the whole period);
-- its included requests: included_requests x days / N, half-up (a whole period: all of them);
-- the usage of its days (events by their timestamps, from the per-day counters) beyond those
-  included, at its own overage price: overage_requests x overage_per_1k / 1000, half-up.
-So a plan change never changes what usage already consumed costs.
+Each segment bills, on its own plan, its exact share of the period, duration / period duration
+counted in microseconds:
+- its fee: monthly_fee x share, rounded half-up once, at the line;
+- its included requests: included_requests x share, rounded half-up;
+- the usage whose event timestamps fall in it, beyond its included requests, at its own
+  overage price: overage_requests x overage_per_1k / 1000, half-up.
+A segment that is the whole period bills exactly the fee and all the included requests (share 1,
+nothing to round). Usage counted under a key after billing ended (an event timestamped up to 5
+minutes ahead of a cancellation) counts in the last billed segment: usage is never dropped; a
+cancellation at the period's first instant leaves one segment of no duration, fee 0, nothing
+included. So a plan change never changes what usage already consumed costs, and a plan held for an
+hour costs an hour's share of its fee and its own prices for that hour's usage.
 
 Lines. Every line has quantity x unit_amount = amount, rounded half-up once: a fee line is
-quantity 1 at the (prorated) fee, the days in its description; an overage line is the overage
-in thousands of requests (exact to 3 decimals, kept as thousandths) at the per-1,000 price.
+quantity 1 at the (prorated) fee, the segment's start and end (UTC, to the second) in its
+description; an overage line is the overage in thousands of requests (exact to 3 decimals, kept as
+thousandths) at the per-1,000 price.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from server.domain.money import div_round_half_up
-from server.domain.periods import DAY, Period
+from server.domain.periods import Period
 from server.domain.pricing import overage_cents
 
 MILLI = 1000  # quantities are kept in thousandths: exact for a count of thousands of requests
+MICROSECOND = dt.timedelta(microseconds=1)  # the unit of a segment's share: exact for any stored instant
 FEE_UNIT = "month"
 OVERAGE_UNIT = "1,000 requests"
 
@@ -75,51 +87,54 @@ def line(description: str, quantity_milli: int, unit: str, unit_amount_cents: in
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """Days first_day .. first_day + days - 1 of a period, all on `plan`."""
+    """[start, end) of a period, all on `plan`."""
 
     plan: PlanTerms
-    first_day: int
-    days: int
+    start: dt.datetime
+    end: dt.datetime
+
+
+def prorate(amount: int, segment: Segment, period: Period) -> int:
+    """amount x the segment's share of the period (microseconds), rounded half-up once."""
+    return div_round_half_up(
+        amount * ((segment.end - segment.start) // MICROSECOND), (period.end - period.start) // MICROSECOND
+    )
+
+
+def segment_key(period: Period, changes: Sequence[dt.datetime], instant: dt.datetime) -> dt.datetime:
+    """The start of the segment of `period` holding `instant`: the latest change (`changes` are
+    the history's instants, sorted) at or before it, or the period start. Usage is counted under
+    this key at ingest; a new change at T re-keys the events already counted with timestamps >= T."""
+    latest = bisect.bisect_right(changes, instant)
+    return max(period.start, changes[latest - 1]) if latest else period.start
 
 
 def segments(
     period: Period, history: Iterable[tuple[dt.datetime, PlanTerms]], billed_until: dt.datetime | None = None
 ) -> list[Segment]:
-    """The period's plan segments from the dated plan history ((effective_at, plan), any order).
-
-    `billed_until` (a cancellation) ends billing: only days starting before it are billed."""
+    """The period's plan segments from the dated plan history ((effective_at, plan), any order; of
+    changes at one instant the last one given wins). `billed_until` (a cancellation) ends billing
+    at its instant. Never empty."""
     changes = sorted(history, key=lambda change: change[0])
     if not changes:
         raise ValueError("a subscription always has a plan: the history is empty")
-    result: list[Segment] = []
-    for k in range(period.days):
-        day_start = period.start + k * DAY
-        if billed_until is not None and day_start >= billed_until:
-            break
-        in_force = [plan for effective_at, plan in changes if effective_at <= day_start]
-        plan = in_force[-1] if in_force else changes[0][1]
-        if result and result[-1].plan.id == plan.id:
-            result[-1] = dataclasses.replace(result[-1], days=result[-1].days + 1)
-        else:
-            result.append(Segment(plan, k, 1))
-    return result
+    end = period.end if billed_until is None else min(period.end, max(period.start, billed_until))
+    starts = sorted({period.start, *(at for at, _ in changes if period.start < at < end)})
+    return [Segment(_plan_at(changes, start), start, stop) for start, stop in itertools.pairwise([*starts, end])]
 
 
-def included_requests(segment: Segment, period_days: int) -> int:
-    return div_round_half_up(segment.plan.included_requests * segment.days, period_days)
+def _plan_at(changes: list[tuple[dt.datetime, PlanTerms]], instant: dt.datetime) -> PlanTerms:
+    in_force = [plan for effective_at, plan in changes if effective_at <= instant]
+    return in_force[-1] if in_force else changes[0][1]
 
 
-def segment_requests(segments_: list[Segment], requests_by_day: Mapping[int, int]) -> list[int]:
-    """Requests of each segment. Usage on a day no segment bills (after a cancellation) counts in
-    the last segment: usage is never dropped."""
+def segment_requests(segments_: list[Segment], requests_by_key: Mapping[dt.datetime, int]) -> list[int]:
+    """Requests of each segment from the counters keyed by segment_key: a key counts in the last
+    segment starting at or before it (a key at or after the end of billing: the last segment)."""
     totals = [0] * len(segments_)
-    if not segments_:  # canceled at the period's first instant: nothing billed, nothing could be used
-        return totals
-    for day, requests in requests_by_day.items():
-        index = next(
-            (i for i, s in enumerate(segments_) if s.first_day <= day < s.first_day + s.days), len(segments_) - 1
-        )
-        totals[index] += requests
+    starts = [s.start for s in segments_]
+    for key, requests in requests_by_key.items():
+        totals[bisect.bisect_right(starts, key) - 1] += requests
     return totals
 
 
@@ -139,37 +154,35 @@ class SegmentUsage:
 
 
 def usage_by_segment(
-    period: Period, segments_: list[Segment], requests_by_day: Mapping[int, int]
+    period: Period, segments_: list[Segment], requests_by_key: Mapping[dt.datetime, int]
 ) -> list[SegmentUsage]:
+    requests = segment_requests(segments_, requests_by_key)
     return [
-        SegmentUsage(segment, requests, included_requests(segment, period.days))
-        for segment, requests in zip(segments_, segment_requests(segments_, requests_by_day))
+        SegmentUsage(segment, requests[i], prorate(segment.plan.included_requests, segment, period))
+        for i, segment in enumerate(segments_)
     ]
 
 
-def _days(period: Period, segment: Segment) -> str:
-    first = period.start + segment.first_day * DAY
-    last = first + segment.days * DAY
-    return f"{segment.days} of {period.days} days, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+def _span(segment: Segment) -> str:
+    return f"{segment.start:%Y-%m-%d %H:%M:%S} to {segment.end:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def line_items(period: Period, segments_: list[Segment], requests_by_day: Mapping[int, int]) -> list[LineItem]:
+def line_items(period: Period, segments_: list[Segment], requests_by_key: Mapping[dt.datetime, int]) -> list[LineItem]:
     """One fee line per segment, then one overage line per segment whose overage costs a cent or more
-    (a FREE plan's overage, priced 0, and a fraction of a cent that rounds to 0 owe nothing)."""
-    usages = usage_by_segment(period, segments_, requests_by_day)
-    whole = len(segments_) == 1 and segments_[0].days == period.days
+    (a FREE plan's overage, priced 0, and a fraction of a cent that rounds to 0 owe nothing). A
+    segment that is the whole period names no span."""
+    usages = usage_by_segment(period, segments_, requests_by_key)
+    whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
     items = []
     for usage in usages:
-        plan, days = usage.segment.plan, usage.segment.days
-        if whole:
-            items.append(line(f"{plan.name} plan, monthly fee", MILLI, FEE_UNIT, plan.monthly_fee_cents))
-        else:
-            fee = div_round_half_up(plan.monthly_fee_cents * days, period.days)
-            items.append(line(f"{plan.name} plan, {_days(period, usage.segment)}", MILLI, FEE_UNIT, fee))
+        plan = usage.segment.plan
+        fee = prorate(plan.monthly_fee_cents, usage.segment, period)
+        scope = "monthly fee" if whole else _span(usage.segment)
+        items.append(line(f"{plan.name} plan, {scope}", MILLI, FEE_UNIT, fee))
     for usage in usages:
         plan = usage.segment.plan
         if usage.overage_cents:
-            scope = "" if whole else f", {_days(period, usage.segment)}"
+            scope = "" if whole else f", {_span(usage.segment)}"
             items.append(
                 line(
                     f"{plan.name} plan overage: {usage.overage_requests:,} requests over {usage.included:,} "
@@ -180,8 +193,3 @@ def line_items(period: Period, segments_: list[Segment], requests_by_day: Mappin
                 )
             )
     return items
-
-
-def day_index(period: Period, instant: dt.datetime) -> int:
-    """Which day of `period` holds `instant` (0-based); the instant must be in the period."""
-    return (instant - period.start) // DAY

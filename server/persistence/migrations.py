@@ -17,8 +17,7 @@ import peewee as pw
 from playhouse import migrate as operations
 from playhouse.migrate import SchemaMigrator
 
-from server.domain.invoicing import day_index
-from server.domain.periods import period_containing
+from server.domain.periods import DAY, period_containing
 from server.persistence import models, schema_0001
 from server.persistence.db import database, is_postgres
 
@@ -53,7 +52,7 @@ def _backfill_usage_days() -> None:
         old.UsageEvent.subscription, old.UsageEvent.count, old.UsageEvent.occurred_at
     ).iterator():
         found = period_containing(anchors[event.subscription_id], event.occurred_at)
-        key = (event.subscription_id, found.start, day_index(found, event.occurred_at))
+        key = (event.subscription_id, found.start, (event.occurred_at - found.start) // DAY)
         totals[key] = totals.get(key, 0) + event.count
     rows = [
         {"subscription": s, "period_start": start, "day": day, "requests": n} for (s, start, day), n in totals.items()
@@ -170,11 +169,61 @@ def _0004_webhooks(migrator: SchemaMigrator) -> None:
     database.create_tables([_WebhookEndpoint0004, _WebhookEvent0004, _WebhookDelivery0004])
 
 
+class _UsageSegment0005(schema_0001.BaseModel):
+    subscription = pw.ForeignKeyField(schema_0001.Subscription, on_delete="CASCADE", index=False)
+    period_start = pw.DateTimeField()
+    segment_start = pw.DateTimeField()
+    requests = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "usage_segment"
+        indexes = ((("subscription", "period_start", "segment_start"), True),)
+
+
+def _backfill_usage_segments() -> None:
+    """Per-segment counters from the raw events still kept (retention, 35 days by default,
+    outlasts an open period): each event under the start of the segment its timestamp falls in,
+    the latest plan change at or before it or its period's start. Periods whose raw events were
+    purged are closed by their invoices."""
+    old = schema_0001
+    anchors = {s.id: s.anchor_at for s in old.Subscription.select(old.Subscription.id, old.Subscription.anchor_at)}
+    changes: dict[str, list[dt.datetime]] = {}
+    for change in old.PlanChange.select(old.PlanChange.subscription, old.PlanChange.effective_at).iterator():
+        changes.setdefault(change.subscription_id, []).append(change.effective_at)
+    totals: dict[tuple[str, dt.datetime, dt.datetime], int] = {}
+    for event in old.UsageEvent.select(
+        old.UsageEvent.subscription, old.UsageEvent.count, old.UsageEvent.occurred_at
+    ).iterator():
+        start = period_containing(anchors[event.subscription_id], event.occurred_at).start
+        since = [at for at in changes.get(event.subscription_id, []) if at <= event.occurred_at]
+        key = (event.subscription_id, start, max([start, *since]))
+        totals[key] = totals.get(key, 0) + event.count
+    rows = [
+        {"subscription": s, "period_start": start, "segment_start": segment, "requests": n}
+        for (s, start, segment), n in totals.items()
+    ]
+    for offset in range(0, len(rows), 500):
+        _UsageSegment0005.insert_many(rows[offset : offset + 500]).execute()
+
+
+def _0005_usage_segments(migrator: SchemaMigrator) -> None:
+    """Billing by exact-instant plan segments: usage counters per segment replace the per-day
+    ones (which nothing reads any more), and raw events get an index by timestamp within a
+    subscription, for a plan change to re-key the events counted before it."""
+    database.create_tables([_UsageSegment0005])
+    _backfill_usage_segments()
+    database.execute_sql(
+        "CREATE INDEX usage_event_subscription_id_occurred_at ON usage_event (subscription_id, occurred_at)"
+    )
+    database.execute_sql("DROP TABLE usage_day")
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
     ("0003_server_secrets", _0003_server_secrets),
     ("0004_webhooks", _0004_webhooks),
+    ("0005_usage_segments", _0005_usage_segments),
 ]
 
 

@@ -144,7 +144,9 @@ class RecordedUsageEvent(BaseModel):
 
     class Meta:
         table_name = "usage_event"
-        indexes = ((("subscription", "event_id"), True),)
+        # (subscription, occurred_at): a plan change at T finds the events already counted with
+        # timestamps >= T (future-dated ones, at most FUTURE_SKEW ahead) without a scan.
+        indexes = ((("subscription", "event_id"), True), (("subscription", "occurred_at"), False))
 
 
 class UsageHourly(BaseModel):
@@ -174,19 +176,22 @@ class UsagePeriod(BaseModel):
         indexes = ((("subscription", "period_start"), True),)
 
 
-class UsageDay(BaseModel):
-    """Requests per day of a subscription period (day k = [start + k days, start + k+1 days)):
-    what invoicing reads to bill usage on the plan in force when it was consumed."""
+class UsageSegment(BaseModel):
+    """Requests per plan segment of a subscription period, keyed by the segment's start
+    (domain/invoicing.py segment_key: the period start or the instant of a plan change): what
+    invoicing and the usage estimate read, so neither scans raw events. Counted at ingest in the
+    raw events' transaction; a plan change re-keys the events counted before it that are
+    timestamped at or after it (services/segment_usage.py)."""
 
     id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
     subscription_id: str
     period_start = UTCDateTimeField()
-    day = pw.IntegerField()
+    segment_start = UTCDateTimeField()
     requests = pw.BigIntegerField()
 
     class Meta:
-        indexes = ((("subscription", "period_start", "day"), True),)
+        indexes = ((("subscription", "period_start", "segment_start"), True),)
 
 
 class NumberSequence(BaseModel):
@@ -347,7 +352,7 @@ ALL_MODELS = [
     RecordedUsageEvent,
     UsageHourly,
     UsagePeriod,
-    UsageDay,
+    UsageSegment,
     NumberSequence,
     Invoice,
     InvoiceLineItem,

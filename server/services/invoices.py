@@ -35,12 +35,11 @@ from server.persistence.models import (
     Plan,
     PlanChange,
     Subscription,
-    UsageDay,
 )
 from server.persistence.pagination import paginate
 from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
 from server.resources import invoice_message
-from server.services import events
+from server.services import events, segment_usage
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
@@ -78,21 +77,12 @@ def plan_history(subscription_id: str) -> list[tuple[dt.datetime, Plan]]:
     ]
 
 
-def requests_by_day(subscription_id: str, period_start: dt.datetime) -> dict[int, int]:
-    return {
-        row.day: row.requests
-        for row in UsageDay.select(UsageDay.day, UsageDay.requests).where(
-            (UsageDay.subscription == subscription_id) & (UsageDay.period_start == period_start)
-        )
-    }
-
-
 def period_of(subscription: Subscription, start: dt.datetime) -> Period:
     return period_containing(subscription.anchor_at, start)
 
 
 def billed_segments(subscription: Subscription, period: Period) -> list:
-    """The period's plan segments; a cancellation ends billing at its day. A subscription written
+    """The period's plan segments; a cancellation ends billing at its instant. A subscription written
     without history (by hand, or before plan history existed) is on its plan throughout."""
     history = plan_history(subscription.id) or [(subscription.anchor_at, subscription.plan)]
     return segments(period, history, subscription.canceled_at)
@@ -100,7 +90,11 @@ def billed_segments(subscription: Subscription, period: Period) -> list:
 
 def draft_line_items(subscription: Subscription, period: Period) -> list:
     """What an invoice of `period` would charge if it were generated now."""
-    return line_items(period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start))
+    return line_items(
+        period,
+        billed_segments(subscription, period),
+        segment_usage.requests_by_segment(subscription.id, period.start),
+    )
 
 
 def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> InvoiceView:

@@ -6,7 +6,8 @@ subscription per tenant" is guarded by the partial unique index
 insert, the database lets one commit and the other fails, and that failure becomes ALREADY_EXISTS.
 
 Times: `now` is injected by the caller. The anchor (creation instant) fixes the monthly
-anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates.
+anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates to the
+microsecond; usage counted before it with timestamps at or after `now` moves to its segment.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from server.persistence.pagination import paginate
 from server.persistence.prepared import Prepared
 from server.persistence.read_models import SubscriptionView, subscription_view
 from server.resources import subscription_message
-from server.services import events
+from server.services import events, segment_usage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +155,9 @@ def update_subscription(
         updates: dict[pw.Field, object] = {}
         if rules.plan_changes(subscription.plan_id, plan_id):
             plan = _plan(plan_id)
+            before = segment_usage.change_instants(subscription.id)
             PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+            segment_usage.split_at(subscription, before, now)
             updates[Subscription.plan] = plan.id
         if email and email != subscription.billing_email:
             updates[Subscription.billing_email] = email

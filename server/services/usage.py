@@ -6,9 +6,10 @@ lock the subscription (PostgreSQL: FOR UPDATE, the same
 lock invoice generation takes, so no event slips into a period after it is invoiced; SQLite:
 BEGIN IMMEDIATE serializes writers), insert raw events with ON CONFLICT DO NOTHING RETURNING,
 and add only the rows actually inserted to the counters (per hour and endpoint, per period, per
-day of the period). The unique index on (subscription, event_id) is what makes a retried or
-concurrent duplicate count nothing. A period's counter is bounded (MAX_PERIOD_REQUESTS), so no
-counter, total or amount computed from it can overflow a 64-bit column on either backend.
+plan segment of the period: services/segment_usage.py). The unique index on (subscription,
+event_id) is what makes a retried or concurrent duplicate count nothing. A period's counter is
+bounded (MAX_PERIOD_REQUESTS), so no counter, total or amount computed from it can overflow a
+64-bit column on either backend.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from server.domain import usage as rules
 from server.domain import webhooks
 from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
-from server.domain.invoicing import day_index, usage_by_segment
+from server.domain.invoicing import segment_key, usage_by_segment
 from server.domain.periods import Period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
@@ -36,14 +37,14 @@ from server.persistence.models import (
     Invoice,
     RecordedUsageEvent,
     Subscription,
-    UsageDay,
     UsageHourly,
     UsagePeriod,
 )
 from server.persistence.prepared import Prepared
 from server.resources import threshold_message
 from server.services import events as webhook_events
-from server.services.invoices import billed_segments, period_of, requests_by_day
+from server.services import segment_usage
+from server.services.invoices import billed_segments, period_of
 from server.services.subscriptions import find_subscription
 
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
@@ -136,9 +137,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     return rejections, {i: p for i, p in periods.items() if i not in rejected}
 
 
-def _add(
-    counter: type[UsageHourly | UsagePeriod | UsageDay], subscription_id: str, keys: tuple[str, ...], totals: dict
-) -> None:
+def _add(counter: type[UsageHourly | UsagePeriod], subscription_id: str, keys: tuple[str, ...], totals: dict) -> None:
     """Add `totals` ({key values: requests}) to a counter table, one upsert for all rows."""
     add_counts(
         counter,
@@ -151,17 +150,19 @@ def _add(
 def _add_to_counters(
     subscription_id: str, events: list[rules.Event], periods: dict[int, Period]
 ) -> dict[dt.datetime, tuple[int, int]]:
-    """Count the events; returns each touched period's requests before and after."""
+    """Count the events (each in the plan segment its timestamp falls in); returns each touched
+    period's requests before and after."""
     per_period: dict[dt.datetime, int] = defaultdict(int)
-    per_day: dict[tuple[dt.datetime, int], int] = defaultdict(int)
+    per_segment: dict[segment_usage.Key, int] = defaultdict(int)
+    changes = segment_usage.change_instants(subscription_id)
     for event in events:
         period = periods[event.index]
         per_period[period.start] += event.count
-        per_day[(period.start, day_index(period, event.timestamp))] += event.count
+        per_segment[(period.start, segment_key(period, changes, event.timestamp))] += event.count
     counted = _check_bound(subscription_id, per_period)
     _add(UsageHourly, subscription_id, ("hour", "endpoint"), rules.hourly_totals(events))
     _add(UsagePeriod, subscription_id, ("period_start",), per_period)
-    _add(UsageDay, subscription_id, ("period_start", "day"), per_day)
+    segment_usage.add(subscription_id, per_segment)
     return {start: (counted.get(start, 0), counted.get(start, 0) + n) for start, n in per_period.items()}
 
 
@@ -263,7 +264,9 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     subscription = find_subscription(subscription_id, principal=principal)
     period = period_of(subscription, subscription.current_period_start)
     by_segment = usage_by_segment(
-        period, billed_segments(subscription, period), requests_by_day(subscription.id, period.start)
+        period,
+        billed_segments(subscription, period),
+        segment_usage.requests_by_segment(subscription.id, period.start),
     )
     return UsageSummary(
         subscription_id=subscription.id,
