@@ -17,17 +17,21 @@ import uuid
 
 import grpc
 import pytest
+import webhook_receiver
 
 from billing.v1 import plan_pb2_grpc
 from calls import Reply, http_call
 from processes import demo_upstream, free_port, in_process_server, running_envoy
 from server.bootstrap import prepare
 from server.config import Settings
+from server.domain.webhooks import target
 from server.persistence import catalogue, db
 from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
 from server.transport.interceptors import Chain, ErrorInterceptor
 from stores import BACKENDS, new_database, own_database, prepared
+
+DISCARD = target("127.0.0.1", 9)
 
 # Processes the tests start serve no /metrics unless a test gives them a free port: the default
 # ports would collide between parallel runs on one machine.
@@ -169,7 +173,8 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         grpc_threads=16,
         gateway_port=free_port(),
         demo_upstream_port=upstream_port,
-        webhooks_allow_private=True,
+        # The tests' receivers, and the discard port for URLs that are registered, never served.
+        webhooks_allow=webhook_receiver.allowed() | {DISCARD},
     )
     prepare(settings)
     with in_process_server(settings) as port:

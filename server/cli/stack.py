@@ -6,7 +6,6 @@ logging to the terminal; Ctrl-C stops all of them, and so does any one of them e
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import pathlib
 import shutil
@@ -55,13 +54,6 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def replica_ports(settings: Settings) -> list[tuple[int, int]]:
-    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones;
-    metrics ports skip the scheduler's (9464, 9466, … beside the scheduler's 9465 by default)."""
-    metrics = (port for port in itertools.count(settings.metrics_port) if port != settings.scheduler_metrics_port)
-    return [(settings.grpc_port + i, next(metrics) if settings.metrics_port else 0) for i in range(settings.replicas)]
-
-
 def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
     return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
 
@@ -71,8 +63,6 @@ def _metrics_urls(bind: str, ports: list[int]) -> str:
 
 
 def main() -> int:
-    # Local development: webhooks may go to a receiver on this machine (the children inherit it).
-    os.environ.setdefault("BILLING_WEBHOOKS_ALLOW_PRIVATE", "1")
     settings = start("billing-stack", serving=True, migrate=True)
     admin_key = settings.bootstrap_admin_key or _dev_admin_key()
     db.close()
@@ -80,7 +70,7 @@ def main() -> int:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
     children: list[subprocess.Popen] = []
     try:
-        replicas = replica_ports(settings)
+        replicas = settings.replica_ports()
         servers = [
             subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
             for grpc, metrics in replicas
