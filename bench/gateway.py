@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from typing import Any
 
 from bench import report
@@ -187,7 +186,6 @@ def measure(
         grpc_port=0,
         http_port=free_port(),
         gateway_port=free_port(),
-        envoy_admin_port=free_port(),
         upstream_url=f"http://127.0.0.1:{upstream}",
         outbox_dir=workdir / "outbox",
         catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE),
@@ -237,8 +235,8 @@ def measure(
             metered = usage.period_requests(
                 f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start
             )
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/stats?filter=access_logs") as reply:
-            envoy_stats = dict(line.split(": ", 1) for line in reply.read().decode().splitlines() if ": " in line)
+        _, stats = envoy_launcher.admin_get(envdir, "/stats?filter=access_logs")
+        envoy_stats = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
     finally:
         for process in (stack_envoy, fixed):
             process.terminate()

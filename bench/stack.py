@@ -82,9 +82,7 @@ class Stack:
         upstreams, which are then also the direct gRPC addresses; return its REST port."""
         self.stop_envoy()
         self.upstreams = upstreams
-        settings = dataclasses.replace(
-            Settings(), http_port=free_port(), envoy_admin_port=free_port(), gateway_port=free_port()
-        )
+        settings = dataclasses.replace(Settings(), http_port=free_port(), gateway_port=free_port())
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")

@@ -115,6 +115,7 @@ def _webhook_allow(env: dict[str, str]) -> frozenset[webhooks.Target]:
 # must now ask for differently.
 RETIRED = {
     "BILLING_WEBHOOKS_ALLOW_PRIVATE": f"list each receiver webhooks may reach in {webhooks.ALLOW_SETTING}=IP:port",
+    "BILLING_ENVOY_ADMIN_PORT": "Envoy's admin interface is a Unix socket now; billing-stack prints its path",
 }
 
 
@@ -157,7 +158,6 @@ class Settings:
     bind: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
-    envoy_admin_port: int = 9901
     grpc_threads: int = 16
     bootstrap_admin_key: str | None = None
     smtp_url: str | None = None
@@ -274,7 +274,6 @@ class Settings:
             bind=env.get("BILLING_BIND") or cls.bind,
             grpc_port=_port(env, "BILLING_GRPC_PORT", cls.grpc_port),
             http_port=_port(env, "BILLING_HTTP_PORT", cls.http_port),
-            envoy_admin_port=_port(env, "BILLING_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             grpc_threads=int(threads),
             bootstrap_admin_key=bootstrap_key,
             smtp_url=env.get("SMTP_URL") or None,

@@ -168,7 +168,6 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         database_url=database_url,
         grpc_port=0,
         http_port=free_port(),
-        envoy_admin_port=free_port(),
         outbox_dir=workdir / "outbox",
         grpc_threads=16,
         gateway_port=free_port(),

@@ -15,8 +15,9 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2
 
-from calls import BOUND_SECONDS, Reply, http_call, poll
+from calls import BOUND_SECONDS, Reply, poll
 from factories import subscription_from_now
+from server import envoy_launcher
 from server.persistence import db
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.services import keys
@@ -32,8 +33,8 @@ def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[
 
 def access_logs_written(stack) -> int:
     """Entries Envoy's gateway has handed to its access-log stream so far (its admin stats)."""
-    stats = http_call("GET", f"http://127.0.0.1:{stack.settings.envoy_admin_port}/stats?filter=logs_written", {})
-    return int(stats.body.decode().split(": ")[1])
+    _, stats = envoy_launcher.admin_get(stack.workdir, "/stats?filter=logs_written")
+    return int(stats.split(": ")[1])
 
 
 def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack, tenant_id):

@@ -20,9 +20,7 @@ from stores import REDIS_URL, needs_redis
 
 def gateway_settings(stack, **changes):
     """The stack's settings with fresh Envoy ports (the same demo upstream)."""
-    return dataclasses.replace(
-        stack.settings, http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(), **changes
-    )
+    return dataclasses.replace(stack.settings, http_port=free_port(), gateway_port=free_port(), **changes)
 
 
 def get(settings, key: str | None, path: str = "/v1/items/1"):

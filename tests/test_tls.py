@@ -94,7 +94,6 @@ def tls_stack(pki, tmp_path_factory):
         "BILLING_GATEWAY_PORT": str(gateway_port),
         "BILLING_DEMO_UPSTREAM_PORT": str(free_port()),
         "BILLING_GRPC_PORT": str(grpc_port),
-        "BILLING_ENVOY_ADMIN_PORT": str(free_port()),
         "BILLING_TLS_CERT": str(pki.folder / "server.pem"),
         "BILLING_TLS_KEY": str(pki.folder / "server.key"),
         "BILLING_GRPC_CLIENT_CA": str(pki.ca_file),

@@ -109,7 +109,8 @@ def main() -> int:
 billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
   gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {", ".join(str(g) for g, _ in replicas)})
-  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
+  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}
+  Envoy admin:   curl --unix-socket {envoy_launcher.admin_socket(workdir)} http://envoy/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 
