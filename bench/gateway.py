@@ -193,7 +193,8 @@ def measure(
     prepare(settings)
     load_tenant, key = enterprise_tenant("bench-gw")
     with db.session():
-        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # metering, usage reads
+        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # usage reads
+        gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))  # Envoy's own calls
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()
     envdir = workdir / "gateway-envoy"
@@ -201,7 +202,7 @@ def measure(
     log = open(workdir / "gateway-envoy.log", "ab")  # noqa: SIM115 - Envoy's log until the finally below
     fixed = _envoy(config, workdir, log)
     stack_envoy = envoy_launcher.start(
-        dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key, stdout=log, stderr=log
+        dataclasses.replace(settings, grpc_port=port), [port], envdir, gateway_key, stdout=log, stderr=log
     )
     try:
         wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)

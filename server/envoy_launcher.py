@@ -150,11 +150,11 @@ def render(
     settings: Settings,
     upstream_ports: list[int],
     workdir: pathlib.Path,
-    metering_key: str,
+    gateway_key: str,
     upstream_host: str = "127.0.0.1",
 ) -> str:
-    """The Envoy config; `metering_key` (an admin key) authenticates the gateway's access-log
-    stream, from which usage is billed."""
+    """The Envoy config; `gateway_key` (KeyScope.GATEWAY: Envoy's own calls, nothing else)
+    authenticates its ext_authz calls and the access-log stream usage is billed from."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports
@@ -173,7 +173,7 @@ def render(
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
-        metering_key=metering_key,
+        gateway_key=gateway_key,
     )
 
 
@@ -207,7 +207,7 @@ def start(
     settings: Settings,
     upstream_ports: list[int],
     workdir: pathlib.Path,
-    metering_key: str,
+    gateway_key: str,
     *,
     upstream_host: str = "127.0.0.1",
     **popen,
@@ -218,7 +218,7 @@ def start(
     if settings.tls:
         write_edge_secret(settings, workdir)
     config.touch(mode=0o600)
-    config.chmod(0o600)  # before writing: it holds the metering key
-    config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
+    config.chmod(0o600)  # before writing: it holds the gateway key
+    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)

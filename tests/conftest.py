@@ -96,6 +96,7 @@ class Stack:
     channel: grpc.Channel
     gateway_url: str = ""
     workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
+    gateway_key: str = ""  # what Envoy's ext_authz and access-log calls carry
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -181,8 +182,9 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         wait_for_grpc(grpc_address)
         with db.session():
             admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
+            gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))
         rest_url = f"http://127.0.0.1:{settings.http_port}"
-        with running_envoy(settings, [port], workdir, admin_key):
+        with running_envoy(settings, [port], workdir, gateway_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(
@@ -193,6 +195,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
                     channel,
                     gateway_url=f"http://127.0.0.1:{settings.gateway_port}",
                     workdir=workdir,
+                    gateway_key=gateway_key,
                 )
 
 

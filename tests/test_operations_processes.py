@@ -20,7 +20,7 @@ import pytest
 from billing.v1 import usage_pb2, usage_pb2_grpc
 from calls import http_call
 from factories import insert_subscription
-from processes import ADMIN_KEY, billing_server, free_port, migrate, running_envoy
+from processes import ADMIN_KEY, billing_server, create_gateway_key, free_port, migrate, running_envoy
 from server import envoy_launcher
 from server.config import Settings
 from server.persistence import db
@@ -165,7 +165,7 @@ def test_two_replicas_lose_one_under_load(tmp_path):
         with (
             billing_server(env, tmp_path, "replica0", ports[0]) as victim,
             billing_server(env, tmp_path, "replica1", ports[1]),
-            running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY),
+            running_envoy(settings, ports, tmp_path / "envoy", create_gateway_key(env)),
         ):
             created = http_call(
                 "POST",

@@ -14,28 +14,34 @@ import ssl
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from server import envoy_launcher
 from server.bootstrap import start
 from server.config import Settings
+from server.domain.access import KeyScope
 from server.persistence import db
 from server.readiness import wait_for_http
 from server.services import keys
 
 DEV_KEY_FILE = pathlib.Path(".billing-dev-admin-key")
+# The key Envoy's own calls carry (ext_authz, the access-log stream): in Envoy's config, so it
+# opens nothing else (KeyScope.GATEWAY). Kept like the dev admin key, never printed.
+GATEWAY_KEY_FILE = pathlib.Path(".billing-gateway-key")
 
 
-def _dev_admin_key() -> str:
-    """Reuse the development admin key across runs, so scripts keep working after a restart."""
-    now = dt.datetime.now(dt.timezone.utc)
+def _kept_key(path: pathlib.Path, scope: KeyScope, create: Callable[[dt.datetime], str]) -> str:
+    """The key in `path` while it is a valid key of `scope` (reused across runs, so scripts keep
+    working after a restart), else a new one `create` makes, written there (0600)."""
     with db.session():
-        if DEV_KEY_FILE.exists():
-            key = DEV_KEY_FILE.read_text().strip()
-            if keys.is_valid(key):
+        if path.exists():
+            key = path.read_text().strip()
+            if keys.is_valid(key, scope):
                 return key
-        key = keys.create_key(now=now, admin=True)
-    DEV_KEY_FILE.write_text(key + "\n")
-    DEV_KEY_FILE.chmod(0o600)
+        key = create(dt.datetime.now(dt.timezone.utc))
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before writing: it holds a key
+    path.write_text(key + "\n")
     return key
 
 
@@ -64,7 +70,10 @@ def _metrics_urls(bind: str, ports: list[int]) -> str:
 
 def main() -> int:
     settings = start("billing-stack", serving=True, migrate=True)
-    admin_key = settings.bootstrap_admin_key or _dev_admin_key()
+    admin_key = settings.bootstrap_admin_key or _kept_key(
+        DEV_KEY_FILE, KeyScope.ADMIN, lambda now: keys.create_key(now=now, admin=True)
+    )
+    gateway_key = _kept_key(GATEWAY_KEY_FILE, KeyScope.GATEWAY, lambda now: keys.create_gateway_key(now=now))
     db.close()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
@@ -84,7 +93,7 @@ def main() -> int:
             settings,
             [grpc for grpc, _ in replicas],
             workdir,
-            admin_key,
+            gateway_key,
             upstream_host=envoy_launcher.upstream_host(settings.bind),
         )
         children.append(envoy)
