@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from typing import Any
 
 from bench import report
@@ -187,7 +186,6 @@ def measure(
         grpc_port=0,
         http_port=free_port(),
         gateway_port=free_port(),
-        envoy_admin_port=free_port(),
         upstream_url=f"http://127.0.0.1:{upstream}",
         outbox_dir=workdir / "outbox",
         catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE),
@@ -195,7 +193,8 @@ def measure(
     prepare(settings)
     load_tenant, key = enterprise_tenant("bench-gw")
     with db.session():
-        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # metering, usage reads
+        admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)  # usage reads
+        gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))  # Envoy's own calls
     server, port = create_server(settings, "127.0.0.1:0")
     server.start()
     envdir = workdir / "gateway-envoy"
@@ -203,7 +202,7 @@ def measure(
     log = open(workdir / "gateway-envoy.log", "ab")  # noqa: SIM115 - Envoy's log until the finally below
     fixed = _envoy(config, workdir, log)
     stack_envoy = envoy_launcher.start(
-        dataclasses.replace(settings, grpc_port=port), [port], envdir, admin_key, stdout=log, stderr=log
+        dataclasses.replace(settings, grpc_port=port), [port], envdir, gateway_key, stdout=log, stderr=log
     )
     try:
         wait_for_http(f"http://127.0.0.1:{upstream_admin}/ready", alive=lambda: fixed.poll() is None)
@@ -237,8 +236,8 @@ def measure(
             metered = usage.period_requests(
                 f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start
             )
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/stats?filter=access_logs") as reply:
-            envoy_stats = dict(line.split(": ", 1) for line in reply.read().decode().splitlines() if ": " in line)
+        _, stats = envoy_launcher.admin_get(envdir, "/stats?filter=access_logs")
+        envoy_stats = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
     finally:
         for process in (stack_envoy, fixed):
             process.terminate()

@@ -34,6 +34,7 @@ class Stack:
     def __init__(self, workdir: pathlib.Path, database_url: str, redis_url: str | None, admin_key: str, postgres=None):
         """`postgres`: a bench.postgres.PostgresUse, so each CPU snapshot includes the database's CPU and WAL."""
         self.workdir, self.database_url, self.redis_url, self.admin_key = workdir, database_url, redis_url, admin_key
+        self.gateway_key: str | None = None  # Envoy's own calls; made once the schema exists
         self.postgres = postgres
         self.servers: list[tuple[subprocess.Popen, int]] = []
         self.upstreams: int | None = None  # servers in use (Envoy's upstreams, direct gRPC); None: all
@@ -82,16 +83,30 @@ class Stack:
         upstreams, which are then also the direct gRPC addresses; return its REST port."""
         self.stop_envoy()
         self.upstreams = upstreams
-        settings = dataclasses.replace(
-            Settings(), http_port=free_port(), envoy_admin_port=free_port(), gateway_port=free_port()
-        )
+        settings = dataclasses.replace(Settings(), http_port=free_port(), gateway_port=free_port())
         envdir = self.workdir / f"envoy-{len(self.servers)}"
         envdir.mkdir(exist_ok=True)
         log = self._log(f"envoy-{len(self.servers)}.log")
-        self.envoy = envoy_launcher.start(settings, self.ports, envdir, self.admin_key, stdout=log, stderr=log)
+        self.envoy = envoy_launcher.start(settings, self.ports, envdir, self._gateway_key(), stdout=log, stderr=log)
         self.rest_port = settings.http_port
         wait_for_http(f"http://127.0.0.1:{self.rest_port}/billing/health", alive=lambda: self.envoy.poll() is None)
         return self.rest_port
+
+    def _gateway_key(self) -> str:
+        """The key Envoy's ext_authz and access-log calls carry, by `billing-keys create --gateway`
+        (after the first server migrated the database)."""
+        if self.gateway_key is None:
+            done = subprocess.run(
+                [str(pathlib.Path(sys.executable).parent / "billing-keys"), "create", "--gateway"],
+                env=dict(os.environ, DATABASE_URL=self.database_url),
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+            self.gateway_key = done.stdout.strip().splitlines()[-1]
+        return self.gateway_key
 
     @property
     def ports(self) -> list[int]:

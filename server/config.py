@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import os
 import pathlib
 import urllib.parse
 
+from server.domain import webhooks
 from server.domain.issuer import Issuer
 
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
@@ -89,6 +91,40 @@ def _split_url(url: str) -> urllib.parse.SplitResult | None:
     return parsed
 
 
+def _webhook_allow(env: dict[str, str]) -> frozenset[webhooks.Target]:
+    """BILLING_WEBHOOKS_ALLOW: comma-separated IP:port (IPv6 in brackets). An IP, not a name: a
+    name could resolve anywhere, and the list says exactly which listeners a tenant may reach."""
+    targets = set()
+    for entry in (part.strip() for part in env.get(webhooks.ALLOW_SETTING, "").split(",")):
+        if not entry:
+            continue
+        parsed = _split_url("//" + entry)
+        try:
+            if parsed is None or not parsed.hostname or not parsed.port or parsed.path or parsed.query:
+                raise ValueError(entry)
+            targets.add(webhooks.target(parsed.hostname, parsed.port))
+        except ValueError:
+            raise ConfigError(
+                f"{webhooks.ALLOW_SETTING} must be a comma-separated list of IP:port "
+                f"(like 127.0.0.1:9000 or [::1]:9000), got {entry!r}"
+            ) from None
+    return frozenset(targets)
+
+
+# Settings that no longer exist, refused rather than ignored: each did something the operator
+# must now ask for differently.
+RETIRED = {
+    "BILLING_WEBHOOKS_ALLOW_PRIVATE": f"list each receiver webhooks may reach in {webhooks.ALLOW_SETTING}=IP:port",
+    "BILLING_ENVOY_ADMIN_PORT": "Envoy's admin interface is a Unix socket now; billing-stack prints its path",
+}
+
+
+def _refuse_retired(env: dict[str, str]) -> None:
+    for name, instead in RETIRED.items():
+        if env.get(name):
+            raise ConfigError(f"{name} is no longer supported: {instead}")
+
+
 def _upstream(url: str | None) -> str | None:
     """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
     if url is None:
@@ -122,7 +158,6 @@ class Settings:
     bind: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
-    envoy_admin_port: int = 9901
     grpc_threads: int = 16
     bootstrap_admin_key: str | None = None
     smtp_url: str | None = None
@@ -148,8 +183,8 @@ class Settings:
     public_url: str | None = None
     # HMAC key of portal links; None: a random one the first replica stores in the database.
     portal_secret: str | None = None
-    # http:// webhook URLs to loopback or private addresses (local development; `make run` sets it).
-    webhooks_allow_private: bool = False
+    # The only loopback or private (address, port)s webhooks may reach, over http:// or https://.
+    webhooks_allow: frozenset[webhooks.Target] = frozenset()
     # Prometheus /metrics of the server (replica i of `make run` adds i) and of the scheduler; 0: none.
     metrics_port: int = 9464
     scheduler_metrics_port: int = 9465
@@ -183,6 +218,27 @@ class Settings:
         scheme = "https" if self.tls else "http"
         return self.public_url or f"{scheme}://127.0.0.1:{self.http_port}"
 
+    def replica_ports(self) -> list[tuple[int, int]]:
+        """(gRPC port, metrics port) of each server replica `make run` starts: the configured ports,
+        then the next ones; metrics ports skip the scheduler's (9464, 9466, … beside 9465)."""
+        metrics = (port for port in itertools.count(self.metrics_port) if port != self.scheduler_metrics_port)
+        return [(self.grpc_port + i, next(metrics) if self.metrics_port else 0) for i in range(self.replicas)]
+
+    def own_ports(self) -> dict[int, str]:
+        """The ports this service listens on (and the gateway's upstream), each with the setting
+        that chose it; 0 (none, or any free port) left out."""
+        ports = {
+            self.upstream_address()[1]: "the gateway's upstream (BILLING_UPSTREAM_URL or BILLING_DEMO_UPSTREAM_PORT)",
+            self.scheduler_metrics_port: "BILLING_SCHEDULER_METRICS_PORT",
+            self.http_port: "BILLING_HTTP_PORT",
+            self.gateway_port: "BILLING_GATEWAY_PORT",
+        }
+        for i, (grpc_port, metrics_port) in enumerate(self.replica_ports()):
+            ports[grpc_port] = f"BILLING_GRPC_PORT (replica {i})"
+            ports[metrics_port] = f"BILLING_METRICS_PORT (replica {i})"
+        ports.pop(0, None)
+        return ports
+
     def refuse_plaintext_exposure(self) -> None:
         """Every call carries a bearer key: a listener off loopback must not speak clear text
         unless the operator says TLS is terminated in front of it."""
@@ -195,6 +251,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        _refuse_retired(env)
         threads = env.get("BILLING_GRPC_THREADS", "16")
         retention = env.get("BILLING_USAGE_RETENTION_DAYS", "35")
         if not threads.isdigit() or int(threads) < 1:
@@ -217,7 +274,6 @@ class Settings:
             bind=env.get("BILLING_BIND") or cls.bind,
             grpc_port=_port(env, "BILLING_GRPC_PORT", cls.grpc_port),
             http_port=_port(env, "BILLING_HTTP_PORT", cls.http_port),
-            envoy_admin_port=_port(env, "BILLING_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             grpc_threads=int(threads),
             bootstrap_admin_key=bootstrap_key,
             smtp_url=env.get("SMTP_URL") or None,
@@ -236,9 +292,10 @@ class Settings:
             demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
             public_url=_public_url(env.get("BILLING_PUBLIC_URL") or None),
             portal_secret=portal_secret,
-            webhooks_allow_private=_flag(env, "BILLING_WEBHOOKS_ALLOW_PRIVATE"),
+            webhooks_allow=_webhook_allow(env),
         )
         _check_replica_ports(settings)
+        _check_webhook_allow(settings)
         return settings
 
     def upstream_address(self) -> tuple[str, int]:
@@ -266,6 +323,19 @@ def _check_replica_ports(settings: Settings) -> None:
         if first and last > 65535:
             raise ConfigError(
                 f"BILLING_REPLICAS={settings.replicas} from {name}={first} needs ports up to {last}, above 65535"
+            )
+
+
+def _check_webhook_allow(settings: Settings) -> None:
+    """No allow-list entry may name a port of this service, on any address: a tenant's webhook
+    must never reach the service itself (its admin, its metrics, its doors from the inside)."""
+    own = settings.own_ports()
+    for address, port in sorted(settings.webhooks_allow):
+        if port in own:
+            shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            raise ConfigError(
+                f"{webhooks.ALLOW_SETTING} lists {shown}, a port of this service ({own[port]}): "
+                "webhooks must never reach the service itself"
             )
 
 

@@ -8,9 +8,11 @@ makes the clusters to the billing server speak TLS (and mTLS) to the gRPC port."
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import pathlib
 import shutil
+import socket
 import ssl
 import string
 import subprocess
@@ -27,6 +29,7 @@ TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
 OPENAPI = ROOT / "generated" / "openapi.json"
 MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
+MAX_SOCKET_PATH = 107  # bytes: sockaddr_un's sun_path, less its terminating NUL
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -107,6 +110,37 @@ def upstream_tls(settings: Settings) -> str:
     return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
 
 
+def admin_socket(workdir: pathlib.Path) -> pathlib.Path:
+    """Envoy's admin interface: a Unix socket in `workdir` (curl --unix-socket PATH http://envoy/stats)."""
+    path = workdir.resolve() / "admin.sock"
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(f"Envoy's admin socket path is over {MAX_SOCKET_PATH} bytes (a Unix socket's limit): {path}")
+    return path
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: pathlib.Path, timeout: float) -> None:
+        super().__init__("envoy", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.path))
+
+
+def admin_get(workdir: pathlib.Path, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of a GET on the admin interface of the Envoy started in `workdir`; OSError
+    while it is not listening."""
+    connection = _UnixHTTPConnection(admin_socket(workdir), timeout)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
 def upstream_host(bind: str) -> str:
     """Where Envoy reaches a server bound to `bind`: a wildcard bind on loopback, a specific address only at itself."""
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
@@ -116,17 +150,17 @@ def render(
     settings: Settings,
     upstream_ports: list[int],
     workdir: pathlib.Path,
-    metering_key: str,
+    gateway_key: str,
     upstream_host: str = "127.0.0.1",
 ) -> str:
-    """The Envoy config; `metering_key` (an admin key) authenticates the gateway's access-log
-    stream, from which usage is billed."""
+    """The Envoy config; `gateway_key` (KeyScope.GATEWAY: Envoy's own calls, nothing else)
+    authenticates its ext_authz calls and the access-log stream usage is billed from."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports
     )
     return string.Template(TEMPLATE.read_text()).substitute(
-        admin_port=settings.envoy_admin_port,
+        admin_socket=admin_socket(workdir),
         bind=settings.bind,
         http_port=settings.http_port,
         gateway_port=settings.gateway_port,
@@ -139,7 +173,7 @@ def render(
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
-        metering_key=metering_key,
+        gateway_key=gateway_key,
     )
 
 
@@ -173,7 +207,7 @@ def start(
     settings: Settings,
     upstream_ports: list[int],
     workdir: pathlib.Path,
-    metering_key: str,
+    gateway_key: str,
     *,
     upstream_host: str = "127.0.0.1",
     **popen,
@@ -184,7 +218,7 @@ def start(
     if settings.tls:
         write_edge_secret(settings, workdir)
     config.touch(mode=0o600)
-    config.chmod(0o600)  # before writing: it holds the metering key
-    config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
+    config.chmod(0o600)  # before writing: it holds the gateway key
+    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ssl
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,19 +29,28 @@ def wait_for_grpc(address: str, timeout: float = 30.0, credentials: grpc.Channel
                 raise TimeoutError(f"gRPC server at {address} not SERVING after {timeout}s")
 
 
-def wait_for_http(url: str, timeout: float = 30.0, alive=lambda: True, context: ssl.SSLContext | None = None) -> None:
-    """Poll `url` until it answers 200; `alive` lets the caller stop early if its process died;
-    `context` is the TLS context of an https:// URL."""
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0, alive=lambda: True) -> None:
+    """Poll `ready()` until it is true (an OSError counts as not yet); `alive` lets the caller
+    stop early if its process died."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1, context=context) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if ready():
+                return
+        except OSError:  # refused, reset, timed out, no socket file yet; urllib's URLError too
             pass
         if not alive():
-            raise RuntimeError(f"the process behind {url} exited")
+            raise RuntimeError(f"the process behind {what} exited")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+            raise TimeoutError(f"{what} did not answer 200 within {timeout}s")
         time.sleep(0.05)  # between polls only: readiness is decided by the answer
+
+
+def wait_for_http(url: str, timeout: float = 30.0, alive=lambda: True, context: ssl.SSLContext | None = None) -> None:
+    """Poll `url` until it answers 200; `context` is the TLS context of an https:// URL."""
+
+    def ready() -> bool:
+        with urllib.request.urlopen(url, timeout=1, context=context) as reply:
+            return reply.status == 200
+
+    wait_until(ready, url, timeout, alive)

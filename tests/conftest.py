@@ -17,12 +17,14 @@ import uuid
 
 import grpc
 import pytest
+import webhook_receiver
 
 from billing.v1 import plan_pb2_grpc
 from calls import Reply, http_call
 from processes import demo_upstream, free_port, in_process_server, running_envoy
 from server.bootstrap import prepare
 from server.config import Settings
+from server.domain.webhooks import target
 from server.persistence import catalogue, db
 from server.readiness import wait_for_grpc, wait_for_http
 from server.services import keys
@@ -30,6 +32,8 @@ from server.transport.interceptors import Chain, ErrorInterceptor
 from stores import BACKENDS, new_database, own_database, prepared
 
 pytest_plugins = ["require_backends"]
+
+DISCARD = target("127.0.0.1", 9)
 
 # Processes the tests start serve no /metrics unless a test gives them a free port: the default
 # ports would collide between parallel runs on one machine.
@@ -94,6 +98,7 @@ class Stack:
     channel: grpc.Channel
     gateway_url: str = ""
     workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
+    gateway_key: str = ""  # what Envoy's ext_authz and access-log calls carry
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -166,12 +171,12 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         database_url=database_url,
         grpc_port=0,
         http_port=free_port(),
-        envoy_admin_port=free_port(),
         outbox_dir=workdir / "outbox",
         grpc_threads=16,
         gateway_port=free_port(),
         demo_upstream_port=upstream_port,
-        webhooks_allow_private=True,
+        # The tests' receivers, and the discard port for URLs that are registered, never served.
+        webhooks_allow=webhook_receiver.allowed() | {DISCARD},
     )
     prepare(settings)
     with in_process_server(settings) as port:
@@ -179,8 +184,9 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         wait_for_grpc(grpc_address)
         with db.session():
             admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
+            gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))
         rest_url = f"http://127.0.0.1:{settings.http_port}"
-        with running_envoy(settings, [port], workdir, admin_key):
+        with running_envoy(settings, [port], workdir, gateway_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(
@@ -191,6 +197,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
                     channel,
                     gateway_url=f"http://127.0.0.1:{settings.gateway_port}",
                     workdir=workdir,
+                    gateway_key=gateway_key,
                 )
 
 

@@ -13,7 +13,7 @@ import uuid
 
 from server import envoy_launcher
 from server.config import Settings
-from server.readiness import wait_for_grpc, wait_for_http
+from server.readiness import wait_for_grpc, wait_for_http, wait_until
 from server.transport.app import create_server
 
 BIN = pathlib.Path(sys.executable).parent
@@ -35,16 +35,21 @@ def migrate(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def create_tenant_key(env: dict[str, str], tenant_id: str) -> str:
-    """`billing-keys create --tenant`, as an operator runs it; returns the key it prints."""
+def create_key(env: dict[str, str], *scope: str) -> str:
+    """`billing-keys create SCOPE...`, as an operator runs it; returns the key it prints."""
     done = subprocess.run(
-        [str(BIN / "billing-keys"), "create", "--tenant", tenant_id],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+        [str(BIN / "billing-keys"), "create", *scope], env=env, check=True, capture_output=True, text=True
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+def create_tenant_key(env: dict[str, str], tenant_id: str) -> str:
+    return create_key(env, "--tenant", tenant_id)
+
+
+def create_gateway_key(env: dict[str, str]) -> str:
+    """The key an Envoy in front of billing-server processes carries (billing-stack keeps its own)."""
+    return create_key(env, "--gateway")
 
 
 @contextlib.contextmanager
@@ -81,19 +86,23 @@ def demo_upstream():
 
 
 @contextlib.contextmanager
-def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, metering_key: str):
+def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, gateway_key: str):
     """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
-    access-log stream authenticated by `metering_key`; ready once its admin interface says so,
-    whether or not those servers are up."""
+    own calls authenticated by `gateway_key`; ready once its admin interface (the Unix
+    socket in `workdir`) says so, whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with (
-        open(workdir / "envoy.log", "ab") as log,
-        running(
-            envoy_launcher.start(settings, grpc_ports, workdir, metering_key, stdout=log, stderr=log),
-            f"http://127.0.0.1:{settings.envoy_admin_port}/ready",
-        ) as envoy,
-    ):
-        yield envoy
+    with open(workdir / "envoy.log", "ab") as log:
+        envoy = envoy_launcher.start(settings, grpc_ports, workdir, gateway_key, stdout=log, stderr=log)
+        try:
+            wait_until(
+                lambda: envoy_launcher.admin_get(workdir, "/ready")[0] == 200,
+                f"Envoy's admin socket in {workdir}",
+                alive=lambda: envoy.poll() is None,
+            )
+            yield envoy
+        finally:
+            envoy.terminate()
+            envoy.wait(timeout=10)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from server.config import ConfigError, Settings
@@ -72,3 +74,59 @@ def test_replica_ports_at_the_edge_and_metrics_off_are_accepted():
     assert Settings.from_env({"BILLING_REPLICAS": "3", "BILLING_GRPC_PORT": "65533"}).replicas == 3
     assert Settings.from_env({"BILLING_REPLICAS": "2", "BILLING_METRICS_PORT": "0"}).metrics_port == 0
     assert Settings.from_env({"BILLING_GRPC_PORT": "0"}).grpc_port == 0  # one server may take any free port
+
+
+def test_webhook_allow_list_is_read_as_normalized_ip_and_port():
+    settings = Settings.from_env({"BILLING_WEBHOOKS_ALLOW": " 127.0.0.1:9000, [::1]:9000,[::ffff:10.0.0.7]:80 ,"})
+    assert settings.webhooks_allow == {("127.0.0.1", 9000), ("::1", 9000), ("10.0.0.7", 80)}
+    assert Settings.from_env({}).webhooks_allow == frozenset()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "127.0.0.1",
+        "localhost:9000",
+        "hooks.internal:80",
+        "127.0.0.1:0",
+        "127.0.0.1:x",
+        "127.1:9000",
+        "127.0.0.1:9000/hook",
+    ],
+)
+def test_webhook_allow_list_takes_ip_and_port_only(entry):
+    with pytest.raises(
+        ConfigError, match=f"^BILLING_WEBHOOKS_ALLOW must be a comma-separated list of IP:port .*got {entry!r}$"
+    ):
+        Settings.from_env({"BILLING_WEBHOOKS_ALLOW": entry})
+
+
+@pytest.mark.parametrize(
+    "env, port, owner",
+    [
+        ({}, 8080, "BILLING_HTTP_PORT"),
+        ({}, 8000, "BILLING_GATEWAY_PORT"),
+        ({}, 50051, r"BILLING_GRPC_PORT \(replica 0\)"),
+        ({"BILLING_REPLICAS": "3"}, 50053, r"BILLING_GRPC_PORT \(replica 2\)"),
+        ({"BILLING_REPLICAS": "2"}, 9466, r"BILLING_METRICS_PORT \(replica 1\)"),  # 9465 is the scheduler's
+        ({}, 9465, "BILLING_SCHEDULER_METRICS_PORT"),
+        ({}, 8081, r"the gateway's upstream"),  # the demo upstream
+        ({"BILLING_UPSTREAM_URL": "http://10.0.0.9:3000"}, 3000, r"the gateway's upstream"),
+        ({"BILLING_HTTP_PORT": "18080"}, 18080, "BILLING_HTTP_PORT"),
+    ],
+)
+def test_webhook_allow_list_naming_a_port_of_this_service_is_refused(env, port, owner):
+    """On any address: a listener bound to 0.0.0.0 answers on every one of them."""
+    for address in ("127.0.0.1", "[::1]", "10.0.0.9"):
+        with pytest.raises(
+            ConfigError,
+            match=f"^BILLING_WEBHOOKS_ALLOW lists {re.escape(address)}:{port}, a port of this service \\({owner}",
+        ):
+            Settings.from_env({**env, "BILLING_WEBHOOKS_ALLOW": f"127.0.0.1:9000,{address}:{port}"})
+
+
+def test_the_old_blanket_webhook_setting_is_refused_pointing_at_the_list():
+    with pytest.raises(
+        ConfigError, match="^BILLING_WEBHOOKS_ALLOW_PRIVATE is no longer supported: .*BILLING_WEBHOOKS_ALLOW=IP:port"
+    ):
+        Settings.from_env({"BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"})

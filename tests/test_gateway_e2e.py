@@ -15,14 +15,25 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2
 
-from calls import BOUND_SECONDS, Reply, http_call, poll
+from calls import BOUND_SECONDS, Reply, poll
 from factories import subscription_from_now
+from server import envoy_launcher
 from server.persistence import db
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.services import keys
 from server.services.gateway import CACHE_SECONDS, Gateway
-from server.transport.gateway import AuthorizationServicer
+from server.transport.gateway import AuthorizationServicer, EnvoyCaller
 from stores import closed_port_url
+
+
+class EnvoyContext:
+    """What a servicer reads of Envoy's call: the metadata carrying the gateway key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def invocation_metadata(self):
+        return (("authorization", f"Bearer {self.key}"),)
 
 
 def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
@@ -32,8 +43,8 @@ def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[
 
 def access_logs_written(stack) -> int:
     """Entries Envoy's gateway has handed to its access-log stream so far (its admin stats)."""
-    stats = http_call("GET", f"http://127.0.0.1:{stack.settings.envoy_admin_port}/stats?filter=logs_written", {})
-    return int(stats.body.decode().split(": ")[1])
+    _, stats = envoy_launcher.admin_get(stack.workdir, "/stats?filter=logs_written")
+    return int(stats.split(": ")[1])
 
 
 def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack, tenant_id):
@@ -182,7 +193,8 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
 
 def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, tenant_id, capped_plan):
     """Redis unreachable: limits protect capacity (fail open), a quota cap is a billing fact (503)."""
-    servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())))
+    servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())), EnvoyCaller())
+    envoy = EnvoyContext(stack.gateway_key)
     uncapped, capped = f"{tenant_id}-a", f"{tenant_id}-b"
     subscription_from_now(uncapped, "standard")
     subscription_from_now(capped, capped_plan)
@@ -192,7 +204,7 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
         request.attributes.request.http.headers.update(
             {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"}
         )
-        return servicer.Check(request, None)
+        return servicer.Check(request, envoy)
 
     admitted = check(uncapped)
     assert admitted.status.code == 0
@@ -202,7 +214,7 @@ def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, 
     assert json.loads(refused.denied_response.body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
 
 
-def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(stack, tenant_id):
+def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it(stack, tenant_id):
     subscription_id = subscription_from_now(tenant_id)
     entry = accesslog_pb2.HTTPAccessLogEntry()
     entry.request.request_id = f"forged-{uuid.uuid4().hex}"
@@ -218,10 +230,11 @@ def test_access_log_stream_needs_an_admin_key_because_usage_is_billed_from_it(st
     for key, code in [
         (None, grpc.StatusCode.UNAUTHENTICATED),
         (stack.tenant_key(tenant_id), grpc.StatusCode.PERMISSION_DENIED),
+        (stack.admin_key, grpc.StatusCode.PERMISSION_DENIED),  # not Envoy's: an admin has the API
     ]:
         with pytest.raises(grpc.RpcError) as refused:
             stream(iter([message]), metadata=stack.auth(key) if key else (), timeout=10)
         assert refused.value.code() == code
     assert stack.total_requests(subscription_id) == 0
-    stream(iter([message, message]), metadata=stack.auth(stack.admin_key), timeout=10)  # sent twice
+    stream(iter([message, message]), metadata=stack.auth(stack.gateway_key), timeout=10)  # sent twice
     assert stack.total_requests(subscription_id) == 1

@@ -14,15 +14,21 @@ import grpc
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
 from calls import http_call, poll
 from factories import insert_subscription
-from processes import ADMIN_KEY, create_tenant_key, free_port, running_envoy, server_process, two_servers_sharing_redis
+from processes import (
+    ADMIN_KEY,
+    create_gateway_key,
+    create_tenant_key,
+    free_port,
+    running_envoy,
+    server_process,
+    two_servers_sharing_redis,
+)
 from stores import REDIS_URL, needs_redis
 
 
 def gateway_settings(stack, **changes):
     """The stack's settings with fresh Envoy ports (the same demo upstream)."""
-    return dataclasses.replace(
-        stack.settings, http_port=free_port(), gateway_port=free_port(), envoy_admin_port=free_port(), **changes
-    )
+    return dataclasses.replace(stack.settings, http_port=free_port(), gateway_port=free_port(), **changes)
 
 
 def get(settings, key: str | None, path: str = "/v1/items/1"):
@@ -33,7 +39,7 @@ def get(settings, key: str | None, path: str = "/v1/items/1"):
 def test_billing_server_unreachable_fails_closed_with_503(stack, tenant_id, tmp_path):
     insert_subscription(tenant_id)
     settings = gateway_settings(stack)
-    with running_envoy(settings, [free_port()], tmp_path, stack.admin_key):  # nothing listens there
+    with running_envoy(settings, [free_port()], tmp_path, stack.gateway_key):  # nothing listens there
         reply = get(settings, stack.tenant_key(tenant_id))
     assert reply.status == 503
     assert reply.json()["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
@@ -57,7 +63,7 @@ def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_
         with futures.ThreadPoolExecutor(8) as pool:
             return [r.status for r in pool.map(lambda i: get(settings, key, f"/v1/items/{i}"), range(calls))]
 
-    with running_envoy(settings, [port], tmp_path / "envoy", stack.admin_key):
+    with running_envoy(settings, [port], tmp_path / "envoy", stack.gateway_key):
         with server_process(env, tmp_path, "first", port):
             statuses = send(40)
             assert statuses == [200] * 40
@@ -88,7 +94,10 @@ def test_two_server_processes_share_the_gateway_limit_through_redis(stack, tmp_p
         key = create_tenant_key(env, tenant)
         settings = gateway_settings(stack)
         ports = [int(address.rsplit(":", 1)[1]) for address in (first, second)]
-        with running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY), futures.ThreadPoolExecutor(16) as pool:
+        with (
+            running_envoy(settings, ports, tmp_path / "envoy", create_gateway_key(env)),
+            futures.ThreadPoolExecutor(16) as pool,
+        ):
             replies = list(pool.map(lambda i: get(settings, key), range(80)))
     assert [r.status for r in replies].count(200) == 50
     assert {r.reason() for r in replies if r.status != 200} == {"RATE_LIMITED"}

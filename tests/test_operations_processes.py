@@ -20,7 +20,8 @@ import pytest
 from billing.v1 import usage_pb2, usage_pb2_grpc
 from calls import http_call
 from factories import insert_subscription
-from processes import ADMIN_KEY, billing_server, free_port, migrate, running_envoy
+from processes import ADMIN_KEY, billing_server, create_gateway_key, free_port, migrate, running_envoy
+from server import envoy_launcher
 from server.config import Settings
 from server.persistence import db
 from server.persistence.models import RecordedUsageEvent
@@ -156,7 +157,6 @@ def test_two_replicas_lose_one_under_load(tmp_path):
         settings = dataclasses.replace(
             Settings(),
             http_port=free_port(),
-            envoy_admin_port=free_port(),
             gateway_port=free_port(),
             demo_upstream_port=free_port(),
         )
@@ -165,7 +165,7 @@ def test_two_replicas_lose_one_under_load(tmp_path):
         with (
             billing_server(env, tmp_path, "replica0", ports[0]) as victim,
             billing_server(env, tmp_path, "replica1", ports[1]),
-            running_envoy(settings, ports, tmp_path / "envoy", ADMIN_KEY),
+            running_envoy(settings, ports, tmp_path / "envoy", create_gateway_key(env)),
         ):
             created = http_call(
                 "POST",
@@ -220,8 +220,7 @@ def test_two_replicas_lose_one_under_load(tmp_path):
                 stop.set()
                 reads = [r for f in readers for r in f.result()]
                 written = set().union(*(f.result()[0] for f in writers))
-            with urllib.request.urlopen(f"http://127.0.0.1:{settings.envoy_admin_port}/clusters") as reply:
-                clusters = reply.read().decode()
+            clusters = envoy_launcher.admin_get(tmp_path / "envoy", "/clusters")[1]
         with bound(url):
             recorded = _recorded(subscription_id)
     after = [status for at, status in reads if at > killed_at]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from server.cli.stack import replica_ports
 from server.config import Settings
 
 
 def test_replicas_take_consecutive_ports_and_skip_the_schedulers_metrics_port():
     settings = dataclasses.replace(Settings(), replicas=3)
-    assert replica_ports(settings) == [(50051, 9464), (50052, 9466), (50053, 9467)]
+    assert settings.replica_ports() == [(50051, 9464), (50052, 9466), (50053, 9467)]
 
 
 def test_no_metrics_port_means_none_for_every_replica():
     settings = dataclasses.replace(Settings(), replicas=2, metrics_port=0)
-    assert replica_ports(settings) == [(50051, 0), (50052, 0)]
+    assert settings.replica_ports() == [(50051, 0), (50052, 0)]

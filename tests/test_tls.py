@@ -10,6 +10,7 @@ import pathlib
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import time
 import urllib.error
@@ -22,6 +23,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.v1 import plan_pb2, plan_pb2_grpc
+from calls import poll
 from processes import ADMIN_KEY, BIN, create_tenant_key, free_port, in_process_server
 from server.config import Settings
 from server.readiness import wait_for_grpc, wait_for_http
@@ -94,7 +96,6 @@ def tls_stack(pki, tmp_path_factory):
         "BILLING_GATEWAY_PORT": str(gateway_port),
         "BILLING_DEMO_UPSTREAM_PORT": str(free_port()),
         "BILLING_GRPC_PORT": str(grpc_port),
-        "BILLING_ENVOY_ADMIN_PORT": str(free_port()),
         "BILLING_TLS_CERT": str(pki.folder / "server.pem"),
         "BILLING_TLS_KEY": str(pki.folder / "server.key"),
         "BILLING_GRPC_CLIENT_CA": str(pki.ca_file),
@@ -141,6 +142,20 @@ def test_gateway_over_https_checks_keys_over_mtls_and_forwards(tls_stack, pki):
     key = create_tenant_key(tls_stack.env, tenant)
     status, echoed = rest_get(f"{tls_stack.gateway_url}/v1/items/1", pki.ssl_context(), key=key)
     assert status == 200 and f'"x-tenant-id": "{tenant}"'.encode() in echoed.replace(b'":"', b'": "')
+
+
+def test_the_stack_keeps_the_gateway_key_envoy_carries_to_itself(tls_stack, pki):
+    """billing-stack makes the key Envoy's own calls carry: kept in a file only its user reads,
+    never printed, and refused by the billing API."""
+    workdir = pathlib.Path(tls_stack.env["OUTBOX_DIR"]).parent
+    kept = workdir / ".billing-gateway-key"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    key = kept.read_text().strip()
+    printed, _ = poll(lambda: (workdir / "stack.log").read_text(), lambda log: "billing stack is up" in log)
+    assert key.startswith("bk_") and key not in printed
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        rest_get(f"{tls_stack.rest_url}/billing/plans", pki.ssl_context(), key=key)
+    assert refused.value.code == 403
 
 
 def test_plaintext_request_to_the_tls_gateway_gets_no_http_answer(tls_stack):

@@ -33,32 +33,87 @@ def test_a_secret_needs_32_random_bytes():
         rules.new_secret(b"short")
 
 
+LISTED = frozenset({rules.target("127.0.0.1", 9000), rules.target("10.1.2.3", 80), rules.target("::1", 9001)})
+
+
 @pytest.mark.parametrize(
-    "url, allow_private, ok",
+    "url, ok",
     [
-        ("https://hooks.example.com/billing", False, True),
-        ("https://hooks.example.com:8443/b?x=1", False, True),
-        ("http://hooks.example.com/billing", False, False),
-        ("http://hooks.example.com/billing", True, False),  # http only to private addresses
-        ("http://127.0.0.1:9000/hook", False, False),
-        ("http://127.0.0.1:9000/hook", True, True),
-        ("http://localhost/hook", True, True),
-        ("http://10.1.2.3/hook", True, True),
-        ("https://192.168.0.1/hook", False, False),  # a literal private address needs the setting
-        ("https://169.254.169.254/latest/meta-data", False, False),
-        ("https://user:pw@hooks.example.com/", False, False),
-        ("ftp://hooks.example.com/", True, False),
-        ("https://", False, False),
-        ("https://hooks.example.com:99999/", False, False),
+        ("https://hooks.example.com/billing", True),
+        ("https://hooks.example.com:8443/b?x=1", True),
+        ("https://93.184.215.14/billing", True),  # a public address
+        ("http://hooks.example.com/billing", False),  # http only to a listed address:port
+        ("http://93.184.215.14/billing", False),
+        ("http://127.0.0.1:9000/hook", True),  # listed
+        ("https://127.0.0.1:9000/hook", True),
+        ("http://127.0.0.1:9002/hook", False),  # the address is listed with another port only
+        ("http://localhost:9000/hook", True),  # localhost is 127.0.0.1 (listed) or ::1
+        ("http://localhost/hook", False),
+        ("http://10.1.2.3/hook", True),
+        ("http://[::1]:9001/hook", True),
+        ("https://192.168.0.1/hook", False),  # a literal private address needs the setting
+        ("https://169.254.169.254/latest/meta-data", False),
+        ("https://user:pw@hooks.example.com/", False),
+        ("ftp://hooks.example.com/", False),
+        ("https://", False),
+        ("https://hooks.example.com:99999/", False),
     ],
 )
-def test_url_rules(url, allow_private, ok):
+def test_url_rules(url, ok):
     if ok:
-        assert rules.validate_url(url, allow_private=allow_private) == url
+        assert rules.validate_url(url, allowed=LISTED) == url
     else:
         with pytest.raises(InvalidArgument) as error:
-            rules.validate_url(url, allow_private=allow_private)
+            rules.validate_url(url, allowed=LISTED)
         assert [v.field for v in error.value.violations] == ["url"]
+
+
+# Every spelling of "this machine" or "this network" a tenant might try, none listed: each 400 on `url`.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:9000/",  # 127.0.0.1:9000 is listed, [::1]:9000 is not
+        "http://127.1:9000/",  # short IPv4 forms reach 127.0.0.1 through any resolver
+        "http://127.0.1:9000/",
+        "http://2130706433:9000/",  # decimal
+        "http://0x7f000001:9000/",  # hex
+        "http://0x7f.0.0.1:9000/",
+        "http://0177.0.0.1:9000/",  # octal
+        "http://127.0.0.1.:9000/",  # trailing dot
+        "https://0.0.0.0:8443/",  # "this host"
+        "https://[::]:8443/",
+        "http://localhost:9901/quitquitquit",  # an unlisted port of this host
+        "https://localhost/",
+        "https://admin.localhost/",
+        "https://[::ffff:127.0.0.1]:9901/",  # IPv4-mapped IPv6
+        "https://[::ffff:7f00:1]:9901/",
+        "https://[::ffff:169.254.169.254]/",
+        "https://[::127.0.0.1]/",  # IPv4-compatible IPv6
+        "https://[fe80::1]/",
+        "https://[fc00::1]/",
+        "https://100.64.0.1/",  # shared address space
+        "https://172.16.0.1/",
+    ],
+)
+def test_hostile_urls_to_this_host_or_network_are_refused(url):
+    with pytest.raises(InvalidArgument) as error:
+        rules.validate_url(url, allowed=LISTED)
+    assert [v.field for v in error.value.violations] == ["url"]
+
+
+def test_an_ipv4_mapped_address_is_the_ipv4_address_it_maps():
+    assert rules.validate_url("http://[::ffff:127.0.0.1]:9000/", allowed=LISTED)
+    assert rules.target("::ffff:127.0.0.1", 9000) == ("127.0.0.1", 9000)
+    assert rules.may_call("::ffff:127.0.0.1", 9000, "http", LISTED)
+    assert not rules.may_call("::ffff:127.0.0.1", 9901, "https", LISTED)
+    assert rules.may_call("::ffff:93.184.215.14", 443, "https", frozenset())
+
+
+def test_nothing_private_is_callable_without_the_list():
+    for address in ("127.0.0.1", "::1", "0.0.0.0", "10.0.0.1", "169.254.169.254", "fe80::1%eth0", "::7f00:1"):
+        assert not rules.may_call(address, 443, "https", frozenset()), address
+    assert rules.may_call("93.184.215.14", 443, "https", frozenset())
+    assert not rules.may_call("93.184.215.14", 80, "http", frozenset())
 
 
 def test_event_types_are_checked_and_named_by_index():
@@ -135,29 +190,33 @@ def test_a_short_secret_says_how_many_bytes_it_needs():
 
 
 HTTPS_ONLY = "url must be an https:// URL with a host and no credentials"
-NOT_PRIVATE = "url must not point at a loopback or private address (BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
-NOT_HTTP = "url must be https:// (http:// only to loopback or private addresses with BILLING_WEBHOOKS_ALLOW_PRIVATE=1)"
+NOT_PRIVATE = "url must not point at a loopback or private address:port that BILLING_WEBHOOKS_ALLOW does not list"
+NOT_HTTP = "url must be https:// (http:// only to an address:port listed in BILLING_WEBHOOKS_ALLOW)"
+NOT_DOTTED = "url host '127.1' is not an IPv4 address in dotted decimal (like 192.0.2.10)"
 
 
 @pytest.mark.parametrize(
-    "url, allow_private, message",
+    "url, message",
     [
-        (None, True, "url is required"),
-        ("", True, "url is required"),
-        ("  ", True, "url is required"),
-        ("https://user@hooks.example.com/", True, HTTPS_ONLY),  # a user name alone is a credential too
-        ("https://:pw@hooks.example.com/", True, HTTPS_ONLY),  # so is a password alone
-        ("ftp://hooks.example.com/", True, HTTPS_ONLY),
-        ("https://localhost/hook", False, NOT_PRIVATE),
-        ("http://hooks.example.com/billing", True, NOT_HTTP),
-        ("https://hooks.example.com:x/", True, "url is not a valid URL: 'https://hooks.example.com:x/'"),
+        (None, "url is required"),
+        ("", "url is required"),
+        ("  ", "url is required"),
+        ("https://user@hooks.example.com/", HTTPS_ONLY),  # a user name alone is a credential too
+        ("https://:pw@hooks.example.com/", HTTPS_ONLY),  # so is a password alone
+        ("ftp://hooks.example.com/", HTTPS_ONLY),
+        ("https://localhost/hook", NOT_PRIVATE),
+        ("http://127.0.0.1:9002/hook", NOT_PRIVATE),
+        ("http://127.1:9000/hook", NOT_DOTTED),
+        ("http://hooks.example.com/billing", NOT_HTTP),
+        ("http://93.184.215.14/billing", NOT_HTTP),
+        ("https://hooks.example.com:x/", "url is not a valid URL: 'https://hooks.example.com:x/'"),
         # A malformed URL is quoted up to 80 characters, never whole.
-        ("https://h:x/" + "a" * 100, True, "url is not a valid URL: " + repr(("https://h:x/" + "a" * 100)[:80])),
+        ("https://h:x/" + "a" * 100, "url is not a valid URL: " + repr(("https://h:x/" + "a" * 100)[:80])),
     ],
 )
-def test_each_refused_url_says_why_on_the_url_field(url, allow_private, message):
+def test_each_refused_url_says_why_on_the_url_field(url, message):
     with pytest.raises(InvalidArgument) as error:
-        rules.validate_url(url, allow_private=allow_private)
+        rules.validate_url(url, allowed=LISTED)
     assert error.value.message == message
     assert [(v.field, v.description) for v in error.value.violations] == [("url", message)]
 

@@ -15,7 +15,7 @@ from concurrent import futures
 import grpc
 import pytest
 import standardwebhooks
-from webhook_receiver import Receiver
+from webhook_receiver import Receiver, allowed
 
 from billing.v1 import webhook_pb2, webhook_pb2_grpc
 from factories import insert_subscription
@@ -61,7 +61,7 @@ def loopback_post(url, *args, **kwargs):
 
 
 def dispatcher_at(clock, post=loopback_post) -> Dispatcher:
-    return Dispatcher(allow_private=True, clock=clock, post=post)
+    return Dispatcher(allowed=allowed(), clock=clock, post=post)
 
 
 @pytest.fixture(autouse=True)
@@ -454,16 +454,16 @@ def test_the_scheduler_process_delivers_a_change_within_5_seconds(tmp_path):
         **os.environ,
         "DATABASE_URL": url,
         "OUTBOX_DIR": str(tmp_path / "out"),
-        "BILLING_WEBHOOKS_ALLOW_PRIVATE": "1",
     }
     env.pop("SMTP_URL", None)
     admin = Principal(key_id=0, scope=KeyScope.ADMIN)
     now = dt.datetime.now(UTC)
     with Receiver() as receiver, bound(url):
+        env["BILLING_WEBHOOKS_ALLOW"] = f"127.0.0.1:{receiver.port}"
         migrations.migrate()
         catalogue.seed(catalogue.load(Settings().catalogue_path))
         secret = webhooks.create_endpoint(
-            admin, webhooks.NewEndpoint("acme", receiver.url), now=now, allow_private=True
+            admin, webhooks.NewEndpoint("acme", receiver.url), now=now, allowed=allowed()
         ).secret
         scheduler = subprocess.Popen(
             [str(BIN / "billing-scheduler"), "run"], env=env, stderr=subprocess.PIPE, text=True

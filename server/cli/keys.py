@@ -1,4 +1,4 @@
-"""`billing-keys create --tenant ID | --admin` and `billing-keys revoke KEY`.
+"""`billing-keys create --tenant ID | --admin | --gateway` and `billing-keys revoke KEY`.
 
 `create` prints the new key alone on its last line: it is shown once and stored only hashed.
 """
@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     scope = create.add_mutually_exclusive_group(required=True)
     scope.add_argument("--tenant", help="bind the key to this tenant id")
     scope.add_argument("--admin", action="store_true", help="an admin key: all tenants, all methods")
+    scope.add_argument(
+        "--gateway",
+        action="store_true",
+        help="the key Envoy's ext_authz and access-log calls carry (billing-stack keeps its own): nothing else",
+    )
     revoke = commands.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key")
     args = parser.parse_args(argv)
@@ -30,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     now = dt.datetime.now(dt.timezone.utc)
     try:
         with db.session():
-            if args.command == "create":
+            if args.command == "create" and args.gateway:
+                print("created a gateway key (Envoy's own calls only); it is not shown again:")
+                print(keys.create_gateway_key(now=now))
+            elif args.command == "create":
                 key = keys.create_key(now=now, tenant_id=args.tenant, admin=args.admin)
                 print(
                     f"created {'an admin' if args.admin else f'a tenant {args.tenant!r}'} key; it is not shown again:"

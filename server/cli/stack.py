@@ -6,7 +6,6 @@ logging to the terminal; Ctrl-C stops all of them, and so does any one of them e
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import pathlib
 import shutil
@@ -15,28 +14,34 @@ import ssl
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from server import envoy_launcher
 from server.bootstrap import start
 from server.config import Settings
+from server.domain.access import KeyScope
 from server.persistence import db
 from server.readiness import wait_for_http
 from server.services import keys
 
 DEV_KEY_FILE = pathlib.Path(".billing-dev-admin-key")
+# The key Envoy's own calls carry (ext_authz, the access-log stream): in Envoy's config, so it
+# opens nothing else (KeyScope.GATEWAY). Kept like the dev admin key, never printed.
+GATEWAY_KEY_FILE = pathlib.Path(".billing-gateway-key")
 
 
-def _dev_admin_key() -> str:
-    """Reuse the development admin key across runs, so scripts keep working after a restart."""
-    now = dt.datetime.now(dt.timezone.utc)
+def _kept_key(path: pathlib.Path, scope: KeyScope, create: Callable[[dt.datetime], str]) -> str:
+    """The key in `path` while it is a valid key of `scope` (reused across runs, so scripts keep
+    working after a restart), else a new one `create` makes, written there (0600)."""
     with db.session():
-        if DEV_KEY_FILE.exists():
-            key = DEV_KEY_FILE.read_text().strip()
-            if keys.is_valid(key):
+        if path.exists():
+            key = path.read_text().strip()
+            if keys.is_valid(key, scope):
                 return key
-        key = keys.create_key(now=now, admin=True)
-    DEV_KEY_FILE.write_text(key + "\n")
-    DEV_KEY_FILE.chmod(0o600)
+        key = create(dt.datetime.now(dt.timezone.utc))
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # before writing: it holds a key
+    path.write_text(key + "\n")
     return key
 
 
@@ -55,13 +60,6 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def replica_ports(settings: Settings) -> list[tuple[int, int]]:
-    """(gRPC port, metrics port) of each server replica: the configured ports, then the next ones;
-    metrics ports skip the scheduler's (9464, 9466, … beside the scheduler's 9465 by default)."""
-    metrics = (port for port in itertools.count(settings.metrics_port) if port != settings.scheduler_metrics_port)
-    return [(settings.grpc_port + i, next(metrics) if settings.metrics_port else 0) for i in range(settings.replicas)]
-
-
 def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
     return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
 
@@ -71,16 +69,17 @@ def _metrics_urls(bind: str, ports: list[int]) -> str:
 
 
 def main() -> int:
-    # Local development: webhooks may go to a receiver on this machine (the children inherit it).
-    os.environ.setdefault("BILLING_WEBHOOKS_ALLOW_PRIVATE", "1")
     settings = start("billing-stack", serving=True, migrate=True)
-    admin_key = settings.bootstrap_admin_key or _dev_admin_key()
+    admin_key = settings.bootstrap_admin_key or _kept_key(
+        DEV_KEY_FILE, KeyScope.ADMIN, lambda now: keys.create_key(now=now, admin=True)
+    )
+    gateway_key = _kept_key(GATEWAY_KEY_FILE, KeyScope.GATEWAY, lambda now: keys.create_gateway_key(now=now))
     db.close()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
     children: list[subprocess.Popen] = []
     try:
-        replicas = replica_ports(settings)
+        replicas = settings.replica_ports()
         servers = [
             subprocess.Popen([str(_scripts() / "billing-server")], env=replica_env(grpc, metrics))
             for grpc, metrics in replicas
@@ -94,7 +93,7 @@ def main() -> int:
             settings,
             [grpc for grpc, _ in replicas],
             workdir,
-            admin_key,
+            gateway_key,
             upstream_host=envoy_launcher.upstream_host(settings.bind),
         )
         children.append(envoy)
@@ -119,7 +118,8 @@ def main() -> int:
 billing stack is up (database {settings.database_label})
   REST (Envoy):  {rest}
   gRPC:          {settings.bind}:{settings.grpc_port} ({settings.grpc_security}; {len(replicas)} replica(s) on ports {", ".join(str(g) for g, _ in replicas)})
-  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}, Envoy http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus
+  metrics:       server {_metrics_urls(settings.bind, [m for _, m in replicas])}, scheduler {_metrics_urls(settings.bind, [settings.scheduler_metrics_port])}
+  Envoy admin:   curl --unix-socket {envoy_launcher.admin_socket(workdir)} http://envoy/stats/prometheus
   gateway:       {gateway} -> {upstream}
   admin key:     {admin_key}
 

@@ -9,10 +9,13 @@ from server.domain.errors import NotFound, PermissionDenied
 
 
 class KeyScope(enum.StrEnum):
-    """What an API key may act on (ApiKey.scope): every tenant, or its own."""
+    """What an API key may act on (ApiKey.scope): every tenant, or its own; or, for the gateway
+    key, nothing of the billing API: only Envoy's own calls (ext_authz Check, the access-log
+    stream), so the key Envoy's configuration must hold is worth little to whoever reads it."""
 
     ADMIN = "admin"
     TENANT = "tenant"
+    GATEWAY = "gateway"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,20 @@ def require_visible(principal: Principal, tenant_id: str, kind: str, resource_id
     """Another tenant's resource read by id is reported missing (404) so ids leak nothing."""
     if not principal.owns(tenant_id):
         raise NotFound(f"{kind} {resource_id!r} not found", reason=f"{kind.upper()}_NOT_FOUND")
+
+
+def refuse_gateway_key(principal: Principal) -> None:
+    """Every billing.v1 method: the gateway key is not an API key."""
+    if principal.scope == KeyScope.GATEWAY:
+        raise PermissionDenied(
+            "the gateway key serves Envoy's ext_authz and access-log calls only", reason="GATEWAY_KEY_ONLY"
+        )
+
+
+def require_gateway(principal: Principal, what: str) -> None:
+    """Envoy's own calls: only the gateway key (an admin or tenant key has no business there)."""
+    if principal.scope != KeyScope.GATEWAY:
+        raise PermissionDenied(f"{what} needs the gateway key", reason="GATEWAY_ONLY")
 
 
 def require_admin(principal: Principal, what: str) -> None:

@@ -95,47 +95,93 @@ def headers(secrets: Iterable[str], message_id: str, timestamp: int, body: bytes
     }
 
 
-def is_private_address(address: str) -> bool:
-    """Loopback, private, link-local and other non-public addresses: what a webhook must not reach
-    unless the operator allows it (a tenant could otherwise probe the service's own network)."""
-    ip = ipaddress.ip_address(address)
-    return not ip.is_global
+# An address and port a webhook may reach although the address is not public: what the operator
+# lists in BILLING_WEBHOOKS_ALLOW, as `target` normalizes it.
+Target = tuple[str, int]
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+ALLOW_SETTING = "BILLING_WEBHOOKS_ALLOW"
+# RFC 6761: these names are the machine itself, whatever a resolver says.
+LOOPBACK = ("127.0.0.1", "::1")
+NOT_PRIVATE = f"url must not point at a loopback or private address:port that {ALLOW_SETTING} does not list"
+NOT_HTTP = f"url must be https:// (http:// only to an address:port listed in {ALLOW_SETTING})"
 
 
-def _literal_ip(host: str) -> str | None:
+def _address(address: str) -> IP:
+    """The address a connection really reaches: an IPv4-mapped IPv6 address (::ffff:127.0.0.1)
+    is its IPv4 address; a zone (fe80::1%eth0) is dropped."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def target(address: str, port: int) -> Target:
+    """An allow-list entry, normalized as `may_call` compares it; ValueError if not an IP address."""
+    return str(_address(address)), port
+
+
+def is_public(ip: IP) -> bool:
+    """A global address. IPv4-compatible IPv6 (::127.0.0.1, deprecated) is never public: Python
+    calls most of ::/96 global, but it embeds an IPv4 address some stacks route to."""
+    compatible = isinstance(ip, ipaddress.IPv6Address) and int(ip) >> 32 == 0
+    return ip.is_global and not compatible
+
+
+def may_call(address: str, port: int, scheme: str, allowed: frozenset[Target]) -> bool:
+    """Whether a webhook may connect to `address` (a resolved or literal IP) on `port`: a public
+    address over https, or an address:port the operator listed (over http or https). Anything
+    else (loopback, private, link-local, unspecified, ...) would let a tenant reach this host's
+    or this network's services, the billing service's own listeners among them."""
+    ip = _address(address)
+    return (str(ip), port) in allowed or (scheme == "https" and is_public(ip))
+
+
+def _ends_in_a_number(host: str) -> bool:
+    """WHATWG URL: a host whose last label is a number is an IPv4 address (127.1, 2130706433,
+    0x7f000001 are all 127.0.0.1 to a resolver)."""
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    return last.isdigit() or (last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:]))
+
+
+def _host_addresses(host: str) -> tuple[str, ...] | None:
+    """The addresses a URL's host names without asking a resolver, or None for a DNS name (checked
+    when it is resolved, at each delivery). An IPv4 address in any form but dotted decimal is refused."""
     try:
-        return str(ipaddress.ip_address(host))
+        return (str(ipaddress.ip_address(host)),)
     except ValueError:
-        return None
+        pass
+    if _ends_in_a_number(host):
+        raise InvalidArgument(
+            f"url host {host[:64]!r} is not an IPv4 address in dotted decimal (like 192.0.2.10)", field="url"
+        )
+    if host == "localhost" or host.endswith(".localhost"):
+        return LOOPBACK
+    return None
 
 
-def validate_url(url: str, *, allow_private: bool) -> str:
-    """An https:// URL, or http:// to a loopback or private address when `allow_private`;
-    a literal non-public address only when `allow_private`. 400 naming `url` otherwise."""
+def validate_url(url: str, *, allowed: frozenset[Target]) -> str:
+    """An https:// URL to a DNS name or a public address, or (http:// or https://) to an
+    address:port in `allowed` (BILLING_WEBHOOKS_ALLOW). 400 naming `url` otherwise. A DNS name is
+    checked again, resolved, at each delivery (notifications/webhook_sender.py)."""
     url = (url or "").strip()
     if not url:
         raise InvalidArgument("url is required", field="url")
     try:
         parsed = urllib.parse.urlsplit(url)
-        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
     except ValueError:
         raise InvalidArgument(f"url is not a valid URL: {url[:80]!r}", field="url") from None
     host = parsed.hostname or ""
     if parsed.scheme not in ("https", "http") or not host or parsed.username or parsed.password:
         raise InvalidArgument("url must be an https:// URL with a host and no credentials", field="url")
-    ip = _literal_ip(host)
-    private = host == "localhost" or (ip is not None and is_private_address(ip))
-    if private and not allow_private:
-        raise InvalidArgument(
-            "url must not point at a loopback or private address (BILLING_WEBHOOKS_ALLOW_PRIVATE=1 allows it)",
-            field="url",
-        )
-    if parsed.scheme == "http" and not (allow_private and private):
-        raise InvalidArgument(
-            "url must be https:// (http:// only to loopback or private addresses with "
-            "BILLING_WEBHOOKS_ALLOW_PRIVATE=1)",
-            field="url",
-        )
+    addresses = _host_addresses(host)
+    if addresses is None:
+        if parsed.scheme == "http":
+            raise InvalidArgument(NOT_HTTP, field="url")
+        return url
+    if not any(may_call(address, port, parsed.scheme, allowed) for address in addresses):
+        private = not all(is_public(_address(address)) for address in addresses)
+        raise InvalidArgument(NOT_PRIVATE if private else NOT_HTTP, field="url")
     return url
 
 

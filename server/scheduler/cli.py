@@ -117,7 +117,7 @@ def run(settings: Settings) -> int:
     scheduler = schedule.Scheduler()
     build_schedule(scheduler, settings)
     webhooks = threading.Thread(
-        target=Dispatcher(allow_private=settings.webhooks_allow_private).run, args=(stop,), name="webhook-dispatcher"
+        target=Dispatcher(allowed=settings.webhooks_allow).run, args=(stop,), name="webhook-dispatcher"
     )
     webhooks.start()
     log.info("scheduler started: %s", ", ".join(sorted(jobs.JOBS)))

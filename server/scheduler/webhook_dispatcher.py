@@ -39,13 +39,13 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        allow_private: bool,
+        allowed: frozenset[rules.Target],
         workers: int = WORKERS,
         clock: Callable[[], dt.datetime] = utc_now,
         post: Callable[..., rules.Outcome] = webhook_sender.post,
         rng: random.Random | None = None,
     ) -> None:
-        self.allow_private = allow_private
+        self.allowed = allowed
         self.workers = workers
         self._clock = clock
         self._post = post
@@ -69,7 +69,7 @@ class Dispatcher:
         try:
             body = attempt.body.encode()
             headers = rules.headers(attempt.secrets, attempt.event_id, int(time.time()), body)
-            outcome = self._post(attempt.url, headers, body, allow_private=self.allow_private)
+            outcome = self._post(attempt.url, headers, body, allowed=self.allowed)
             with db.session():
                 status = webhook_delivery.settle(attempt, outcome, now=self._clock(), jitter=self._rng.uniform(-1, 1))
             if not outcome.succeeded:

@@ -26,13 +26,22 @@ def _store(key: str, scope: KeyScope, tenant_id: str | None, now: dt.datetime) -
     return ApiKey.create(key_hash=_hash(key), prefix=key[:10], scope=scope, tenant_id=tenant_id, created_at=now)
 
 
+def _new(scope: KeyScope, tenant_id: str | None, now: dt.datetime) -> str:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    _store(key, scope, tenant_id, now)
+    return key
+
+
 def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = False) -> str:
     """Create an admin key or a key bound to `tenant_id`; returns the key, which is not stored."""
     if admin == bool(tenant_id):
         raise InvalidArgument("a key is either admin or bound to one tenant", field="tenant_id")
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    _store(key, KeyScope.ADMIN if admin else KeyScope.TENANT, tenant_id or None, now)
-    return key
+    return _new(KeyScope.ADMIN if admin else KeyScope.TENANT, tenant_id or None, now)
+
+
+def create_gateway_key(*, now: dt.datetime) -> str:
+    """Create the key Envoy's ext_authz and access-log calls carry; no billing method accepts it."""
+    return _new(KeyScope.GATEWAY, None, now)
 
 
 def ensure_admin_key(key: str, *, now: dt.datetime) -> None:
@@ -53,8 +62,13 @@ def revoke_key(key: str, *, now: dt.datetime) -> None:
         raise NotFound("no such key", reason="KEY_NOT_FOUND")
 
 
-def is_valid(key: str) -> bool:
-    return ApiKey.select().where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null()).exists()
+def is_valid(key: str, scope: KeyScope) -> bool:
+    """An unrevoked key of `scope`."""
+    return (
+        ApiKey.select()
+        .where((ApiKey.key_hash == _hash(key)) & ApiKey.revoked_at.is_null() & (ApiKey.scope == scope))
+        .exists()
+    )
 
 
 def authenticate(key: str | None) -> Principal:

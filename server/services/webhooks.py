@@ -46,12 +46,12 @@ def _endpoint(principal: Principal, endpoint_id: str, *, lock: bool = False) -> 
 
 
 def create_endpoint(
-    principal: Principal, request: NewEndpoint, *, now: dt.datetime, allow_private: bool
+    principal: Principal, request: NewEndpoint, *, now: dt.datetime, allowed: frozenset[rules.Target]
 ) -> EndpointView:
     """Register an endpoint; the returned endpoint carries the new secret (shown to the caller once)."""
     tenant_id = subscription_rules.validate_tenant_id(request.tenant_id)
     require_tenant_path(principal, tenant_id)
-    url = rules.validate_url(request.url, allow_private=allow_private)
+    url = rules.validate_url(request.url, allowed=allowed)
     event_types = rules.validate_event_types(request.event_types)
     with database.atomic():
         return endpoint_view(

@@ -79,9 +79,7 @@ def create_server(
     health = Health(["", *SERVICE_NAMES])
     health_pb2_grpc.add_HealthServiceServicer_to_server(health, server)
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
-    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
-        WebhookServicer(allow_private=settings.webhooks_allow_private), server
-    )
+    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(allowed=settings.webhooks_allow), server)
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -5,6 +5,12 @@ These are not billing.v1 methods, so the billing interceptors leave them alone: 
 database sessions where they need them (Check mostly needs none: its lookups are cached), and
 Check turns domain errors into HTTP denials itself. Anything
 unexpected in Check becomes a gRPC error, which Envoy (failure_mode_allow: false) answers 503.
+
+Both calls must come from Envoy: Check decides what the platform's API admits (and counts
+against tenants' limits), the access-log stream is what usage is billed from. Envoy sends the
+gateway key (KeyScope.GATEWAY) as initial metadata on both, and nothing else is accepted: not an
+admin key, not a tenant key. The gateway key in turn opens no billing.v1 method, so Envoy's
+configuration (readable at its admin /config_dump) holds nothing more powerful than this.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from server.domain.access import require_admin
+from server.domain.access import Principal, require_gateway
 from server.domain.errors import DomainError
 from server.domain.gateway import LoggedRequest, forwarded
+from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
@@ -83,11 +90,35 @@ def _allowed(admission: gateway.Admission, request_id: str) -> external_auth_pb2
     )
 
 
+class EnvoyCaller:
+    """Refuses a call that does not carry the gateway key. A valid key is cached like the billing
+    API's keys (a revoked one is refused at most STALENESS_SECONDS late), so Check, the hot path,
+    does no database query for it."""
+
+    def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
+        self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
+
+    def require(self, context, what: str) -> None:
+        key = bearer_token(context.invocation_metadata())
+        try:
+            principal = self._principals.get(key, lambda: _authenticate(key)) if key else keys.authenticate(key)
+            require_gateway(principal, what)
+        except DomainError as error:
+            abort(context, error)
+
+
+def _authenticate(key: str) -> Principal:
+    with db.session():
+        return keys.authenticate(key)
+
+
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
-    def __init__(self, admission: Gateway) -> None:
+    def __init__(self, admission: Gateway, caller: EnvoyCaller) -> None:
         self.admission = admission
+        self.caller = caller
 
     def Check(self, request, context):
+        self.caller.require(context, "ext_authz Check")
         headers = dict(request.attributes.request.http.headers)
         call_context.adopt_request_id(headers.get("x-request-id"))
         try:
@@ -114,17 +145,13 @@ def _logged(entry) -> LoggedRequest:
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     """Each message Envoy flushes (every 0.2 s at most) is one batch. It is recorded before the
     next is read; a database hiccup is retried, because Envoy does not resend what it sent.
-    Usage is billed from this stream, so it must come with an admin key (Envoy sends the one it
-    was configured with as initial metadata)."""
+    Usage is billed from this stream, so it must come with the gateway key."""
+
+    def __init__(self, caller: EnvoyCaller) -> None:
+        self.caller = caller
 
     def StreamAccessLogs(self, request_iterator, context):
-        try:
-            with db.session():
-                require_admin(
-                    keys.authenticate(bearer_token(context.invocation_metadata())), "streaming gateway access logs"
-                )
-        except DomainError as error:
-            abort(context, error)
+        self.caller.require(context, "streaming gateway access logs")
         for message in request_iterator:
             requests = [_logged(entry) for entry in message.http_logs.log_entry]
             if requests:
@@ -146,5 +173,6 @@ def _meter(requests: list[LoggedRequest]) -> None:
 
 
 def add_to_server(server: grpc.Server, admission: Gateway) -> None:
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(admission), server)
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(), server)
+    caller = EnvoyCaller()
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(admission, caller), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(caller), server)

@@ -45,12 +45,12 @@ def delivery_message(delivery: DeliveryView) -> Delivery:
 
 
 class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
-    def __init__(self, *, allow_private: bool) -> None:
-        self.allow_private = allow_private
+    def __init__(self, *, allowed: frozenset[rules.Target]) -> None:
+        self.allowed = allowed
 
     def CreateWebhookEndpoint(self, request, context):
         new = webhooks.NewEndpoint(tenant_id=request.tenant_id, url=request.url, event_types=tuple(request.event_types))
-        endpoint = webhooks.create_endpoint(current_principal(), new, now=now(), allow_private=self.allow_private)
+        endpoint = webhooks.create_endpoint(current_principal(), new, now=now(), allowed=self.allowed)
         return endpoint_message(endpoint, with_secret=True)
 
     def ListTenantWebhookEndpoints(self, request, context):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain.access import Principal
+from server.domain.access import Principal, refuse_gateway_key
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.services import keys
 from server.transport import context as call_context
@@ -31,6 +31,7 @@ class AuthInterceptor(Layer):
     def around(self, behavior, request, context, method):
         key = bearer_token(context.invocation_metadata())
         principal = self._principals.get(key, lambda: keys.authenticate(key)) if key else keys.authenticate(key)
+        refuse_gateway_key(principal)
         token = call_context.bind_principal(principal)
         try:
             return behavior(request, context)
