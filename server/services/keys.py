@@ -12,6 +12,7 @@ import secrets
 
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
+from server.domain.subscriptions import validate_tenant_id
 from server.persistence.db import database
 from server.persistence.models import ApiKey
 
@@ -31,7 +32,7 @@ def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = 
     if admin == bool(tenant_id):
         raise InvalidArgument("a key is either admin or bound to one tenant", field="tenant_id")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    _store(key, KeyScope.ADMIN if admin else KeyScope.TENANT, tenant_id or None, now)
+    _store(key, KeyScope.ADMIN if admin else KeyScope.TENANT, validate_tenant_id(tenant_id) if tenant_id else None, now)
     return key
 
 
