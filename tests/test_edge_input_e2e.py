@@ -106,3 +106,14 @@ def test_identifiers_outside_the_alphabet_are_400_naming_the_field(stack, method
     status = reply.json()
     assert [v["field"] for d in status["details"] for v in d.get("field_violations", [])] == [field]
     assert "A-Z a-z 0-9 . _ : @ -" in status["message"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://a b/", "https://hooks.example.com:0/", "https://exa\u200bmple.com/", "https://-x-.example.com/"]
+)
+def test_a_webhook_url_that_can_never_be_dialled_is_400_at_registration(stack, tenant_id, url):
+    reply = stack.rest("POST", "/billing/webhooks", body={"tenant_id": tenant_id, "url": url})
+    assert reply.status == 400, reply.body
+    status = reply.json()
+    assert [v["field"] for d in status["details"] for v in d.get("field_violations", [])] == ["url"]
+    assert [d["reason"] for d in status["details"] if "reason" in d] == ["INVALID_URL"]

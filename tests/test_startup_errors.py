@@ -32,6 +32,12 @@ def bound_port():
         ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
         ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
         ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
+        ("billing-stack", {"REDIS_URL": "notaurl"}, "REDIS_URL"),
+        ("billing-server", {"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL"),
+        ("billing-scheduler", {"SMTP_URL": "smtp://mail host:25"}, "SMTP_URL"),
+        ("billing-server", {"DATABASE_URL": "postgresql://u:pw@db:70000/x"}, "DATABASE_URL"),
+        ("billing-stack", {"BILLING_UPSTREAM_URL": "http://a b:80"}, "BILLING_UPSTREAM_URL"),
+        ("billing-stack", {"BILLING_PUBLIC_URL": "https://billing\r\n.example.com"}, "BILLING_PUBLIC_URL"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):

@@ -13,6 +13,7 @@ import ipaddress
 import urllib.parse
 from collections.abc import Iterable
 
+from server.domain import urls
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
@@ -109,20 +110,23 @@ def _literal_ip(host: str) -> str | None:
         return None
 
 
+def _parse_url(url: str) -> urllib.parse.SplitResult:
+    """`url` split, once it is a URL a delivery can dial (server/domain/urls.py): an http(s)
+    scheme, a valid host name or IP literal, a port in range, no credentials, no whitespace or
+    control characters, at most MAX_URL characters. 400 naming `url` otherwise."""
+    if not url:
+        raise InvalidArgument("url is required", field="url")
+    if problem := urls.url_problem(url, ("https", "http")):
+        raise InvalidArgument(f"url {problem}", field="url", reason="INVALID_URL")
+    return urllib.parse.urlsplit(url)
+
+
 def validate_url(url: str, *, allow_private: bool) -> str:
     """An https:// URL, or http:// to a loopback or private address when `allow_private`;
     a literal non-public address only when `allow_private`. 400 naming `url` otherwise."""
     url = (url or "").strip()
-    if not url:
-        raise InvalidArgument("url is required", field="url")
-    try:
-        parsed = urllib.parse.urlsplit(url)
-        parsed.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise InvalidArgument(f"url is not a valid URL: {url[:80]!r}", field="url") from None
+    parsed = _parse_url(url)
     host = parsed.hostname or ""
-    if parsed.scheme not in ("https", "http") or not host or parsed.username or parsed.password:
-        raise InvalidArgument("url must be an https:// URL with a host and no credentials", field="url")
     ip = _literal_ip(host)
     private = host == "localhost" or (ip is not None and is_private_address(ip))
     if private and not allow_private:
