@@ -107,6 +107,19 @@ def upstream_tls(settings: Settings) -> str:
     return _transport_socket("UpstreamTlsContext", {"common_tls_context": context})
 
 
+def openapi_path(workdir: pathlib.Path) -> pathlib.Path:
+    return workdir / "openapi.json"
+
+
+def write_openapi(settings: Settings, workdir: pathlib.Path) -> None:
+    """The served OpenAPI document: generated/openapi.json (kept stable, so `make generate` stays
+    reproducible) with `servers` naming where clients really reach the API: BILLING_PUBLIC_URL,
+    else the REST listener with its scheme and port (Settings.portal_base_url)."""
+    document = json.loads(OPENAPI.read_text())
+    document["servers"] = [{"url": settings.portal_base_url}]
+    openapi_path(workdir).write_text(json.dumps(document, indent=2) + "\n")
+
+
 def upstream_host(bind: str) -> str:
     """Where Envoy reaches a server bound to `bind`: a wildcard bind on loopback, a specific address only at itself."""
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
@@ -133,7 +146,7 @@ def render(
         upstream_host=settings.upstream_address()[0],
         upstream_port=settings.upstream_address()[1],
         descriptor=DESCRIPTOR,
-        openapi=OPENAPI,
+        openapi=openapi_path(workdir),
         max_body=MAX_REST_BODY,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
@@ -183,6 +196,7 @@ def start(
     config = workdir / "envoy.yaml"
     if settings.tls:
         write_edge_secret(settings, workdir)
+    write_openapi(settings, workdir)
     config.touch(mode=0o600)
     config.chmod(0o600)  # before writing: it holds the metering key
     config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))

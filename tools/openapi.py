@@ -291,6 +291,7 @@ class Generator:
                 "description": "REST face of billing.v1, transcoded by Envoy from gRPC. Generated from "
                 "protos/ by tools/openapi.py; do not edit.",
             },
+            # The default; Envoy serves the document with the real base (envoy_launcher.write_openapi).
             "servers": [{"url": "http://127.0.0.1:8080"}],
             "security": [{"bearer": []}],
             "paths": dict(sorted(paths.items())),
