@@ -27,6 +27,10 @@ TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
 OPENAPI = ROOT / "generated" / "openapi.json"
 MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
+# KiB of a request line and headers on both listeners; more is 431. The server's gRPC metadata
+# limit (server/transport/app.py) is above what Envoy can then pass on (the path twice and a few
+# headers of its own), so it never answers such a request RESOURCE_EXHAUSTED.
+MAX_REQUEST_HEADERS_KB = 8
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -148,6 +152,7 @@ def render(
         descriptor=DESCRIPTOR,
         openapi=openapi_path(workdir),
         max_body=MAX_REST_BODY,
+        max_headers_kb=MAX_REQUEST_HEADERS_KB,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),

@@ -4,13 +4,14 @@ writes into headers, over-long request lines and headers, Envoy's own error bodi
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from calls import poll
+from calls import http_call, poll
 from factories import subscription_from_now
 from server.domain.access import KeyScope
 from server.persistence import db
@@ -117,3 +118,73 @@ def test_a_webhook_url_that_can_never_be_dialled_is_400_at_registration(stack, t
     status = reply.json()
     assert [v["field"] for d in status["details"] for v in d.get("field_violations", [])] == ["url"]
     assert [d["reason"] for d in status["details"] if "reason" in d] == ["INVALID_URL"]
+
+
+def assert_status_with_error_info(reply, status: int, reason: str | None = None) -> dict:
+    """A google.rpc.Status JSON body with an UPPER_SNAKE_CASE ErrorInfo reason, nothing internal."""
+    assert reply.status == status, (reply.status, reply.body[:300])
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    infos = [d for d in body["details"] if d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"]
+    assert infos and all(re.fullmatch(r"[A-Z][A-Z0-9_]*", d["reason"]) for d in infos), body
+    assert reason is None or infos[0]["reason"] == reason, body
+    assert "x-envoy" not in body["message"] and "metadata" not in body["message"].lower()
+    return body
+
+
+@pytest.mark.parametrize("door", ["rest", "gateway"])
+@pytest.mark.parametrize(
+    "path, headers",
+    [
+        ("/billing/plans?page_token=" + "a" * 9 * 1024, {}),
+        ("/billing/nowhere/" + "a" * 9 * 1024, {}),
+        ("/billing/plans/" + "a" * 64 * 1024, {}),
+        ("/billing/plans", {"x-big": "b" * 70 * 1024}),
+        ("/billing/plans", {f"x-h{i}": "v" * 100 for i in range(90)}),
+    ],
+)
+def test_over_long_request_lines_and_headers_are_431_from_envoy_never_429(stack, tenant_id, door, path, headers):
+    subscription_from_now(tenant_id)
+    key = stack.admin_key if door == "rest" else stack.tenant_key(tenant_id)
+    base = stack.rest_url if door == "rest" else stack.gateway_url
+    reply = http_call("GET", base + path, {"authorization": f"Bearer {key}", **headers})
+    assert_status_with_error_info(reply, 431, "REQUEST_HEADERS_TOO_LARGE")
+
+
+def test_a_long_path_under_the_limit_reaches_the_server_and_is_not_429(stack):
+    """7 KiB of path: Envoy passes it (the path twice in the metadata), the server answers."""
+    reply = stack.rest("GET", "/billing/plans", params={"page_token": "a" * 7 * 1024})
+    assert_status_with_error_info(reply, 400)
+
+
+@pytest.mark.parametrize(
+    "method, path, body, reason",
+    [
+        ("POST", "/billing/subscriptions", b"{not json", "INVALID_JSON"),
+        ("POST", "/billing/subscriptions", b'{"tenant_id": 5}', "INVALID_JSON"),
+        ("POST", "/billing/subscriptions", b'{"tenant_id": ["a"]}', "INVALID_JSON"),
+        ("POST", "/billing/metrics/track", b'{"subscription_id": "s", "events": [{"count": NaN}]}', "INVALID_JSON"),
+        ("POST", "/billing/metrics/track", b'{"subscription_id": "s", "events": [{"count": "1e999"}]}', "INVALID_JSON"),
+        ("PUT", "/billing/invoices/inv_1", b'{"status": "NOT_A_STATUS"}', "INVALID_JSON"),
+        ("POST", "/billing/subscriptions", b"\xff\xfe", "INVALID_JSON"),
+        ("GET", "/billing/plans?nope=1", None, "INVALID_QUERY_PARAMETER"),
+        ("GET", "/billing/subscriptions/tenant/acme?status=BOGUS", None, "INVALID_QUERY_PARAMETER"),
+        ("GET", "/billing/subscriptions/tenant/acme?page_size=ten", None, "INVALID_QUERY_PARAMETER"),
+        ("GET", "/billing/nowhere", None, "UNKNOWN_METHOD"),
+        ("DELETE", "/billing/plans", None, "UNKNOWN_METHOD"),
+        ("POST", "/billing/subscriptions", b"{" + b" " * (3 * 1024 * 1024) + b"}", "REQUEST_TOO_LARGE"),
+    ],
+)
+def test_envoys_own_errors_carry_error_info_and_no_parser_snippet(stack, method, path, body, reason):
+    reply = http_call(
+        method,
+        stack.rest_url + path,
+        {"authorization": f"Bearer {stack.admin_key}", "content-type": "application/json"},
+        body,
+    )
+    status = assert_status_with_error_info(
+        reply, 404 if reason == "UNKNOWN_METHOD" else 413 if reason == "REQUEST_TOO_LARGE" else 400, reason
+    )
+    assert "\n" not in status["message"] and "^" not in status["message"]
+    if reason == "INVALID_QUERY_PARAMETER":  # the parameter is named
+        assert path.split("?")[1].split("=")[0] in status["message"]
