@@ -7,14 +7,20 @@ import ipaddress
 import itertools
 import os
 import pathlib
+import re
 import urllib.parse
 
-from server.domain import webhooks
+from server.domain import urls, webhooks
 from server.domain.issuer import Issuer
 
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
 MIN_BOOTSTRAP_KEY = 16
 MIN_PORTAL_SECRET = 32
+
+
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
+_CREDENTIALS = re.compile(r"//[^/?#]*@")
+EXAMPLE_DATABASE = "sqlite:///billing.db or postgresql://user:password@host:5432/billing"
 
 
 class ConfigError(ValueError):
@@ -81,14 +87,36 @@ def _flag(env: dict[str, str], name: str) -> bool:
     return raw == "1"
 
 
-def _split_url(url: str) -> urllib.parse.SplitResult | None:
-    """The URL's parts, or None if it does not parse (a malformed port included)."""
-    try:
-        parsed = urllib.parse.urlsplit(url)
-        parsed.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
+def _shown(url: str) -> str:
+    """The value for a message: without a `user:password@` part, at most 80 characters."""
+    return repr(_CREDENTIALS.sub("//", url, count=1)[:80])
+
+
+def _url(
+    name: str,
+    url: str | None,
+    example: str,
+    schemes: tuple[str, ...],
+    *,
+    credentials: bool = False,
+    host_required: bool = True,
+    path: bool = True,
+    query: bool = True,
+) -> str | None:
+    """A URL setting (None: unset) that passes the URL syntax rules (server/domain/urls.py) and
+    has a path, query or fragment only where allowed; else a ConfigError naming it."""
+    if not url:
         return None
-    return parsed
+    problem = urls.url_problem(url, schemes, credentials=credentials, host_required=host_required)
+    if problem is None:
+        parsed = urllib.parse.urlsplit(url)
+        if not path and parsed.path not in ("", "/"):
+            problem = "must have no path"
+        elif (not query and parsed.query) or parsed.fragment:
+            problem = "must have no query or fragment"
+    if problem:
+        raise ConfigError(f"{name} {problem}: it must look like {example}, got {_shown(url)}")
+    return url
 
 
 def _webhook_allow(env: dict[str, str]) -> frozenset[webhooks.Target]:
@@ -98,11 +126,14 @@ def _webhook_allow(env: dict[str, str]) -> frozenset[webhooks.Target]:
     for entry in (part.strip() for part in env.get(webhooks.ALLOW_SETTING, "").split(",")):
         if not entry:
             continue
-        parsed = _split_url("//" + entry)
+        url = f"http://{entry}"  # the URL syntax rules (server/domain/urls.py), then IP:port only
         try:
-            if parsed is None or not parsed.hostname or not parsed.port or parsed.path or parsed.query:
+            if urls.url_problem(url, ("http",)):
                 raise ValueError(entry)
-            targets.add(webhooks.target(parsed.hostname, parsed.port))
+            parsed = urllib.parse.urlsplit(url)
+            if not parsed.port or parsed.path or parsed.query or parsed.fragment:
+                raise ValueError(entry)
+            targets.add(webhooks.target(parsed.hostname or "", parsed.port))
         except ValueError:
             raise ConfigError(
                 f"{webhooks.ALLOW_SETTING} must be a comma-separated list of IP:port "
@@ -125,30 +156,22 @@ def _refuse_retired(env: dict[str, str]) -> None:
             raise ConfigError(f"{name} is no longer supported: {instead}")
 
 
-def _upstream(url: str | None) -> str | None:
-    """BILLING_UPSTREAM_URL must be plain http://host[:port] (the gateway adds no path prefix)."""
-    if url is None:
-        return None
-    parsed = _split_url(url)
-    if parsed is None or parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
-        raise ConfigError(f"BILLING_UPSTREAM_URL must look like http://host:port, got {url!r}")
+def _database_url(url: str) -> str:
+    """DATABASE_URL: sqlite:///path (a file path may hold spaces), or PostgreSQL's URL."""
+    if not url.startswith("sqlite:"):
+        return (
+            _url("DATABASE_URL", url, EXAMPLE_DATABASE, DATABASE_SCHEMES, credentials=True, host_required=False) or url
+        )
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.netloc or not parsed.path.strip("/"):
+        raise ConfigError(f"DATABASE_URL must look like sqlite:///path/to/billing.db, got {_shown(url)}")
     return url
 
 
 def _public_url(url: str | None) -> str | None:
     """BILLING_PUBLIC_URL: http(s)://host[:port][/prefix], kept without a trailing slash."""
-    if url is None:
-        return None
-    parsed = _split_url(url)
-    if (
-        parsed is None
-        or parsed.scheme not in ("http", "https")
-        or not parsed.hostname
-        or parsed.query
-        or parsed.fragment
-    ):
-        raise ConfigError(f"BILLING_PUBLIC_URL must look like https://host[:port][/prefix], got {url!r}")
-    return url.rstrip("/")
+    checked = _url("BILLING_PUBLIC_URL", url, "https://host[:port][/prefix]", ("http", "https"), query=False)
+    return checked.rstrip("/") if checked else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,14 +292,16 @@ class Settings:
             scheduler_metrics_port=_port(env, "BILLING_SCHEDULER_METRICS_PORT", cls.scheduler_metrics_port),
             shutdown_grace_s=_number(env, "BILLING_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0, maximum=3600),
             replicas=int(_number(env, "BILLING_REPLICAS", cls.replicas, minimum=1, maximum=64, integer=True)),
-            database_url=env.get("DATABASE_URL") or cls.database_url,
-            redis_url=env.get("REDIS_URL") or None,
+            database_url=_database_url(env.get("DATABASE_URL") or cls.database_url),
+            redis_url=_url(
+                "REDIS_URL", env.get("REDIS_URL"), "redis://host:6379/0", ("redis", "rediss"), credentials=True
+            ),
             bind=env.get("BILLING_BIND") or cls.bind,
             grpc_port=_port(env, "BILLING_GRPC_PORT", cls.grpc_port),
             http_port=_port(env, "BILLING_HTTP_PORT", cls.http_port),
             grpc_threads=int(threads),
             bootstrap_admin_key=bootstrap_key,
-            smtp_url=env.get("SMTP_URL") or None,
+            smtp_url=_url("SMTP_URL", env.get("SMTP_URL"), "smtp://host:port", ("smtp",), path=False, query=False),
             outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
             catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),
             usage_retention_days=int(retention),
@@ -288,9 +313,16 @@ class Settings:
             mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
             **_tls_settings(env),
             gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
-            upstream_url=_upstream(env.get("BILLING_UPSTREAM_URL") or None),
+            upstream_url=_url(
+                "BILLING_UPSTREAM_URL",
+                env.get("BILLING_UPSTREAM_URL"),
+                "http://host:port",
+                ("http",),
+                path=False,
+                query=False,
+            ),
             demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
-            public_url=_public_url(env.get("BILLING_PUBLIC_URL") or None),
+            public_url=_public_url(env.get("BILLING_PUBLIC_URL")),
             portal_secret=portal_secret,
             webhooks_allow=_webhook_allow(env),
         )
@@ -303,7 +335,7 @@ class Settings:
         if self.upstream_url is None:
             return "127.0.0.1", self.demo_upstream_port
         parsed = urllib.parse.urlsplit(self.upstream_url)
-        if parsed.hostname is None:  # _upstream refuses such a URL when the settings are read
+        if parsed.hostname is None:  # _url refuses such a URL when the settings are read
             raise ConfigError(f"BILLING_UPSTREAM_URL has no host: {self.upstream_url!r}")
         return parsed.hostname, parsed.port or 80
 

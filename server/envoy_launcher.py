@@ -30,6 +30,10 @@ EDGE_SECRET = "edge_certificate"
 OPENAPI = ROOT / "generated" / "openapi.json"
 MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
 MAX_SOCKET_PATH = 107  # bytes: sockaddr_un's sun_path, less its terminating NUL
+# KiB of a request line and headers on both listeners; more is 431. The server's gRPC metadata
+# limit (server/transport/app.py) is above what Envoy can then pass on (the path twice and a few
+# headers of its own), so it never answers such a request RESOURCE_EXHAUSTED.
+MAX_REQUEST_HEADERS_KB = 8
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -141,6 +145,19 @@ def admin_get(workdir: pathlib.Path, path: str, timeout: float = 5.0) -> tuple[i
         connection.close()
 
 
+def openapi_path(workdir: pathlib.Path) -> pathlib.Path:
+    return workdir / "openapi.json"
+
+
+def write_openapi(settings: Settings, workdir: pathlib.Path) -> None:
+    """The served OpenAPI document: generated/openapi.json (kept stable, so `make generate` stays
+    reproducible) with `servers` naming where clients really reach the API: BILLING_PUBLIC_URL,
+    else the REST listener with its scheme and port (Settings.portal_base_url)."""
+    document = json.loads(OPENAPI.read_text())
+    document["servers"] = [{"url": settings.portal_base_url}]
+    openapi_path(workdir).write_text(json.dumps(document, indent=2) + "\n")
+
+
 def upstream_host(bind: str) -> str:
     """Where Envoy reaches a server bound to `bind`: a wildcard bind on loopback, a specific address only at itself."""
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
@@ -167,8 +184,9 @@ def render(
         upstream_host=settings.upstream_address()[0],
         upstream_port=settings.upstream_address()[1],
         descriptor=DESCRIPTOR,
-        openapi=OPENAPI,
+        openapi=openapi_path(workdir),
         max_body=MAX_REST_BODY,
+        max_headers_kb=MAX_REQUEST_HEADERS_KB,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
         downstream_tls=downstream_tls(settings, workdir),
@@ -217,6 +235,7 @@ def start(
     config = workdir / "envoy.yaml"
     if settings.tls:
         write_edge_secret(settings, workdir)
+    write_openapi(settings, workdir)
     config.touch(mode=0o600)
     config.chmod(0o600)  # before writing: it holds the gateway key
     config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))

@@ -130,3 +130,52 @@ def test_the_old_blanket_webhook_setting_is_refused_pointing_at_the_list():
         ConfigError, match="^BILLING_WEBHOOKS_ALLOW_PRIVATE is no longer supported: .*BILLING_WEBHOOKS_ALLOW=IP:port"
     ):
         Settings.from_env({"BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"})
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("REDIS_URL", "notaurl", "must start with redis:// or rediss://"),
+        ("REDIS_URL", "redis://:secret@127.0.0.1:0/0", "must have a port from 1 to 65535"),
+        ("REDIS_URL", "redis://red is:6379", "must not contain spaces or control characters"),
+        ("SMTP_URL", "smtp://", "must name a host"),
+        ("SMTP_URL", "smtp://mail.example.com:25/path", "must have no path"),
+        ("SMTP_URL", "smtp://user:pw@mail.example.com:25", "must not carry a user name or password"),
+        ("DATABASE_URL", "notaurl", "must start with"),
+        ("DATABASE_URL", "sqlite://", "must look like sqlite:///path/to/billing.db"),
+        ("DATABASE_URL", "postgresql://u:pw@-db-/billing", "has an invalid host name '-db-'"),
+        ("BILLING_UPSTREAM_URL", "http://up stream:80", "must not contain spaces or control characters"),
+        ("BILLING_UPSTREAM_URL", "http://upstream:80/prefix", "must have no path"),
+        ("BILLING_PUBLIC_URL", "https://billing.example.com:443?x=1", "must have no query or fragment"),
+        ("BILLING_PUBLIC_URL", "https://[::1", "must have a port from 1 to 65535"),
+    ],
+)
+def test_url_settings_are_urls_naming_the_setting_without_credentials(name, value, problem):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    assert str(error.value).startswith(f"{name} {problem}") or problem in str(error.value)
+    assert str(error.value).startswith(name)
+    assert "secret" not in str(error.value) and "pw@" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("REDIS_URL", "rediss://:secret@cache.internal:6380/2"),
+        ("SMTP_URL", "smtp://127.0.0.1:2525"),
+        ("DATABASE_URL", "postgresql://u:pw@db.internal:5432/billing?sslmode=require"),
+        ("DATABASE_URL", "postgresql:///billing"),
+        ("DATABASE_URL", "sqlite:////var/lib/my billing/billing.db"),
+        ("BILLING_UPSTREAM_URL", "http://[::1]:8081"),
+        ("BILLING_PUBLIC_URL", "https://billing.example.com/api"),
+    ],
+)
+def test_good_url_settings_are_kept(name, value):
+    settings = Settings.from_env({name: value})
+    assert value in (
+        settings.redis_url,
+        settings.smtp_url,
+        settings.database_url,
+        settings.upstream_url,
+        settings.public_url,
+    )

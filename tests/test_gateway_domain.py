@@ -56,12 +56,23 @@ def test_endpoint_is_bounded_by_the_usage_column():
     assert len(endpoint("GET", "/" + "x" * 2000)) == 512
 
 
-def test_forwarded_needs_an_upstream_host_and_no_failure_flag():
-    assert forwarded(True, set())
-    assert forwarded(True, {"upstream_remote_reset"})  # it reached the upstream, which reset
-    assert not forwarded(False, set())
-    assert not forwarded(True, {"upstream_connection_failure"})
-    assert not forwarded(True, {"unauthorized_details"})
+@pytest.mark.parametrize(
+    "details, metered",
+    [
+        ("via_upstream", True),  # any status the upstream answered, 5xx too
+        ("upstream_reset_after_response_started{remote_reset}", True),  # it answered, then reset
+        # Envoy's own replies: never usage, although these were logged with an upstream address.
+        ("filter_removed_required_request_headers{invalid_header_value_for:_x-tenant-id}", False),
+        ("upstream_reset_before_response_started{connection_failure}", False),
+        ("upstream_reset_before_response_started{remote_reset}", False),
+        ("no_healthy_upstream", False),
+        ("response_timeout", False),
+        ("ext_authz_denied", False),
+        ("", False),
+    ],
+)
+def test_only_an_answer_from_the_upstream_is_usage(details, metered):
+    assert forwarded(details) is metered
 
 
 def logged(subscription_id="sub_1", request_id="r1", method="GET", path="/v1/items/7", forwarded=True):

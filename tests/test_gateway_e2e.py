@@ -220,6 +220,7 @@ def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it
     entry.request.request_id = f"forged-{uuid.uuid4().hex}"
     entry.request.path = "/v1/forged"
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
+    entry.response.response_code_details = "via_upstream"
     entry.common_properties.start_time.GetCurrentTime()
     entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
         {"subscription_id": subscription_id}

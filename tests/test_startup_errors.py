@@ -35,6 +35,12 @@ def bound_port():
         ("billing-stack", {"BILLING_WEBHOOKS_ALLOW": "127.0.0.1:8080"}, "BILLING_WEBHOOKS_ALLOW"),
         ("billing-stack", {"BILLING_WEBHOOKS_ALLOW_PRIVATE": "1"}, "BILLING_WEBHOOKS_ALLOW"),
         ("billing-scheduler", {"BILLING_WEBHOOKS_ALLOW": "localhost:9000"}, "BILLING_WEBHOOKS_ALLOW"),
+        ("billing-stack", {"REDIS_URL": "notaurl"}, "REDIS_URL"),
+        ("billing-server", {"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL"),
+        ("billing-scheduler", {"SMTP_URL": "smtp://mail host:25"}, "SMTP_URL"),
+        ("billing-server", {"DATABASE_URL": "postgresql://u:pw@db:70000/x"}, "DATABASE_URL"),
+        ("billing-stack", {"BILLING_UPSTREAM_URL": "http://a b:80"}, "BILLING_UPSTREAM_URL"),
+        ("billing-stack", {"BILLING_PUBLIC_URL": "https://billing\r\n.example.com"}, "BILLING_PUBLIC_URL"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):

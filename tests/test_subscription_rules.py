@@ -9,6 +9,7 @@ import pytest
 from server.domain import periods
 from server.domain import subscriptions as rules
 from server.domain.errors import FailedPrecondition, InvalidArgument
+from server.domain.identifiers import MAX_IDENTIFIER
 
 
 @pytest.mark.parametrize("email", ["billing@acme.com", "a.b+tag@mail.example.co.uk", "  ops@acme.io  "])
@@ -69,11 +70,20 @@ def test_validators_name_their_own_missing_field(validate, field):
 
 def test_tenant_id_longer_than_the_column_is_refused():
     assert rules.validate_tenant_id("acme") == "acme"
-    assert rules.validate_tenant_id("t" * rules.MAX_TENANT_ID) == "t" * rules.MAX_TENANT_ID
+    assert rules.validate_tenant_id("t" * MAX_IDENTIFIER) == "t" * MAX_IDENTIFIER
     with pytest.raises(InvalidArgument) as error:
-        rules.validate_tenant_id("t" * (rules.MAX_TENANT_ID + 1))
+        rules.validate_tenant_id("t" * (MAX_IDENTIFIER + 1))
     assert error.value.violations[0].field == "tenant_id"
-    assert str(rules.MAX_TENANT_ID) in error.value.message
+    assert str(MAX_IDENTIFIER) in error.value.message
+
+
+@pytest.mark.parametrize("bad", ["acme\r\nx-tenant-id: other", "ac me", "acme\x7f", "ácme"])
+def test_tenant_id_outside_the_identifier_alphabet_is_refused(bad):
+    """The gateway writes the tenant id into a header: CR/LF made every call a 503."""
+    with pytest.raises(InvalidArgument) as error:
+        rules.validate_tenant_id(bad)
+    assert error.value.violations[0].field == "tenant_id"
+    assert error.value.reason == "INVALID_IDENTIFIER"
 
 
 def test_only_active_subscriptions_change():

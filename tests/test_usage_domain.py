@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from server.domain.errors import InvalidArgument
+from server.domain.identifiers import ALPHABET
 from server.domain.usage import (
     FUTURE_SKEW,
     MAX_BATCH,
@@ -48,7 +49,12 @@ def test_defaults_count_one_and_timestamp_now():
             "events[1].timestamp",
             f"{(NOW + FUTURE_SKEW + dt.timedelta(seconds=1)).isoformat()} is in the future",
         ),
-        (raw(event_id="x" * (MAX_EVENT_ID + 1)), "events[1].event_id", f"is longer than {MAX_EVENT_ID} characters"),
+        (
+            raw(event_id="x" * (MAX_EVENT_ID + 1)),
+            "events[1].event_id",
+            f"must be at most {MAX_EVENT_ID} characters, got {MAX_EVENT_ID + 1}",
+        ),
+        (raw(event_id="req\r\n1"), "events[1].event_id", f"must use only the characters {ALPHABET}, got 'req\\r\\n1'"),
         (raw(endpoint="/" * (MAX_ENDPOINT + 1)), "events[1].endpoint", f"is longer than {MAX_ENDPOINT} characters"),
         (raw(count=MAX_COUNT + 1), "events[1].count", "must be between 1 and 1,000,000,000, got 1000000001"),
     ],

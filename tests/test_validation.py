@@ -4,9 +4,11 @@ so a fault anywhere in a batch is named by its path, in the messages' order."""
 
 from __future__ import annotations
 
+import pytest
 from google.protobuf import timestamp_pb2
 
-from billing.v1 import subscription_pb2, usage_pb2
+from billing.v1 import subscription_pb2, usage_pb2, webhook_pb2
+from server.domain.identifiers import ALPHABET, MAX_IDENTIFIER
 from server.transport.validation import MAX_STRING, violations
 
 
@@ -44,8 +46,11 @@ def test_faults_anywhere_in_a_batch_are_named_in_order():
         "events[5].timestamp",
         "events[700].event_id",
     ]
-    assert found[0].description == "events[2].event_id must not contain NUL characters"
-    assert found[3].description == f"events[700].event_id must be at most {MAX_STRING} characters, got {MAX_STRING + 1}"
+    assert found[0].description == f"events[2].event_id must use only the characters {ALPHABET}, got '\\x00'"
+    assert (
+        found[3].description
+        == f"events[700].event_id must be at most {MAX_IDENTIFIER} characters, got {MAX_STRING + 1}"
+    )
 
 
 def test_the_longest_allowed_string_and_the_timestamp_range_ends_pass():
@@ -73,3 +78,31 @@ def test_date_fields_are_strict_dates_and_may_be_empty():
     assert _paths(usage_pb2.GetDailyUsageRequest(subscription_id="s", end_date="2026-02-30")) == ["end_date"]
     assert _paths(usage_pb2.GetDailyUsageRequest(subscription_id="s", start_date="2026-01-01")) == []
     assert _paths(usage_pb2.GetDailyUsageRequest(subscription_id="s")) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["acme\r\nx-admin: 1", "acme\n", "a b", "acme/../x", "ac%me", "t\u00e9nant", "\u200bacme", "a" * 129, "acme\t"],
+)
+def test_an_identifier_outside_the_alphabet_is_a_fault_naming_the_field(bad):
+    assert _paths(subscription_pb2.CreateSubscriptionRequest(tenant_id=bad, plan_id="free")) == ["tenant_id"]
+    assert _paths(subscription_pb2.CreateSubscriptionRequest(tenant_id="acme", plan_id=bad)) == ["plan_id"]
+    assert _paths(_batch(event_id_999=bad)) == ["events[999].event_id"]
+    assert _paths(webhook_pb2.ResendWebhookDeliveryRequest(id="we_1", delivery_id=bad)) == ["delivery_id"]
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "acme",
+        "team@acme.example",
+        "org:acme_EU-1",
+        "sub_" + "f" * 32,
+        "0b3f6d0e-7c1a-4c1b-9d0e-2f4b8a6c1d3e",  # Envoy's x-request-id, a gateway event id
+        "0b3f6d0e-7c1a-4c1b-9d0e-2f4b8a6c1d3e:usage",
+        "a" * 128,
+    ],
+)
+def test_identifiers_inside_the_alphabet_pass(good):
+    assert violations(subscription_pb2.CreateSubscriptionRequest(tenant_id=good, plan_id=good)) == []
+    assert violations(_batch(event_id_0=good)) == []

@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server import __version__  # noqa: E402
-from server.domain import subscriptions, usage  # noqa: E402
+from server.domain import identifiers, subscriptions, usage  # noqa: E402
 from server.envoy_launcher import MAX_REST_BODY  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
@@ -46,13 +46,19 @@ DATE = {
     "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
     "description": f"YYYY-MM-DD (UTC), from {validation.DATE_RANGE[0]} to {validation.DATE_RANGE[1]}.",
 }
+IDENTIFIER = {
+    "type": "string",
+    "maxLength": identifiers.MAX_IDENTIFIER,
+    "pattern": f"^{identifiers.CHARACTER_CLASS}*$",
+    "description": f"An identifier: {identifiers.ALPHABET}, at most {identifiers.MAX_IDENTIFIER} characters.",
+}
 # Bounds the services enforce beyond the edge's generic ones, by "Message.field".
 LIMITS: dict[str, dict[str, Any]] = {
     "UsageEvent.endpoint": {"minLength": 1, "maxLength": usage.MAX_ENDPOINT},
     "UsageEvent.event_id": {"maxLength": usage.MAX_EVENT_ID},
     "UsageEvent.count": {"minimum": 1, "maximum": usage.MAX_COUNT},
     "TrackUsageRequest.events": {"minItems": 1, "maxItems": usage.MAX_BATCH},
-    "CreateSubscriptionRequest.tenant_id": {"minLength": 1, "maxLength": subscriptions.MAX_TENANT_ID},
+    "CreateSubscriptionRequest.tenant_id": {"minLength": 1},
     "CreateSubscriptionRequest.billing_email": {"format": "email", "maxLength": subscriptions.MAX_EMAIL},
     "UpdateSubscriptionRequest.billing_email": {"maxLength": subscriptions.MAX_EMAIL},
 }
@@ -170,6 +176,8 @@ class Generator:
             return dict(DATE)
         if output:
             return {"type": "string"}
+        if identifiers.is_identifier_field(name):
+            return dict(IDENTIFIER)
         return {"type": "string", "maxLength": validation.MAX_STRING, "pattern": "^[^\\u0000]*$"}
 
     def ref(self, type_name: str, output: bool) -> str:
@@ -283,6 +291,7 @@ class Generator:
                 "description": "REST face of billing.v1, transcoded by Envoy from gRPC. Generated from "
                 "protos/ by tools/openapi.py; do not edit.",
             },
+            # The default; Envoy serves the document with the real base (envoy_launcher.write_openapi).
             "servers": [{"url": "http://127.0.0.1:8080"}],
             "security": [{"bearer": []}],
             "paths": dict(sorted(paths.items())),

@@ -19,20 +19,13 @@ _ID_SEGMENT = re.compile(
     r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}"
 )
 
-# Envoy access-log response flags that mean the request never reached the upstream.
-NOT_FORWARDED_FLAGS = frozenset(
-    {
-        "no_healthy_upstream",
-        "upstream_connection_failure",
-        "upstream_overflow",
-        "no_route_found",
-        "no_cluster_found",
-        "unauthorized_details",
-        "rate_limited",
-        "dns_resolution_failure",
-        "overload_manager",
-    }
-)
+# Envoy's response code details of an answer that came from the upstream: the request was
+# forwarded and answered (a reset after the answer began still means the upstream did the work).
+# Everything else is Envoy's own reply (no upstream, a header it could not write, a timeout, a
+# reset before any answer), which is never usage, whatever the upstream address or flags say:
+# a header Envoy could not write was logged with the upstream's address and no failure flag.
+UPSTREAM_ANSWERED = "via_upstream"
+UPSTREAM_RESET_AFTER_ANSWER = "upstream_reset_after_response_started"
 
 
 def api_key(headers: dict[str, str]) -> str | None:
@@ -51,9 +44,9 @@ def endpoint(method: str, path: str) -> str:
     return f"{method.upper()} {'/'.join(segments)}"[:MAX_ENDPOINT]
 
 
-def forwarded(reached_upstream_host: bool, flags: set[str]) -> bool:
-    """Whether a logged request was forwarded to the upstream (whatever the upstream answered)."""
-    return reached_upstream_host and not (flags & NOT_FORWARDED_FLAGS)
+def forwarded(response_code_details: str) -> bool:
+    """Whether a logged request was forwarded and answered by the upstream (with any status)."""
+    return response_code_details == UPSTREAM_ANSWERED or response_code_details.startswith(UPSTREAM_RESET_AFTER_ANSWER)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ import enum
 import re
 
 from server.domain.errors import FailedPrecondition, InvalidArgument
+from server.domain.identifiers import identifier_problem
 
 
 class SubscriptionStatus(enum.StrEnum):
@@ -15,7 +16,6 @@ class SubscriptionStatus(enum.StrEnum):
     CANCELED = "CANCELED"
 
 
-MAX_TENANT_ID = 128  # Subscription.tenant_id column width
 MAX_EMAIL = 320  # RFC 5321: 64 local + @ + 255 domain
 
 # Deliberately simple: one @, no spaces, a dotted domain. Deliverability is the SMTP server's
@@ -35,9 +35,10 @@ def require_field(value: str, field: str) -> str:
 
 
 def validate_tenant_id(tenant_id: str) -> str:
+    """A tenant id is an identifier (server/domain/identifiers.py): the gateway writes it into a header."""
     tenant_id = require_field(tenant_id, "tenant_id")
-    if len(tenant_id) > MAX_TENANT_ID:
-        raise InvalidArgument(f"tenant_id must be at most {MAX_TENANT_ID} characters", field="tenant_id")
+    if problem := identifier_problem(tenant_id):
+        raise InvalidArgument(f"tenant_id {problem}", field="tenant_id", reason="INVALID_IDENTIFIER")
     return tenant_id
 
 

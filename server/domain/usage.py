@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from server.domain.errors import InvalidArgument
+from server.domain.identifiers import MAX_IDENTIFIER, identifier_problem
 
 MAX_BATCH = 1000
 # Percentages of a plan's included requests at which a tenant is told, once per period (e-mail
@@ -19,7 +20,7 @@ MAX_COUNT = 1_000_000_000
 MAX_RANGE_DAYS = 366
 # Clocks of callers drift; an event this far ahead of ours is still accepted.
 FUTURE_SKEW = dt.timedelta(minutes=5)
-MAX_EVENT_ID = 128
+MAX_EVENT_ID = MAX_IDENTIFIER
 MAX_ENDPOINT = 512
 TOP_ENDPOINTS = 10
 
@@ -56,8 +57,8 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
             raise _invalid(index, "endpoint", "is required")
         if len(endpoint) > MAX_ENDPOINT:
             raise _invalid(index, "endpoint", f"is longer than {MAX_ENDPOINT} characters")
-        if len(event.event_id) > MAX_EVENT_ID:
-            raise _invalid(index, "event_id", f"is longer than {MAX_EVENT_ID} characters")
+        if problem := identifier_problem(event.event_id):
+            raise _invalid(index, "event_id", problem)
         count = 1 if event.count is None else event.count
         if not 1 <= count <= MAX_COUNT:
             raise _invalid(index, "count", f"must be between 1 and {MAX_COUNT:,}, got {count}")

@@ -13,6 +13,7 @@ import ipaddress
 import urllib.parse
 from collections.abc import Iterable
 
+from server.domain import urls
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.usage import ALERT_THRESHOLDS
@@ -136,27 +137,29 @@ def may_call(address: str, port: int, scheme: str, allowed: frozenset[Target]) -
     return (str(ip), port) in allowed or (scheme == "https" and is_public(ip))
 
 
-def _ends_in_a_number(host: str) -> bool:
-    """WHATWG URL: a host whose last label is a number is an IPv4 address (127.1, 2130706433,
-    0x7f000001 are all 127.0.0.1 to a resolver)."""
-    last = host.rstrip(".").rsplit(".", 1)[-1]
-    return last.isdigit() or (last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:]))
-
-
 def _host_addresses(host: str) -> tuple[str, ...] | None:
     """The addresses a URL's host names without asking a resolver, or None for a DNS name (checked
-    when it is resolved, at each delivery). An IPv4 address in any form but dotted decimal is refused."""
+    when it is resolved, at each delivery). `host` passed urls.url_problem, so an IPv4 address
+    in any form but dotted decimal was refused there."""
     try:
         return (str(ipaddress.ip_address(host)),)
     except ValueError:
         pass
-    if _ends_in_a_number(host):
-        raise InvalidArgument(
-            f"url host {host[:64]!r} is not an IPv4 address in dotted decimal (like 192.0.2.10)", field="url"
-        )
     if host == "localhost" or host.endswith(".localhost"):
         return LOOPBACK
     return None
+
+
+def _parse_url(url: str) -> urllib.parse.SplitResult:
+    """`url` split, once it is a URL a delivery can dial (server/domain/urls.py): an http(s)
+    scheme, a valid host name or IP literal (an IPv4 address only in dotted decimal), a port in
+    range, no credentials, no whitespace or control characters, at most MAX_URL characters. 400
+    naming `url` otherwise."""
+    if not url:
+        raise InvalidArgument("url is required", field="url")
+    if problem := urls.url_problem(url, ("https", "http")):
+        raise InvalidArgument(f"url {problem}", field="url", reason="INVALID_URL")
+    return urllib.parse.urlsplit(url)
 
 
 def validate_url(url: str, *, allowed: frozenset[Target]) -> str:
@@ -164,17 +167,9 @@ def validate_url(url: str, *, allowed: frozenset[Target]) -> str:
     address:port in `allowed` (BILLING_WEBHOOKS_ALLOW). 400 naming `url` otherwise. A DNS name is
     checked again, resolved, at each delivery (notifications/webhook_sender.py)."""
     url = (url or "").strip()
-    if not url:
-        raise InvalidArgument("url is required", field="url")
-    try:
-        parsed = urllib.parse.urlsplit(url)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    except ValueError:
-        raise InvalidArgument(f"url is not a valid URL: {url[:80]!r}", field="url") from None
-    host = parsed.hostname or ""
-    if parsed.scheme not in ("https", "http") or not host or parsed.username or parsed.password:
-        raise InvalidArgument("url must be an https:// URL with a host and no credentials", field="url")
-    addresses = _host_addresses(host)
+    parsed = _parse_url(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = _host_addresses(parsed.hostname or "")
     if addresses is None:
         if parsed.scheme == "http":
             raise InvalidArgument(NOT_HTTP, field="url")

@@ -14,6 +14,9 @@ extra.
 A refusal at the quota cap also announces `quota.exhausted` (a webhook event, once per
 subscription period) outside the hot path's caches; see Gateway._announce_exhausted.
 
+A tenant id outside the identifier alphabet (a row older than the alphabet) is refused 403
+INVALID_TENANT_ID: Envoy could not forward it anyway.
+
 Limiter store unreachable (Redis down): a plan without a quota cap FAILS OPEN, as the billing
 API's interceptor does (limits protect capacity); a capped plan FAILS CLOSED (503), because its
 cap is a billing fact that cannot be checked.
@@ -30,6 +33,7 @@ from server.domain import gateway as rules
 from server.domain import webhooks
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
+from server.domain.identifiers import identifier_problem
 from server.domain.periods import Period, period_containing
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
@@ -136,6 +140,10 @@ class Gateway:
                 "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
             )
         tenant_id = principal.tenant_id
+        if problem := identifier_problem(tenant_id):
+            # Stored before ids had an alphabet: Envoy cannot write it into x-tenant-id, so the
+            # request could only end as Envoy's 503. An operator moves the tenant to a valid id.
+            raise PermissionDenied(f"the key's tenant id {problem}", reason="INVALID_TENANT_ID")
         plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
             raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")

@@ -12,6 +12,7 @@ import secrets
 
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
+from server.domain.subscriptions import validate_tenant_id
 from server.persistence.db import database
 from server.persistence.models import ApiKey
 
@@ -36,7 +37,7 @@ def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = 
     """Create an admin key or a key bound to `tenant_id`; returns the key, which is not stored."""
     if admin == bool(tenant_id):
         raise InvalidArgument("a key is either admin or bound to one tenant", field="tenant_id")
-    return _new(KeyScope.ADMIN if admin else KeyScope.TENANT, tenant_id or None, now)
+    return _new(KeyScope.ADMIN if admin else KeyScope.TENANT, validate_tenant_id(tenant_id) if tenant_id else None, now)
 
 
 def create_gateway_key(*, now: dt.datetime) -> str:

@@ -57,6 +57,13 @@ SERVICE_NAMES = [
 ]
 
 
+# gRPC's default soft limit (8 KiB) answered a REST request with a long path RESOURCE_EXHAUSTED,
+# which the transcoder turned into a 429 naming internal headers: Envoy passes up to its 8 KiB of
+# request line and headers (envoy_launcher.MAX_REQUEST_HEADERS_KB) plus the path again in
+# x-envoy-original-path and headers of its own, all well under this.
+MAX_METADATA_BYTES = 64 * 1024
+
+
 def create_server(
     settings: Settings, address: str | None = None, *, rate_limits: bool = True
 ) -> tuple[grpc.Server, int]:
@@ -68,7 +75,11 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
         interceptors=default_interceptors(limiter if rate_limits else None),
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+        ],
         maximum_concurrent_rpcs=settings.grpc_threads * 64,
     )
     plan_pb2_grpc.add_PlanServiceServicer_to_server(PlanServicer(), server)

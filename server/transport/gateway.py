@@ -131,14 +131,13 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
     admitted = common.metadata.filter_metadata.get(EXT_AUTHZ)
-    flags = {field.name for field, value in common.response_flags.ListFields() if value is True}
     return LoggedRequest(
         subscription_id=admitted.fields["subscription_id"].string_value if admitted else "",
         request_id=entry.request.request_id,
         method=base_pb2.RequestMethod.Name(entry.request.request_method),
         path=entry.request.path,
         started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
-        forwarded=forwarded(common.HasField("upstream_remote_address"), flags),
+        forwarded=forwarded(entry.response.response_code_details),
     )
 
 

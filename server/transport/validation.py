@@ -4,7 +4,8 @@ One walk over the message's descriptor, so every method gets the same rules with
 fields: strings hold no NUL and are at most MAX_STRING characters, enum fields hold a number the
 enum defines, Timestamps are in google.protobuf.Timestamp's range, and `*_date` strings are empty
 or a calendar date written strictly YYYY-MM-DD within DATE_RANGE, and the fields a method's
-REST path carries (`{id}`) are not empty. Rules that depend on meaning (other required fields,
+REST path carries (`{id}`) are not empty, and identifiers (`id`, `*_id`) use the one alphabet of
+server/domain/identifiers.py. Rules that depend on meaning (other required fields,
 e-mail syntax, batch sizes) stay with the services.
 
 Invalid UTF-8 never reaches a message: protobuf refuses to parse it. `undecodable_field` finds
@@ -22,6 +23,7 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pool, empty_pb2, message, unknown_fields
 
+from server.domain import identifiers
 from server.domain.errors import FieldViolation
 
 MAX_STRING = 1024
@@ -43,6 +45,8 @@ def _path(prefix: str, name: str, index: int | None = None) -> str:
 
 
 def _string(value: str, name: str) -> str | None:
+    if identifiers.is_identifier_field(name):
+        return identifiers.identifier_problem(value)
     if "\x00" in value:
         return "must not contain NUL characters"
     if len(value) > MAX_STRING:
@@ -108,8 +112,10 @@ def _check(field: FD) -> Check | None:
             return _each(_timestamp, _timestamps_in_range)
         return functools.partial(_problems, message_type=field.message_type)
     if field.type == FD.TYPE_STRING:
-        plain = not field.name.endswith("_date")
-        return _each(functools.partial(_string, name=field.name), _plain_strings if plain else None)
+        rule = functools.partial(_string, name=field.name)
+        if identifiers.is_identifier_field(field.name):
+            return _each(rule, identifiers.all_identifiers)
+        return _each(rule, None if field.name.endswith("_date") else _plain_strings)
     if field.enum_type is not None:
         numbers = frozenset(field.enum_type.values_by_number)
         return _each(functools.partial(_enum, field.enum_type), numbers.issuperset)
