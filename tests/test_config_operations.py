@@ -91,6 +91,9 @@ def test_webhook_allow_list_is_read_as_normalized_ip_and_port():
         "127.0.0.1:0",
         "127.0.0.1:x",
         "127.1:9000",
+        "0x7f000001:9000",
+        "user@127.0.0.1:9000",
+        "127.0.0.1:9000#x",
         "127.0.0.1:9000/hook",
     ],
 )
@@ -148,6 +151,9 @@ def test_the_old_blanket_webhook_setting_is_refused_pointing_at_the_list():
         ("BILLING_UPSTREAM_URL", "http://upstream:80/prefix", "must have no path"),
         ("BILLING_PUBLIC_URL", "https://billing.example.com:443?x=1", "must have no query or fragment"),
         ("BILLING_PUBLIC_URL", "https://[::1", "must have a port from 1 to 65535"),
+        # An IPv4 address only in dotted decimal, as for webhook URLs (server/domain/urls.py).
+        ("REDIS_URL", "redis://0x7f000001:6379/0", "host '0x7f000001' is not an IPv4 address in dotted decimal"),
+        ("BILLING_UPSTREAM_URL", "http://127.1:8081", "host '127.1' is not an IPv4 address in dotted decimal"),
     ],
 )
 def test_url_settings_are_urls_naming_the_setting_without_credentials(name, value, problem):
