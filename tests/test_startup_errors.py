@@ -32,6 +32,7 @@ def bound_port():
         ("billing-scheduler", {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
         ("billing-server", {"BILLING_LOG_FORMAT": "xml"}, "BILLING_LOG_FORMAT"),
         ("billing-stack", {"BILLING_REPLICAS": "0"}, "BILLING_REPLICAS"),
+        ("billing-stack", {"BILLING_REPLICAS": "2", "BILLING_GRPC_PORT": "50051"}, "REDIS_URL"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
