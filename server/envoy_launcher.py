@@ -15,6 +15,8 @@ import ssl
 import string
 import subprocess
 import sys
+import time
+import urllib.request
 
 from server.config import Settings
 from server.transport.app import SERVICE_NAMES
@@ -27,6 +29,10 @@ TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
 OPENAPI = ROOT / "generated" / "openapi.json"
 MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
+# What a drain waits for: requests in flight on the two doors, and the gateway's access-log
+# entries (usage) Envoy has buffered but not yet handed to its stream to the billing servers.
+IN_FLIGHT = ("http.gateway.downstream_rq_active", "http.rest.downstream_rq_active")
+LOGGED, FLUSHED = "access_logs.grpc_access_log.logs_written", "access_logs.grpc_access_log.grpc_entries_flushed"
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -162,6 +168,10 @@ def command(config: pathlib.Path, workdir: pathlib.Path, *extra: str) -> list[st
         "1",
         "--log-level",
         "warn",
+        # A drain closes every connection at its next response rather than spreading that over
+        # --drain-time-s (see drain).
+        "--drain-strategy",
+        "immediate",
         *extra,
         "--base-id-path",
         str(workdir / "base-id"),
@@ -188,3 +198,43 @@ def start(
     config.write_text(render(settings, upstream_ports, workdir, metering_key, upstream_host))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)
+
+
+def admin(settings: Settings, path: str, *, post: bool = False) -> str:
+    """One call to Envoy's admin interface: the one place that knows where it listens."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.envoy_admin_port}{path}", method="POST" if post else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=2) as reply:
+        return reply.read().decode()
+
+
+def _undelivered(settings: Settings) -> tuple[int, int]:
+    """(requests in flight, access-log entries not yet handed to the access-log stream)."""
+    text = admin(settings, "/stats?filter=downstream_rq_active|grpc_access_log")
+    stats = {name: int(value) for name, value in (line.split(": ", 1) for line in text.splitlines())}
+    in_flight = sum(stats.get(name, 0) for name in IN_FLIGHT)
+    return in_flight, max(0, stats.get(LOGGED, 0) - stats.get(FLUSHED, 0))
+
+
+def drain(settings: Settings, timeout: float) -> tuple[int, int]:
+    """Stop taking requests, let those in flight finish and hand every access-log entry to the
+    stream: Envoy does not flush its buffered entries when it exits, so an exit right after the
+    last request loses up to one buffer_flush_interval of usage. Returns what is still
+    undelivered after `timeout` seconds ((0, 0) when drained).
+
+    A graceful drain makes each open connection close at its next response (HTTP/1.1
+    `Connection: close`, HTTP/2 GOAWAY); the plain one then closes the listeners, so clients on
+    keep-alive connections cannot go on sending. Drained means nothing undelivered at two polls in
+    a row: a request's stream ends and is logged in one step of Envoy's worker, which a stats
+    read may fall between."""
+    admin(settings, "/drain_listeners?graceful&skip_exit", post=True)
+    admin(settings, "/drain_listeners", post=True)
+    deadline = time.monotonic() + timeout
+    clean = 0
+    while True:
+        left = _undelivered(settings)
+        clean = clean + 1 if left == (0, 0) else 0
+        if clean == 2 or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)  # between polls only: drained is decided by Envoy's counters
