@@ -236,7 +236,7 @@ def measure(
             metered = usage.period_requests(
                 f"sub_{load_tenant}", Subscription.get_by_id(f"sub_{load_tenant}").current_period_start
             )
-        _, stats = envoy_launcher.admin_get(envdir, "/stats?filter=access_logs")
+        _, stats = envoy_launcher.admin(envdir, "/stats?filter=access_logs")
         envoy_stats = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
     finally:
         for process in (stack_envoy, fixed):

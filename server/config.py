@@ -326,7 +326,7 @@ class Settings:
             portal_secret=portal_secret,
             webhooks_allow=_webhook_allow(env),
         )
-        _check_replica_ports(settings)
+        _check_replicas(settings)
         _check_webhook_allow(settings)
         return settings
 
@@ -340,11 +340,18 @@ class Settings:
         return parsed.hostname, parsed.port or 80
 
 
-def _check_replica_ports(settings: Settings) -> None:
-    """Replicas listen on BILLING_GRPC_PORT and the ports after it (metrics likewise, skipping the
-    scheduler's): the whole range must exist, and port 0 (any free port) cannot start a range."""
+def _check_replicas(settings: Settings) -> None:
+    """More than one replica needs REDIS_URL: each replica's in-process limiter would count alone,
+    so exact limits and quota caps would admit up to N times what they allow. Replicas listen on
+    BILLING_GRPC_PORT and the ports after it (metrics likewise, skipping the scheduler's): the
+    whole range must exist, and port 0 (any free port) cannot start a range."""
     if settings.replicas == 1:
         return
+    if settings.redis_url is None:
+        raise ConfigError(
+            f"BILLING_REPLICAS={settings.replicas} needs REDIS_URL: without a shared limiter each replica "
+            "enforces rate limits and quota caps on its own share of the traffic"
+        )
     if settings.grpc_port == 0:
         raise ConfigError(f"BILLING_REPLICAS={settings.replicas} needs a fixed BILLING_GRPC_PORT, not 0")
     for name, first, extra in (

@@ -17,6 +17,7 @@ import ssl
 import string
 import subprocess
 import sys
+import time
 
 from server.config import Settings
 from server.transport.app import SERVICE_NAMES
@@ -34,6 +35,10 @@ MAX_SOCKET_PATH = 107  # bytes: sockaddr_un's sun_path, less its terminating NUL
 # limit (server/transport/app.py) is above what Envoy can then pass on (the path twice and a few
 # headers of its own), so it never answers such a request RESOURCE_EXHAUSTED.
 MAX_REQUEST_HEADERS_KB = 8
+# What a drain waits for: requests in flight on the two doors, and the gateway's access-log
+# entries (usage) Envoy has buffered but not yet handed to its stream to the billing servers.
+IN_FLIGHT = ("http.gateway.downstream_rq_active", "http.rest.downstream_rq_active")
+LOGGED, FLUSHED = "access_logs.grpc_access_log.logs_written", "access_logs.grpc_access_log.grpc_entries_flushed"
 
 
 def _certificate(cert: pathlib.Path, key: pathlib.Path) -> dict:
@@ -133,12 +138,12 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(str(self.path))
 
 
-def admin_get(workdir: pathlib.Path, path: str, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, body) of a GET on the admin interface of the Envoy started in `workdir`; OSError
-    while it is not listening."""
+def admin(workdir: pathlib.Path, path: str, *, post: bool = False, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of one call (GET, or POST) to the admin interface of the Envoy started in
+    `workdir`: the one place that talks to it (its Unix socket). OSError while it is not listening."""
     connection = _UnixHTTPConnection(admin_socket(workdir), timeout)
     try:
-        connection.request("GET", path)
+        connection.request("POST" if post else "GET", path)
         answer = connection.getresponse()
         return answer.status, answer.read().decode()
     finally:
@@ -214,6 +219,10 @@ def command(config: pathlib.Path, workdir: pathlib.Path, *extra: str) -> list[st
         "1",
         "--log-level",
         "warn",
+        # A drain closes every connection at its next response rather than spreading that over
+        # --drain-time-s (see drain).
+        "--drain-strategy",
+        "immediate",
         *extra,
         "--base-id-path",
         str(workdir / "base-id"),
@@ -241,3 +250,43 @@ def start(
     config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)
+
+
+def _admin_ok(workdir: pathlib.Path, path: str, *, post: bool = False) -> str:
+    """The body of an admin call that must succeed; OSError when Envoy answers otherwise."""
+    status, body = admin(workdir, path, post=post, timeout=2)
+    if status != 200:
+        raise OSError(f"Envoy's admin interface answered {path} with {status}: {body.strip()[:200]}")
+    return body
+
+
+def _undelivered(workdir: pathlib.Path) -> tuple[int, int]:
+    """(requests in flight, access-log entries not yet handed to the access-log stream)."""
+    text = _admin_ok(workdir, "/stats?filter=downstream_rq_active|grpc_access_log")
+    stats = {name: int(value) for name, value in (line.split(": ", 1) for line in text.splitlines())}
+    in_flight = sum(stats.get(name, 0) for name in IN_FLIGHT)
+    return in_flight, max(0, stats.get(LOGGED, 0) - stats.get(FLUSHED, 0))
+
+
+def drain(workdir: pathlib.Path, timeout: float) -> tuple[int, int]:
+    """Make the Envoy started in `workdir` stop taking requests, let those in flight finish and
+    hand every access-log entry to the stream: Envoy does not flush its buffered entries when it
+    exits, so an exit right after the last request loses up to one buffer_flush_interval of usage.
+    Returns what is still undelivered after `timeout` seconds ((0, 0) when drained); OSError when
+    its admin interface does not answer.
+
+    A graceful drain makes each open connection close at its next response (HTTP/1.1
+    `Connection: close`, HTTP/2 GOAWAY); the plain one then closes the listeners, so clients on
+    keep-alive connections cannot go on sending. Drained means nothing undelivered at two polls in
+    a row: a request's stream ends and is logged in one step of Envoy's worker, which a stats
+    read may fall between."""
+    _admin_ok(workdir, "/drain_listeners?graceful&skip_exit", post=True)
+    _admin_ok(workdir, "/drain_listeners", post=True)
+    deadline = time.monotonic() + timeout
+    clean = 0
+    while True:
+        left = _undelivered(workdir)
+        clean = clean + 1 if left == (0, 0) else 0
+        if clean == 2 or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)  # between polls only: drained is decided by Envoy's counters

@@ -1,4 +1,5 @@
-"""Rows for tests, written straight through the models: a subscription and its first plan."""
+"""Rows for tests, written and read straight through the models: a subscription and its first
+plan; the event ids stored for a subscription."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 
 from server.domain.periods import period
 from server.persistence import db
-from server.persistence.models import PlanChange, Subscription
+from server.persistence.models import PlanChange, RecordedUsageEvent, Subscription
 
 
 def insert_subscription(
@@ -44,3 +45,14 @@ def insert_subscription(
 def subscription_from_now(tenant_id: str, plan: str = "standard") -> str:
     """The id of a subscription whose first period starts now (its whole quota ahead)."""
     return insert_subscription(tenant_id, plan=plan, anchor=dt.datetime.now(dt.timezone.utc)).id
+
+
+def recorded_event_ids(subscription_id: str) -> set[str]:
+    """The ids of the usage events stored for the subscription (the gateway's: Envoy's request ids)."""
+    with db.session():
+        return {
+            e.event_id
+            for e in RecordedUsageEvent.select(RecordedUsageEvent.event_id).where(
+                RecordedUsageEvent.subscription == subscription_id
+            )
+        }

@@ -95,7 +95,7 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
         envoy = envoy_launcher.start(settings, grpc_ports, workdir, gateway_key, stdout=log, stderr=log)
         try:
             wait_until(
-                lambda: envoy_launcher.admin_get(workdir, "/ready")[0] == 200,
+                lambda: envoy_launcher.admin(workdir, "/ready")[0] == 200,
                 f"Envoy's admin socket in {workdir}",
                 alive=lambda: envoy.poll() is None,
             )

@@ -8,6 +8,8 @@ import pytest
 
 from server.config import ConfigError, Settings
 
+REDIS = "redis://127.0.0.1:6379/0"
+
 
 def test_defaults_are_the_documented_ones():
     settings = Settings.from_env({})
@@ -26,6 +28,7 @@ def test_values_are_read():
             "BILLING_SCHEDULER_METRICS_PORT": "19465",
             "BILLING_SHUTDOWN_GRACE_S": "2.5",
             "BILLING_REPLICAS": "3",
+            "REDIS_URL": REDIS,
         }
     )
     assert (settings.metrics_port, settings.scheduler_metrics_port, settings.shutdown_grace_s, settings.replicas) == (
@@ -67,12 +70,14 @@ def test_each_mistake_names_its_setting(name, value):
 )
 def test_replica_ports_must_fit_below_65536(env, named):
     with pytest.raises(ConfigError, match=named):
-        Settings.from_env(env)
+        Settings.from_env({**env, "REDIS_URL": REDIS})
 
 
 def test_replica_ports_at_the_edge_and_metrics_off_are_accepted():
-    assert Settings.from_env({"BILLING_REPLICAS": "3", "BILLING_GRPC_PORT": "65533"}).replicas == 3
-    assert Settings.from_env({"BILLING_REPLICAS": "2", "BILLING_METRICS_PORT": "0"}).metrics_port == 0
+    assert Settings.from_env({"BILLING_REPLICAS": "3", "BILLING_GRPC_PORT": "65533", "REDIS_URL": REDIS}).replicas == 3
+    assert (
+        Settings.from_env({"BILLING_REPLICAS": "2", "BILLING_METRICS_PORT": "0", "REDIS_URL": REDIS}).metrics_port == 0
+    )
     assert Settings.from_env({"BILLING_GRPC_PORT": "0"}).grpc_port == 0  # one server may take any free port
 
 
@@ -110,8 +115,12 @@ def test_webhook_allow_list_takes_ip_and_port_only(entry):
         ({}, 8080, "BILLING_HTTP_PORT"),
         ({}, 8000, "BILLING_GATEWAY_PORT"),
         ({}, 50051, r"BILLING_GRPC_PORT \(replica 0\)"),
-        ({"BILLING_REPLICAS": "3"}, 50053, r"BILLING_GRPC_PORT \(replica 2\)"),
-        ({"BILLING_REPLICAS": "2"}, 9466, r"BILLING_METRICS_PORT \(replica 1\)"),  # 9465 is the scheduler's
+        ({"BILLING_REPLICAS": "3", "REDIS_URL": REDIS}, 50053, r"BILLING_GRPC_PORT \(replica 2\)"),
+        (
+            {"BILLING_REPLICAS": "2", "REDIS_URL": REDIS},
+            9466,
+            r"BILLING_METRICS_PORT \(replica 1\)",
+        ),  # 9465 is the scheduler's
         ({}, 9465, "BILLING_SCHEDULER_METRICS_PORT"),
         ({}, 8081, r"the gateway's upstream"),  # the demo upstream
         ({"BILLING_UPSTREAM_URL": "http://10.0.0.9:3000"}, 3000, r"the gateway's upstream"),
@@ -185,3 +194,11 @@ def test_good_url_settings_are_kept(name, value):
         settings.upstream_url,
         settings.public_url,
     )
+
+
+def test_replicas_without_redis_are_refused_naming_redis_url():
+    """Each replica's in-process limiter would admit its own share up to the whole limit."""
+    with pytest.raises(ConfigError, match="BILLING_REPLICAS=2 needs REDIS_URL"):
+        Settings.from_env({"BILLING_REPLICAS": "2"})
+    assert Settings.from_env({"BILLING_REPLICAS": "2", "REDIS_URL": REDIS}).replicas == 2
+    assert Settings.from_env({}).redis_url is None  # one replica keeps the in-process limiter

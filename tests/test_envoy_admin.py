@@ -26,7 +26,7 @@ def test_the_admin_interface_is_a_unix_socket_only_its_owner_may_open(stack):
     path = envoy_launcher.admin_socket(stack.workdir)
     mode = path.stat().st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
-    status, dump = envoy_launcher.admin_get(stack.workdir, "/config_dump")
+    status, dump = envoy_launcher.admin(stack.workdir, "/config_dump")
     assert status == 200
     [bootstrap] = [c["bootstrap"] for c in json.loads(dump)["configs"] if c["@type"].endswith("BootstrapConfigDump")]
     admin = bootstrap["admin"]
@@ -34,7 +34,7 @@ def test_the_admin_interface_is_a_unix_socket_only_its_owner_may_open(stack):
 
 
 def test_envoy_listens_on_tcp_only_for_rest_and_the_gateway(stack):
-    _, listeners = envoy_launcher.admin_get(stack.workdir, "/listeners?format=json")
+    _, listeners = envoy_launcher.admin(stack.workdir, "/listeners?format=json")
     ports = {
         listener["name"]: listener["local_address"]["socket_address"]["port_value"]
         for listener in json.loads(listeners)["listener_statuses"]
@@ -46,7 +46,7 @@ def test_envoy_listens_on_tcp_only_for_rest_and_the_gateway(stack):
 
 
 def bearer_tokens_in_config_dump(stack) -> set[str]:
-    _, dump = envoy_launcher.admin_get(stack.workdir, "/config_dump?include_eds")
+    _, dump = envoy_launcher.admin(stack.workdir, "/config_dump?include_eds")
     return set(re.findall(r"Bearer ([A-Za-z0-9_\-]+)", dump)) | set(re.findall(r"bk_[A-Za-z0-9_\-]+", dump))
 
 

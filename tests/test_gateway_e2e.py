@@ -43,7 +43,7 @@ def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[
 
 def access_logs_written(stack) -> int:
     """Entries Envoy's gateway has handed to its access-log stream so far (its admin stats)."""
-    _, stats = envoy_launcher.admin_get(stack.workdir, "/stats?filter=logs_written")
+    _, stats = envoy_launcher.admin(stack.workdir, "/stats?filter=logs_written")
     return int(stats.split(": ")[1])
 
 

@@ -19,12 +19,10 @@ import pytest
 
 from billing.v1 import usage_pb2, usage_pb2_grpc
 from calls import http_call
-from factories import insert_subscription
+from factories import insert_subscription, recorded_event_ids
 from processes import ADMIN_KEY, billing_server, create_gateway_key, free_port, migrate, running_envoy
 from server import envoy_launcher
 from server.config import Settings
-from server.persistence import db
-from server.persistence.models import RecordedUsageEvent
 from stores import REDIS_URL, bound, needs_redis, new_database
 
 BATCH = 50  # events per TrackUsage call: long enough calls that some are always in flight
@@ -62,16 +60,6 @@ def _track_until(stub, subscription_id: str, stop: threading.Event, auth) -> lis
             if error.code() == grpc.StatusCode.UNAVAILABLE:
                 time.sleep(0.01)  # between retries of a refused call only
     return outcomes
-
-
-def _recorded(subscription_id: str) -> set[str]:
-    with db.session():
-        return {
-            e.event_id
-            for e in RecordedUsageEvent.select(RecordedUsageEvent.event_id).where(
-                RecordedUsageEvent.subscription == subscription_id
-            )
-        }
 
 
 def _server_calls(log_file) -> dict[str, str]:
@@ -125,7 +113,7 @@ def test_sigterm_under_load_finishes_every_accepted_call(stack, tmp_path):
     assert in_flight and all(o.ok for o in in_flight)
     acknowledged = {i for o in outcomes if o.ok for i in o.event_ids}
     refused = {i for o in outcomes if not o.ok for i in o.event_ids}
-    recorded = _recorded(subscription_id)
+    recorded = recorded_event_ids(subscription_id)
     assert acknowledged <= recorded and not (refused & recorded)
 
 
@@ -220,9 +208,9 @@ def test_two_replicas_lose_one_under_load(tmp_path):
                 stop.set()
                 reads = [r for f in readers for r in f.result()]
                 written = set().union(*(f.result()[0] for f in writers))
-            clusters = envoy_launcher.admin_get(tmp_path / "envoy", "/clusters")[1]
+            clusters = envoy_launcher.admin(tmp_path / "envoy", "/clusters")[1]
         with bound(url):
-            recorded = _recorded(subscription_id)
+            recorded = recorded_event_ids(subscription_id)
     after = [status for at, status in reads if at > killed_at]
     print(
         f"reads after the kill: {len(after)}, failed {len(after) - after.count(200)}; "

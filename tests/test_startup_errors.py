@@ -41,6 +41,7 @@ def bound_port():
         ("billing-server", {"DATABASE_URL": "postgresql://u:pw@db:70000/x"}, "DATABASE_URL"),
         ("billing-stack", {"BILLING_UPSTREAM_URL": "http://a b:80"}, "BILLING_UPSTREAM_URL"),
         ("billing-stack", {"BILLING_PUBLIC_URL": "https://billing\r\n.example.com"}, "BILLING_PUBLIC_URL"),
+        ("billing-stack", {"BILLING_REPLICAS": "2", "BILLING_GRPC_PORT": "50051"}, "REDIS_URL"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2(tmp_path, program, env, setting):
