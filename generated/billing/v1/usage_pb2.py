@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62illing/v1/usage.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\nUsageEvent\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65ndpoint\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x05\x63ount\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x33\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x42\x08\n\x06_count\"`\n\x11TrackUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x16.billing.v1.UsageEventB\x04\xe2\x41\x01\x02\"i\n\rRejectedEvent\x12\x13\n\x05index\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\"\x93\x01\n\x12TrackUsageResponse\x12\x16\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nduplicates\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08rejected\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\nrejections\x18\x04 \x03(\x0b\x32\x19.billing.v1.RejectedEventB\x04\xe2\x41\x01\x03\"0\n\x0fGetUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd4\x02\n\x05Usage\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x36\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1c\n\x0etotal_requests\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11included_requests\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12 \n\x12remaining_included\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1e\n\x10overage_requests\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12%\n\x17\x65stimated_overage_cents\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"g\n\x14GetDailyUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"8\n\nDailyUsage\x12\x12\n\x04\x64\x61te\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"C\n\x15GetDailyUsageResponse\x12*\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x16.billing.v1.DailyUsageB\x04\xe2\x41\x01\x03\"k\n\x18GetUsageAnalyticsRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"R\n\x08PeakHour\x12.\n\x04hour\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"?\n\rEndpointUsage\x12\x16\n\x08\x65ndpoint\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\xbc\x02\n\x0eUsageAnalytics\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0etotal_requests\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12$\n\x16\x61verage_daily_requests\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12.\n\x08peak_day\x18\x06 \x01(\x0b\x32\x16.billing.v1.DailyUsageB\x04\xe2\x41\x01\x03\x12-\n\tpeak_hour\x18\x07 \x01(\x0b\x32\x14.billing.v1.PeakHourB\x04\xe2\x41\x01\x03\x12\x36\n\rtop_endpoints\x18\x08 \x03(\x0b\x32\x19.billing.v1.EndpointUsageB\x04\xe2\x41\x01\x03\x32\xfb\x03\n\x0cUsageService\x12n\n\nTrackUsage\x12\x1d.billing.v1.TrackUsageRequest\x1a\x1e.billing.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/metrics/track:\x01*\x12l\n\x08GetUsage\x12\x1b.billing.v1.GetUsageRequest\x1a\x11.billing.v1.Usage\"0\x82\xd3\xe4\x93\x02*\x12(/billing/metrics/usage/{subscription_id}\x12\x86\x01\n\rGetDailyUsage\x12 .billing.v1.GetDailyUsageRequest\x1a!.billing.v1.GetDailyUsageResponse\"0\x82\xd3\xe4\x93\x02*\x12(/billing/metrics/daily/{subscription_id}\x12\x83\x01\n\x11GetUsageAnalytics\x12$.billing.v1.GetUsageAnalyticsRequest\x1a\x1a.billing.v1.UsageAnalytics\",\x82\xd3\xe4\x93\x02&\x12$/billing/analytics/{subscription_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62illing/v1/usage.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n\nUsageEvent\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65ndpoint\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\x05\x63ount\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x33\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\nevent_type\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x31\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x42\x08\n\x06_count\"`\n\x11TrackUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x16.billing.v1.UsageEventB\x04\xe2\x41\x01\x02\"i\n\rRejectedEvent\x12\x13\n\x05index\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\"\x93\x01\n\x12TrackUsageResponse\x12\x16\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nduplicates\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08rejected\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\nrejections\x18\x04 \x03(\x0b\x32\x19.billing.v1.RejectedEventB\x04\xe2\x41\x01\x03\"0\n\x0fGetUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd4\x02\n\x05Usage\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x36\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1c\n\x0etotal_requests\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11included_requests\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12 \n\x12remaining_included\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1e\n\x10overage_requests\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12%\n\x17\x65stimated_overage_cents\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"g\n\x14GetDailyUsageRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"8\n\nDailyUsage\x12\x12\n\x04\x64\x61te\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"C\n\x15GetDailyUsageResponse\x12*\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x16.billing.v1.DailyUsageB\x04\xe2\x41\x01\x03\"k\n\x18GetUsageAnalyticsRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"R\n\x08PeakHour\x12.\n\x04hour\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"?\n\rEndpointUsage\x12\x16\n\x08\x65ndpoint\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08requests\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\xbc\x02\n\x0eUsageAnalytics\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nstart_date\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65nd_date\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0etotal_requests\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12$\n\x16\x61verage_daily_requests\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12.\n\x08peak_day\x18\x06 \x01(\x0b\x32\x16.billing.v1.DailyUsageB\x04\xe2\x41\x01\x03\x12-\n\tpeak_hour\x18\x07 \x01(\x0b\x32\x14.billing.v1.PeakHourB\x04\xe2\x41\x01\x03\x12\x36\n\rtop_endpoints\x18\x08 \x03(\x0b\x32\x19.billing.v1.EndpointUsageB\x04\xe2\x41\x01\x03\x32\xfb\x03\n\x0cUsageService\x12n\n\nTrackUsage\x12\x1d.billing.v1.TrackUsageRequest\x1a\x1e.billing.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/metrics/track:\x01*\x12l\n\x08GetUsage\x12\x1b.billing.v1.GetUsageRequest\x1a\x11.billing.v1.Usage\"0\x82\xd3\xe4\x93\x02*\x12(/billing/metrics/usage/{subscription_id}\x12\x86\x01\n\rGetDailyUsage\x12 .billing.v1.GetDailyUsageRequest\x1a!.billing.v1.GetDailyUsageResponse\"0\x82\xd3\xe4\x93\x02*\x12(/billing/metrics/daily/{subscription_id}\x12\x83\x01\n\x11GetUsageAnalytics\x12$.billing.v1.GetUsageAnalyticsRequest\x1a\x1a.billing.v1.UsageAnalytics\",\x82\xd3\xe4\x93\x02&\x12$/billing/analytics/{subscription_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +38,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEEVENT'].fields_by_name['event_id']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['event_id']._serialized_options = b'\342A\001\001'
   _globals['_USAGEEVENT'].fields_by_name['endpoint']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['endpoint']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['endpoint']._serialized_options = b'\342A\001\001'
   _globals['_USAGEEVENT'].fields_by_name['count']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['count']._serialized_options = b'\342A\001\001'
   _globals['_USAGEEVENT'].fields_by_name['timestamp']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['timestamp']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['event_type']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['event_type']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['properties']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['properties']._serialized_options = b'\342A\001\001'
   _globals['_TRACKUSAGEREQUEST'].fields_by_name['subscription_id']._loaded_options = None
   _globals['_TRACKUSAGEREQUEST'].fields_by_name['subscription_id']._serialized_options = b'\342A\001\002'
   _globals['_TRACKUSAGEREQUEST'].fields_by_name['events']._loaded_options = None
@@ -132,32 +137,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGESERVICE'].methods_by_name['GetDailyUsage']._serialized_options = b'\202\323\344\223\002*\022(/billing/metrics/daily/{subscription_id}'
   _globals['_USAGESERVICE'].methods_by_name['GetUsageAnalytics']._loaded_options = None
   _globals['_USAGESERVICE'].methods_by_name['GetUsageAnalytics']._serialized_options = b'\202\323\344\223\002&\022$/billing/analytics/{subscription_id}'
-  _globals['_USAGEEVENT']._serialized_start=135
-  _globals['_USAGEEVENT']._serialized_end=284
-  _globals['_TRACKUSAGEREQUEST']._serialized_start=286
-  _globals['_TRACKUSAGEREQUEST']._serialized_end=382
-  _globals['_REJECTEDEVENT']._serialized_start=384
-  _globals['_REJECTEDEVENT']._serialized_end=489
-  _globals['_TRACKUSAGERESPONSE']._serialized_start=492
-  _globals['_TRACKUSAGERESPONSE']._serialized_end=639
-  _globals['_GETUSAGEREQUEST']._serialized_start=641
-  _globals['_GETUSAGEREQUEST']._serialized_end=689
-  _globals['_USAGE']._serialized_start=692
-  _globals['_USAGE']._serialized_end=1032
-  _globals['_GETDAILYUSAGEREQUEST']._serialized_start=1034
-  _globals['_GETDAILYUSAGEREQUEST']._serialized_end=1137
-  _globals['_DAILYUSAGE']._serialized_start=1139
-  _globals['_DAILYUSAGE']._serialized_end=1195
-  _globals['_GETDAILYUSAGERESPONSE']._serialized_start=1197
-  _globals['_GETDAILYUSAGERESPONSE']._serialized_end=1264
-  _globals['_GETUSAGEANALYTICSREQUEST']._serialized_start=1266
-  _globals['_GETUSAGEANALYTICSREQUEST']._serialized_end=1373
-  _globals['_PEAKHOUR']._serialized_start=1375
-  _globals['_PEAKHOUR']._serialized_end=1457
-  _globals['_ENDPOINTUSAGE']._serialized_start=1459
-  _globals['_ENDPOINTUSAGE']._serialized_end=1522
-  _globals['_USAGEANALYTICS']._serialized_start=1525
-  _globals['_USAGEANALYTICS']._serialized_end=1841
-  _globals['_USAGESERVICE']._serialized_start=1844
-  _globals['_USAGESERVICE']._serialized_end=2351
+  _globals['_USAGEEVENT']._serialized_start=165
+  _globals['_USAGEEVENT']._serialized_end=391
+  _globals['_TRACKUSAGEREQUEST']._serialized_start=393
+  _globals['_TRACKUSAGEREQUEST']._serialized_end=489
+  _globals['_REJECTEDEVENT']._serialized_start=491
+  _globals['_REJECTEDEVENT']._serialized_end=596
+  _globals['_TRACKUSAGERESPONSE']._serialized_start=599
+  _globals['_TRACKUSAGERESPONSE']._serialized_end=746
+  _globals['_GETUSAGEREQUEST']._serialized_start=748
+  _globals['_GETUSAGEREQUEST']._serialized_end=796
+  _globals['_USAGE']._serialized_start=799
+  _globals['_USAGE']._serialized_end=1139
+  _globals['_GETDAILYUSAGEREQUEST']._serialized_start=1141
+  _globals['_GETDAILYUSAGEREQUEST']._serialized_end=1244
+  _globals['_DAILYUSAGE']._serialized_start=1246
+  _globals['_DAILYUSAGE']._serialized_end=1302
+  _globals['_GETDAILYUSAGERESPONSE']._serialized_start=1304
+  _globals['_GETDAILYUSAGERESPONSE']._serialized_end=1371
+  _globals['_GETUSAGEANALYTICSREQUEST']._serialized_start=1373
+  _globals['_GETUSAGEANALYTICSREQUEST']._serialized_end=1480
+  _globals['_PEAKHOUR']._serialized_start=1482
+  _globals['_PEAKHOUR']._serialized_end=1564
+  _globals['_ENDPOINTUSAGE']._serialized_start=1566
+  _globals['_ENDPOINTUSAGE']._serialized_end=1629
+  _globals['_USAGEANALYTICS']._serialized_start=1632
+  _globals['_USAGEANALYTICS']._serialized_end=1948
+  _globals['_USAGESERVICE']._serialized_start=1951
+  _globals['_USAGESERVICE']._serialized_end=2458
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,246 @@
+"""Meters: what an operator counts, and how one event becomes each meter's contribution. Pure.
+
+An event is matched to the meters once, at ingest (API.md, Meters): its type and the meter's
+filter decide whether it counts; the meter's `group_by` properties name its group; the
+aggregation decides its value. An event that matches a meter but has no valid value for it is
+refused whole (INVALID_VALUE): half an event counted in one meter and not another is the kind of
+disagreement an invoice must never show.
+
+Values are exact decimals held as nanos (server/domain/decimals.py). Properties are compared by
+their canonical text: a string as it is, a number as its exact decimal ("2" and 2.0 are "2"), a
+boolean as "true" or "false", so a filter {"model": "m-large"} and a group key read the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+from server.domain import decimals
+from server.domain.errors import InvalidArgument
+
+Scalar = str | int | float | bool
+
+API_REQUEST = "api_request"
+REQUESTS_METER = "requests"
+COUNT_PROPERTY = "count"  # an api_request event's count, as a property meters can sum
+ENDPOINT_PROPERTY = "endpoint"
+
+MAX_PROPERTIES = 32
+MAX_PROPERTY_TEXT = 256
+MAX_PROPERTIES_JSON = 4096
+MAX_GROUP_BY = 3
+MAX_FILTER = 8
+MAX_NAME = 256
+EVENT_TYPE = re.compile(r"[a-z0-9_.-]{1,64}")
+PROPERTY_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+METER_ID = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+class Aggregation(enum.StrEnum):
+    COUNT = "COUNT"
+    SUM = "SUM"
+    MAX = "MAX"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+    LATEST = "LATEST"
+
+
+@dataclasses.dataclass(frozen=True)
+class Meter:
+    id: str
+    name: str
+    event_type: str
+    aggregation: Aggregation
+    value_property: str = ""
+    group_by: tuple[str, ...] = ()
+    filter: tuple[tuple[str, str], ...] = ()  # sorted (property, value) pairs
+
+
+REQUESTS = Meter(
+    REQUESTS_METER,
+    "Requests",
+    API_REQUEST,
+    Aggregation.SUM,
+    COUNT_PROPERTY,
+    (ENDPOINT_PROPERTY,),
+)
+
+
+def _invalid(field: str, problem: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    return InvalidArgument(f"{field} {problem}", field=field, reason=reason)
+
+
+# --- meter definitions -----------------------------------------------------------------
+
+
+def validate_meter(
+    meter_id: str,
+    name: str,
+    event_type: str,
+    aggregation: str,
+    value_property: str,
+    group_by: Sequence[str],
+    filter_: Mapping[str, str],
+) -> Meter:
+    """A meter as an operator defines it; the first fault is a 400 naming its field."""
+    if not METER_ID.fullmatch(meter_id):
+        raise _invalid("id", "must match [a-z0-9_-]{1,64}")
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise _invalid("name", f"must hold 1 to {MAX_NAME} characters")
+    if not EVENT_TYPE.fullmatch(event_type):
+        raise _invalid("event_type", "must match [a-z0-9_.-]{1,64}")
+    try:
+        kind = Aggregation(aggregation)
+    except ValueError:
+        raise _invalid("aggregation", f"must be one of {', '.join(Aggregation)}") from None
+    if kind is Aggregation.COUNT:
+        if value_property:
+            raise _invalid("value_property", "must be empty for COUNT, which counts events")
+    elif not PROPERTY_KEY.fullmatch(value_property):
+        raise _invalid("value_property", f"is required for {kind} and must match [A-Za-z0-9_.-]{{1,64}}")
+    if len(group_by) > MAX_GROUP_BY:
+        raise _invalid("group_by", f"holds at most {MAX_GROUP_BY} properties")
+    for index, key in enumerate(group_by):
+        if not PROPERTY_KEY.fullmatch(key):
+            raise _invalid(f"group_by[{index}]", "must match [A-Za-z0-9_.-]{1,64}")
+    if len(set(group_by)) != len(group_by):
+        raise _invalid("group_by", "names a property twice")
+    if len(filter_) > MAX_FILTER:
+        raise _invalid("filter", f"holds at most {MAX_FILTER} properties")
+    for key, value in filter_.items():
+        if not PROPERTY_KEY.fullmatch(key):
+            raise _invalid("filter", f"key {key[:70]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+        if len(value) > MAX_PROPERTY_TEXT:
+            raise _invalid(f"filter.{key}", f"must be at most {MAX_PROPERTY_TEXT} characters")
+    return Meter(meter_id, name, event_type, kind, value_property, tuple(group_by), tuple(sorted(filter_.items())))
+
+
+# --- event properties ----------------------------------------------------------------------
+
+
+def validate_properties(properties: Mapping[str, object], field: str) -> dict[str, Scalar]:
+    """An event's properties within API.md's limits: at most 32 keys named [A-Za-z0-9_.-]{1,64},
+    scalar values (strings up to 256 characters, finite numbers, booleans), 4 KiB as JSON."""
+    if len(properties) > MAX_PROPERTIES:
+        raise _invalid(field, f"holds {len(properties)} properties, at most {MAX_PROPERTIES}")
+    for key, value in properties.items():
+        if not PROPERTY_KEY.fullmatch(key):
+            raise _invalid(field, f"key {key[:70]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+        if isinstance(value, str):
+            if len(value) > MAX_PROPERTY_TEXT:
+                raise _invalid(f"{field}.{key}", f"is longer than {MAX_PROPERTY_TEXT} characters")
+        elif isinstance(value, bool | int):
+            pass
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise _invalid(f"{field}.{key}", "must be a finite number")
+        else:
+            raise _invalid(f"{field}.{key}", "must be a string, a number or a boolean (nesting is refused)")
+    size = len(json.dumps(properties, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PROPERTIES_JSON:
+        raise _invalid(field, f"are {size} bytes as JSON, at most {MAX_PROPERTIES_JSON}")
+    return dict(properties)
+
+
+def canonical(value: Scalar) -> str:
+    """A property's text for filters, groups and distinct counting."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        try:
+            return decimals.format_nanos(decimals.from_number(value))
+        except decimals.NotADecimal:
+            return repr(value)  # beyond a value's limits it can still be a group or a distinct key
+    return value
+
+
+# --- matching an event ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one event adds to one meter: its group (the group_by properties' canonical text, ""
+    where absent) and its value in nanos (COUNT: one event; UNIQUE_COUNT: 0, the distinct key in
+    `distinct`)."""
+
+    meter_id: str
+    group: tuple[str, ...]
+    value: int
+    distinct: str = ""
+
+
+def matches(meter: Meter, event_type: str, properties: Mapping[str, Scalar]) -> bool:
+    if meter.event_type != event_type:
+        return False
+    for key, wanted in meter.filter:
+        value = properties.get(key)
+        if value is None or canonical(value) != wanted:
+            return False
+    return True
+
+
+def contribution(meter: Meter, properties: Mapping[str, Scalar], field: str) -> Contribution:
+    """The event's contribution to a meter it matches; no valid value is INVALID_VALUE."""
+    group = tuple(canonical(properties[key]) if key in properties else "" for key in meter.group_by)
+    if meter.aggregation is Aggregation.COUNT:
+        return Contribution(meter.id, group, decimals.SCALE)
+    value = properties.get(meter.value_property)
+    if meter.aggregation is Aggregation.UNIQUE_COUNT:
+        if value is None or (isinstance(value, str) and not value):
+            raise _missing(meter, field, "has no value to count")
+        return Contribution(meter.id, group, 0, canonical(value))
+    if value is None:
+        raise _missing(meter, field, "is missing")
+    try:
+        nanos = decimals.parse(value) if isinstance(value, str) else decimals.from_number(value)
+    except decimals.NotADecimal as error:
+        raise _missing(meter, field, f"is not a valid number: {error}") from None
+    return Contribution(meter.id, group, nanos)
+
+
+def _missing(meter: Meter, field: str, problem: str) -> InvalidArgument:
+    where = f"{field}.properties.{meter.value_property}"
+    return InvalidArgument(
+        f"{where} {problem} (meter {meter.id!r} {meter.aggregation} needs it)",
+        field=where,
+        reason="INVALID_VALUE",
+        metadata={"meter_id": meter.id, "property": meter.value_property},
+    )
+
+
+def contributions(
+    meters: Sequence[Meter], event_type: str, properties: Mapping[str, Scalar], field: str
+) -> list[Contribution]:
+    """The event's contribution to every meter it matches, or INVALID_VALUE for the first meter
+    it matches without a valid value."""
+    return [contribution(meter, properties, field) for meter in meters if matches(meter, event_type, properties)]
+
+
+# --- folding contributions into rollups ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cell:
+    """A meter's aggregate of one group over some span: SUM and COUNT a total, MAX the largest,
+    LATEST the value of the event latest by (timestamp, event_id). `at` and `event_id` identify
+    that event for LATEST (and are kept, unused, by the others)."""
+
+    value: int
+    at: dt.datetime
+    event_id: str
+
+
+def merge(aggregation: Aggregation, a: Cell, b: Cell) -> Cell:
+    """Two spans' aggregates as one; the order of arguments never matters."""
+    if aggregation is Aggregation.MAX:
+        return a if (a.value, a.at, a.event_id) >= (b.value, b.at, b.event_id) else b
+    if aggregation is Aggregation.LATEST:
+        return a if (a.at, a.event_id) >= (b.at, b.event_id) else b
+    if aggregation is Aggregation.UNIQUE_COUNT:
+        raise ValueError("distinct counts merge as sets, not cells")
+    return Cell(a.value + b.value, max(a.at, b.at), max(a.event_id, b.event_id))
