@@ -106,7 +106,13 @@ def test_numbers_outside_the_rules_are_refused(number, problem):
 
 @pytest.mark.parametrize(
     "nanos, text",
-    [(0, "0"), (12_500_000_000, "12.5"), (-1, "-0.000000001"), (10**24 - 1, "999999999999999.999999999"), (-3 * 10**9, "-3")],
+    [
+        (0, "0"),
+        (12_500_000_000, "12.5"),
+        (-1, "-0.000000001"),
+        (10**24 - 1, "999999999999999.999999999"),
+        (-3 * 10**9, "-3"),
+    ],
 )
 def test_nanos_format_as_the_shortest_exact_decimal(nanos, text):
     assert decimals.format_nanos(nanos) == text
@@ -137,7 +143,12 @@ def meter(**overrides) -> Meter:
 def test_a_valid_meter_is_kept_with_its_filter_sorted():
     defined = meter(filter_={"region": "eu", "env": "prod"}, group_by=["model", "region"])
     assert defined == Meter(
-        "input_tokens", "Input tokens", "llm_tokens", Aggregation.SUM, "input_tokens", ("model", "region"),
+        "input_tokens",
+        "Input tokens",
+        "llm_tokens",
+        Aggregation.SUM,
+        "input_tokens",
+        ("model", "region"),
         (("env", "prod"), ("region", "eu")),
     )
 
@@ -177,7 +188,11 @@ def test_a_count_meter_needs_no_value_property():
 
 def test_the_requests_meter_sums_count_of_api_requests_by_endpoint():
     assert (REQUESTS.id, REQUESTS.event_type, REQUESTS.aggregation, REQUESTS.value_property, REQUESTS.group_by) == (
-        "requests", "api_request", Aggregation.SUM, "count", ("endpoint",),
+        "requests",
+        "api_request",
+        Aggregation.SUM,
+        "count",
+        ("endpoint",),
     )
 
 
@@ -223,7 +238,8 @@ def test_the_json_size_limit_is_inclusive():
 
 
 @pytest.mark.parametrize(
-    "value, text", [("m-large", "m-large"), (2, "2"), (2.0, "2"), (0.1, "0.1"), (True, "true"), (False, "false"), (1e300, "1e+300")]
+    "value, text",
+    [("m-large", "m-large"), (2, "2"), (2.0, "2"), (0.1, "0.1"), (True, "true"), (False, "false"), (1e300, "1e+300")],
 )
 def test_canonical_text_of_a_property(value, text):
     assert canonical(value) == text

@@ -18,7 +18,7 @@ import datetime as dt
 import enum
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from server.domain import decimals
 from server.domain.errors import InvalidArgument
@@ -144,7 +144,7 @@ def validate_properties(properties: Mapping[str, object], field: str) -> dict[st
     size = len(json.dumps(properties, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_PROPERTIES_JSON:
         raise _invalid(field, f"are {size} bytes as JSON, at most {MAX_PROPERTIES_JSON}")
-    return dict(properties)
+    return {key: value for key, value in properties.items() if isinstance(value, str | int | float)}
 
 
 def canonical(value: Scalar) -> str:
@@ -244,3 +244,148 @@ def merge(aggregation: Aggregation, a: Cell, b: Cell) -> Cell:
     if aggregation is Aggregation.UNIQUE_COUNT:
         raise ValueError("distinct counts merge as sets, not cells")
     return Cell(a.value + b.value, max(a.at, b.at), max(a.event_id, b.event_id))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Place:
+    """Where an event's figures go: its period, its plan segment (by start instant) and its clock
+    hour. The segment is part of every key, so a segment's figure is a sum over its own rows."""
+
+    period_start: dt.datetime
+    segment_start: dt.datetime
+    hour: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Counted:
+    """An event accepted for aggregation: where it falls, what identifies it for LATEST, and its
+    contributions."""
+
+    place: Place
+    at: dt.datetime
+    event_id: str
+    contributions: list[Contribution]
+
+
+CellKey = tuple[str, dt.datetime, dt.datetime, dt.datetime, tuple[str, ...]]  # meter, period, segment, hour, group
+DistinctKey = tuple[str, dt.datetime, dt.datetime, tuple[str, ...], str]  # meter, period, segment, group, value
+DistinctHourKey = tuple[str, dt.datetime, dt.datetime, tuple[str, ...], str]  # meter, period, hour, group, value
+
+
+@dataclasses.dataclass
+class Folded:
+    """A batch's rollup deltas: one cell per key, the distinct values it saw (per segment and per
+    hour), and per (meter, period) the magnitude SUM and COUNT cells take (|whole units| + 1 an
+    event), which bounds what any counter column can reach."""
+
+    cells: dict[CellKey, Cell] = dataclasses.field(default_factory=dict)
+    distinct: set[DistinctKey] = dataclasses.field(default_factory=set)
+    distinct_hours: set[DistinctHourKey] = dataclasses.field(default_factory=set)
+    magnitude: dict[tuple[str, dt.datetime], int] = dataclasses.field(default_factory=dict)
+
+
+def fold(aggregations: Mapping[str, Aggregation], events: Sequence[Counted]) -> Folded:
+    """Fold events into per-key deltas, as the database will merge them into its rollups."""
+    folded = Folded()
+    for event in events:
+        place = event.place
+        for part in event.contributions:
+            kind = aggregations[part.meter_id]
+            if kind is Aggregation.UNIQUE_COUNT:
+                folded.distinct.add((part.meter_id, place.period_start, place.segment_start, part.group, part.distinct))
+                folded.distinct_hours.add((part.meter_id, place.period_start, place.hour, part.group, part.distinct))
+                continue
+            key = (part.meter_id, place.period_start, place.segment_start, place.hour, part.group)
+            cell = Cell(part.value, event.at, event.event_id)
+            held = folded.cells.get(key)
+            folded.cells[key] = cell if held is None else merge(kind, held, cell)
+            if kind in (Aggregation.SUM, Aggregation.COUNT):
+                bound = (part.meter_id, place.period_start)
+                folded.magnitude[bound] = folded.magnitude.get(bound, 0) + abs(part.value) // decimals.SCALE + 1
+    return folded
+
+
+# --- reading rollups in windows ------------------------------------------------------------
+
+MAX_PERIOD_MAGNITUDE = 10**18  # whole units a meter's SUM/COUNT cells may take in one period
+HOUR = dt.timedelta(hours=1)
+
+
+class Window(enum.StrEnum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+    PERIOD = "PERIOD"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    window_start: dt.datetime
+    window_end: dt.datetime
+    groups: dict[str, str]
+    value: str
+
+
+def window_of(size: Window, hour: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The window holding the clock hour `hour`, within the range [start, end)."""
+    if size is Window.HOUR:
+        return hour, hour + HOUR
+    if size is Window.DAY:
+        day = hour.replace(hour=0)
+        return day, day + dt.timedelta(days=1)
+    return start, end
+
+
+def _projection(meter: Meter, group_by: Sequence[str]) -> list[int]:
+    """Positions in the meter's group key of the properties asked for; others are 400."""
+    positions = []
+    for index, name in enumerate(group_by):
+        if name not in meter.group_by:
+            raise _invalid(f"group_by[{index}]", f"{name[:70]!r} is not among meter {meter.id!r}'s group_by")
+        positions.append(meter.group_by.index(name))
+    return positions
+
+
+def cell_rows(
+    meter: Meter,
+    cells: Iterable[tuple[dt.datetime, tuple[str, ...], Cell]],
+    size: Window,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: Sequence[str],
+) -> list[Row]:
+    """Rows of a SUM, COUNT, MAX or LATEST meter from its (hour, group, cell) rollups."""
+    positions = _projection(meter, group_by)
+    merged: dict[tuple[tuple[dt.datetime, dt.datetime], tuple[str, ...]], Cell] = {}
+    for hour, group, cell in cells:
+        key = (window_of(size, hour, start, end), tuple(group[p] for p in positions))
+        held = merged.get(key)
+        merged[key] = cell if held is None else merge(meter.aggregation, held, cell)
+    return _rows(group_by, {key: decimals.format_nanos(cell.value) for key, cell in merged.items()})
+
+
+def distinct_rows(
+    meter: Meter,
+    values: Iterable[tuple[dt.datetime, tuple[str, ...], str]],
+    size: Window,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: Sequence[str],
+) -> list[Row]:
+    """Rows of a UNIQUE_COUNT meter from its (hour, group, distinct value) sets: each window's
+    figure counts a value once however many hours, segments or groups of the meter saw it."""
+    positions = _projection(meter, group_by)
+    seen: dict[tuple[tuple[dt.datetime, dt.datetime], tuple[str, ...]], set[str]] = {}
+    for hour, group, value in values:
+        key = (window_of(size, hour, start, end), tuple(group[p] for p in positions))
+        seen.setdefault(key, set()).add(value)
+    return _rows(group_by, {key: str(len(found)) for key, found in seen.items()})
+
+
+def _rows(
+    group_by: Sequence[str], figures: Mapping[tuple[tuple[dt.datetime, dt.datetime], tuple[str, ...]], str]
+) -> list[Row]:
+    """Oldest window first, then by group."""
+    return [
+        Row(window[0], window[1], dict(zip(group_by, group)), figures[(window, group)])
+        for window, group in sorted(figures)
+    ]

@@ -218,12 +218,96 @@ def _0005_usage_segments(migrator: SchemaMigrator) -> None:
     database.execute_sql("DROP TABLE usage_day")
 
 
+class _Meter0006(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=64)
+    name = pw.CharField(max_length=256)
+    event_type = pw.CharField(max_length=64)
+    aggregation = pw.CharField(max_length=16)
+    value_property = pw.CharField(max_length=64, default="")
+    group_by = pw.TextField(default="[]")
+    filters = pw.TextField(default="{}")  # not `filter`: that is a Model method
+    created_at = pw.DateTimeField()
+    archived_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "meter"
+
+
+class _MeterKeyed0006(schema_0001.BaseModel):
+    subscription = pw.ForeignKeyField(schema_0001.Subscription, on_delete="CASCADE", index=False)
+    meter = pw.ForeignKeyField(_Meter0006, on_delete="CASCADE", index=False)
+    period_start = pw.DateTimeField()
+
+
+class _MeterRollup0006(_MeterKeyed0006):
+    segment_start = pw.DateTimeField()
+    hour = pw.DateTimeField()
+    group_key = pw.TextField()
+    units = pw.BigIntegerField()
+    nanos = pw.BigIntegerField()
+    latest_at = pw.DateTimeField(null=True)
+    latest_event_id = pw.CharField(max_length=128, default="")
+
+    class Meta:
+        table_name = "meter_rollup"
+        indexes = ((("subscription", "meter", "period_start", "segment_start", "hour", "group_key"), True),)
+
+
+class _MeterDistinct0006(_MeterKeyed0006):
+    segment_start = pw.DateTimeField()
+    group_key = pw.TextField()
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "meter_distinct"
+        indexes = ((("subscription", "meter", "period_start", "segment_start", "group_key", "value"), True),)
+
+
+class _MeterDistinctHour0006(_MeterKeyed0006):
+    hour = pw.DateTimeField()
+    group_key = pw.TextField()
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "meter_distinct_hour"
+        indexes = ((("subscription", "meter", "period_start", "hour", "group_key", "value"), True),)
+
+
+class _MeterPeriod0006(_MeterKeyed0006):
+    magnitude = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "meter_period"
+        indexes = ((("subscription", "meter", "period_start"), True),)
+
+
+def _0006_meters(migrator: SchemaMigrator) -> None:
+    """Meters (with the built-in `requests`), their rollups and distinct sets; events keep their
+    type and properties."""
+    database.create_tables([_Meter0006, _MeterRollup0006, _MeterDistinct0006, _MeterDistinctHour0006, _MeterPeriod0006])
+    _Meter0006.insert(
+        id="requests",
+        name="Requests",
+        event_type="api_request",
+        aggregation="SUM",
+        value_property="count",
+        group_by='["endpoint"]',
+        filters="{}",
+        created_at=dt.datetime(2026, 1, 1),
+    ).execute()
+    operations.migrate(
+        migrator.add_column("usage_event", "event_type", pw.CharField(max_length=64, default="api_request")),
+        migrator.add_column("usage_event", "properties", pw.TextField(null=True)),
+    )
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
     ("0003_server_secrets", _0003_server_secrets),
     ("0004_webhooks", _0004_webhooks),
     ("0005_usage_segments", _0005_usage_segments),
+    ("0006_meters", _0006_meters),
 ]
 
 

@@ -23,6 +23,7 @@ import peewee as pw
 
 from server.domain.access import KeyScope
 from server.domain.invoice_state import InvoiceStatus
+from server.domain.meters import Aggregation
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain.webhooks import DeliveryStatus, EventType
@@ -73,6 +74,21 @@ class Plan(BaseModel):
     rate_limit_per_minute = pw.IntegerField()
     included_requests = pw.BigIntegerField()
     overage_per_1k_cents = pw.BigIntegerField()
+
+
+class Meter(BaseModel):
+    """A meter as defined (domain/meters.py); immutable but for archiving. group_by and filters
+    are JSON (a list, an object of strings)."""
+
+    id = pw.CharField(primary_key=True, max_length=64)
+    name = pw.CharField(max_length=256)
+    event_type = pw.CharField(max_length=64)
+    aggregation = StrEnumField(Aggregation, max_length=16)
+    value_property = pw.CharField(max_length=64, default="")
+    group_by = pw.TextField(default="[]")
+    filters = pw.TextField(default="{}")  # not `filter`: that is a Model method
+    created_at = UTCDateTimeField()
+    archived_at = UTCDateTimeField(null=True)
 
 
 class ApiKey(BaseModel):
@@ -141,6 +157,8 @@ class RecordedUsageEvent(BaseModel):
     count = pw.BigIntegerField()
     occurred_at = UTCDateTimeField()
     received_at = UTCDateTimeField(index=True)
+    event_type = pw.CharField(max_length=64, default="api_request")
+    properties = pw.TextField(null=True)  # JSON object as received; what `reaggregate` replays
 
     class Meta:
         table_name = "usage_event"
@@ -192,6 +210,82 @@ class UsageSegment(BaseModel):
 
     class Meta:
         indexes = ((("subscription", "period_start", "segment_start"), True),)
+
+
+class MeterRollup(BaseModel):
+    """A meter's aggregate of one group over one clock hour of one plan segment (the segment key
+    of UsageSegment, so rating can read a segment's figures without splitting hours), written at
+    ingest in the raw events' transaction. SUM and COUNT add, MAX keeps the largest, LATEST the
+    value of the latest event by (latest_at, latest_event_id). A value is units + nanos / 10^9 with
+    0 <= nanos < 10^9 (floor), so two BIGINT columns hold any value exactly and compare in SQL."""
+
+    id = pw.AutoField()
+    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
+    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
+    meter_id: str
+    period_start = UTCDateTimeField()
+    segment_start = UTCDateTimeField()
+    hour = UTCDateTimeField()
+    group_key = pw.TextField()  # JSON list of the group_by properties' canonical values
+    units = pw.BigIntegerField()
+    nanos = pw.BigIntegerField()
+    latest_at = UTCDateTimeField(null=True)
+    latest_event_id = pw.CharField(max_length=128, default="")
+
+    class Meta:
+        indexes = ((("subscription", "meter", "period_start", "segment_start", "hour", "group_key"), True),)
+
+
+class MeterDistinct(BaseModel):
+    """The distinct values of a UNIQUE_COUNT meter in one group of one plan segment: its count is
+    the segment's figure, exactly (no sketch)."""
+
+    id = pw.AutoField()
+    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
+    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
+    meter_id: str
+    period_start = UTCDateTimeField()
+    segment_start = UTCDateTimeField()
+    group_key = pw.TextField()
+    value = pw.TextField()
+
+    class Meta:
+        indexes = ((("subscription", "meter", "period_start", "segment_start", "group_key", "value"), True),)
+
+
+class MeterDistinctHour(BaseModel):
+    """The same distinct values per clock hour: what HOUR and DAY windows of endpoint 24 count."""
+
+    id = pw.AutoField()
+    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
+    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
+    meter_id: str
+    period_start = UTCDateTimeField()
+    hour = UTCDateTimeField()
+    group_key = pw.TextField()
+    value = pw.TextField()
+
+    class Meta:
+        indexes = ((("subscription", "meter", "period_start", "hour", "group_key", "value"), True),)
+
+
+class MeterPeriod(BaseModel):
+    """Per meter and period, the sum of |value| in whole units (plus one an event) that SUM and
+    COUNT rollups have taken: bounded like UsagePeriod, so no rollup column can overflow."""
+
+    id = pw.AutoField()
+    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
+    subscription_id: str
+    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
+    meter_id: str
+    period_start = UTCDateTimeField()
+    magnitude = pw.BigIntegerField()
+
+    class Meta:
+        indexes = ((("subscription", "meter", "period_start"), True),)
 
 
 class NumberSequence(BaseModel):
@@ -346,6 +440,7 @@ class WebhookDelivery(BaseModel):
 
 ALL_MODELS = [
     Plan,
+    Meter,
     ApiKey,
     Subscription,
     PlanChange,
@@ -353,6 +448,10 @@ ALL_MODELS = [
     UsageHourly,
     UsagePeriod,
     UsageSegment,
+    MeterRollup,
+    MeterDistinct,
+    MeterDistinctHour,
+    MeterPeriod,
     NumberSequence,
     Invoice,
     InvoiceLineItem,

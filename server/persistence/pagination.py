@@ -14,10 +14,10 @@ from typing import TypeVar
 import peewee as pw
 
 from server.domain.errors import InvalidArgument
-from server.persistence.models import Invoice, Subscription
+from server.persistence.models import Invoice, Meter, Subscription
 
 # The tables listed page by page: each has a string id and a created_at.
-_Listed = TypeVar("_Listed", Invoice, Subscription)
+_Listed = TypeVar("_Listed", Invoice, Meter, Subscription)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

@@ -142,3 +142,20 @@ class DeliveryView:
 def delivery_view(row: models.WebhookDelivery) -> DeliveryView:
     """From a delivery selected with its event (a join), so `event.type` costs no query."""
     return _copy(DeliveryView, row, event_type=row.event.type)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterView:
+    id: str
+    name: str
+    event_type: str
+    aggregation: str
+    value_property: str
+    group_by: tuple[str, ...]
+    filter: dict[str, str]
+    created_at: dt.datetime
+    archived_at: dt.datetime | None
+
+
+def meter_view(row: models.Meter) -> MeterView:
+    return _copy(MeterView, row, group_by=tuple(json.loads(row.group_by)), filter=json.loads(row.filters))

@@ -15,6 +15,8 @@ from billing.v1 import (
     health_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
+    meter_pb2,
+    meter_pb2_grpc,
     plan_pb2,
     plan_pb2_grpc,
     portal_pb2,
@@ -35,6 +37,7 @@ from server.transport import gateway, initial_metadata
 from server.transport.health import Health
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
+from server.transport.meters import MeterServicer
 from server.transport.plans import PlanServicer
 from server.transport.portal import PortalServicer
 from server.transport.rate_limits import RateLimitServicer
@@ -53,6 +56,7 @@ SERVICE_NAMES = [
         (health_pb2, "HealthService"),
         (portal_pb2, "PortalService"),
         (webhook_pb2, "WebhookService"),
+        (meter_pb2, "MeterService"),
     ]
 ]
 
@@ -91,6 +95,7 @@ def create_server(
     health_pb2_grpc.add_HealthServiceServicer_to_server(health, server)
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(allowed=settings.webhooks_allow), server)
+    meter_pb2_grpc.add_MeterServiceServicer_to_server(MeterServicer(), server)
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -34,6 +34,7 @@ DATE_RANGE = (dt.date(1970, 1, 1), dt.date(9999, 12, 30))
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PATH_VARIABLE = re.compile(r"{([a-z_.]+)")
 _TIMESTAMP = "google.protobuf.Timestamp"
+_STRUCT = "google.protobuf.Struct"
 
 FD = descriptor.FieldDescriptor
 
@@ -105,9 +106,32 @@ def _timestamps_in_range(values: list) -> bool:
     return MIN_SECONDS <= min(seconds) <= max(seconds) <= MAX_SECONDS and 0 <= min(nanos) <= max(nanos) <= 999_999_999
 
 
+def _map_check(entry: descriptor.Descriptor) -> Check | None:
+    """A map field's check: keys, and string values, as strings; a map of messages (a Struct's
+    fields) is left to the service that reads it."""
+    if entry.fields_by_name["value"].type != FD.TYPE_STRING:
+        return None
+
+    def check(maps: list) -> list[tuple[int, str, str]]:
+        return [
+            (i, key if problem_of == "value" else "", problem)
+            for i, entries in enumerate(maps)
+            for key, value in entries.items()
+            for problem_of, problem in (("key", _string(key, "")), ("value", _string(value, "")))
+            if problem
+        ]
+
+    return check
+
+
 def _check(field: FD) -> Check | None:
-    """The column check of one field, None where no rule applies (numbers, bools, bytes)."""
+    """The column check of one field, None where no rule applies (numbers, bools, bytes, and
+    google.protobuf.Struct, whose limits are the meters' own: server/domain/meters.py)."""
     if field.message_type is not None:
+        if field.message_type.GetOptions().map_entry:
+            return _map_check(field.message_type)
+        if field.message_type.full_name == _STRUCT:
+            return None
         if field.message_type.full_name == _TIMESTAMP:
             return _each(_timestamp, _timestamps_in_range)
         return functools.partial(_problems, message_type=field.message_type)
@@ -124,9 +148,16 @@ def _check(field: FD) -> Check | None:
 
 @functools.cache
 def _checked_fields(message_type: descriptor.Descriptor) -> tuple[tuple[str, bool, Check], ...]:
+    """(name, checked value by value, check): a map is checked as one value, like a scalar."""
     return tuple(
-        (field.name, field.is_repeated, check) for field in message_type.fields if (check := _check(field)) is not None
+        (field.name, field.is_repeated and not _is_map(field), check)
+        for field in message_type.fields
+        if (check := _check(field)) is not None
     )
+
+
+def _is_map(field: FD) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
 @functools.cache
