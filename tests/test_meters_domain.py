@@ -18,9 +18,15 @@ from server.domain.meters import (
     Aggregation,
     Cell,
     Contribution,
+    Counted,
     Meter,
+    Place,
+    Window,
     canonical,
+    cell_rows,
     contributions,
+    distinct_rows,
+    fold,
     matches,
     merge,
     validate_meter,
@@ -329,3 +335,134 @@ def test_latest_takes_the_latest_timestamp_then_the_greatest_event_id():
 def test_distinct_counts_do_not_merge_as_cells():
     with pytest.raises(ValueError):
         merge(Aggregation.UNIQUE_COUNT, cell(0), cell(0))
+
+
+# --- folding and windows -----------------------------------------------------------------
+
+HOUR = dt.timedelta(hours=1)
+P0 = T0  # a period start
+S1 = T0 + dt.timedelta(hours=5, minutes=30)  # a plan change: the second segment
+
+
+def counted(at, event_id, *parts, segment=P0):
+    return Counted(Place(P0, segment, at.replace(minute=0, second=0, microsecond=0)), at, event_id, list(parts))
+
+
+AGGS = {
+    "sum": Aggregation.SUM,
+    "max": Aggregation.MAX,
+    "latest": Aggregation.LATEST,
+    "users": Aggregation.UNIQUE_COUNT,
+    "count": Aggregation.COUNT,
+}
+
+
+def test_fold_merges_each_key_and_keeps_segments_apart():
+    at = T0 + dt.timedelta(hours=5, minutes=10)
+    later = T0 + dt.timedelta(hours=5, minutes=40)
+    folded = fold(
+        AGGS,
+        [
+            counted(
+                at,
+                "a",
+                Contribution("sum", ("m",), 1_500_000_000),
+                Contribution("max", (), 7),
+                Contribution("users", (), 0, "u1"),
+            ),
+            counted(
+                at,
+                "b",
+                Contribution("sum", ("m",), -500_000_000),
+                Contribution("max", (), 9),
+                Contribution("users", (), 0, "u1"),
+            ),
+            counted(
+                later,
+                "c",
+                Contribution("sum", ("m",), 2 * 10**9),
+                Contribution("latest", (), 5),
+                Contribution("users", (), 0, "u2"),
+                segment=S1,
+            ),
+            counted(later, "b", Contribution("latest", (), 6), segment=S1),
+        ],
+    )
+    hour = T0 + 5 * HOUR
+    assert {key: cell.value for key, cell in folded.cells.items()} == {
+        ("sum", P0, P0, hour, ("m",)): 10**9,
+        ("max", P0, P0, hour, ()): 9,
+        ("sum", P0, S1, hour, ("m",)): 2 * 10**9,
+        ("latest", P0, S1, hour, ()): 5,  # same instant: the greater event_id, "c"
+    }
+    assert folded.distinct == {("users", P0, P0, (), "u1"), ("users", P0, S1, (), "u2")}
+    assert folded.distinct_hours == {("users", P0, hour, (), "u1"), ("users", P0, hour, (), "u2")}
+    # |1.5| -> 1 + 1, |-0.5| -> 0 + 1, |2| -> 2 + 1
+    assert folded.magnitude == {("sum", P0): 6}
+
+
+def test_count_cells_take_magnitude_one_an_event():
+    folded = fold(AGGS, [counted(T0, str(i), Contribution("count", (), 10**9)) for i in range(3)])
+    assert folded.magnitude == {("count", P0): 6} and folded.cells[("count", P0, P0, T0, ())].value == 3 * 10**9
+
+
+def rows_of(meter_, cells_, size, group_by=()):
+    return [
+        (r.window_start, r.window_end, r.groups, r.value)
+        for r in cell_rows(meter_, cells_, size, T0, T0 + 48 * HOUR, group_by)
+    ]
+
+
+def test_cell_rows_by_hour_day_and_period_with_and_without_groups():
+    m = Meter("t", "T", "e", Aggregation.SUM, "v", ("model", "region"))
+    day2 = T0 + 24 * HOUR
+    cells_ = [
+        (T0, ("a", "eu"), Cell(10**9, T0, "1")),
+        (T0, ("b", "eu"), Cell(2 * 10**9, T0, "2")),
+        (T0 + HOUR, ("a", "us"), Cell(500_000_000, T0, "3")),
+        (day2, ("a", "eu"), Cell(4 * 10**9, day2, "4")),
+    ]
+    assert rows_of(m, cells_, Window.HOUR) == [
+        (T0, T0 + HOUR, {}, "3"),
+        (T0 + HOUR, T0 + 2 * HOUR, {}, "0.5"),
+        (day2, day2 + HOUR, {}, "4"),
+    ]
+    assert rows_of(m, cells_, Window.DAY, ["model"]) == [
+        (T0, day2, {"model": "a"}, "1.5"),
+        (T0, day2, {"model": "b"}, "2"),
+        (day2, day2 + 24 * HOUR, {"model": "a"}, "4"),
+    ]
+    assert rows_of(m, cells_, Window.PERIOD, ["region", "model"]) == [
+        (T0, T0 + 48 * HOUR, {"region": "eu", "model": "a"}, "5"),
+        (T0, T0 + 48 * HOUR, {"region": "eu", "model": "b"}, "2"),
+        (T0, T0 + 48 * HOUR, {"region": "us", "model": "a"}, "0.5"),
+    ]
+
+
+def test_max_and_latest_merge_across_hours():
+    later = T0 + HOUR
+    cells_ = [(T0, (), Cell(9, T0 + dt.timedelta(minutes=59), "z")), (later, (), Cell(3, later, "a"))]
+    assert rows_of(Meter("m", "M", "e", Aggregation.MAX, "v"), cells_, Window.PERIOD)[0][3] == "0.000000009"
+    assert rows_of(Meter("l", "L", "e", Aggregation.LATEST, "v"), cells_, Window.PERIOD)[0][3] == "0.000000003"
+
+
+def test_distinct_rows_count_a_value_once_per_window():
+    m = Meter("u", "U", "login", Aggregation.UNIQUE_COUNT, "user", ("region",))
+    values = [(T0, ("eu",), "u1"), (T0 + HOUR, ("eu",), "u1"), (T0 + HOUR, ("us",), "u1"), (T0 + HOUR, ("us",), "u2")]
+    assert [
+        (r.window_start, r.groups, r.value) for r in distinct_rows(m, values, Window.HOUR, T0, T0 + 48 * HOUR, [])
+    ] == [
+        (T0, {}, "1"),
+        (T0 + HOUR, {}, "2"),
+    ]
+    assert [(r.groups, r.value) for r in distinct_rows(m, values, Window.DAY, T0, T0 + 48 * HOUR, ["region"])] == [
+        ({"region": "eu"}, "1"),
+        ({"region": "us"}, "2"),
+    ]
+
+
+def test_grouping_by_a_property_the_meter_does_not_group_by_is_400():
+    m = Meter("u", "U", "login", Aggregation.SUM, "v", ("region",))
+    with pytest.raises(InvalidArgument) as error:
+        cell_rows(m, [], Window.HOUR, T0, T0, ["region", "model"])
+    assert error.value.violations[0].field == "group_by[1]"

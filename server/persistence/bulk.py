@@ -28,17 +28,36 @@ def insert_ignore_returning(
     return [row[0] for row in database.execute_sql(sql, params).fetchall()]
 
 
-def add_counts(model: type[pw.Model], keys: Sequence[pw.Field], count: pw.Field, rows: Sequence[Sequence]) -> None:
-    """INSERT rows (keys..., count), adding `count` to the row already there for the same keys."""
+def insert_ignore(model: type[pw.Model], fields: Sequence[pw.Field], rows: Sequence[Sequence]) -> None:
+    """INSERT rows, skipping those that hit a unique index."""
+    if rows:
+        sql, params = _insert(model, fields, rows)
+        database.execute_sql(sql + " ON CONFLICT DO NOTHING", params)
+
+
+def upsert(
+    model: type[pw.Model],
+    keys: Sequence[pw.Field],
+    values: Sequence[pw.Field],
+    rows: Sequence[Sequence],
+    updates: dict[str, str],
+) -> None:
+    """INSERT rows (keys..., values...); where a row with the same keys exists, SET each column of
+    `updates` to its SQL expression, in which `{t}` is the existing row's table and EXCLUDED the
+    row offered (both backends' ON CONFLICT syntax; SET reads the old row throughout)."""
     if not rows:
         return
-    sql, params = _insert(model, [*keys, count], rows)
-    table, column = _name(model._meta.table_name), _name(count.column_name)
-    sql += (
-        f" ON CONFLICT ({', '.join(_name(k.column_name) for k in keys)}) "
-        f"DO UPDATE SET {column} = {table}.{column} + EXCLUDED.{column}"
-    )
+    sql, params = _insert(model, [*keys, *values], rows)
+    table = _name(model._meta.table_name)
+    sets = ", ".join(f"{_name(column)} = {expression.format(t=table)}" for column, expression in updates.items())
+    sql += f" ON CONFLICT ({', '.join(_name(k.column_name) for k in keys)}) DO UPDATE SET {sets}"
     database.execute_sql(sql, params)
+
+
+def add_counts(model: type[pw.Model], keys: Sequence[pw.Field], count: pw.Field, rows: Sequence[Sequence]) -> None:
+    """INSERT rows (keys..., count), adding `count` to the row already there for the same keys."""
+    column = _name(count.column_name)
+    upsert(model, keys, [count], rows, {count.column_name: f"{{t}}.{column} + EXCLUDED.{column}"})
 
 
 def _name(name: str) -> str:
