@@ -16,6 +16,8 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 
+import peewee as pw
+
 from server.domain import decimals
 from server.domain.meters import Aggregation, Cell, Folded
 from server.persistence.bulk import insert_ignore, upsert
@@ -66,7 +68,7 @@ def add(subscription_id: str, aggregations: dict[str, Aggregation], folded: Fold
             (subscription_id, meter_id, period_start, segment_start, hour, group_key(group), units, nanos)
             + (cell.at, cell.event_id)
         )
-    keys = [
+    keys: list[pw.Field] = [
         MeterRollup.subscription,
         MeterRollup.meter,
         MeterRollup.period_start,
