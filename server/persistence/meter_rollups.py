@@ -161,7 +161,10 @@ def distinct_by_hour(
     optionally of one period only."""
     Hour = MeterDistinctHour
     query = Hour.select(Hour.hour, Hour.group_key, Hour.value).where(
-        (Hour.subscription == subscription_id) & (Hour.meter == meter_id) & (Hour.hour >= hours[0]) & (Hour.hour < hours[1])
+        (Hour.subscription == subscription_id)
+        & (Hour.meter == meter_id)
+        & (Hour.hour >= hours[0])
+        & (Hour.hour < hours[1])
     )
     if period_start is not None:
         query = query.where(Hour.period_start == period_start)
