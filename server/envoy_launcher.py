@@ -20,7 +20,7 @@ import sys
 import time
 
 from server.config import Settings
-from server.transport.app import SERVICE_NAMES
+from server.transport.app import MAX_REQUEST_BYTES, SERVICE_NAMES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
@@ -29,7 +29,6 @@ TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
 OPENAPI = ROOT / "generated" / "openapi.json"
-MAX_REST_BODY = 2 * 1024 * 1024  # bytes of a REST request body; more is 413
 MAX_SOCKET_PATH = 107  # bytes: sockaddr_un's sun_path, less its terminating NUL
 # KiB of a request line and headers on both listeners; more is 431. The server's gRPC metadata
 # limit (server/transport/app.py) is above what Envoy can then pass on (the path twice and a few
@@ -190,7 +189,7 @@ def render(
         upstream_port=settings.upstream_address()[1],
         descriptor=DESCRIPTOR,
         openapi=openapi_path(workdir),
-        max_body=MAX_REST_BODY,
+        max_body=MAX_REQUEST_BYTES,
         max_headers_kb=MAX_REQUEST_HEADERS_KB,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from server import __version__  # noqa: E402
 from server.domain import identifiers, subscriptions, usage  # noqa: E402
-from server.envoy_launcher import MAX_REST_BODY  # noqa: E402
+from server.transport.app import MAX_REQUEST_BYTES  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
 from server.transport.interceptors.methods import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402
@@ -69,7 +69,7 @@ PAGE_SIZE = {
     "description": f"Page size: 0 means {DEFAULT_PAGE_SIZE}; above {MAX_PAGE_SIZE} means {MAX_PAGE_SIZE}.",
 }
 ERRORS = {
-    "413": f"Request body larger than {MAX_REST_BODY} bytes.",
+    "413": f"Request body larger than {MAX_REQUEST_BYTES} bytes.",
     "400": "Invalid argument or failed precondition; the message names the field.",
     "401": "Missing, invalid or revoked API key.",
     "403": "The key may not call this method or reach this tenant.",

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from server.domain.errors import InvalidArgument
 from server.domain.identifiers import MAX_IDENTIFIER, identifier_problem
+from server.domain.meters import API_REQUEST, EVENT_TYPE, Scalar, validate_properties
 
 MAX_BATCH = 1000
 # Percentages of a plan's included requests at which a tenant is told, once per period (e-mail
@@ -34,16 +35,20 @@ class Event:
     endpoint: str
     count: int
     timestamp: dt.datetime
+    event_type: str = API_REQUEST
+    properties: dict[str, Scalar] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
 class RawEvent:
-    """An event as the caller sent it: count and timestamp may be absent."""
+    """An event as the caller sent it: count and timestamp may be absent; no type is api_request."""
 
     event_id: str
     endpoint: str
     count: int | None
     timestamp: dt.datetime | None
+    event_type: str = ""
+    properties: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
 def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
@@ -52,21 +57,37 @@ def validate_batch(raw: list[RawEvent], now: dt.datetime) -> list[Event]:
         raise InvalidArgument(f"events must hold 1 to {MAX_BATCH} events, got {len(raw)}", field="events")
     events, latest = [], now + FUTURE_SKEW
     for index, event in enumerate(raw):
-        endpoint = event.endpoint.strip()
-        if not endpoint:
-            raise _invalid(index, "endpoint", "is required")
-        if len(endpoint) > MAX_ENDPOINT:
-            raise _invalid(index, "endpoint", f"is longer than {MAX_ENDPOINT} characters")
+        event_type = event.event_type or API_REQUEST
+        if event_type == API_REQUEST:
+            endpoint, count = _api_request(index, event)
+        else:
+            if not EVENT_TYPE.fullmatch(event_type):
+                raise _invalid(index, "event_type", "must match [a-z0-9_.-]{1,64}")
+            if event.endpoint or event.count is not None:
+                field = "endpoint" if event.endpoint else "count"
+                raise _invalid(index, field, f"applies to {API_REQUEST} events only, not {event_type}")
+            endpoint, count = "", 1
         if problem := identifier_problem(event.event_id):
             raise _invalid(index, "event_id", problem)
-        count = 1 if event.count is None else event.count
-        if not 1 <= count <= MAX_COUNT:
-            raise _invalid(index, "count", f"must be between 1 and {MAX_COUNT:,}, got {count}")
         timestamp = now if event.timestamp is None else event.timestamp
         if timestamp > latest:
             raise _invalid(index, "timestamp", f"{timestamp.isoformat()} is in the future")
-        events.append(Event(index, event.event_id, endpoint, count, timestamp))
+        properties = validate_properties(event.properties, f"events[{index}].properties") if event.properties else {}
+        events.append(Event(index, event.event_id, endpoint, count, timestamp, event_type, properties))
     return events
+
+
+def _api_request(index: int, event: RawEvent) -> tuple[str, int]:
+    """An api_request's endpoint (required) and count (1 when absent)."""
+    endpoint = event.endpoint.strip()
+    if not endpoint:
+        raise _invalid(index, "endpoint", "is required")
+    if len(endpoint) > MAX_ENDPOINT:
+        raise _invalid(index, "endpoint", f"is longer than {MAX_ENDPOINT} characters")
+    count = 1 if event.count is None else event.count
+    if not 1 <= count <= MAX_COUNT:
+        raise _invalid(index, "count", f"must be between 1 and {MAX_COUNT:,}, got {count}")
+    return endpoint, count
 
 
 def _invalid(index: int, field: str, problem: str) -> InvalidArgument:

@@ -24,11 +24,10 @@ from server.persistence.bulk import insert_ignore, upsert
 from server.persistence.db import is_postgres
 from server.persistence.models import MeterDistinct, MeterDistinctHour, MeterPeriod, MeterRollup
 
-_CARRY = f"{decimals.SCALE}"
-_SUM = {
-    "units": f"{{t}}.units + EXCLUDED.units + ({{t}}.nanos + EXCLUDED.nanos) / {_CARRY}",
-    "nanos": f"({{t}}.nanos + EXCLUDED.nanos) % {_CARRY}",
-}
+# Integer division on both backends; the remainder written out (`%` is psycopg2's placeholder mark).
+_NANOS = "({t}.nanos + EXCLUDED.nanos)"
+_CARRIED = f"{_NANOS} / {decimals.SCALE}"
+_SUM = {"units": f"{{t}}.units + EXCLUDED.units + {_CARRIED}", "nanos": f"{_NANOS} - {_CARRIED} * {decimals.SCALE}"}
 
 
 def _when(condition: str, columns: Iterable[str]) -> dict[str, str]:

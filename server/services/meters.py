@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 
 import peewee as pw
 
 from server.domain import meters as rules
 from server.domain.access import Principal, require_admin
-from server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.domain.usage import MAX_RANGE_DAYS, hour_of
+from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
 from server.persistence.models import Meter
 from server.persistence.pagination import paginate
 from server.persistence.read_models import MeterView, meter_view
+from server.services.invoices import period_of
+from server.services.subscriptions import find_subscription
+
+MAX_RANGE = dt.timedelta(days=MAX_RANGE_DAYS)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def create_meter(principal: Principal, definition: rules.Meter, *, now: dt.datetime) -> MeterView:
@@ -36,6 +44,19 @@ def create_meter(principal: Principal, definition: rules.Meter, *, now: dt.datet
     except pw.IntegrityError:
         raise AlreadyExists(f"meter {definition.id!r} already exists", reason="METER_EXISTS") from None
     return meter_view(row)
+
+
+def definition(row: Meter) -> rules.Meter:
+    """The meter a row defines, as the domain rules take it."""
+    return rules.Meter(
+        row.id,
+        row.name,
+        row.event_type,
+        rules.Aggregation(row.aggregation),
+        row.value_property,
+        tuple(json.loads(row.group_by)),
+        tuple(sorted(json.loads(row.filters).items())),
+    )
 
 
 def _meter(meter_id: str) -> Meter:
@@ -73,17 +94,44 @@ def archive_meter(principal: Principal, meter_id: str, *, now: dt.datetime) -> M
     return meter_view(row)
 
 
-def active_meters() -> list[rules.Meter]:
-    """The meters ingestion aggregates into: every unarchived one."""
-    return [
-        rules.Meter(
-            row.id,
-            row.name,
-            row.event_type,
-            rules.Aggregation(row.aggregation),
-            row.value_property,
-            tuple(json.loads(row.group_by)),
-            tuple(sorted(json.loads(row.filters).items())),
+def meter_usage(
+    principal: Principal,
+    subscription_id: str,
+    meter_id: str,
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    window: rules.Window,
+    group_by: Sequence[str],
+) -> list[rules.Row]:
+    """Endpoint 24 from the rollups. The default range is the current period, read exactly (by
+    its period key). Another range is read by the clock hours it touches: rollups are hourly."""
+    subscription = find_subscription(subscription_id, principal=principal)
+    meter = definition(_meter(meter_id))
+    period = period_of(subscription, subscription.current_period_start)
+    start, end = start or period.start, end or period.end
+    if end <= start:
+        raise InvalidArgument(
+            f"end_time {end.isoformat()} is not after start_time {start.isoformat()}", field="end_time"
         )
-        for row in Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id)
-    ]
+    if end - start > MAX_RANGE:
+        raise InvalidArgument(f"the range is longer than {MAX_RANGE.days} days", field="end_time")
+    whole_period = (start, end) == (period.start, period.end)
+    hours = (hour_of(start), hour_of(end - MICROSECOND) + rules.HOUR)
+    if not whole_period:  # what is read, and so what a PERIOD window says it covers
+        start, end = hours
+    if meter.aggregation is rules.Aggregation.UNIQUE_COUNT:
+        if whole_period and window is rules.Window.PERIOD:  # the segments' sets: no hour rows to scan
+            values = [
+                (start, group, value)
+                for _, group, value in rollups.distinct_by_segment(subscription.id, meter.id, period.start)
+            ]
+        else:
+            values = rollups.distinct_by_hour(subscription.id, meter.id, hours, period.start if whole_period else None)
+        return rules.distinct_rows(meter, values, window, start, end, group_by)
+    found = (
+        rollups.cells(subscription.id, meter.id, period_start=period.start)
+        if whole_period
+        else rollups.cells(subscription.id, meter.id, hours=hours)
+    )
+    return rules.cell_rows(meter, [(hour, group, cell) for _, hour, group, cell in found], window, start, end, group_by)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections import defaultdict
 
@@ -26,6 +27,7 @@ from server.domain import webhooks
 from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import segment_key, usage_by_segment
+from server.domain.meters import API_REQUEST
 from server.domain.periods import Period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
@@ -43,7 +45,7 @@ from server.persistence.models import (
 from server.persistence.prepared import Prepared
 from server.resources import threshold_message
 from server.services import events as webhook_events
-from server.services import segment_usage
+from server.services import metering, segment_usage
 from server.services.invoices import billed_segments, period_of
 from server.services.subscriptions import find_subscription
 
@@ -148,13 +150,12 @@ def _add(counter: type[UsageHourly | UsagePeriod], subscription_id: str, keys: t
 
 
 def _add_to_counters(
-    subscription_id: str, events: list[rules.Event], periods: dict[int, Period]
+    subscription_id: str, events: list[rules.Event], periods: dict[int, Period], changes: list[dt.datetime]
 ) -> dict[dt.datetime, tuple[int, int]]:
-    """Count the events (each in the plan segment its timestamp falls in); returns each touched
-    period's requests before and after."""
+    """Count the api_request events as requests (each in the plan segment its timestamp falls in);
+    returns each touched period's requests before and after."""
     per_period: dict[dt.datetime, int] = defaultdict(int)
     per_segment: dict[segment_usage.Key, int] = defaultdict(int)
-    changes = segment_usage.change_instants(subscription_id)
     for event in events:
         period = periods[event.index]
         per_period[period.start] += event.count
@@ -225,18 +226,30 @@ def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) ->
                 RecordedUsageEvent.count,
                 RecordedUsageEvent.occurred_at,
                 RecordedUsageEvent.received_at,
+                RecordedUsageEvent.event_type,
+                RecordedUsageEvent.properties,
             ],
-            [(subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now) for e in candidates],
+            [
+                (subscription.id, e.event_id, e.endpoint, e.count, e.timestamp, now, e.event_type, _json(e.properties))
+                for e in candidates
+            ],
             returning=RecordedUsageEvent.event_id,
         )
     )
     accepted = [e for e in candidates if e.event_id in inserted]
     if accepted:
-        totals = _add_to_counters(subscription.id, accepted, periods)
+        changes = segment_usage.change_instants(subscription.id)
+        metering.count(subscription.id, accepted, periods, changes)
+        requests = [e for e in accepted if e.event_type == API_REQUEST]
+        totals = _add_to_counters(subscription.id, requests, periods, changes) if requests else {}
         current = totals.get(subscription.current_period_start)
         if current:
             _announce_thresholds(subscription, *current, now)
     return len(accepted), rejections
+
+
+def _json(properties: dict) -> str | None:
+    return json.dumps(properties, ensure_ascii=False, separators=(",", ":")) if properties else None
 
 
 def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent], *, now: dt.datetime) -> TrackResult:

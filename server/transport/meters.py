@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from billing.v1 import meter_pb2, meter_pb2_grpc
 from server.domain import meters as rules
 from server.persistence.read_models import MeterView
@@ -10,6 +12,7 @@ from server.transport.context import current_principal
 from server.transport.convert import now, timestamp
 
 Aggregation = meter_pb2.Meter.Aggregation
+PERIOD = meter_pb2.GetMeterUsageRequest.PERIOD
 
 
 def meter_message(meter: MeterView) -> meter_pb2.Meter:
@@ -56,3 +59,25 @@ class MeterServicer(meter_pb2_grpc.MeterServiceServicer):
 
     def DeleteMeter(self, request, context):
         return meter_message(meters.archive_meter(current_principal(), request.meter_id, now=now()))
+
+    def GetMeterUsage(self, request, context):
+        found = meters.meter_usage(
+            current_principal(),
+            request.subscription_id,
+            request.meter_id,
+            start=request.start_time.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("start_time") else None,
+            end=request.end_time.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("end_time") else None,
+            window=rules.Window(meter_pb2.GetMeterUsageRequest.WindowSize.Name(request.window_size or PERIOD)),
+            group_by=list(request.group_by),
+        )
+        return meter_pb2.GetMeterUsageResponse(
+            rows=[
+                meter_pb2.MeterUsageRow(
+                    window_start=timestamp(row.window_start),
+                    window_end=timestamp(row.window_end),
+                    groups=row.groups,
+                    value=row.value,
+                )
+                for row in found
+            ]
+        )

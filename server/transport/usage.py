@@ -17,6 +17,10 @@ def _raw(event: usage_pb2.UsageEvent) -> RawEvent:
         endpoint=event.endpoint,
         count=event.count if event.HasField("count") else None,
         timestamp=event.timestamp.ToDatetime(tzinfo=dt.timezone.utc) if event.HasField("timestamp") else None,
+        event_type=event.event_type,
+        # Struct's own mapping: strings, floats, bools, None, and nested Struct / ListValue, which
+        # the domain refuses by name.
+        properties=dict(event.properties.items()) if event.properties else {},
     )
 
 

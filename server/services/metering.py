@@ -1,0 +1,75 @@
+"""Meters at ingest: every event a track call (or the gateway) stores is matched to the active
+meters once, and its contributions merged into the rollups in the same savepoint as the raw
+event, so "nothing lost, nothing counted twice" holds for meters exactly as for requests: a
+duplicate never reaches here, and a batch that fails rolls back its rollups with its events.
+
+An event that matches a meter without a valid value for it raises INVALID_VALUE, which rolls the
+whole call back. Only events actually inserted are checked: a retried batch whose events are all
+recorded answers `duplicates` as it did the first time, even if a meter was defined meanwhile.
+
+Archived meters are not aggregated; a meter counts the events stored after its creation
+(`billing-server reaggregate` rebuilds one from the raw events still kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from server.domain import meters as rules
+from server.domain.errors import InvalidArgument
+from server.domain.invoicing import segment_key
+from server.domain.periods import Period
+from server.domain.usage import Event, hour_of
+from server.persistence import meter_rollups
+from server.persistence.models import Meter
+from server.persistence.prepared import Prepared
+from server.services.meters import definition
+
+_ACTIVE = Prepared(Meter, [], lambda: Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id))
+
+
+def active_meters() -> list[rules.Meter]:
+    """The meters ingestion aggregates into: every unarchived one (one small query a batch, so a
+    meter defined on one replica counts on all of them from its creation)."""
+    return [definition(row) for row in _ACTIVE.rows()]
+
+
+def properties_of(event: Event) -> dict[str, rules.Scalar]:
+    """What meters read of an event: its properties, and an api_request's endpoint and count."""
+    if event.event_type != rules.API_REQUEST:
+        return event.properties
+    return {**event.properties, rules.ENDPOINT_PROPERTY: event.endpoint, rules.COUNT_PROPERTY: event.count}
+
+
+def counted(
+    meters: Sequence[rules.Meter], events: Iterable[Event], periods: dict[int, Period], changes: Sequence[dt.datetime]
+) -> list[rules.Counted]:
+    """Each event that some meter counts, placed in its period, plan segment and hour."""
+    found = []
+    for event in events:
+        parts = rules.contributions(meters, event.event_type, properties_of(event), f"events[{event.index}]")
+        if parts:
+            period = periods[event.index]
+            place = rules.Place(period.start, segment_key(period, changes, event.timestamp), hour_of(event.timestamp))
+            found.append(rules.Counted(place, event.timestamp, event.event_id, parts))
+    return found
+
+
+def count(
+    subscription_id: str, events: Sequence[Event], periods: dict[int, Period], changes: Sequence[dt.datetime]
+) -> None:
+    """Aggregate the stored `events` into every active meter they match (in the caller's
+    transaction); a period a SUM or COUNT meter would take past its bound refuses the batch."""
+    meters = active_meters()
+    aggregations = {meter.id: meter.aggregation for meter in meters}
+    folded = rules.fold(aggregations, counted(meters, events, periods, changes))
+    held = meter_rollups.magnitudes(subscription_id, folded.magnitude)
+    for (meter_id, start), added in folded.magnitude.items():
+        if held.get((meter_id, start), 0) + added > rules.MAX_PERIOD_MAGNITUDE:
+            raise InvalidArgument(
+                f"meter {meter_id!r} would pass 10^18 units in the period starting {start.isoformat()}",
+                field="events",
+                reason="PERIOD_USAGE_LIMIT",
+            )
+    meter_rollups.add(subscription_id, aggregations, folded)
