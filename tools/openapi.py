@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from server import __version__  # noqa: E402
 from server.domain import identifiers, subscriptions, usage  # noqa: E402
-from server.transport.app import MAX_REQUEST_BYTES  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
+from server.transport.app import MAX_REQUEST_BYTES  # noqa: E402
 from server.transport.interceptors.methods import KEYLESS_METHODS, LINK_METHODS, PUBLIC_METHODS  # noqa: E402
 
 F = descriptor_pb2.FieldDescriptorProto
