@@ -13,26 +13,32 @@ Archived meters are not aggregated; a meter counts the events stored after its c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 
 from server.domain import meters as rules
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import segment_key
-from server.domain.periods import Period
+from server.domain.periods import Period, period_containing
 from server.domain.usage import Event, hour_of
 from server.persistence import meter_rollups
-from server.persistence.models import Meter
+from server.persistence.models import Meter, RecordedUsageEvent, Subscription
 from server.persistence.prepared import Prepared
 from server.services.meters import definition
 
 _ACTIVE = Prepared(Meter, [], lambda: Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id))
 
 
+def _active() -> list[Meter]:
+    return _ACTIVE.rows()
+
+
 def active_meters() -> list[rules.Meter]:
     """The meters ingestion aggregates into: every unarchived one (one small query a batch, so a
     meter defined on one replica counts on all of them from its creation)."""
-    return [definition(row) for row in _ACTIVE.rows()]
+    return [definition(row) for row in _active()]
 
 
 def properties_of(event: Event) -> dict[str, rules.Scalar]:
@@ -73,3 +79,44 @@ def count(
                 reason="PERIOD_USAGE_LIMIT",
             )
     meter_rollups.add(subscription_id, aggregations, folded)
+
+
+def stored_event(row: RecordedUsageEvent) -> Event:
+    """A raw event as it was tracked, for counting it again."""
+    properties = json.loads(row.properties) if row.properties else {}
+    return Event(0, row.event_id, row.endpoint, row.count, row.occurred_at, row.event_type, properties)
+
+
+def rekey(
+    subscription: Subscription,
+    rows: Sequence[RecordedUsageEvent],
+    before: Sequence[dt.datetime],
+    after: Sequence[dt.datetime],
+) -> None:
+    """A plan change at T re-keys the events already stored that are timestamped at or after T
+    (dated up to FUTURE_SKEW ahead of their receipt) from the segment they were counted in to the
+    new one, for the meters that counted them (those defined before they were received). SUM and
+    COUNT figures move exactly; MAX, LATEST and UNIQUE_COUNT cannot give a value back, so the
+    earlier segment keeps what these events showed it, and the new one gets them too."""
+    if not rows:
+        return
+    meters = _active()
+    aggregations = {row.id: rules.Aggregation(row.aggregation) for row in meters}
+    taken, given = [], []
+    for row in rows:
+        event = stored_event(row)
+        counting = [definition(m) for m in meters if m.created_at <= row.received_at]
+        parts = rules.contributions(counting, event.event_type, properties_of(event), "event")
+        period = period_containing(subscription.anchor_at, event.timestamp)
+        hour = hour_of(event.timestamp)
+        old = rules.Place(period.start, segment_key(period, before, event.timestamp), hour)
+        new = rules.Place(period.start, segment_key(period, after, event.timestamp), hour)
+        additive = [
+            dataclasses.replace(part, value=-part.value)
+            for part in parts
+            if aggregations[part.meter_id] in (rules.Aggregation.SUM, rules.Aggregation.COUNT)
+        ]
+        taken.append(rules.Counted(old, event.timestamp, event.event_id, additive))
+        given.append(rules.Counted(new, event.timestamp, event.event_id, parts))
+    meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, taken))
+    meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, given))

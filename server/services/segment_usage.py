@@ -15,10 +15,12 @@ import datetime as dt
 from collections import defaultdict
 
 from server.domain.invoicing import segment_key
+from server.domain.meters import API_REQUEST
 from server.domain.periods import period_containing
 from server.persistence.bulk import add_counts
 from server.persistence.models import PlanChange, RecordedUsageEvent, Subscription, UsageSegment
 from server.persistence.prepared import Prepared
+from server.services import metering
 
 Key = tuple[dt.datetime, dt.datetime]  # (period start, segment start)
 
@@ -64,10 +66,16 @@ def split_at(subscription: Subscription, before: list[dt.datetime], at: dt.datet
     the subscription lock, in the change's transaction."""
     after = sorted([*before, at])
     moved: dict[Key, int] = defaultdict(int)
-    for event in RecordedUsageEvent.select(RecordedUsageEvent.occurred_at, RecordedUsageEvent.count).where(
-        (RecordedUsageEvent.subscription == subscription.id) & (RecordedUsageEvent.occurred_at >= at)
-    ):
+    events = list(
+        RecordedUsageEvent.select().where(
+            (RecordedUsageEvent.subscription == subscription.id) & (RecordedUsageEvent.occurred_at >= at)
+        )
+    )
+    for event in events:
+        if event.event_type != API_REQUEST:
+            continue
         period = period_containing(subscription.anchor_at, event.occurred_at)
         moved[(period.start, segment_key(period, before, event.occurred_at))] -= event.count
         moved[(period.start, segment_key(period, after, event.occurred_at))] += event.count
     add(subscription.id, moved)
+    metering.rekey(subscription, events, before, after)
