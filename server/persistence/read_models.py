@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from server.domain.invoicing import LineItem
+from server.domain.meters import Aggregation, Meter
 from server.persistence import models
 
 T = TypeVar("T")
@@ -159,3 +160,16 @@ class MeterView:
 
 def meter_view(row: models.Meter) -> MeterView:
     return _copy(MeterView, row, group_by=tuple(json.loads(row.group_by)), filter=json.loads(row.filters))
+
+
+def meter_definition(row: models.Meter) -> Meter:
+    """The meter a row defines, as the domain rules take it."""
+    return Meter(
+        row.id,
+        row.name,
+        row.event_type,
+        Aggregation(row.aggregation),
+        row.value_property,
+        tuple(json.loads(row.group_by)),
+        tuple(sorted(json.loads(row.filters).items())),
+    )

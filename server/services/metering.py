@@ -26,7 +26,7 @@ from server.domain.usage import Event, hour_of
 from server.persistence import meter_rollups
 from server.persistence.models import Meter, RecordedUsageEvent, Subscription
 from server.persistence.prepared import Prepared
-from server.services.meters import definition
+from server.persistence.read_models import meter_definition
 
 _ACTIVE = Prepared(Meter, [], lambda: Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id))
 
@@ -38,7 +38,7 @@ def _active() -> list[Meter]:
 def active_meters() -> list[rules.Meter]:
     """The meters ingestion aggregates into: every unarchived one (one small query a batch, so a
     meter defined on one replica counts on all of them from its creation)."""
-    return [definition(row) for row in _active()]
+    return [meter_definition(row) for row in _active()]
 
 
 def properties_of(event: Event) -> dict[str, rules.Scalar]:
@@ -105,7 +105,7 @@ def rekey(
     taken, given = [], []
     for row in rows:
         event = stored_event(row)
-        counting = [definition(m) for m in meters if m.created_at <= row.received_at]
+        counting = [meter_definition(m) for m in meters if m.created_at <= row.received_at]
         parts = rules.contributions(counting, event.event_type, properties_of(event), "event")
         period = period_containing(subscription.anchor_at, event.timestamp)
         hour = hour_of(event.timestamp)

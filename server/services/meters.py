@@ -14,13 +14,13 @@ import peewee as pw
 from server.domain import meters as rules
 from server.domain.access import Principal, require_admin
 from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.domain.periods import period_containing
 from server.domain.usage import MAX_RANGE_DAYS, hour_of
 from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
 from server.persistence.models import Meter
 from server.persistence.pagination import paginate
-from server.persistence.read_models import MeterView, meter_view
-from server.services.invoices import period_of
+from server.persistence.read_models import MeterView, meter_definition, meter_view
 from server.services.subscriptions import find_subscription
 
 MAX_RANGE = dt.timedelta(days=MAX_RANGE_DAYS)
@@ -44,19 +44,6 @@ def create_meter(principal: Principal, definition: rules.Meter, *, now: dt.datet
     except pw.IntegrityError:
         raise AlreadyExists(f"meter {definition.id!r} already exists", reason="METER_EXISTS") from None
     return meter_view(row)
-
-
-def definition(row: Meter) -> rules.Meter:
-    """The meter a row defines, as the domain rules take it."""
-    return rules.Meter(
-        row.id,
-        row.name,
-        row.event_type,
-        rules.Aggregation(row.aggregation),
-        row.value_property,
-        tuple(json.loads(row.group_by)),
-        tuple(sorted(json.loads(row.filters).items())),
-    )
 
 
 def _meter(meter_id: str) -> Meter:
@@ -107,8 +94,8 @@ def meter_usage(
     """Endpoint 24 from the rollups. The default range is the current period, read exactly (by
     its period key). Another range is read by the clock hours it touches: rollups are hourly."""
     subscription = find_subscription(subscription_id, principal=principal)
-    meter = definition(_meter(meter_id))
-    period = period_of(subscription, subscription.current_period_start)
+    meter = meter_definition(_meter(meter_id))
+    period = period_containing(subscription.anchor_at, subscription.current_period_start)
     start, end = start or period.start, end or period.end
     if end <= start:
         raise InvalidArgument(
