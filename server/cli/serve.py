@@ -1,16 +1,20 @@
 """`billing-server`: serve gRPC until SIGINT or SIGTERM, on a schema that is up to date;
-`billing-server migrate`: bring the schema up to date, under a lock, and exit."""
+`billing-server migrate`: bring the schema up to date, under a lock, and exit;
+`billing-server reaggregate --meter ID`: rebuild a meter's figures of the open periods from the raw events kept."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import signal
 import sys
 
 from server import collector
 from server.bootstrap import EXIT_CONFIG, serve_metrics, start
+from server.domain.errors import NotFound
 from server.persistence import db
+from server.services import metering
 from server.transport.app import create_server
 
 log = logging.getLogger("billing.server")
@@ -21,6 +25,28 @@ def migrate() -> int:
     start("billing-server migrate", migrate=True)
     db.close()
     log.info("schema up to date")
+    return 0
+
+
+def reaggregate(meter_id: str) -> int:
+    settings = start("billing-server reaggregate")
+    try:
+        with db.session():
+            done = metering.reaggregate(
+                meter_id, now=dt.datetime.now(dt.timezone.utc), retention_days=settings.usage_retention_days
+            )
+    except NotFound as error:
+        print(f"billing-server reaggregate: {error.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        db.close()
+    log.info(
+        "meter %s reaggregated: %d period(s), %d event(s) counted, %d without a valid value left out",
+        meter_id,
+        done.periods,
+        done.events,
+        done.skipped,
+    )
     return 0
 
 
@@ -63,9 +89,20 @@ def serve() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing-server", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", nargs="?", choices=["serve", "migrate"], default="serve", help="serve (the default) or migrate"
+        "command",
+        nargs="?",
+        choices=["serve", "migrate", "reaggregate"],
+        default="serve",
+        help="serve (the default), migrate, or reaggregate --meter ID",
     )
+    parser.add_argument("--meter", help="reaggregate: the meter to rebuild")
     args = parser.parse_args(argv)
+    if args.command == "reaggregate":
+        if not args.meter:
+            parser.error("reaggregate needs --meter ID")
+        return reaggregate(args.meter)
+    if args.meter:
+        parser.error("--meter goes with reaggregate")
     return migrate() if args.command == "migrate" else serve()
 
 

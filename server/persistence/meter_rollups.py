@@ -168,3 +168,11 @@ def distinct_by_hour(
     if period_start is not None:
         query = query.where(Hour.period_start == period_start)
     return [(row.hour, tuple(json.loads(row.group_key)), row.value) for row in query]
+
+
+def clear(subscription_id: str, meter_id: str, period_start: dt.datetime) -> None:
+    """Drop a meter's figures of one period (reaggregation rebuilds them)."""
+    for model in (MeterRollup, MeterDistinct, MeterDistinctHour, MeterPeriod):
+        model.delete().where(
+            (model.subscription == subscription_id) & (model.meter == meter_id) & (model.period_start == period_start)
+        ).execute()

@@ -19,14 +19,16 @@ import json
 from collections.abc import Iterable, Sequence
 
 from server.domain import meters as rules
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, NotFound
 from server.domain.invoicing import segment_key
 from server.domain.periods import Period, period_containing
 from server.domain.usage import Event, hour_of
 from server.persistence import meter_rollups
-from server.persistence.models import Meter, RecordedUsageEvent, Subscription
+from server.persistence.db import database, for_update
+from server.persistence.models import LIVE_INVOICE, Invoice, Meter, RecordedUsageEvent, Subscription
 from server.persistence.prepared import Prepared
 from server.persistence.read_models import meter_definition
+from server.services import segment_usage
 
 _ACTIVE = Prepared(Meter, [], lambda: Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id))
 
@@ -120,3 +122,61 @@ def rekey(
         given.append(rules.Counted(new, event.timestamp, event.event_id, parts))
     meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, taken))
     meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, given))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reaggregated:
+    periods: int  # (subscription, period) pairs rebuilt
+    events: int  # raw events the meter counted
+    skipped: int  # raw events it matched without a valid value (left out, as ingestion would refuse them)
+
+
+def reaggregate(meter_id: str, *, now: dt.datetime, retention_days: int) -> Reaggregated:
+    """Rebuild one meter's figures for every open period (no live invoice) that began within the
+    retention window, so all its raw events are still kept: the period's rollups of the meter are
+    dropped and folded again from those events, each subscription in one transaction under its
+    lock (ingestion waits meanwhile). Running it twice gives the same figures."""
+    row = Meter.get_or_none(Meter.id == meter_id)
+    if row is None:
+        raise NotFound(f"meter {meter_id!r} not found", reason="METER_NOT_FOUND")
+    meter = meter_definition(row)
+    aggregations = {meter.id: meter.aggregation}
+    cutoff = now - dt.timedelta(days=retention_days)
+    periods = events = skipped = 0
+    for subscription_id in [s.id for s in Subscription.select(Subscription.id)]:
+        with database.atomic():
+            subscription = for_update(Subscription.select().where(Subscription.id == subscription_id)).get()
+            invoiced = {
+                i.period_start
+                for i in Invoice.select(Invoice.period_start).where(
+                    (Invoice.subscription == subscription.id) & LIVE_INVOICE
+                )
+            }
+            changes = segment_usage.change_instants(subscription.id)
+            found: dict[dt.datetime, list[rules.Counted]] = {}
+            for stored in RecordedUsageEvent.select().where(
+                (RecordedUsageEvent.subscription == subscription.id)
+                & (RecordedUsageEvent.event_type == meter.event_type)
+                & (RecordedUsageEvent.occurred_at >= max(cutoff, subscription.anchor_at))
+            ):
+                event = stored_event(stored)
+                period = period_containing(subscription.anchor_at, event.timestamp)
+                if period.start < cutoff or period.start in invoiced:
+                    continue
+                found.setdefault(period.start, [])
+                try:
+                    parts = rules.contributions([meter], event.event_type, properties_of(event), "event")
+                except InvalidArgument:
+                    skipped += 1
+                    continue
+                if parts:
+                    place = rules.Place(
+                        period.start, segment_key(period, changes, event.timestamp), hour_of(event.timestamp)
+                    )
+                    found[period.start].append(rules.Counted(place, event.timestamp, event.event_id, parts))
+            for start, counted_events in found.items():
+                meter_rollups.clear(subscription.id, meter.id, start)
+                meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, counted_events))
+                periods += 1
+                events += len(counted_events)
+    return Reaggregated(periods, events, skipped)
