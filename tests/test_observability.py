@@ -116,3 +116,31 @@ def test_text_format_appends_fields_for_people():
     record = logging.LogRecord("billing.calls", logging.INFO, __file__, 1, "call", (), None)
     record.fields = {"method": "/m", "grpc_code": "OK"}
     assert logs.TextFormatter().format(record).endswith("call method=/m grpc_code=OK")
+
+
+def test_refused_events_are_counted_by_reason_and_meter(stack, tenant_id):
+    tag = uuid.uuid4().hex[:6]
+    meter = f"gb-{tag}"
+    assert (
+        stack.rest(
+            "POST",
+            "/billing/meters",
+            body={"id": meter, "name": "GB", "event_type": f"st_{tag}", "aggregation": "SUM", "value_property": "gb"},
+        ).status
+        == 200
+    )
+    sub = insert_subscription(tenant_id, plan="standard")
+    invalid = ("billing_usage_rejected_events_total", {"reason": "INVALID_VALUE", "meter": meter})
+    early = ("billing_usage_rejected_events_total", {"reason": "BEFORE_SUBSCRIPTION", "meter": ""})
+    before = [sample(name, **labels) for name, labels in (invalid, early)]
+    bad = [{"event_type": f"st_{tag}", "properties": {"gb": "x"}}, {"endpoint": "/v1/x"}]
+    assert stack.track(sub.id, bad).status == 400
+    too_early = sub.anchor_at - dt.timedelta(seconds=1)
+    assert (
+        stack.track(sub.id, [{"endpoint": "/v1/x", "timestamp": too_early.isoformat().replace("+00:00", "Z")}]).status
+        == 200
+    )
+    assert [sample(name, **labels) - was for (name, labels), was in zip((invalid, early), before, strict=True)] == [
+        2,
+        1,
+    ]

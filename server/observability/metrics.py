@@ -7,9 +7,11 @@ alerts apply. No metric carries a tenant id, key or subscription as a label: tho
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import time
+from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -40,6 +42,12 @@ USAGE_EVENTS = Counter(
     "billing_usage_events_total",
     "Usage events received, by result: accepted, duplicate (event_id seen) or rejected.",
     ("result",),
+)
+USAGE_REJECTIONS = Counter(
+    "billing_usage_rejected_events_total",
+    "Usage events refused, by reason (SUBSCRIPTION_CANCELED, PERIOD_INVOICED, BEFORE_SUBSCRIPTION, "
+    "INVALID_VALUE) and meter (the meter an INVALID_VALUE event had no valid value for; else empty).",
+    ("reason", "meter"),
 )
 INVOICES_ISSUED = Counter("billing_invoices_issued_total", "Invoices issued by this process.")
 
@@ -82,6 +90,12 @@ def record_usage(accepted: int, duplicates: int, rejected: int) -> None:
     for result, count in (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected)):
         if count:
             USAGE_EVENTS.labels(result).inc(count)
+
+
+def record_rejections(reasons: Iterable[str], meter: str = "") -> None:
+    """One per refused event; a batch refused whole for INVALID_VALUE counts each of its events."""
+    for reason, count in collections.Counter(reasons).items():
+        USAGE_REJECTIONS.labels(reason, meter).inc(count)
 
 
 class OutboxCollector(Collector):

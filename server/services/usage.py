@@ -258,9 +258,15 @@ def track(principal: Principal, subscription_id: str, raw: list[rules.RawEvent],
     require_admin(principal, "tracking usage")
     events = rules.validate_batch(raw, now)
     events = [e if e.event_id else dataclasses.replace(e, event_id=uuid.uuid4().hex) for e in events]
-    accepted, rejections = _writes.run(subscription_id, lambda: _store(subscription_id, events, now))
+    try:
+        accepted, rejections = _writes.run(subscription_id, lambda: _store(subscription_id, events, now))
+    except InvalidArgument as error:
+        if error.reason == "INVALID_VALUE":
+            metrics.record_rejections([error.reason] * len(events), error.metadata["meter_id"])
+        raise
     result = TrackResult(accepted=accepted, duplicates=len(events) - len(rejections) - accepted, rejections=rejections)
     metrics.record_usage(result.accepted, result.duplicates, len(rejections))
+    metrics.record_rejections(r.reason for r in rejections)
     return result
 
 
