@@ -4,11 +4,13 @@ escaping, security headers), PDFs through the link, and refused links, on every 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 import pytest
 
 from billing.v1 import portal_pb2, portal_pb2_grpc
+from calls import iso
 from factories import insert_subscription
 from portal_links import create_link, figure, link_path, signed_token
 from server import portal as pages
@@ -173,3 +175,33 @@ def test_the_page_lists_webhook_endpoints_and_recent_deliveries_without_secrets(
     assert 'id="webhook-endpoints"' in html and "http://127.0.0.1:9/hooks?tag=&lt;b&gt;" in html
     assert "subscription.created" in html
     assert created.json()["secret"] not in html and "whsec_" not in html
+
+
+def test_the_page_charts_each_meter_with_figures_this_period(stack, tenant_id):
+    tag = uuid.uuid4().hex[:6]
+    for meter_id, aggregation, prop in ((f"tok-{tag}", "SUM", "tokens"), (f"usr-{tag}", "UNIQUE_COUNT", "user")):
+        body = {"id": meter_id, "name": f"Meter {meter_id}", "event_type": f"llm_{tag}", "aggregation": aggregation}
+        assert stack.rest("POST", "/billing/meters", body={**body, "value_property": prop}).status == 200
+    idle = f"idle-{tag}"
+    body = {"id": idle, "name": "Idle", "event_type": f"none_{tag}", "aggregation": "COUNT"}
+    assert stack.rest("POST", "/billing/meters", body=body).status == 200
+    sub = insert_subscription(tenant_id)
+    now = dt.datetime.now(UTC)
+    events = [
+        {
+            "event_type": f"llm_{tag}",
+            "properties": {"tokens": "1.5", "user": "a"},
+            "timestamp": iso(now - dt.timedelta(days=1)),
+        },
+        {"event_type": f"llm_{tag}", "properties": {"tokens": 2, "user": "a"}},
+        {"event_type": f"llm_{tag}", "properties": {"tokens": -10, "user": "b"}},
+    ]
+    assert stack.track(sub.id, events).status == 200
+    html = stack.rest("GET", link_path(create_link(stack, tenant_id).json()["url"]), key=None).body.decode()
+    assert figure(html, f"meter-tok-{tag}-total") == "-6.5"
+    assert figure(html, f"meter-usr-{tag}-total") == "2"
+    assert f"meter-{idle}" not in html and "meter-requests" not in html
+    days = len(stack.rest("GET", f"/billing/metrics/daily/{sub.id}").json()["days"])
+    chart = html[html.index(f'id="meter-tok-{tag}-chart"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count('class="bar"') == days and ": -8</title>" in chart and ": 1.5</title>" in chart

@@ -176,3 +176,16 @@ def clear(subscription_id: str, meter_id: str, period_start: dt.datetime) -> Non
         model.delete().where(
             (model.subscription == subscription_id) & (model.meter == meter_id) & (model.period_start == period_start)
         ).execute()
+
+
+def meters_with_figures(subscription_id: str, period_start: dt.datetime) -> set[str]:
+    """The meters holding any figure of the subscription's period."""
+    found: set[str] = set()
+    for model in (MeterRollup, MeterDistinct):
+        query = (
+            model.select(model.meter)
+            .where((model.subscription == subscription_id) & (model.period_start == period_start))
+            .distinct()
+        )
+        found.update(row.meter_id for row in query)
+    return found

@@ -12,6 +12,7 @@ import importlib.resources
 
 import jinja2
 
+from server.domain.decimals import format_nanos
 from server.notifications.pdf import money
 
 STYLESHEET = importlib.resources.files(__package__).joinpath("templates", "portal.css").read_text()
@@ -38,6 +39,8 @@ _env = jinja2.Environment(
 _env.filters["money"] = money
 _env.filters["count"] = "{:,}".format
 _env.filters["day"] = lambda value: value.strftime("%Y-%m-%d")
+_env.filters["decimal"] = format_nanos
+_env.globals["zip"] = zip
 
 
 def render_page(view, token: str) -> str:

@@ -5,17 +5,20 @@ plans bill on it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 
 import peewee as pw
 
+from server.domain import decimals
 from server.domain import meters as rules
 from server.domain.access import Principal, require_admin
 from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.periods import period_containing
-from server.domain.usage import MAX_RANGE_DAYS, hour_of
+from server.domain.usage import MAX_RANGE_DAYS, days_between, hour_of
 from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
 from server.persistence.models import Meter
@@ -122,3 +125,26 @@ def meter_usage(
         else rollups.cells(subscription.id, meter.id, hours=hours)
     )
     return rules.cell_rows(meter, [(hour, group, cell) for _, hour, group, cell in found], window, start, end, group_by)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterFigures:
+    """A meter's figures of a subscription's current period: the period's and each day's."""
+
+    meter: MeterView
+    total: str
+    days: list[tuple[dt.date, int]]  # each day of the period, in nanos (0 where none)
+
+
+def period_figures(principal: Principal, subscription_id: str) -> list[MeterFigures]:
+    """Each meter but the built-in one with figures in the subscription's current period, by id."""
+    subscription = find_subscription(subscription_id, principal=principal)
+    period = period_containing(subscription.anchor_at, subscription.current_period_start)
+    found = []
+    for meter_id in sorted(rollups.meters_with_figures(subscription.id, period.start) - {rules.REQUESTS_METER}):
+        usage = functools.partial(meter_usage, principal, subscription.id, meter_id, start=None, end=None, group_by=())
+        [total] = usage(window=rules.Window.PERIOD)
+        per_day = {row.window_start.date(): decimals.parse(row.value) for row in usage(window=rules.Window.DAY)}
+        days = days_between(period.start.date(), (period.end - MICROSECOND).date())
+        found.append(MeterFigures(get_meter(meter_id), total.value, [(day, per_day.get(day, 0)) for day in days]))
+    return found

@@ -25,7 +25,7 @@ from server.persistence.read_models import (
     plan_view,
     subscription_view,
 )
-from server.services import invoices, usage, webhooks
+from server.services import invoices, meters, usage, webhooks
 
 SECRET_NAME = "portal_signing_key"
 PAGE_PATH = "/billing/portal/"
@@ -89,6 +89,22 @@ class Overview:
     top_endpoints: list[tuple[str, int]]
     invoices: list[InvoiceView]
     webhooks: list[dict]  # endpoints with their recent deliveries, never their secrets
+    meters: list[MeterPanel]
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterPanel:
+    """A meter's figures this period and its daily chart (a day below zero draws no bar)."""
+
+    figures: meters.MeterFigures
+    chart: charts.BarChart
+
+
+def _meter_panels(reader: Principal, subscription_id: str) -> list[MeterPanel]:
+    return [
+        MeterPanel(found, charts.daily_bars([(day, max(0, nanos)) for day, nanos in found.days], 0))
+        for found in meters.period_figures(reader, subscription_id)
+    ]
 
 
 def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
@@ -119,6 +135,7 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         top_endpoints=analytics.top_endpoints,
         invoices=recent,
         webhooks=webhooks.tenant_overview(tenant_id),
+        meters=_meter_panels(reader, subscription.id),
     )
 
 
