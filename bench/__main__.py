@@ -6,7 +6,9 @@ default 4), BENCH_THREADS (loops per load process, default 4), BENCH_SERVER_PROC
 DATABASE_URL, REDIS_URL, BENCH_POSTGRES=1 (create and drop a scratch PostgreSQL database for the
 run, see bench/postgres.py), BENCH_FLOOR=0 (skip the bare grpcio floor, bench/floor.py),
 BENCH_ONLY=floor (only the floor: no stack, no other figures; for iterating on the per-call cost)
-or BENCH_ONLY=sqlite_writes (only batched ingestion on SQLite with 1 and 2 server processes),
+or BENCH_ONLY=sqlite_writes (only batched ingestion on SQLite with 1 and 2 server processes)
+or BENCH_ONLY=meters (only the meters' ingestion and read cost, bench/meters.py; BENCH_METERS=0
+skips it in a full run, BENCH_METER_EVENTS sets the events read over, default 1,000,000),
 BENCH_SQLITE_WRITES=0 (on SQLite, skip batched ingestion with 1 and 2 server processes,
 bench/sqlite_writes.py), BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost,
 bench/interceptor.py), BENCH_GATEWAY=0 (skip the gateway's cost against a direct proxy,
@@ -30,7 +32,7 @@ import time
 
 import grpc
 
-from bench import floor, gateway, interceptor, load, report, sqlite_writes
+from bench import floor, gateway, interceptor, load, meters, report, sqlite_writes
 from bench.ceiling import raw_insert_ceiling
 from bench.postgres import PostgresUse, scratch_database
 from bench.stack import Stack
@@ -258,12 +260,18 @@ def knobs() -> tuple[float, int, int, int]:
 
 
 def only(part: str, scratch_pg: str | None) -> int:
-    """One part of the bench, nothing else (BENCH_ONLY=floor or sqlite_writes)."""
-    if part not in ("floor", "sqlite_writes"):
-        print(f"BENCH_ONLY must be floor or sqlite_writes, not {part!r}", file=sys.stderr)
+    """One part of the bench, nothing else (BENCH_ONLY=floor, sqlite_writes or meters)."""
+    if part not in ("floor", "sqlite_writes", "meters"):
+        print(f"BENCH_ONLY must be floor, sqlite_writes or meters, not {part!r}", file=sys.stderr)
         return 2
     duration, repeats, load_procs, threads = knobs()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    if part == "meters":
+        try:
+            print(meters.text(meters.measure(workdir)))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
@@ -310,6 +318,7 @@ def run(scratch_pg: str | None) -> int:
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost, writes = [], [], None, None, None, None, None
+    meter_cost = None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
@@ -395,6 +404,8 @@ def run(scratch_pg: str | None) -> int:
             print(interceptor.text(limiter_cost), flush=True)
         if os.environ.get("BENCH_GATEWAY", "1") != "0":
             gateway_cost = gateway.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
+        if os.environ.get("BENCH_METERS", "1") != "0":
+            meter_cost = meters.measure(workdir)
     finally:
         pool.close()
         pool.join()
@@ -435,6 +446,9 @@ def run(scratch_pg: str | None) -> int:
     if gateway_cost:
         print(f"\ngateway (ext_authz + metering) vs a direct proxy to the same fixed upstream, medians of {repeats}:")
         print(gateway.text(gateway_cost))
+    if meter_cost:
+        print(f"\nmeters, in-process through the services, medians of {meters.ROUNDS} alternating rounds:")
+        print(meters.text(meter_cost))
     loads = [r for r in rows if r.get("status") == "ok"]
     if loads:
         print(
@@ -458,6 +472,7 @@ def run(scratch_pg: str | None) -> int:
             "sqlite_writes": writes,
             "rate_limit_interceptor": limiter_cost,
             "gateway": gateway_cost,
+            "meters": meter_cost,
         },
         workdir,
     )

@@ -466,3 +466,9 @@ def test_grouping_by_a_property_the_meter_does_not_group_by_is_400():
     with pytest.raises(InvalidArgument) as error:
         cell_rows(m, [], Window.HOUR, T0, T0, ["region", "model"])
     assert error.value.violations[0].field == "group_by[1]"
+
+
+def test_large_numbers_count_in_the_json_size():
+    props = {f"n{i}": 10**200 for i in range(32)}
+    with pytest.raises(InvalidArgument, match="bytes as JSON, at most 4096"):
+        validate_properties(props, "p")

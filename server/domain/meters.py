@@ -141,10 +141,22 @@ def validate_properties(properties: Mapping[str, object], field: str) -> dict[st
                 raise _invalid(f"{field}.{key}", "must be a finite number")
         else:
             raise _invalid(f"{field}.{key}", "must be a string, a number or a boolean (nesting is refused)")
+    if _json_bound(properties) <= MAX_PROPERTIES_JSON:  # the usual small object: no need to encode it
+        return {key: value for key, value in properties.items() if isinstance(value, str | int | float)}
     size = len(json.dumps(properties, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_PROPERTIES_JSON:
         raise _invalid(field, f"are {size} bytes as JSON, at most {MAX_PROPERTIES_JSON}")
     return {key: value for key, value in properties.items() if isinstance(value, str | int | float)}
+
+
+def _json_bound(properties: Mapping[str, object]) -> int:
+    """At least the bytes of the properties as compact JSON: a key is ASCII (its quotes, colon and
+    comma add 4), a string's character is at most 6 bytes escaped (its quotes add 2), a number is
+    its repr, a boolean at most 5."""
+    size = 2
+    for key, value in properties.items():
+        size += len(key) + 4 + (6 * len(value) + 2 if isinstance(value, str) else len(repr(value)))
+    return size
 
 
 def canonical(value: Scalar) -> str:
@@ -379,6 +391,19 @@ def distinct_rows(
         key = (window_of(size, hour, start, end), tuple(group[p] for p in positions))
         seen.setdefault(key, set()).add(value)
     return _rows(group_by, {key: str(len(found)) for key, found in seen.items()})
+
+
+def counted_rows(
+    meter: Meter, counts: Mapping[tuple[str, ...], int], start: dt.datetime, end: dt.datetime, group_by: Sequence[str]
+) -> list[Row]:
+    """PERIOD rows of a UNIQUE_COUNT meter from distinct counts the database made: over all groups
+    (under the key ()), or per group when `group_by` names all the meter's properties (a group's
+    count is then its own; a part of them could count one value in two groups twice)."""
+    positions = _projection(meter, group_by)
+    if group_by and sorted(positions) != list(range(len(meter.group_by))):
+        raise ValueError("distinct counts per group project only onto all of the meter's group_by")
+    window = (start, end)
+    return _rows(group_by, {(window, tuple(group[p] for p in positions)): str(n) for group, n in counts.items()})
 
 
 def _rows(

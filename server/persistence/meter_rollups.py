@@ -13,8 +13,10 @@ domain's `merge` would.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable
+from typing import Any, cast
 
 import peewee as pw
 
@@ -54,7 +56,9 @@ def _updates(aggregation: Aggregation) -> dict[str, str]:
     return _SUM
 
 
+@functools.lru_cache(maxsize=4096)
 def group_key(group: tuple[str, ...]) -> str:
+    """A group as stored: a JSON list of its properties' canonical values (a batch repeats a few)."""
     return json.dumps(list(group), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -124,8 +128,34 @@ def magnitudes(subscription_id: str, keys: Iterable[tuple[str, dt.datetime]]) ->
     return {(row.meter_id, row.period_start): row.magnitude for row in rows}
 
 
-def _cell(row: MeterRollup) -> Cell:
-    return Cell(row.units * decimals.SCALE + row.nanos, row.latest_at, row.latest_event_id)
+_GROUPS: dict[str, tuple[str, ...]] = {}  # group_key text -> tuple: a meter has few groups
+
+
+def _group(key: str) -> tuple[str, ...]:
+    found = _GROUPS.get(key)
+    if found is None:
+        if len(_GROUPS) > 100_000:
+            _GROUPS.clear()
+        found = _GROUPS[key] = tuple(json.loads(key))
+    return found
+
+
+def _tuples(query: pw.Query) -> Iterable[tuple[Any, ...]]:
+    """The query's rows as tuples (the stubs type `.tuples()` as model instances)."""
+    return cast(Iterable[tuple[Any, ...]], query.tuples())
+
+
+def _cell(units: int, nanos: int, latest_at: dt.datetime | None, latest_event_id: str) -> Cell:
+    return Cell(units * decimals.SCALE + nanos, latest_at, latest_event_id)  # type: ignore[arg-type]
+
+
+def _where(subscription_id: str, meter_id: str, period_start: dt.datetime | None, hours: tuple | None):
+    condition = (MeterRollup.subscription == subscription_id) & (MeterRollup.meter == meter_id)
+    if period_start is not None:
+        condition &= MeterRollup.period_start == period_start
+    if hours is not None:
+        condition &= (MeterRollup.hour >= hours[0]) & (MeterRollup.hour < hours[1])
+    return condition
 
 
 def cells(
@@ -133,12 +163,37 @@ def cells(
 ) -> list[tuple[dt.datetime, dt.datetime, tuple[str, ...], Cell]]:
     """(segment start, hour, group, cell) of a meter's rollups: of one period, or of the clock
     hours in [hours[0], hours[1])."""
-    query = MeterRollup.select().where((MeterRollup.subscription == subscription_id) & (MeterRollup.meter == meter_id))
-    if period_start is not None:
-        query = query.where(MeterRollup.period_start == period_start)
-    if hours is not None:
-        query = query.where((MeterRollup.hour >= hours[0]) & (MeterRollup.hour < hours[1]))
-    return [(row.segment_start, row.hour, tuple(json.loads(row.group_key)), _cell(row)) for row in query]
+    R = MeterRollup
+    query = R.select(R.segment_start, R.hour, R.group_key, R.units, R.nanos, R.latest_at, R.latest_event_id).where(
+        _where(subscription_id, meter_id, period_start, hours)
+    )
+    return [(segment, hour, _group(key), _cell(*value)) for segment, hour, key, *value in _tuples(query)]
+
+
+def summed(subscription_id: str, meter_id: str, period_start: dt.datetime) -> dict[tuple[str, ...], int]:
+    """A SUM or COUNT meter's figure of one period per group, summed by the database (a period's
+    rollups are one row per hour, segment and group; the sum is a row per group)."""
+    R = MeterRollup
+    query = (
+        R.select(R.group_key, pw.fn.SUM(R.units), pw.fn.SUM(R.nanos))
+        .where(_where(subscription_id, meter_id, period_start, None))
+        .group_by(R.group_key)
+    )
+    return {_group(key): int(units) * decimals.SCALE + int(nanos) for key, units, nanos in _tuples(query)}
+
+
+def distinct_counts(
+    subscription_id: str, meter_id: str, period_start: dt.datetime, *, by_group: bool
+) -> dict[tuple[str, ...], int]:
+    """A UNIQUE_COUNT meter's distinct values of one period, counted by the database: per group,
+    or over all groups (under the key ())."""
+    D = MeterDistinct
+    where = (D.subscription == subscription_id) & (D.meter == meter_id) & (D.period_start == period_start)
+    count = pw.fn.COUNT(D.value.distinct())
+    if not by_group:
+        total = D.select(count).where(where).scalar()
+        return {(): total} if total else {}
+    return {_group(key): n for key, n in _tuples(D.select(D.group_key, count).where(where).group_by(D.group_key))}
 
 
 def distinct_by_segment(
@@ -150,7 +205,7 @@ def distinct_by_segment(
         & (MeterDistinct.meter == meter_id)
         & (MeterDistinct.period_start == period_start)
     )
-    return [(row.segment_start, tuple(json.loads(row.group_key)), row.value) for row in query]
+    return [(segment, _group(key), value) for segment, key, value in _tuples(query)]
 
 
 def distinct_by_hour(
@@ -167,7 +222,7 @@ def distinct_by_hour(
     )
     if period_start is not None:
         query = query.where(Hour.period_start == period_start)
-    return [(row.hour, tuple(json.loads(row.group_key)), row.value) for row in query]
+    return [(hour, _group(key), value) for hour, key, value in _tuples(query)]
 
 
 def clear(subscription_id: str, meter_id: str, period_start: dt.datetime) -> None:

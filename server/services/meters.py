@@ -110,21 +110,28 @@ def meter_usage(
     hours = (hour_of(start), hour_of(end - MICROSECOND) + rules.HOUR)
     if not whole_period:  # what is read, and so what a PERIOD window says it covers
         start, end = hours
+    one_window = whole_period and window is rules.Window.PERIOD  # the database can total the period
     if meter.aggregation is rules.Aggregation.UNIQUE_COUNT:
-        if whole_period and window is rules.Window.PERIOD:  # the segments' sets: no hour rows to scan
-            values = [
-                (start, group, value)
-                for _, group, value in rollups.distinct_by_segment(subscription.id, meter.id, period.start)
-            ]
+        if one_window and (not group_by or set(group_by) == set(meter.group_by)):
+            counts = rollups.distinct_counts(subscription.id, meter.id, period.start, by_group=bool(group_by))
+            return rules.counted_rows(meter, counts, start, end, group_by)
+        if one_window:  # the segments' sets: no hour rows to scan
+            found = rollups.distinct_by_segment(subscription.id, meter.id, period.start)
+            values = [(start, group, value) for _, group, value in found]
         else:
             values = rollups.distinct_by_hour(subscription.id, meter.id, hours, period.start if whole_period else None)
         return rules.distinct_rows(meter, values, window, start, end, group_by)
-    found = (
-        rollups.cells(subscription.id, meter.id, period_start=period.start)
-        if whole_period
-        else rollups.cells(subscription.id, meter.id, hours=hours)
-    )
-    return rules.cell_rows(meter, [(hour, group, cell) for _, hour, group, cell in found], window, start, end, group_by)
+    if one_window and meter.aggregation in (rules.Aggregation.SUM, rules.Aggregation.COUNT):
+        totals = rollups.summed(subscription.id, meter.id, period.start)
+        cells = [(start, group, rules.Cell(value, start, "")) for group, value in totals.items()]
+    else:
+        rows = (
+            rollups.cells(subscription.id, meter.id, period_start=period.start)
+            if whole_period
+            else rollups.cells(subscription.id, meter.id, hours=hours)
+        )
+        cells = [(hour, group, cell) for _, hour, group, cell in rows]
+    return rules.cell_rows(meter, cells, window, start, end, group_by)
 
 
 @dataclasses.dataclass(frozen=True)
