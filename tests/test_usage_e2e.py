@@ -201,6 +201,15 @@ def test_grpc_track_and_usage(stack, tenant_id):
 
 def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
     sub = insert_subscription(tenant_id)
+    calls = f"calls-{uuid.uuid4().hex[:8]}"  # a meter of its own: every api_request, once each
+    assert (
+        stack.rest(
+            "POST",
+            "/billing/meters",
+            body={"id": calls, "name": "Calls", "event_type": "api_request", "aggregation": "COUNT"},
+        ).status
+        == 200
+    )
     stub = stack.stub(usage_pb2_grpc.UsageServiceStub)
     auth = stack.auth(stack.admin_key)
 
@@ -221,6 +230,13 @@ def test_concurrent_overlapping_batches_count_each_event_once(stack, tenant_id):
     assert usage.total_requests == sum(n % 3 + 1 for n in distinct)
     result = stub.GetUsageAnalytics(usage_pb2.GetUsageAnalyticsRequest(subscription_id=sub.id), metadata=auth)
     assert result.total_requests == usage.total_requests
+    meters = {
+        m: stack.rest("GET", f"/billing/subscriptions/{sub.id}/meters/{m}/usage").json()["rows"]
+        for m in ("requests", calls)
+    }
+    assert [row["value"] for row in meters["requests"]] == [str(usage.total_requests)]
+    assert [row["value"] for row in meters[calls]] == [str(len(distinct))]
+    assert stack.rest("DELETE", f"/billing/meters/{calls}").status == 200  # it would count every later test's calls
 
 
 def test_grpc_daily_analytics_and_errors(stack, tenant_id):
