@@ -21,7 +21,7 @@ from typing import Any, cast
 import peewee as pw
 
 from server.domain import decimals
-from server.domain.meters import Aggregation, Cell, Folded
+from server.domain.meters import Aggregation, Cell, Folded, merge
 from server.persistence.bulk import insert_ignore, upsert
 from server.persistence.db import is_postgres
 from server.persistence.models import MeterDistinct, MeterDistinctHour, MeterPeriod, MeterRollup
@@ -180,6 +180,29 @@ def summed(subscription_id: str, meter_id: str, period_start: dt.datetime) -> di
         .group_by(R.group_key)
     )
     return {_group(key): int(units) * decimals.SCALE + int(nanos) for key, units, nanos in _tuples(query)}
+
+
+def extremes(
+    subscription_id: str, meter_id: str, period_start: dt.datetime, kind: Aggregation
+) -> dict[tuple[str, ...], Cell]:
+    """A MAX or LATEST meter's figure of one period per group, found by the database: the greatest
+    (units, nanos), or the latest (latest_at, latest_event_id), of each group's rollups; only the
+    rows holding a group's greatest units or latest instant come back."""
+    R = MeterRollup
+    where = _where(subscription_id, meter_id, period_start, None)
+    first = R.units if kind is Aggregation.MAX else R.latest_at
+    best = dict(_tuples(R.select(R.group_key, pw.fn.MAX(first)).where(where).group_by(R.group_key)))
+    found: dict[tuple[str, ...], Cell] = {}
+    rows = R.select(R.group_key, R.units, R.nanos, R.latest_at, R.latest_event_id).where(
+        where & first.in_(sorted(set(best.values())))
+    )
+    for key, *value in _tuples(rows):
+        if value[0 if kind is Aggregation.MAX else 2] != best[key]:
+            continue  # another group's best value, not this group's
+        cell, group = _cell(*value), _group(key)
+        held = found.get(group)
+        found[group] = cell if held is None else merge(kind, held, cell)
+    return found
 
 
 def distinct_counts(

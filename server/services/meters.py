@@ -124,6 +124,9 @@ def meter_usage(
     if one_window and meter.aggregation in (rules.Aggregation.SUM, rules.Aggregation.COUNT):
         totals = rollups.summed(subscription.id, meter.id, period.start)
         cells = [(start, group, rules.Cell(value, start, "")) for group, value in totals.items()]
+    elif one_window:
+        extremes = rollups.extremes(subscription.id, meter.id, period.start, meter.aggregation)
+        cells = [(start, group, cell) for group, cell in extremes.items()]
     else:
         rows = (
             rollups.cells(subscription.id, meter.id, period_start=period.start)
