@@ -393,6 +393,19 @@ TOO_MANY_TIERS = [{"up_to": i + 1, "unit_price": "1"} for i in range(MAX_TIERS)]
 FAULTS = [
     # (model of the valid charge, what changes, field at fault, message)
     ("PER_UNIT", {"colour": "red"}, "charges[1]", "charges[1] has no field 'colour'"),
+    ("PER_UNIT", {"k" * 100: 1}, "charges[1]", f"charges[1] has no field '{'k' * 70}'"),  # a long name: its first 70
+    (
+        "PER_UNIT",
+        {"filter": {"r" * 100: "eu"}},
+        "charges[1].filter",
+        f"charges[1].filter key '{'r' * 70}' is not among meter 'tokens''s group_by (model, direction)",
+    ),
+    (
+        "VOLUME",
+        {"tiers": [{"unit_price": "1", "t" * 100: 5}]},
+        "charges[1].tiers[0]",
+        f"charges[1].tiers[0] has no field '{'t' * 70}'",
+    ),
     ("PER_UNIT", {"id": None}, "charges[1].id", "charges[1].id must match [a-z0-9_-]{1,64}"),
     ("PER_UNIT", {"id": 5}, "charges[1].id", "charges[1].id must match [a-z0-9_-]{1,64}"),
     ("PER_UNIT", {"id": "Input"}, "charges[1].id", "charges[1].id must match [a-z0-9_-]{1,64}"),
