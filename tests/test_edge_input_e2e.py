@@ -16,6 +16,7 @@ from factories import subscription_from_now
 from server.domain.access import KeyScope
 from server.persistence import db
 from server.services import keys
+from server.transport.app import MAX_REQUEST_BYTES
 
 
 def legacy_tenant_key(tenant_id: str) -> str:
@@ -172,7 +173,7 @@ def test_a_long_path_under_the_limit_reaches_the_server_and_is_not_429(stack):
         ("GET", "/billing/subscriptions/tenant/acme?page_size=ten", None, "INVALID_QUERY_PARAMETER"),
         ("GET", "/billing/nowhere", None, "UNKNOWN_METHOD"),
         ("DELETE", "/billing/plans", None, "UNKNOWN_METHOD"),
-        ("POST", "/billing/subscriptions", b"{" + b" " * (3 * 1024 * 1024) + b"}", "REQUEST_TOO_LARGE"),
+        ("POST", "/billing/subscriptions", b"{" + b" " * (MAX_REQUEST_BYTES + 1) + b"}", "REQUEST_TOO_LARGE"),
     ],
 )
 def test_envoys_own_errors_carry_error_info_and_no_parser_snippet(stack, method, path, body, reason):
