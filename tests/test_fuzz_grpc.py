@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import descriptor, descriptor_pool, message_factory, timestamp_pb2
+from google.protobuf import descriptor, descriptor_pool, message_factory, struct_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,11 +54,31 @@ def scalar(field: FD, known: list[str]) -> st.SearchStrategy:
     return st.one_of(st.integers(-5, 1000), st.integers(-(2**31), 2**31 - 1))
 
 
+def structs(known: list[str]) -> st.SearchStrategy[struct_pb2.Struct]:
+    """Event properties: scalars of every kind, and the nesting the service must refuse."""
+    scalars = st.one_of(strings(known), st.floats(allow_nan=True), st.booleans(), st.none())
+    values = st.one_of(
+        scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=4), scalars, max_size=2)
+    )
+
+    def build(fields: dict) -> struct_pb2.Struct:
+        made = struct_pb2.Struct()
+        made.update(fields)
+        return made
+
+    return st.dictionaries(strings(known), values, max_size=4).map(build)
+
+
 def value(field: FD, known: list[str], depth: int) -> st.SearchStrategy:
     if field.type != FD.TYPE_MESSAGE:
         return scalar(field, known)
     if field.message_type.full_name == "google.protobuf.Timestamp":
         return timestamps()
+    if field.message_type.full_name == "google.protobuf.Struct":
+        return structs(known)
+    if field.message_type.GetOptions().map_entry:
+        key, item = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+        return st.dictionaries(scalar(key, known), value(item, known, depth), max_size=3)
     return messages(field.message_type, known, depth + 1)
 
 
@@ -67,7 +87,8 @@ def messages(message_type: descriptor.Descriptor, known: list[str], depth: int =
     parts = {}
     for field in message_type.fields:
         one = value(field, known, depth)
-        parts[field.name] = st.lists(one, max_size=3) if field.is_repeated else st.one_of(st.none(), one)
+        is_map = field.message_type is not None and field.message_type.GetOptions().map_entry
+        parts[field.name] = st.lists(one, max_size=3) if field.is_repeated and not is_map else st.one_of(st.none(), one)
 
     def build(values: dict):
         made = cls()
@@ -77,6 +98,8 @@ def messages(message_type: descriptor.Descriptor, known: list[str], depth: int =
             target = getattr(made, name)
             if isinstance(item, list):
                 target.extend(item)
+            elif isinstance(item, dict):
+                target.update(item)
             elif hasattr(item, "SerializeToString"):
                 target.CopyFrom(item)
             else:

@@ -20,6 +20,7 @@ from billing.v1 import (
 )
 from factories import insert_subscription
 from grpc_errors import grpc_error, grpc_fields
+from server.transport.app import MAX_REQUEST_BYTES
 
 ID_PATHS = [
     "/billing/subscriptions/{}",
@@ -93,7 +94,7 @@ def test_rest_dates_are_strict_and_in_range(stack, tenant_id, path, query, field
 
 
 def test_rest_body_over_the_limit_is_413_not_429(stack):
-    reply = stack.track("s", [{"endpoint": "x" * 1000}] * 3000)
+    reply = stack.track("s", [{"endpoint": "x" * 1000}] * (MAX_REQUEST_BYTES // 1000))
     assert reply.status == 413
     assert "larger than" in reply.json()["message"]
 

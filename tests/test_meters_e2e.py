@@ -66,10 +66,12 @@ def test_a_taken_id_is_409_and_an_invalid_meter_400_naming_the_field(stack, mete
     taken = stack.rest("POST", "/billing/meters", body=tokens_meter(meter_id))
     assert (taken.status, taken.reason()) == (409, "METER_EXISTS")
     for overrides, field in [
-        ({"id": "Bad Id"}, "id"),
-        ({"aggregation": "AGGREGATION_UNSPECIFIED"}, "aggregation"),
-        ({"value_property": ""}, "value_property"),
-        ({"group_by": ["a", "b", "c", "d"]}, "group_by"),
+        ({"id": "Bad Id"}, "meter.id"),
+        ({"id": "bad!"}, "meter.id"),
+        ({"aggregation": "AGGREGATION_UNSPECIFIED"}, "meter.aggregation"),
+        ({"value_property": ""}, "meter.value_property"),
+        ({"group_by": ["a", "b", "c", "d"]}, "meter.group_by"),
+        ({"filter": {"bad key": "x"}}, "meter.filter"),
     ]:
         reply = stack.rest("POST", "/billing/meters", body=tokens_meter(f"{meter_id}-x", **overrides))
         assert reply.status == 400, (overrides, reply.body)

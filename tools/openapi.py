@@ -37,8 +37,10 @@ PACKAGE = "billing.v1"
 REQUIRED = field_behavior_pb2.FieldBehavior.REQUIRED
 INT64 = {F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64}
 INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32}
-WELL_KNOWN = {
+WELL_KNOWN: dict[str, dict[str, Any]] = {
     ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    # An event's properties: an object of scalars (limits in server/domain/meters.py).
+    ".google.protobuf.Struct": {"type": "object", "additionalProperties": True},
 }
 DATE = {
     "type": "string",
@@ -138,6 +140,12 @@ class Generator:
 
     def field_schema(self, message_name: str, field: descriptor_pb2.FieldDescriptorProto, output: bool) -> dict:
         schema: dict[str, Any]
+        found = self.messages.get(field.type_name) if field.type == F.TYPE_MESSAGE else None
+        if found is not None and found[0].options.map_entry:  # map<string, V>: a JSON object of V
+            return {
+                "type": "object",
+                "additionalProperties": self.field_schema(message_name, found[0].field[1], output),
+            }
         if field.type == F.TYPE_MESSAGE:
             schema = WELL_KNOWN.get(field.type_name) or {"$ref": self.ref(field.type_name, output)}
         elif field.type == F.TYPE_ENUM:

@@ -40,6 +40,15 @@ class InvalidArgument(DomainError):
     default_reason = "INVALID_ARGUMENT"
 
 
+def within(error: InvalidArgument, prefix: str) -> InvalidArgument:
+    """The same refusal with its field paths below `prefix` (a resource checked on its own, named
+    as the request that carried it: `id` -> `meter.id`)."""
+    violations = tuple(FieldViolation(f"{prefix}.{v.field}", f"{prefix}.{v.description}") for v in error.violations)
+    return InvalidArgument(
+        f"{prefix}.{error.message}", reason=error.reason, violations=violations, metadata=error.metadata
+    )
+
+
 class FailedPrecondition(DomainError):
     code = "FAILED_PRECONDITION"
     default_reason = "FAILED_PRECONDITION"

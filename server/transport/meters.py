@@ -6,6 +6,7 @@ import datetime as dt
 
 from billing.v1 import meter_pb2, meter_pb2_grpc
 from server.domain import meters as rules
+from server.domain.errors import InvalidArgument, within
 from server.persistence.read_models import MeterView
 from server.services import meters
 from server.transport.context import current_principal
@@ -32,15 +33,18 @@ def meter_message(meter: MeterView) -> meter_pb2.Meter:
 def definition(message: meter_pb2.Meter) -> rules.Meter:
     """The meter a request defines; an unset aggregation is named like any invalid one."""
     aggregation = Aggregation.Name(message.aggregation) if message.aggregation else ""
-    return rules.validate_meter(
-        message.id,
-        message.name,
-        message.event_type,
-        aggregation,
-        message.value_property,
-        list(message.group_by),
-        dict(message.filter),
-    )
+    try:
+        return rules.validate_meter(
+            message.id,
+            message.name,
+            message.event_type,
+            aggregation,
+            message.value_property,
+            list(message.group_by),
+            dict(message.filter),
+        )
+    except InvalidArgument as error:
+        raise within(error, "meter") from None
 
 
 class MeterServicer(meter_pb2_grpc.MeterServiceServicer):
