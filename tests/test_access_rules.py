@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain.access import KeyScope, Principal, require_admin, require_tenant_path, require_visible
+from server.domain.access import (
+    KeyScope,
+    Principal,
+    refuse_gateway_key,
+    require_admin,
+    require_gateway,
+    require_tenant_path,
+    require_visible,
+)
 from server.domain.errors import (
     DomainError,
     FieldViolation,
@@ -17,6 +25,7 @@ from server.domain.errors import (
 
 ADMIN_KEY = Principal(key_id=1, scope=KeyScope.ADMIN)
 ACME_KEY = Principal(key_id=2, scope=KeyScope.TENANT, tenant_id="acme")
+GATEWAY_KEY = Principal(key_id=3, scope=KeyScope.GATEWAY)
 
 
 def test_an_admin_owns_every_tenant_and_a_tenant_only_itself():
@@ -45,6 +54,26 @@ def test_admin_only_operations():
     with pytest.raises(PermissionDenied) as error:
         require_admin(ACME_KEY, "creating a plan")
     assert (error.value.reason, error.value.message) == ("ADMIN_ONLY", "creating a plan needs an admin key")
+
+
+def test_the_gateway_key_opens_no_billing_method():
+    refuse_gateway_key(ADMIN_KEY)
+    refuse_gateway_key(ACME_KEY)
+    with pytest.raises(PermissionDenied) as error:
+        refuse_gateway_key(GATEWAY_KEY)
+    assert (error.value.reason, error.value.message) == (
+        "GATEWAY_KEY_ONLY",
+        "the gateway key serves Envoy's ext_authz and access-log calls only",
+    )
+    assert not GATEWAY_KEY.is_admin and not GATEWAY_KEY.owns("acme")
+
+
+@pytest.mark.parametrize("key", [ADMIN_KEY, ACME_KEY])
+def test_envoys_own_calls_need_the_gateway_key(key):
+    require_gateway(GATEWAY_KEY, "the access-log stream")
+    with pytest.raises(PermissionDenied) as error:
+        require_gateway(key, "the access-log stream")
+    assert (error.value.reason, error.value.message) == ("GATEWAY_ONLY", "the access-log stream needs the gateway key")
 
 
 def test_a_domain_error_names_its_field_only_when_given_one():

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.domain import decimals
-from server.domain.errors import InvalidArgument
+from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.meters import (
     MAX_PROPERTIES,
     MAX_PROPERTIES_JSON,
@@ -21,10 +21,12 @@ from server.domain.meters import (
     Counted,
     Meter,
     Place,
+    Row,
     Window,
     canonical,
     cell_rows,
     contributions,
+    counted_rows,
     distinct_rows,
     fold,
     matches,
@@ -73,8 +75,28 @@ def test_decimal_text_is_read_exactly(text, nanos):
     ],
 )
 def test_decimal_text_outside_the_rules_is_refused(text, problem):
-    with pytest.raises(decimals.NotADecimal, match=problem.replace("|", r"\|").replace("^", r"\^")):
+    with pytest.raises(decimals.NotADecimal) as error:
         decimals.parse(text)
+    assert str(error.value) == f"{text!r} {problem}"
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("1" * 20 + "x" * 30, "is not a decimal number"),
+        ("0." + "1" * 49, "has more than 9 digits after the point"),
+        ("9" * 50, "is too large: |value| must be below 10^15"),
+    ],
+)
+def test_a_long_refused_text_is_quoted_by_its_first_40_characters(text, problem):
+    with pytest.raises(decimals.NotADecimal) as error:
+        decimals.parse(text)
+    assert str(error.value) == f"{text[:40]!r} {problem}"
+
+
+def test_trailing_zeros_past_the_ninth_digit_are_not_digits_past_it():
+    assert decimals.parse("0.1234567890000") == 123_456_789
+    assert decimals.parse("-2.000000000000000000") == -2 * 10**9
 
 
 @pytest.mark.parametrize(
@@ -84,7 +106,13 @@ def test_decimal_text_outside_the_rules_is_refused(text, problem):
         (12, 12 * 10**9),
         (-2.5, -2_500_000_000),
         (1e-07, 100),
+        (-1e-07, -100),
         (1e-09, 1),
+        (-1e-09, -1),
+        (1.5e-08, 15),
+        (-1.25e-07, -125),
+        (1e-05, 10_000),
+        (-1.5e14, -150_000_000_000_000 * 10**9),
         (1.5e14, 150_000_000_000_000 * 10**9),
         (123456789.123, 123456789_123_000_000),
     ],
@@ -94,20 +122,25 @@ def test_a_json_number_is_its_shortest_round_trip_decimal(number, nanos):
 
 
 @pytest.mark.parametrize(
-    "number, problem",
+    "number, message",
     [
-        (1e-10, "more than 9 digits"),
-        (1e15, "too large"),
-        (10**15, "too large"),
-        (float("nan"), "not a finite number"),
-        (float("inf"), "not a finite number"),
+        (1e-10, "'1e-10' has more than 9 digits after the point"),
+        (-1.5e-09, "'-1.5e-09' has more than 9 digits after the point"),
+        (1.1e-09, "'1.1e-09' has more than 9 digits after the point"),
+        (1e15, "'1000000000000000.0' is too large: |value| must be below 10^15"),
+        (-1e16, "'-1e+16' is too large: |value| must be below 10^15"),
+        (10**15, "'1000000000000000' is too large: |value| must be below 10^15"),
+        (-(10**15), "'-1000000000000000' is too large: |value| must be below 10^15"),
+        (float("nan"), "nan is not a finite number"),
+        (float("inf"), "inf is not a finite number"),
         (True, "a boolean is not a number"),
-        (0.1 + 0.2, "more than 9 digits"),  # 0.30000000000000004
+        (0.1 + 0.2, "'0.30000000000000004' has more than 9 digits after the point"),
     ],
 )
-def test_numbers_outside_the_rules_are_refused(number, problem):
-    with pytest.raises(decimals.NotADecimal, match=problem):
+def test_numbers_outside_the_rules_are_refused(number, message):
+    with pytest.raises(decimals.NotADecimal) as error:
         decimals.from_number(number)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize(
@@ -159,33 +192,52 @@ def test_a_valid_meter_is_kept_with_its_filter_sorted():
     )
 
 
+KEY_RULE = "must match [A-Za-z0-9_.-]{1,64}"
+
+
 @pytest.mark.parametrize(
-    "overrides, field",
+    "overrides, field, problem",
     [
-        (dict(meter_id="Input"), "id"),
-        (dict(meter_id=""), "id"),
-        (dict(meter_id="x" * 65), "id"),
-        (dict(name="  "), "name"),
-        (dict(name="n" * 257), "name"),
-        (dict(event_type="LLM"), "event_type"),
-        (dict(event_type=""), "event_type"),
-        (dict(aggregation="AVERAGE"), "aggregation"),
-        (dict(aggregation="SUM", value_property=""), "value_property"),
-        (dict(aggregation="MAX", value_property="a b"), "value_property"),
-        (dict(aggregation="COUNT", value_property="input_tokens"), "value_property"),
-        (dict(group_by=["a", "b", "c", "d"]), "group_by"),
-        (dict(group_by=["a", "a"]), "group_by"),
-        (dict(group_by=["ok", "no way"]), "group_by[1]"),
-        (dict(filter_={"bad key": "x"}), "filter"),
-        (dict(filter_={"model": "m" * 257}), "filter.model"),
-        (dict(filter_={f"k{i}": "v" for i in range(9)}), "filter"),
+        (dict(meter_id="Input"), "id", "must match [a-z0-9_-]{1,64}"),
+        (dict(meter_id=""), "id", "must match [a-z0-9_-]{1,64}"),
+        (dict(meter_id="x" * 65), "id", "must match [a-z0-9_-]{1,64}"),
+        (dict(name="  "), "name", "must hold 1 to 256 characters"),
+        (dict(name="n" * 257), "name", "must hold 1 to 256 characters"),
+        (dict(event_type="LLM"), "event_type", "must match [a-z0-9_.-]{1,64}"),
+        (dict(event_type=""), "event_type", "must match [a-z0-9_.-]{1,64}"),
+        (dict(aggregation="AVERAGE"), "aggregation", "must be one of COUNT, SUM, MAX, UNIQUE_COUNT, LATEST"),
+        (dict(aggregation="SUM", value_property=""), "value_property", "is required for SUM and " + KEY_RULE),
+        (dict(aggregation="MAX", value_property="a b"), "value_property", "is required for MAX and " + KEY_RULE),
+        (
+            dict(aggregation="COUNT", value_property="input_tokens"),
+            "value_property",
+            "must be empty for COUNT, which counts events",
+        ),
+        (dict(group_by=["a", "b", "c", "d"]), "group_by", "holds at most 3 properties"),
+        (dict(group_by=["a", "a"]), "group_by", "names a property twice"),
+        (dict(group_by=["ok", "no way"]), "group_by[1]", KEY_RULE),
+        (dict(filter_={"bad key": "x"}), "filter", "key 'bad key' " + KEY_RULE),
+        (dict(filter_={"k" * 80: "x"}), "filter", f"key {'k' * 70!r} " + KEY_RULE),
+        (dict(filter_={"model": "m" * 257}), "filter.model", "must be at most 256 characters"),
+        (dict(filter_={f"k{i}": "v" for i in range(9)}), "filter", "holds at most 8 properties"),
     ],
 )
-def test_an_invalid_meter_is_refused_naming_the_field(overrides, field):
+def test_an_invalid_meter_is_refused_naming_the_field(overrides, field, problem):
     with pytest.raises(InvalidArgument) as error:
         meter(**overrides)
-    assert error.value.violations[0].field == field
-    assert error.value.message.startswith(field + " ")
+    assert error.value.violations == (FieldViolation(field, f"{field} {problem}"),)
+    assert (error.value.message, error.value.reason) == (f"{field} {problem}", "INVALID_ARGUMENT")
+
+
+def test_a_meter_at_every_limit_is_kept():
+    defined = meter(
+        name=" " + "n" * 256 + " ",
+        group_by=["a", "b", "c"],
+        filter_={f"k{i}": "v" * 256 for i in range(8)},
+    )
+    assert defined.name == "n" * 256
+    assert defined.group_by == ("a", "b", "c")
+    assert defined.filter == tuple((f"k{i}", "v" * 256) for i in range(8))
 
 
 def test_a_count_meter_needs_no_value_property():
@@ -206,31 +258,35 @@ def test_the_requests_meter_sums_count_of_api_requests_by_endpoint():
 
 
 def test_properties_within_the_limits_are_kept():
-    props = {f"k{i}": "v" * 100 for i in range(MAX_PROPERTIES - 8)} | {"n": 1.5, "b": True, "i": 3}
+    props = {f"k{i}": "v" * 100 for i in range(MAX_PROPERTIES - 8)} | {"n": 1.5, "b": True, "i": 3, "s": "x" * 256}
     assert validate_properties(props, "events[0].properties") == props
+
+
+NESTING = "must be a string, a number or a boolean (nesting is refused)"
 
 
 @pytest.mark.parametrize(
     "props, field, problem",
     [
         ({f"k{i}": 1 for i in range(MAX_PROPERTIES + 1)}, "events[2].properties", "holds 33 properties, at most 32"),
-        ({"a b": 1}, "events[2].properties", "key 'a b' must match"),
-        ({"": 1}, "events[2].properties", "key '' must match"),
-        ({"k" * 65: 1}, "events[2].properties", "must match"),
+        ({"a b": 1}, "events[2].properties", "key 'a b' must match [A-Za-z0-9_.-]{1,64}"),
+        ({"": 1}, "events[2].properties", "key '' must match [A-Za-z0-9_.-]{1,64}"),
+        ({"k" * 80: 1}, "events[2].properties", f"key {'k' * 70!r} must match [A-Za-z0-9_.-]{{1,64}}"),
         ({"model": "m" * 257}, "events[2].properties.model", "is longer than 256 characters"),
-        ({"nested": {"a": 1}}, "events[2].properties.nested", "nesting is refused"),
-        ({"list": [1, 2]}, "events[2].properties.list", "nesting is refused"),
-        ({"none": None}, "events[2].properties.none", "nesting is refused"),
+        ({"nested": {"a": 1}}, "events[2].properties.nested", NESTING),
+        ({"list": [1, 2]}, "events[2].properties.list", NESTING),
+        ({"none": None}, "events[2].properties.none", NESTING),
         ({"nan": float("nan")}, "events[2].properties.nan", "must be a finite number"),
+        ({"inf": float("inf")}, "events[2].properties.inf", "must be a finite number"),
         ({"inf": float("-inf")}, "events[2].properties.inf", "must be a finite number"),
-        ({f"k{i}": "é" * 200 for i in range(16)}, "events[2].properties", "bytes as JSON, at most 4096"),
+        ({f"k{i}": "é" * 200 for i in range(16)}, "events[2].properties", "are 6535 bytes as JSON, at most 4096"),
     ],
 )
 def test_properties_outside_the_limits_refuse_naming_the_field(props, field, problem):
     with pytest.raises(InvalidArgument) as error:
         validate_properties(props, "events[2].properties")
-    assert error.value.violations[0].field == field
-    assert problem in error.value.message
+    assert error.value.violations == (FieldViolation(field, f"{field} {problem}"),)
+    assert (error.value.message, error.value.reason) == (f"{field} {problem}", "INVALID_ARGUMENT")
 
 
 def test_the_json_size_limit_is_inclusive():
@@ -241,6 +297,32 @@ def test_the_json_size_limit_is_inclusive():
     props["z"] += "w"
     with pytest.raises(InvalidArgument):
         validate_properties(props, "p")
+
+
+def _escaped(size: int) -> dict[str, str]:
+    """Properties whose compact JSON is `size` bytes, every character of their strings escaped to 6
+    bytes (\\u0001): the case where the quick bound (_json_bound) is tightest, one byte over the size
+    (it counts a comma after every pair, the JSON none after the last)."""
+    props = {f"k{i:02d}": "\x01" * 60 for i in range(11)}  # 11 x (6 + 362) + 10 commas + braces = 4,060 bytes
+    rest = size - 4060 - len(',"":""')
+    key = "e" * (rest % 6 or 6)  # the key takes what 6-byte characters cannot
+    props[key] = "\x01" * ((rest - len(key)) // 6)
+    assert len(json.dumps(props, separators=(",", ":"), ensure_ascii=False).encode()) == size
+    return props
+
+
+def test_the_quick_bound_never_counts_fewer_bytes_than_the_json_has():
+    validate_properties(_escaped(MAX_PROPERTIES_JSON), "p")
+    with pytest.raises(InvalidArgument) as error:
+        validate_properties(_escaped(MAX_PROPERTIES_JSON + 1), "p")
+    assert error.value.message == "p are 4097 bytes as JSON, at most 4096"
+
+
+def test_properties_whose_bound_is_at_most_the_limit_are_never_encoded(monkeypatch):
+    # The bound is the JSON size + 1 here: at 4,095 bytes it is 4,096, the limit itself.
+    props = _escaped(MAX_PROPERTIES_JSON - 1)
+    monkeypatch.setattr(json, "dumps", lambda *args, **kwargs: pytest.fail("encoded"))
+    assert validate_properties(props, "p") == props
 
 
 @pytest.mark.parametrize(
@@ -271,6 +353,8 @@ def test_each_aggregation_takes_its_value():
         meter(meter_id="users", aggregation="UNIQUE_COUNT", value_property="user", group_by=[]),
         meter(meter_id="latest", aggregation="LATEST", value_property="gb", group_by=["model", "region"]),
         meter(meter_id="other", event_type="other"),
+        meter(meter_id="large", aggregation="COUNT", value_property="", filter_={"model": "m-large"}),
+        meter(meter_id="small", aggregation="COUNT", value_property="", filter_={"model": "m-small"}),
     ]
     assert contributions(defined, "llm_tokens", props, "events[0]") == [
         Contribution("sum", ("m-large",), 120 * 10**9),
@@ -278,6 +362,7 @@ def test_each_aggregation_takes_its_value():
         Contribution("max", ("m-large",), 1_250_000_000),
         Contribution("users", (), 0, "u1"),
         Contribution("latest", ("m-large", ""), 1_250_000_000),
+        Contribution("large", ("m-large",), 10**9),
     ]
 
 
@@ -285,11 +370,19 @@ def test_each_aggregation_takes_its_value():
     "aggregation, props, problem",
     [
         ("SUM", {"model": "m"}, "is missing"),
-        ("SUM", {"input_tokens": "12 tokens"}, "is not a valid number"),
-        ("SUM", {"input_tokens": True}, "is not a valid number"),
-        ("MAX", {"input_tokens": "1e3"}, "is not a valid number"),
-        ("LATEST", {"input_tokens": 0.1 + 0.2}, "more than 9 digits"),
-        ("SUM", {"input_tokens": "1000000000000000"}, "too large"),
+        ("SUM", {"input_tokens": "12 tokens"}, "is not a valid number: '12 tokens' is not a decimal number"),
+        ("SUM", {"input_tokens": True}, "is not a valid number: a boolean is not a number"),
+        ("MAX", {"input_tokens": "1e3"}, "is not a valid number: '1e3' is not a decimal number"),
+        (
+            "LATEST",
+            {"input_tokens": 0.1 + 0.2},
+            "is not a valid number: '0.30000000000000004' has more than 9 digits after the point",
+        ),
+        (
+            "SUM",
+            {"input_tokens": "1000000000000000"},
+            "is not a valid number: '1000000000000000' is too large: |value| must be below 10^15",
+        ),
         ("UNIQUE_COUNT", {"model": "m"}, "has no value to count"),
         ("UNIQUE_COUNT", {"input_tokens": ""}, "has no value to count"),
     ],
@@ -297,10 +390,9 @@ def test_each_aggregation_takes_its_value():
 def test_a_matching_event_without_a_valid_value_is_invalid_value(aggregation, props, problem):
     with pytest.raises(InvalidArgument) as error:
         contributions([meter(aggregation=aggregation)], "llm_tokens", props, "events[4]")
-    assert error.value.reason == "INVALID_VALUE"
-    assert error.value.violations[0].field == "events[4].properties.input_tokens"
-    assert problem in error.value.message
-    assert "meter 'input_tokens'" in error.value.message
+    message = f"events[4].properties.input_tokens {problem} (meter 'input_tokens' {aggregation} needs it)"
+    assert (error.value.message, error.value.reason) == (message, "INVALID_VALUE")
+    assert error.value.violations == (FieldViolation("events[4].properties.input_tokens", message),)
     assert error.value.metadata == {"meter_id": "input_tokens", "property": "input_tokens"}
 
 
@@ -320,6 +412,13 @@ def test_sums_and_counts_add(aggregation):
     assert merge(aggregation, cell(3), cell(-1, 5)).value == 2
 
 
+@pytest.mark.parametrize("aggregation", [Aggregation.SUM, Aggregation.COUNT])
+def test_a_sum_keeps_the_latest_instant_and_greatest_event_id_its_row_stores(aggregation):
+    # Unused by the figure, but written to the rollup's latest_at and latest_event_id columns.
+    assert merge(aggregation, cell(3, 5, "a9"), cell(-1, 0, "b0")) == Cell(2, T0 + dt.timedelta(minutes=5), "b0")
+    assert merge(aggregation, cell(3, 0, "b0"), cell(-1, 5, "a9")) == Cell(2, T0 + dt.timedelta(minutes=5), "b0")
+
+
 def test_max_takes_the_largest_either_way():
     assert merge(Aggregation.MAX, cell(3), cell(7, -5)).value == 7
     assert merge(Aggregation.MAX, cell(7, -5), cell(3)).value == 7
@@ -332,9 +431,16 @@ def test_latest_takes_the_latest_timestamp_then_the_greatest_event_id():
     assert merge(Aggregation.LATEST, cell(2, 5, "b"), cell(1, 5, "a")).value == 2
 
 
+def test_latest_of_one_instant_and_event_id_keeps_the_cell_held_as_the_database_does():
+    # The database replaces a rollup's LATEST only for a strictly later (latest_at, latest_event_id).
+    assert merge(Aggregation.LATEST, cell(1, 5, "a"), cell(2, 5, "a")).value == 1
+    assert merge(Aggregation.LATEST, cell(2, 5, "a"), cell(1, 5, "a")).value == 2
+
+
 def test_distinct_counts_do_not_merge_as_cells():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as error:
         merge(Aggregation.UNIQUE_COUNT, cell(0), cell(0))
+    assert str(error.value) == "distinct counts merge as sets, not cells"
 
 
 # --- folding and windows -----------------------------------------------------------------
@@ -401,6 +507,13 @@ def test_fold_merges_each_key_and_keeps_segments_apart():
     assert folded.magnitude == {("sum", P0): 6}
 
 
+def test_a_distinct_value_first_in_an_event_leaves_the_events_other_meters_counted():
+    folded = fold(AGGS, [counted(T0, "a", Contribution("users", (), 0, "u1"), Contribution("sum", (), 10**9))])
+    assert folded.distinct == {("users", P0, P0, (), "u1")}
+    assert folded.cells == {("sum", P0, P0, T0, ()): Cell(10**9, T0, "a")}
+    assert folded.magnitude == {("sum", P0): 2}
+
+
 def test_count_cells_take_magnitude_one_an_event():
     folded = fold(AGGS, [counted(T0, str(i), Contribution("count", (), 10**9)) for i in range(3)])
     assert folded.magnitude == {("count", P0): 6} and folded.cells[("count", P0, P0, T0, ())].value == 3 * 10**9
@@ -461,11 +574,35 @@ def test_distinct_rows_count_a_value_once_per_window():
     ]
 
 
+def test_distinct_rows_of_a_period_span_the_range_asked_for():
+    m = Meter("u", "U", "login", Aggregation.UNIQUE_COUNT, "user", ("region",))
+    values = [(T0 + HOUR, ("eu",), "u1"), (T0 + 30 * HOUR, ("us",), "u1"), (T0 + 30 * HOUR, ("us",), "u2")]
+    assert distinct_rows(m, values, Window.PERIOD, T0, T0 + 48 * HOUR, []) == [Row(T0, T0 + 48 * HOUR, {}, "2")]
+
+
+def test_counted_rows_are_one_period_row_over_all_groups_or_one_a_group():
+    m = Meter("u", "U", "login", Aggregation.UNIQUE_COUNT, "user", ("region", "model"))
+    end = T0 + 48 * HOUR
+    assert counted_rows(m, {(): 7}, T0, end, []) == [Row(T0, end, {}, "7")]
+    assert counted_rows(m, {("us", "a"): 2, ("eu", "b"): 5}, T0, end, ["model", "region"]) == [
+        Row(T0, end, {"model": "a", "region": "us"}, "2"),
+        Row(T0, end, {"model": "b", "region": "eu"}, "5"),
+    ]
+    with pytest.raises(ValueError) as error:
+        counted_rows(m, {("us",): 2}, T0, end, ["region"])
+    assert str(error.value) == "distinct counts per group project only onto all of the meter's group_by"
+    with pytest.raises(InvalidArgument) as refused:
+        counted_rows(m, {}, T0, end, ["user"])
+    assert refused.value.message == "group_by[0] 'user' is not among meter 'u''s group_by"
+
+
 def test_grouping_by_a_property_the_meter_does_not_group_by_is_400():
     m = Meter("u", "U", "login", Aggregation.SUM, "v", ("region",))
     with pytest.raises(InvalidArgument) as error:
-        cell_rows(m, [], Window.HOUR, T0, T0, ["region", "model"])
-    assert error.value.violations[0].field == "group_by[1]"
+        cell_rows(m, [], Window.HOUR, T0, T0, ["region", "m" * 80])
+    message = f"group_by[1] {'m' * 70!r} is not among meter 'u''s group_by"
+    assert error.value.violations == (FieldViolation("group_by[1]", message),)
+    assert (error.value.message, error.value.reason) == (message, "INVALID_ARGUMENT")
 
 
 def test_large_numbers_count_in_the_json_size():

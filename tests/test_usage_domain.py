@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from server.domain.errors import InvalidArgument
+from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.identifiers import ALPHABET
 from server.domain.usage import (
     FUTURE_SKEW,
@@ -64,6 +64,50 @@ def test_one_invalid_event_rejects_the_batch_naming_index_and_field(bad, field, 
         validate_batch([raw(), bad], NOW)
     assert error.value.violations[0].field == field
     assert error.value.message == f"{field} {problem}"
+
+
+def test_an_event_of_another_type_counts_once_with_its_properties():
+    typed = RawEvent("e", "", None, NOW, "llm_tokens", {"model": "m-large", "tokens": 120, "cached": False})
+    api = RawEvent("f", "/v1/x", 2, NOW, "", {"region": "eu"})
+    assert validate_batch([typed, api], NOW) == [
+        Event(0, "e", "", 1, NOW, "llm_tokens", {"model": "m-large", "tokens": 120, "cached": False}),
+        Event(1, "f", "/v1/x", 2, NOW, "api_request", {"region": "eu"}),
+    ]
+    [longest] = validate_batch([RawEvent("e", "", None, NOW, "t" * 64)], NOW)
+    assert (longest.event_type, longest.properties) == ("t" * 64, {})
+
+
+@pytest.mark.parametrize(
+    "bad, field, problem",
+    [
+        (RawEvent("e", "", None, NOW, "LLM"), "events[1].event_type", "must match [a-z0-9_.-]{1,64}"),
+        (RawEvent("e", "", None, NOW, "t" * 65), "events[1].event_type", "must match [a-z0-9_.-]{1,64}"),
+        (
+            RawEvent("e", "/v1/x", None, NOW, "llm_tokens"),
+            "events[1].endpoint",
+            "applies to api_request events only, not llm_tokens",
+        ),
+        (
+            RawEvent("e", "/v1/x", 1, NOW, "llm_tokens"),
+            "events[1].endpoint",
+            "applies to api_request events only, not llm_tokens",
+        ),
+        (
+            RawEvent("e", "", 1, NOW, "llm_tokens"),
+            "events[1].count",
+            "applies to api_request events only, not llm_tokens",
+        ),
+        (
+            RawEvent("e", "", None, NOW, "llm_tokens", {"model": "m" * 257}),
+            "events[1].properties.model",
+            "is longer than 256 characters",
+        ),
+    ],
+)
+def test_an_invalid_typed_event_rejects_the_batch_naming_index_and_field(bad, field, problem):
+    with pytest.raises(InvalidArgument) as error:
+        validate_batch([raw(), bad], NOW)
+    assert error.value.violations == (FieldViolation(field, f"{field} {problem}"),)
 
 
 def test_each_limit_itself_is_accepted():

@@ -4,6 +4,7 @@ retry schedule, thresholds and the rotation window."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 import pytest
 import standardwebhooks
@@ -107,6 +108,33 @@ def test_an_ipv4_mapped_address_is_the_ipv4_address_it_maps():
     assert rules.may_call("::ffff:127.0.0.1", 9000, "http", LISTED)
     assert not rules.may_call("::ffff:127.0.0.1", 9901, "https", LISTED)
     assert rules.may_call("::ffff:93.184.215.14", 443, "https", frozenset())
+
+
+def test_a_zone_is_dropped_from_an_address_before_it_is_compared():
+    assert rules.target("fe80::1%eth0", 8080) == ("fe80::1", 8080)
+    assert rules.may_call("fe80::1%eth0", 8080, "http", frozenset({("fe80::1", 8080)}))
+
+
+def test_only_the_low_32_bits_make_an_ipv6_address_ipv4_compatible():
+    assert not rules.is_public(ipaddress.ip_address("::8.8.8.8"))
+    assert rules.is_public(ipaddress.ip_address("::1:0:0"))  # 2^32: just past ::/96
+    assert rules.is_public(ipaddress.ip_address("2606:4700::1111"))
+
+
+@pytest.mark.parametrize(
+    "url, listed",
+    [
+        ("https://10.0.0.1/", ("10.0.0.1", 443)),
+        ("http://10.0.0.1/", ("10.0.0.1", 80)),
+        ("https://10.0.0.1:80/", ("10.0.0.1", 80)),
+    ],
+)
+def test_a_url_without_a_port_reaches_its_schemes_default_port(url, listed):
+    assert rules.validate_url(url, allowed=frozenset({listed})) == url
+    other = (listed[0], 443 if listed[1] == 80 else 80)
+    with pytest.raises(InvalidArgument) as error:
+        rules.validate_url(url, allowed=frozenset({other}))
+    assert error.value.message == rules.NOT_PRIVATE
 
 
 def test_nothing_private_is_callable_without_the_list():

@@ -44,24 +44,23 @@ def from_number(number: int | float) -> int:
     if not math.isfinite(number):
         raise NotADecimal(f"{number!r} is not a finite number")
     text = repr(number)
-    if "e" in text or "E" in text:  # repr's exponent form: 1e-07, 1.5e+16
-        mantissa, exponent = text.lower().split("e")
+    if "e" in text:  # repr's exponent form, always a lower-case e: 1e-07, -1.5e+16
+        mantissa, exponent = text.split("e")
         return _shifted(mantissa, int(exponent), text)
     return parse(text)
 
 
 def _shifted(mantissa: str, exponent: int, original: str) -> int:
-    """mantissa x 10^exponent as nanos, exactly."""
-    sign = -1 if mantissa.startswith("-") else 1
-    whole, _, fraction = mantissa.lstrip("+-").partition(".")
-    digits = int(whole + fraction)
+    """repr's mantissa x 10^exponent as nanos, exactly. The mantissa is the shortest that round-trips:
+    one digit 1-9, then maybe a point and a fraction without trailing zeros ("-1.5"), so its digits
+    never end in 0, and a negative power of ten left after the 9 digits of nanos always means
+    digits past the 9th."""
+    whole, _, fraction = mantissa.removeprefix("-").partition(".")
     power = exponent - len(fraction) + DIGITS
-    if power >= 0:
-        return _bounded(sign * digits * 10**power, original)
-    nanos, remainder = divmod(digits, 10**-power)
-    if remainder:
+    if power < 0:
         raise NotADecimal(f"{original!r} has more than {DIGITS} digits after the point")
-    return _bounded(sign * nanos, original)
+    nanos = int(whole + fraction) * 10**power
+    return _bounded(-nanos if mantissa.startswith("-") else nanos, original)
 
 
 def _bounded(nanos: int, text: str) -> int:

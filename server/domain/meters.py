@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -70,8 +71,8 @@ REQUESTS = Meter(
 )
 
 
-def _invalid(field: str, problem: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
-    return InvalidArgument(f"{field} {problem}", field=field, reason=reason)
+def _invalid(field: str, problem: str) -> InvalidArgument:
+    return InvalidArgument(f"{field} {problem}", field=field)  # reason INVALID_ARGUMENT
 
 
 # --- meter definitions -----------------------------------------------------------------
@@ -137,7 +138,7 @@ def validate_properties(properties: Mapping[str, object], field: str) -> dict[st
         elif isinstance(value, bool | int):
             pass
         elif isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
+            if not math.isfinite(value):
                 raise _invalid(f"{field}.{key}", "must be a finite number")
         else:
             raise _invalid(f"{field}.{key}", "must be a string, a number or a boolean (nesting is refused)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 import unicodedata
 import urllib.parse
 from collections.abc import Collection
@@ -73,4 +74,4 @@ def _is_number(label: str) -> bool:
     """WHATWG URL: a host whose last label is a number is an IPv4 address to a resolver (127.1,
     2130706433, 0x7f000001 and 0177.0.0.1 are all 127.0.0.1; 999.1.1.1 is a mistyped address),
     so it must be written in dotted decimal, which ipaddress accepted already."""
-    return label.isdigit() or (label[:2] == "0x" and all(c in "0123456789abcdef" for c in label[2:]))
+    return label.isdigit() or (label[:2] == "0x" and all(c in string.hexdigits for c in label[2:]))
