@@ -181,7 +181,8 @@ def update_subscription(
             current = plan_versions.find(subscription.plan_id, subscription.plan_version)
             if current is not None and current.currency != target.currency:
                 raise InvalidArgument(
-                    f"plan_id {plan_id!r} is priced in {target.currency}, not the subscription's currency {current.currency}",
+                    f"plan_id {plan_id!r} is priced in {target.currency}, "
+                    f"not the subscription's currency {current.currency}",
                     field="plan_id",
                     reason="CURRENCY_MISMATCH",
                 )
