@@ -209,3 +209,12 @@ def test_plans_over_grpc(stack, plan_id):
     second = stub.UpdatePlan(plan_pb2.UpdatePlanRequest(plan_id=plan_id, plan=plan), metadata=auth)
     assert second.version == 2
     assert stub.DeletePlan(plan_pb2.DeletePlanRequest(plan_id=plan_id), metadata=auth).archived
+
+
+def test_a_meter_priced_by_an_unarchived_plan_cannot_be_archived(stack, plan_id):
+    meter_id = tokens_meter(stack)
+    assert stack.rest("POST", "/billing/plans", body=llm_plan(plan_id, meter_id)).status == 200
+    refused = stack.rest("DELETE", f"/billing/meters/{meter_id}")
+    assert refused.status == 400 and "METER_IN_USE" in refused.body.decode()
+    assert stack.rest("DELETE", f"/billing/plans/{plan_id}").status == 200
+    assert stack.rest("DELETE", f"/billing/meters/{meter_id}").status == 200
