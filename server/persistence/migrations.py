@@ -349,8 +349,13 @@ def _0007_plan_versions(migrator: SchemaMigrator) -> None:
     operations.migrate(
         migrator.add_column("plan", "private", pw.BooleanField(default=False)),
         migrator.add_column("plan", "archived_at", pw.DateTimeField(null=True)),
-        migrator.add_column("subscription", "plan_version", pw.IntegerField(default=1)),
-        migrator.add_column("plan_change", "plan_version", pw.IntegerField(default=1)),
+        # A database default too: rows written by SQL of another tool (or an older release) are on version 1.
+        migrator.add_column(
+            "subscription", "plan_version", pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+        ),
+        migrator.add_column(
+            "plan_change", "plan_version", pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+        ),
         migrator.add_column("invoice_line_item", "quantity", pw.TextField(null=True)),
         migrator.add_column("invoice_line_item", "unit_amount", pw.TextField(null=True)),
     )

@@ -136,7 +136,9 @@ class Subscription(BaseModel):
     tenant_id = pw.CharField(max_length=128)
     plan = pw.ForeignKeyField(Plan, backref="subscriptions")
     plan_id: str
-    plan_version = pw.IntegerField(default=1)  # the PlanVersion billed now (the last PlanChange's)
+    plan_version = pw.IntegerField(
+        default=1, constraints=[pw.SQL("DEFAULT 1")]
+    )  # the version billed now (the last PlanChange's)
     billing_email = pw.CharField(max_length=320)
     status = StrEnumField(SubscriptionStatus, max_length=16)
     # The anchor of the monthly anniversary periods: the creation instant.
@@ -170,7 +172,7 @@ class PlanChange(BaseModel):
     subscription_id: str
     plan = pw.ForeignKeyField(Plan)
     plan_id: str
-    plan_version = pw.IntegerField(default=1)
+    plan_version = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
     effective_at = UTCDateTimeField()
 
     class Meta:
