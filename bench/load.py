@@ -97,7 +97,7 @@ def call_once(op: str, door: str, client, state: dict, i: int):
         client.call("GET", f"/v1/items/{i % 1000}")
     elif op == "sub_create":
         tenant = f"bench-{tag}-{i}"
-        body = {"tenant_id": tenant, "plan_id": "standard", "billing_email": f"{tenant}@bench.example"}
+        body: dict = {"tenant_id": tenant, "plan_id": "standard", "billing_email": f"{tenant}@bench.example"}
         if door == "grpc":
             from billing.v1 import subscription_pb2
 

@@ -29,6 +29,7 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         id=row.id,
         tenant_id=row.tenant_id,
         plan_id=row.plan_id,
+        plan_version=row.plan_version,
         billing_email=row.billing_email,
         status=row.status,
         current_period_start=timestamp(row.current_period_start),
@@ -53,6 +54,7 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
                 description=i.description,
                 quantity=i.quantity,
                 unit=i.unit,
+                unit_amount=i.unit_amount,
                 unit_amount_cents=i.unit_amount_cents,
                 amount_cents=i.amount_cents,
             )

@@ -115,8 +115,16 @@ def known_ids(stack):
     return [*KNOWN, sub.id, "fuzz-tenant"]
 
 
+# Publishing or archiving a catalogue plan would change what every later test on the shared
+# database bills: these methods are fuzzed with every known id but the catalogue's plan ids.
+CATALOGUE_WRITES = {"CreatePlan", "UpdatePlan", "DeletePlan"}
+CATALOGUE_PLANS = {"free", "standard", "premium", "enterprise"}
+
+
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
 def test_no_request_gets_a_server_error(stack, known_ids, method, calls_per_backend):
+    if method.name in CATALOGUE_WRITES:
+        known_ids = [known for known in known_ids if known not in CATALOGUE_PLANS]
     cls = message_factory.GetMessageClass(method.input_type)
     call = stack.channel.unary_unary(
         f"/{method.containing_service.full_name}/{method.name}", request_serializer=cls.SerializeToString

@@ -35,8 +35,10 @@ import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
+from server.domain import decimals, rating
+from server.domain.meters import REQUESTS_METER, Aggregation, Cell, Meter, merge
 from server.domain.money import div_round_half_up
 from server.domain.periods import Period
 from server.domain.pricing import overage_cents
@@ -45,6 +47,7 @@ MILLI = 1000  # quantities are kept in thousandths: exact for a count of thousan
 MICROSECOND = dt.timedelta(microseconds=1)  # the unit of a segment's share: exact for any stored instant
 FEE_UNIT = "month"
 OVERAGE_UNIT = "1,000 requests"
+MAX_DESCRIPTION = 256  # the stored line's description column
 
 
 class PlanTerms(Protocol):
@@ -193,3 +196,183 @@ def line_items(period: Period, segments_: list[Segment], requests_by_key: Mappin
                 )
             )
     return items
+
+
+# --- lines rated by the rating engine (plans as data) -------------------------------------------
+#
+# The invoice and the usage estimate rate each segment on its plan version with
+# rating.rate_segment; the functions below only gather each charge's figure of each segment and
+# word the lines. The seed plans' one charge (PER_UNIT on `requests` per 1,000, no filter) keeps
+# the wording above, so their invoices read exactly as before.
+
+
+class RatedTerms(Protocol):
+    """What rating and the lines' wording read of a plan version."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def monthly_fee_cents(self) -> int: ...
+
+    @property
+    def charges(self) -> Sequence[rating.Charge]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoiceLine:
+    """An invoice line as stored and shown: quantity x unit_amount (exact decimal strings, the
+    latter in minor units), rounded half-up once, is amount_cents."""
+
+    description: str
+    quantity: str
+    unit: str
+    unit_amount: str
+    unit_amount_cents: int
+    amount_cents: int
+
+    @property
+    def quantity_milli(self) -> int:
+        """The quantity in thousandths, rounded half-up: the column lines had before `quantity`."""
+        whole, _, fraction = self.quantity.partition(".")
+        scaled = int(whole) * rating.QUANTITY_SCALE + int(fraction.ljust(rating.QUANTITY_DIGITS, "0") or "0")
+        return div_round_half_up(scaled * MILLI, rating.QUANTITY_SCALE)
+
+
+def segment_index(starts: Sequence[dt.datetime], key: dt.datetime) -> int:
+    """The segment a counter keyed `key` (a segment start, invoicing.segment_key) counts in: the
+    last one starting at or before it (a key at or after the end of billing: the last one)."""
+    return max(0, bisect.bisect_right(starts, key) - 1)
+
+
+def in_filter(meter: Meter, charge: rating.Charge, group: Sequence[str]) -> bool:
+    """Whether a rollup group (values in the meter's group_by order) is one the charge prices."""
+    return all(group[meter.group_by.index(key)] == value for key, value in charge.filter)
+
+
+def segment_figures(
+    segments_: Sequence[Segment], meter: Meter, charge: rating.Charge, cells: Iterable[tuple[dt.datetime, tuple, Cell]]
+) -> list[int]:
+    """Each segment's figure (nanos) of a SUM, COUNT, MAX or LATEST meter, from its rollup cells
+    ((segment key, group, cell)) of the groups the charge's filter admits."""
+    starts = [s.start for s in segments_]
+    found: list[Cell | None] = [None] * len(segments_)
+    for key, group, cell in cells:
+        if not in_filter(meter, charge, group):
+            continue
+        index = segment_index(starts, key)
+        held = found[index]
+        if held is None:
+            found[index] = cell
+        elif meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
+            found[index] = Cell(held.value + cell.value, held.at, held.event_id)
+        else:
+            found[index] = merge(meter.aggregation, held, cell)
+    return [0 if cell is None else cell.value for cell in found]
+
+
+def segment_distinct_counts(
+    segments_: Sequence[Segment], meter: Meter, charge: rating.Charge, values: Iterable[tuple[dt.datetime, tuple, str]]
+) -> list[int]:
+    """Each segment's figure (nanos) of a UNIQUE_COUNT meter: the distinct values of its sets
+    ((segment key, group, value)) in the groups the charge's filter admits, counted exactly."""
+    starts = [s.start for s in segments_]
+    found: list[set[str]] = [set() for _ in segments_]
+    for key, group, value in values:
+        if in_filter(meter, charge, group):
+            found[segment_index(starts, key)].add(value)
+    return [len(distinct) * decimals.SCALE for distinct in found]
+
+
+def is_seed_shape(charge: rating.Charge) -> bool:
+    """The catalogue's one price shape: worded as the overage it always was."""
+    return (
+        charge.model is rating.Model.PER_UNIT
+        and charge.meter_id == REQUESTS_METER
+        and charge.unit_size == rating.SEED_UNIT_SIZE
+        and not charge.filter
+    )
+
+
+def rate_segments(
+    period: Period, segments_: Sequence[Segment], quantities: Sequence[Mapping[str, int]]
+) -> list[rating.SegmentRating]:
+    """Each segment rated on its plan version (`quantities[i]`: charge id -> nanos of segment i)."""
+    return [
+        rating.rate_segment(
+            cast(rating.PlanPrices, segment.plan), rating.Share.of(segment.start, segment.end, period), quantities[i]
+        )
+        for i, segment in enumerate(segments_)
+    ]
+
+
+def rated_line_items(
+    period: Period, segments_: Sequence[Segment], ratings: Sequence[rating.SegmentRating]
+) -> list[InvoiceLine]:
+    """The invoice's lines: each segment's fee line, then each segment's charge lines (a usage or
+    flat line of 0 cents is left out by rating). A segment that is the whole period names no span."""
+    whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
+    items = []
+    for segment, rated in zip(segments_, ratings, strict=True):
+        scope = "monthly fee" if whole else _span(segment)
+        items.append(_invoice_line(f"{segment.plan.name} plan, {scope}", FEE_UNIT, rated.fee))
+    for segment, rated in zip(segments_, ratings, strict=True):
+        scope = "" if whole else f", {_span(segment)}"
+        for charged in rated.charges:
+            for item in charged.lines:
+                description, unit = _wording(segment.plan.name, charged, item)
+                items.append(_invoice_line(f"{description}{scope}", unit, item))
+    return items
+
+
+def _invoice_line(description: str, unit: str, item: rating.Line) -> InvoiceLine:
+    return InvoiceLine(
+        description[:MAX_DESCRIPTION],
+        item.quantity,
+        unit,
+        item.unit_amount,
+        item.unit_amount_cents,
+        item.amount_cents,
+    )
+
+
+def _units(nanos: int) -> str:
+    """A meter figure for a reader: whole units with thousands separators, decimals exact."""
+    whole, fraction = divmod(nanos, decimals.SCALE)
+    return f"{whole:,}" + (decimals.format_nanos(fraction)[1:] if fraction else "")
+
+
+def _wording(plan_name: str, charged: rating.ChargeRating, item: rating.Line) -> tuple[str, str]:
+    """(description, unit) of a charge's line: what is priced, which tier and its range, and on
+    what the included units were taken."""
+    charge = charged.charge
+    if is_seed_shape(charge):
+        return (
+            f"{plan_name} plan overage: {_units(charged.billable)} requests over {charged.included:,} included",
+            OVERAGE_UNIT,
+        )
+    label = f"{plan_name} plan, {charge.display_name or charge.id}"
+    if charge.filter:
+        label += " (" + ", ".join(f"{key}={value}" for key, value in charge.filter) + ")"
+    over = f"{_units(charged.billable)} {charge.meter_id} over {charged.included:,} included"
+    if charge.model is rating.Model.PER_UNIT:
+        unit = "unit" if charge.unit_size == 1 else f"{charge.unit_size:,} units"
+        return f"{label}: {over}", unit
+    if charge.model is rating.Model.PACKAGE:
+        return f"{label}: {over}, in packages of {charge.package_size:,}", f"package of {charge.package_size:,}"[:32]
+    assert item.tier_index is not None
+    tier = f"tier {item.tier_index + 1} ({_tier_range(charge, item.tier_index)})"
+    if item.kind is rating.LineKind.FLAT:
+        return f"{label}: {tier} flat fee", "flat fee"
+    if charge.model is rating.Model.VOLUME:
+        return f"{label}: {over}, all at {tier}", "unit"
+    return f"{label}: {tier}, of {over}", "unit"
+
+
+def _tier_range(charge: rating.Charge, index: int) -> str:
+    lower = 0 if index == 0 else charge.tiers[index - 1].up_to
+    upper = charge.tiers[index].up_to
+    assert lower is not None
+    if upper is None:
+        return f"over {_units(lower)}"
+    return f"{_units(lower)} to {_units(upper)}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
 
-from server.domain.plans import Tier
+from server.domain.plans import Tier, seed_terms
+from server.persistence import plan_versions
 from server.persistence.db import database
 from server.persistence.models import Plan
 
@@ -18,6 +20,7 @@ REQUIRED = (
     "included_requests",
     "overage_per_1k_cents",
 )
+TERMS = ("name", "monthly_fee_cents", "currency", "rate_limit_per_minute", "included_requests", "overage_per_1k_cents")
 
 
 def load(path: pathlib.Path) -> list[dict]:
@@ -40,12 +43,20 @@ def load(path: pathlib.Path) -> list[dict]:
     return rows
 
 
-def seed(rows: list[dict]) -> None:
-    """Insert new plans and update changed ones (rows from `load`), in one transaction; running
-    twice changes nothing."""
+def seed(rows: list[dict], *, now: dt.datetime | None = None) -> None:
+    """Seed the plans of `rows` (from `load`), in one transaction: a new plan gets its identity and
+    version 1; a plan whose catalogue terms differ from its latest version gets a new version (a
+    price is never rewritten under the subscriptions billed on it). Running twice changes nothing."""
+    now = now or dt.datetime.now(dt.timezone.utc)
     with database.atomic():
-        (
-            Plan.insert_many(rows)
-            .on_conflict(conflict_target=[Plan.id], preserve=[getattr(Plan, key) for key in rows[0] if key != "id"])
-            .execute()
-        )
+        for row in rows:
+            terms = seed_terms(*(row[key] for key in TERMS))
+            identity = {"id": row["id"], "tier": row["tier"], "position": row["position"]}
+            (
+                Plan.insert({**identity, **{field.name: value for field, value in plan_versions.mirror(terms).items()}})
+                .on_conflict(conflict_target=[Plan.id], preserve=[Plan.tier, Plan.position])
+                .execute()
+            )
+            latest = plan_versions.latest(row["id"])
+            if latest is None or plan_versions.terms_of(latest) != terms:
+                plan_versions.publish(row["id"], latest.version + 1 if latest else 1, terms, now=now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 
 import peewee as pw
 from playhouse import migrate as operations
@@ -301,6 +302,77 @@ def _0006_meters(migrator: SchemaMigrator) -> None:
     )
 
 
+class _PlanVersion0007(schema_0001.BaseModel):
+    plan = pw.ForeignKeyField(schema_0001.Plan, index=False)
+    version = pw.IntegerField()
+    name = pw.CharField(max_length=128)
+    monthly_fee_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    rate_limit_per_minute = pw.IntegerField()
+    trial_days = pw.IntegerField(default=0)
+    billing = pw.CharField(max_length=16, default="POSTPAID")
+    charges = pw.TextField(default="[]")
+    route_costs = pw.TextField(default="[]")
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "plan_version"
+        indexes = ((("plan", "version"), True),)
+
+
+def _seed_charges_0007(included_requests: int, overage_per_1k_cents: int) -> str:
+    """The one charge a plan of the old catalogue shape bills (domain/plans.py seed_terms, frozen):
+    PER_UNIT on `requests` per 1,000, capped where no overage is sold."""
+    return json.dumps(
+        [
+            {
+                "id": "requests",
+                "meter_id": "requests",
+                "display_name": "",
+                "filter": {},
+                "included": included_requests,
+                "model": "PER_UNIT",
+                "hard_limit": overage_per_1k_cents == 0,
+                "unit_price": str(overage_per_1k_cents),
+                "unit_size": 1000,
+            }
+        ]
+    )
+
+
+def _0007_plan_versions(migrator: SchemaMigrator) -> None:
+    """Plans become versioned: each existing plan's terms become its version 1; subscriptions and
+    their plan history are pinned to version 1; plans gain visibility and archiving; invoice lines
+    gain their exact quantity and unit amount (null on lines issued before: their quantity_milli
+    and unit_amount_cents are exact)."""
+    database.create_tables([_PlanVersion0007])
+    operations.migrate(
+        migrator.add_column("plan", "private", pw.BooleanField(default=False)),
+        migrator.add_column("plan", "archived_at", pw.DateTimeField(null=True)),
+        # A database default too: rows written by SQL of another tool (or an older release) are on version 1.
+        migrator.add_column(
+            "subscription", "plan_version", pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+        ),
+        migrator.add_column(
+            "plan_change", "plan_version", pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
+        ),
+        migrator.add_column("invoice_line_item", "quantity", pw.TextField(null=True)),
+        migrator.add_column("invoice_line_item", "unit_amount", pw.TextField(null=True)),
+    )
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for plan in schema_0001.Plan.select():
+        _PlanVersion0007.insert(
+            plan=plan.id,
+            version=1,
+            name=plan.name,
+            monthly_fee_cents=plan.monthly_fee_cents,
+            currency=plan.currency,
+            rate_limit_per_minute=plan.rate_limit_per_minute,
+            charges=_seed_charges_0007(plan.included_requests, plan.overage_per_1k_cents),
+            created_at=now,
+        ).execute()
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -308,6 +380,7 @@ MIGRATIONS = [
     ("0004_webhooks", _0004_webhooks),
     ("0005_usage_segments", _0005_usage_segments),
     ("0006_meters", _0006_meters),
+    ("0007_plan_versions", _0007_plan_versions),
 ]
 
 

@@ -65,6 +65,11 @@ class BaseModel(pw.Model):
 
 
 class Plan(BaseModel):
+    """A plan's identity (tier, position, visibility) and, denormalized, its latest version's
+    figures: the hot paths (rate limits, the gateway, usage alerts) read a tenant's plan in one
+    indexed query. What a subscription is billed on is its PlanVersion, never these columns;
+    they are written in the same transaction as each new version."""
+
     id = pw.CharField(primary_key=True, max_length=64)
     name = pw.CharField(max_length=128)
     tier = StrEnumField(Tier, max_length=16)
@@ -74,6 +79,31 @@ class Plan(BaseModel):
     rate_limit_per_minute = pw.IntegerField()
     included_requests = pw.BigIntegerField()
     overage_per_1k_cents = pw.BigIntegerField()
+    private = pw.BooleanField(default=False)  # listed only for admin keys (an enterprise deal)
+    archived_at = UTCDateTimeField(null=True)  # no new subscriptions; existing ones keep billing
+
+
+class PlanVersion(BaseModel):
+    """One published version of a plan: immutable, so a segment billed on it is never repriced.
+    charges and route_costs are JSON documents (domain/plans.py charge_document), prices as
+    exact decimal strings."""
+
+    id = pw.AutoField()
+    plan = pw.ForeignKeyField(Plan, backref="versions", index=False)
+    plan_id: str
+    version = pw.IntegerField()
+    name = pw.CharField(max_length=128)
+    monthly_fee_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    rate_limit_per_minute = pw.IntegerField()
+    trial_days = pw.IntegerField(default=0)
+    billing = pw.CharField(max_length=16, default="POSTPAID")
+    charges = pw.TextField(default="[]")
+    route_costs = pw.TextField(default="[]")
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("plan", "version"), True),)
 
 
 class Meter(BaseModel):
@@ -106,6 +136,9 @@ class Subscription(BaseModel):
     tenant_id = pw.CharField(max_length=128)
     plan = pw.ForeignKeyField(Plan, backref="subscriptions")
     plan_id: str
+    plan_version = pw.IntegerField(
+        default=1, constraints=[pw.SQL("DEFAULT 1")]
+    )  # the version billed now (the last PlanChange's)
     billing_email = pw.CharField(max_length=320)
     status = StrEnumField(SubscriptionStatus, max_length=16)
     # The anchor of the monthly anniversary periods: the creation instant.
@@ -139,6 +172,7 @@ class PlanChange(BaseModel):
     subscription_id: str
     plan = pw.ForeignKeyField(Plan)
     plan_id: str
+    plan_version = pw.IntegerField(default=1, constraints=[pw.SQL("DEFAULT 1")])
     effective_at = UTCDateTimeField()
 
     class Meta:
@@ -348,10 +382,13 @@ class InvoiceLineItem(BaseModel):
     invoice_id: str
     position = pw.IntegerField()
     description = pw.CharField(max_length=256)
-    # Thousandths of the unit (1000 = 1): exact for overage counted in thousands of requests.
+    # Thousandths of the unit, rounded half-up: what lines issued before `quantity` existed hold
+    # (their exact quantity); `quantity` (exact decimal text) is the truth where it is set.
     quantity_milli = pw.BigIntegerField()
+    quantity = pw.TextField(null=True)
     unit = pw.CharField(max_length=32)
     unit_amount_cents = pw.BigIntegerField()
+    unit_amount = pw.TextField(null=True)  # exact decimal minor units; null: unit_amount_cents
     amount_cents = pw.BigIntegerField()
 
 
@@ -440,6 +477,7 @@ class WebhookDelivery(BaseModel):
 
 ALL_MODELS = [
     Plan,
+    PlanVersion,
     Meter,
     ApiKey,
     Subscription,

@@ -15,9 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TypeVar
 
-from server.domain.invoicing import LineItem
+from server.domain.invoicing import InvoiceLine, decimal_quantity
 from server.domain.meters import Aggregation, Meter
-from server.persistence import models
+from server.domain.plans import PlanTerms
+from server.domain.rating import legacy_terms
+from server.persistence import models, plan_versions
 
 T = TypeVar("T")
 
@@ -30,19 +32,54 @@ def _copy(cls: type[T], row: object, **loaded: object) -> T:
 
 @dataclasses.dataclass(frozen=True)
 class PlanView:
+    """A plan at one version: its identity's tier, position and visibility with that version's
+    terms; included_requests and overage_per_1k_cents derived for older clients."""
+
     id: str
-    name: str
+    version: int
     tier: str
     position: int
-    monthly_fee_cents: int
-    currency: str
-    rate_limit_per_minute: int
-    included_requests: int
-    overage_per_1k_cents: int
+    private: bool
+    archived: bool
+    created_at: dt.datetime
+    terms: PlanTerms
+
+    @property
+    def name(self) -> str:
+        return self.terms.name
+
+    @property
+    def monthly_fee_cents(self) -> int:
+        return self.terms.monthly_fee_cents
+
+    @property
+    def currency(self) -> str:
+        return self.terms.currency
+
+    @property
+    def rate_limit_per_minute(self) -> int:
+        return self.terms.rate_limit_per_minute
+
+    @property
+    def included_requests(self) -> int:
+        return legacy_terms(self.terms.charges)[0]
+
+    @property
+    def overage_per_1k_cents(self) -> int:
+        return legacy_terms(self.terms.charges)[1]
 
 
-def plan_view(row: models.Plan) -> PlanView:
-    return _copy(PlanView, row)
+def plan_view(row: models.Plan, version: models.PlanVersion) -> PlanView:
+    return PlanView(
+        id=row.id,
+        version=version.version,
+        tier=row.tier,
+        position=row.position,
+        private=row.private,
+        archived=row.archived_at is not None,
+        created_at=version.created_at,
+        terms=plan_versions.terms_of(version),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +87,7 @@ class SubscriptionView:
     id: str
     tenant_id: str
     plan_id: str
+    plan_version: int
     billing_email: str
     status: str
     anchor_at: dt.datetime
@@ -87,20 +125,33 @@ class InvoiceView:
     due_at: dt.datetime
     paid_at: dt.datetime | None
     deleted_at: dt.datetime | None
-    line_items: tuple[LineItem, ...]
+    line_items: tuple[InvoiceLine, ...]
 
 
 def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
     """The invoices with their lines: one query for the lines of all of them."""
     rows = list(rows)
-    lines: dict[str, list[LineItem]] = defaultdict(list)
+    lines: dict[str, list[InvoiceLine]] = defaultdict(list)
     if rows:
         Line = models.InvoiceLineItem
         for line in (
             Line.select().where(Line.invoice.in_([row.id for row in rows])).order_by(Line.invoice, Line.position)
         ):
-            lines[line.invoice_id].append(_copy(LineItem, line))
+            lines[line.invoice_id].append(invoice_line(line))
     return [_copy(InvoiceView, row, line_items=tuple(lines[row.id])) for row in rows]
+
+
+def invoice_line(row: models.InvoiceLineItem) -> InvoiceLine:
+    """A stored line; one issued before lines kept their exact quantity and unit amount has them
+    in thousandths and whole cents, exactly."""
+    return InvoiceLine(
+        description=row.description,
+        quantity=row.quantity if row.quantity is not None else decimal_quantity(row.quantity_milli),
+        unit=row.unit,
+        unit_amount=row.unit_amount if row.unit_amount is not None else str(row.unit_amount_cents),
+        unit_amount_cents=row.unit_amount_cents,
+        amount_cents=row.amount_cents,
+    )
 
 
 def invoice_view(row: models.Invoice) -> InvoiceView:

@@ -34,14 +34,15 @@ from server.domain import webhooks
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.identifiers import identifier_problem
+from server.domain.meters import REQUESTS_METER
 from server.domain.periods import Period, period_containing
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
 from server.observability import metrics
-from server.persistence import db
-from server.persistence.models import Plan, Subscription
+from server.persistence import db, plan_versions
+from server.persistence.models import Plan, PlanVersion, Subscription
 from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
 from server.services import events, keys, usage
@@ -90,31 +91,32 @@ def _in_session(query, *args):
 
 
 def _active_plan(tenant_id: str) -> ActivePlan | None:
+    """The tenant's active subscription on the plan version it is pinned to: its rate limit, and
+    the requests quota of its `requests` charge (capped where that charge has hard_limit)."""
     row = (
-        Subscription.select(
-            Subscription.id,
-            Subscription.anchor_at,
-            Plan.id,
-            Plan.tier,
-            Plan.rate_limit_per_minute,
-            Plan.included_requests,
-            Plan.overage_per_1k_cents,
-        )
+        Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, PlanVersion)
         .join(Plan)
+        .switch(Subscription)
+        .join(
+            PlanVersion,
+            on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
+            attr="pinned",
+        )
         .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
         .first()
     )
     if row is None:
         return None
-    plan = row.plan
+    terms = plan_versions.terms_of(row.pinned)
+    requests = next((c for c in terms.charges if c.meter_id == REQUESTS_METER and not c.filter), None)
     return ActivePlan(
         subscription_id=row.id,
         anchor_at=row.anchor_at,
-        plan_id=plan.id,
-        tier=plan.tier,
-        limit_per_minute=plan.rate_limit_per_minute,
-        included_requests=plan.included_requests,
-        capped=plan.overage_per_1k_cents == 0,
+        plan_id=row.plan.id,
+        tier=row.plan.tier,
+        limit_per_minute=terms.rate_limit_per_minute,
+        included_requests=requests.included if requests else 0,
+        capped=requests is not None and requests.hard_limit,
     )
 
 

@@ -13,33 +13,36 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import cast
 
 import peewee as pw
 
-from server.domain import invoice_state, webhooks
+from server.domain import invoice_state, rating, webhooks
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoice_state import InvoiceStatus
-from server.domain.invoicing import line_items, segments
+from server.domain.invoicing import InvoiceLine, Segment, rate_segments, rated_line_items, segments
 from server.domain.issuer import Issuer
 from server.domain.periods import Period, period_containing
+from server.domain.plans import VersionedPlan
 from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
+from server.persistence import plan_versions
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE,
     Invoice,
     InvoiceLineItem,
     NumberSequence,
-    Plan,
     PlanChange,
+    PlanVersion,
     Subscription,
 )
 from server.persistence.pagination import paginate
 from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
 from server.resources import invoice_message
-from server.services import events, segment_usage
+from server.services import charge_usage, events
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
@@ -66,15 +69,28 @@ def live_invoice(subscription_id: str, period_start: dt.datetime) -> Invoice | N
     )
 
 
-def plan_history(subscription_id: str) -> list[tuple[dt.datetime, Plan]]:
-    """(effective_at, plan) of every plan the subscription has been on, oldest first."""
-    return [
-        (change.effective_at, change.plan)
-        for change in PlanChange.select(PlanChange, PlanChange.plan)
-        .join(PlanChange.plan.rel_model)
+def plan_history(subscription_id: str) -> list[tuple[dt.datetime, VersionedPlan]]:
+    """(effective_at, plan version) of every plan version the subscription has been on, oldest
+    first (two queries: the history, then the versions it names)."""
+    changes = list(
+        PlanChange.select(PlanChange.effective_at, PlanChange.plan, PlanChange.plan_version)
         .where(PlanChange.subscription == subscription_id)
         .order_by(PlanChange.effective_at, PlanChange.id)
-    ]
+    )
+    versions = _versions({(change.plan_id, change.plan_version) for change in changes})
+    return [(change.effective_at, versions[(change.plan_id, change.plan_version)]) for change in changes]
+
+
+def _versions(keys: set[tuple[str, int]]) -> dict[tuple[str, int], VersionedPlan]:
+    if not keys:
+        return {}
+    rows = PlanVersion.select().where(
+        PlanVersion.plan.in_(sorted({plan for plan, _ in keys}))
+        & PlanVersion.version.in_(sorted({version for _, version in keys}))
+    )
+    return {
+        (row.plan_id, row.version): VersionedPlan(row.plan_id, row.version, plan_versions.terms_of(row)) for row in rows
+    }
 
 
 def period_of(subscription: Subscription, start: dt.datetime) -> Period:
@@ -84,17 +100,33 @@ def period_of(subscription: Subscription, start: dt.datetime) -> Period:
 def billed_segments(subscription: Subscription, period: Period) -> list:
     """The period's plan segments; a cancellation ends billing at its instant. A subscription written
     without history (by hand, or before plan history existed) is on its plan throughout."""
-    history = plan_history(subscription.id) or [(subscription.anchor_at, subscription.plan)]
-    return segments(period, history, subscription.canceled_at)
+    history = plan_history(subscription.id) or [
+        (
+            subscription.anchor_at,
+            _versions({(subscription.plan_id, subscription.plan_version)})[
+                (subscription.plan_id, subscription.plan_version)
+            ],
+        )
+    ]
+    return segments(period, cast(list, history), subscription.canceled_at)
 
 
-def draft_line_items(subscription: Subscription, period: Period) -> list:
+def subscription_currency(subscription: Subscription) -> str:
+    """The currency of the version the subscription is on (a plan change never changes it)."""
+    return plan_versions.pinned(subscription).currency
+
+
+def rated_period(subscription: Subscription, period: Period) -> tuple[list[Segment], list[rating.SegmentRating]]:
+    """The period's segments, each rated on its plan version by the rating engine: what the
+    invoice bills and endpoint 9 estimates, from the same figures."""
+    segments_ = billed_segments(subscription, period)
+    return segments_, rate_segments(period, segments_, charge_usage.quantities(subscription.id, period, segments_))
+
+
+def draft_line_items(subscription: Subscription, period: Period) -> list[InvoiceLine]:
     """What an invoice of `period` would charge if it were generated now."""
-    return line_items(
-        period,
-        billed_segments(subscription, period),
-        segment_usage.requests_by_segment(subscription.id, period.start),
-    )
+    segments_, ratings = rated_period(subscription, period)
+    return rated_line_items(period, segments_, ratings)
 
 
 def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> InvoiceView:
@@ -160,7 +192,7 @@ def generate_invoice(
                 period_end=period.end,
                 subtotal_cents=total,
                 total_cents=total,
-                currency=sub.plan.currency,
+                currency=subscription_currency(sub),
                 billing_email=sub.billing_email,
                 issuer_name=issuer.name,
                 issuer_address=issuer.address,
@@ -177,7 +209,9 @@ def generate_invoice(
                         position=i,
                         description=item.description,
                         quantity_milli=item.quantity_milli,
+                        quantity=item.quantity,
                         unit=item.unit,
+                        unit_amount=item.unit_amount,
                         unit_amount_cents=item.unit_amount_cents,
                         amount_cents=item.amount_cents,
                     )

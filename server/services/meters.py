@@ -21,7 +21,7 @@ from server.domain.periods import period_containing
 from server.domain.usage import MAX_RANGE_DAYS, days_between, hour_of
 from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
-from server.persistence.models import Meter
+from server.persistence.models import Meter, Plan, PlanVersion
 from server.persistence.pagination import paginate
 from server.persistence.read_models import MeterView, meter_definition, meter_view
 from server.services.subscriptions import find_subscription
@@ -79,9 +79,27 @@ def archive_meter(principal: Principal, meter_id: str, *, now: dt.datetime) -> M
                 f"meter {meter_id!r} is built in: the catalogue's plans bill on it", reason="METER_IN_USE"
             )
         if row.archived_at is None:
+            user = _plan_using(row.id)
+            if user is not None:
+                raise FailedPrecondition(
+                    f"meter {meter_id!r} is priced by plan {user!r}: archive the plan first", reason="METER_IN_USE"
+                )
             row.archived_at = now
             row.save()
     return meter_view(row)
+
+
+def _plan_using(meter_id: str) -> str | None:
+    """An unarchived plan with a charge on the meter in any of its versions (subscriptions may be
+    pinned to an old one), or None. Charges are stored as compact JSON, so the text is exact."""
+    needle = json.dumps({"meter_id": meter_id}, separators=(",", ":"))[1:-1]
+    found = (
+        PlanVersion.select(PlanVersion.plan)
+        .join(Plan)
+        .where(Plan.archived_at.is_null() & PlanVersion.charges.contains(needle))
+        .first()
+    )
+    return found.plan_id if found else None
 
 
 def meter_usage(

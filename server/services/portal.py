@@ -16,6 +16,7 @@ from server.domain.access import KeyScope, Principal, require_tenant_path
 from server.domain.errors import NotFound
 from server.domain.periods import DAY
 from server.domain.subscriptions import SubscriptionStatus, validate_tenant_id
+from server.persistence import plan_versions
 from server.persistence.models import Invoice, ServerSecret, Subscription
 from server.persistence.read_models import (
     InvoiceView,
@@ -124,7 +125,7 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
     return Overview(
         tenant_id=tenant_id,
         subscription=subscription_view(subscription),
-        plan=plan_view(subscription.plan),
+        plan=plan_view(subscription.plan, plan_versions.pinned(subscription)),
         period_start=period.start,
         period_end=period.end,
         days_left=max(0, -(-(period.end - now) // DAY)),

@@ -21,11 +21,11 @@ import peewee as pw
 from server.domain import periods, webhooks
 from server.domain import subscriptions as rules
 from server.domain.access import Principal, require_tenant_path, require_visible
-from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from server.domain.subscriptions import SubscriptionStatus
-from server.persistence import db
+from server.persistence import db, plan_versions
 from server.persistence.db import database
-from server.persistence.models import Plan, PlanChange, Subscription
+from server.persistence.models import Plan, PlanChange, PlanVersion, Subscription
 from server.persistence.pagination import paginate
 from server.persistence.prepared import Prepared
 from server.persistence.read_models import SubscriptionView, subscription_view
@@ -38,6 +38,7 @@ class NewSubscription:
     tenant_id: str
     plan_id: str
     billing_email: str
+    plan_version: int = 0  # 0: the latest; naming one is for admin keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,17 +47,36 @@ class SubscriptionChange:
 
     plan_id: str = ""
     billing_email: str = ""
+    plan_version: int = 0  # with plan_id: that version (0: the latest)
 
 
 def new_id() -> str:
     return "sub_" + uuid.uuid4().hex
 
 
-def _plan(plan_id: str) -> Plan:
+def _plan_version(principal: Principal, plan_id: str, version: int, current_plan_id: str = "") -> PlanVersion:
+    """The version a subscription may start on or move to: the latest, or (admin keys) the one
+    named. Archived plans take no new subscriptions, and tenant keys see only public plans (a
+    private one is reported unknown, as it is to their reads); a subscription already on the plan
+    (`current_plan_id`) may still move to its latest version."""
     plan = Plan.get_or_none(Plan.id == plan_id)
-    if plan is None:
+    joining = plan_id != current_plan_id
+    if plan is None or (plan.private and joining and not principal.is_admin):
         raise InvalidArgument(f"plan_id {plan_id!r} is not a known plan", field="plan_id", reason="UNKNOWN_PLAN")
-    return plan
+    if plan.archived_at is not None and joining:
+        raise InvalidArgument(
+            f"plan_id {plan_id!r} is archived: it takes no new subscriptions", field="plan_id", reason="PLAN_ARCHIVED"
+        )
+    if version and not principal.is_admin:
+        raise PermissionDenied("naming a plan_version needs an admin key", reason="ADMIN_ONLY")
+    found = plan_versions.find(plan_id, version) if version else plan_versions.latest(plan_id)
+    if found is None:
+        raise InvalidArgument(
+            f"plan_version {version} is not a version of plan {plan_id!r}",
+            field="plan_version",
+            reason="UNKNOWN_PLAN_VERSION",
+        )
+    return found
 
 
 _UNLOCKED = Prepared(Subscription, [Subscription.id], lambda id_: Subscription.select().where(Subscription.id == id_))
@@ -89,11 +109,12 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
     first = periods.period(now, 0)
     try:
         with database.atomic():
-            plan = _plan(plan_id)
+            version = _plan_version(principal, plan_id, request.plan_version)
             subscription = Subscription.create(
                 id=new_id(),
                 tenant_id=tenant_id,
-                plan=plan,
+                plan=plan_id,
+                plan_version=version.version,
                 billing_email=email,
                 status=SubscriptionStatus.ACTIVE,
                 anchor_at=now,
@@ -103,7 +124,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 updated_at=now,
                 canceled_at=None,
             )
-            PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+            PlanChange.create(subscription=subscription, plan=plan_id, plan_version=version.version, effective_at=now)
             view = subscription_view(subscription)
             events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(view), now=now)
     except pw.IntegrityError:
@@ -145,20 +166,31 @@ def list_tenant_subscriptions(
 def update_subscription(
     principal: Principal, subscription_id: str, change: SubscriptionChange, *, now: dt.datetime
 ) -> SubscriptionView:
-    """Change plan (effective at once, recorded in PlanChange) and/or billing e-mail.
-    The same plan again is no change: no history row, no write."""
+    """Change plan or plan version (effective at once, recorded in PlanChange: a segment boundary)
+    and/or billing e-mail. The same plan at a newer version is a migration; the same plan and
+    version again is no change: no history row, no write. A plan of another currency is refused:
+    one invoice has one currency."""
     plan_id = (change.plan_id or "").strip()
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
         updates: dict[pw.Field, object] = {}
-        if rules.plan_changes(subscription.plan_id, plan_id):
-            plan = _plan(plan_id)
+        target = _plan_version(principal, plan_id, change.plan_version, subscription.plan_id) if plan_id else None
+        if target is not None and (target.plan_id, target.version) != (subscription.plan_id, subscription.plan_version):
+            current = plan_versions.find(subscription.plan_id, subscription.plan_version)
+            if current is not None and current.currency != target.currency:
+                raise InvalidArgument(
+                    f"plan_id {plan_id!r} is priced in {target.currency}, "
+                    f"not the subscription's currency {current.currency}",
+                    field="plan_id",
+                    reason="CURRENCY_MISMATCH",
+                )
             before = segment_usage.change_instants(subscription.id)
-            PlanChange.create(subscription=subscription, plan=plan, effective_at=now)
+            PlanChange.create(subscription=subscription, plan=plan_id, plan_version=target.version, effective_at=now)
             segment_usage.split_at(subscription, before, now)
-            updates[Subscription.plan] = plan.id
+            updates[Subscription.plan] = plan_id
+            updates[Subscription.plan_version] = target.version
         if email and email != subscription.billing_email:
             updates[Subscription.billing_email] = email
         if updates:

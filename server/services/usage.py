@@ -22,11 +22,11 @@ from collections import defaultdict
 
 import peewee as pw
 
+from server.domain import rating, webhooks
 from server.domain import usage as rules
-from server.domain import webhooks
 from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
-from server.domain.invoicing import segment_key, usage_by_segment
+from server.domain.invoicing import is_seed_shape, segment_key, segment_requests
 from server.domain.meters import API_REQUEST
 from server.domain.periods import Period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
@@ -46,7 +46,7 @@ from server.persistence.prepared import Prepared
 from server.resources import threshold_message
 from server.services import events as webhook_events
 from server.services import metering, segment_usage
-from server.services.invoices import billed_segments, period_of
+from server.services.invoices import period_of, rated_period, subscription_currency
 from server.services.subscriptions import find_subscription
 
 # 10^15 requests in one period (~385 million a second for a month); x the largest per-1,000 price
@@ -278,26 +278,34 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
 
 
 def usage(principal: Principal, subscription_id: str) -> UsageSummary:
-    """The current period by the invoicing rule: each plan segment's usage against its own prorated
-    included requests and overage price. Remaining is what the segment in force has left."""
+    """The current period as the invoice would rate it (the same rating, the same figures): the
+    estimate is every usage line of every segment; the request figures are each segment's
+    requests against the included requests of its `requests` charge (0 where it has none).
+    Remaining is what the segment in force has left."""
     subscription = find_subscription(subscription_id, principal=principal)
     period = period_of(subscription, subscription.current_period_start)
-    by_segment = usage_by_segment(
-        period,
-        billed_segments(subscription, period),
-        segment_usage.requests_by_segment(subscription.id, period.start),
-    )
+    segments_, ratings = rated_period(subscription, period)
+    requests = segment_requests(segments_, segment_usage.requests_by_segment(subscription.id, period.start))
+    included = [_included_requests(rated) for rated in ratings]
     return UsageSummary(
         subscription_id=subscription.id,
         period_start=subscription.current_period_start,
         period_end=subscription.current_period_end,
-        currency=subscription.plan.currency,
-        total_requests=sum(u.requests for u in by_segment),
-        included_requests=sum(u.included for u in by_segment),
-        remaining_included=max(0, by_segment[-1].included - by_segment[-1].requests) if by_segment else 0,
-        overage_requests=sum(u.overage_requests for u in by_segment),
-        estimated_overage_cents=sum(u.overage_cents for u in by_segment),
+        currency=subscription_currency(subscription),
+        total_requests=sum(requests),
+        included_requests=sum(included),
+        remaining_included=max(0, included[-1] - requests[-1]),
+        overage_requests=sum(max(0, n - i) for n, i in zip(requests, included, strict=True)),
+        estimated_overage_cents=sum(rated.total_cents - rated.fee.amount_cents for rated in ratings),
     )
+
+
+def _included_requests(rated: rating.SegmentRating) -> int:
+    """The segment's included requests: its `requests` charge's share (the seed plans' one)."""
+    for charged in rated.charges:
+        if is_seed_shape(charged.charge):
+            return charged.included
+    return 0
 
 
 def _range(subscription: Subscription, start: str, end: str) -> tuple[dt.date, dt.date]:

@@ -16,7 +16,10 @@ Message = subscription_pb2.Subscription
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CreateSubscription(self, request, context):
         new = subscriptions.NewSubscription(
-            tenant_id=request.tenant_id, plan_id=request.plan_id, billing_email=request.billing_email
+            tenant_id=request.tenant_id,
+            plan_id=request.plan_id,
+            billing_email=request.billing_email,
+            plan_version=request.plan_version,
         )
         return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 
@@ -42,7 +45,9 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
         )
 
     def UpdateSubscription(self, request, context):
-        change = subscriptions.SubscriptionChange(plan_id=request.plan_id, billing_email=request.billing_email)
+        change = subscriptions.SubscriptionChange(
+            plan_id=request.plan_id, billing_email=request.billing_email, plan_version=request.plan_version
+        )
         return subscription_message(
             subscriptions.update_subscription(current_principal(), request.id, change, now=now())
         )

@@ -28,7 +28,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/invoice.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x08LineItem\x12\x19\n\x0b\x64\x65scription\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08quantity\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04unit\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1f\n\x11unit_amount_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03J\x04\x08\x02\x10\x03\"I\n\x06Issuer\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61\x64\x64ress\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tax_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"\xfb\x05\n\x07Invoice\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06number\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fsubscription_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x03\x12\x36\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12.\n\nline_items\x18\x08 \x03(\x0b\x32\x14.billing.v1.LineItemB\x04\xe2\x41\x01\x03\x12\x1c\n\x0esubtotal_cents\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0btotal_cents\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x30\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x07paid_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ndeleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\x06issuer\x18\x11 \x01(\x0b\x32\x12.billing.v1.IssuerB\x04\xe2\x41\x01\x03\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\x0b\n\x07OVERDUE\x10\x04\x12\x08\n\x04VOID\x10\x05\"o\n\x16GenerateInvoiceRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"%\n\x11GetInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa5\x01\n\x1fListSubscriptionInvoicesRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"n\n ListSubscriptionInvoicesResponse\x12+\n\x08invoices\x18\x01 \x03(\x0b\x32\x13.billing.v1.InvoiceB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"`\n\x1aUpdateInvoiceStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x02\"(\n\x14\x44\x65leteInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"(\n\x14GetInvoicePdfRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xe3\x05\n\x0eInvoiceService\x12q\n\x0fGenerateInvoice\x12\".billing.v1.GenerateInvoiceRequest\x1a\x13.billing.v1.Invoice\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/billing/invoices/generate:\x01*\x12`\n\nGetInvoice\x12\x1d.billing.v1.GetInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/billing/invoices/{id}\x12\xaf\x01\n\x18ListSubscriptionInvoices\x12+.billing.v1.ListSubscriptionInvoicesRequest\x1a,.billing.v1.ListSubscriptionInvoicesResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/billing/invoices/subscription/{subscription_id}\x12u\n\x13UpdateInvoiceStatus\x12&.billing.v1.UpdateInvoiceStatusRequest\x1a\x13.billing.v1.Invoice\"!\x82\xd3\xe4\x93\x02\x1b\x1a\x16/billing/invoices/{id}:\x01*\x12\x66\n\rDeleteInvoice\x12 .billing.v1.DeleteInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/billing/invoices/{id}\x12k\n\rGetInvoicePdf\x12 .billing.v1.GetInvoicePdfRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/billing/invoices/{id}/pdfb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62illing/v1/invoice.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x08LineItem\x12\x19\n\x0b\x64\x65scription\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08quantity\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04unit\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1f\n\x11unit_amount_cents\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bunit_amount\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03J\x04\x08\x02\x10\x03\"I\n\x06Issuer\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61\x64\x64ress\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tax_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"\xfb\x05\n\x07Invoice\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06number\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fsubscription_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x03\x12\x36\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12.\n\nline_items\x18\x08 \x03(\x0b\x32\x14.billing.v1.LineItemB\x04\xe2\x41\x01\x03\x12\x1c\n\x0esubtotal_cents\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0btotal_cents\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x30\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x07paid_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ndeleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\x06issuer\x18\x11 \x01(\x0b\x32\x12.billing.v1.IssuerB\x04\xe2\x41\x01\x03\"X\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\x0b\n\x07OVERDUE\x10\x04\x12\x08\n\x04VOID\x10\x05\"o\n\x16GenerateInvoiceRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"%\n\x11GetInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa5\x01\n\x1fListSubscriptionInvoicesRequest\x12\x1d\n\x0fsubscription_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"n\n ListSubscriptionInvoicesResponse\x12+\n\x08invoices\x18\x01 \x03(\x0b\x32\x13.billing.v1.InvoiceB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"`\n\x1aUpdateInvoiceStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32\x1a.billing.v1.Invoice.StatusB\x04\xe2\x41\x01\x02\"(\n\x14\x44\x65leteInvoiceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"(\n\x14GetInvoicePdfRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xe3\x05\n\x0eInvoiceService\x12q\n\x0fGenerateInvoice\x12\".billing.v1.GenerateInvoiceRequest\x1a\x13.billing.v1.Invoice\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/billing/invoices/generate:\x01*\x12`\n\nGetInvoice\x12\x1d.billing.v1.GetInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/billing/invoices/{id}\x12\xaf\x01\n\x18ListSubscriptionInvoices\x12+.billing.v1.ListSubscriptionInvoicesRequest\x1a,.billing.v1.ListSubscriptionInvoicesResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/billing/invoices/subscription/{subscription_id}\x12u\n\x13UpdateInvoiceStatus\x12&.billing.v1.UpdateInvoiceStatusRequest\x1a\x13.billing.v1.Invoice\"!\x82\xd3\xe4\x93\x02\x1b\x1a\x16/billing/invoices/{id}:\x01*\x12\x66\n\rDeleteInvoice\x12 .billing.v1.DeleteInvoiceRequest\x1a\x13.billing.v1.Invoice\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/billing/invoices/{id}\x12k\n\rGetInvoicePdf\x12 .billing.v1.GetInvoicePdfRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/billing/invoices/{id}/pdfb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINEITEM'].fields_by_name['unit']._serialized_options = b'\342A\001\003'
   _globals['_LINEITEM'].fields_by_name['unit_amount_cents']._loaded_options = None
   _globals['_LINEITEM'].fields_by_name['unit_amount_cents']._serialized_options = b'\342A\001\003'
+  _globals['_LINEITEM'].fields_by_name['unit_amount']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['unit_amount']._serialized_options = b'\342A\001\003'
   _globals['_LINEITEM'].fields_by_name['amount_cents']._loaded_options = None
   _globals['_LINEITEM'].fields_by_name['amount_cents']._serialized_options = b'\342A\001\003'
   _globals['_ISSUER'].fields_by_name['name']._loaded_options = None
@@ -124,27 +126,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOICESERVICE'].methods_by_name['GetInvoicePdf']._loaded_options = None
   _globals['_INVOICESERVICE'].methods_by_name['GetInvoicePdf']._serialized_options = b'\202\323\344\223\002\034\022\032/billing/invoices/{id}/pdf'
   _globals['_LINEITEM']._serialized_start=164
-  _globals['_LINEITEM']._serialized_end=312
-  _globals['_ISSUER']._serialized_start=314
-  _globals['_ISSUER']._serialized_end=387
-  _globals['_INVOICE']._serialized_start=390
-  _globals['_INVOICE']._serialized_end=1153
-  _globals['_INVOICE_STATUS']._serialized_start=1065
-  _globals['_INVOICE_STATUS']._serialized_end=1153
-  _globals['_GENERATEINVOICEREQUEST']._serialized_start=1155
-  _globals['_GENERATEINVOICEREQUEST']._serialized_end=1266
-  _globals['_GETINVOICEREQUEST']._serialized_start=1268
-  _globals['_GETINVOICEREQUEST']._serialized_end=1305
-  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_start=1308
-  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_end=1473
-  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_start=1475
-  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_end=1585
-  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_start=1587
-  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_end=1683
-  _globals['_DELETEINVOICEREQUEST']._serialized_start=1685
-  _globals['_DELETEINVOICEREQUEST']._serialized_end=1725
-  _globals['_GETINVOICEPDFREQUEST']._serialized_start=1727
-  _globals['_GETINVOICEPDFREQUEST']._serialized_end=1767
-  _globals['_INVOICESERVICE']._serialized_start=1770
-  _globals['_INVOICESERVICE']._serialized_end=2509
+  _globals['_LINEITEM']._serialized_end=339
+  _globals['_ISSUER']._serialized_start=341
+  _globals['_ISSUER']._serialized_end=414
+  _globals['_INVOICE']._serialized_start=417
+  _globals['_INVOICE']._serialized_end=1180
+  _globals['_INVOICE_STATUS']._serialized_start=1092
+  _globals['_INVOICE_STATUS']._serialized_end=1180
+  _globals['_GENERATEINVOICEREQUEST']._serialized_start=1182
+  _globals['_GENERATEINVOICEREQUEST']._serialized_end=1293
+  _globals['_GETINVOICEREQUEST']._serialized_start=1295
+  _globals['_GETINVOICEREQUEST']._serialized_end=1332
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_start=1335
+  _globals['_LISTSUBSCRIPTIONINVOICESREQUEST']._serialized_end=1500
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_start=1502
+  _globals['_LISTSUBSCRIPTIONINVOICESRESPONSE']._serialized_end=1612
+  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_start=1614
+  _globals['_UPDATEINVOICESTATUSREQUEST']._serialized_end=1710
+  _globals['_DELETEINVOICEREQUEST']._serialized_start=1712
+  _globals['_DELETEINVOICEREQUEST']._serialized_end=1752
+  _globals['_GETINVOICEPDFREQUEST']._serialized_start=1754
+  _globals['_GETINVOICEPDFREQUEST']._serialized_end=1794
+  _globals['_INVOICESERVICE']._serialized_start=1797
+  _globals['_INVOICESERVICE']._serialized_end=2536
 # @@protoc_insertion_point(module_scope)

@@ -14,18 +14,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LineItem(_message.Message):
-    __slots__ = ("description", "quantity", "unit", "unit_amount_cents", "amount_cents")
+    __slots__ = ("description", "quantity", "unit", "unit_amount_cents", "unit_amount", "amount_cents")
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     UNIT_AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     description: str
     quantity: str
     unit: str
     unit_amount_cents: int
+    unit_amount: str
     amount_cents: int
-    def __init__(self, description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit: _Optional[str] = ..., unit_amount_cents: _Optional[int] = ..., amount_cents: _Optional[int] = ...) -> None: ...
+    def __init__(self, description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit: _Optional[str] = ..., unit_amount_cents: _Optional[int] = ..., unit_amount: _Optional[str] = ..., amount_cents: _Optional[int] = ...) -> None: ...
 
 class Issuer(_message.Message):
     __slots__ = ("name", "address", "tax_id")

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class PlanServiceStub:
-    """The plan catalogue: four tiers, seeded from a catalogue file at start-up.
+    """Plans as versioned data: the catalogue file seeds version 1 of its four tiers; operators
+    publish more, and new versions of any.
     """
 
     def __init__(self, channel):
@@ -45,21 +46,59 @@ class PlanServiceStub:
                 request_serializer=billing_dot_v1_dot_plan__pb2.GetPlanRequest.SerializeToString,
                 response_deserializer=billing_dot_v1_dot_plan__pb2.Plan.FromString,
                 _registered_method=True)
+        self.CreatePlan = channel.unary_unary(
+                '/billing.v1.PlanService/CreatePlan',
+                request_serializer=billing_dot_v1_dot_plan__pb2.CreatePlanRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_plan__pb2.Plan.FromString,
+                _registered_method=True)
+        self.UpdatePlan = channel.unary_unary(
+                '/billing.v1.PlanService/UpdatePlan',
+                request_serializer=billing_dot_v1_dot_plan__pb2.UpdatePlanRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_plan__pb2.Plan.FromString,
+                _registered_method=True)
+        self.DeletePlan = channel.unary_unary(
+                '/billing.v1.PlanService/DeletePlan',
+                request_serializer=billing_dot_v1_dot_plan__pb2.DeletePlanRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_plan__pb2.Plan.FromString,
+                _registered_method=True)
 
 
 class PlanServiceServicer:
-    """The plan catalogue: four tiers, seeded from a catalogue file at start-up.
+    """Plans as versioned data: the catalogue file seeds version 1 of its four tiers; operators
+    publish more, and new versions of any.
     """
 
     def ListPlans(self, request, context):
-        """Lists every plan, ordered FREE to ENTERPRISE.
+        """Lists the latest version of every plan, seed tiers first (FREE to ENTERPRISE); private and
+        archived plans only for admin keys.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPlan(self, request, context):
-        """Returns one plan by id.
+        """Returns one plan by id: its latest version, or the one named by `version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePlan(self, request, context):
+        """Publishes a new plan as version 1 (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePlan(self, request, context):
+        """Publishes a new version of a plan (admin); subscriptions stay on the version they have.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePlan(self, request, context):
+        """Archives a plan (admin): no new subscriptions; existing ones keep billing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +117,21 @@ def add_PlanServiceServicer_to_server(servicer, server):
                     request_deserializer=billing_dot_v1_dot_plan__pb2.GetPlanRequest.FromString,
                     response_serializer=billing_dot_v1_dot_plan__pb2.Plan.SerializeToString,
             ),
+            'CreatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePlan,
+                    request_deserializer=billing_dot_v1_dot_plan__pb2.CreatePlanRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_plan__pb2.Plan.SerializeToString,
+            ),
+            'UpdatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePlan,
+                    request_deserializer=billing_dot_v1_dot_plan__pb2.UpdatePlanRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_plan__pb2.Plan.SerializeToString,
+            ),
+            'DeletePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePlan,
+                    request_deserializer=billing_dot_v1_dot_plan__pb2.DeletePlanRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_plan__pb2.Plan.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'billing.v1.PlanService', rpc_method_handlers)
@@ -87,7 +141,8 @@ def add_PlanServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PlanService:
-    """The plan catalogue: four tiers, seeded from a catalogue file at start-up.
+    """Plans as versioned data: the catalogue file seeds version 1 of its four tiers; operators
+    publish more, and new versions of any.
     """
 
     @staticmethod
@@ -133,6 +188,87 @@ class PlanService:
             target,
             '/billing.v1.PlanService/GetPlan',
             billing_dot_v1_dot_plan__pb2.GetPlanRequest.SerializeToString,
+            billing_dot_v1_dot_plan__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.PlanService/CreatePlan',
+            billing_dot_v1_dot_plan__pb2.CreatePlanRequest.SerializeToString,
+            billing_dot_v1_dot_plan__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.PlanService/UpdatePlan',
+            billing_dot_v1_dot_plan__pb2.UpdatePlanRequest.SerializeToString,
+            billing_dot_v1_dot_plan__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.PlanService/DeletePlan',
+            billing_dot_v1_dot_plan__pb2.DeletePlanRequest.SerializeToString,
             billing_dot_v1_dot_plan__pb2.Plan.FromString,
             options,
             channel_credentials,
