@@ -208,13 +208,10 @@ def _route_costs(raw: Sequence[Mapping[str, Any]]) -> tuple[RouteCost, ...]:
     return tuple(routes)
 
 
-@dataclasses.dataclass(frozen=True)
-class VersionedPlan:
-    """A plan version as billing reads it: the segment's plan in invoicing (its name, fee and
-    charges for rating; the derived legacy terms for the request figures of endpoint 9)."""
+class ReadsTerms:
+    """What a plan at one version shows, read through its `terms`: the figures billing and the API
+    both read, and the request terms derived for older clients."""
 
-    id: str
-    version: int
     terms: PlanTerms
 
     @property
@@ -230,6 +227,10 @@ class VersionedPlan:
         return self.terms.currency
 
     @property
+    def rate_limit_per_minute(self) -> int:
+        return self.terms.rate_limit_per_minute
+
+    @property
     def charges(self) -> tuple[rating.Charge, ...]:
         return self.terms.charges
 
@@ -240,3 +241,13 @@ class VersionedPlan:
     @property
     def overage_per_1k_cents(self) -> int:
         return rating.legacy_terms(self.terms.charges)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionedPlan(ReadsTerms):
+    """A plan version as billing reads it: the segment's plan in invoicing (its name, fee and
+    charges for rating; the derived legacy terms for the request figures of endpoint 9)."""
+
+    id: str
+    version: int
+    terms: PlanTerms

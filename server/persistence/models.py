@@ -246,12 +246,9 @@ class UsageSegment(BaseModel):
         indexes = ((("subscription", "period_start", "segment_start"), True),)
 
 
-class MeterRollup(BaseModel):
-    """A meter's aggregate of one group over one clock hour of one plan segment (the segment key
-    of UsageSegment, so rating can read a segment's figures without splitting hours), written at
-    ingest in the raw events' transaction. SUM and COUNT add, MAX keeps the largest, LATEST the
-    value of the latest event by (latest_at, latest_event_id). A value is units + nanos / 10^9 with
-    0 <= nanos < 10^9 (floor), so two BIGINT columns hold any value exactly and compare in SQL."""
+class MeterFigure(BaseModel):
+    """What every table of a meter's figures is keyed by first: whose, which meter, which period
+    (a base for the four below; it has no table of its own)."""
 
     id = pw.AutoField()
     subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
@@ -259,6 +256,15 @@ class MeterRollup(BaseModel):
     meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
     meter_id: str
     period_start = UTCDateTimeField()
+
+
+class MeterRollup(MeterFigure):
+    """A meter's aggregate of one group over one clock hour of one plan segment (the segment key
+    of UsageSegment, so rating can read a segment's figures without splitting hours), written at
+    ingest in the raw events' transaction. SUM and COUNT add, MAX keeps the largest, LATEST the
+    value of the latest event by (latest_at, latest_event_id). A value is units + nanos / 10^9 with
+    0 <= nanos < 10^9 (floor), so two BIGINT columns hold any value exactly and compare in SQL."""
+
     segment_start = UTCDateTimeField()
     hour = UTCDateTimeField()
     group_key = pw.TextField()  # JSON list of the group_by properties' canonical values
@@ -271,16 +277,10 @@ class MeterRollup(BaseModel):
         indexes = ((("subscription", "meter", "period_start", "segment_start", "hour", "group_key"), True),)
 
 
-class MeterDistinct(BaseModel):
+class MeterDistinct(MeterFigure):
     """The distinct values of a UNIQUE_COUNT meter in one group of one plan segment: its count is
     the segment's figure, exactly (no sketch)."""
 
-    id = pw.AutoField()
-    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
-    subscription_id: str
-    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
-    meter_id: str
-    period_start = UTCDateTimeField()
     segment_start = UTCDateTimeField()
     group_key = pw.TextField()
     value = pw.TextField()
@@ -289,15 +289,9 @@ class MeterDistinct(BaseModel):
         indexes = ((("subscription", "meter", "period_start", "segment_start", "group_key", "value"), True),)
 
 
-class MeterDistinctHour(BaseModel):
+class MeterDistinctHour(MeterFigure):
     """The same distinct values per clock hour: what HOUR and DAY windows of endpoint 24 count."""
 
-    id = pw.AutoField()
-    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
-    subscription_id: str
-    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
-    meter_id: str
-    period_start = UTCDateTimeField()
     hour = UTCDateTimeField()
     group_key = pw.TextField()
     value = pw.TextField()
@@ -306,16 +300,10 @@ class MeterDistinctHour(BaseModel):
         indexes = ((("subscription", "meter", "period_start", "hour", "group_key", "value"), True),)
 
 
-class MeterPeriod(BaseModel):
+class MeterPeriod(MeterFigure):
     """Per meter and period, the sum of |value| in whole units (plus one an event) that SUM and
     COUNT rollups have taken: bounded like UsagePeriod, so no rollup column can overflow."""
 
-    id = pw.AutoField()
-    subscription = pw.ForeignKeyField(Subscription, on_delete="CASCADE", index=False)
-    subscription_id: str
-    meter = pw.ForeignKeyField(Meter, on_delete="CASCADE", index=False)
-    meter_id: str
-    period_start = UTCDateTimeField()
     magnitude = pw.BigIntegerField()
 
     class Meta:

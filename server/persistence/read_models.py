@@ -17,8 +17,7 @@ from typing import TypeVar
 
 from server.domain.invoicing import InvoiceLine, decimal_quantity
 from server.domain.meters import Aggregation, Meter
-from server.domain.plans import PlanTerms
-from server.domain.rating import legacy_terms
+from server.domain.plans import PlanTerms, ReadsTerms
 from server.persistence import models, plan_versions
 
 T = TypeVar("T")
@@ -31,7 +30,7 @@ def _copy(cls: type[T], row: object, **loaded: object) -> T:
 
 
 @dataclasses.dataclass(frozen=True)
-class PlanView:
+class PlanView(ReadsTerms):
     """A plan at one version: its identity's tier, position and visibility with that version's
     terms; included_requests and overage_per_1k_cents derived for older clients."""
 
@@ -43,30 +42,6 @@ class PlanView:
     archived: bool
     created_at: dt.datetime
     terms: PlanTerms
-
-    @property
-    def name(self) -> str:
-        return self.terms.name
-
-    @property
-    def monthly_fee_cents(self) -> int:
-        return self.terms.monthly_fee_cents
-
-    @property
-    def currency(self) -> str:
-        return self.terms.currency
-
-    @property
-    def rate_limit_per_minute(self) -> int:
-        return self.terms.rate_limit_per_minute
-
-    @property
-    def included_requests(self) -> int:
-        return legacy_terms(self.terms.charges)[0]
-
-    @property
-    def overage_per_1k_cents(self) -> int:
-        return legacy_terms(self.terms.charges)[1]
 
 
 def plan_view(row: models.Plan, version: models.PlanVersion) -> PlanView:
