@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from plan_terms import ENTERPRISE, FREE, PREMIUM, STANDARD
-from server.domain import invoice_state
+from server.domain import invoice_state, rating
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import (
+    MAX_DESCRIPTION,
+    InvoiceLine,
     LineItem,
     Segment,
     SegmentUsage,
     decimal_quantity,
+    in_filter,
+    is_seed_shape,
     line_items,
     prorate,
+    rate_segments,
+    rated_line_items,
+    segment_distinct_counts,
+    segment_figures,
+    segment_index,
     segment_key,
     segment_requests,
     segments,
     usage_by_segment,
 )
+from server.domain.meters import Aggregation, Cell, Meter
 from server.domain.money import div_round_half_up
 from server.domain.periods import period
+from server.domain.plans import PlanTerms, VersionedPlan, seed_terms
 from server.domain.pricing import overage_cents
+from server.domain.rating import SCALE as N
+from server.domain.rating import Charge, Model, PriceTier, Share
 from server.notifications.pdf import money
 
 UTC = dt.timezone.utc
@@ -369,3 +383,239 @@ def test_decimal_quantity(milli, text):
 )
 def test_money_formatting_from_integer_cents(cents, text):
     assert money(cents, "USD") == text
+
+
+# --- lines rated by the rating engine (plans as data) ---------------------------------------------
+
+APRIL = period(dt.datetime(2024, 4, 1, tzinfo=UTC), 0)  # 30 days
+T0, T1, T2 = APRIL.start, APRIL.start + 10 * DAYS, APRIL.start + 20 * DAYS
+TOKENS = Meter("tokens", "Tokens", "llm", Aggregation.SUM, "tokens", ("model", "direction"))
+IN_M1 = Charge("input", "tokens", Model.PER_UNIT, filter=(("direction", "in"), ("model", "m1")), unit_price=N)
+ANY = Charge("all", "tokens", Model.PER_UNIT, unit_price=N)
+
+
+def three_segments():
+    plan = VersionedPlan("std", 1, seed_terms("Standard", 2900, "USD", 600, 100_000, 50))
+    return segments(APRIL, [(T0, plan), (T1, plan), (T2, plan)])
+
+
+def test_segment_index_is_the_last_segment_starting_at_or_before_the_key():
+    starts = [T0, T1, T2]
+    assert [segment_index(starts, key) for key in (T0 - US, T0, T1 - US, T1, T1 + US, T2, APRIL.end)] == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert segment_index([T0], T2) == 0
+
+
+def test_in_filter_reads_a_groups_values_in_the_meters_group_by_order():
+    assert in_filter(TOKENS, IN_M1, ("m1", "in")) is True
+    assert in_filter(TOKENS, IN_M1, ("in", "m1")) is False
+    assert in_filter(TOKENS, IN_M1, ("m1", "out")) is False
+    assert in_filter(TOKENS, IN_M1, ("m2", "in")) is False
+    assert in_filter(TOKENS, ANY, ("m2", "out")) is True
+
+
+def cell(value: int, minute: int = 0, event_id: str = "e") -> Cell:
+    return Cell(value, T0 + dt.timedelta(minutes=minute), event_id)
+
+
+@pytest.mark.parametrize(
+    "aggregation,expected",
+    [
+        (Aggregation.SUM, [7 * N, 0, 9 * N]),
+        (Aggregation.COUNT, [7 * N, 0, 9 * N]),
+        (Aggregation.MAX, [5 * N, 0, 9 * N]),
+        (Aggregation.LATEST, [2 * N, 0, 9 * N]),
+    ],
+)
+def test_segment_figures_fold_each_segments_cells_of_the_filtered_groups(aggregation, expected):
+    meter = Meter("tokens", "Tokens", "llm", aggregation, "tokens", ("model", "direction"))
+    cells = [
+        (T0, ("m1", "in"), cell(5 * N, minute=1, event_id="a")),
+        (T0, ("m1", "out"), cell(100 * N, minute=9)),  # not in the charge's filter
+        (T1 - US, ("m1", "in"), cell(2 * N, minute=2, event_id="b")),  # before T1: the first segment
+        (APRIL.end, ("m1", "in"), cell(9 * N)),  # after the end of billing: the last segment
+    ]
+    assert segment_figures(three_segments(), meter, IN_M1, cells) == expected
+
+
+def test_segment_figures_of_no_cells_are_zero():
+    assert segment_figures(three_segments(), TOKENS, ANY, []) == [0, 0, 0]
+    assert segment_figures(three_segments(), TOKENS, ANY, [(T1, ("m", "d"), cell(3))]) == [0, 3, 0]
+
+
+def test_segment_distinct_counts_count_each_segments_distinct_values_exactly():
+    values = [
+        (T0, ("m1", "in"), "u1"),
+        (T0, ("m1", "in"), "u2"),
+        (T0 + HOUR, ("m1", "in"), "u1"),  # the same value again
+        (T0, ("m1", "out"), "u3"),  # not in the charge's filter
+        (T2, ("m1", "in"), "u1"),  # counted again in another segment
+    ]
+    assert segment_distinct_counts(three_segments(), TOKENS, IN_M1, values) == [2 * N, 0, N]
+    assert segment_distinct_counts(three_segments(), TOKENS, ANY, values) == [3 * N, 0, N]
+    assert segment_distinct_counts(three_segments(), TOKENS, ANY, []) == [0, 0, 0]
+
+
+def test_only_the_seed_plans_price_shape_is_worded_as_overage():
+    seed = rating.seed_charge(1000, 50)
+    assert is_seed_shape(seed) is True
+    assert is_seed_shape(rating.seed_charge(0, 0, hard_limit=True)) is True
+    for other in (
+        Charge(seed.id, seed.meter_id, Model.PACKAGE, unit_price=seed.unit_price, package_size=1000),
+        Charge(seed.id, "tokens", Model.PER_UNIT, unit_price=seed.unit_price, unit_size=1000),
+        Charge(seed.id, seed.meter_id, Model.PER_UNIT, unit_price=seed.unit_price, unit_size=100),
+        Charge(seed.id, seed.meter_id, Model.PER_UNIT, filter=(("endpoint", "/v1"),), unit_size=1000),
+    ):
+        assert is_seed_shape(other) is False
+
+
+def test_rate_segments_rates_each_segment_on_its_plan_its_share_and_its_own_quantities():
+    cheap = VersionedPlan("a", 1, PlanTerms("A", 3000, "USD", 60, charges=(ANY,)))
+    dear = VersionedPlan("b", 2, PlanTerms("B", 6000, "USD", 60, charges=(dataclasses.replace(ANY, unit_price=2 * N),)))
+    segments_ = segments(APRIL, [(T0, cheap), (T1, dear)])
+    day = 24 * 3600 * 10**6
+    assert rate_segments(APRIL, segments_, [{"all": 4 * N}, {"all": 5 * N, "other": N}]) == [
+        rating.rate_segment(cheap.terms, Share(10 * day, 30 * day), {"all": 4 * N}),
+        rating.rate_segment(dear.terms, Share(20 * day, 30 * day), {"all": 5 * N}),
+    ]
+    first, second = rate_segments(APRIL, segments_, [{"all": 4 * N}, {"all": 5 * N}])
+    assert (first.fee.amount_cents, first.total_cents) == (1000, 1004)
+    assert (second.fee.amount_cents, second.total_cents) == (4000, 4010)
+
+
+AI_CHARGES = (
+    rating.seed_charge(1000, 50),
+    Charge("input", "tokens", Model.PER_UNIT, "Input tokens", (("direction", "in"), ("model", "m1")), 0, 2 * N, 1000),
+    Charge("calls", "images", Model.PER_UNIT, unit_price=N),
+    Charge("img", "images", Model.PACKAGE, unit_price=150 * N, package_size=1000),
+    Charge("g", "tokens", Model.GRADUATED, tiers=(PriceTier(1000 * N, N, 5), PriceTier(None, N // 2, 7))),
+    Charge("v", "tokens", Model.VOLUME, tiers=(PriceTier(1000 * N, N, 0), PriceTier(None, N // 2, 3))),
+)
+AI = VersionedPlan("ai", 1, PlanTerms("AI", 1000, "USD", 60, charges=AI_CHARGES))
+AI_USAGE = {"requests": 3500 * N, "input": 2_500_500 * N, "calls": 3 * N, "img": 1001 * N, "g": 1500 * N + N // 2}
+AI_USAGE |= {"v": 2000 * N}
+AI_CHARGE_LINES = [
+    ("AI plan, Input tokens (direction=in, model=m1): 2,500,500 tokens over 0 included", "2500.5", "1,000 units", "2"),
+    ("AI plan, calls: 3 images over 0 included", "3", "unit", "1"),
+    ("AI plan, img: 1,001 images over 0 included, in packages of 1,000", "2", "package of 1,000", "150"),
+    ("AI plan, g: tier 1 (0 to 1,000), of 1,500.5 tokens over 0 included", "1000", "unit", "1"),
+    ("AI plan, g: tier 1 (0 to 1,000) flat fee", "1", "flat fee", "5"),
+    ("AI plan, g: tier 2 (over 1,000), of 1,500.5 tokens over 0 included", "500.5", "unit", "0.5"),
+    ("AI plan, g: tier 2 (over 1,000) flat fee", "1", "flat fee", "7"),
+    ("AI plan, v: 2,000 tokens over 0 included, all at tier 2 (over 1,000)", "2000", "unit", "0.5"),
+    ("AI plan, v: tier 2 (over 1,000) flat fee", "1", "flat fee", "3"),
+]
+AI_CHARGE_CENTS = [(2, 5001), (1, 3), (150, 300), (1, 1000), (5, 5), (1, 250), (7, 7), (1, 1000), (3, 3)]
+
+
+def rated(history, quantities, until=None):
+    segments_ = segments(APRIL, history, until)
+    return rated_line_items(APRIL, segments_, rate_segments(APRIL, segments_, quantities))
+
+
+def test_rated_lines_of_a_whole_period_name_no_span_and_word_each_model():
+    assert rated([(T0, AI)], [AI_USAGE]) == [
+        InvoiceLine("AI plan, monthly fee", "1", "month", "1000", 1000, 1000),
+        InvoiceLine("AI plan overage: 2,500 requests over 1,000 included", "2.5", "1,000 requests", "50", 50, 125),
+        *(
+            InvoiceLine(description, quantity, unit, unit_amount, cents, amount)
+            for (description, quantity, unit, unit_amount), (cents, amount) in zip(
+                AI_CHARGE_LINES, AI_CHARGE_CENTS, strict=True
+            )
+        ),
+    ]
+
+
+def test_rated_lines_of_segments_are_every_fee_then_every_segments_charges_each_naming_its_span():
+    first, second = "2024-04-01 00:00:00 to 2024-04-11 00:00:00 UTC", "2024-04-11 00:00:00 to 2024-05-01 00:00:00 UTC"
+    items = rated([(T0, AI), (T1, AI)], [AI_USAGE, {"calls": 2 * N}])
+    assert items[:3] == [
+        InvoiceLine(f"AI plan, {first}", "1", "month", "333", 333, 333),
+        InvoiceLine(f"AI plan, {second}", "1", "month", "667", 667, 667),
+        InvoiceLine(
+            f"AI plan overage: 3,167 requests over 333 included, {first}", "3.167", "1,000 requests", "50", 50, 158
+        ),
+    ]
+    assert items[3:-1] == [
+        InvoiceLine(f"{description}, {first}", quantity, unit, unit_amount, cents, amount)
+        for (description, quantity, unit, unit_amount), (cents, amount) in zip(
+            AI_CHARGE_LINES, AI_CHARGE_CENTS, strict=True
+        )
+    ]
+    assert items[-1] == InvoiceLine(f"AI plan, calls: 2 images over 0 included, {second}", "2", "unit", "1", 1, 2)
+
+
+def test_a_single_segment_ended_by_a_cancellation_names_its_span():
+    items = rated([(T0, AI)], [{}], until=T1)
+    assert items == [
+        InvoiceLine("AI plan, 2024-04-01 00:00:00 to 2024-04-11 00:00:00 UTC", "1", "month", "333", 333, 333)
+    ]
+
+
+def test_a_charge_line_without_a_display_name_or_filter_names_the_charge_id():
+    plan = VersionedPlan("p", 1, PlanTerms("P", 0, "USD", 60, charges=(dataclasses.replace(ANY, unit_size=10**6),)))
+    (_, item) = rated([(T0, plan)], [{"all": 3 * 10**6 * N}])
+    assert item == InvoiceLine("P plan, all: 3,000,000 tokens over 0 included", "3", "1,000,000 units", "1", 1, 3)
+
+
+def test_a_middle_tier_names_both_its_bounds():
+    tiers = (PriceTier(10 * N, N), PriceTier(1_000_000 * N + N // 4, N), PriceTier(None, N))
+    plan = VersionedPlan(
+        "p", 1, PlanTerms("P", 0, "USD", 60, charges=(Charge("v", "tokens", Model.VOLUME, tiers=tiers),))
+    )
+    (_, item) = rated([(T0, plan)], [{"v": 11 * N}])
+    assert item.description == "P plan, v: 11 tokens over 0 included, all at tier 2 (10 to 1,000,000.25)"
+
+
+def test_a_description_is_cut_at_the_stored_columns_length():
+    at_the_limit = "n" * (MAX_DESCRIPTION - len(" plan, monthly fee"))
+    (fee,) = rated([(T0, VersionedPlan("p", 1, PlanTerms(at_the_limit, 100, "USD", 60)))], [{}])
+    assert fee.description == f"{at_the_limit} plan, monthly fee"
+    assert len(fee.description) == MAX_DESCRIPTION
+    (fee,) = rated([(T0, VersionedPlan("p", 1, PlanTerms(at_the_limit + "n", 100, "USD", 60)))], [{}])
+    assert fee.description == f"{at_the_limit}n plan, monthly fe"
+    assert len(fee.description) == MAX_DESCRIPTION
+
+
+def test_a_package_unit_is_cut_at_32_characters():
+    charge = Charge("p", "images", Model.PACKAGE, unit_price=N, package_size=10**25)
+    plan = VersionedPlan("p", 1, PlanTerms("P", 0, "USD", 60, charges=(charge,)))
+    (_, item) = rated([(T0, plan)], [{"p": N}])
+    assert item.unit == "package of 10,000,000,000,000,00"
+    assert len(item.unit) == 32
+
+
+@pytest.mark.parametrize(
+    "nanos,text",
+    [
+        (0, "0"),
+        (N // 2, "0.5"),
+        (N + N // 2, "1.5"),
+        (1_234_567 * N, "1,234,567"),
+        (1_234_567 * N + 1, "1,234,567.000000001"),
+    ],
+)
+def test_a_meter_figure_reads_in_whole_units_with_separators_and_exact_decimals(nanos, text):
+    charge = Charge("c", "tokens", Model.PER_UNIT, unit_price=10**18)
+    plan = VersionedPlan("p", 1, PlanTerms("P", 0, "USD", 60, charges=(charge,)))
+    items = rated([(T0, plan)], [{"c": nanos}])
+    if nanos:
+        assert items[1].description == f"P plan, c: {text} tokens over 0 included"
+    else:
+        assert items[1:] == []
+
+
+def test_rated_lines_need_one_rating_per_segment():
+    segments_ = segments(APRIL, [(T0, AI), (T1, AI)])
+    ratings = rate_segments(APRIL, segments_, [{}, {}])
+    with pytest.raises(ValueError, match="zip"):
+        rated_line_items(APRIL, segments_, ratings[:1])
+    with pytest.raises(ValueError, match="zip"):
+        rated_line_items(APRIL, segments_[:1], ratings)

@@ -612,3 +612,9 @@ def test_the_first_fault_is_named():
     with pytest.raises(InvalidArgument) as error:
         validate_charges([{"id": "a", "meter_id": "tokens", "hard_limit": 1, "unit_price": "-1"}], METERS, USABLE)
     assert error.value.violations[0].field == "charges[0].model"
+
+
+def test_volume_one_nano_past_0_reaches_the_first_tier_and_its_flat_fee():
+    charge = Charge("v", "tokens", Model.VOLUME, tiers=(PriceTier(None, 0, 5),))
+    assert rate_charge(charge, 1, WHOLE_PERIOD).lines == (flat("v", 5, 0),)
+    assert rate_charge(charge, 0, WHOLE_PERIOD).lines == ()

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, cast
 
 from server.domain import decimals, rating
-from server.domain.meters import REQUESTS_METER, Aggregation, Cell, Meter, merge
+from server.domain.meters import REQUESTS_METER, Cell, Meter, merge
 from server.domain.money import div_round_half_up
 from server.domain.periods import Period
 from server.domain.pricing import overage_cents
@@ -262,12 +262,7 @@ def segment_figures(
             continue
         index = segment_index(starts, key)
         held = found[index]
-        if held is None:
-            found[index] = cell
-        elif meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
-            found[index] = Cell(held.value + cell.value, held.at, held.event_id)
-        else:
-            found[index] = merge(meter.aggregation, held, cell)
+        found[index] = cell if held is None else merge(meter.aggregation, held, cell)  # SUM, COUNT: added
     return [0 if cell is None else cell.value for cell in found]
 
 
@@ -312,11 +307,12 @@ def rated_line_items(
     """The invoice's lines: each segment's fee line, then each segment's charge lines (a usage or
     flat line of 0 cents is left out by rating). A segment that is the whole period names no span."""
     whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
+    rated_segments = list(zip(segments_, ratings, strict=True))
     items = []
-    for segment, rated in zip(segments_, ratings, strict=True):
+    for segment, rated in rated_segments:
         scope = "monthly fee" if whole else _span(segment)
         items.append(_invoice_line(f"{segment.plan.name} plan, {scope}", FEE_UNIT, rated.fee))
-    for segment, rated in zip(segments_, ratings, strict=True):
+    for segment, rated in rated_segments:
         scope = "" if whole else f", {_span(segment)}"
         for charged in rated.charges:
             for item in charged.lines:
