@@ -21,7 +21,6 @@ from server.domain.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
-    within,
 )
 
 ADMIN_KEY = Principal(key_id=1, scope=KeyScope.ADMIN)
@@ -98,16 +97,3 @@ def test_internal_and_rate_limit_errors_carry_what_the_client_needs():
         {"limit": "50"},
     )
 
-
-def test_a_refusal_within_a_resource_names_the_fields_as_the_request_carries_them():
-    inner = InvalidArgument("id must match [a-z]", field="id", reason="BAD_ID", metadata={"meter_id": "x"})
-    outer = within(inner, "meter")
-    assert (outer.message, outer.reason, outer.metadata, outer.code) == (
-        "meter.id must match [a-z]",
-        "BAD_ID",
-        {"meter_id": "x"},
-        "INVALID_ARGUMENT",
-    )
-    assert outer.violations == (FieldViolation("meter.id", "meter.id must match [a-z]"),)
-    two = InvalidArgument("a and b", violations=(FieldViolation("a", "a bad"), FieldViolation("b", "b bad")))
-    assert within(two, "p").violations == (FieldViolation("p.a", "p.a bad"), FieldViolation("p.b", "p.b bad"))
