@@ -96,4 +96,3 @@ def test_internal_and_rate_limit_errors_carry_what_the_client_needs():
         "TIER_LIMIT",
         {"limit": "50"},
     )
-
