@@ -142,11 +142,10 @@ def validate_properties(properties: Mapping[str, object], field: str) -> dict[st
                 raise _invalid(f"{field}.{key}", "must be a finite number")
         else:
             raise _invalid(f"{field}.{key}", "must be a string, a number or a boolean (nesting is refused)")
-    if _json_bound(properties) <= MAX_PROPERTIES_JSON:  # the usual small object: no need to encode it
-        return {key: value for key, value in properties.items() if isinstance(value, str | int | float)}
-    size = len(json.dumps(properties, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_PROPERTIES_JSON:
-        raise _invalid(field, f"are {size} bytes as JSON, at most {MAX_PROPERTIES_JSON}")
+    if _json_bound(properties) > MAX_PROPERTIES_JSON:  # only a large object needs encoding to be sure
+        size = len(json.dumps(properties, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_PROPERTIES_JSON:
+            raise _invalid(field, f"are {size} bytes as JSON, at most {MAX_PROPERTIES_JSON}")
     return {key: value for key, value in properties.items() if isinstance(value, str | int | float)}
 
 

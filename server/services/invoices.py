@@ -103,9 +103,11 @@ def billed_segments(subscription: Subscription, period: Period) -> list:
     history = plan_history(subscription.id) or [
         (
             subscription.anchor_at,
-            _versions({(subscription.plan_id, subscription.plan_version)})[
-                (subscription.plan_id, subscription.plan_version)
-            ],
+            VersionedPlan(
+                subscription.plan_id,
+                subscription.plan_version,
+                plan_versions.terms_of(plan_versions.pinned(subscription)),
+            ),
         )
     ]
     return segments(period, cast(list, history), subscription.canceled_at)

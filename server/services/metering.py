@@ -33,14 +33,10 @@ from server.services import segment_usage
 _ACTIVE = Prepared(Meter, [], lambda: Meter.select().where(Meter.archived_at.is_null()).order_by(Meter.id))
 
 
-def _active() -> list[Meter]:
-    return _ACTIVE.rows()
-
-
 def active_meters() -> list[rules.Meter]:
     """The meters ingestion aggregates into: every unarchived one (one small query a batch, so a
     meter defined on one replica counts on all of them from its creation)."""
-    return [meter_definition(row) for row in _active()]
+    return [meter_definition(row) for row in _ACTIVE.rows()]
 
 
 def properties_of(event: Event) -> dict[str, rules.Scalar]:
@@ -102,7 +98,7 @@ def rekey(
     earlier segment keeps what these events showed it, and the new one gets them too."""
     if not rows:
         return
-    meters = _active()
+    meters = _ACTIVE.rows()
     aggregations = {row.id: rules.Aggregation(row.aggregation) for row in meters}
     taken, given = [], []
     for row in rows:
