@@ -234,11 +234,17 @@ def test_cancel_at_period_end_over_grpc_and_undo_by_presence(stack, tenant_id, s
         pb.UpdateSubscriptionRequest(id=sub["id"], cancel_at_period_end=False), metadata=auth
     )
     assert (undone.cancel_at_period_end, undone.HasField("cancel_at")) == (False, False)
-    again = subs.UpdateSubscription(pb.UpdateSubscriptionRequest(id=sub["id"], cancel_at_period_end=True), metadata=auth)
+    again = subs.UpdateSubscription(
+        pb.UpdateSubscriptionRequest(id=sub["id"], cancel_at_period_end=True), metadata=auth
+    )
     assert again.cancel_at == again.current_period_end
     # Canceling at once instead: canceled now, nothing left set for later.
     now = subs.CancelSubscription(pb.CancelSubscriptionRequest(id=sub["id"]), metadata=auth)
-    assert (now.status, now.HasField("cancel_at"), now.HasField("canceled_at")) == (pb.Subscription.CANCELED, False, True)
+    assert (now.status, now.HasField("cancel_at"), now.HasField("canceled_at")) == (
+        pb.Subscription.CANCELED,
+        False,
+        True,
+    )
 
 
 # --- plan changes scheduled for the period's end --------------------------------------------------
@@ -329,7 +335,9 @@ def test_a_change_cannot_be_scheduled_for_a_period_end_that_cancels(stack, tenan
     )
     assert (both.cancel_at_period_end, both.pending_plan_id) == (False, "premium")
     unknown = grpc_error(
-        subs.UpdateSubscription, pb.UpdateSubscriptionRequest(id=sub["id"], plan_id="premium", effective=9), metadata=auth
+        subs.UpdateSubscription,
+        pb.UpdateSubscriptionRequest(id=sub["id"], plan_id="premium", effective=9),
+        metadata=auth,
     )
     assert unknown.code().name == "INVALID_ARGUMENT" and "effective" in unknown.details()
 
@@ -338,4 +346,3 @@ def test_a_scheduled_change_over_rest_refuses_an_unknown_effective(stack, tenant
     sub = stack.subscribe(tenant_id)
     reply = stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", body={"plan_id": "premium", "effective": "LATER"})
     assert reply.status == 400, reply.body
-
