@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.domain import trials
 from server.domain.invoicing import (
@@ -17,6 +19,7 @@ from server.domain.invoicing import (
     segment_key,
     segments,
 )
+from server.domain.money import div_round_half_up
 from server.domain.periods import period
 from server.domain.plans import PlanTerms, VersionedPlan
 from server.domain.rating import SCALE as N
@@ -147,3 +150,20 @@ def test_the_trial_will_end_notice_is_due_in_the_three_days_before_the_end(now, 
 
 def test_no_trial_no_notice():
     assert trials.notice_due(None, END) is False
+
+
+PERIOD_US = (APRIL.end - APRIL.start) // US
+offsets = st.integers(min_value=0, max_value=PERIOD_US - 1).map(lambda us: APRIL.start + us * US)
+
+
+@given(
+    end=st.one_of(offsets, st.sampled_from([APRIL.start - US, APRIL.end, APRIL.end + US])),
+    events=st.lists(offsets, max_size=8),
+)
+def test_exactly_the_events_from_the_trial_end_on_are_charged_and_the_fee_is_the_rest_of_the_period(end, events):
+    lines = _invoice(events, end)
+    paid_from = min(max(end, APRIL.start), APRIL.end)
+    fee = div_round_half_up(3000 * ((APRIL.end - paid_from) // US), PERIOD_US)
+    included = div_round_half_up(30 * ((APRIL.end - paid_from) // US), PERIOD_US)
+    charged = sum(1 for at in events if at >= end)
+    assert sum(line.amount_cents for line in lines) == fee + max(0, charged - included)
