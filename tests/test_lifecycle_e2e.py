@@ -346,3 +346,30 @@ def test_a_scheduled_change_over_rest_refuses_an_unknown_effective(stack, tenant
     sub = stack.subscribe(tenant_id)
     reply = stack.rest("PUT", f"/billing/subscriptions/{sub['id']}", body={"plan_id": "premium", "effective": "LATER"})
     assert reply.status == 400, reply.body
+
+
+def test_a_late_scheduler_catches_up_a_scheduled_change_and_a_cancellation_in_order(stack, tenant_id):
+    sub = stack.subscribe(tenant_id)
+    path = f"/billing/subscriptions/{sub['id']}"
+    first_end = at(sub["current_period_end"])
+    assert stack.rest("PUT", path, body={"plan_id": "premium", "effective": "PERIOD_END"}).status == 200
+
+    # Two periods go by before the scheduler runs: the first on the old plan, the second on the new one.
+    second_end = add_months(at(sub["created_at"]), 2)
+    schedule(stack, "period_invoicing", second_end + dt.timedelta(hours=1))
+    by_period = sorted(invoices(stack, sub["id"]), key=lambda invoice: at(invoice["period_start"]))
+    assert [lines(invoice) for invoice in by_period] == [
+        [("Standard plan, monthly fee", "1", "2900")],
+        [("Premium plan, monthly fee", "1", "9900")],
+    ]
+    moved = get(stack, sub["id"])
+    assert (moved["plan_id"], at(moved["current_period_start"])) == ("premium", second_end)
+    assert first_end < second_end
+
+    # Set to cancel at the third period's end, run a month late: one more invoice, then canceled.
+    assert stack.rest("DELETE", path, params={"at_period_end": "true"}).status == 200
+    third_end = add_months(at(sub["created_at"]), 3)
+    schedule(stack, "period_invoicing", third_end + dt.timedelta(days=31))
+    after = get(stack, sub["id"])
+    assert (after["status"], at(after["canceled_at"])) == ("CANCELED", third_end)
+    assert len(invoices(stack, sub["id"])) == 3
