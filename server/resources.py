@@ -37,6 +37,11 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         canceled_at=timestamp(row.canceled_at),
+        trial_end=timestamp(row.trial_end),
+        cancel_at=timestamp(row.cancel_at),
+        cancel_at_period_end=row.cancel_at is not None,
+        pending_plan_id=row.pending_plan_id or "",
+        pending_plan_version=row.pending_plan_version or 0,
     )
 
 

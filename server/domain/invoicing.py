@@ -37,7 +37,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, cast
 
-from server.domain import decimals, rating
+from server.domain import decimals, rating, trials
 from server.domain.meters import REQUESTS_METER, Cell, Meter, merge
 from server.domain.money import div_round_half_up
 from server.domain.periods import Period
@@ -290,27 +290,39 @@ def is_seed_shape(charge: rating.Charge) -> bool:
 
 
 def rate_segments(
-    period: Period, segments_: Sequence[Segment], quantities: Sequence[Mapping[str, int]]
+    period: Period,
+    segments_: Sequence[Segment],
+    quantities: Sequence[Mapping[str, int]],
+    trial_end: dt.datetime | None = None,
 ) -> list[rating.SegmentRating]:
-    """Each segment rated on its plan version (`quantities[i]`: charge id -> nanos of segment i)."""
+    """Each segment rated on its plan version (`quantities[i]`: charge id -> nanos of segment i); a
+    segment in a trial ending at `trial_end` is rated on nothing (domain/trials.py)."""
     return [
         rating.rate_segment(
-            cast(rating.PlanPrices, segment.plan), rating.Share.of(segment.start, segment.end, period), quantities[i]
+            cast(rating.PlanPrices, segment.plan),
+            trials.billed_share(segment, period, trial_end),
+            trials.billed_quantities(segment, quantities[i], trial_end),
         )
         for i, segment in enumerate(segments_)
     ]
 
 
 def rated_line_items(
-    period: Period, segments_: Sequence[Segment], ratings: Sequence[rating.SegmentRating]
+    period: Period,
+    segments_: Sequence[Segment],
+    ratings: Sequence[rating.SegmentRating],
+    trial_end: dt.datetime | None = None,
 ) -> list[InvoiceLine]:
     """The invoice's lines: each segment's fee line, then each segment's charge lines (a usage or
-    flat line of 0 cents is left out by rating). A segment that is the whole period names no span."""
+    flat line of 0 cents is left out by rating). A segment that is the whole period names no span;
+    a segment in the trial says so on its fee line (of 0)."""
     whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
     rated_segments = list(zip(segments_, ratings, strict=True))
     items = []
     for segment, rated in rated_segments:
         scope = "monthly fee" if whole else _span(segment)
+        if trials.free(segment, trial_end):
+            scope = f"free trial, {scope}"
         items.append(_invoice_line(f"{segment.plan.name} plan, {scope}", FEE_UNIT, rated.fee))
     for segment, rated in rated_segments:
         scope = "" if whole else f", {_span(segment)}"

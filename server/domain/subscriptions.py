@@ -16,6 +16,13 @@ class SubscriptionStatus(enum.StrEnum):
     CANCELED = "CANCELED"
 
 
+class Effective(enum.StrEnum):
+    """When a plan change takes effect (UpdateSubscriptionRequest.Effective, by name)."""
+
+    NOW = "NOW"  # at once, prorated by segment
+    PERIOD_END = "PERIOD_END"  # the next period starts on it: a pending change, no proration
+
+
 MAX_EMAIL = 320  # RFC 5321: 64 local + @ + 255 domain
 
 # Deliberately simple: one @, no spaces, a dotted domain. Deliverability is the SMTP server's

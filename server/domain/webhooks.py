@@ -25,6 +25,7 @@ class EventType(enum.StrEnum):
     SUBSCRIPTION_CREATED = "subscription.created"
     SUBSCRIPTION_UPDATED = "subscription.updated"
     SUBSCRIPTION_CANCELED = "subscription.canceled"
+    SUBSCRIPTION_TRIAL_WILL_END = "subscription.trial_will_end"
     INVOICE_CREATED = "invoice.created"
     INVOICE_SENT = "invoice.sent"
     INVOICE_PAID = "invoice.paid"

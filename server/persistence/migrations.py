@@ -373,6 +373,17 @@ def _0007_plan_versions(migrator: SchemaMigrator) -> None:
         ).execute()
 
 
+def _0009_lifecycle(migrator: SchemaMigrator) -> None:
+    """Subscription lifecycle: a trial's end, a cancellation set for the period's end, and a plan
+    change scheduled for it (all null on existing subscriptions: no trial, nothing pending)."""
+    operations.migrate(
+        migrator.add_column("subscription", "trial_end", models.UTCDateTimeField(null=True)),
+        migrator.add_column("subscription", "cancel_at", models.UTCDateTimeField(null=True)),
+        migrator.add_column("subscription", "pending_plan_id", pw.CharField(max_length=64, null=True)),
+        migrator.add_column("subscription", "pending_plan_version", pw.IntegerField(null=True)),
+    )
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -381,6 +392,7 @@ MIGRATIONS = [
     ("0005_usage_segments", _0005_usage_segments),
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
+    ("0009_lifecycle", _0009_lifecycle),
 ]
 
 

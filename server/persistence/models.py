@@ -148,6 +148,12 @@ class Subscription(BaseModel):
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
     canceled_at = UTCDateTimeField(null=True)
+    # Lifecycle (services/lifecycle.py): the end of a free trial; the instant it cancels at (its
+    # period's end); the plan version the next period starts on.
+    trial_end = UTCDateTimeField(null=True)
+    cancel_at = UTCDateTimeField(null=True)
+    pending_plan_id = pw.CharField(max_length=64, null=True)
+    pending_plan_version = pw.IntegerField(null=True)
 
     class Meta:
         indexes = ((("tenant_id", "created_at"), False),)

@@ -71,6 +71,10 @@ class SubscriptionView:
     created_at: dt.datetime
     updated_at: dt.datetime
     canceled_at: dt.datetime | None
+    trial_end: dt.datetime | None
+    cancel_at: dt.datetime | None
+    pending_plan_id: str | None
+    pending_plan_version: int | None
 
 
 def subscription_view(row: models.Subscription) -> SubscriptionView:

@@ -105,6 +105,7 @@ def build_schedule(scheduler: schedule.Scheduler, settings: Settings) -> None:
     scheduler.every(5).minutes.do(_trigger, "period_invoicing", settings)
     scheduler.every().hour.do(_trigger, "overdue_sweep", settings)
     scheduler.every(15).minutes.do(_trigger, "usage_alerts", settings)
+    scheduler.every(15).minutes.do(_trigger, "trial_notices", settings)
     # `schedule` reads local time unless told the zone (which it resolves with pytz).
     scheduler.every().day.at("00:10", "UTC").do(_trigger, "daily_rollup", settings)
     scheduler.every(OUTBOX_EVERY_SECONDS).seconds.do(_trigger, "deliver_outbox", settings)
@@ -121,7 +122,7 @@ def run(settings: Settings) -> int:
     )
     webhooks.start()
     log.info("scheduler started: %s", ", ".join(sorted(jobs.JOBS)))
-    for name in ("period_invoicing", "overdue_sweep", "usage_alerts", "deliver_outbox"):
+    for name in ("period_invoicing", "overdue_sweep", "usage_alerts", "trial_notices", "deliver_outbox"):
         if not stop.is_set():
             _trigger(name, settings)  # catch up at start rather than after the first interval
     while not stop.is_set():

@@ -23,6 +23,7 @@ import time
 import peewee as pw
 
 from server.config import Settings
+from server.domain import trials
 from server.domain import usage as usage_rules
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
@@ -46,7 +47,7 @@ from server.persistence.models import (
 )
 from server.persistence.read_models import InvoiceView
 from server.scheduler.leader import leadership
-from server.services import invoices
+from server.services import invoices, lifecycle
 from server.services.outbox import enqueue
 
 log = logging.getLogger("billing.scheduler")
@@ -109,20 +110,29 @@ def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt
 
 
 def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> InvoiceView | None:
-    """One transaction: invoice the current period and, for an ACTIVE subscription, move on to the
-    next period. None if nothing is due."""
+    """One transaction: invoice the current period and, for an ACTIVE subscription, cancel it if it
+    was set to cancel at the period's end, or else move on to the next period, on the pending plan
+    if a change was scheduled. None if nothing is due. The subscription's lock and the re-check of
+    `_due` under it make the invoice, the cancellation and the plan change happen once however
+    many schedulers run."""
     with database.atomic():
         sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
         if sub is None or not _due(sub, now):
             return None
         invoice = _issue(sub, now, issuer)
-        if sub.status == SubscriptionStatus.ACTIVE:
-            nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
-            (
-                Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
-                .where(Subscription.id == sub.id)
-                .execute()
-            )
+        if sub.status != SubscriptionStatus.ACTIVE:
+            return invoice
+        if sub.cancel_at is not None and sub.cancel_at <= sub.current_period_end:
+            lifecycle.cancel_at_period_end(sub, now=now)
+            return invoice
+        nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
+        (
+            Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
+            .where(Subscription.id == sub.id)
+            .execute()
+        )
+        if sub.pending_plan_id is not None:
+            lifecycle.start_pending_plan(sub, nxt.start, now=now)
         return invoice
 
 
@@ -291,6 +301,27 @@ def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
 
 
 @_logged
+def trial_notices(now: dt.datetime, settings: Settings) -> dict:
+    """Webhook subscription.trial_will_end for ACTIVE subscriptions whose trial ends within
+    trials.NOTICE (3 days), once per subscription (the event's dedup key), one transaction each."""
+    due = [
+        s.id
+        for s in Subscription.select(Subscription.id)
+        .where(
+            (Subscription.status == SubscriptionStatus.ACTIVE)
+            & (Subscription.trial_end > now)
+            & (Subscription.trial_end <= now + trials.NOTICE)
+        )
+        .order_by(Subscription.trial_end, Subscription.id)
+    ]
+    sent = 0
+    for subscription_id in _until_stopped(due):
+        with database.atomic():
+            sent += lifecycle.announce_trial_end(subscription_id, now=now)
+    return {"rows": sent, "due": len(due), "announced": sent}
+
+
+@_logged
 def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BATCH) -> dict:
     """Purge raw usage events received before the retention window, in bounded batches.
 
@@ -395,6 +426,7 @@ JOBS = {
     "period_invoicing": period_invoicing,
     "overdue_sweep": overdue_sweep,
     "usage_alerts": usage_alerts,
+    "trial_notices": trial_notices,
     "daily_rollup": daily_rollup,
     "deliver_outbox": deliver_outbox,
 }

@@ -17,7 +17,7 @@ from typing import cast
 
 import peewee as pw
 
-from server.domain import invoice_state, rating, webhooks
+from server.domain import invoice_state, rating, trials, webhooks
 from server.domain.access import Principal, require_admin, require_visible
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -98,8 +98,9 @@ def period_of(subscription: Subscription, start: dt.datetime) -> Period:
 
 
 def billed_segments(subscription: Subscription, period: Period) -> list:
-    """The period's plan segments; a cancellation ends billing at its instant. A subscription written
-    without history (by hand, or before plan history existed) is on its plan throughout."""
+    """The period's plan segments, cut at the trial's end if it falls inside; a cancellation ends
+    billing at its instant. A subscription written without history (by hand, or before plan
+    history existed) is on its plan throughout."""
     history = plan_history(subscription.id) or [
         (
             subscription.anchor_at,
@@ -110,7 +111,7 @@ def billed_segments(subscription: Subscription, period: Period) -> list:
             ),
         )
     ]
-    return segments(period, cast(list, history), subscription.canceled_at)
+    return trials.split(segments(period, cast(list, history), subscription.canceled_at), subscription.trial_end)
 
 
 def subscription_currency(subscription: Subscription) -> str:
@@ -122,13 +123,14 @@ def rated_period(subscription: Subscription, period: Period) -> tuple[list[Segme
     """The period's segments, each rated on its plan version by the rating engine: what the
     invoice bills and endpoint 9 estimates, from the same figures."""
     segments_ = billed_segments(subscription, period)
-    return segments_, rate_segments(period, segments_, charge_usage.quantities(subscription.id, period, segments_))
+    quantities = charge_usage.quantities(subscription.id, period, segments_)
+    return segments_, rate_segments(period, segments_, quantities, subscription.trial_end)
 
 
 def draft_line_items(subscription: Subscription, period: Period) -> list[InvoiceLine]:
     """What an invoice of `period` would charge if it were generated now."""
     segments_, ratings = rated_period(subscription, period)
-    return rated_line_items(period, segments_, ratings)
+    return rated_line_items(period, segments_, ratings, subscription.trial_end)
 
 
 def _announce(invoice: Invoice, event_types: list[webhooks.EventType], now: dt.datetime) -> InvoiceView:

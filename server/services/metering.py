@@ -148,7 +148,7 @@ def reaggregate(meter_id: str, *, now: dt.datetime, retention_days: int) -> Reag
                     (Invoice.subscription == subscription.id) & LIVE_INVOICE
                 )
             }
-            changes = segment_usage.change_instants(subscription.id)
+            changes = segment_usage.key_instants(subscription)
             found: dict[dt.datetime, list[rules.Counted]] = {}
             for stored in RecordedUsageEvent.select().where(
                 (RecordedUsageEvent.subscription == subscription.id)

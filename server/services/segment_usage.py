@@ -1,8 +1,8 @@
 """Usage counters per plan segment (UsageSegment), the ones invoicing and the usage estimate read.
 
 Keys: (subscription, period start, segment start), the segment start being
-domain/invoicing.py segment_key (the latest plan change at or before the event's timestamp, or
-its period's start); per-hour rollups can carry the same key. Written at ingest in the raw events'
+domain/invoicing.py segment_key (the latest plan change, or the trial's end, at or before the
+event's timestamp, or its period's start); per-hour rollups can carry the same key. Written at ingest in the raw events'
 transaction, under the subscription lock (services/usage.py). A plan change at T, in its own
 transaction under the same lock, moves the events already counted whose timestamps are >= T
 (an event may be dated up to FUTURE_SKEW ahead of its receipt) to the new segment: it reads only
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+from server.domain import trials
 from server.domain.invoicing import segment_key
 from server.domain.meters import API_REQUEST
 from server.domain.periods import period_containing
@@ -38,6 +39,11 @@ _CHANGES = Prepared(
 def change_instants(subscription_id: str) -> list[dt.datetime]:
     """The instants of the subscription's plan history, sorted (segment_key's `changes`)."""
     return [row.effective_at for row in _CHANGES.rows(subscription_id)]
+
+
+def key_instants(subscription: Subscription) -> list[dt.datetime]:
+    """The instants usage is keyed by: the plan history's and the trial's end (domain/trials.py)."""
+    return trials.key_instants(change_instants(subscription.id), subscription.trial_end)
 
 
 def add(subscription_id: str, totals: dict[Key, int]) -> None:

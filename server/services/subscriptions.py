@@ -8,6 +8,12 @@ insert, the database lets one commit and the other fails, and that failure becom
 Times: `now` is injected by the caller. The anchor (creation instant) fixes the monthly
 anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates to the
 microsecond; usage counted before it with timestamps at or after `now` moves to its segment.
+
+Lifecycle (docs/guides/lifecycle.md): a plan with trial_days gives the subscription a trial_end
+(domain/trials.py); a cancellation or a plan change may instead be set for the period's end
+(cancel_at, pending_plan_*), which the scheduler carries out when it closes the period
+(scheduler/jobs.py). A newer plan change replaces a pending one; an immediate change or any
+cancellation drops it.
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import uuid
 
 import peewee as pw
 
-from server.domain import periods, webhooks
+from server.domain import periods, trials, webhooks
 from server.domain import subscriptions as rules
 from server.domain.access import Principal, require_tenant_path, require_visible
-from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from server.domain.subscriptions import SubscriptionStatus
+from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from server.domain.subscriptions import Effective, SubscriptionStatus
 from server.persistence import db, plan_versions
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, PlanVersion, Subscription
@@ -48,6 +54,8 @@ class SubscriptionChange:
     plan_id: str = ""
     billing_email: str = ""
     plan_version: int = 0  # with plan_id: that version (0: the latest)
+    effective: Effective = Effective.NOW  # with plan_id: at once, or at the period's end
+    cancel_at_period_end: bool | None = None  # None: as it is
 
 
 def new_id() -> str:
@@ -123,6 +131,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 created_at=now,
                 updated_at=now,
                 canceled_at=None,
+                trial_end=trials.trial_end(now, version.trial_days),
             )
             PlanChange.create(subscription=subscription, plan=plan_id, plan_version=version.version, effective_at=now)
             view = subscription_view(subscription)
@@ -163,36 +172,79 @@ def list_tenant_subscriptions(
     return [subscription_view(row) for row in rows], token
 
 
+def _require_same_currency(subscription: Subscription, target: PlanVersion) -> None:
+    """One invoice has one currency: a plan priced in another is refused (now or scheduled)."""
+    current = plan_versions.find(subscription.plan_id, subscription.plan_version)
+    if current is not None and current.currency != target.currency:
+        raise InvalidArgument(
+            f"plan_id {target.plan_id!r} is priced in {target.currency}, "
+            f"not the subscription's currency {current.currency}",
+            field="plan_id",
+            reason="CURRENCY_MISMATCH",
+        )
+
+
+_NOTHING_PENDING: dict[pw.Field, object] = {Subscription.pending_plan_id: None, Subscription.pending_plan_version: None}
+
+
+def _scheduled(
+    subscription: Subscription, target: PlanVersion, cancel_at: dt.datetime | None
+) -> dict[pw.Field, object]:
+    """The pending change to `target` at the period's end (none if it is the plan in force)."""
+    if cancel_at is not None:
+        raise FailedPrecondition(
+            f"subscription {subscription.id!r} cancels at its period's end: a plan change then would never "
+            "start (set cancel_at_period_end false first)",
+            reason="CANCELS_AT_PERIOD_END",
+        )
+    if (target.plan_id, target.version) == (subscription.plan_id, subscription.plan_version):
+        return dict(_NOTHING_PENDING)
+    return {Subscription.pending_plan_id: target.plan_id, Subscription.pending_plan_version: target.version}
+
+
 def update_subscription(
     principal: Principal, subscription_id: str, change: SubscriptionChange, *, now: dt.datetime
 ) -> SubscriptionView:
-    """Change plan or plan version (effective at once, recorded in PlanChange: a segment boundary)
-    and/or billing e-mail. The same plan at a newer version is a migration; the same plan and
-    version again is no change: no history row, no write. A plan of another currency is refused:
-    one invoice has one currency."""
+    """Change plan or plan version and/or billing e-mail, and set or undo a cancellation at the
+    period's end. A plan change NOW is recorded in PlanChange (a segment boundary) and drops a
+    pending one; PERIOD_END replaces the pending one (the plan in force: none pending). The same
+    plan at a newer version is a migration; the same plan and version again is no change: no
+    history row. A plan of another currency is refused, now or scheduled: one invoice has one
+    currency. Fields that end up as they were are not written and announce nothing."""
     plan_id = (change.plan_id or "").strip()
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
+    if change.effective == Effective.PERIOD_END and not plan_id:
+        raise InvalidArgument("effective PERIOD_END needs a plan_id", field="effective", reason="MISSING_FIELD")
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
         updates: dict[pw.Field, object] = {}
+        cancel_at = subscription.cancel_at
+        if change.cancel_at_period_end is not None:
+            cancel_at = subscription.current_period_end if change.cancel_at_period_end else None
+            updates[Subscription.cancel_at] = cancel_at
+            if cancel_at is not None:
+                updates.update(_NOTHING_PENDING)
         target = _plan_version(principal, plan_id, change.plan_version, subscription.plan_id) if plan_id else None
-        if target is not None and (target.plan_id, target.version) != (subscription.plan_id, subscription.plan_version):
-            current = plan_versions.find(subscription.plan_id, subscription.plan_version)
-            if current is not None and current.currency != target.currency:
-                raise InvalidArgument(
-                    f"plan_id {plan_id!r} is priced in {target.currency}, "
-                    f"not the subscription's currency {current.currency}",
-                    field="plan_id",
-                    reason="CURRENCY_MISMATCH",
+        if target is not None and change.effective == Effective.PERIOD_END:
+            _require_same_currency(subscription, target)
+            updates.update(_scheduled(subscription, target, cancel_at))
+        elif target is not None:
+            updates.update(_NOTHING_PENDING)
+            if (target.plan_id, target.version) != (subscription.plan_id, subscription.plan_version):
+                _require_same_currency(subscription, target)
+                before = segment_usage.key_instants(subscription)
+                PlanChange.create(
+                    subscription=subscription, plan=plan_id, plan_version=target.version, effective_at=now
                 )
-            before = segment_usage.change_instants(subscription.id)
-            PlanChange.create(subscription=subscription, plan=plan_id, plan_version=target.version, effective_at=now)
-            segment_usage.split_at(subscription, before, now)
-            updates[Subscription.plan] = plan_id
-            updates[Subscription.plan_version] = target.version
-        if email and email != subscription.billing_email:
+                segment_usage.split_at(subscription, before, now)
+                updates[Subscription.plan] = plan_id
+                updates[Subscription.plan_version] = target.version
+        if email:
             updates[Subscription.billing_email] = email
+        updates = {
+            field: value for field, value in updates.items() if getattr(subscription, field.column_name) != value
+        }
         if updates:
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
@@ -206,19 +258,34 @@ def update_subscription(
     return subscription_view(subscription)
 
 
-def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.datetime) -> SubscriptionView:
-    """Cancel at once; the record is kept. Canceling again returns it unchanged (same canceled_at)."""
+def cancel_subscription(
+    principal: Principal, subscription_id: str, *, now: dt.datetime, at_period_end: bool = False
+) -> SubscriptionView:
+    """Cancel at once, or (`at_period_end`) set it to cancel when its current period ends: it stays
+    ACTIVE until the scheduler closes that period (scheduler/jobs.py). Either drops a pending plan
+    change. The record is kept; canceling again returns it unchanged (same canceled_at)."""
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         if subscription.status == SubscriptionStatus.CANCELED:
             return subscription_view(subscription)
-        (
-            Subscription.update(status=SubscriptionStatus.CANCELED, canceled_at=now, updated_at=now)
-            .where(Subscription.id == subscription.id)
-            .execute()
-        )
+        if at_period_end:
+            if subscription.cancel_at == subscription.current_period_end:
+                return subscription_view(subscription)
+            updates = {Subscription.cancel_at: subscription.current_period_end, **_NOTHING_PENDING}
+            event = webhooks.EventType.SUBSCRIPTION_UPDATED
+        else:
+            updates = {
+                Subscription.status: SubscriptionStatus.CANCELED,
+                Subscription.canceled_at: now,
+                Subscription.cancel_at: None,
+                **_NOTHING_PENDING,
+            }
+            event = webhooks.EventType.SUBSCRIPTION_CANCELED
+        Subscription.update({**updates, Subscription.updated_at: now}).where(
+            Subscription.id == subscription.id
+        ).execute()
         view = subscription_view(find_subscription(subscription.id))
-        events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, view.tenant_id, subscription_message(view), now=now)
+        events.emit(event, view.tenant_id, subscription_message(view), now=now)
         return view
 
 

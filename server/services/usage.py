@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import peewee as pw
 
-from server.domain import rating, webhooks
+from server.domain import rating, trials, webhooks
 from server.domain import usage as rules
 from server.domain.access import Principal, require_admin
 from server.domain.errors import InvalidArgument
@@ -238,7 +238,7 @@ def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) ->
     )
     accepted = [e for e in candidates if e.event_id in inserted]
     if accepted:
-        changes = segment_usage.change_instants(subscription.id)
+        changes = segment_usage.key_instants(subscription)
         metering.count(subscription.id, accepted, periods, changes)
         requests = [e for e in accepted if e.event_type == API_REQUEST]
         totals = _add_to_counters(subscription.id, requests, periods, changes) if requests else {}
@@ -295,7 +295,11 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
         total_requests=sum(requests),
         included_requests=sum(included),
         remaining_included=max(0, included[-1] - requests[-1]),
-        overage_requests=sum(max(0, n - i) for n, i in zip(requests, included, strict=True)),
+        overage_requests=sum(
+            max(0, n - i)
+            for segment, n, i in zip(segments_, requests, included, strict=True)
+            if not trials.free(segment, subscription.trial_end)  # a trial's usage is not billed
+        ),
         estimated_overage_cents=sum(rated.total_cents - rated.fee.amount_cents for rated in ratings),
     )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc
-from server.domain.subscriptions import SubscriptionStatus
+from server.domain.errors import InvalidArgument
+from server.domain.subscriptions import Effective, SubscriptionStatus
 from server.resources import subscription_message
 from server.services import subscriptions
 from server.transport import page_tokens
@@ -11,6 +12,16 @@ from server.transport.context import current_principal
 from server.transport.convert import now
 
 Message = subscription_pb2.Subscription
+Update = subscription_pb2.UpdateSubscriptionRequest
+
+
+def _effective(value: int) -> Effective:
+    """UNSPECIFIED is NOW; a number the enum does not know is a 400 naming the field."""
+    if value == Update.EFFECTIVE_UNSPECIFIED:
+        return Effective.NOW
+    if value not in Update.Effective.values():
+        raise InvalidArgument(f"effective {value} is not NOW or PERIOD_END", field="effective")
+    return Effective(Update.Effective.Name(value))
 
 
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
@@ -46,11 +57,19 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
 
     def UpdateSubscription(self, request, context):
         change = subscriptions.SubscriptionChange(
-            plan_id=request.plan_id, billing_email=request.billing_email, plan_version=request.plan_version
+            plan_id=request.plan_id,
+            billing_email=request.billing_email,
+            plan_version=request.plan_version,
+            effective=_effective(request.effective),
+            cancel_at_period_end=(request.cancel_at_period_end if request.HasField("cancel_at_period_end") else None),
         )
         return subscription_message(
             subscriptions.update_subscription(current_principal(), request.id, change, now=now())
         )
 
     def CancelSubscription(self, request, context):
-        return subscription_message(subscriptions.cancel_subscription(current_principal(), request.id, now=now()))
+        return subscription_message(
+            subscriptions.cancel_subscription(
+                current_principal(), request.id, now=now(), at_period_end=request.at_period_end
+            )
+        )

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Subscription(_message.Message):
-    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version")
+    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "trial_end", "cancel_at", "cancel_at_period_end", "pending_plan_id", "pending_plan_version")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Subscription.Status]
@@ -33,6 +33,11 @@ class Subscription(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CANCELED_AT_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_END_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    PENDING_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PENDING_PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     plan_id: str
@@ -44,7 +49,12 @@ class Subscription(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     canceled_at: _timestamp_pb2.Timestamp
     plan_version: int
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    trial_end: _timestamp_pb2.Timestamp
+    cancel_at: _timestamp_pb2.Timestamp
+    cancel_at_period_end: bool
+    pending_plan_id: str
+    pending_plan_version: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., trial_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., pending_plan_id: _Optional[str] = ..., pending_plan_version: _Optional[int] = ...) -> None: ...
 
 class CreateSubscriptionRequest(_message.Message):
     __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version")
@@ -85,19 +95,33 @@ class ListTenantSubscriptionsResponse(_message.Message):
     def __init__(self, subscriptions: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSubscriptionRequest(_message.Message):
-    __slots__ = ("id", "plan_id", "billing_email", "plan_version")
+    __slots__ = ("id", "plan_id", "billing_email", "plan_version", "effective", "cancel_at_period_end")
+    class Effective(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EFFECTIVE_UNSPECIFIED: _ClassVar[UpdateSubscriptionRequest.Effective]
+        NOW: _ClassVar[UpdateSubscriptionRequest.Effective]
+        PERIOD_END: _ClassVar[UpdateSubscriptionRequest.Effective]
+    EFFECTIVE_UNSPECIFIED: UpdateSubscriptionRequest.Effective
+    NOW: UpdateSubscriptionRequest.Effective
+    PERIOD_END: UpdateSubscriptionRequest.Effective
     ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     id: str
     plan_id: str
     billing_email: str
     plan_version: int
-    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    effective: UpdateSubscriptionRequest.Effective
+    cancel_at_period_end: bool
+    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., effective: _Optional[_Union[UpdateSubscriptionRequest.Effective, str]] = ..., cancel_at_period_end: _Optional[bool] = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "at_period_end")
     ID_FIELD_NUMBER: _ClassVar[int]
+    AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    at_period_end: bool
+    def __init__(self, id: _Optional[str] = ..., at_period_end: _Optional[bool] = ...) -> None: ...

@@ -88,14 +88,14 @@ class SubscriptionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSubscription(self, request, context):
-        """Changes the plan or billing e-mail; a plan change takes effect at once.
+        """Changes the plan or billing e-mail; a plan change takes effect at once or at the period's end.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelSubscription(self, request, context):
-        """Cancels at once; repeating it returns the same subscription.
+        """Cancels at once, or at the period's end with at_period_end; repeating it returns the same subscription.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
