@@ -13,6 +13,7 @@ import uuid
 from concurrent import futures
 
 import grpc
+import peewee
 import pytest
 
 from billing.v1 import subscription_pb2, subscription_pb2_grpc, usage_pb2, usage_pb2_grpc
@@ -22,6 +23,7 @@ from server.domain import idempotency as rules
 from server.persistence import db
 from server.persistence import idempotency as store
 from server.persistence.idempotency import IdempotencyKey
+from server.services import usage
 
 TRACK = "/billing.v1.UsageService/TrackUsage"
 UTC = dt.timezone.utc
@@ -208,4 +210,26 @@ def test_the_scheduler_purges_expired_records(stack, tenant_id):
         assert not IdempotencyKey.select().where(IdempotencyKey.expires_at <= later).exists()
     again = track(stack, subscription_id, key, events(1))  # a new request under the old key
     assert again.status == 200 and "idempotent-replayed" not in again.headers
+    assert stack.total_requests(subscription_id) == 2
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(RuntimeError("a bug"), 500), (peewee.OperationalError("server closed the connection"), 503)],
+)
+def test_a_server_error_releases_the_key_so_a_retry_runs(stack, tenant_id, monkeypatch, failure, status):
+    subscription_id = stack.subscribe(tenant_id)["id"]
+    key = new_key()
+    track_once = usage.track
+
+    def failing_once(*args, **kwargs):
+        monkeypatch.setattr(usage, "track", track_once)
+        raise failure
+
+    monkeypatch.setattr(usage, "track", failing_once)
+    assert track(stack, subscription_id, key, events(2)).status == status
+    with db.session():
+        assert store.find("admin", key) is None
+    retried = track(stack, subscription_id, key, events(2))
+    assert retried.status == 200 and "idempotent-replayed" not in retried.headers
     assert stack.total_requests(subscription_id) == 2
