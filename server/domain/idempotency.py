@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import hashlib
 from collections.abc import Sequence
+from typing import NoReturn
 
 from server.domain.access import Principal
 from server.domain.errors import DomainError, InvalidArgument
@@ -56,20 +57,20 @@ def call_key(values: Sequence[str]) -> str | None:
     given twice."""
     if not values:
         return None
-    problem = None
     if len(values) > 1:
-        problem = "is given more than once"
-    else:
-        key = values[0]
-        if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
-            problem = f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
-    if problem:
-        raise InvalidArgument(
-            f"header Idempotency-Key (gRPC metadata {HEADER}) {problem}",
-            field="Idempotency-Key",
-            reason="INVALID_IDEMPOTENCY_KEY",
-        )
-    return values[0]
+        _refuse("is given more than once")
+    key = values[0]
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
+        _refuse(f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def _refuse(problem: str) -> NoReturn:
+    raise InvalidArgument(
+        f"header Idempotency-Key (gRPC metadata {HEADER}) {problem}",
+        field="Idempotency-Key",
+        reason="INVALID_IDEMPOTENCY_KEY",
+    )
 
 
 def holder(principal: Principal) -> str:
