@@ -20,6 +20,8 @@ from server.domain.errors import DomainError, InvalidArgument
 HEADER = "idempotency-key"  # gRPC metadata; the REST header Idempotency-Key arrives as it
 REPLAYED_HEADER = "idempotent-replayed"  # on an answer given again
 MAX_KEY_LENGTH = 255
+# Methods whose google.api.http rule has one of these verbs change something: they take a key.
+MUTATING_VERBS = frozenset({"post", "put", "patch", "delete"})
 KEPT_FOR = dt.timedelta(hours=24)
 # A call still marked running this long after it claimed its key was lost with its process (no
 # call runs this long: Envoy gives up after 60 s): a retry may claim the key again.

@@ -38,14 +38,13 @@ from server.transport.interceptors.methods import KEYLESS_METHODS
 
 log = logging.getLogger("billing.transport")
 
-MUTATING_VERBS = frozenset({"post", "put", "patch", "delete"})
 REPLAYED = ((rules.REPLAYED_HEADER, "true"),)
 
 
 @functools.cache
 def mutates(method: str) -> bool:
     rule = path_binding.http_rule(method)
-    return rule is not None and rule[0] in MUTATING_VERBS
+    return rule is not None and rule[0] in rules.MUTATING_VERBS
 
 
 @dataclasses.dataclass(frozen=True)
