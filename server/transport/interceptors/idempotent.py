@@ -3,7 +3,8 @@
 persistence/idempotency.py).
 
 Mutating means a POST, PUT, PATCH or DELETE in the method's google.api.http rule, read from the
-descriptor; a key on any other method is ignored. The layer is the innermost, after the key's
+descriptor; a key on any other method is ignored. Only unary methods are wrapped (chain.Layer):
+the billing API has no streaming method, and a stream's answer is not one message to keep. The layer is the innermost, after the key's
 holder is known (authentication), and after the checks that refuse a request before any method
 runs (validation, rate limit, path binding): like Stripe's, those answers are not kept, as
 nothing ran; a retry is refused the same way, or runs once the reason has gone. What the method
