@@ -4,13 +4,14 @@ persistence/idempotency.py).
 
 Mutating means a POST, PUT, PATCH or DELETE in the method's google.api.http rule, read from the
 descriptor; a key on any other method is ignored. Only unary methods are wrapped (chain.Layer):
-the billing API has no streaming method, and a stream's answer is not one message to keep. The layer is the innermost, after the key's
-holder is known (authentication), and after the checks that refuse a request before any method
-runs (validation, rate limit, path binding): like Stripe's, those answers are not kept, as
-nothing ran; a retry is refused the same way, or runs once the reason has gone. What the method
-itself answers is kept (a refusal such as a plan that does not exist included), except a server
-error: INTERNAL, UNAVAILABLE (RELEASED_CODES) or any exception other than a domain error
-releases the key, so that a retry runs again.
+the billing API has no streaming method, and a stream's answer is not one message to keep.
+
+The layer is the innermost, after the key's holder is known (authentication), and after the
+checks that refuse a request before any method runs (validation, rate limit, path binding): like
+Stripe's, those answers are not kept, as nothing ran; a retry is refused the same way, or runs
+once the reason has gone. What the method itself answers is kept (a refusal such as a plan that
+does not exist included), except a server error: INTERNAL, UNAVAILABLE (RELEASED_CODES) or any
+exception other than a domain error releases the key, so that a retry runs again.
 
 A success is sent as the bytes kept, the first time as on every replay (the response serializer
 passes them through); a replayed error is its stored google.rpc.Status. The marker is initial
