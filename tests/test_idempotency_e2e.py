@@ -235,3 +235,25 @@ def test_a_server_error_releases_the_key_so_a_retry_runs(stack, tenant_id, monke
     retried = track(stack, subscription_id, key, events(2))
     assert retried.status == 200 and "idempotent-replayed" not in retried.headers
     assert stack.total_requests(subscription_id) == 2
+
+
+def test_grpcurl_shows_a_replay_in_its_response_headers(stack, tenant_id):
+    subscription_id = stack.subscribe(tenant_id)["id"]
+    command = [
+        str(BIN / "grpcurl"),
+        "-plaintext",
+        "-v",
+        "-H",
+        f"authorization: Bearer {stack.admin_key}",
+        "-H",
+        f"idempotency-key: {new_key()}",
+        "-d",
+        json.dumps({"subscription_id": subscription_id, "events": events(2)}),
+        stack.grpc_address,
+        "billing.v1.UsageService/TrackUsage",
+    ]
+    first, again = [subprocess.run(command, capture_output=True, text=True, check=True, timeout=30) for _ in range(2)]
+    assert "idempotent-replayed: true" not in first.stdout
+    assert "idempotent-replayed: true" in again.stdout.split("Response contents:")[0]
+    assert '"accepted": 2' in again.stdout
+    assert stack.total_requests(subscription_id) == 2
