@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server import __version__  # noqa: E402
-from server.domain import identifiers, subscriptions, usage  # noqa: E402
+from server.domain import idempotency, identifiers, subscriptions, usage  # noqa: E402
 from server.persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: E402
 from server.transport import validation  # noqa: E402
 from server.transport.app import MAX_REQUEST_BYTES  # noqa: E402
@@ -63,6 +63,28 @@ LIMITS: dict[str, dict[str, Any]] = {
     "CreateSubscriptionRequest.tenant_id": {"minLength": 1},
     "CreateSubscriptionRequest.billing_email": {"format": "email", "maxLength": subscriptions.MAX_EMAIL},
     "UpdateSubscriptionRequest.billing_email": {"maxLength": subscriptions.MAX_EMAIL},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key and the same request gets the first answer again, marked "
+    f"`{idempotency.REPLAYED_HEADER}: true`, and does nothing; kept {idempotency.KEPT_FOR.days * 24} hours per "
+    "key holder (409 IDEMPOTENCY_KEY_MISMATCH for another request, IDEMPOTENCY_KEY_IN_USE while the first runs). "
+    "See docs/guides/idempotency.md.",
+    # Printable ASCII; HTTP trims a value's outer spaces, so none there.
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    },
+}
+REPLAYED = {
+    idempotency.REPLAYED_HEADER: {
+        "description": "`true` on an answer given again for a retried Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
 }
 PAGE_SIZE = {
     "type": "integer",
@@ -244,9 +266,14 @@ class Generator:
                             {"name": field.name, "in": "query", "required": is_required(field), "schema": schema},
                         )
                     )
+        mutating = verb in idempotency.MUTATING_VERBS
+        if mutating:
+            parameters.append(IDEMPOTENCY_KEY)
         if parameters:
             operation["parameters"] = parameters
         operation["responses"] = self.responses(method, full_name, bool(rule.body))
+        if mutating:
+            operation["responses"]["200"] = {**operation["responses"]["200"], "headers": REPLAYED}
         if full_name in KEYLESS_METHODS:
             operation["security"] = []
         return template, verb, operation

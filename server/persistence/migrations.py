@@ -384,6 +384,27 @@ def _0009_lifecycle(migrator: SchemaMigrator) -> None:
     )
 
 
+class _IdempotencyKey0011(schema_0001.BaseModel):
+    holder = pw.CharField(max_length=160)
+    key = pw.CharField(max_length=255)
+    fingerprint = pw.CharField(max_length=64)
+    claim = pw.CharField(max_length=32)
+    claimed_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    code = pw.IntegerField(null=True)
+    body = pw.BlobField(null=True)
+    metadata = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("holder", "key"), True),)
+
+
+def _0011_idempotency_keys(migrator: SchemaMigrator) -> None:
+    """Idempotency-Key records: one per (holder, key), the unique index deciding which call runs."""
+    database.create_tables([_IdempotencyKey0011])
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -393,6 +414,7 @@ MIGRATIONS = [
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
     ("0009_lifecycle", _0009_lifecycle),
+    ("0011_idempotency_keys", _0011_idempotency_keys),
 ]
 
 

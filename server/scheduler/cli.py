@@ -109,6 +109,7 @@ def build_schedule(scheduler: schedule.Scheduler, settings: Settings) -> None:
     # `schedule` reads local time unless told the zone (which it resolves with pytz).
     scheduler.every().day.at("00:10", "UTC").do(_trigger, "daily_rollup", settings)
     scheduler.every(OUTBOX_EVERY_SECONDS).seconds.do(_trigger, "deliver_outbox", settings)
+    scheduler.every().hour.do(_trigger, "idempotency_purge", settings)
 
 
 def run(settings: Settings) -> int:

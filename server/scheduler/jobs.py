@@ -47,7 +47,7 @@ from server.persistence.models import (
 )
 from server.persistence.read_models import InvoiceView
 from server.scheduler.leader import leadership
-from server.services import invoices, lifecycle
+from server.services import idempotency, invoices, lifecycle
 from server.services.outbox import enqueue
 
 log = logging.getLogger("billing.scheduler")
@@ -347,6 +347,20 @@ def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BAT
     return {"rows": purged, "purged": purged, "batches": batches, "cutoff": cutoff.isoformat()}
 
 
+@_logged
+def idempotency_purge(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BATCH) -> dict:
+    """Delete Idempotency-Key records past their 24 hours (an expired record is void already:
+    this only bounds the table), in bounded batches, one transaction each."""
+    purged = batches = 0
+    while not STOPPING.is_set():
+        deleted = idempotency.purge_expired(now, batch)
+        purged += deleted
+        batches += 1
+        if deleted < batch:
+            break
+    return {"rows": purged, "purged": purged, "batches": batches}
+
+
 def backoff(attempts: int) -> dt.timedelta:
     """Delay after the `attempts`-th failure (1-based), for attempts < MAX_ATTEMPTS."""
     return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
@@ -429,6 +443,7 @@ JOBS = {
     "trial_notices": trial_notices,
     "daily_rollup": daily_rollup,
     "deliver_outbox": deliver_outbox,
+    "idempotency_purge": idempotency_purge,
 }
 
 

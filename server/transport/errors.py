@@ -24,8 +24,19 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+class Replayed(DomainError):
+    """An answer kept under an Idempotency-Key, given again: its google.rpc.Status as first sent."""
+
+    def __init__(self, status: status_pb2.Status, metadata: dict[str, str]) -> None:
+        super().__init__(status.message, metadata=metadata)
+        self.code = code_pb2.Code.Name(status.code)
+        self.status = status
+
+
 def status_message(error: DomainError) -> status_pb2.Status:
     """The google.rpc.Status of `error`, with ErrorInfo, BadRequest and RetryInfo as they apply."""
+    if isinstance(error, Replayed):
+        return error.status
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
     if error.violations:
         details.append(

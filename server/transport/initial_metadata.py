@@ -36,9 +36,10 @@ def install() -> bool:
 
 
 def attach(context: grpc.ServicerContext, metadata: tuple[tuple[str, str], ...]) -> None:
-    """Send `metadata` as initial metadata with the call's first response batch."""
+    """Send `metadata` as initial metadata with the call's first response batch, after any
+    attached before (the rate limit's headers, then an idempotent replay's)."""
     state = getattr(context, "_state", None)
     if _server._get_initial_metadata is _with_attached and state is not None:
-        setattr(state, _ATTACHED, metadata)
+        setattr(state, _ATTACHED, (*getattr(state, _ATTACHED, ()), *metadata))
     else:
         context.send_initial_metadata(metadata)

@@ -35,9 +35,10 @@ def _pattern(template: str) -> tuple[re.Pattern, list[str]]:
     return re.compile("".join(parts) + "$"), fields
 
 
-@functools.cache
-def _binding(method: str) -> tuple[re.Pattern, list[str]] | None:
-    """(path regex, variable fields) of a gRPC method path such as /billing.v1.InvoiceService/GetInvoice."""
+def http_rule(method: str) -> tuple[str, str] | None:
+    """(verb, path template) of a gRPC method path such as /billing.v1.InvoiceService/GetInvoice,
+    from its google.api.http annotation: verb "get", "put", "post", "delete" or "patch"; None
+    for a method with no such rule (or a custom verb)."""
     service, _, name = method.lstrip("/").partition("/")
     try:
         descriptor = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(name)
@@ -47,7 +48,16 @@ def _binding(method: str) -> tuple[re.Pattern, list[str]] | None:
     kind = rule.WhichOneof("pattern")
     if kind is None or kind == "custom":
         return None
-    pattern = _pattern(getattr(rule, kind))
+    return kind, getattr(rule, kind)
+
+
+@functools.cache
+def _binding(method: str) -> tuple[re.Pattern, list[str]] | None:
+    """(path regex, variable fields) of a gRPC method path."""
+    rule = http_rule(method)
+    if rule is None:
+        return None
+    pattern = _pattern(rule[1])
     return pattern if pattern[1] else None
 
 

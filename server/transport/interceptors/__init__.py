@@ -9,6 +9,7 @@ from server.ratelimit.algorithm import RateLimiter
 from server.transport.interceptors.authenticating import AuthInterceptor
 from server.transport.interceptors.chain import Chain
 from server.transport.interceptors.error_boundary import ErrorInterceptor
+from server.transport.interceptors.idempotent import IdempotencyInterceptor
 from server.transport.interceptors.observing import ObservingInterceptor
 from server.transport.interceptors.path_checking import PathBindingInterceptor
 from server.transport.interceptors.rate_limiting import RateLimitInterceptor
@@ -17,8 +18,8 @@ from server.transport.interceptors.validating import ValidationInterceptor
 
 def default_interceptors(limiter: RateLimiter | None = None) -> list[grpc.ServerInterceptor]:
     """observation (metrics, call log) → errors → validation → auth → tier rate limit (only with a
-    limiter: None turns rate limits off) → path binding, outermost first."""
+    limiter: None turns rate limits off) → path binding → Idempotency-Key, outermost first."""
     layers = [ObservingInterceptor(), ErrorInterceptor(), ValidationInterceptor(), AuthInterceptor()]
     if limiter is not None:
         layers.append(RateLimitInterceptor(limiter))
-    return [Chain([*layers, PathBindingInterceptor()])]
+    return [Chain([*layers, PathBindingInterceptor(), IdempotencyInterceptor()])]
