@@ -192,8 +192,8 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
     real = jobs.invoices.set_status
     seen = []
 
-    def crash_on_second(invoice_id, status, *, now):
-        invoice = real(invoice_id, status, now=now)  # the e-mail is queued, then the process dies
+    def crash_on_second(invoice_id, status, *, now, principal):
+        invoice = real(invoice_id, status, now=now, principal=principal)  # the e-mail is queued, then the process dies
         if invoice.subscription_id in mine:
             seen.append(invoice.subscription_id)
             if len(seen) == 2:

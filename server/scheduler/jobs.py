@@ -24,6 +24,7 @@ import peewee as pw
 
 from server.config import Settings
 from server.domain import usage as usage_rules
+from server.domain.access import SYSTEM
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.invoice_state import InvoiceStatus
@@ -97,14 +98,14 @@ def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt
     crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
     issued PAID (a total of 0) is owed nothing and sent nothing."""
     try:
-        invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
+        invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, principal=SYSTEM, period_start=period_start)
     except AlreadyExists:
         live = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
         if live is None:  # voided or deleted since: no invoice to reuse, the conflict stands
             raise
-        invoice = invoices.get_invoice(live.id)
+        invoice = invoices.get_invoice(live.id, principal=SYSTEM)
     if invoice.status == InvoiceStatus.PENDING:
-        invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
+        invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now, principal=SYSTEM)
     return invoice
 
 
@@ -223,7 +224,7 @@ def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) ->
     overdue = skipped = 0
     for invoice_id in _until_stopped(due):
         try:
-            invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now)
+            invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now, principal=SYSTEM)
             overdue += 1
         except DomainError:  # paid, voided or deleted since the query: nothing to do
             skipped += 1

@@ -31,7 +31,7 @@ import math
 
 from server.domain import gateway as rules
 from server.domain import webhooks
-from server.domain.access import KeyScope, Principal
+from server.domain.access import SYSTEM, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.identifiers import identifier_problem
 from server.domain.meters import REQUESTS_METER
@@ -52,8 +52,6 @@ log = logging.getLogger("billing.gateway")
 CACHE_SECONDS = STALENESS_SECONDS
 ANNOUNCED_SECONDS = 3600.0
 WINDOW_PREFIX = "gateway:"
-# Metering acts for the system, not for a caller: the gateway itself vouches for the events.
-METERING = Principal(key_id=0, scope=KeyScope.ADMIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +226,7 @@ def meter(requests: list[rules.LoggedRequest], now: dt.datetime) -> int:
     for subscription_id, tracked in rules.usage_events(requests).items():
         for start in range(0, len(tracked), MAX_BATCH):
             try:
-                result = usage.track(METERING, subscription_id, tracked[start : start + MAX_BATCH], now=now)
+                result = usage.track(SYSTEM, subscription_id, tracked[start : start + MAX_BATCH], now=now)
             except DomainError as error:
                 log.warning("gateway usage for %s refused: %s", subscription_id, error.message)
                 continue

@@ -20,7 +20,7 @@ import peewee as pw
 
 from server.domain import periods, webhooks
 from server.domain import subscriptions as rules
-from server.domain.access import Principal, require_tenant_path, require_visible
+from server.domain.access import SYSTEM, Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from server.domain.subscriptions import SubscriptionStatus
 from server.persistence import db, plan_versions
@@ -86,18 +86,16 @@ _LOCKED = Prepared(
 
 
 def find_subscription(
-    subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id", lock: bool = False
+    subscription_id: str, *, principal: Principal, field: str = "subscription_id", lock: bool = False
 ) -> Subscription:
     """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
-    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
-    No principal: a caller that checked access itself, or the scheduler."""
+    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing)."""
     subscription_id = rules.require_field(subscription_id, field)
     found = (_LOCKED if lock else _UNLOCKED).rows(subscription_id)
     subscription = found[0] if found else None
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
-    if principal is not None:
-        require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
+    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
     return subscription
 
 
@@ -196,7 +194,7 @@ def update_subscription(
         if updates:
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
-            subscription = find_subscription(subscription.id)
+            subscription = find_subscription(subscription.id, principal=SYSTEM)
             events.emit(
                 webhooks.EventType.SUBSCRIPTION_UPDATED,
                 subscription.tenant_id,
@@ -217,7 +215,7 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
             .where(Subscription.id == subscription.id)
             .execute()
         )
-        view = subscription_view(find_subscription(subscription.id))
+        view = subscription_view(find_subscription(subscription.id, principal=SYSTEM))
         events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, view.tenant_id, subscription_message(view), now=now)
         return view
 
