@@ -37,11 +37,10 @@ from server.domain.identifiers import identifier_problem
 from server.domain.meters import REQUESTS_METER
 from server.domain.periods import Period, period_containing
 from server.domain.plans import Tier
-from server.domain.subscriptions import SubscriptionStatus
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
 from server.observability import metrics
-from server.persistence import db, plan_versions
+from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.models import Plan, PlanVersion, Subscription
 from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
@@ -92,7 +91,9 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     """The tenant's active subscription on the plan version it is pinned to: its rate limit, and
     the requests quota of its `requests` charge (capped where that charge has hard_limit)."""
     row = (
-        Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, PlanVersion)
+        active_subscriptions.of_tenant(
+            tenant_id, Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, PlanVersion
+        )
         .join(Plan)
         .switch(Subscription)
         .join(
@@ -100,7 +101,6 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
             on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
             attr="pinned",
         )
-        .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
         .first()
     )
     if row is None:

@@ -23,7 +23,7 @@ from server.domain import subscriptions as rules
 from server.domain.access import SYSTEM, Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from server.domain.subscriptions import SubscriptionStatus
-from server.persistence import db, plan_versions
+from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, PlanVersion, Subscription
 from server.persistence.pagination import paginate
@@ -127,7 +127,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
             events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(view), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
-        existing = active_subscription(tenant_id)
+        existing = active_subscriptions.of_tenant(tenant_id).first()
         if existing is None:
             raise
         raise AlreadyExists(
@@ -218,15 +218,3 @@ def cancel_subscription(principal: Principal, subscription_id: str, *, now: dt.d
         view = subscription_view(find_subscription(subscription.id, principal=SYSTEM))
         events.emit(webhooks.EventType.SUBSCRIPTION_CANCELED, view.tenant_id, subscription_message(view), now=now)
         return view
-
-
-def active_subscription(tenant_id: str) -> Subscription | None:
-    """The tenant's ACTIVE subscription, or None (then the tenant is on FREE).
-
-    Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
-    """
-    return (
-        Subscription.select()
-        .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
-        .first()
-    )
