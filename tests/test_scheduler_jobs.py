@@ -27,6 +27,7 @@ from server.persistence import db
 from server.persistence.models import Invoice, OutboxMessage, RecordedUsageEvent, Subscription, UsagePeriod
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
+from server.services import invoices
 from server.services.outbox import enqueue
 
 UTC = dt.timezone.utc
@@ -189,7 +190,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
     handler, sender = smtp
     subs = [make_sub("standard") for _ in range(3)]
     mine = {s.id for s in subs}
-    real = jobs.invoices.set_status
+    real = invoices.set_status
     seen = []
 
     def crash_on_second(invoice_id, status, *, now, principal):
@@ -200,7 +201,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
                 raise Crash()
         return invoice
 
-    monkeypatch.setattr(jobs.invoices, "set_status", crash_on_second)
+    monkeypatch.setattr(invoices, "set_status", crash_on_second)
     with pytest.raises(Crash):
         run_job("period_invoicing", now, SETTINGS)
     done = seen[0]
@@ -209,7 +210,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
     with db.session():
         assert Subscription.get_by_id(seen[1]).current_period_start == subs[0].current_period_start
 
-    monkeypatch.setattr(jobs.invoices, "set_status", real)
+    monkeypatch.setattr(invoices, "set_status", real)
     run_job("period_invoicing", now, SETTINGS)
     run_job("period_invoicing", now, SETTINGS)
     for sub in subs:
