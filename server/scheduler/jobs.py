@@ -32,7 +32,7 @@ from server.persistence.models import (
     RecordedUsageEvent,
 )
 from server.scheduler.leader import leadership
-from server.services import billing_runs
+from server.services import billing_runs, outbox
 
 log = logging.getLogger("billing.scheduler")
 
@@ -207,6 +207,7 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
                 payload=row.payload,
                 dedup_key=row.dedup_key,
                 from_address=settings.mail_from,
+                invoice=outbox.invoice_for(row.template, row.payload),
             )
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later

@@ -8,7 +8,8 @@ import json
 
 from server.domain.emails import EmailTemplate
 from server.persistence.db import database
-from server.persistence.models import OutboxMessage
+from server.persistence.models import Invoice, OutboxMessage
+from server.persistence.read_models import InvoiceView, invoice_view
 
 
 def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
@@ -70,3 +71,11 @@ def retry(message_id: int, now: dt.datetime) -> bool:
             )
             .execute()
         )
+
+
+def invoice_for(template: str, payload: str) -> InvoiceView | None:
+    """The invoice an invoice e-mail shows, read at delivery (a deleted one too: the e-mail was owed
+    when the row was queued); None for any other e-mail (a usage alert carries its figures)."""
+    if template not in (EmailTemplate.INVOICE_ISSUED, EmailTemplate.INVOICE_OVERDUE):
+        return None
+    return invoice_view(Invoice.get_by_id(json.loads(payload)["invoice_id"]))
