@@ -216,6 +216,17 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
+def unique_violation(error: peewee.IntegrityError, index: str, *columns: peewee.Field) -> bool:
+    """Whether `error` is the unique index `index` (on `columns`) refusing a row, not another
+    constraint: PostgreSQL names the index, SQLite the indexed columns."""
+    cause = getattr(error, "orig", None)
+    diagnostics = getattr(cause, "diag", None)
+    if diagnostics is not None:
+        return diagnostics.constraint_name == index
+    names = ", ".join(f"{column.model._meta.table_name}.{column.column_name}" for column in columns)
+    return str(cause) == f"UNIQUE constraint failed: {names}"
+
+
 def for_update(query: _Select, **options) -> _Select:
     """Lock the selected rows for the transaction: FOR UPDATE on PostgreSQL (options such as
     skip_locked pass through); SQLite needs none, its BEGIN IMMEDIATE already serializes writers."""

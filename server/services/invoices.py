@@ -28,10 +28,11 @@ from server.domain.periods import Period, period_containing
 from server.domain.plans import VersionedPlan
 from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
-from server.persistence import plan_versions
+from server.persistence import db, plan_versions
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE,
+    ONE_LIVE_INVOICE_INDEX,
     Invoice,
     InvoiceLineItem,
     NumberSequence,
@@ -225,8 +226,9 @@ def generate_invoice(
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
         return view
-    except pw.IntegrityError:
-        pass
+    except pw.IntegrityError as error:
+        if not db.unique_violation(error, ONE_LIVE_INVOICE_INDEX, Invoice.subscription, Invoice.period_start):
+            raise
     existing = live_invoice(subscription_id, period.start)
     which = f"invoice {existing.id} ({existing.number})" if existing else "an invoice"
     raise AlreadyExists(
