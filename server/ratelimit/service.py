@@ -29,8 +29,8 @@ class TenantLimit:
 
 
 # One query: the partial unique index on ACTIVE subscriptions per tenant, then the plan by key. It
-# runs on every limited call the interceptor's cache misses, so it is composed once (peewee's query
-# building cost ~150 µs a call, the query itself ~13 µs on SQLite).
+# runs on every limited call the interceptor's cache misses, so it is composed once (building it
+# with peewee on each call costs several times what running it does).
 _TENANT_PLAN = Prepared(
     Plan,
     [Subscription.tenant_id],

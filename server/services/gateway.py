@@ -82,7 +82,7 @@ class Refused(ResourceExhausted):
 
 def _in_session(query, *args):
     """Run a cache miss's query in its own database session: the common case, all hits, opens
-    none (on SQLite opening one cost ~400 µs, four fifths of a whole check)."""
+    none (on SQLite opening a session costs most of a whole check)."""
     with db.session():
         return query(*args)
 
