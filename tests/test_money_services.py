@@ -237,7 +237,7 @@ def change_plan(sub, plan: str, at: dt.datetime) -> None:
 
 
 def test_a_plan_held_for_an_hour_bills_its_fee_share_and_its_usage_on_its_terms():
-    """Issue 31 item 3: Free, track 10,000, Enterprise, track 5,000,000, back to Free an hour later.
+    """The reported case: Free, track 10,000, Enterprise, track 5,000,000, back to Free an hour later.
     Whole-day segments billed it all on Free: total 0."""
     sub = subscription("one-hour-enterprise", plan="free")
     up = FIRST.start + dt.timedelta(days=3, hours=4, minutes=7)
