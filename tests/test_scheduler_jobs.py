@@ -28,7 +28,7 @@ from server.persistence.models import Invoice, OutboxMessage, RecordedUsageEvent
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
 from server.services import invoices
-from server.services.outbox import enqueue
+from server.services.outbox import SEND_LEASE, enqueue
 
 UTC = dt.timezone.utc
 SETTINGS = Settings()  # the defaults: the issuer on the PDF, 35 days of usage retention
@@ -233,8 +233,8 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
 
     deliver_all(sender, now)
     assert received_counts() == [1, 1, 1]
-    deliver_all(sender, now + jobs.SEND_LEASE)
-    deliver_all(sender, now + jobs.SEND_LEASE)
+    deliver_all(sender, now + SEND_LEASE)
+    deliver_all(sender, now + SEND_LEASE)
     assert received_counts() == [1, 1, 2]
     for sub in subs:
         assert len({m["Message-ID"] for m in handler.to(sub.billing_email)}) == 1

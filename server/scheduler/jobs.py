@@ -9,7 +9,9 @@ outbox row per dedup key, a period advanced in the same transaction that invoice
 rolls back the item it was in; the next run picks it up again. Each run logs one line with
 job, rows, duration_ms and the job's own counts as fields, and counts in the job metrics.
 
-Run them through `run_job` (a database session and, on PostgreSQL, the leader lock).
+The work itself is services' (billing_runs, outbox, retention); a job loops over it, stops early
+when asked, counts and logs. Run them through `run_job` (a database session and, on PostgreSQL,
+the leader lock).
 """
 
 from __future__ import annotations
@@ -26,24 +28,13 @@ from server.notifications import sender as senders
 from server.notifications.email import build_message
 from server.observability import metrics
 from server.persistence import db
-from server.persistence.db import database, for_update
-from server.persistence.models import (
-    OutboxMessage,
-    RecordedUsageEvent,
-)
 from server.scheduler.leader import leadership
-from server.services import billing_runs, outbox
+from server.services import billing_runs, outbox, retention
 
 log = logging.getLogger("billing.scheduler")
 
 MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next run continues
 PURGE_BATCH = 5000
-# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
-# row is a dead letter (dead_at set) until an operator retries it.
-BACKOFF = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720))
-MAX_ATTEMPTS = len(BACKOFF) + 1
-# A claimed row is retried after this if its sender died before marking it.
-SEND_LEASE = dt.timedelta(minutes=5)
 
 # Set on SIGTERM by `billing-scheduler run`: a running job finishes the item in hand (one
 # transaction, or one e-mail) and returns early; the next run, in this process or another, goes on.
@@ -144,42 +135,12 @@ def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BAT
     cutoff = now - dt.timedelta(days=settings.usage_retention_days)
     purged = batches = 0
     while not STOPPING.is_set():
-        with database.atomic():
-            ids = (
-                RecordedUsageEvent.select(RecordedUsageEvent.id)
-                .where(RecordedUsageEvent.received_at < cutoff)
-                .limit(batch)
-            )
-            deleted = RecordedUsageEvent.delete().where(RecordedUsageEvent.id.in_(ids)).execute()
+        deleted = retention.purge_events(cutoff, batch)
         purged += deleted
         batches += 1
         if deleted < batch:
             break
     return {"rows": purged, "purged": purged, "batches": batches, "cutoff": cutoff.isoformat()}
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    """Delay after the `attempts`-th failure (1-based), for attempts < MAX_ATTEMPTS."""
-    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
-
-
-def _claim_next(now: dt.datetime) -> OutboxMessage | None:
-    """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
-    with database.atomic():
-        query = (
-            OutboxMessage.select()
-            .where(
-                OutboxMessage.sent_at.is_null()
-                & OutboxMessage.dead_at.is_null()
-                & (OutboxMessage.next_attempt_at <= now)
-            )
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(1)
-        )
-        row = for_update(query, skip_locked=True).first()
-        if row is not None:
-            OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
-        return row
 
 
 @_logged
@@ -197,7 +158,7 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
     sender = sender or senders.from_settings(settings)
     sent = failed = dead = 0
     for _ in _until_stopped(range(limit)):
-        row = _claim_next(now)
+        row = outbox.claim_next(now)
         if row is None:
             break
         try:
@@ -211,25 +172,14 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
             )
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
-            attempts = row.attempts + 1
-            given_up = attempts >= MAX_ATTEMPTS
-            (
-                OutboxMessage.update(
-                    attempts=attempts,
-                    last_error=f"{type(error).__name__}: {error}"[:2000],
-                    next_attempt_at=now if given_up else now + backoff(attempts),
-                    dead_at=now if given_up else None,
-                )
-                .where(OutboxMessage.id == row.id)
-                .execute()
-            )
+            attempts, given_up = outbox.mark_failed(row, error, now)
             log.warning(
                 "outbox %s failed (attempt %d%s): %s", row.dedup_key, attempts, ", given up" if given_up else "", error
             )
             failed += 1
             dead += given_up
         else:
-            OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
+            outbox.mark_sent(row, now)
             sent += 1
     return {"rows": sent, "sent": sent, "failed": failed, "dead": dead}
 
