@@ -20,11 +20,13 @@ generate: $(INSTALLED)
 run: $(INSTALLED)
 	$(VENV)/bin/billing-stack
 
-# ruff (lint and format) and mypy; `make test` runs them first.
+# ruff (lint and format), mypy, and the layer contract (import-linter, [tool.importlinter] in
+# pyproject.toml); `make test` runs them first.
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Lint, the suite, then the mutation gate on the pure rules (a boundary rule without a test that can fail fails CI).
 test: lint

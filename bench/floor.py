@@ -1,4 +1,4 @@
-"""The true floor (issue 16): a bare grpcio server with one no-op unary method (no interceptors,
+"""The true floor: a bare grpcio server with one no-op unary method (no interceptors,
 no database, no protobuf: bytes in, bytes out) and the same thread settings as the billing
 server, driven by the same load loops as every other figure.
 
@@ -9,7 +9,7 @@ limit the bench catalogue raises so no call is refused. Runs alternate floor / G
 authenticated GetPlan (tenant key: auth + tier limit + plan), `repeats` times; each repeat gives
 a ratio to the adjacent floor run and the figures are the medians. Single-event tracking (admin
 key, one event a call, every loop into the tenant's one subscription: auth + validation + a write transaction,
-group-committed) is measured the same way, for issue 16's group-commit goal."""
+group-committed) is measured the same way, for the group-commit goal."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from bench.load import FLOOR_METHOD
 
 # (label, load op) in run order; the floor first so each repeat's ratios use the run just before.
 RUNS = [("floor", "floor"), ("GetHealth", "health"), ("GetPlan (tenant key)", "plan"), ("TrackUsage x1", "usage_1")]
-# issue 16: throughput as a fraction of the floor
+# The goals: throughput as a fraction of the floor
 GOALS = {"GetHealth": 0.8, "GetPlan (tenant key)": 0.67, "TrackUsage x1": 0.5}
 
 

@@ -1,4 +1,4 @@
-"""The gateway's cost (issue 13): the same request to the same upstream, directly through an
+"""The gateway's cost: the same request to the same upstream, directly through an
 Envoy with no filters and through the gateway (ext_authz + access-log metering), side by side in
 one run, the way OPA-Envoy publishes its ext_authz overhead.
 

@@ -1,4 +1,4 @@
-"""The tier rate-limit interceptor's cost per call (issue 4): the same tenant-key GetPlan through
+"""The tier rate-limit interceptor's cost per call: the same tenant-key GetPlan through
 one gRPC server with the interceptor off, with the in-process limiter, and with Redis.
 
 The servers are built by `create_server(settings, "127.0.0.1:0", rate_limits=...)` inside the
@@ -6,7 +6,7 @@ bench's own process (no server change, no env switch), after the main stack has 
 load comes from the bench's load processes, as for every other figure. The tenant has an ACTIVE
 ENTERPRISE subscription; a bench-only catalogue (BILLING_CATALOGUE's format, written to the temp
 dir) raises the enterprise limit to 100,000,000/min so no call is refused (errors must be 0), so
-every call pays the whole check: tier (cached 2 s per tenant since issue 16), limiter hit,
+every call pays the whole check: tier (cached per tenant for a bounded time), limiter hit,
 x-ratelimit-* initial metadata. Runs alternate off / in-process / redis, `repeats` times; each repeat gives a
 ratio and a per-call cost from adjacent runs, and the figures are the medians."""
 

@@ -1,4 +1,4 @@
-"""Meters' cost, in one run per backend (issue 25): batched ingestion of events with 3 properties
+"""Meters' cost, in one run per backend: batched ingestion of events with 3 properties
 matched by 3 meters (SUM, UNIQUE_COUNT, MAX) against plain api_request batches, and endpoint 24
 over a whole period holding BENCH_METER_EVENTS events (default 1,000,000).
 

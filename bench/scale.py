@@ -1,4 +1,4 @@
-"""`python -m bench.scale` (`make bench-scale`): the scale-out curve (issue 16, goal 5).
+"""`python -m bench.scale` (`make bench-scale`): the scale-out curve.
 
 The real stack on PostgreSQL (a scratch database created and dropped here, or DATABASE_URL if it
 names a PostgreSQL database the bench may write to) and REDIS_URL when set: `max(BENCH_SCALE)`

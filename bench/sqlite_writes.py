@@ -1,4 +1,4 @@
-"""Batched ingestion on SQLite with 1 and with 2 server processes (issue 16, goal 3), in one run.
+"""Batched ingestion on SQLite with 1 and with 2 server processes, in one run.
 
 Two stacks side by side, each on a fresh SQLite file of its own: one server process behind Envoy,
 and two behind one Envoy. Each repeat measures the raw batched-insert ceiling (bench/ceiling.py,

@@ -4,8 +4,8 @@ CPython's cyclic collector runs after every 700 net allocations of container obj
 run of an older generation walks everything in it. A 1,000-event TrackUsage allocates tens of
 thousands of containers (events, rows, tuples), almost none of them in cycles (reference
 counting frees them), so the collector ran dozens of times a call and kept walking the process's
-start-up heap (modules, protobuf descriptors, grpcio, Peewee's models): ~25% of the call's CPU
-(7.7 -> 5.8 ms of the handler's thread, issue 16). Once the server is built, what exists is
+start-up heap (modules, protobuf descriptors, grpcio, Peewee's models): a large share of the
+call's CPU. Once the server is built, what exists is
 frozen out of every collection (it lives as long as the process), and the youngest generation
 is collected every 10,000 allocations: cycles are still found, a little later.
 """

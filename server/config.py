@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import itertools
 import os
 import pathlib
 import re
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 from server.domain import urls, webhooks
 from server.domain.issuer import Issuer
@@ -174,6 +177,77 @@ def _public_url(url: str | None) -> str | None:
     return checked.rstrip("/") if checked else None
 
 
+# (env, variable name, the field's default) -> the field's value, or a ConfigError naming the variable.
+Parse = Callable[[dict[str, str], str, Any], Any]
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _secret(minimum: int) -> Parse:
+    """A secret of at least `minimum` characters, or None (unset)."""
+
+    def parse(env: dict[str, str], name: str, default: None) -> str | None:
+        value = env.get(name) or None
+        if value is not None and len(value) < minimum:
+            raise ConfigError(f"{name} must be at least {minimum} characters")
+        return value
+
+    return parse
+
+
+def _text(env: dict[str, str], name: str, default: str) -> str:
+    return env.get(name) or default
+
+
+def _path(env: dict[str, str], name: str, default: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(env.get(name) or default)
+
+
+def _url_of(example: str, schemes: tuple[str, ...], **rules: bool) -> Parse:
+    """A URL setting by _url's rules; None when unset."""
+    return lambda env, name, default: _url(name, env.get(name), example, schemes, **rules)
+
+
+def _issuer(env: dict[str, str], default: Issuer) -> Issuer:
+    return Issuer(
+        name=env.get("BILLING_ISSUER_NAME") or default.name,
+        address=env.get("BILLING_ISSUER_ADDRESS", ""),
+        tax_id=env.get("BILLING_ISSUER_TAX_ID", ""),
+    )
+
+
+# The settings read one variable each: (Settings field, variable, parse). The issuer, TLS and the
+# webhook allow-list read several variables together (Settings.from_env).
+VARIABLES: tuple[tuple[str, str, Parse], ...] = (
+    ("grpc_threads", "BILLING_GRPC_THREADS", _positive),
+    ("usage_retention_days", "BILLING_USAGE_RETENTION_DAYS", _positive),
+    ("bootstrap_admin_key", "BILLING_BOOTSTRAP_ADMIN_KEY", _secret(MIN_BOOTSTRAP_KEY)),
+    ("portal_secret", "BILLING_PORTAL_SECRET", _secret(MIN_PORTAL_SECRET)),
+    ("metrics_port", "BILLING_METRICS_PORT", _port),
+    ("scheduler_metrics_port", "BILLING_SCHEDULER_METRICS_PORT", _port),
+    ("shutdown_grace_s", "BILLING_SHUTDOWN_GRACE_S", functools.partial(_number, minimum=0, maximum=3600)),
+    ("replicas", "BILLING_REPLICAS", functools.partial(_number, minimum=1, maximum=64, integer=True)),
+    ("database_url", "DATABASE_URL", lambda env, name, default: _database_url(env.get(name) or default)),
+    ("redis_url", "REDIS_URL", _url_of("redis://host:6379/0", ("redis", "rediss"), credentials=True)),
+    ("bind", "BILLING_BIND", _text),
+    ("grpc_port", "BILLING_GRPC_PORT", _port),
+    ("http_port", "BILLING_HTTP_PORT", _port),
+    ("smtp_url", "SMTP_URL", _url_of("smtp://host:port", ("smtp",), path=False, query=False)),
+    ("outbox_dir", "OUTBOX_DIR", _path),
+    ("catalogue_path", "BILLING_CATALOGUE", _path),
+    ("mail_from", "BILLING_MAIL_FROM", _text),
+    ("gateway_port", "BILLING_GATEWAY_PORT", _port),
+    ("upstream_url", "BILLING_UPSTREAM_URL", _url_of("http://host:port", ("http",), path=False, query=False)),
+    ("demo_upstream_port", "BILLING_DEMO_UPSTREAM_PORT", _port),
+    ("public_url", "BILLING_PUBLIC_URL", lambda env, name, default: _public_url(env.get(name))),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///billing.db"
@@ -273,58 +347,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """The settings from the environment (or `env`): each variable by its row of VARIABLES, in
+        order (the first malformed one is the error), then those read together, then the checks
+        across settings."""
         env = dict(os.environ if env is None else env)
         _refuse_retired(env)
-        threads = env.get("BILLING_GRPC_THREADS", "16")
-        retention = env.get("BILLING_USAGE_RETENTION_DAYS", "35")
-        if not threads.isdigit() or int(threads) < 1:
-            raise ConfigError(f"BILLING_GRPC_THREADS must be a positive integer, got {threads!r}")
-        if not retention.isdigit() or int(retention) < 1:
-            raise ConfigError(f"BILLING_USAGE_RETENTION_DAYS must be a positive integer, got {retention!r}")
-        bootstrap_key = env.get("BILLING_BOOTSTRAP_ADMIN_KEY") or None
-        if bootstrap_key is not None and len(bootstrap_key) < MIN_BOOTSTRAP_KEY:
-            raise ConfigError(f"BILLING_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_KEY} characters")
-        portal_secret = env.get("BILLING_PORTAL_SECRET") or None
-        if portal_secret is not None and len(portal_secret) < MIN_PORTAL_SECRET:
-            raise ConfigError(f"BILLING_PORTAL_SECRET must be at least {MIN_PORTAL_SECRET} characters")
+        parsed = {field: parse(env, name, getattr(cls, field)) for field, name, parse in VARIABLES}
         settings = cls(
-            metrics_port=_port(env, "BILLING_METRICS_PORT", cls.metrics_port),
-            scheduler_metrics_port=_port(env, "BILLING_SCHEDULER_METRICS_PORT", cls.scheduler_metrics_port),
-            shutdown_grace_s=_number(env, "BILLING_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0, maximum=3600),
-            replicas=int(_number(env, "BILLING_REPLICAS", cls.replicas, minimum=1, maximum=64, integer=True)),
-            database_url=_database_url(env.get("DATABASE_URL") or cls.database_url),
-            redis_url=_url(
-                "REDIS_URL", env.get("REDIS_URL"), "redis://host:6379/0", ("redis", "rediss"), credentials=True
-            ),
-            bind=env.get("BILLING_BIND") or cls.bind,
-            grpc_port=_port(env, "BILLING_GRPC_PORT", cls.grpc_port),
-            http_port=_port(env, "BILLING_HTTP_PORT", cls.http_port),
-            grpc_threads=int(threads),
-            bootstrap_admin_key=bootstrap_key,
-            smtp_url=_url("SMTP_URL", env.get("SMTP_URL"), "smtp://host:port", ("smtp",), path=False, query=False),
-            outbox_dir=pathlib.Path(env.get("OUTBOX_DIR") or cls.outbox_dir),
-            catalogue_path=pathlib.Path(env.get("BILLING_CATALOGUE") or cls.catalogue_path),
-            usage_retention_days=int(retention),
-            issuer=Issuer(
-                name=env.get("BILLING_ISSUER_NAME") or cls.issuer.name,
-                address=env.get("BILLING_ISSUER_ADDRESS", ""),
-                tax_id=env.get("BILLING_ISSUER_TAX_ID", ""),
-            ),
-            mail_from=env.get("BILLING_MAIL_FROM") or cls.mail_from,
-            **_tls_settings(env),
-            gateway_port=_port(env, "BILLING_GATEWAY_PORT", cls.gateway_port),
-            upstream_url=_url(
-                "BILLING_UPSTREAM_URL",
-                env.get("BILLING_UPSTREAM_URL"),
-                "http://host:port",
-                ("http",),
-                path=False,
-                query=False,
-            ),
-            demo_upstream_port=_port(env, "BILLING_DEMO_UPSTREAM_PORT", cls.demo_upstream_port),
-            public_url=_public_url(env.get("BILLING_PUBLIC_URL")),
-            portal_secret=portal_secret,
-            webhooks_allow=_webhook_allow(env),
+            **parsed, issuer=_issuer(env, cls.issuer), **_tls_settings(env), webhooks_allow=_webhook_allow(env)
         )
         _check_replicas(settings)
         _check_webhook_allow(settings)

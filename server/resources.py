@@ -8,12 +8,22 @@ zeros printed, 64-bit integers as strings: Envoy's print options).
 
 from __future__ import annotations
 
-from google.protobuf import json_format, message
+import datetime as dt
+
+from google.protobuf import json_format, message, timestamp_pb2
 
 from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from server.domain.periods import Period
 from server.persistence.read_models import InvoiceView, SubscriptionView
-from server.transport.convert import timestamp
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp, or None so that an unset datetime leaves the message field unset."""
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
 
 
 def rest_json(resource: message.Message) -> dict:

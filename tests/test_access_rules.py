@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.domain.access import (
+    SYSTEM,
     KeyScope,
     Principal,
     refuse_gateway_key,
@@ -68,7 +69,16 @@ def test_the_gateway_key_opens_no_billing_method():
     assert not GATEWAY_KEY.is_admin and not GATEWAY_KEY.owns("acme")
 
 
-@pytest.mark.parametrize("key", [ADMIN_KEY, ACME_KEY])
+def test_the_system_principal_passes_what_an_admin_key_passes_and_is_no_key():
+    assert SYSTEM.is_admin and SYSTEM.owns("acme") and SYSTEM.owns("globex")
+    require_tenant_path(SYSTEM, "globex")
+    require_visible(SYSTEM, "globex", "invoice", "inv_1")
+    require_admin(SYSTEM, "generating an invoice")
+    refuse_gateway_key(SYSTEM)
+    assert SYSTEM.scope not in {KeyScope.ADMIN, KeyScope.TENANT, KeyScope.GATEWAY}  # no key row can stand for it
+
+
+@pytest.mark.parametrize("key", [ADMIN_KEY, ACME_KEY, SYSTEM])
 def test_envoys_own_calls_need_the_gateway_key(key):
     require_gateway(GATEWAY_KEY, "the access-log stream")
     with pytest.raises(PermissionDenied) as error:

@@ -1,4 +1,4 @@
-"""Input the edge cannot carry (issue 31, item 7), through the real stack: identifiers the gateway
+"""Input the edge cannot carry, through the real stack: identifiers the gateway
 writes into headers, over-long request lines and headers, Envoy's own error bodies."""
 
 from __future__ import annotations

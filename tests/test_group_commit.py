@@ -1,4 +1,4 @@
-"""Group commit of concurrent track calls (issue 16), on each backend: calls of one group each run
+"""Group commit of concurrent track calls, on each backend: calls of one group each run
 in their own savepoint (one failing leaves the others stored), duplicates across calls count once,
 and no caller hears "accepted" unless the group's COMMIT succeeded.
 

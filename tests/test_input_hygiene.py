@@ -1,4 +1,4 @@
-"""Bad input is a 400 naming the field, on both backends and both doors (issue 12's findings)."""
+"""Bad input is a 400 naming the field, on both backends and both doors."""
 
 from __future__ import annotations
 

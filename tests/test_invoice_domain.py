@@ -294,7 +294,7 @@ def test_usage_is_billed_on_the_plan_in_force_when_it_was_consumed():
 
 
 def test_a_plan_held_for_an_hour_bills_an_hours_share_and_its_usage_on_its_terms():
-    """Issue 31's reproduction: Free, then Enterprise for one hour with 5,000,000 requests, then Free."""
+    """The reported case: Free, then Enterprise for one hour with 5,000,000 requests, then Free."""
     p = period(MONTHS[2][0], 0)  # 30 days = 720 hours
     up = p.start + 3 * DAYS
     history = [(p.start, FREE), (up, ENTERPRISE), (up + HOUR, FREE)]

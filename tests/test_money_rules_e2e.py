@@ -1,4 +1,4 @@
-"""Money rules (issue 11) end to end: REST through Envoy on SQLite and PostgreSQL, the scheduler's
+"""Money rules end to end: REST through Envoy on SQLite and PostgreSQL, the scheduler's
 jobs in-process against the same database. Each test is a billing scenario a hostile tenant or a
 careless operator could play."""
 
@@ -90,7 +90,7 @@ def test_downgrade_after_heavy_usage_bills_it_at_the_old_plans_price(stack, tena
 
 
 def test_a_plan_held_for_an_hour_is_never_free(stack, tenant_id):
-    """Issue 31 item 3, as reported: Free, 10,000 requests, Enterprise, 5,000,000 requests, back to
+    """As a tenant reported it: Free, 10,000 requests, Enterprise, 5,000,000 requests, back to
     Free the same day. Whole-day segments billed it all on Free: total 0."""
     sub = stack.subscribe(tenant_id, "free")
     path = f"/billing/subscriptions/{sub['id']}"

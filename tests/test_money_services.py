@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from factories import insert_subscription
-from server.domain.access import KeyScope, Principal
+from server.domain.access import SYSTEM, KeyScope, Principal
 from server.domain.errors import AlreadyExists, InvalidArgument, PermissionDenied
 from server.domain.issuer import Issuer
 from server.domain.money import div_round_half_up
@@ -139,7 +139,7 @@ def test_a_canceled_subscription_counts_nothing():
     assert result.rejections[0].message == f"subscription {sub.id} is canceled"
     assert (result.accepted, usage.period_requests(sub.id, FIRST.start)) == (0, 0)
     # Billing stops at the cancellation's instant: 2 of 28 days.
-    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM)
     assert [(i.description, i.amount_cents) for i in invoice.line_items] == [
         ("Standard plan, 2026-01-31 09:30:00 to 2026-02-02 09:30:00 UTC", 207)
     ]  # 2900 x 2 / 28 = 207.1
@@ -181,25 +181,27 @@ def test_an_invoice_bills_a_plan_change_from_its_instant():
     ]
     assert late.rejections[0].message == f"the period starting {FIRST.start.isoformat()} is already invoiced"
     with pytest.raises(AlreadyExists, match=invoice.number) as error:
-        invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
+        invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM)
     assert error.value.reason == "INVOICE_EXISTS"
 
 
 def test_a_voided_invoice_reopens_its_period_and_is_reissued_with_the_next_number():
     sub, other = subscription("void"), subscription("void-neighbour")
     track(sub, ("a", 200_000, FIRST.start))
-    first = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
+    first = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM)
     assert first.number == f"INV-{Invoice.select().count():06d}"  # numbers run 1, 2, 3 ... without gaps
     assert track(other, ("n", 1, FIRST.start)).accepted == 1  # another subscription's invoice closes nothing here
-    invoices.set_status(first.id, "VOID", now=FIRST.end)
+    invoices.set_status(first.id, "VOID", now=FIRST.end, principal=SYSTEM)
     assert track(sub, ("b", 1, FIRST.start)).accepted == 1
-    again = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, period_start=FIRST.start)
+    again = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM, period_start=FIRST.start)
     assert again.number == f"INV-{int(first.number[4:]) + 1:06d}"
     assert [i.amount_cents for i in again.line_items] == [2900, 5000]  # 100,001 over at 50/1000 = 5000.05
 
 
 def test_an_invoice_of_nothing_owed_is_issued_paid():
-    invoice = invoices.generate_invoice(subscription("free", plan="free").id, now=FIRST.end, issuer=ISSUER)
+    invoice = invoices.generate_invoice(
+        subscription("free", plan="free").id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM
+    )
     assert (invoice.total_cents, invoice.status, invoice.paid_at) == (0, "PAID", FIRST.end)
 
 
@@ -217,7 +219,11 @@ def test_an_invoice_of_nothing_owed_is_issued_paid():
 def test_only_the_start_of_a_period_up_to_the_current_one_can_be_invoiced(start):
     with pytest.raises(InvalidArgument) as error:
         invoices.generate_invoice(
-            subscription(f"reissue-{start.isoformat()}").id, now=FIRST.end, issuer=ISSUER, period_start=start
+            subscription(f"reissue-{start.isoformat()}").id,
+            now=FIRST.end,
+            issuer=ISSUER,
+            principal=SYSTEM,
+            period_start=start,
         )
     assert error.value.violations[0].field == "period_start"
     assert "is not the start of a period" in error.value.message
@@ -231,7 +237,7 @@ def change_plan(sub, plan: str, at: dt.datetime) -> None:
 
 
 def test_a_plan_held_for_an_hour_bills_its_fee_share_and_its_usage_on_its_terms():
-    """Issue 31 item 3: Free, track 10,000, Enterprise, track 5,000,000, back to Free an hour later.
+    """The reported case: Free, track 10,000, Enterprise, track 5,000,000, back to Free an hour later.
     Whole-day segments billed it all on Free: total 0."""
     sub = subscription("one-hour-enterprise", plan="free")
     up = FIRST.start + dt.timedelta(days=3, hours=4, minutes=7)
@@ -240,7 +246,7 @@ def test_a_plan_held_for_an_hour_bills_its_fee_share_and_its_usage_on_its_terms(
     track(sub, ("ent", 5_000_000, up + HOUR / 2), now=up + HOUR / 2)
     change_plan(sub, "free", up + HOUR)
     summary = usage.usage(ADMIN_KEY, sub.id)
-    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER)
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=SYSTEM)
     hours = 28 * 24  # the period's share of one hour: 1/672
     fee, included = div_round_half_up(49_900, hours), div_round_half_up(10_000_000, hours)
     overage = div_round_half_up((5_000_000 - included) * 10, 1000)
@@ -274,7 +280,7 @@ def test_an_event_dated_after_a_plan_change_but_counted_before_it_moves_to_the_n
     assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 47, change: 300_005}
     change_plan(sub, "standard", change + dt.timedelta(minutes=3))  # nothing dated after it: nothing moves
     assert segment_usage.requests_by_segment(sub.id, FIRST.start) == {FIRST.start: 47, change: 300_005}
-    lines = invoices.draft_line_items(find_subscription(sub.id), FIRST)
+    lines = invoices.draft_line_items(find_subscription(sub.id, principal=SYSTEM), FIRST)
     # Premium held 3 minutes: 1,000,000 x 3 / 40,320 = 74.4 -> 74 included, 299,931 over at 30/1000 = 8998
     assert [(i.description.split(":")[0].split(",")[0], i.amount_cents) for i in lines][3:] == [
         ("Premium plan overage", 8998)

@@ -12,7 +12,7 @@ from playhouse.test_utils import count_queries
 
 from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
 from factories import insert_subscription
-from server.domain.access import KeyScope, Principal
+from server.domain.access import SYSTEM, KeyScope, Principal
 from server.domain.issuer import Issuer
 from server.domain.periods import period
 from server.domain.webhooks import target
@@ -57,7 +57,7 @@ def subscription_with_invoices(tenant_id: str, count: int) -> str:
     )
     for index in range(count):
         start = period(ANCHOR, index).start
-        invoices.generate_invoice(sub.id, now=start, issuer=ISSUER, period_start=start)
+        invoices.generate_invoice(sub.id, now=start, issuer=ISSUER, principal=SYSTEM, period_start=start)
     return sub.id
 
 
@@ -148,14 +148,21 @@ def test_a_pdf_is_rendered_once_per_version_of_its_invoice(monkeypatch):
     monkeypatch.setattr(
         pdf, "render_invoice_pdf", lambda invoice: rendered.append(invoice.status) or pdf_bytes(invoice)
     )
-    invoice_id = invoices.generate_invoice(insert_subscription("pdf", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER).id
-    first, again = invoices.invoice_pdf(invoice_id), invoices.invoice_pdf(invoice_id)
-    invoices.set_status(invoice_id, "SENT", now=ANCHOR)
-    sent = invoices.invoice_pdf(invoice_id)
+    invoice_id = invoices.generate_invoice(
+        insert_subscription("pdf", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER, principal=SYSTEM
+    ).id
+    first, again = (
+        invoices.invoice_pdf(invoice_id, principal=SYSTEM),
+        invoices.invoice_pdf(invoice_id, principal=SYSTEM),
+    )
+    invoices.set_status(invoice_id, "SENT", now=ANCHOR, principal=SYSTEM)
+    sent = invoices.invoice_pdf(invoice_id, principal=SYSTEM)
     assert rendered == ["PENDING", "SENT"]
     assert first == again != sent
 
 
 def test_the_same_invoice_renders_to_the_same_bytes():
-    invoice = invoices.generate_invoice(insert_subscription("same-bytes", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER)
+    invoice = invoices.generate_invoice(
+        insert_subscription("same-bytes", anchor=ANCHOR).id, now=ANCHOR, issuer=ISSUER, principal=SYSTEM
+    )
     assert pdf_bytes(invoice) == pdf_bytes(invoice) and pdf_bytes(invoice).startswith(b"%PDF")

@@ -27,7 +27,8 @@ from server.persistence import db
 from server.persistence.models import Invoice, OutboxMessage, RecordedUsageEvent, Subscription, UsagePeriod
 from server.scheduler import jobs
 from server.scheduler.jobs import run_job
-from server.services.outbox import enqueue
+from server.services import invoices
+from server.services.outbox import SEND_LEASE, enqueue
 
 UTC = dt.timezone.utc
 SETTINGS = Settings()  # the defaults: the issuer on the PDF, 35 days of usage retention
@@ -189,18 +190,18 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
     handler, sender = smtp
     subs = [make_sub("standard") for _ in range(3)]
     mine = {s.id for s in subs}
-    real = jobs.invoices.set_status
+    real = invoices.set_status
     seen = []
 
-    def crash_on_second(invoice_id, status, *, now):
-        invoice = real(invoice_id, status, now=now)  # the e-mail is queued, then the process dies
+    def crash_on_second(invoice_id, status, *, now, principal):
+        invoice = real(invoice_id, status, now=now, principal=principal)  # the e-mail is queued, then the process dies
         if invoice.subscription_id in mine:
             seen.append(invoice.subscription_id)
             if len(seen) == 2:
                 raise Crash()
         return invoice
 
-    monkeypatch.setattr(jobs.invoices, "set_status", crash_on_second)
+    monkeypatch.setattr(invoices, "set_status", crash_on_second)
     with pytest.raises(Crash):
         run_job("period_invoicing", now, SETTINGS)
     done = seen[0]
@@ -209,7 +210,7 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
     with db.session():
         assert Subscription.get_by_id(seen[1]).current_period_start == subs[0].current_period_start
 
-    monkeypatch.setattr(jobs.invoices, "set_status", real)
+    monkeypatch.setattr(invoices, "set_status", real)
     run_job("period_invoicing", now, SETTINGS)
     run_job("period_invoicing", now, SETTINGS)
     for sub in subs:
@@ -232,8 +233,8 @@ def test_crash_midway_then_rerun_loses_and_duplicates_nothing(stack, smtp, make_
 
     deliver_all(sender, now)
     assert received_counts() == [1, 1, 1]
-    deliver_all(sender, now + jobs.SEND_LEASE)
-    deliver_all(sender, now + jobs.SEND_LEASE)
+    deliver_all(sender, now + SEND_LEASE)
+    deliver_all(sender, now + SEND_LEASE)
     assert received_counts() == [1, 1, 2]
     for sub in subs:
         assert len({m["Message-ID"] for m in handler.to(sub.billing_email)}) == 1

@@ -142,31 +142,39 @@ class Stack:
         wakeup = self._wake_on_signals()
         while not self.stop_requested:
             now = time.monotonic()
-            for child in self.children:
-                if child.restart_at is not None:
-                    if now >= child.restart_at:
-                        child.start()
-                elif child.process is not None and (code := child.process.poll()) is not None:
-                    delay = child.policy.after_exit(child.started_at, now)
-                    if delay is None:
-                        print(
-                            f"billing-stack: {child.name} {exit_status(code)}, {QUICK_FAILURES_LIMIT} times in a row "
-                            f"within {STABLE_AFTER_S:g}s of starting; stopping the stack",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        return 1
-                    print(
-                        f"billing-stack: {child.name} {exit_status(code)}; starting it again in {delay:g}s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    child.restart_at = now + delay
+            if not all(self._tend(child, now) for child in self.children):
+                return 1
             pending = [c.restart_at for c in self.children if c.restart_at is not None]
             timeout = max(0.0, min(pending) - time.monotonic()) if pending else None
             if select.select([wakeup], [], [], timeout)[0]:
                 os.read(wakeup, 4096)
         return 0
+
+    def _tend(self, child: Child, now: float) -> bool:
+        """Start the child if its backoff has ended, or give it one if it has exited; False if it
+        keeps failing as it starts."""
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.start()
+            return True
+        if child.process is None or (code := child.process.poll()) is None:
+            return True
+        delay = child.policy.after_exit(child.started_at, now)
+        if delay is None:
+            print(
+                f"billing-stack: {child.name} {exit_status(code)}, {QUICK_FAILURES_LIMIT} times in a row "
+                f"within {STABLE_AFTER_S:g}s of starting; stopping the stack",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        print(
+            f"billing-stack: {child.name} {exit_status(code)}; starting it again in {delay:g}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        child.restart_at = now + delay
+        return True
 
     def _wake_on_signals(self) -> int:
         """A pipe a child's exit (SIGCHLD), Ctrl-C or SIGTERM writes to, so supervise sleeps
@@ -259,20 +267,24 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    settings = start("billing-stack", serving=True, migrate=True)
+def _keys(settings: Settings) -> tuple[str, str]:
+    """The admin key the banner shows (BILLING_BOOTSTRAP_ADMIN_KEY, else the kept dev key) and the
+    gateway key Envoy's config holds."""
     admin_key = settings.bootstrap_admin_key or _kept_key(
         DEV_KEY_FILE, KeyScope.ADMIN, lambda now: keys.create_key(now=now, admin=True)
     )
     gateway_key = _kept_key(GATEWAY_KEY_FILE, KeyScope.GATEWAY, lambda now: keys.create_gateway_key(now=now))
     db.close()
+    return admin_key, gateway_key
 
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
-    stack = Stack(settings, gateway_key, workdir)
+
+def _run(stack: Stack, admin_key: str) -> int:
+    """Start, show the banner and supervise until stopped (the exit status); stop in order however
+    that ends."""
     signal.signal(signal.SIGTERM, _interrupt)  # during start-up, as Ctrl-C: stop what has started
     try:
         stack.start()
-        _print_banner(settings, admin_key, stack.replicas, workdir)
+        _print_banner(stack.settings, admin_key, stack.replicas, stack.workdir)
         return stack.supervise()
     except RuntimeError as error:  # wait_for_http: a process exited while the stack was starting
         print(
@@ -284,6 +296,15 @@ def main() -> int:
         return 0
     finally:
         stack.stop()
+
+
+def main() -> int:
+    settings = start("billing-stack", serving=True, migrate=True)
+    admin_key, gateway_key = _keys(settings)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-stack-"))
+    try:
+        return _run(Stack(settings, gateway_key, workdir), admin_key)
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 

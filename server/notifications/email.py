@@ -1,9 +1,10 @@
 """E-mails from outbox rows: Jinja2 templates (HTML autoescaped) rendered into an EmailMessage
 with text and HTML alternatives; `invoice_issued` carries the invoice PDF.
 
-Rendering reads the invoice and its lines at delivery time: what they show was snapshotted at
-issue, so a later change of the subscription cannot alter them. The outbox payload only names
-the invoice (or, for usage alerts, carries the figures as they were).
+An invoice e-mail shows the invoice as the caller read it at delivery time (services/outbox.py's
+invoice_for): what it shows was snapshotted at issue, so a later change of the subscription cannot
+alter it. The outbox payload only names the invoice (or, for usage alerts, carries the figures as
+they were). Rendering reads no database.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import jinja2
 
 from server.domain.emails import EmailTemplate
 from server.notifications.pdf import invoice_pdf_bytes, money
-from server.persistence.models import Invoice
-from server.persistence.read_models import invoice_view
+from server.persistence.read_models import InvoiceView
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("server.notifications", "templates"),
@@ -34,9 +34,9 @@ def message_id(dedup_key: str) -> str:
     return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@billing-service>"
 
 
-def _invoice_context(invoice_id: str) -> dict[str, Any]:
-    # Deleted invoices are still rendered: the e-mail was owed when the row was queued.
-    invoice = invoice_view(Invoice.get_by_id(invoice_id))
+def _invoice_context(template: str, invoice: InvoiceView | None) -> dict[str, Any]:
+    if invoice is None:
+        raise LookupError(f"the {template} e-mail needs its invoice")
     return {
         "invoice": invoice,
         "total": money(invoice.total_cents, invoice.currency),
@@ -58,14 +58,21 @@ def _subject(template: str, context: dict) -> str:
 
 
 def build_message(
-    *, template: str, recipient: str, payload: str | dict, dedup_key: str, from_address: str
+    *,
+    template: str,
+    recipient: str,
+    payload: str | dict,
+    dedup_key: str,
+    from_address: str,
+    invoice: InvoiceView | None = None,
 ) -> email.message.EmailMessage:
-    """The e-mail for one outbox row. Raises LookupError for an unknown template."""
+    """The e-mail for one outbox row; an invoice e-mail shows `invoice`. Raises LookupError for an
+    unknown template, or an invoice e-mail without its invoice."""
     if template not in list(EmailTemplate):
         raise LookupError(f"unknown e-mail template {template!r}")
     data = json.loads(payload) if isinstance(payload, str) else payload
     context: dict[str, Any] = (
-        {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
+        {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(template, invoice)
     )
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)

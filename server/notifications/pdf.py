@@ -2,22 +2,22 @@
 
 Text is set in Noto Sans (the fontpkg-noto-sans package), so any tenant id or e-mail renders; a
 character the font lacks becomes U+FFFD, never an error. The packaged font is variable and has
-every script Noto Sans covers: parsed and subset for each PDF it cost ~50 ms a page. Once per
-machine (cached in the temp folder, keyed by the package version) it is cut to its default
-instance (Regular: emphasis is size and colour), without layout tables, and to the scripts an
-invoice needs (Latin with its extensions, Greek, Cyrillic, punctuation, currency signs): ~18 ms.
+every script Noto Sans covers: parsing and subsetting all of it for each PDF dominated a page's
+cost. Once per machine (cached in the temp folder, keyed by the package version) it is cut to its
+default instance (Regular: emphasis is size and colour), without layout tables, and to the scripts
+an invoice needs (Latin with its extensions, Greek, Cyrillic, punctuation, currency signs).
 Everything shown comes from the invoice's own snapshot, so a later change of the subscription,
 catalogue or settings never alters it.
 
 Deterministic: the creation date is the invoice's issue time, so the same invoice renders to
 the same bytes.
 
-Rendered once per version (`invoice_pdf_bytes`): a page costs ~25 ms of CPU, and an issued
+Rendered once per version (`invoice_pdf_bytes`): a page is costly to render, and an issued
 invoice changes only in its status, paid date and deletion. The cache is keyed by the whole read
 model (every field, the lines included), so a change is a new key: nothing to invalidate, never
 stale, and each replica keeps its own cache without talking to the others (they render the same
-bytes). It is a bounded LRU in memory: PDF_CACHE_SIZE entries of ~9 KB with their read models,
-~10 MB a process at most. Storing the bytes with the invoice was the alternative: it would add a
+bytes). It is a bounded LRU in memory: at most PDF_CACHE_SIZE small PDFs with their read models
+per process. Storing the bytes with the invoice was the alternative: it would add a
 migration, and a render to every status change inside its transaction whether or not the PDF is
 ever read.
 """

@@ -1,7 +1,7 @@
 """Multi-row inserts on the ingestion hot path, without Peewee's per-value query building.
 
-Profiling a 1,000-event batch showed Peewee spending ~75% of the call composing the INSERT
-(one node per value) against ~7% in the database itself. This builds the same statement
+Profiling a large batch showed Peewee spending most of the call composing the INSERT (one node
+per value), many times what the database itself took. This builds the same statement
 once from the model's metadata, converts values with the fields' own `db_value` (so rows are
 stored exactly as Peewee stores them), and leaves the SQL to the database.
 """

@@ -42,9 +42,9 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
     process, then an exclusive flock on a file beside the database across processes.
 
     SQLite admits one writer at a time; a writer that finds the write lock taken retries in its
-    busy handler, sleeping up to 100 ms between tries, which put p99 of writes at hundreds of
-    milliseconds under load while p50 was under 10 (and with two server processes, writers of
-    one process kept sleeping while the other's ran). Queuing writers on locks that wake the
+    busy handler, sleeping between tries, so under load a few writes waited far longer than the
+    rest (and with two server processes, writers of one process kept sleeping while the other's
+    ran). Queuing writers on locks that wake the
     next waiter the moment they are released hands the database over at once. Readers are not
     queued (WAL lets them run beside the writer). A process that writes without this class (the
     sqlite3 shell) still meets the busy handler, which is correct, only slower.
@@ -53,7 +53,7 @@ class QueuedWritersSqliteDatabase(peewee.SqliteDatabase):
     the writer locks for the length of its transaction. SQLite keeps a page cache per connection
     and drops it when another connection has written, so writes that went round the threads'
     own connections (group commit's leader is whichever caller gets the turn) began with a cold
-    cache and read the indexes' pages again: ~12% of a 1,000-event call's CPU.
+    cache and read the indexes' pages again, a visible share of a large batch's CPU.
     """
 
     def __init__(self, *args, path: str | None = None, **kwargs):
@@ -216,6 +216,17 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
+def unique_violation(error: peewee.IntegrityError, index: str, *columns: peewee.Field) -> bool:
+    """Whether `error` is the unique index `index` (on `columns`) refusing a row, not another
+    constraint: PostgreSQL names the index, SQLite the indexed columns."""
+    cause = getattr(error, "orig", None)
+    diagnostics = getattr(cause, "diag", None)
+    if diagnostics is not None:
+        return diagnostics.constraint_name == index
+    names = ", ".join(f"{column.model._meta.table_name}.{column.column_name}" for column in columns)
+    return str(cause) == f"UNIQUE constraint failed: {names}"
+
+
 def for_update(query: _Select, **options) -> _Select:
     """Lock the selected rows for the transaction: FOR UPDATE on PostgreSQL (options such as
     skip_locked pass through); SQLite needs none, its BEGIN IMMEDIATE already serializes writers."""
@@ -229,8 +240,8 @@ def session():
     none. SQLite: each thread keeps its connection from one session to the next, re-opened (at the
     session's first query) when the file at the path is no longer the one it opened (moved away:
     lost). Opening one with its
-    pragmas costs ~400 µs, and closing the last connection to a WAL database checkpoints it (an
-    fsync): under single-event tracking that close was most of a write's wall time."""
+    pragmas is dear, and closing the last connection to a WAL database checkpoints it (an fsync):
+    under single-event tracking that close was most of a write's wall time."""
     if isinstance(database.obj, QueuedWritersSqliteDatabase):
         database.obj.new_session()
         yield

@@ -363,9 +363,10 @@ def live(invoice: type[Invoice] | pw.ModelAlias[Invoice]) -> pw.Expression:
 
 LIVE_INVOICE = live(Invoice)
 # At most one live invoice per subscription period; a VOID or deleted one frees the period.
+ONE_LIVE_INVOICE_INDEX = "invoice_one_live_per_period"
 Invoice.add_index(
     Invoice.index(
-        Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE, name="invoice_one_live_per_period"
+        Invoice.subscription, Invoice.period_start, unique=True, where=LIVE_INVOICE, name=ONE_LIVE_INVOICE_INDEX
     )
 )
 

@@ -1,8 +1,8 @@
 """Peewee queries composed once, then run with new values, for the per-call write path.
 
-py-spy of single-event tracking (16 connections, group commit) put ~43% of the process's GIL
-time in Peewee composing SQL node by node on every execution, against ~3% in the database
-itself, and much of the rest in turning rows into model instances. A `Prepared` query is built
+Profiling single-event tracking found Peewee composing SQL node by node on every execution
+taking many times the GIL time the database itself did, and much of the rest going to turning
+rows into model instances. A `Prepared` query is built
 once per database (the SQL differs between backends) and per length of each IN list, with a
 unique mark in place of each value; each run puts the values, converted by the field they are
 compared with (`db_value`, as Peewee would), where the marks were. Literals the query holds

@@ -2,7 +2,7 @@
 
 Health must show a lost database, and a returning one, within a fraction of a second, and it is
 asked on every load-balancer probe and sometimes flooded. A fresh connection per check (the
-first design) cost ~650 µs on SQLite, most of a health call, and each blocking call in it hands
+first design) was most of a health call's cost on SQLite, and each blocking call in it hands
 the GIL over, which under load stalls the server's other calls. So the probe asks the database
 at most once per FRESH_SECONDS (a load balancer probing every second is answered afresh each
 time; a flood shares answers), on one connection of its own that it keeps open (not the pool's:

@@ -9,7 +9,9 @@ outbox row per dedup key, a period advanced in the same transaction that invoice
 rolls back the item it was in; the next run picks it up again. Each run logs one line with
 job, rows, duration_ms and the job's own counts as fields, and counts in the job metrics.
 
-Run them through `run_job` (a database session and, on PostgreSQL, the leader lock).
+The work itself is services' (billing_runs, outbox, retention); a job loops over it, stops early
+when asked, counts and logs. Run them through `run_job` (a database session and, on PostgreSQL,
+the leader lock).
 """
 
 from __future__ import annotations
@@ -20,46 +22,19 @@ import logging
 import threading
 import time
 
-import peewee as pw
-
 from server.config import Settings
-from server.domain import trials
-from server.domain import usage as usage_rules
-from server.domain.emails import EmailTemplate
-from server.domain.errors import AlreadyExists, DomainError
-from server.domain.invoice_state import InvoiceStatus
-from server.domain.issuer import Issuer
-from server.domain.periods import period, period_containing
-from server.domain.subscriptions import SubscriptionStatus
+from server.domain.errors import DomainError
 from server.notifications import sender as senders
 from server.notifications.email import build_message
 from server.observability import metrics
-from server.persistence import db, models
-from server.persistence.db import database, for_update
-from server.persistence.models import (
-    LIVE_INVOICE,
-    Invoice,
-    OutboxMessage,
-    Plan,
-    RecordedUsageEvent,
-    Subscription,
-    UsagePeriod,
-)
-from server.persistence.read_models import InvoiceView
+from server.persistence import db
 from server.scheduler.leader import leadership
-from server.services import idempotency, invoices, lifecycle
-from server.services.outbox import enqueue
+from server.services import billing_runs, idempotency, lifecycle, outbox, retention
 
 log = logging.getLogger("billing.scheduler")
 
 MAX_PERIODS_PER_RUN = 24  # catch-up bound per subscription and run; the next run continues
 PURGE_BATCH = 5000
-# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
-# row is a dead letter (dead_at set) until an operator retries it.
-BACKOFF = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720))
-MAX_ATTEMPTS = len(BACKOFF) + 1
-# A claimed row is retried after this if its sender died before marking it.
-SEND_LEASE = dt.timedelta(minutes=5)
 
 # Set on SIGTERM by `billing-scheduler run`: a running job finishes the item in hand (one
 # transaction, or one e-mail) and returns early; the next run, in this process or another, goes on.
@@ -85,86 +60,6 @@ def _logged(job):
     return run
 
 
-def _due(sub: Subscription, now: dt.datetime) -> bool:
-    if sub.status == SubscriptionStatus.ACTIVE:
-        return sub.current_period_end <= now
-    if sub.status == SubscriptionStatus.CANCELED and sub.canceled_at is not None and sub.canceled_at <= now:
-        return invoices.live_invoice(sub.id, sub.current_period_start) is None
-    return False
-
-
-def _issue(sub: Subscription, now: dt.datetime, issuer: Issuer, period_start: dt.datetime | None = None) -> InvoiceView:
-    """Invoice the period (once: a live invoice generated earlier, by an admin or by a run that
-    crashed after committing, is reused) and mark it SENT, which queues the e-mail. An invoice
-    issued PAID (a total of 0) is owed nothing and sent nothing."""
-    try:
-        invoice = invoices.generate_invoice(sub.id, now=now, issuer=issuer, period_start=period_start)
-    except AlreadyExists:
-        live = invoices.live_invoice(sub.id, period_start or sub.current_period_start)
-        if live is None:  # voided or deleted since: no invoice to reuse, the conflict stands
-            raise
-        invoice = invoices.get_invoice(live.id)
-    if invoice.status == InvoiceStatus.PENDING:
-        invoice = invoices.set_status(invoice.id, InvoiceStatus.SENT, now=now)
-    return invoice
-
-
-def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> InvoiceView | None:
-    """One transaction: invoice the current period and, for an ACTIVE subscription, cancel it if it
-    was set to cancel at the period's end, or else move on to the next period, on the pending plan
-    if a change was scheduled. None if nothing is due. The subscription's lock and the re-check of
-    `_due` under it make the invoice, the cancellation and the plan change happen once however
-    many schedulers run."""
-    with database.atomic():
-        sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
-        if sub is None or not _due(sub, now):
-            return None
-        invoice = _issue(sub, now, issuer)
-        if sub.status != SubscriptionStatus.ACTIVE:
-            return invoice
-        if sub.cancel_at is not None and sub.cancel_at <= sub.current_period_end:
-            lifecycle.cancel_at_period_end(sub, now=now)
-            return invoice
-        nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
-        (
-            Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
-            .where(Subscription.id == sub.id)
-            .execute()
-        )
-        if sub.pending_plan_id is not None:
-            lifecycle.start_pending_plan(sub, nxt.start, now=now)
-        return invoice
-
-
-def _reopened_periods(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
-    """Ended periods before a subscription's current one whose every invoice is VOID or deleted."""
-    live = Invoice.alias()  # another invoice of the same period
-    covered = live.select(live.id).where(
-        (live.subscription == Invoice.subscription) & (live.period_start == Invoice.period_start) & models.live(live)
-    )
-    query = (
-        Invoice.select(Invoice.subscription, Invoice.period_start)
-        .distinct()
-        .join(Subscription, on=(Invoice.subscription == Subscription.id))
-        .where(
-            ~LIVE_INVOICE
-            & (Invoice.period_end <= now)
-            & (Invoice.period_start < Subscription.current_period_start)
-            & ~pw.fn.EXISTS(covered)
-        )
-        .order_by(Invoice.subscription, Invoice.period_start)
-    )
-    return [(row.subscription_id, row.period_start) for row in query]
-
-
-def _reissue(subscription_id: str, period_start: dt.datetime, now: dt.datetime, issuer: Issuer) -> InvoiceView | None:
-    with database.atomic():
-        sub = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
-        if sub is None or invoices.live_invoice(sub.id, period_start) is not None:
-            return None
-        return _issue(sub, now, issuer, period_start)
-
-
 @_logged
 def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     """Invoice every subscription whose period has ended, mark the invoice SENT (the e-mail is queued
@@ -175,29 +70,12 @@ def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
     (its current period, billed up to the cancellation) once canceled_at has passed. An ended
     period whose invoice was voided or deleted is open again and invoiced anew.
     """
-    current_invoice = Invoice.select(Invoice.id).where(
-        (Invoice.subscription == Subscription.id)
-        & (Invoice.period_start == Subscription.current_period_start)
-        & LIVE_INVOICE
-    )
-    candidates = [
-        s.id
-        for s in Subscription.select(Subscription.id)
-        .where(
-            ((Subscription.status == SubscriptionStatus.ACTIVE) & (Subscription.current_period_end <= now))
-            | (
-                (Subscription.status == SubscriptionStatus.CANCELED)
-                & (Subscription.canceled_at <= now)
-                & ~pw.fn.EXISTS(current_invoice)
-            )
-        )
-        .order_by(Subscription.current_period_end, Subscription.id)
-    ]
+    candidates = billing_runs.periods_due(now)
     invoiced = errors = 0
     for subscription_id in _until_stopped(candidates):
         for _ in range(MAX_PERIODS_PER_RUN):
             try:
-                if _close_period(subscription_id, now, settings.issuer) is None:
+                if billing_runs.close_period(subscription_id, now, settings.issuer) is None:
                     break
             except Exception:
                 log.exception("period_invoicing failed for %s", subscription_id)
@@ -205,9 +83,9 @@ def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
                 break
             invoiced += 1
     reissued = 0
-    for subscription_id, period_start in _until_stopped(_reopened_periods(now)):
+    for subscription_id, period_start in _until_stopped(billing_runs.reopened_periods(now)):
         try:
-            reissued += _reissue(subscription_id, period_start, now, settings.issuer) is not None
+            reissued += billing_runs.reissue(subscription_id, period_start, now, settings.issuer) is not None
         except Exception:
             log.exception("period_invoicing failed to reissue %s %s", subscription_id, period_start)
             errors += 1
@@ -223,17 +101,11 @@ def period_invoicing(now: dt.datetime, settings: Settings) -> dict:
 @_logged
 def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) -> dict:
     """SENT invoices past due_at become OVERDUE (which queues the reminder), one transaction each."""
-    due = [
-        i.id
-        for i in Invoice.select(Invoice.id)
-        .where((Invoice.status == InvoiceStatus.SENT) & (Invoice.due_at < now) & Invoice.deleted_at.is_null())
-        .order_by(Invoice.due_at, Invoice.id)
-        .limit(limit)
-    ]
+    due = billing_runs.overdue(now, limit)
     overdue = skipped = 0
     for invoice_id in _until_stopped(due):
         try:
-            invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now)
+            billing_runs.mark_overdue(invoice_id, now)
             overdue += 1
         except DomainError:  # paid, voided or deleted since the query: nothing to do
             skipped += 1
@@ -244,80 +116,21 @@ def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) ->
 def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
     """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
     requests) for ACTIVE subscriptions; plans with no included requests get none."""
-    rows = (
-        Subscription.select(
-            Subscription.id,
-            Subscription.tenant_id,
-            Subscription.billing_email,
-            Subscription.current_period_start,
-            Subscription.current_period_end,
-            Plan.name,
-            Plan.included_requests,
-            UsagePeriod.requests,
-        )
-        .join(Plan, on=(Subscription.plan == Plan.id))
-        .join(
-            UsagePeriod,
-            on=(
-                (UsagePeriod.subscription == Subscription.id)
-                & (UsagePeriod.period_start == Subscription.current_period_start)
-            ),
-        )
-        .where(
-            (Subscription.status == SubscriptionStatus.ACTIVE)
-            & (Plan.included_requests > 0)
-            & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0])
-        )
-        .order_by(Subscription.id)
-        .objects()
-    )
-    queued = 0
-    checked = 0
-    for row in _until_stopped(rows):
+    queued = checked = 0
+    for row in _until_stopped(billing_runs.over_alert_threshold()):
         checked += 1
-        start = row.current_period_start
-        for threshold in usage_rules.ALERT_THRESHOLDS:
-            if row.requests * 100 < row.included_requests * threshold:
-                continue
-            payload = {
-                "subscription_id": row.id,
-                "tenant_id": row.tenant_id,
-                "plan": row.name,
-                "threshold": threshold,
-                "requests": row.requests,
-                "included": row.included_requests,
-                "period_start": start.isoformat(),
-                "period_end": row.current_period_end.isoformat(),
-            }
-            with database.atomic():
-                queued += enqueue(
-                    template=EmailTemplate.USAGE_ALERT,
-                    recipient=row.billing_email,
-                    payload=payload,
-                    dedup_key=f"{EmailTemplate.USAGE_ALERT}:{row.id}:{start.isoformat()}:{threshold}",
-                    now=now,
-                )
+        queued += billing_runs.queue_usage_alerts(row, now)
     return {"rows": queued, "over_threshold": checked, "queued": queued}
 
 
 @_logged
 def trial_notices(now: dt.datetime, settings: Settings) -> dict:
     """Webhook subscription.trial_will_end for ACTIVE subscriptions whose trial ends within
-    trials.NOTICE (3 days), once per subscription (the event's dedup key), one transaction each."""
-    due = [
-        s.id
-        for s in Subscription.select(Subscription.id)
-        .where(
-            (Subscription.status == SubscriptionStatus.ACTIVE)
-            & (Subscription.trial_end > now)
-            & (Subscription.trial_end <= now + trials.NOTICE)
-        )
-        .order_by(Subscription.trial_end, Subscription.id)
-    ]
+    3 days, once per subscription, one transaction each."""
+    due = lifecycle.trial_notices_due(now)
     sent = 0
     for subscription_id in _until_stopped(due):
-        with database.atomic():
-            sent += lifecycle.announce_trial_end(subscription_id, now=now)
+        sent += lifecycle.announce_trial_end(subscription_id, now=now)
     return {"rows": sent, "due": len(due), "announced": sent}
 
 
@@ -333,13 +146,7 @@ def daily_rollup(now: dt.datetime, settings: Settings, *, batch: int = PURGE_BAT
     cutoff = now - dt.timedelta(days=settings.usage_retention_days)
     purged = batches = 0
     while not STOPPING.is_set():
-        with database.atomic():
-            ids = (
-                RecordedUsageEvent.select(RecordedUsageEvent.id)
-                .where(RecordedUsageEvent.received_at < cutoff)
-                .limit(batch)
-            )
-            deleted = RecordedUsageEvent.delete().where(RecordedUsageEvent.id.in_(ids)).execute()
+        deleted = retention.purge_events(cutoff, batch)
         purged += deleted
         batches += 1
         if deleted < batch:
@@ -361,30 +168,6 @@ def idempotency_purge(now: dt.datetime, settings: Settings, *, batch: int = PURG
     return {"rows": purged, "purged": purged, "batches": batches}
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """Delay after the `attempts`-th failure (1-based), for attempts < MAX_ATTEMPTS."""
-    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
-
-
-def _claim_next(now: dt.datetime) -> OutboxMessage | None:
-    """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
-    with database.atomic():
-        query = (
-            OutboxMessage.select()
-            .where(
-                OutboxMessage.sent_at.is_null()
-                & OutboxMessage.dead_at.is_null()
-                & (OutboxMessage.next_attempt_at <= now)
-            )
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(1)
-        )
-        row = for_update(query, skip_locked=True).first()
-        if row is not None:
-            OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
-        return row
-
-
 @_logged
 def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: int = 100) -> dict:
     """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
@@ -400,7 +183,7 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
     sender = sender or senders.from_settings(settings)
     sent = failed = dead = 0
     for _ in _until_stopped(range(limit)):
-        row = _claim_next(now)
+        row = outbox.claim_next(now)
         if row is None:
             break
         try:
@@ -410,28 +193,18 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
                 payload=row.payload,
                 dedup_key=row.dedup_key,
                 from_address=settings.mail_from,
+                invoice=outbox.invoice_for(row.template, row.payload),
             )
             sender.send(message, row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
-            attempts = row.attempts + 1
-            given_up = attempts >= MAX_ATTEMPTS
-            (
-                OutboxMessage.update(
-                    attempts=attempts,
-                    last_error=f"{type(error).__name__}: {error}"[:2000],
-                    next_attempt_at=now if given_up else now + backoff(attempts),
-                    dead_at=now if given_up else None,
-                )
-                .where(OutboxMessage.id == row.id)
-                .execute()
-            )
+            attempts, given_up = outbox.mark_failed(row, error, now)
             log.warning(
                 "outbox %s failed (attempt %d%s): %s", row.dedup_key, attempts, ", given up" if given_up else "", error
             )
             failed += 1
             dead += given_up
         else:
-            OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
+            outbox.mark_sent(row, now)
             sent += 1
     return {"rows": sent, "sent": sent, "failed": failed, "dead": dead}
 

@@ -5,8 +5,8 @@ unique index `invoice_one_live_per_period`, not by a read-then-write check: the 
 gets AlreadyExists naming the winner, and a VOID or deleted invoice frees its period for a new
 one. Numbers come from the `invoice_number` sequence, advanced in the same transaction, so a
 rolled-back generation consumes no number and a number is never reused. An invoice snapshots
-what it shows at issue (line descriptions, billing e-mail, issuer). Access checks take an
-optional principal so that the scheduler (no principal) can call these too.
+what it shows at issue (line descriptions, billing e-mail, issuer). The scheduler calls these as
+access.SYSTEM.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from server.domain.periods import Period, period_containing
 from server.domain.plans import VersionedPlan
 from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
-from server.persistence import plan_versions
+from server.persistence import db, plan_versions
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE,
+    ONE_LIVE_INVOICE_INDEX,
     Invoice,
     InvoiceLineItem,
     NumberSequence,
@@ -172,16 +173,15 @@ def generate_invoice(
     *,
     now: dt.datetime,
     issuer: Issuer,
-    principal: Principal | None = None,
+    principal: Principal,
     period_start: dt.datetime | None = None,
 ) -> InvoiceView:
     """Invoice a period as it stands (default: the current one); its existence closes the period for
     usage. A total of 0 is issued PAID: nothing is owed, so nothing can fall overdue."""
-    if principal is not None:
-        require_admin(principal, "generating an invoice")
+    require_admin(principal, "generating an invoice")
     try:
         with database.atomic():
-            sub = find_subscription(subscription_id, lock=True)
+            sub = find_subscription(subscription_id, principal=principal, lock=True)
             period = _period_to_bill(sub, period_start)
             items = draft_line_items(sub, period)
             total = sum(item.amount_cents for item in items)
@@ -228,8 +228,9 @@ def generate_invoice(
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
         return view
-    except pw.IntegrityError:
-        pass
+    except pw.IntegrityError as error:
+        if not db.unique_violation(error, ONE_LIVE_INVOICE_INDEX, Invoice.subscription, Invoice.period_start):
+            raise
     existing = live_invoice(subscription_id, period.start)
     which = f"invoice {existing.id} ({existing.number})" if existing else "an invoice"
     raise AlreadyExists(
@@ -238,12 +239,9 @@ def generate_invoice(
     )
 
 
-def set_status(
-    invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime, principal: Principal | None = None
-) -> InvoiceView:
+def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime, principal: Principal) -> InvoiceView:
     """Move along the workflow; SENT and OVERDUE queue their e-mail in the same transaction."""
-    if principal is not None:
-        require_admin(principal, "changing an invoice's status")
+    require_admin(principal, "changing an invoice's status")
     if status not in list(InvoiceStatus):
         raise InvalidArgument(f"status must be one of {', '.join(InvoiceStatus)}", field="status")
     status = InvoiceStatus(status)
@@ -267,10 +265,9 @@ def set_status(
         return view
 
 
-def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal | None = None) -> InvoiceView:
+def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal) -> InvoiceView:
     """Soft delete (deleted_at); only PENDING or VOID invoices, nothing that is or was owed."""
-    if principal is not None:
-        require_admin(principal, "deleting an invoice")
+    require_admin(principal, "deleting an invoice")
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_deletable(invoice.status)
@@ -279,14 +276,13 @@ def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal | 
         return invoice_view(invoice)
 
 
-def get_invoice(invoice_id: str, *, principal: Principal | None = None) -> InvoiceView:
+def get_invoice(invoice_id: str, *, principal: Principal) -> InvoiceView:
     invoice = _invoice(invoice_id)
-    if principal is not None:
-        require_visible(principal, invoice.tenant_id, "invoice", invoice_id)
+    require_visible(principal, invoice.tenant_id, "invoice", invoice_id)
     return invoice_view(invoice)
 
 
-def invoice_pdf(invoice_id: str, *, principal: Principal | None = None) -> bytes:
+def invoice_pdf(invoice_id: str, *, principal: Principal) -> bytes:
     """The invoice as PDF, rendered once per version of it (notifications.pdf.invoice_pdf_bytes)."""
     return invoice_pdf_bytes(get_invoice(invoice_id, principal=principal))
 
@@ -297,7 +293,7 @@ def list_invoices(
     status: InvoiceStatus | None = None,
     page_size: int = 0,
     page_token: str = "",
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> tuple[list[InvoiceView], str]:
     """One page, newest first, each invoice with its lines (a fixed number of queries per page)."""
     sub = find_subscription(subscription_id, principal=principal)

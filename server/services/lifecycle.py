@@ -10,7 +10,7 @@ import datetime as dt
 
 from server.domain import trials, webhooks
 from server.domain.subscriptions import SubscriptionStatus
-from server.persistence.db import for_update
+from server.persistence.db import database, for_update
 from server.persistence.models import PlanChange, Subscription
 from server.persistence.read_models import subscription_view
 from server.resources import subscription_message
@@ -57,8 +57,28 @@ def start_pending_plan(subscription: Subscription, period_start: dt.datetime, *,
     _announce(webhooks.EventType.SUBSCRIPTION_UPDATED, subscription.id, now)
 
 
+def trial_notices_due(now: dt.datetime) -> list[str]:
+    """ACTIVE subscriptions whose trial ends within trials.NOTICE (3 days), the soonest first."""
+    return [
+        s.id
+        for s in Subscription.select(Subscription.id)
+        .where(
+            (Subscription.status == SubscriptionStatus.ACTIVE)
+            & (Subscription.trial_end > now)
+            & (Subscription.trial_end <= now + trials.NOTICE)
+        )
+        .order_by(Subscription.trial_end, Subscription.id)
+    ]
+
+
 def announce_trial_end(subscription_id: str, *, now: dt.datetime) -> bool:
-    """subscription.trial_will_end, once per subscription (its dedup key); whether it was queued."""
+    """subscription.trial_will_end, once per subscription (its dedup key), in one transaction;
+    whether it was queued."""
+    with database.atomic():
+        return _announce_trial_end(subscription_id, now)
+
+
+def _announce_trial_end(subscription_id: str, now: dt.datetime) -> bool:
     subscription = for_update(Subscription.select().where(Subscription.id == subscription_id)).first()
     if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
         return False

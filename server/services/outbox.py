@@ -7,8 +7,16 @@ import datetime as dt
 import json
 
 from server.domain.emails import EmailTemplate
-from server.persistence.db import database
-from server.persistence.models import OutboxMessage
+from server.persistence.db import database, for_update
+from server.persistence.models import Invoice, OutboxMessage
+from server.persistence.read_models import InvoiceView, invoice_view
+
+# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
+# row is a dead letter (dead_at set) until an operator retries it.
+BACKOFF = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720))
+MAX_ATTEMPTS = len(BACKOFF) + 1
+# A claimed row is retried after this if its sender died before marking it.
+SEND_LEASE = dt.timedelta(minutes=5)
 
 
 def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
@@ -70,3 +78,57 @@ def retry(message_id: int, now: dt.datetime) -> bool:
             )
             .execute()
         )
+
+
+def invoice_for(template: str, payload: str) -> InvoiceView | None:
+    """The invoice an invoice e-mail shows, read at delivery (a deleted one too: the e-mail was owed
+    when the row was queued); None for any other e-mail (a usage alert carries its figures)."""
+    if template not in (EmailTemplate.INVOICE_ISSUED, EmailTemplate.INVOICE_OVERDUE):
+        return None
+    return invoice_view(Invoice.get_by_id(json.loads(payload)["invoice_id"]))
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Delay after the `attempts`-th failure (1-based), for attempts < MAX_ATTEMPTS."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
+
+
+def claim_next(now: dt.datetime) -> OutboxMessage | None:
+    """Take the oldest due row by pushing its next attempt past the lease, in a short transaction."""
+    with database.atomic():
+        query = (
+            OutboxMessage.select()
+            .where(
+                OutboxMessage.sent_at.is_null()
+                & OutboxMessage.dead_at.is_null()
+                & (OutboxMessage.next_attempt_at <= now)
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(1)
+        )
+        row = for_update(query, skip_locked=True).first()
+        if row is not None:
+            OutboxMessage.update(next_attempt_at=now + SEND_LEASE).where(OutboxMessage.id == row.id).execute()
+        return row
+
+
+def mark_sent(row: OutboxMessage, now: dt.datetime) -> None:
+    OutboxMessage.update(sent_at=now).where(OutboxMessage.id == row.id).execute()
+
+
+def mark_failed(row: OutboxMessage, error: Exception, now: dt.datetime) -> tuple[int, bool]:
+    """Record a failed attempt: the next one after its backoff, or, at MAX_ATTEMPTS, a dead letter.
+    Returns (attempts so far, whether delivery was given up)."""
+    attempts = row.attempts + 1
+    given_up = attempts >= MAX_ATTEMPTS
+    (
+        OutboxMessage.update(
+            attempts=attempts,
+            last_error=f"{type(error).__name__}: {error}"[:2000],
+            next_attempt_at=now if given_up else now + backoff(attempts),
+            dead_at=now if given_up else None,
+        )
+        .where(OutboxMessage.id == row.id)
+        .execute()
+    )
+    return attempts, given_up

@@ -26,10 +26,10 @@ import peewee as pw
 
 from server.domain import periods, trials, webhooks
 from server.domain import subscriptions as rules
-from server.domain.access import Principal, require_tenant_path, require_visible
+from server.domain.access import SYSTEM, Principal, require_tenant_path, require_visible
 from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from server.domain.subscriptions import Effective, SubscriptionStatus
-from server.persistence import db, plan_versions
+from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.db import database
 from server.persistence.models import Plan, PlanChange, PlanVersion, Subscription
 from server.persistence.pagination import paginate
@@ -94,18 +94,16 @@ _LOCKED = Prepared(
 
 
 def find_subscription(
-    subscription_id: str, *, principal: Principal | None = None, field: str = "subscription_id", lock: bool = False
+    subscription_id: str, *, principal: Principal, field: str = "subscription_id", lock: bool = False
 ) -> Subscription:
     """The subscription, locked for the transaction if asked: 400 naming `field` if the id is
-    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing).
-    No principal: a caller that checked access itself, or the scheduler."""
+    empty, 404 if there is none or it is another tenant's than the principal's (ids leak nothing)."""
     subscription_id = rules.require_field(subscription_id, field)
     found = (_LOCKED if lock else _UNLOCKED).rows(subscription_id)
     subscription = found[0] if found else None
     if subscription is None:
         raise NotFound(f"subscription {subscription_id!r} not found", reason="SUBSCRIPTION_NOT_FOUND")
-    if principal is not None:
-        require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
+    require_visible(principal, subscription.tenant_id, "subscription", subscription_id)
     return subscription
 
 
@@ -138,7 +136,7 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
             events.emit(webhooks.EventType.SUBSCRIPTION_CREATED, tenant_id, subscription_message(view), now=now)
     except pw.IntegrityError:
         # The transaction is rolled back; name the winner if the one-active index refused us.
-        existing = active_subscription(tenant_id)
+        existing = active_subscriptions.of_tenant(tenant_id).first()
         if existing is None:
             raise
         raise AlreadyExists(
@@ -248,7 +246,7 @@ def update_subscription(
         if updates:
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
-            subscription = find_subscription(subscription.id)
+            subscription = find_subscription(subscription.id, principal=SYSTEM)
             events.emit(
                 webhooks.EventType.SUBSCRIPTION_UPDATED,
                 subscription.tenant_id,
@@ -284,18 +282,6 @@ def cancel_subscription(
         Subscription.update({**updates, Subscription.updated_at: now}).where(
             Subscription.id == subscription.id
         ).execute()
-        view = subscription_view(find_subscription(subscription.id))
+        view = subscription_view(find_subscription(subscription.id, principal=SYSTEM))
         events.emit(event, view.tenant_id, subscription_message(view), now=now)
         return view
-
-
-def active_subscription(tenant_id: str) -> Subscription | None:
-    """The tenant's ACTIVE subscription, or None (then the tenant is on FREE).
-
-    Used by the rate-limit tier lookup as well: the tier is `active_subscription(t).plan.tier`.
-    """
-    return (
-        Subscription.select()
-        .where((Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE))
-        .first()
-    )

@@ -24,7 +24,7 @@ import peewee as pw
 
 from server.domain import rating, trials, webhooks
 from server.domain import usage as rules
-from server.domain.access import Principal, require_admin
+from server.domain.access import SYSTEM, Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import is_seed_shape, segment_key, segment_requests
 from server.domain.meters import API_REQUEST
@@ -213,7 +213,7 @@ def _check_bound(subscription_id: str, added: dict[dt.datetime, int]) -> dict[dt
 
 def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) -> tuple[int, list[Rejection]]:
     """One call's writes (in its savepoint of a group's transaction); returns (accepted, rejections)."""
-    subscription = find_subscription(subscription_id, lock=True)
+    subscription = find_subscription(subscription_id, principal=SYSTEM, lock=True)  # track() checked the caller
     rejections, periods = _rejections(subscription, events)
     candidates = rules.first_of_each_id([e for e in events if e.index in periods])
     inserted = set(

@@ -19,7 +19,7 @@ import peewee as pw
 
 from server.domain import subscriptions as subscription_rules
 from server.domain import webhooks as rules
-from server.domain.access import KeyScope, Principal, require_tenant_path, require_visible
+from server.domain.access import SYSTEM, Principal, require_tenant_path, require_visible
 from server.domain.errors import NotFound
 from server.persistence.db import database, for_update
 from server.persistence.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -169,7 +169,7 @@ def resend(principal: Principal, endpoint_id: str, delivery_id: str, *, now: dt.
 def tenant_overview(tenant_id: str, *, deliveries_per_endpoint: int = 10) -> list[dict]:
     """The tenant's endpoints and their most recent deliveries as plain data (no secrets), for
     pages that show them (the customer portal)."""
-    endpoints = list_endpoints(Principal(key_id=0, scope=KeyScope.ADMIN), tenant_id)
+    endpoints = list_endpoints(SYSTEM, tenant_id)
     deliveries = _recent_deliveries([e.id for e in endpoints], deliveries_per_endpoint)
     return [
         {

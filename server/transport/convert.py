@@ -1,21 +1,10 @@
-"""Small conversions shared by servicers."""
+"""The clock servicers read (timestamps in messages are built by server/resources.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from google.protobuf import timestamp_pb2
-
 
 def now() -> dt.datetime:
     """The instant a call is handled: services take time as an argument, servicers supply it."""
     return dt.datetime.now(dt.timezone.utc)
-
-
-def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp, or None so that an unset datetime leaves the message field unset."""
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp

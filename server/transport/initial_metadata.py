@@ -2,7 +2,7 @@
 
 grpcio's sync server sends `context.send_initial_metadata(...)` at once, in a C-core batch of its
 own that holds the interpreter lock and adds a completion event on the one polling thread: under
-load the largest single item of a tenant-key GetPlan's GIL time (~13%, py-spy --gil; issue 16).
+load the largest single item of a tenant-key GetPlan's GIL time (profiled with py-spy --gil).
 The batch that ends a unary call carries initial metadata anyway (empty unless some went before),
 and `attach` hands ours to it, so the headers and the response leave together.
 

@@ -8,9 +8,10 @@ from billing.v1 import meter_pb2, meter_pb2_grpc
 from server.domain import meters as rules
 from server.domain.errors import InvalidArgument, within
 from server.persistence.read_models import MeterView
+from server.resources import timestamp
 from server.services import meters
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 Aggregation = meter_pb2.Meter.Aggregation
 PERIOD = meter_pb2.GetMeterUsageRequest.PERIOD

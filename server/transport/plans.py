@@ -12,9 +12,10 @@ from server.domain.access import Principal
 from server.domain.plans import charge_document
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence.read_models import PlanView
+from server.resources import timestamp
 from server.services import plans
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 Billing = plan_pb2.Plan.Billing
 Model = plan_pb2.Charge.Model

@@ -14,9 +14,10 @@ from billing.v1 import portal_pb2, portal_pb2_grpc
 from server import portal as pages
 from server.config import Settings
 from server.domain import portal_tokens
+from server.resources import timestamp
 from server.services import portal
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 HTML = "text/html; charset=utf-8"
 # Envoy sets the HTTP status from this header (envoy/envoy.yaml.tmpl, Lua filter): the

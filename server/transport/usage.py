@@ -6,9 +6,10 @@ import datetime as dt
 
 from billing.v1 import usage_pb2, usage_pb2_grpc
 from server.domain.usage import RawEvent
+from server.resources import timestamp
 from server.services import usage
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 
 def _raw(event: usage_pb2.UsageEvent) -> RawEvent:

@@ -183,8 +183,8 @@ def violations(request: message.Message) -> list[FieldViolation]:
 
 def _problems(messages: list, message_type: descriptor.Descriptor) -> list[tuple[int, str, str]]:
     """(index in `messages`, path within that message, problem) of each field at fault, in the
-    messages' order. One field of all the messages at a time: a 1,000-event batch is one column
-    per field (0.5 ms; walking it message by message, writing every path, took 2.2)."""
+    messages' order. One field of all the messages at a time: a large batch is one column per
+    field, several times cheaper than walking it message by message and writing every path."""
     found: list[tuple[int, str, str]] = []
     for name, repeated, check in _checked_fields(message_type):
         if repeated:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from billing.v1 import webhook_pb2, webhook_pb2_grpc
 from server.domain import webhooks as rules
 from server.persistence.read_models import DeliveryView, EndpointView
+from server.resources import timestamp
 from server.services import webhooks
 from server.transport.context import current_principal
-from server.transport.convert import now, timestamp
+from server.transport.convert import now
 
 Delivery = webhook_pb2.WebhookDelivery
 
