@@ -37,6 +37,8 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         canceled_at=timestamp(row.canceled_at),
+        billing_anchor=row.billing_anchor,
+        timezone=row.timezone,
     )
 
 

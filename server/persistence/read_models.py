@@ -71,6 +71,8 @@ class SubscriptionView:
     created_at: dt.datetime
     updated_at: dt.datetime
     canceled_at: dt.datetime | None
+    billing_anchor: str
+    timezone: str
 
 
 def subscription_view(row: models.Subscription) -> SubscriptionView:

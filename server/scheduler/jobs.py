@@ -28,7 +28,6 @@ from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
-from server.domain.periods import period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
 from server.notifications import sender as senders
 from server.notifications.email import build_message
@@ -117,7 +116,7 @@ def _close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Inv
             return None
         invoice = _issue(sub, now, issuer)
         if sub.status == SubscriptionStatus.ACTIVE:
-            nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
+            nxt = sub.cycle.period(sub.cycle.containing(sub.current_period_start).index + 1)
             (
                 Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
                 .where(Subscription.id == sub.id)

@@ -35,7 +35,7 @@ from server.domain.access import KeyScope, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.identifiers import identifier_problem
 from server.domain.meters import REQUESTS_METER
-from server.domain.periods import Period, period_containing
+from server.domain.periods import Cycle, Period
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
@@ -59,7 +59,7 @@ METERING = Principal(key_id=0, scope=KeyScope.ADMIN)
 @dataclasses.dataclass(frozen=True)
 class ActivePlan:
     subscription_id: str
-    anchor_at: dt.datetime
+    cycle: Cycle
     plan_id: str
     tier: Tier
     limit_per_minute: int
@@ -94,7 +94,15 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     """The tenant's active subscription on the plan version it is pinned to: its rate limit, and
     the requests quota of its `requests` charge (capped where that charge has hard_limit)."""
     row = (
-        Subscription.select(Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, PlanVersion)
+        Subscription.select(
+            Subscription.id,
+            Subscription.anchor_at,
+            Subscription.billing_anchor,
+            Subscription.timezone,
+            Plan.id,
+            Plan.tier,
+            PlanVersion,
+        )
         .join(Plan)
         .switch(Subscription)
         .join(
@@ -111,7 +119,7 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     requests = next((c for c in terms.charges if c.meter_id == REQUESTS_METER and not c.filter), None)
     return ActivePlan(
         subscription_id=row.id,
-        anchor_at=row.anchor_at,
+        cycle=row.cycle,
         plan_id=row.plan.id,
         tier=row.plan.tier,
         limit_per_minute=terms.rate_limit_per_minute,
@@ -149,7 +157,7 @@ class Gateway:
         plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
             raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
-        period = period_containing(plan.anchor_at, now)
+        period = plan.cycle.containing(now)
         quota = self._quota(plan, period, now) if plan.capped else None
         try:
             decision = self.limiter.hit(WINDOW_PREFIX + tenant_id, plan.limit_per_minute, quota=quota)
