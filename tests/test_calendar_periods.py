@@ -172,6 +172,13 @@ def test_a_utc_cycle_is_the_anniversary_rule_it_always_was():
         assert Cycle(anchor).period(index).month_start is None
 
 
+def test_the_utc_rule_reads_naive_utc_datetimes_as_it_always_did():
+    """The migrations' frozen tables give naive UTC datetimes."""
+    anchor = dt.datetime(2026, 1, 31, 9)
+    assert period(anchor, 1) == Period(1, dt.datetime(2026, 2, 28, 9), dt.datetime(2026, 3, 31, 9))
+    assert Cycle(anchor).containing(dt.datetime(2026, 3, 31, 8)).index == 1
+
+
 def test_a_zoned_anniversary_keeps_the_local_time_of_day_across_dst():
     cycle = Cycle(at(2026, 3, 31, 14), Anchor.ANNIVERSARY, NEW_YORK)  # 10:00 EDT on the 31st
     assert cycle.period(0) == Period(0, at(2026, 3, 31, 14), at(2026, 4, 30, 14))

@@ -145,15 +145,21 @@ class Cycle:
     kind: Anchor = Anchor.ANNIVERSARY
     zone: dt.tzinfo = UTC
 
+    def _wall(self, instant: dt.datetime) -> dt.datetime:
+        """The instant on the zone's wall clock. In UTC it is left as given, so the UTC rule also
+        reads the naive UTC datetimes of the migrations' frozen tables, as it always did."""
+        return instant if self.zone is UTC else instant.astimezone(self.zone)
+
     def _month_start(self, months: int) -> dt.datetime:
         """00:00 on the 1st, `months` after the anchor's month, in the zone."""
-        first = add_months(self.anchor.astimezone(self.zone).replace(day=1), months)
+        first = add_months(self._wall(self.anchor).replace(day=1), months)
         return start_of_day(first.date(), self.zone)
 
     def _boundary(self, index: int) -> dt.datetime:
         if self.kind is Anchor.CALENDAR and index:
             return self._month_start(index)
-        return add_months(self.anchor.astimezone(self.zone), index).astimezone(UTC)
+        moved = add_months(self._wall(self.anchor), index)
+        return moved if self.zone is UTC else moved.astimezone(UTC)
 
     def period(self, index: int) -> Period:
         start, end = self._boundary(index), self._boundary(index + 1)
@@ -163,7 +169,7 @@ class Cycle:
     def containing(self, instant: dt.datetime) -> Period:
         """The period that holds `instant` (index < 0 for instants before the anchor; CALENDAR's
         period -1 ends at the anchor)."""
-        local, origin = instant.astimezone(self.zone), self.anchor.astimezone(self.zone)
+        local, origin = self._wall(instant), self._wall(self.anchor)
         candidate = self.period((local.year - origin.year) * 12 + (local.month - origin.month))
         while instant < candidate.start:
             candidate = self.period(candidate.index - 1)
