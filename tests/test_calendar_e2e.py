@@ -85,6 +85,12 @@ def test_an_unknown_timezone_is_400_naming_it_and_creates_nothing(stack, tenant_
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["timezone"]
     assert stack.rest("POST", "/billing/subscriptions", body={**body, "billing_anchor": "WEEKLY"}).status == 400
+    error = grpc_error(
+        stack.stub(subscription_pb2_grpc.SubscriptionServiceStub).CreateSubscription,
+        subscription_pb2.CreateSubscriptionRequest(**body, billing_anchor=7),
+        metadata=stack.auth(stack.admin_key),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_fields(error) == ["billing_anchor"]
     with db.session():
         assert not Subscription.select().where(Subscription.tenant_id == tenant_id).exists()
 
