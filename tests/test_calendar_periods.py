@@ -79,6 +79,7 @@ def test_calendar_first_period_runs_to_the_next_first_and_is_a_share_of_its_mont
     assert (first.start, first.end, first.month_start) == (at(2026, 2, 15, 17), at(2026, 3, 1, 5), at(2026, 2, 1, 5))
     assert first.length == dt.timedelta(days=28)
     assert first.days == 14  # 13.5, to the nearest even
+    assert calendar(at(2026, 3, 1, 1), NEW_YORK).period(0).days == 1  # 4 hours before March
 
 
 def test_calendar_months_in_new_york_across_both_dst_changes():

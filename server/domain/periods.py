@@ -53,8 +53,9 @@ class Period:
 
     @property
     def days(self) -> int:
-        """Length in days, rounded to the nearest (a period across a DST change is an hour off)."""
-        return round((self.end - self.start) / DAY)
+        """Length in days, rounded to the nearest (a period across a DST change is an hour off), at
+        least 1: a CALENDAR subscription created hours before the 1st has a first period of hours."""
+        return max(1, round((self.end - self.start) / DAY))
 
     @property
     def length(self) -> dt.timedelta:
