@@ -48,7 +48,8 @@ def calendar(anchor: dt.datetime, zone: dt.tzinfo) -> Cycle:
 
 def test_timezone_reads_iana_names_and_defaults_to_utc():
     assert timezone("Asia/Kolkata") == KOLKATA
-    assert timezone("") == zoneinfo.ZoneInfo("UTC")
+    assert timezone("") is timezone("UTC") is UTC
+    assert timezone("Etc/UTC") == zoneinfo.ZoneInfo("Etc/UTC")
     assert {"UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"} <= timezone_names()
 
 

@@ -78,8 +78,9 @@ def timezone_names() -> frozenset[str]:
     return frozenset(importlib.resources.files("tzdata").joinpath("zones").read_text().split())
 
 
-def timezone(name: str) -> zoneinfo.ZoneInfo:
-    """The zone of an IANA name ('' is UTC); anything else is 400 naming `timezone`."""
+def timezone(name: str) -> dt.tzinfo:
+    """The zone of an IANA name ('' is UTC); anything else is 400 naming `timezone`. UTC is the
+    datetime module's own: a Cycle in it runs the UTC rule exactly as it always ran."""
     name = name or DEFAULT_TIMEZONE
     if name not in timezone_names():
         raise InvalidArgument(
@@ -87,7 +88,7 @@ def timezone(name: str) -> zoneinfo.ZoneInfo:
             field="timezone",
             reason="UNKNOWN_TIMEZONE",
         )
-    return zoneinfo.ZoneInfo(name)
+    return UTC if name == DEFAULT_TIMEZONE else zoneinfo.ZoneInfo(name)
 
 
 def anchor_kind(name: str) -> Anchor:
