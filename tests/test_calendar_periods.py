@@ -238,6 +238,7 @@ def test_start_of_day_where_midnight_does_not_exist():
     """Santiago moved its clocks from 24:00 to 01:00 on 2026-09-06: the day starts at 01:00."""
     santiago = zoneinfo.ZoneInfo("America/Santiago")
     assert start_of_day(dt.date(2026, 9, 6), santiago) == at(2026, 9, 6, 4)
+    assert start_of_day(dt.date(2026, 9, 6), santiago).tzinfo is UTC
     assert date_of(at(2026, 9, 6, 4), santiago) == dt.date(2026, 9, 6)
     assert date_of(at(2026, 9, 6, 4) - dt.timedelta(microseconds=1), santiago) == dt.date(2026, 9, 5)
 

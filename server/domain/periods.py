@@ -132,9 +132,8 @@ def days_of(start: dt.datetime, end: dt.datetime, zone: dt.tzinfo) -> list[Day]:
     found = []
     date = date_of(start, zone)
     while (begin := max(start, start_of_day(date, zone))) < end:
-        stop = min(end, start_of_day(date + DAY, zone))
-        if begin < stop:  # a day the zone skipped (Pacific/Apia, 2011-12-30) has no instant
-            found.append(Day(date, begin, stop))
+        if date_of(begin, zone) == date:  # not a day the zone skipped (Pacific/Apia, 2011-12-30)
+            found.append(Day(date, begin, min(end, start_of_day(date + DAY, zone))))
         date += DAY
     return found
 
