@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.domain import invoicing, rating
+from server.domain import invoicing, rating, usage
 from server.domain.errors import InvalidArgument
 from server.domain.periods import (
     Anchor,
@@ -185,6 +185,7 @@ def test_a_zoned_anniversary_keeps_the_local_time_of_day_across_dst():
     cycle = Cycle(at(2026, 3, 31, 14), Anchor.ANNIVERSARY, NEW_YORK)  # 10:00 EDT on the 31st
     assert cycle.period(0) == Period(0, at(2026, 3, 31, 14), at(2026, 4, 30, 14))
     assert cycle.period(8).start == at(2026, 11, 30, 15)  # 10:00 EST
+    assert cycle.period(8).start.tzinfo is UTC  # as stored
     assert cycle.period(7).length == dt.timedelta(days=30) + HOUR  # October 31 to November 30
 
 
@@ -249,6 +250,22 @@ def test_clock_hours_follow_the_zone():
     assert clock_hour(instant, KOLKATA) == at(2026, 3, 1, 4, 30)
     assert clock_hour(instant, zoneinfo.ZoneInfo("Asia/Kathmandu")) == at(2026, 3, 1, 4, 15)
     assert clock_hour(instant.astimezone(NEW_YORK), NEW_YORK).tzinfo is UTC
+
+
+def test_usage_counts_the_zones_clock_hours_and_days():
+    """Kolkata's day starts at 18:30 UTC: its hourly counters start at half past, and add up to its days."""
+    events = [
+        usage.Event(0, "a", "/x", 1, at(2026, 11, 21, 18, 29, 59)),
+        usage.Event(1, "b", "/x", 20, at(2026, 11, 21, 18, 30)),
+        usage.Event(2, "c", "/x", 300, at(2026, 11, 21, 19, 10)),
+    ]
+    hourly = usage.hourly_totals(events, KOLKATA)
+    assert hourly == {(at(2026, 11, 21, 17, 30), "/x"): 1, (at(2026, 11, 21, 18, 30), "/x"): 320}
+    per_hour = {hour: n for (hour, _), n in hourly.items()}
+    days = [(dt.date(2026, 11, 21), 1), (dt.date(2026, 11, 22), 320)]
+    assert usage.daily_series(dt.date(2026, 11, 21), dt.date(2026, 11, 22), per_hour, KOLKATA) == days
+    result = usage.analytics(dt.date(2026, 11, 21), dt.date(2026, 11, 22), per_hour, {"/x": 321}, KOLKATA)
+    assert (result.peak_day, result.peak_hour) == ((dt.date(2026, 11, 22), 320), (at(2026, 11, 21, 18, 30), 320))
 
 
 # --- the property: days and segments partition every period ---------------------------------------
