@@ -52,6 +52,8 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         cancel_at_period_end=row.cancel_at is not None,
         pending_plan_id=row.pending_plan_id or "",
         pending_plan_version=row.pending_plan_version or 0,
+        billing_anchor=row.billing_anchor,
+        timezone=row.timezone,
     )
 
 

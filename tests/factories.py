@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 
-from server.domain.periods import period
+from server.domain.periods import Anchor, Cycle
 from server.persistence import db
 from server.persistence.models import PlanChange, RecordedUsageEvent, Subscription
 
@@ -20,10 +21,13 @@ def insert_subscription(
     canceled_at: dt.datetime | None = None,
     billing_email: str | None = None,
     subscription_id: str | None = None,
+    billing_anchor: Anchor = Anchor.ANNIVERSARY,
+    timezone: str = "UTC",
 ) -> Subscription:
-    """A subscription whose first period starts at `anchor` (default three days ago), on `plan`."""
+    """A subscription whose first period starts at `anchor` (default three days ago), on `plan`
+    (monthly from the anchor in UTC unless `billing_anchor` and `timezone` say otherwise)."""
     anchor = anchor or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
-    first = period(anchor, 0)
+    first = Cycle(anchor, billing_anchor, zoneinfo.ZoneInfo(timezone)).period(0)
     with db.session():
         subscription = Subscription.create(
             id=subscription_id or f"sub_{uuid.uuid4().hex}",
@@ -37,6 +41,8 @@ def insert_subscription(
             created_at=anchor,
             updated_at=anchor,
             canceled_at=canceled_at,
+            billing_anchor=billing_anchor,
+            timezone=timezone,
         )
         PlanChange.create(subscription=subscription, plan=plan, effective_at=anchor)
     return subscription

@@ -150,7 +150,7 @@ def test_hourly_totals_fold_by_clock_hour_and_endpoint():
         Event(3, "d", "/x", 4, NOW + dt.timedelta(hours=1)),
     ]
     hour = NOW.replace(minute=0)
-    assert hourly_totals(events) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
+    assert hourly_totals(events, UTC) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
 
 
 def test_hour_of_drops_minutes_seconds_and_microseconds():
@@ -178,7 +178,7 @@ def test_date_range_defaults_and_errors():
 
 def test_daily_series_is_zero_filled_oldest_first():
     hourly = {dt.datetime(2026, 11, 2, 5, tzinfo=UTC): 3, dt.datetime(2026, 11, 2, 23, tzinfo=UTC): 4}
-    assert daily_series(dt.date(2026, 11, 1), dt.date(2026, 11, 3), hourly) == [
+    assert daily_series(dt.date(2026, 11, 1), dt.date(2026, 11, 3), hourly, UTC) == [
         (dt.date(2026, 11, 1), 0),
         (dt.date(2026, 11, 2), 7),
         (dt.date(2026, 11, 3), 0),
@@ -189,7 +189,7 @@ def test_analytics_peaks_average_and_top_endpoints():
     h = lambda day, hour: dt.datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
     hourly = {h(1, 1): 5, h(1, 2): 5, h(2, 3): 10, h(3, 0): 2, h(4, 9): 10}
     endpoints = {f"/e{i}": i for i in range(12)} | {"/b": 11, "/a": 11}
-    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 4), hourly, endpoints)
+    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 4), hourly, endpoints, UTC)
     assert result.total_requests == 32
     assert result.average_daily_requests == 8
     assert result.peak_day == (dt.date(2026, 11, 1), 10)  # the earliest of equal days
@@ -199,5 +199,5 @@ def test_analytics_peaks_average_and_top_endpoints():
 
 
 def test_analytics_of_nothing_has_no_peaks():
-    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 1), {}, {})
+    result = analytics(dt.date(2026, 11, 1), dt.date(2026, 11, 1), {}, {}, UTC)
     assert (result.total_requests, result.peak_day, result.peak_hour, result.top_endpoints) == (0, None, None, [])

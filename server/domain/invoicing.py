@@ -99,9 +99,7 @@ class Segment:
 
 def prorate(amount: int, segment: Segment, period: Period) -> int:
     """amount x the segment's share of the period (microseconds), rounded half-up once."""
-    return div_round_half_up(
-        amount * ((segment.end - segment.start) // MICROSECOND), (period.end - period.start) // MICROSECOND
-    )
+    return div_round_half_up(amount * ((segment.end - segment.start) // MICROSECOND), period.length // MICROSECOND)
 
 
 def segment_key(period: Period, changes: Sequence[dt.datetime], instant: dt.datetime) -> dt.datetime:
@@ -166,6 +164,12 @@ def usage_by_segment(
     ]
 
 
+def _whole(period: Period, segments_: Sequence[Segment]) -> bool:
+    """One segment that is the whole month: its fee line is the monthly fee, naming no span (a
+    partial first period names its span, as its fee is a share)."""
+    return period.month_start is None and [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
+
+
 def _span(segment: Segment) -> str:
     return f"{segment.start:%Y-%m-%d %H:%M:%S} to {segment.end:%Y-%m-%d %H:%M:%S} UTC"
 
@@ -175,7 +179,7 @@ def line_items(period: Period, segments_: list[Segment], requests_by_key: Mappin
     (a FREE plan's overage, priced 0, and a fraction of a cent that rounds to 0 owe nothing). A
     segment that is the whole period names no span."""
     usages = usage_by_segment(period, segments_, requests_by_key)
-    whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
+    whole = _whole(period, segments_)
     items = []
     for usage in usages:
         plan = usage.segment.plan
@@ -316,7 +320,7 @@ def rated_line_items(
     """The invoice's lines: each segment's fee line, then each segment's charge lines (a usage or
     flat line of 0 cents is left out by rating). A segment that is the whole period names no span;
     a segment in the trial says so on its fee line (of 0)."""
-    whole = [(s.start, s.end) for s in segments_] == [(period.start, period.end)]
+    whole = _whole(period, segments_)
     rated_segments = list(zip(segments_, ratings, strict=True))
     items = []
     for segment, rated in rated_segments:

@@ -116,7 +116,7 @@ class Share:
 
     @classmethod
     def of(cls, start: dt.datetime, end: dt.datetime, period: Period) -> Share:
-        return cls((end - start) // MICROSECOND, (period.end - period.start) // MICROSECOND)
+        return cls((end - start) // MICROSECOND, period.length // MICROSECOND)
 
     def prorate(self, amount: int) -> int:
         """amount x the share, rounded half-up once (the whole period: exactly amount)."""

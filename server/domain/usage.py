@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from server.domain.errors import InvalidArgument
 from server.domain.identifiers import MAX_IDENTIFIER, identifier_problem
 from server.domain.meters import API_REQUEST, EVENT_TYPE, Scalar, validate_properties
+from server.domain.periods import clock_hour, date_of
 
 MAX_BATCH = 1000
 # Percentages of a plan's included requests at which a tenant is told, once per period (e-mail
@@ -107,14 +108,16 @@ def hour_of(instant: dt.datetime) -> dt.datetime:
     return instant.replace(minute=0, second=0, microsecond=0)
 
 
-def hourly_totals(events: Iterable[Event]) -> dict[tuple[dt.datetime, str], int]:
-    """Requests per (clock hour, endpoint): one counter upsert per key per batch."""
+def hourly_totals(events: Iterable[Event], zone: dt.tzinfo) -> dict[tuple[dt.datetime, str], int]:
+    """Requests per (clock hour of the subscription's zone, endpoint): one counter upsert per key
+    per batch. The zone's hours, not UTC's: its days are then whole hours also where it is a half
+    or quarter hour off UTC (Asia/Kolkata), so daily usage adds up hours exactly."""
     totals: dict[tuple[dt.datetime, str], int] = defaultdict(int)
     hours: dict[dt.datetime, dt.datetime] = {}  # a batch's events mostly share a few timestamps
     for event in events:
         hour = hours.get(event.timestamp)
         if hour is None:
-            hour = hours[event.timestamp] = hour_of(event.timestamp)
+            hour = hours[event.timestamp] = clock_hour(event.timestamp, zone)
         totals[(hour, event.endpoint)] += event.count
     return dict(totals)
 
@@ -146,11 +149,13 @@ def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def daily_series(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int]) -> list[tuple[dt.date, int]]:
-    """One (day, requests) per day of the range, zero-filled, oldest first."""
+def daily_series(
+    first: dt.date, last: dt.date, hourly: dict[dt.datetime, int], zone: dt.tzinfo
+) -> list[tuple[dt.date, int]]:
+    """One (day of the zone, requests) per day of the range, zero-filled, oldest first."""
     per_day: Counter[dt.date] = Counter()
     for hour, requests in hourly.items():
-        per_day[hour.date()] += requests
+        per_day[date_of(hour, zone)] += requests
     return [(day, per_day[day]) for day in days_between(first, last)]
 
 
@@ -163,9 +168,11 @@ class Analytics:
     top_endpoints: list[tuple[str, int]]
 
 
-def analytics(first: dt.date, last: dt.date, hourly: dict[dt.datetime, int], endpoints: dict[str, int]) -> Analytics:
+def analytics(
+    first: dt.date, last: dt.date, hourly: dict[dt.datetime, int], endpoints: dict[str, int], zone: dt.tzinfo
+) -> Analytics:
     """Peaks are the earliest of equals; top endpoints break ties by name so output is stable."""
-    days = daily_series(first, last, hourly)
+    days = daily_series(first, last, hourly, zone)
     total = sum(requests for _, requests in days)
     busy_days = [(day, n) for day, n in days if n]
     busy_hours = sorted((hour, n) for hour, n in hourly.items() if n)

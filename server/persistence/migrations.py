@@ -405,6 +405,23 @@ def _0011_idempotency_keys(migrator: SchemaMigrator) -> None:
     database.create_tables([_IdempotencyKey0011])
 
 
+def _0010_calendar_billing(migrator: SchemaMigrator) -> None:
+    """Subscriptions gain how their periods are cut and their time zone; every existing one bills
+    as before: ANNIVERSARY in UTC (database defaults too, for rows other tools write)."""
+    operations.migrate(
+        migrator.add_column(
+            "subscription",
+            "billing_anchor",
+            pw.CharField(max_length=16, default="ANNIVERSARY", constraints=[pw.SQL("DEFAULT 'ANNIVERSARY'")]),
+        ),
+        migrator.add_column(
+            "subscription",
+            "timezone",
+            pw.CharField(max_length=64, default="UTC", constraints=[pw.SQL("DEFAULT 'UTC'")]),
+        ),
+    )
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -414,6 +431,7 @@ MIGRATIONS = [
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
     ("0009_lifecycle", _0009_lifecycle),
+    ("0010_calendar_billing", _0010_calendar_billing),
     ("0011_idempotency_keys", _0011_idempotency_keys),
 ]
 

@@ -21,9 +21,11 @@ import enum
 
 import peewee as pw
 
+from server.domain import periods
 from server.domain.access import KeyScope
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.meters import Aggregation
+from server.domain.periods import DEFAULT_TIMEZONE, Anchor, Cycle
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain.webhooks import DeliveryStatus, EventType
@@ -141,7 +143,7 @@ class Subscription(BaseModel):
     )  # the version billed now (the last PlanChange's)
     billing_email = pw.CharField(max_length=320)
     status = StrEnumField(SubscriptionStatus, max_length=16)
-    # The anchor of the monthly anniversary periods: the creation instant.
+    # The anchor of the monthly periods: the creation instant.
     anchor_at = UTCDateTimeField()
     current_period_start = UTCDateTimeField()
     current_period_end = UTCDateTimeField()
@@ -154,6 +156,15 @@ class Subscription(BaseModel):
     cancel_at = UTCDateTimeField(null=True)
     pending_plan_id = pw.CharField(max_length=64, null=True)
     pending_plan_version = pw.IntegerField(null=True)
+    # How periods are cut, and the zone of its periods and days (domain/periods.py Cycle); fixed at creation.
+    billing_anchor = StrEnumField(
+        Anchor, max_length=16, default=Anchor.ANNIVERSARY, constraints=[pw.SQL("DEFAULT 'ANNIVERSARY'")]
+    )
+    timezone = pw.CharField(max_length=64, default=DEFAULT_TIMEZONE, constraints=[pw.SQL("DEFAULT 'UTC'")])
+
+    @property
+    def cycle(self) -> Cycle:
+        return Cycle(self.anchor_at, self.billing_anchor, periods.timezone(self.timezone))
 
     class Meta:
         indexes = ((("tenant_id", "created_at"), False),)

@@ -75,6 +75,8 @@ class SubscriptionView:
     cancel_at: dt.datetime | None
     pending_plan_id: str | None
     pending_plan_version: int | None
+    billing_anchor: str
+    timezone: str
 
 
 def subscription_view(row: models.Subscription) -> SubscriptionView:

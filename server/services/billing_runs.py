@@ -21,7 +21,6 @@ from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
-from server.domain.periods import period, period_containing
 from server.domain.subscriptions import SubscriptionStatus
 from server.persistence import models
 from server.persistence.db import database, for_update
@@ -95,7 +94,7 @@ def close_period(subscription_id: str, now: dt.datetime, issuer: Issuer) -> Invo
         if sub.cancel_at is not None and sub.cancel_at <= sub.current_period_end:
             lifecycle.cancel_at_period_end(sub, now=now)
             return invoice
-        nxt = period(sub.anchor_at, period_containing(sub.anchor_at, sub.current_period_start).index + 1)
+        nxt = sub.cycle.period(sub.cycle.containing(sub.current_period_start).index + 1)
         (
             Subscription.update(current_period_start=nxt.start, current_period_end=nxt.end, updated_at=now)
             .where(Subscription.id == sub.id)

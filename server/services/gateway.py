@@ -35,7 +35,7 @@ from server.domain.access import SYSTEM, Principal
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.identifiers import identifier_problem
 from server.domain.meters import REQUESTS_METER
-from server.domain.periods import Period, period_containing
+from server.domain.periods import Cycle, Period
 from server.domain.plans import Tier
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
@@ -56,7 +56,7 @@ WINDOW_PREFIX = "gateway:"
 @dataclasses.dataclass(frozen=True)
 class ActivePlan:
     subscription_id: str
-    anchor_at: dt.datetime
+    cycle: Cycle
     plan_id: str
     tier: Tier
     limit_per_minute: int
@@ -92,7 +92,14 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     the requests quota of its `requests` charge (capped where that charge has hard_limit)."""
     row = (
         active_subscriptions.of_tenant(
-            tenant_id, Subscription.id, Subscription.anchor_at, Plan.id, Plan.tier, PlanVersion
+            tenant_id,
+            Subscription.id,
+            Subscription.anchor_at,
+            Subscription.billing_anchor,
+            Subscription.timezone,
+            Plan.id,
+            Plan.tier,
+            PlanVersion,
         )
         .join(Plan)
         .switch(Subscription)
@@ -109,7 +116,7 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     requests = next((c for c in terms.charges if c.meter_id == REQUESTS_METER and not c.filter), None)
     return ActivePlan(
         subscription_id=row.id,
-        anchor_at=row.anchor_at,
+        cycle=row.cycle,
         plan_id=row.plan.id,
         tier=row.plan.tier,
         limit_per_minute=terms.rate_limit_per_minute,
@@ -147,7 +154,7 @@ class Gateway:
         plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
             raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
-        period = period_containing(plan.anchor_at, now)
+        period = plan.cycle.containing(now)
         quota = self._quota(plan, period, now) if plan.capped else None
         try:
             decision = self.limiter.hit(WINDOW_PREFIX + tenant_id, plan.limit_per_minute, quota=quota)

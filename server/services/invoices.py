@@ -24,7 +24,7 @@ from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.invoicing import InvoiceLine, Segment, rate_segments, rated_line_items, segments
 from server.domain.issuer import Issuer
-from server.domain.periods import Period, period_containing
+from server.domain.periods import Period
 from server.domain.plans import VersionedPlan
 from server.notifications.pdf import invoice_pdf_bytes
 from server.observability import metrics
@@ -95,7 +95,7 @@ def _versions(keys: set[tuple[str, int]]) -> dict[tuple[str, int], VersionedPlan
 
 
 def period_of(subscription: Subscription, start: dt.datetime) -> Period:
-    return period_containing(subscription.anchor_at, start)
+    return subscription.cycle.containing(start)
 
 
 def billed_segments(subscription: Subscription, period: Period) -> list:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from server.domain import meters as rules
 from server.domain.errors import InvalidArgument, NotFound
 from server.domain.invoicing import segment_key
-from server.domain.periods import Period, period_containing
+from server.domain.periods import Period
 from server.domain.usage import Event, hour_of
 from server.persistence import meter_rollups
 from server.persistence.db import database, for_update
@@ -105,7 +105,7 @@ def rekey(
         event = stored_event(row)
         counting = [meter_definition(m) for m in meters if m.created_at <= row.received_at]
         parts = rules.contributions(counting, event.event_type, properties_of(event), "event")
-        period = period_containing(subscription.anchor_at, event.timestamp)
+        period = subscription.cycle.containing(event.timestamp)
         hour = hour_of(event.timestamp)
         old = rules.Place(period.start, segment_key(period, before, event.timestamp), hour)
         new = rules.Place(period.start, segment_key(period, after, event.timestamp), hour)
@@ -156,7 +156,7 @@ def reaggregate(meter_id: str, *, now: dt.datetime, retention_days: int) -> Reag
                 & (RecordedUsageEvent.occurred_at >= max(cutoff, subscription.anchor_at))
             ):
                 event = stored_event(stored)
-                period = period_containing(subscription.anchor_at, event.timestamp)
+                period = subscription.cycle.containing(event.timestamp)
                 if period.start < cutoff or period.start in invoiced:
                     continue
                 found.setdefault(period.start, [])

@@ -17,7 +17,6 @@ from server.domain import decimals
 from server.domain import meters as rules
 from server.domain.access import Principal, require_admin
 from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from server.domain.periods import period_containing
 from server.domain.usage import MAX_RANGE_DAYS, days_between, hour_of
 from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
@@ -116,7 +115,7 @@ def meter_usage(
     its period key). Another range is read by the clock hours it touches: rollups are hourly."""
     subscription = find_subscription(subscription_id, principal=principal)
     meter = meter_definition(_meter(meter_id))
-    period = period_containing(subscription.anchor_at, subscription.current_period_start)
+    period = subscription.cycle.containing(subscription.current_period_start)
     start, end = start or period.start, end or period.end
     if end <= start:
         raise InvalidArgument(
@@ -167,7 +166,7 @@ class MeterFigures:
 def period_figures(principal: Principal, subscription_id: str) -> list[MeterFigures]:
     """Each meter but the built-in one with figures in the subscription's current period, by id."""
     subscription = find_subscription(subscription_id, principal=principal)
-    period = period_containing(subscription.anchor_at, subscription.current_period_start)
+    period = subscription.cycle.containing(subscription.current_period_start)
     found = []
     for meter_id in sorted(rollups.meters_with_figures(subscription.id, period.start) - {rules.REQUESTS_METER}):
         usage = functools.partial(meter_usage, principal, subscription.id, meter_id, start=None, end=None, group_by=())

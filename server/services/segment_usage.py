@@ -17,7 +17,6 @@ from collections import defaultdict
 from server.domain import trials
 from server.domain.invoicing import segment_key
 from server.domain.meters import API_REQUEST
-from server.domain.periods import period_containing
 from server.persistence.bulk import add_counts
 from server.persistence.models import PlanChange, RecordedUsageEvent, Subscription, UsageSegment
 from server.persistence.prepared import Prepared
@@ -80,7 +79,7 @@ def split_at(subscription: Subscription, before: list[dt.datetime], at: dt.datet
     for event in events:
         if event.event_type != API_REQUEST:
             continue
-        period = period_containing(subscription.anchor_at, event.occurred_at)
+        period = subscription.cycle.containing(event.occurred_at)
         moved[(period.start, segment_key(period, before, event.occurred_at))] -= event.count
         moved[(period.start, segment_key(period, after, event.occurred_at))] += event.count
     add(subscription.id, moved)

@@ -5,14 +5,15 @@ subscription per tenant" is guarded by the partial unique index
 `subscription_one_active_per_tenant`, not by a read-then-write check: two concurrent creates both
 insert, the database lets one commit and the other fails, and that failure becomes ALREADY_EXISTS.
 
-Times: `now` is injected by the caller. The anchor (creation instant) fixes the monthly
-anniversary periods; a plan change is dated `now` in PlanChange, which invoicing prorates to the
-microsecond; usage counted before it with timestamps at or after `now` moves to its segment.
+Times: `now` is injected by the caller. The anchor (creation instant), the billing anchor and the
+time zone fix the monthly periods (domain/periods.py Cycle); a plan change is dated `now` in
+PlanChange, which invoicing prorates to the microsecond; usage counted before it with timestamps
+at or after `now` moves to its segment.
 
 Lifecycle (docs/guides/lifecycle.md): a plan with trial_days gives the subscription a trial_end
 (domain/trials.py); a cancellation or a plan change may instead be set for the period's end
 (cancel_at, pending_plan_*), which the scheduler carries out when it closes the period
-(scheduler/jobs.py). A newer plan change replaces a pending one; an immediate change or any
+(services/billing_runs.py). A newer plan change replaces a pending one; an immediate change or any
 cancellation drops it.
 """
 
@@ -45,6 +46,8 @@ class NewSubscription:
     plan_id: str
     billing_email: str
     plan_version: int = 0  # 0: the latest; naming one is for admin keys
+    billing_anchor: str = ""  # ANNIVERSARY ('') or CALENDAR
+    timezone: str = ""  # an IANA name ('': UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +115,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
     require_tenant_path(principal, tenant_id)  # tenant keys subscribe only themselves
     plan_id = rules.require_field(request.plan_id, "plan_id")
     email = rules.validate_email(request.billing_email)
-    first = periods.period(now, 0)
+    cycle = periods.Cycle(now, periods.anchor_kind(request.billing_anchor), periods.timezone(request.timezone))
+    first = cycle.period(0)
     try:
         with database.atomic():
             version = _plan_version(principal, plan_id, request.plan_version)
@@ -130,6 +134,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 updated_at=now,
                 canceled_at=None,
                 trial_end=trials.trial_end(now, version.trial_days),
+                billing_anchor=cycle.kind,
+                timezone=request.timezone or periods.DEFAULT_TIMEZONE,
             )
             PlanChange.create(subscription=subscription, plan=plan_id, plan_version=version.version, effective_at=now)
             view = subscription_view(subscription)

@@ -28,7 +28,7 @@ from server.domain.access import SYSTEM, Principal, require_admin
 from server.domain.errors import InvalidArgument
 from server.domain.invoicing import is_seed_shape, segment_key, segment_requests
 from server.domain.meters import API_REQUEST
-from server.domain.periods import Period, period_containing
+from server.domain.periods import Period, date_of, start_of_day
 from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
 from server.persistence.bulk import add_counts, insert_ignore_returning
@@ -107,6 +107,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
     periods = {}
     found = None
     rejections = []
+    cycle = subscription.cycle
     for event in events:  # a batch mostly falls in one period: reuse it rather than recompute
         if event.timestamp < subscription.anchor_at:  # no period to look for (year 1 has none before it)
             rejections.append(
@@ -119,7 +120,7 @@ def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[
             )
             continue
         if found is None or not found.contains(event.timestamp):
-            found = period_containing(subscription.anchor_at, event.timestamp)
+            found = cycle.containing(event.timestamp)
         periods[event.index] = found
     starts = {p.start for p in periods.values()}
     invoiced = {row.period_start for row in _INVOICED.rows(subscription.id, list(starts))}
@@ -150,7 +151,11 @@ def _add(counter: type[UsageHourly | UsagePeriod], subscription_id: str, keys: t
 
 
 def _add_to_counters(
-    subscription_id: str, events: list[rules.Event], periods: dict[int, Period], changes: list[dt.datetime]
+    subscription_id: str,
+    events: list[rules.Event],
+    periods: dict[int, Period],
+    changes: list[dt.datetime],
+    zone: dt.tzinfo,
 ) -> dict[dt.datetime, tuple[int, int]]:
     """Count the api_request events as requests (each in the plan segment its timestamp falls in);
     returns each touched period's requests before and after."""
@@ -161,7 +166,7 @@ def _add_to_counters(
         per_period[period.start] += event.count
         per_segment[(period.start, segment_key(period, changes, event.timestamp))] += event.count
     counted = _check_bound(subscription_id, per_period)
-    _add(UsageHourly, subscription_id, ("hour", "endpoint"), rules.hourly_totals(events))
+    _add(UsageHourly, subscription_id, ("hour", "endpoint"), rules.hourly_totals(events, zone))
     _add(UsagePeriod, subscription_id, ("period_start",), per_period)
     segment_usage.add(subscription_id, per_segment)
     return {start: (counted.get(start, 0), counted.get(start, 0) + n) for start, n in per_period.items()}
@@ -241,7 +246,9 @@ def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) ->
         changes = segment_usage.key_instants(subscription)
         metering.count(subscription.id, accepted, periods, changes)
         requests = [e for e in accepted if e.event_type == API_REQUEST]
-        totals = _add_to_counters(subscription.id, requests, periods, changes) if requests else {}
+        totals = (
+            _add_to_counters(subscription.id, requests, periods, changes, subscription.cycle.zone) if requests else {}
+        )
         current = totals.get(subscription.current_period_start)
         if current:
             _announce_thresholds(subscription, *current, now)
@@ -312,23 +319,24 @@ def _included_requests(rated: rating.SegmentRating) -> int:
     return 0
 
 
-def _range(subscription: Subscription, start: str, end: str) -> tuple[dt.date, dt.date]:
+def _range(subscription: Subscription, start: str, end: str, zone: dt.tzinfo) -> tuple[dt.date, dt.date]:
+    """The days asked for, by default those of the current period: days of the subscription's zone."""
     last_instant = subscription.current_period_end - dt.timedelta(microseconds=1)
-    return rules.date_range(start, end, subscription.current_period_start.date(), last_instant.date())
+    return rules.date_range(start, end, date_of(subscription.current_period_start, zone), date_of(last_instant, zone))
 
 
-def _hourly(subscription_id: str, first: dt.date, last: dt.date) -> pw.ModelSelect[UsageHourly]:
-    since = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
-    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+def _hourly(subscription_id: str, first: dt.date, last: dt.date, zone: dt.tzinfo) -> pw.ModelSelect[UsageHourly]:
+    """The hourly counters of the zone's days first..last (the counters are the zone's clock hours)."""
+    since, until = start_of_day(first, zone), start_of_day(last + dt.timedelta(days=1), zone)
     return UsageHourly.select().where(
         (UsageHourly.subscription == subscription_id) & (UsageHourly.hour >= since) & (UsageHourly.hour < until)
     )
 
 
-def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.datetime, int]:
+def _per_hour(subscription_id: str, first: dt.date, last: dt.date, zone: dt.tzinfo) -> dict[dt.datetime, int]:
     total = pw.fn.SUM(UsageHourly.requests)
     query = (
-        _hourly(subscription_id, first, last)
+        _hourly(subscription_id, first, last, zone)
         .select(UsageHourly.hour, total.alias("requests"))
         .group_by(UsageHourly.hour)
     )
@@ -337,25 +345,28 @@ def _per_hour(subscription_id: str, first: dt.date, last: dt.date) -> dict[dt.da
 
 def daily(principal: Principal, subscription_id: str, start: str = "", end: str = "") -> list[tuple[dt.date, int]]:
     subscription = find_subscription(subscription_id, principal=principal)
-    first, last = _range(subscription, start, end)
-    return rules.daily_series(first, last, _per_hour(subscription.id, first, last))
+    zone = subscription.cycle.zone
+    first, last = _range(subscription, start, end, zone)
+    return rules.daily_series(first, last, _per_hour(subscription.id, first, last, zone), zone)
 
 
 def analytics(
     principal: Principal, subscription_id: str, start: str = "", end: str = ""
 ) -> tuple[dt.date, dt.date, rules.Analytics]:
     subscription = find_subscription(subscription_id, principal=principal)
-    first, last = _range(subscription, start, end)
+    zone = subscription.cycle.zone
+    first, last = _range(subscription, start, end, zone)
     total = pw.fn.SUM(UsageHourly.requests)
     # Ties at the 10th place go to the smaller name by code point, as the domain sorts: PostgreSQL's
     # default collation may be a locale's, so ask for "C" (SQLite's BINARY already is).
     by_name = UsageHourly.endpoint.collate('"C"') if is_postgres() else UsageHourly.endpoint
     top = (
-        _hourly(subscription.id, first, last)
+        _hourly(subscription.id, first, last, zone)
         .select(UsageHourly.endpoint, total.alias("requests"))
         .group_by(UsageHourly.endpoint)
         .order_by(total.desc(), by_name)
         .limit(rules.TOP_ENDPOINTS)
     )
     endpoints = {row.endpoint: int(row.requests) for row in top}
-    return first, last, rules.analytics(first, last, _per_hour(subscription.id, first, last), endpoints)
+    hourly = _per_hour(subscription.id, first, last, zone)
+    return first, last, rules.analytics(first, last, hourly, endpoints, zone)

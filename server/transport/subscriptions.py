@@ -31,6 +31,12 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
             plan_id=request.plan_id,
             billing_email=request.billing_email,
             plan_version=request.plan_version,
+            billing_anchor=(
+                ""
+                if request.billing_anchor == Message.BILLING_ANCHOR_UNSPECIFIED
+                else Message.BillingAnchor.Name(request.billing_anchor)
+            ),
+            timezone=request.timezone,
         )
         return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Subscription(_message.Message):
-    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "trial_end", "cancel_at", "cancel_at_period_end", "pending_plan_id", "pending_plan_version")
+    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "trial_end", "cancel_at", "cancel_at_period_end", "pending_plan_id", "pending_plan_version", "billing_anchor", "timezone")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Subscription.Status]
@@ -22,6 +22,14 @@ class Subscription(_message.Message):
     STATUS_UNSPECIFIED: Subscription.Status
     ACTIVE: Subscription.Status
     CANCELED: Subscription.Status
+    class BillingAnchor(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        BILLING_ANCHOR_UNSPECIFIED: _ClassVar[Subscription.BillingAnchor]
+        ANNIVERSARY: _ClassVar[Subscription.BillingAnchor]
+        CALENDAR: _ClassVar[Subscription.BillingAnchor]
+    BILLING_ANCHOR_UNSPECIFIED: Subscription.BillingAnchor
+    ANNIVERSARY: Subscription.BillingAnchor
+    CALENDAR: Subscription.BillingAnchor
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +46,8 @@ class Subscription(_message.Message):
     CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     PENDING_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     PENDING_PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BILLING_ANCHOR_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     plan_id: str
@@ -54,19 +64,25 @@ class Subscription(_message.Message):
     cancel_at_period_end: bool
     pending_plan_id: str
     pending_plan_version: int
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., trial_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., pending_plan_id: _Optional[str] = ..., pending_plan_version: _Optional[int] = ...) -> None: ...
+    billing_anchor: Subscription.BillingAnchor
+    timezone: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., trial_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., pending_plan_id: _Optional[str] = ..., pending_plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class CreateSubscriptionRequest(_message.Message):
-    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version")
+    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version", "billing_anchor", "timezone")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BILLING_ANCHOR_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     plan_id: str
     billing_email: str
     plan_version: int
-    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    billing_anchor: Subscription.BillingAnchor
+    timezone: str
+    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class GetSubscriptionRequest(_message.Message):
     __slots__ = ("id",)
