@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from google.protobuf import json_format, message
 
-from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
+from billing.v1 import credit_pb2, invoice_pb2, subscription_pb2, webhook_pb2
 from server.domain.periods import Period
+from server.persistence.models import CreditGrant, CreditLedgerEntry, CreditNote
 from server.persistence.read_models import InvoiceView, SubscriptionView
 from server.transport.convert import timestamp
 
@@ -37,6 +38,8 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         canceled_at=timestamp(row.canceled_at),
+        spend_cap_cents=row.spend_cap_cents,
+        low_balance_alert_cents=row.low_balance_alert_cents,
     )
 
 
@@ -71,6 +74,66 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
         issuer=invoice_pb2.Issuer(
             name=invoice.issuer_name, address=invoice.issuer_address, tax_id=invoice.issuer_tax_id
         ),
+        amount_due_cents=invoice.amount_due_cents,
+    )
+
+
+def credit_grant_message(row: CreditGrant) -> credit_pb2.CreditGrant:
+    return credit_pb2.CreditGrant(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        amount_cents=row.amount_cents,
+        remaining_cents=row.remaining_cents,
+        currency=row.currency,
+        priority=row.priority,
+        expires_at=timestamp(row.expires_at),
+        description=row.description,
+        created_at=timestamp(row.created_at),
+        voided_at=timestamp(row.voided_at),
+    )
+
+
+def ledger_entry_message(row: CreditLedgerEntry) -> credit_pb2.CreditLedgerEntry:
+    return credit_pb2.CreditLedgerEntry(
+        at=timestamp(row.at),
+        kind=row.kind,
+        amount_cents=row.amount_cents,
+        grant_id=row.grant_id,
+        invoice_id=row.invoice_id or "",
+    )
+
+
+def credit_note_message(row: CreditNote) -> credit_pb2.CreditNote:
+    return credit_pb2.CreditNote(
+        id=row.id,
+        number=row.number,
+        invoice_id=row.invoice_id,
+        tenant_id=row.tenant_id,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        reason=row.reason,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def spend_alert_message(
+    *,
+    subscription_id: str,
+    tenant_id: str,
+    currency: str,
+    balance_cents: int,
+    accrued_cents: int,
+    spend_cap_cents: int | None,
+    low_balance_alert_cents: int | None,
+) -> credit_pb2.SpendAlert:
+    return credit_pb2.SpendAlert(
+        subscription_id=subscription_id,
+        tenant_id=tenant_id,
+        currency=currency,
+        credit_balance_cents=balance_cents,
+        accrued_cents=accrued_cents,
+        spend_cap_cents=spend_cap_cents,
+        low_balance_alert_cents=low_balance_alert_cents,
     )
 
 

@@ -100,6 +100,7 @@ def test_restore_into_a_live_grant_then_into_an_expired_or_voided_one():
 
 def test_expire_only_a_grant_past_expiry_that_still_holds_money():
     assert credits.expire(grant("a", 40, expires=0), T0) == Entry("a", EntryKind.EXPIRED, -40)
+    assert credits.expire(grant("a", 1, expires=0), T0) == Entry("a", EntryKind.EXPIRED, -1)
     assert credits.expire(grant("a", 40, expires=1), T0) is None
     assert credits.expire(grant("a", 40), T0) is None
     assert credits.expire(grant("a", 0, expires=-1), T0) is None
@@ -151,6 +152,19 @@ def test_messages_state_the_bounds():
     with pytest.raises(InvalidArgument) as raised:
         credits.check_grant(1, 1, "usd")
     assert raised.value.message == "currency must be three upper-case letters (ISO 4217)"
+
+
+def test_limits():
+    assert credits.check_limit(None, "spend_cap_cents") is None
+    assert credits.check_limit(1, "spend_cap_cents") == 1
+    assert credits.check_limit(10**12, "spend_cap_cents") == 10**12
+    assert credits.check_limit(0, "spend_cap_cents", removable=True) is None
+    assert credits.check_limit(5, "spend_cap_cents", removable=True) == 5
+    for value, removable in ((0, False), (-1, True), (10**12 + 1, True)):
+        with pytest.raises(InvalidArgument) as raised:
+            credits.check_limit(value, "low_balance_alert_cents", removable=removable)
+        assert raised.value.violations[0].field == "low_balance_alert_cents"
+        assert raised.value.message == "low_balance_alert_cents must be between 1 and 1000000000000"
 
 
 @pytest.mark.parametrize("status", ["SENT", "OVERDUE", "PAID"])

@@ -129,6 +129,16 @@ def check_grant(amount_cents: int, priority: int, currency: str) -> None:
         raise InvalidArgument("currency must be three upper-case letters (ISO 4217)", field="currency")
 
 
+def check_limit(value: int | None, field: str, *, removable: bool = False) -> int | None:
+    """A spend cap or low-balance alert: None (unset), 1..10^12 cents, or 0 where `removable`
+    (an update removing it: None)."""
+    if value is None or (removable and value == 0):
+        return None
+    if not 1 <= value <= MAX_GRANT_CENTS:
+        raise InvalidArgument(f"{field} must be between 1 and {MAX_GRANT_CENTS}", field=field)
+    return value
+
+
 def check_note(status: str, total_cents: int, credited_cents: int, amount_cents: int) -> None:
     """A credit note is taken on a SENT, OVERDUE or PAID invoice, and the invoice's notes together
     never exceed its total."""

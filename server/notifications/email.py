@@ -18,7 +18,7 @@ import jinja2
 
 from server.domain.emails import EmailTemplate
 from server.notifications.pdf import invoice_pdf_bytes, money
-from server.persistence.models import Invoice
+from server.persistence.models import CreditNote, Invoice
 from server.persistence.read_models import invoice_view
 
 _env = jinja2.Environment(
@@ -40,6 +40,7 @@ def _invoice_context(invoice_id: str) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "total": money(invoice.total_cents, invoice.currency),
+        "due": money(invoice.amount_due_cents, invoice.currency),
         "items": [
             {"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
             for i in invoice.line_items
@@ -53,6 +54,9 @@ def _subject(template: str, context: dict) -> str:
         return f"Invoice {invoice.number}: {context['total']} due {invoice.due_at:%Y-%m-%d}"
     if template == EmailTemplate.INVOICE_OVERDUE:
         return f"Overdue: invoice {context['invoice'].number} for {context['total']}"
+    if template == EmailTemplate.CREDIT_NOTE:
+        note = context["note"]
+        return f"Credit note {note.number}: {context['credited']} on invoice {context['invoice'].number}"
     alert = context["alert"]
     return f"Usage alert: {alert['threshold']}% of included requests used ({alert['plan']} plan)"
 
@@ -67,6 +71,13 @@ def build_message(
     context: dict[str, Any] = (
         {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(data["invoice_id"])
     )
+    if template == EmailTemplate.CREDIT_NOTE:
+        note = CreditNote.get_by_id(data["credit_note_id"])
+        context |= {
+            "note": note,
+            "credited": money(note.amount_cents, note.currency),
+            "as_credit": data["as_credit"],
+        }
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address

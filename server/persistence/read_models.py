@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TypeVar
 
+from server.domain import credits
 from server.domain.invoicing import InvoiceLine, decimal_quantity
 from server.domain.meters import Aggregation, Meter
 from server.domain.plans import PlanTerms, ReadsTerms
@@ -71,6 +72,8 @@ class SubscriptionView:
     created_at: dt.datetime
     updated_at: dt.datetime
     canceled_at: dt.datetime | None
+    spend_cap_cents: int | None = None
+    low_balance_alert_cents: int | None = None
 
 
 def subscription_view(row: models.Subscription) -> SubscriptionView:
@@ -101,6 +104,11 @@ class InvoiceView:
     paid_at: dt.datetime | None
     deleted_at: dt.datetime | None
     line_items: tuple[InvoiceLine, ...]
+    credited_cents: int = 0  # its credit notes' total
+
+    @property
+    def amount_due_cents(self) -> int:
+        return credits.amount_due(self.status, self.total_cents, self.credited_cents)
 
 
 def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:

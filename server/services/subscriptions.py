@@ -18,6 +18,7 @@ import uuid
 
 import peewee as pw
 
+from server.domain import credits as credit_rules
 from server.domain import periods, webhooks
 from server.domain import subscriptions as rules
 from server.domain.access import Principal, require_tenant_path, require_visible
@@ -39,6 +40,8 @@ class NewSubscription:
     plan_id: str
     billing_email: str
     plan_version: int = 0  # 0: the latest; naming one is for admin keys
+    spend_cap_cents: int | None = None
+    low_balance_alert_cents: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,8 @@ class SubscriptionChange:
     plan_id: str = ""
     billing_email: str = ""
     plan_version: int = 0  # with plan_id: that version (0: the latest)
+    spend_cap_cents: int | None = None  # None: as it is; 0: removed
+    low_balance_alert_cents: int | None = None
 
 
 def new_id() -> str:
@@ -106,6 +111,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
     require_tenant_path(principal, tenant_id)  # tenant keys subscribe only themselves
     plan_id = rules.require_field(request.plan_id, "plan_id")
     email = rules.validate_email(request.billing_email)
+    spend_cap = credit_rules.check_limit(request.spend_cap_cents, "spend_cap_cents")
+    low_balance = credit_rules.check_limit(request.low_balance_alert_cents, "low_balance_alert_cents")
     first = periods.period(now, 0)
     try:
         with database.atomic():
@@ -123,6 +130,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 created_at=now,
                 updated_at=now,
                 canceled_at=None,
+                spend_cap_cents=spend_cap,
+                low_balance_alert_cents=low_balance,
             )
             PlanChange.create(subscription=subscription, plan=plan_id, plan_version=version.version, effective_at=now)
             view = subscription_view(subscription)
@@ -172,6 +181,14 @@ def update_subscription(
     one invoice has one currency."""
     plan_id = (change.plan_id or "").strip()
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
+    limits = {
+        column: credit_rules.check_limit(value, column.name, removable=True)
+        for column, value in (
+            (Subscription.spend_cap_cents, change.spend_cap_cents),
+            (Subscription.low_balance_alert_cents, change.low_balance_alert_cents),
+        )
+        if value is not None
+    }
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
@@ -193,6 +210,9 @@ def update_subscription(
             updates[Subscription.plan_version] = target.version
         if email and email != subscription.billing_email:
             updates[Subscription.billing_email] = email
+        updates.update(
+            {column: value for column, value in limits.items() if getattr(subscription, column.name) != value}
+        )
         if updates:
             updates[Subscription.updated_at] = now
             Subscription.update(updates).where(Subscription.id == subscription.id).execute()
@@ -203,6 +223,11 @@ def update_subscription(
                 subscription_message(subscription_view(subscription)),
                 now=now,
             )
+    if limits:
+        # Imported here: spend control rates the period through services.invoices, which reads subscriptions.
+        from server.services import spend_control
+
+        spend_control.refresh(subscription.tenant_id, now)
     return subscription_view(subscription)
 
 

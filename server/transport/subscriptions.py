@@ -13,6 +13,12 @@ from server.transport.convert import now
 Message = subscription_pb2.Subscription
 
 
+def _limits(request) -> dict[str, int | None]:
+    """The spend cap and low-balance alert the request sets (absent: None)."""
+    names = ("spend_cap_cents", "low_balance_alert_cents")
+    return {name: getattr(request, name) if request.HasField(name) else None for name in names}
+
+
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CreateSubscription(self, request, context):
         new = subscriptions.NewSubscription(
@@ -20,6 +26,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
             plan_id=request.plan_id,
             billing_email=request.billing_email,
             plan_version=request.plan_version,
+            **_limits(request),
         )
         return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 
@@ -46,7 +53,10 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
 
     def UpdateSubscription(self, request, context):
         change = subscriptions.SubscriptionChange(
-            plan_id=request.plan_id, billing_email=request.billing_email, plan_version=request.plan_version
+            plan_id=request.plan_id,
+            billing_email=request.billing_email,
+            plan_version=request.plan_version,
+            **_limits(request),
         )
         return subscription_message(
             subscriptions.update_subscription(current_principal(), request.id, change, now=now())

@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x04\n\x0cSubscription\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07plan_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x03\x12>\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12<\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cplan_version\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\"\x84\x01\n\x19\x43reateSubscriptionRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\"*\n\x16GetSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x1eListTenantSubscriptionsRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1fListTenantSubscriptionsResponse\x12\x35\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.SubscriptionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"}\n\x19UpdateSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\"-\n\x19\x43\x61ncelSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x05\n\x0cSubscription\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07plan_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x03\x12>\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12<\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cplan_version\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\"\n\x0fspend_cap_cents\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\r \x01(\x03\x42\x04\xe2\x41\x01\x03H\x01\x88\x01\x01\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\x42\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"\x84\x02\n\x19\x43reateSubscriptionRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\"\n\x0fspend_cap_cents\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x42\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"*\n\x16GetSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x1eListTenantSubscriptionsRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1fListTenantSubscriptionsResponse\x12\x35\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.SubscriptionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\xfd\x01\n\x19UpdateSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\"\n\x0fspend_cap_cents\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x42\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"-\n\x19\x43\x61ncelSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,6 +56,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIPTION'].fields_by_name['canceled_at']._serialized_options = b'\342A\001\003'
   _globals['_SUBSCRIPTION'].fields_by_name['plan_version']._loaded_options = None
   _globals['_SUBSCRIPTION'].fields_by_name['plan_version']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\003'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._loaded_options = None
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._loaded_options = None
@@ -64,6 +68,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._serialized_options = b'\342A\001\002'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_version']._loaded_options = None
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_version']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\001'
   _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['tenant_id']._loaded_options = None
@@ -86,6 +94,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['billing_email']._serialized_options = b'\342A\001\001'
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['plan_version']._loaded_options = None
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['plan_version']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\001'
   _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CreateSubscription']._loaded_options = None
@@ -99,21 +111,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._loaded_options = None
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._serialized_options = b'\202\323\344\223\002\035*\033/billing/subscriptions/{id}'
   _globals['_SUBSCRIPTION']._serialized_start=142
-  _globals['_SUBSCRIPTION']._serialized_end=683
-  _globals['_SUBSCRIPTION_STATUS']._serialized_start=625
-  _globals['_SUBSCRIPTION_STATUS']._serialized_end=683
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=686
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=818
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=820
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=862
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=865
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=1028
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=1030
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=1149
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=1151
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=1276
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1278
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=1323
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1326
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2006
+  _globals['_SUBSCRIPTION']._serialized_end=811
+  _globals['_SUBSCRIPTION_STATUS']._serialized_start=705
+  _globals['_SUBSCRIPTION_STATUS']._serialized_end=763
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=814
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=1074
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=1076
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=1118
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=1121
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=1284
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=1286
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=1405
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=1408
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=1661
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1663
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=1708
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1711
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2391
 # @@protoc_insertion_point(module_scope)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Subscription(_message.Message):
-    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version")
+    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "spend_cap_cents", "low_balance_alert_cents")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Subscription.Status]
@@ -33,6 +33,8 @@ class Subscription(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CANCELED_AT_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     plan_id: str
@@ -44,19 +46,25 @@ class Subscription(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     canceled_at: _timestamp_pb2.Timestamp
     plan_version: int
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class CreateSubscriptionRequest(_message.Message):
-    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version")
+    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version", "spend_cap_cents", "low_balance_alert_cents")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     plan_id: str
     billing_email: str
     plan_version: int
-    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class GetSubscriptionRequest(_message.Message):
     __slots__ = ("id",)
@@ -85,16 +93,20 @@ class ListTenantSubscriptionsResponse(_message.Message):
     def __init__(self, subscriptions: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSubscriptionRequest(_message.Message):
-    __slots__ = ("id", "plan_id", "billing_email", "plan_version")
+    __slots__ = ("id", "plan_id", "billing_email", "plan_version", "spend_cap_cents", "low_balance_alert_cents")
     ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     plan_id: str
     billing_email: str
     plan_version: int
-    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
     __slots__ = ("id",)
