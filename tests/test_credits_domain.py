@@ -72,6 +72,10 @@ def test_apply_takes_in_order_never_more_than_the_total():
         Entry("a", EntryKind.APPLIED, -300),
         Entry("b", EntryKind.APPLIED, -500),
     ]
+    assert credits.apply(grants, "USD", 301, T0) == [
+        Entry("a", EntryKind.APPLIED, -300),
+        Entry("b", EntryKind.APPLIED, -1),
+    ]
     assert credits.apply(grants, "USD", 0, T0) == []
     assert credits.apply(grants, "USD", 5000, T0)[-1] == Entry("c", EntryKind.APPLIED, -900)
     assert credits.apply(grants, "EUR", 100, T0) == []
@@ -160,6 +164,8 @@ def test_limits():
     assert credits.check_limit(10**12, "spend_cap_cents") == 10**12
     assert credits.check_limit(0, "spend_cap_cents", removable=True) is None
     assert credits.check_limit(5, "spend_cap_cents", removable=True) == 5
+    with pytest.raises(InvalidArgument):
+        credits.check_limit(0, "spend_cap_cents")  # on create, 0 is no cap value
     for value, removable in ((0, False), (-1, True), (10**12 + 1, True)):
         with pytest.raises(InvalidArgument) as raised:
             credits.check_limit(value, "low_balance_alert_cents", removable=removable)
