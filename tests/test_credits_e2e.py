@@ -4,16 +4,27 @@ Envoy (REST) and gRPC, on SQLite and PostgreSQL; the ledger checked against the 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 
 import grpc
 import peewee as pw
 import pytest
+from pypdf import PdfReader
 
 from billing.v1 import credit_pb2, credit_pb2_grpc
 from factories import insert_subscription
+from portal_links import create_link, figure, link_path
+from server.notifications.email import build_message
 from server.persistence import db
-from server.persistence.models import CreditGrant, CreditLedgerEntry, UsagePeriod, UsageSegment
+from server.persistence.models import (
+    CreditGrant,
+    CreditLedgerEntry,
+    OutboxMessage,
+    Subscription,
+    UsagePeriod,
+    UsageSegment,
+)
 
 UTC = dt.timezone.utc
 
@@ -284,3 +295,42 @@ def test_spend_cap_and_alert_on_create_and_update(stack, tenant_id):
     assert "spend_cap_cents" not in updated and updated["low_balance_alert_cents"] == "7"
     bad = stack.rest("PUT", path, body={"spend_cap_cents": -5})
     assert bad.status == 400 and "spend_cap_cents" in bad.json()["message"]
+
+
+def test_pdf_and_email_show_credit_lines_and_notes(stack, tenant_id):
+    sub = subscription(tenant_id)
+    grant(stack, tenant_id, 1000, description="Launch promotion")
+    invoice = stack.generate_invoice(sub).json()
+    path = f"/billing/invoices/{invoice['id']}"
+    assert stack.rest("PUT", path, body={"status": "SENT"}).status == 200
+    note = stack.rest("POST", f"{path}/credit-notes", body={"amount_cents": 450, "reason": "Outage on 3 March"}).json()
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(stack.rest("GET", f"{path}/pdf").body)).pages)
+    assert "Credits applied" in text and "-$10.00" in text
+    assert note["number"] in text and "Outage on 3 March" in text and "-$4.50" in text
+    assert "Amount due (USD)" in text and "$14.50" in text  # 2900 - 1000 credits - 450 note
+    with db.session():
+        row = OutboxMessage.get(OutboxMessage.dedup_key == f"credit_note:{note['id']}")
+    message = build_message(
+        template=row.template, recipient=row.recipient, payload=row.payload, dedup_key=row.dedup_key, from_address="b@x"
+    )
+    assert message["Subject"] == f"Credit note {note['number']}: $4.50 on invoice {invoice['number']}"
+    body = message.get_body(("plain",)).get_content()
+    assert "Amount now due on the invoice: $14.50" in body and "Outage on 3 March" in body
+
+
+def test_portal_shows_balances_grants_ledger_spend_against_cap_and_credit_notes(stack, tenant_id):
+    sub = subscription(tenant_id)
+    with db.session():
+        Subscription.update(spend_cap_cents=10_000).where(Subscription.id == sub).execute()
+    grant(stack, tenant_id, 1000, description="Launch <promo>", expires_at="2099-01-01T00:00:00Z")
+    grant(stack, tenant_id, 300, currency="EUR")
+    invoice = stack.generate_invoice(sub).json()
+    path = f"/billing/invoices/{invoice['id']}"
+    assert stack.rest("PUT", path, body={"status": "SENT"}).status == 200
+    note = stack.rest("POST", f"{path}/credit-notes", body={"amount_cents": 250, "reason": "goodwill"}).json()
+    html = stack.rest("GET", link_path(create_link(stack, tenant_id).json()["url"]), key=None).body.decode()
+    assert figure(html, "accrued") == "$29.00 of a $100.00 cap"
+    assert "EUR 3.00" in html and "$0.00" in html  # balances per currency (USD all spent)
+    assert 'id="credit-grants"' in html and "Launch &lt;promo&gt;" in html and "2099-01-01" in html
+    assert 'id="credit-ledger"' in html and "APPLIED" in html and "-$10.00" in html
+    assert note["number"] in html and "goodwill" in html and "-$2.50" in html

@@ -81,6 +81,16 @@ def subscription_view(row: models.Subscription) -> SubscriptionView:
 
 
 @dataclasses.dataclass(frozen=True)
+class CreditNoteView:
+    """A credit note as an invoice shows it (the PDF, the portal)."""
+
+    number: str
+    amount_cents: int
+    reason: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class InvoiceView:
     """An invoice with its lines in display order. Everything but status, paid_at and deleted_at
     was snapshotted at issue and never changes."""
@@ -105,6 +115,7 @@ class InvoiceView:
     deleted_at: dt.datetime | None
     line_items: tuple[InvoiceLine, ...]
     credited_cents: int = 0  # its credit notes' total
+    credit_notes: tuple[CreditNoteView, ...] = ()
 
     @property
     def amount_due_cents(self) -> int:
@@ -115,13 +126,20 @@ def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
     """The invoices with their lines: one query for the lines of all of them."""
     rows = list(rows)
     lines: dict[str, list[InvoiceLine]] = defaultdict(list)
+    notes: dict[str, list[CreditNoteView]] = defaultdict(list)
     if rows:
         Line = models.InvoiceLineItem
         for line in (
             Line.select().where(Line.invoice.in_([row.id for row in rows])).order_by(Line.invoice, Line.position)
         ):
             lines[line.invoice_id].append(invoice_line(line))
-    return [_copy(InvoiceView, row, line_items=tuple(lines[row.id])) for row in rows]
+        credited = [row.id for row in rows if row.credited_cents]  # no query for invoices without notes
+        Note = models.CreditNote
+        for note in (
+            Note.select().where(Note.invoice.in_(credited)).order_by(Note.created_at, Note.id) if credited else ()
+        ):
+            notes[note.invoice_id].append(CreditNoteView(note.number, note.amount_cents, note.reason, note.created_at))
+    return [_copy(InvoiceView, row, line_items=tuple(lines[row.id]), credit_notes=tuple(notes[row.id])) for row in rows]
 
 
 def invoice_line(row: models.InvoiceLineItem) -> InvoiceLine:

@@ -204,8 +204,9 @@ def tenant_credits(principal: Principal, tenant_id: str, *, now: dt.datetime) ->
         .where(CreditGrant.tenant_id == tenant_id)
         .order_by(CreditGrant.created_at.desc(), CreditGrant.id.desc())
     )
-    ledger = list(
-        CreditLedgerEntry.select()
+    ledger = list(  # each with its grant's currency (entry.grant.currency), in the same query
+        CreditLedgerEntry.select(CreditLedgerEntry, CreditGrant.id, CreditGrant.currency)
+        .join(CreditGrant)
         .where(CreditLedgerEntry.tenant_id == tenant_id)
         .order_by(CreditLedgerEntry.id.desc())
         .limit(LEDGER_SHOWN)
