@@ -211,6 +211,7 @@ def spend(**kw) -> Spend:
 
 def test_crossings_at_their_exact_bounds():
     assert spend(accrued_cents=400).available_cents == 600
+    assert spend(accrued_cents=400, billed_cents=300).available_cents == 900
     assert credits.crossed(spend(low_balance_alert_cents=600, accrued_cents=400)) == []
     assert credits.crossed(spend(low_balance_alert_cents=600, accrued_cents=401)) == [Crossing.LOW]
     assert credits.crossed(spend(accrued_cents=999)) == []
@@ -229,6 +230,9 @@ def test_credit_crossings_need_credit_and_the_cap_does_not():
 def test_denial():
     assert credits.denial(spend(prepaid=True, accrued_cents=999)) is None
     assert credits.denial(spend(prepaid=True, accrued_cents=1000)) == "CREDITS_EXHAUSTED"
+    # The period's invoice already took its credit: the balance left is not spent twice.
+    assert credits.denial(spend(prepaid=True, balance_cents=1, accrued_cents=1000, billed_cents=1000)) is None
+    assert credits.denial(spend(accrued_cents=500, billed_cents=500, spend_cap_cents=500)) == "SPEND_CAP_REACHED"
     assert credits.denial(spend(prepaid=True, accrued_cents=1000, spend_cap_cents=1)) == "CREDITS_EXHAUSTED"
     assert credits.denial(spend(accrued_cents=5000)) is None
     assert credits.denial(spend(accrued_cents=499, spend_cap_cents=500)) is None

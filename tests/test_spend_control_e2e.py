@@ -120,3 +120,15 @@ def test_spend_cap_stops_and_a_higher_cap_lifts(stack, tenant_id):
     stack.gateway("GET", "/v1/items", key=key)
     assert events_of(tenant_id).count("spend_cap.reached") == 2  # a new cap, a new crossing
     assert "credits.exhausted" not in events_of(tenant_id)  # never granted credit: no credit lines
+
+
+def test_a_period_invoiced_early_does_not_spend_its_credit_twice(stack, tenant_id):
+    sub = subscribe(stack, tenant_id, plan(stack, "PREPAID"))
+    key = stack.tenant_key(tenant_id)
+    grant(stack, tenant_id, 1000)
+    assert stack.track(sub, [{"endpoint": "/v1/items", "count": 6}]).status == 200
+    invoice = stack.generate_invoice(sub).json()
+    assert (invoice["subtotal_cents"], invoice["total_cents"], invoice["status"]) == ("600", "0", "PAID")
+    # 400 of credit left and the period's 600 already paid from it: traffic still flows.
+    assert stack.gateway("GET", "/v1/items", key=key).status == 200
+    assert int(stack.rest("GET", f"/billing/metrics/usage/{sub}").json()["credit_balance_cents"]) == 400

@@ -177,7 +177,9 @@ class Crossing(enum.StrEnum):
 @dataclasses.dataclass(frozen=True)
 class Spend:
     """A subscription's spend now: its tenant's credit balance in its currency, what the period's
-    invoice would total if generated now, and the subscription's optional lines."""
+    invoice would total if generated now (or, once generated, did total before credits), and the
+    subscription's optional lines. The cap counts the whole period; the credit only what no
+    invoice has taken it for yet."""
 
     balance_cents: int
     accrued_cents: int
@@ -185,10 +187,12 @@ class Spend:
     has_credit: bool  # the tenant was ever granted credit in the currency
     spend_cap_cents: int | None = None
     low_balance_alert_cents: int | None = None
+    billed_cents: int = 0  # of accrued, what an invoice of the period already took credit for
 
     @property
     def available_cents(self) -> int:
-        return self.balance_cents - self.accrued_cents
+        """Credit left once what the period owes and no invoice has billed yet is paid."""
+        return self.balance_cents - (self.accrued_cents - self.billed_cents)
 
 
 def crossed(spend: Spend) -> list[Crossing]:

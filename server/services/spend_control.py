@@ -93,6 +93,7 @@ def spend_now(subscription: Subscription, now: dt.datetime) -> SpendNow:
     (everything the invoice would total now, before credits) against its tenant's balance."""
     period = invoices.period_of(subscription, subscription.current_period_start)
     _, ratings = invoices.rated_period(subscription, period)
+    billed = invoices.live_invoice(subscription.id, period.start)  # the period was invoiced early
     version = plan_versions.pinned(subscription)
     balance, has_credit, latest = _credit(subscription.tenant_id, version.currency, now)
     return SpendNow(
@@ -107,6 +108,7 @@ def spend_now(subscription: Subscription, now: dt.datetime) -> SpendNow:
             has_credit=has_credit,
             spend_cap_cents=subscription.spend_cap_cents,
             low_balance_alert_cents=subscription.low_balance_alert_cents,
+            billed_cents=billed.subtotal_cents if billed else 0,
         ),
         latest_credit=latest,
     )
