@@ -12,8 +12,13 @@ from google.protobuf import json_format, message
 
 from billing.v1 import credit_pb2, invoice_pb2, subscription_pb2, webhook_pb2
 from server.domain.periods import Period
-from server.persistence.models import CreditGrant, CreditLedgerEntry, CreditNote
-from server.persistence.read_models import InvoiceView, SubscriptionView
+from server.persistence.read_models import (
+    CreditGrantView,
+    CreditNoteView,
+    InvoiceView,
+    LedgerEntryView,
+    SubscriptionView,
+)
 from server.transport.convert import timestamp
 
 
@@ -78,7 +83,7 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
     )
 
 
-def credit_grant_message(row: CreditGrant) -> credit_pb2.CreditGrant:
+def credit_grant_message(row: CreditGrantView) -> credit_pb2.CreditGrant:
     return credit_pb2.CreditGrant(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -93,7 +98,7 @@ def credit_grant_message(row: CreditGrant) -> credit_pb2.CreditGrant:
     )
 
 
-def ledger_entry_message(row: CreditLedgerEntry) -> credit_pb2.CreditLedgerEntry:
+def ledger_entry_message(row: LedgerEntryView) -> credit_pb2.CreditLedgerEntry:
     return credit_pb2.CreditLedgerEntry(
         at=timestamp(row.at),
         kind=row.kind,
@@ -103,7 +108,7 @@ def ledger_entry_message(row: CreditLedgerEntry) -> credit_pb2.CreditLedgerEntry
     )
 
 
-def credit_note_message(row: CreditNote) -> credit_pb2.CreditNote:
+def credit_note_message(row: CreditNoteView) -> credit_pb2.CreditNote:
     return credit_pb2.CreditNote(
         id=row.id,
         number=row.number,

@@ -21,8 +21,8 @@ import enum
 
 import peewee as pw
 
+from server.domain import credits
 from server.domain.access import KeyScope
-from server.domain.credits import EntryKind
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.meters import Aggregation
 from server.domain.plans import Tier
@@ -407,6 +407,18 @@ class CreditGrant(BaseModel):
     class Meta:
         indexes = ((("tenant_id", "grant_key"), True), (("tenant_id", "created_at"), False))
 
+    def rules(self) -> credits.Grant:
+        """What the credit rules read of it."""
+        return credits.Grant(
+            self.id,
+            self.currency,
+            self.remaining_cents,
+            self.priority,
+            self.created_at,
+            self.expires_at,
+            self.voided_at,
+        )
+
 
 class CreditLedgerEntry(BaseModel):
     """Append-only: every change of a grant's remaining amount, signed (domain/credits.py)."""
@@ -415,7 +427,7 @@ class CreditLedgerEntry(BaseModel):
     tenant_id = pw.CharField(max_length=128)
     grant = pw.ForeignKeyField(CreditGrant, index=False)
     grant_id: str
-    kind = StrEnumField(EntryKind, max_length=16)
+    kind = StrEnumField(credits.EntryKind, max_length=16)
     amount_cents = pw.BigIntegerField()
     invoice_id = pw.CharField(max_length=40, null=True)
     at = UTCDateTimeField()

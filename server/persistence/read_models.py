@@ -82,12 +82,55 @@ def subscription_view(row: models.Subscription) -> SubscriptionView:
 
 @dataclasses.dataclass(frozen=True)
 class CreditNoteView:
-    """A credit note as an invoice shows it (the PDF, the portal)."""
+    """A credit note, as the API, the PDF and the portal show it."""
 
+    id: str
     number: str
+    invoice_id: str
+    tenant_id: str
     amount_cents: int
+    currency: str
     reason: str
     created_at: dt.datetime
+
+
+def credit_note_view(row: models.CreditNote) -> CreditNoteView:
+    return _copy(CreditNoteView, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreditGrantView:
+    id: str
+    tenant_id: str
+    amount_cents: int
+    remaining_cents: int
+    currency: str
+    priority: int
+    expires_at: dt.datetime | None
+    description: str
+    created_at: dt.datetime
+    voided_at: dt.datetime | None
+
+
+def credit_grant_view(row: models.CreditGrant) -> CreditGrantView:
+    return _copy(CreditGrantView, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntryView:
+    """A ledger entry with its grant's currency (the amount's)."""
+
+    at: dt.datetime
+    kind: str
+    amount_cents: int
+    grant_id: str
+    currency: str
+    invoice_id: str | None
+
+
+def ledger_entry_view(row: models.CreditLedgerEntry) -> LedgerEntryView:
+    """`row` selected with its grant's id and currency joined."""
+    return _copy(LedgerEntryView, row, grant_id=row.grant.id, currency=row.grant.currency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +181,7 @@ def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
         for note in (
             Note.select().where(Note.invoice.in_(credited)).order_by(Note.created_at, Note.id) if credited else ()
         ):
-            notes[note.invoice_id].append(CreditNoteView(note.number, note.amount_cents, note.reason, note.created_at))
+            notes[note.invoice_id].append(credit_note_view(note))
     return [_copy(InvoiceView, row, line_items=tuple(lines[row.id]), credit_notes=tuple(notes[row.id])) for row in rows]
 
 

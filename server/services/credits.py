@@ -30,6 +30,14 @@ from server.domain.invoicing import InvoiceLine
 from server.domain.subscriptions import validate_tenant_id
 from server.persistence.db import database, for_update
 from server.persistence.models import CreditGrant, CreditLedgerEntry, CreditNote, Invoice, NumberSequence
+from server.persistence.read_models import (
+    CreditGrantView,
+    CreditNoteView,
+    LedgerEntryView,
+    credit_grant_view,
+    credit_note_view,
+    ledger_entry_view,
+)
 from server.resources import credit_grant_message, credit_note_message
 from server.services import events, spend_control
 
@@ -53,20 +61,8 @@ class NewGrant:
 @dataclasses.dataclass(frozen=True)
 class TenantCredits:
     balances: dict[str, int]
-    grants: list[CreditGrant]
-    ledger: list[CreditLedgerEntry]
-
-
-def _rule_view(row: CreditGrant) -> rules.Grant:
-    return rules.Grant(
-        id=row.id,
-        currency=row.currency,
-        remaining_cents=row.remaining_cents,
-        priority=row.priority,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        voided_at=row.voided_at,
-    )
+    grants: list[CreditGrantView]
+    ledger: list[LedgerEntryView]
 
 
 def _locked_grants(tenant_id: str) -> list[CreditGrant]:
@@ -103,7 +99,7 @@ def _record(
 
 
 def _expire_due(tenant_id: str, rows: dict[str, CreditGrant], now: dt.datetime) -> None:
-    _record(tenant_id, rows, [e for row in rows.values() if (e := rules.expire(_rule_view(row), now))], now)
+    _record(tenant_id, rows, [e for row in rows.values() if (e := rules.expire(row.rules(), now))], now)
 
 
 def _validated(request: NewGrant, now: dt.datetime) -> NewGrant:
@@ -146,17 +142,22 @@ def _insert_grant(request: NewGrant, now: dt.datetime, invoice_id: str | None = 
         now,
         invoice_id,
     )
-    events.emit(webhooks.EventType.CREDIT_GRANT_CREATED, request.tenant_id, credit_grant_message(row), now=now)
+    events.emit(
+        webhooks.EventType.CREDIT_GRANT_CREATED,
+        request.tenant_id,
+        credit_grant_message(credit_grant_view(row)),
+        now=now,
+    )
     return row
 
 
-def create_grant(principal: Principal, request: NewGrant, *, now: dt.datetime) -> CreditGrant:
+def create_grant(principal: Principal, request: NewGrant, *, now: dt.datetime) -> CreditGrantView:
     """Endpoint 28. The same grant_id (per tenant) again returns the grant it created, even when
     two such calls race: the unique index decides, the loser reads the winner's."""
     require_admin(principal, "granting credit")
     request = _validated(dataclasses.replace(request, tenant_id=validate_tenant_id(request.tenant_id)), now)
     if found := _existing(request.tenant_id, request.grant_key):
-        return found
+        return credit_grant_view(found)
     try:
         with database.atomic():
             row = _insert_grant(request, now)
@@ -164,9 +165,9 @@ def create_grant(principal: Principal, request: NewGrant, *, now: dt.datetime) -
         found = _existing(request.tenant_id, request.grant_key)
         if found is None:
             raise
-        return found
+        return credit_grant_view(found)
     spend_control.refresh(request.tenant_id, now)
-    return row
+    return credit_grant_view(row)
 
 
 def _grant(grant_id: str, *, lock: bool = False) -> CreditGrant:
@@ -177,21 +178,21 @@ def _grant(grant_id: str, *, lock: bool = False) -> CreditGrant:
     return found
 
 
-def void_grant(principal: Principal, grant_id: str, *, now: dt.datetime) -> CreditGrant:
+def void_grant(principal: Principal, grant_id: str, *, now: dt.datetime) -> CreditGrantView:
     """Endpoint 30: what remains of the grant is voided (VOIDED); a second void is refused."""
     require_admin(principal, "voiding credit")
     with database.atomic():
         row = _grant(grant_id, lock=True)
-        _record(row.tenant_id, {row.id: row}, [rules.void(_rule_view(row))], now)
+        _record(row.tenant_id, {row.id: row}, [rules.void(row.rules())], now)
         row.voided_at = now
         CreditGrant.update(voided_at=now).where(CreditGrant.id == row.id).execute()
     spend_control.refresh(row.tenant_id, now)
-    return row
+    return credit_grant_view(row)
 
 
 def balances(tenant_id: str, now: dt.datetime) -> dict[str, int]:
     """What the tenant can spend now, per currency it was ever granted."""
-    grants = [_rule_view(row) for row in CreditGrant.select().where(CreditGrant.tenant_id == tenant_id)]
+    grants = [row.rules() for row in CreditGrant.select().where(CreditGrant.tenant_id == tenant_id)]
     return {currency: rules.balance(grants, currency, now) for currency in sorted({g.currency for g in grants})}
 
 
@@ -211,9 +212,13 @@ def tenant_credits(principal: Principal, tenant_id: str, *, now: dt.datetime) ->
         .order_by(CreditLedgerEntry.id.desc())
         .limit(LEDGER_SHOWN)
     )
-    views = [_rule_view(row) for row in grants]
+    views = [row.rules() for row in grants]
     currencies = sorted({g.currency for g in views})
-    return TenantCredits({c: rules.balance(views, c, now) for c in currencies}, grants, ledger)
+    return TenantCredits(
+        {c: rules.balance(views, c, now) for c in currencies},
+        [credit_grant_view(row) for row in grants],
+        [ledger_entry_view(row) for row in ledger],
+    )
 
 
 # --- invoices ------------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ def apply_to_invoice(tenant_id: str, currency: str, total_cents: int, now: dt.da
     locking the tenant's grants; the caller records them against the invoice (record_applied)."""
     rows = {row.id: row for row in _locked_grants(tenant_id)}
     _expire_due(tenant_id, rows, now)
-    return rules.apply([_rule_view(row) for row in rows.values()], currency, total_cents, now)
+    return rules.apply([row.rules() for row in rows.values()], currency, total_cents, now)
 
 
 def credit_lines(applied: list[rules.Entry]) -> list[InvoiceLine]:
@@ -253,7 +258,7 @@ def restore_invoice(invoice: Invoice, now: dt.datetime) -> None:
         return
     rows = {row.id: row for row in _locked_grants(invoice.tenant_id)}
     _expire_due(invoice.tenant_id, rows, now)
-    entries = [e for t in taken for e in rules.restore(_rule_view(rows[t.grant_id]), -t.amount_cents, now)]
+    entries = [e for t in taken for e in rules.restore(rows[t.grant_id].rules(), -t.amount_cents, now)]
     _record(invoice.tenant_id, rows, entries, now, invoice.id)
 
 
@@ -271,7 +276,7 @@ def _next_number() -> str:
 
 def create_note(
     principal: Principal, invoice: Invoice, amount_cents: int, reason: str, *, now: dt.datetime
-) -> tuple[CreditNote, bool]:
+) -> tuple[CreditNoteView, bool]:
     """Endpoint 31, in the caller's transaction with `invoice` locked: the note, and whether it
     settled the invoice (SENT or OVERDUE with nothing left due: PAID). On a PAID invoice the
     amount is granted back as credit."""
@@ -301,21 +306,12 @@ def create_note(
             description=f"Credit note {note.number} on invoice {invoice.number}",
         )
         _insert_grant(grant, now, invoice.id)
-    events.emit(webhooks.EventType.CREDIT_NOTE_CREATED, invoice.tenant_id, credit_note_message(note), now=now)
-    return note, settled
+    view = credit_note_view(note)
+    events.emit(webhooks.EventType.CREDIT_NOTE_CREATED, invoice.tenant_id, credit_note_message(view), now=now)
+    return view, settled
 
 
-def list_notes(principal: Principal, invoice: Invoice) -> list[CreditNote]:
+def list_notes(principal: Principal, invoice: Invoice) -> list[CreditNoteView]:
     require_visible(principal, invoice.tenant_id, "invoice", invoice.id)
-    return list(
-        CreditNote.select().where(CreditNote.invoice == invoice.id).order_by(CreditNote.created_at, CreditNote.id)
-    )
-
-
-def notes_of(invoice_ids: list[str]) -> dict[str, list[CreditNote]]:
-    """Credit notes per invoice (the PDF and the portal show them), oldest first."""
-    found: dict[str, list[CreditNote]] = {i: [] for i in invoice_ids}
-    if invoice_ids:
-        for note in CreditNote.select().where(CreditNote.invoice.in_(invoice_ids)).order_by(CreditNote.created_at):
-            found[note.invoice_id].append(note)
-    return found
+    query = CreditNote.select().where(CreditNote.invoice == invoice.id).order_by(CreditNote.created_at, CreditNote.id)
+    return [credit_note_view(row) for row in query]

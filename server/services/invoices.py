@@ -32,7 +32,6 @@ from server.persistence import plan_versions
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE,
-    CreditNote,
     Invoice,
     InvoiceLineItem,
     NumberSequence,
@@ -41,7 +40,7 @@ from server.persistence.models import (
     Subscription,
 )
 from server.persistence.pagination import paginate
-from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
+from server.persistence.read_models import CreditNoteView, InvoiceView, invoice_view, invoice_views
 from server.resources import invoice_message
 from server.services import charge_usage, credits, events, spend_control
 from server.services.outbox import enqueue
@@ -324,7 +323,7 @@ def list_invoices(
 
 def add_credit_note(
     invoice_id: str, amount_cents: int, reason: str, *, now: dt.datetime, principal: Principal
-) -> CreditNote:
+) -> CreditNoteView:
     """Endpoint 31: one transaction with the invoice locked; a note that leaves nothing due on a
     SENT or OVERDUE invoice settles it (PAID, announced like any payment), and its e-mail is
     queued with it."""
@@ -351,6 +350,6 @@ def add_credit_note(
     return note
 
 
-def credit_notes(invoice_id: str, *, principal: Principal) -> list[CreditNote]:
+def credit_notes(invoice_id: str, *, principal: Principal) -> list[CreditNoteView]:
     """Endpoint 32: the invoice's credit notes, oldest first."""
     return credits.list_notes(principal, _invoice(invoice_id))

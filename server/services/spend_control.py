@@ -61,10 +61,8 @@ class SpendNow:
 
 
 def _grants(tenant_id: str, currency: str) -> list[rules.Grant]:
-    return [
-        rules.Grant(g.id, g.currency, g.remaining_cents, g.priority, g.created_at, g.expires_at, g.voided_at)
-        for g in CreditGrant.select().where((CreditGrant.tenant_id == tenant_id) & (CreditGrant.currency == currency))
-    ]
+    query = CreditGrant.select().where((CreditGrant.tenant_id == tenant_id) & (CreditGrant.currency == currency))
+    return [row.rules() for row in query]
 
 
 def credit_balance(tenant_id: str, currency: str, now: dt.datetime) -> int:
