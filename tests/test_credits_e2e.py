@@ -24,6 +24,7 @@ from server.persistence.models import (
     Subscription,
     UsagePeriod,
     UsageSegment,
+    WebhookEvent,
 )
 
 UTC = dt.timezone.utc
@@ -207,6 +208,8 @@ def test_deleting_a_pending_invoice_restores(stack, tenant_id):
 
 
 def test_credit_notes(stack, tenant_id):
+    hooks = {"tenant_id": tenant_id, "url": "http://127.0.0.1:9/hooks"}  # the discard port: written, never sent
+    assert stack.rest("POST", "/billing/webhooks", body=hooks).status == 200
     sub = subscription(tenant_id)
     invoice = stack.generate_invoice(sub).json()
     path = f"/billing/invoices/{invoice['id']}"
@@ -229,6 +232,9 @@ def test_credit_notes(stack, tenant_id):
     assert [n["id"] for n in listed] == [note["id"], rest["id"]]
     assert stack.rest("GET", f"{path}/credit-notes", key=stack.tenant_key(f"{tenant_id}-x")).status == 404
     assert stack.rest("POST", f"{path}/credit-notes", body={"amount_cents": 1}).status == 400  # nothing left
+    with db.session():
+        sent = [e.type for e in WebhookEvent.select().where(WebhookEvent.tenant_id == tenant_id)]
+    assert sent.count("credit_note.created") == 2 and sent.count("invoice.paid") == 1
 
 
 def test_a_credit_note_on_a_paid_invoice_grants_credit(stack, tenant_id):
