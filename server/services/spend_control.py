@@ -86,14 +86,20 @@ def _credit(tenant_id: str, currency: str, now: dt.datetime) -> tuple[int, bool,
     return rules.balance(grants, currency, now), bool(grants), latest or 0
 
 
-def spend_now(subscription: Subscription, now: dt.datetime) -> SpendNow:
+def spend_now(subscription: Subscription, now: dt.datetime) -> SpendNow | None:
     """The subscription's spend in its current period: accrued by the invoice's own rating
-    (everything the invoice would total now, before credits) against its tenant's balance."""
+    (everything the invoice would total now, before credits) against its tenant's balance. None
+    for a subscription with no line to cross (POSTPAID, no cap, no alert, never granted credit
+    in its currency): its period is not rated, which is most of the gateway's tenants."""
+    version = plan_versions.pinned(subscription)
+    prepaid = version.billing == Billing.PREPAID
+    balance, has_credit, latest = _credit(subscription.tenant_id, version.currency, now)
+    limits = (subscription.spend_cap_cents, subscription.low_balance_alert_cents)
+    if not (prepaid or has_credit or any(limit is not None for limit in limits)):
+        return None
     period = invoices.period_of(subscription, subscription.current_period_start)
     _, ratings = invoices.rated_period(subscription, period)
     billed = invoices.live_invoice(subscription.id, period.start)  # the period was invoiced early
-    version = plan_versions.pinned(subscription)
-    balance, has_credit, latest = _credit(subscription.tenant_id, version.currency, now)
     return SpendNow(
         subscription_id=subscription.id,
         tenant_id=subscription.tenant_id,
@@ -102,7 +108,7 @@ def spend_now(subscription: Subscription, now: dt.datetime) -> SpendNow:
         spend=rules.Spend(
             balance_cents=balance,
             accrued_cents=sum(rated.total_cents for rated in ratings),
-            prepaid=version.billing == Billing.PREPAID,
+            prepaid=prepaid,
             has_credit=has_credit,
             spend_cap_cents=subscription.spend_cap_cents,
             low_balance_alert_cents=subscription.low_balance_alert_cents,
@@ -148,6 +154,8 @@ def _evaluate(subscription_id: str, now: dt.datetime) -> str | None:
         if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
             return None
         found = spend_now(subscription, now)
+        if found is None:
+            return None
         try:
             announce(found, now)
         except Exception:  # the denial never depends on the webhook; the next evaluation retries it
@@ -186,8 +194,11 @@ def refresh(tenant_id: str, now: dt.datetime) -> None:
     subscription = Subscription.get_or_none(
         (Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE)
     )
-    if subscription is not None:
-        try:
-            announce(spend_now(subscription, now), now)
-        except Exception:
-            log.exception("spend webhooks of %s not recorded", subscription.id)
+    if subscription is None:
+        return
+    try:
+        found = spend_now(subscription, now)
+        if found is not None:
+            announce(found, now)
+    except Exception:
+        log.exception("spend webhooks of %s not recorded", subscription.id)
