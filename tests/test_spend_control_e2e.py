@@ -5,7 +5,10 @@ are written once per crossing however many requests are refused."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+
+from playhouse.test_utils import count_queries
 
 from calls import BOUND_SECONDS, poll
 from server.persistence import db
@@ -132,3 +135,23 @@ def test_a_period_invoiced_early_does_not_spend_its_credit_twice(stack, tenant_i
     # 400 of credit left and the period's 600 already paid from it: traffic still flows.
     assert stack.gateway("GET", "/v1/items", key=key).status == 200
     assert int(stack.rest("GET", f"/billing/metrics/usage/{sub}").json()["credit_balance_cents"]) == 400
+
+
+def test_the_gateways_spend_check_answers_from_its_cache_until_a_write_invalidates_it(stack, tenant_id):
+    """No database query per gateway call: the answer is cached (at most STALENESS_SECONDS), and a
+    grant in this process forgets it at once."""
+    sub = subscribe(stack, tenant_id, plan(stack, "PREPAID"))
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def queries() -> tuple[object, int]:
+        with count_queries() as counted:
+            answer = spend_control.denial(tenant_id, sub, now)
+        return answer, counted.count
+
+    first, asked = queries()
+    assert first is not None and first.reason == "CREDITS_EXHAUSTED" and asked > 0
+    for _ in range(5):
+        again, asked = queries()
+        assert again is not None and again.reason == "CREDITS_EXHAUSTED" and asked == 0
+    grant(stack, tenant_id, 500)
+    assert queries()[0] is None
