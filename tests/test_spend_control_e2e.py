@@ -72,6 +72,9 @@ def test_prepaid_stops_at_its_credit_and_flows_again_after_a_grant(stack, tenant
     key = stack.tenant_key(tenant_id)
     refused = stack.gateway("GET", "/v1/items", key=key)
     assert refused.status == 402 and refused.reason() == "CREDITS_EXHAUSTED"  # no credit at all
+    euros = {"amount_cents": 5000, "currency": "EUR"}
+    assert stack.rest("POST", f"/billing/tenants/{tenant_id}/credit-grants", body=euros).status == 200
+    assert stack.gateway("GET", "/v1/items", key=key).status == 402  # credit in another currency pays nothing
 
     grant(stack, tenant_id, 1000)  # ten requests' worth; the grant lifts the stop in this process at once
     for _ in range(10):
@@ -95,7 +98,7 @@ def test_prepaid_stops_at_its_credit_and_flows_again_after_a_grant(stack, tenant
     spend_control.invalidate(tenant_id)
     stack.gateway("GET", "/v1/items", key=key)
     assert events_of(tenant_id).count("credits.exhausted") == 2  # a new grant, a new crossing
-    assert events_of(tenant_id).count("credit_grant.created") == 2
+    assert events_of(tenant_id).count("credit_grant.created") == 3
 
 
 def test_spend_cap_stops_and_a_higher_cap_lifts(stack, tenant_id):
