@@ -340,3 +340,22 @@ def test_portal_shows_balances_grants_ledger_spend_against_cap_and_credit_notes(
     assert 'id="credit-grants"' in html and "Launch &lt;promo&gt;" in html and "2099-01-01" in html
     assert 'id="credit-ledger"' in html and "APPLIED" in html and "-$10.00" in html
     assert note["number"] in html and "goodwill" in html and "-$2.50" in html
+
+
+def test_the_same_grant_id_sent_at_once_grants_once(stack, tenant_id):
+    barrier = threading.Barrier(8)
+    replies = []
+
+    def send():
+        barrier.wait()
+        body = {"amount_cents": 700, "grant_id": "order-42"}
+        replies.append(stack.rest("POST", f"/billing/tenants/{tenant_id}/credit-grants", body=body))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r.status for r in replies} == {200} and len({r.json()["id"] for r in replies}) == 1
+    assert balance(stack, tenant_id) == 700
+    ledger_matches_grants(tenant_id)
