@@ -12,9 +12,15 @@ import datetime as dt
 
 from google.protobuf import json_format, message, timestamp_pb2
 
-from billing.v1 import invoice_pb2, subscription_pb2, webhook_pb2
+from billing.v1 import credit_pb2, invoice_pb2, subscription_pb2, webhook_pb2
 from server.domain.periods import Period
-from server.persistence.read_models import InvoiceView, SubscriptionView
+from server.persistence.read_models import (
+    CreditGrantView,
+    CreditNoteView,
+    InvoiceView,
+    LedgerEntryView,
+    SubscriptionView,
+)
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -54,6 +60,8 @@ def subscription_message(row: SubscriptionView) -> subscription_pb2.Subscription
         pending_plan_version=row.pending_plan_version or 0,
         billing_anchor=row.billing_anchor,
         timezone=row.timezone,
+        spend_cap_cents=row.spend_cap_cents,
+        low_balance_alert_cents=row.low_balance_alert_cents,
     )
 
 
@@ -88,6 +96,66 @@ def invoice_message(invoice: InvoiceView) -> invoice_pb2.Invoice:
         issuer=invoice_pb2.Issuer(
             name=invoice.issuer_name, address=invoice.issuer_address, tax_id=invoice.issuer_tax_id
         ),
+        amount_due_cents=invoice.amount_due_cents,
+    )
+
+
+def credit_grant_message(row: CreditGrantView) -> credit_pb2.CreditGrant:
+    return credit_pb2.CreditGrant(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        amount_cents=row.amount_cents,
+        remaining_cents=row.remaining_cents,
+        currency=row.currency,
+        priority=row.priority,
+        expires_at=timestamp(row.expires_at),
+        description=row.description,
+        created_at=timestamp(row.created_at),
+        voided_at=timestamp(row.voided_at),
+    )
+
+
+def ledger_entry_message(row: LedgerEntryView) -> credit_pb2.CreditLedgerEntry:
+    return credit_pb2.CreditLedgerEntry(
+        at=timestamp(row.at),
+        kind=row.kind,
+        amount_cents=row.amount_cents,
+        grant_id=row.grant_id,
+        invoice_id=row.invoice_id or "",
+    )
+
+
+def credit_note_message(row: CreditNoteView) -> credit_pb2.CreditNote:
+    return credit_pb2.CreditNote(
+        id=row.id,
+        number=row.number,
+        invoice_id=row.invoice_id,
+        tenant_id=row.tenant_id,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        reason=row.reason,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def spend_alert_message(
+    *,
+    subscription_id: str,
+    tenant_id: str,
+    currency: str,
+    balance_cents: int,
+    accrued_cents: int,
+    spend_cap_cents: int | None,
+    low_balance_alert_cents: int | None,
+) -> credit_pb2.SpendAlert:
+    return credit_pb2.SpendAlert(
+        subscription_id=subscription_id,
+        tenant_id=tenant_id,
+        currency=currency,
+        credit_balance_cents=balance_cents,
+        accrued_cents=accrued_cents,
+        spend_cap_cents=spend_cap_cents,
+        low_balance_alert_cents=low_balance_alert_cents,
     )
 
 

@@ -38,8 +38,8 @@ def test_openapi_document_is_served_without_a_key(stack, repo_root):
     assert document["openapi"].startswith("3.")
     assert document["paths"]["/billing/health"]["get"]["security"] == []
     assert (
-        len([op for ops in document["paths"].values() for op in ops]) == 38
-    )  # 19 endpoints, 3 of the portal, 7 of webhooks, 5 of meters, 3 of plans (25-27), itself
+        len([op for ops in document["paths"].values() for op in ops]) == 43
+    )  # 19 endpoints, 3 of the portal, 7 of webhooks, 5 of meters, 3 of plans (25-27), 5 of credits (28-32), itself
     assert document["paths"]["/billing/portal/{token}"]["get"]["security"] == []
 
 

@@ -10,3 +10,4 @@ class EmailTemplate(enum.StrEnum):
     INVOICE_ISSUED = "invoice_issued"
     INVOICE_OVERDUE = "invoice_overdue"
     USAGE_ALERT = "usage_alert"
+    CREDIT_NOTE = "credit_note"

@@ -33,6 +33,11 @@ class EventType(enum.StrEnum):
     INVOICE_VOIDED = "invoice.voided"
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
     QUOTA_EXHAUSTED = "quota.exhausted"
+    CREDIT_GRANT_CREATED = "credit_grant.created"
+    CREDITS_LOW = "credits.low"
+    CREDITS_EXHAUSTED = "credits.exhausted"
+    SPEND_CAP_REACHED = "spend_cap.reached"
+    CREDIT_NOTE_CREATED = "credit_note.created"
 
 
 # The invoice status a transition enters -> the event it announces.

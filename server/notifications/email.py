@@ -40,6 +40,7 @@ def _invoice_context(template: str, invoice: InvoiceView | None) -> dict[str, An
     return {
         "invoice": invoice,
         "total": money(invoice.total_cents, invoice.currency),
+        "due": money(invoice.amount_due_cents, invoice.currency),
         "items": [
             {"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
             for i in invoice.line_items
@@ -53,6 +54,9 @@ def _subject(template: str, context: dict) -> str:
         return f"Invoice {invoice.number}: {context['total']} due {invoice.due_at:%Y-%m-%d}"
     if template == EmailTemplate.INVOICE_OVERDUE:
         return f"Overdue: invoice {context['invoice'].number} for {context['total']}"
+    if template == EmailTemplate.CREDIT_NOTE:
+        note = context["note"]
+        return f"Credit note {note.number}: {context['credited']} on invoice {context['invoice'].number}"
     alert = context["alert"]
     return f"Usage alert: {alert['threshold']}% of included requests used ({alert['plan']} plan)"
 
@@ -74,6 +78,13 @@ def build_message(
     context: dict[str, Any] = (
         {"alert": data} if template == EmailTemplate.USAGE_ALERT else _invoice_context(template, invoice)
     )
+    if template == EmailTemplate.CREDIT_NOTE:
+        note = next(n for n in invoice.credit_notes if n.id == data["credit_note_id"])  # type: ignore[union-attr]
+        context |= {
+            "note": note,
+            "credited": money(note.amount_cents, note.currency),
+            "as_credit": data["as_credit"],
+        }
     message = email.message.EmailMessage()
     message["Subject"] = _subject(template, context)
     message["From"] = from_address

@@ -121,6 +121,25 @@ def invoice_pdf_bytes(invoice: InvoiceView) -> bytes:
     return render_invoice_pdf(invoice)
 
 
+def _credit_notes(pdf: FPDF, invoice: InvoiceView, width: float) -> None:
+    """The invoice's credit notes under its totals, and what is still due after them. Credits
+    applied at issue are lines of the table above ("Credits applied"), already in the total."""
+    if not invoice.credit_notes:
+        return
+    pdf.ln(4)
+    pdf.set_font(FONT, "", 10)
+    pdf.cell(width, 6, "Credit notes", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 9)
+    for note in invoice.credit_notes:
+        text = f"{note.number}, {_date(note.created_at)}" + (f": {note.reason}" if note.reason else "")
+        pdf.cell(width - 31, 5, printable(text)[:120])
+        pdf.cell(31, 5, money(-note.amount_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 12)
+    pdf.set_x(pdf.l_margin + width - 71)
+    pdf.cell(40, 7, f"Amount due ({invoice.currency})", align=Align.R)
+    pdf.cell(31, 7, money(invoice.amount_due_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+
+
 def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     """The invoice as PDF bytes."""
     pdf = FPDF(format="A4")
@@ -212,6 +231,8 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
         pdf.set_font(FONT, "", 12 if bold else 10)
         pdf.cell(label_w, 7, f"{label} ({currency})" if bold else label, align=Align.R)
         pdf.cell(value_w, 7, money(cents, currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+
+    _credit_notes(pdf, invoice, width)
 
     # Footer.
     pdf.set_y(-25)

@@ -422,6 +422,64 @@ def _0010_calendar_billing(migrator: SchemaMigrator) -> None:
     )
 
 
+class _CreditGrant0008(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    grant_key = pw.CharField(max_length=128, null=True)
+    amount_cents = pw.BigIntegerField()
+    remaining_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    priority = pw.IntegerField()
+    expires_at = pw.DateTimeField(null=True)
+    description = pw.CharField(max_length=256, default="")
+    created_at = pw.DateTimeField()
+    voided_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "credit_grant"
+        indexes = ((("tenant_id", "grant_key"), True), (("tenant_id", "created_at"), False))
+
+
+class _CreditLedger0008(schema_0001.BaseModel):
+    tenant_id = pw.CharField(max_length=128)
+    grant = pw.ForeignKeyField(_CreditGrant0008, index=False)
+    kind = pw.CharField(max_length=16)
+    amount_cents = pw.BigIntegerField()
+    invoice_id = pw.CharField(max_length=40, null=True)
+    at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "credit_ledger"
+        indexes = ((("tenant_id", "id"), False), (("grant", "id"), False), (("invoice_id",), False))
+
+
+class _CreditNote0008(schema_0001.BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    number = pw.CharField(unique=True, max_length=32)
+    invoice = pw.ForeignKeyField(schema_0001.Invoice, index=True)
+    tenant_id = pw.CharField(max_length=128)
+    amount_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    reason = pw.CharField(max_length=512, default="")
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "credit_note"
+
+
+def _0008_credits(migrator: SchemaMigrator) -> None:
+    """Prepaid credit: grants, their append-only ledger, credit notes; a subscription's spend
+    cap and low-balance alert; an invoice's credited total (amount due is derived from it)."""
+    database.create_tables([_CreditGrant0008, _CreditLedger0008, _CreditNote0008])
+    operations.migrate(
+        migrator.add_column("subscription", "spend_cap_cents", pw.BigIntegerField(null=True)),
+        migrator.add_column("subscription", "low_balance_alert_cents", pw.BigIntegerField(null=True)),
+        migrator.add_column(
+            "invoice", "credited_cents", pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+        ),
+    )
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -430,6 +488,7 @@ MIGRATIONS = [
     ("0005_usage_segments", _0005_usage_segments),
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
+    ("0008_credits", _0008_credits),
     ("0009_lifecycle", _0009_lifecycle),
     ("0010_calendar_billing", _0010_calendar_billing),
     ("0011_idempotency_keys", _0011_idempotency_keys),

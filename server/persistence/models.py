@@ -21,7 +21,7 @@ import enum
 
 import peewee as pw
 
-from server.domain import periods
+from server.domain import credits, periods
 from server.domain.access import KeyScope
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.meters import Aggregation
@@ -165,6 +165,10 @@ class Subscription(BaseModel):
     @property
     def cycle(self) -> Cycle:
         return Cycle(self.anchor_at, self.billing_anchor, periods.timezone(self.timezone))
+
+    # Spend control (domain/credits.py): the gateway stops at the cap; credits.low fires below the alert.
+    spend_cap_cents = pw.BigIntegerField(null=True)
+    low_balance_alert_cents = pw.BigIntegerField(null=True)
 
     class Meta:
         indexes = ((("tenant_id", "created_at"), False),)
@@ -359,6 +363,8 @@ class Invoice(BaseModel):
     paid_at = UTCDateTimeField(null=True)
     deleted_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField()
+    # The sum of its credit notes, written with each note: amount_due is derived from it.
+    credited_cents = pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         indexes = (
@@ -396,6 +402,71 @@ class InvoiceLineItem(BaseModel):
     unit_amount_cents = pw.BigIntegerField()
     unit_amount = pw.TextField(null=True)  # exact decimal minor units; null: unit_amount_cents
     amount_cents = pw.BigIntegerField()
+
+
+class CreditGrant(BaseModel):
+    """Prepaid or promotional credit of a tenant in one currency. remaining_cents is a running
+    total of the grant's ledger entries, written with each of them (the database-level
+    invariant test checks the two agree). `grant_key` is the caller's grant_id, unique per tenant,
+    which makes creation idempotent."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    tenant_id = pw.CharField(max_length=128)
+    grant_key = pw.CharField(max_length=128, null=True)
+    amount_cents = pw.BigIntegerField()
+    remaining_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    priority = pw.IntegerField()
+    expires_at = UTCDateTimeField(null=True)
+    description = pw.CharField(max_length=256, default="")
+    created_at = UTCDateTimeField()
+    voided_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("tenant_id", "grant_key"), True), (("tenant_id", "created_at"), False))
+
+    def rules(self) -> credits.Grant:
+        """What the credit rules read of it."""
+        return credits.Grant(
+            self.id,
+            self.currency,
+            self.remaining_cents,
+            self.priority,
+            self.created_at,
+            self.expires_at,
+            self.voided_at,
+        )
+
+
+class CreditLedgerEntry(BaseModel):
+    """Append-only: every change of a grant's remaining amount, signed (domain/credits.py)."""
+
+    id = pw.AutoField()
+    tenant_id = pw.CharField(max_length=128)
+    grant = pw.ForeignKeyField(CreditGrant, index=False)
+    grant_id: str
+    kind = StrEnumField(credits.EntryKind, max_length=16)
+    amount_cents = pw.BigIntegerField()
+    invoice_id = pw.CharField(max_length=40, null=True)
+    at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "credit_ledger"
+        indexes = ((("tenant_id", "id"), False), (("grant", "id"), False), (("invoice_id",), False))
+
+
+class CreditNote(BaseModel):
+    """A correction of an issued invoice; its number comes from the `credit_note_number` counter."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    number = pw.CharField(unique=True, max_length=32)
+    invoice = pw.ForeignKeyField(Invoice, backref="credit_notes", index=True)
+    invoice_id: str
+    tenant_id = pw.CharField(max_length=128)
+    amount_cents = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    reason = pw.CharField(max_length=512, default="")
+    created_at = UTCDateTimeField()
 
 
 class OutboxMessage(BaseModel):
@@ -499,6 +570,9 @@ ALL_MODELS = [
     NumberSequence,
     Invoice,
     InvoiceLineItem,
+    CreditGrant,
+    CreditLedgerEntry,
+    CreditNote,
     OutboxMessage,
     ServerSecret,
     WebhookEndpoint,

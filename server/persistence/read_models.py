@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TypeVar
 
+from server.domain import credits
 from server.domain.invoicing import InvoiceLine, decimal_quantity
 from server.domain.meters import Aggregation, Meter
 from server.domain.plans import PlanTerms, ReadsTerms
@@ -77,10 +78,65 @@ class SubscriptionView:
     pending_plan_version: int | None
     billing_anchor: str
     timezone: str
+    spend_cap_cents: int | None = None
+    low_balance_alert_cents: int | None = None
 
 
 def subscription_view(row: models.Subscription) -> SubscriptionView:
     return _copy(SubscriptionView, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreditNoteView:
+    """A credit note, as the API, the PDF and the portal show it."""
+
+    id: str
+    number: str
+    invoice_id: str
+    tenant_id: str
+    amount_cents: int
+    currency: str
+    reason: str
+    created_at: dt.datetime
+
+
+def credit_note_view(row: models.CreditNote) -> CreditNoteView:
+    return _copy(CreditNoteView, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreditGrantView:
+    id: str
+    tenant_id: str
+    amount_cents: int
+    remaining_cents: int
+    currency: str
+    priority: int
+    expires_at: dt.datetime | None
+    description: str
+    created_at: dt.datetime
+    voided_at: dt.datetime | None
+
+
+def credit_grant_view(row: models.CreditGrant) -> CreditGrantView:
+    return _copy(CreditGrantView, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntryView:
+    """A ledger entry with its grant's currency (the amount's)."""
+
+    at: dt.datetime
+    kind: str
+    amount_cents: int
+    grant_id: str
+    currency: str
+    invoice_id: str | None
+
+
+def ledger_entry_view(row: models.CreditLedgerEntry) -> LedgerEntryView:
+    """`row` selected with its grant's id and currency joined."""
+    return _copy(LedgerEntryView, row, grant_id=row.grant.id, currency=row.grant.currency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,19 +163,32 @@ class InvoiceView:
     paid_at: dt.datetime | None
     deleted_at: dt.datetime | None
     line_items: tuple[InvoiceLine, ...]
+    credited_cents: int = 0  # its credit notes' total
+    credit_notes: tuple[CreditNoteView, ...] = ()
+
+    @property
+    def amount_due_cents(self) -> int:
+        return credits.amount_due(self.status, self.total_cents, self.credited_cents)
 
 
 def invoice_views(rows: Iterable[models.Invoice]) -> list[InvoiceView]:
     """The invoices with their lines: one query for the lines of all of them."""
     rows = list(rows)
     lines: dict[str, list[InvoiceLine]] = defaultdict(list)
+    notes: dict[str, list[CreditNoteView]] = defaultdict(list)
     if rows:
         Line = models.InvoiceLineItem
         for line in (
             Line.select().where(Line.invoice.in_([row.id for row in rows])).order_by(Line.invoice, Line.position)
         ):
             lines[line.invoice_id].append(invoice_line(line))
-    return [_copy(InvoiceView, row, line_items=tuple(lines[row.id])) for row in rows]
+        credited = [row.id for row in rows if row.credited_cents]  # no query for invoices without notes
+        Note = models.CreditNote
+        for note in (
+            Note.select().where(Note.invoice.in_(credited)).order_by(Note.created_at, Note.id) if credited else ()
+        ):
+            notes[note.invoice_id].append(credit_note_view(note))
+    return [_copy(InvoiceView, row, line_items=tuple(lines[row.id]), credit_notes=tuple(notes[row.id])) for row in rows]
 
 
 def invoice_line(row: models.InvoiceLineItem) -> InvoiceLine:

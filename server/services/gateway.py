@@ -44,7 +44,7 @@ from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.models import Plan, PlanVersion, Subscription
 from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
-from server.services import events, keys, usage
+from server.services import events, keys, spend_control, usage
 
 log = logging.getLogger("billing.gateway")
 
@@ -154,6 +154,8 @@ class Gateway:
         plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
         if plan is None:
             raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
+        if spent := spend_control.denial(tenant_id, plan.subscription_id, now):
+            raise spent
         period = plan.cycle.containing(now)
         quota = self._quota(plan, period, now) if plan.capped else None
         try:

@@ -41,9 +41,9 @@ from server.persistence.models import (
     Subscription,
 )
 from server.persistence.pagination import paginate
-from server.persistence.read_models import InvoiceView, invoice_view, invoice_views
+from server.persistence.read_models import CreditNoteView, InvoiceView, invoice_view, invoice_views
 from server.resources import invoice_message
-from server.services import charge_usage, events
+from server.services import charge_usage, credits, events, spend_control
 from server.services.outbox import enqueue
 from server.services.subscriptions import find_subscription
 
@@ -184,6 +184,10 @@ def generate_invoice(
             sub = find_subscription(subscription_id, principal=principal, lock=True)
             period = _period_to_bill(sub, period_start)
             items = draft_line_items(sub, period)
+            subtotal = sum(item.amount_cents for item in items)
+            currency = subscription_currency(sub)
+            applied = credits.apply_to_invoice(sub.tenant_id, currency, subtotal, now)
+            items += credits.credit_lines(applied)
             total = sum(item.amount_cents for item in items)
             paid = total == 0
             invoice = Invoice.create(
@@ -194,9 +198,9 @@ def generate_invoice(
                 status=InvoiceStatus.PAID if paid else InvoiceStatus.PENDING,
                 period_start=period.start,
                 period_end=period.end,
-                subtotal_cents=total,
+                subtotal_cents=subtotal,
                 total_cents=total,
-                currency=subscription_currency(sub),
+                currency=currency,
                 billing_email=sub.billing_email,
                 issuer_name=issuer.name,
                 issuer_address=issuer.address,
@@ -222,11 +226,14 @@ def generate_invoice(
                     for i, item in enumerate(items)
                 ]
             ).execute()
+            credits.record_applied(sub.tenant_id, invoice.id, applied, now)
             announced = [webhooks.EventType.INVOICE_CREATED] + ([webhooks.EventType.INVOICE_PAID] if paid else [])
             view = _announce(invoice, announced, now)
         # Counted once committed (or handed to the caller's transaction, which the scheduler's
         # period step is: a crash there rolls back an invoice already counted, and rarely).
         metrics.INVOICES_ISSUED.inc()
+        if applied:
+            spend_control.invalidate(sub.tenant_id)
         return view
     except pw.IntegrityError as error:
         if not db.unique_violation(error, ONE_LIVE_INVOICE_INDEX, Invoice.subscription, Invoice.period_start):
@@ -251,6 +258,8 @@ def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime
         invoice.status = status
         if status == InvoiceStatus.PAID:
             invoice.paid_at = now
+        if status == InvoiceStatus.VOID:
+            credits.restore_invoice(invoice, now)
         invoice.save()
         view = _announce(invoice, [webhooks.INVOICE_STATUS_EVENTS[status]], now)
         template = STATUS_TEMPLATES.get(status)
@@ -262,7 +271,9 @@ def set_status(invoice_id: str, status: InvoiceStatus | str, *, now: dt.datetime
                 dedup_key=f"{template}:{invoice.id}",
                 now=now,
             )
-        return view
+    if status == InvoiceStatus.VOID:
+        spend_control.invalidate(view.tenant_id)
+    return view
 
 
 def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal) -> InvoiceView:
@@ -271,9 +282,13 @@ def delete_invoice(invoice_id: str, *, now: dt.datetime, principal: Principal) -
     with database.atomic():
         invoice = _invoice(invoice_id, lock=True)
         invoice_state.check_deletable(invoice.status)
+        if invoice.status == InvoiceStatus.PENDING:  # a VOID one gave its credit back when voided
+            credits.restore_invoice(invoice, now)
         invoice.deleted_at = now
         invoice.save()
-        return invoice_view(invoice)
+        view = invoice_view(invoice)
+    spend_control.invalidate(view.tenant_id)
+    return view
 
 
 def get_invoice(invoice_id: str, *, principal: Principal) -> InvoiceView:
@@ -302,3 +317,37 @@ def list_invoices(
         query = query.where(Invoice.status == status)
     rows, token = paginate(query, Invoice, page_size, page_token)
     return invoice_views(rows), token
+
+
+def add_credit_note(
+    invoice_id: str, amount_cents: int, reason: str, *, now: dt.datetime, principal: Principal
+) -> CreditNoteView:
+    """Endpoint 31: one transaction with the invoice locked; a note that leaves nothing due on a
+    SENT or OVERDUE invoice settles it (PAID, announced like any payment), and its e-mail is
+    queued with it."""
+    with database.atomic():
+        invoice = _invoice(invoice_id, lock=True)
+        require_visible(principal, invoice.tenant_id, "invoice", invoice_id)
+        as_credit = invoice.status == InvoiceStatus.PAID
+        note, settled = credits.create_note(principal, invoice, amount_cents, reason, now=now)
+        announced = []
+        if settled:
+            invoice.status = InvoiceStatus.PAID
+            invoice.paid_at = now
+            announced.append(webhooks.EventType.INVOICE_PAID)
+        invoice.save()
+        _announce(invoice, announced, now)
+        enqueue(
+            template=EmailTemplate.CREDIT_NOTE,
+            recipient=invoice.billing_email,
+            payload={"invoice_id": invoice.id, "credit_note_id": note.id, "as_credit": as_credit},
+            dedup_key=f"{EmailTemplate.CREDIT_NOTE}:{note.id}",
+            now=now,
+        )
+    spend_control.refresh(invoice.tenant_id, now)
+    return note
+
+
+def credit_notes(invoice_id: str, *, principal: Principal) -> list[CreditNoteView]:
+    """Endpoint 32: the invoice's credit notes, oldest first."""
+    return credits.list_notes(principal, _invoice(invoice_id))

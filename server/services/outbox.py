@@ -81,9 +81,10 @@ def retry(message_id: int, now: dt.datetime) -> bool:
 
 
 def invoice_for(template: str, payload: str) -> InvoiceView | None:
-    """The invoice an invoice e-mail shows, read at delivery (a deleted one too: the e-mail was owed
-    when the row was queued); None for any other e-mail (a usage alert carries its figures)."""
-    if template not in (EmailTemplate.INVOICE_ISSUED, EmailTemplate.INVOICE_OVERDUE):
+    """The invoice an invoice or credit-note e-mail shows (with its credit notes), read at delivery
+    (a deleted one too: the e-mail was owed when the row was queued); None for a usage alert, which
+    carries its figures."""
+    if template not in (EmailTemplate.INVOICE_ISSUED, EmailTemplate.INVOICE_OVERDUE, EmailTemplate.CREDIT_NOTE):
         return None
     return invoice_view(Invoice.get_by_id(json.loads(payload)["invoice_id"]))
 

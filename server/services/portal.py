@@ -26,6 +26,7 @@ from server.persistence.read_models import (
     plan_view,
     subscription_view,
 )
+from server.services import credits as credit_service
 from server.services import invoices, meters, usage, webhooks
 
 SECRET_NAME = "portal_signing_key"
@@ -91,6 +92,7 @@ class Overview:
     invoices: list[InvoiceView]
     webhooks: list[dict]  # endpoints with their recent deliveries, never their secrets
     meters: list[MeterPanel]
+    credits: credit_service.TenantCredits | None = None  # balances, grants, the latest ledger entries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +113,7 @@ def _meter_panels(reader: Principal, subscription_id: str) -> list[MeterPanel]:
 def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
     reader = as_tenant(tenant_id)
     subscription = _subscription(tenant_id)
-    summary = usage.usage(reader, subscription.id)
+    summary = usage.usage(reader, subscription.id, now=now)
     period = invoices.period_of(subscription, subscription.current_period_start)
     estimate = sum(item.amount_cents for item in invoices.draft_line_items(subscription, period))
     days = usage.daily(reader, subscription.id)
@@ -137,6 +139,7 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         invoices=recent,
         webhooks=webhooks.tenant_overview(tenant_id),
         meters=_meter_panels(reader, subscription.id),
+        credits=credit_service.tenant_credits(reader, tenant_id, now=now),
     )
 
 

@@ -25,6 +25,7 @@ import uuid
 
 import peewee as pw
 
+from server.domain import credits as credit_rules
 from server.domain import periods, trials, webhooks
 from server.domain import subscriptions as rules
 from server.domain.access import SYSTEM, Principal, require_tenant_path, require_visible
@@ -48,6 +49,8 @@ class NewSubscription:
     plan_version: int = 0  # 0: the latest; naming one is for admin keys
     billing_anchor: str = ""  # ANNIVERSARY ('') or CALENDAR
     timezone: str = ""  # an IANA name ('': UTC)
+    spend_cap_cents: int | None = None
+    low_balance_alert_cents: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,8 @@ class SubscriptionChange:
     plan_version: int = 0  # with plan_id: that version (0: the latest)
     effective: Effective = Effective.NOW  # with plan_id: at once, or at the period's end
     cancel_at_period_end: bool | None = None  # None: as it is
+    spend_cap_cents: int | None = None  # None: as it is; 0: removed
+    low_balance_alert_cents: int | None = None
 
 
 def new_id() -> str:
@@ -115,6 +120,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
     require_tenant_path(principal, tenant_id)  # tenant keys subscribe only themselves
     plan_id = rules.require_field(request.plan_id, "plan_id")
     email = rules.validate_email(request.billing_email)
+    spend_cap = credit_rules.check_limit(request.spend_cap_cents, "spend_cap_cents")
+    low_balance = credit_rules.check_limit(request.low_balance_alert_cents, "low_balance_alert_cents")
     cycle = periods.Cycle(now, periods.anchor_kind(request.billing_anchor), periods.timezone(request.timezone))
     first = cycle.period(0)
     try:
@@ -136,6 +143,8 @@ def create_subscription(principal: Principal, request: NewSubscription, *, now: 
                 trial_end=trials.trial_end(now, version.trial_days),
                 billing_anchor=cycle.kind,
                 timezone=request.timezone or periods.DEFAULT_TIMEZONE,
+                spend_cap_cents=spend_cap,
+                low_balance_alert_cents=low_balance,
             )
             PlanChange.create(subscription=subscription, plan=plan_id, plan_version=version.version, effective_at=now)
             view = subscription_view(subscription)
@@ -219,6 +228,14 @@ def update_subscription(
     email = rules.validate_email(change.billing_email) if (change.billing_email or "").strip() else ""
     if change.effective == Effective.PERIOD_END and not plan_id:
         raise InvalidArgument("effective PERIOD_END needs a plan_id", field="effective", reason="MISSING_FIELD")
+    limits: dict[pw.Field, object] = {
+        column: credit_rules.check_limit(value, column.name, removable=True)
+        for column, value in (
+            (Subscription.spend_cap_cents, change.spend_cap_cents),
+            (Subscription.low_balance_alert_cents, change.low_balance_alert_cents),
+        )
+        if value is not None
+    }
     with database.atomic():
         subscription = find_subscription(subscription_id, principal=principal, field="id", lock=True)
         rules.require_changeable(subscription.status, subscription.id)
@@ -246,6 +263,7 @@ def update_subscription(
                 updates[Subscription.plan_version] = target.version
         if email:
             updates[Subscription.billing_email] = email
+        updates.update(limits)
         updates = {
             field: value for field, value in updates.items() if getattr(subscription, field.column_name) != value
         }
@@ -259,6 +277,11 @@ def update_subscription(
                 subscription_message(subscription_view(subscription)),
                 now=now,
             )
+    if limits:
+        # Imported here: spend control rates the period through services.invoices, which reads subscriptions.
+        from server.services import spend_control
+
+        spend_control.refresh(subscription.tenant_id, now)
     return subscription_view(subscription)
 
 

@@ -45,7 +45,7 @@ from server.persistence.models import (
 from server.persistence.prepared import Prepared
 from server.resources import threshold_message
 from server.services import events as webhook_events
-from server.services import metering, segment_usage
+from server.services import metering, segment_usage, spend_control
 from server.services.invoices import period_of, rated_period, subscription_currency
 from server.services.subscriptions import find_subscription
 
@@ -95,6 +95,8 @@ class UsageSummary:
     remaining_included: int
     overage_requests: int
     estimated_overage_cents: int
+    accrued_cents: int = 0
+    credit_balance_cents: int = 0
 
 
 def _rejections(subscription: Subscription, events: list[rules.Event]) -> tuple[list[Rejection], dict[int, Period]]:
@@ -284,7 +286,7 @@ def period_requests(subscription_id: str, period_start: dt.datetime) -> int:
     return row.requests if row else 0
 
 
-def usage(principal: Principal, subscription_id: str) -> UsageSummary:
+def usage(principal: Principal, subscription_id: str, *, now: dt.datetime | None = None) -> UsageSummary:
     """The current period as the invoice would rate it (the same rating, the same figures): the
     estimate is every usage line of every segment; the request figures are each segment's
     requests against the included requests of its `requests` charge (0 where it has none).
@@ -294,11 +296,13 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
     segments_, ratings = rated_period(subscription, period)
     requests = segment_requests(segments_, segment_usage.requests_by_segment(subscription.id, period.start))
     included = [_included_requests(rated) for rated in ratings]
+    currency = subscription_currency(subscription)
+    balance = spend_control.credit_balance(subscription.tenant_id, currency, now or dt.datetime.now(dt.timezone.utc))
     return UsageSummary(
         subscription_id=subscription.id,
         period_start=subscription.current_period_start,
         period_end=subscription.current_period_end,
-        currency=subscription_currency(subscription),
+        currency=currency,
         total_requests=sum(requests),
         included_requests=sum(included),
         remaining_included=max(0, included[-1] - requests[-1]),
@@ -308,6 +312,8 @@ def usage(principal: Principal, subscription_id: str) -> UsageSummary:
             if not trials.free(segment, subscription.trial_end)  # a trial's usage is not billed
         ),
         estimated_overage_cents=sum(rated.total_cents - rated.fee.amount_cents for rated in ratings),
+        accrued_cents=sum(rated.total_cents for rated in ratings),  # spend_control's figure, the same rating
+        credit_balance_cents=balance,
     )
 
 

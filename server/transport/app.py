@@ -11,6 +11,8 @@ from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from billing.v1 import (
+    credit_pb2,
+    credit_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
     invoice_pb2,
@@ -34,6 +36,7 @@ from server.config import Settings
 from server.ratelimit.factory import build_limiter
 from server.services.gateway import Gateway
 from server.transport import gateway, initial_metadata
+from server.transport.credits import CreditServicer
 from server.transport.health import Health
 from server.transport.interceptors import default_interceptors
 from server.transport.invoices import InvoiceServicer
@@ -61,6 +64,7 @@ SERVICE_NAMES = [
         (portal_pb2, "PortalService"),
         (webhook_pb2, "WebhookService"),
         (meter_pb2, "MeterService"),
+        (credit_pb2, "CreditService"),
     ]
 ]
 
@@ -101,6 +105,7 @@ def create_server(
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(allowed=settings.webhooks_allow), server)
     meter_pb2_grpc.add_MeterServiceServicer_to_server(MeterServicer(), server)
+    credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditServicer(), server)
     gateway.add_to_server(server, Gateway(limiter))
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -33,6 +33,7 @@ from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
+from server.services.spend_control import PaymentRequired
 from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
@@ -60,6 +61,11 @@ def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
     ]
 
 
+def _http_status(error: DomainError) -> int:
+    """402 for spend control's denials (no gRPC code says "payment required"), else by the code."""
+    return 402 if isinstance(error, PaymentRequired) else HTTP_STATUS.get(error.code, 500)
+
+
 def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
     status = status_message(error)
     limit_headers = (
@@ -69,7 +75,7 @@ def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=status.code),
         denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=HTTP_STATUS.get(error.code, 500)),
+            status=http_status_pb2.HttpStatus(code=_http_status(error)),
             headers=_headers({"content-type": "application/json", **error.metadata, **limit_headers}),
             body=body,
         ),

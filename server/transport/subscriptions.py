@@ -24,6 +24,12 @@ def _effective(value: int) -> Effective:
     return Effective(Update.Effective.Name(value))
 
 
+def _limits(request) -> dict[str, int | None]:
+    """The spend cap and low-balance alert the request sets (absent: None)."""
+    names = ("spend_cap_cents", "low_balance_alert_cents")
+    return {name: getattr(request, name) if request.HasField(name) else None for name in names}
+
+
 class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CreateSubscription(self, request, context):
         new = subscriptions.NewSubscription(
@@ -37,6 +43,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
                 else Message.BillingAnchor.Name(request.billing_anchor)
             ),
             timezone=request.timezone,
+            **_limits(request),
         )
         return subscription_message(subscriptions.create_subscription(current_principal(), new, now=now()))
 
@@ -68,6 +75,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
             plan_version=request.plan_version,
             effective=_effective(request.effective),
             cancel_at_period_end=(request.cancel_at_period_end if request.HasField("cancel_at_period_end") else None),
+            **_limits(request),
         )
         return subscription_message(
             subscriptions.update_subscription(current_principal(), request.id, change, now=now())

@@ -39,7 +39,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
     def GetUsage(self, request, context):
-        summary = usage.usage(current_principal(), request.subscription_id)
+        summary = usage.usage(current_principal(), request.subscription_id, now=now())
         return usage_pb2.Usage(
             subscription_id=summary.subscription_id,
             period_start=timestamp(summary.period_start),
@@ -50,6 +50,8 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             overage_requests=summary.overage_requests,
             estimated_overage_cents=summary.estimated_overage_cents,
             currency=summary.currency,
+            accrued_cents=summary.accrued_cents,
+            credit_balance_cents=summary.credit_balance_cents,
         )
 
     def GetDailyUsage(self, request, context):

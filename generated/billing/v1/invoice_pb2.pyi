@@ -40,7 +40,7 @@ class Issuer(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., tax_id: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "subscription_id", "tenant_id", "status", "period_start", "period_end", "line_items", "subtotal_cents", "total_cents", "currency", "issued_at", "due_at", "paid_at", "deleted_at", "billing_email", "issuer")
+    __slots__ = ("id", "number", "subscription_id", "tenant_id", "status", "period_start", "period_end", "line_items", "subtotal_cents", "total_cents", "currency", "issued_at", "due_at", "paid_at", "deleted_at", "billing_email", "issuer", "amount_due_cents")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Invoice.Status]
@@ -72,6 +72,7 @@ class Invoice(_message.Message):
     DELETED_AT_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     subscription_id: str
@@ -89,7 +90,8 @@ class Invoice(_message.Message):
     deleted_at: _timestamp_pb2.Timestamp
     billing_email: str
     issuer: Issuer
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., subscription_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[_Union[Invoice.Status, str]] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., subtotal_cents: _Optional[int] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., billing_email: _Optional[str] = ..., issuer: _Optional[_Union[Issuer, _Mapping]] = ...) -> None: ...
+    amount_due_cents: int
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., subscription_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[_Union[Invoice.Status, str]] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., subtotal_cents: _Optional[int] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., billing_email: _Optional[str] = ..., issuer: _Optional[_Union[Issuer, _Mapping]] = ..., amount_due_cents: _Optional[int] = ...) -> None: ...
 
 class GenerateInvoiceRequest(_message.Message):
     __slots__ = ("subscription_id", "period_start")

@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x07\n\x0cSubscription\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07plan_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x03\x12>\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12<\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cplan_version\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\ttrial_end\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tcancel_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\"\n\x14\x63\x61ncel_at_period_end\x18\x10 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fpending_plan_id\x18\x11 \x01(\tB\x04\xe2\x41\x01\x03\x12\"\n\x14pending_plan_version\x18\x12 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x44\n\x0e\x62illing_anchor\x18\x13 \x01(\x0e\x32&.billing.v1.Subscription.BillingAnchorB\x04\xe2\x41\x01\x03\x12\x16\n\x08timezone\x18\x14 \x01(\tB\x04\xe2\x41\x01\x03\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\"N\n\rBillingAnchor\x12\x1e\n\x1a\x42ILLING_ANCHOR_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41NNIVERSARY\x10\x01\x12\x0c\n\x08\x43\x41LENDAR\x10\x02\"\xe2\x01\n\x19\x43reateSubscriptionRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x44\n\x0e\x62illing_anchor\x18\x07 \x01(\x0e\x32&.billing.v1.Subscription.BillingAnchorB\x04\xe2\x41\x01\x01\x12\x16\n\x08timezone\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\"*\n\x16GetSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x1eListTenantSubscriptionsRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1fListTenantSubscriptionsResponse\x12\x35\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.SubscriptionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\xca\x02\n\x19UpdateSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12H\n\teffective\x18\x07 \x01(\x0e\x32/.billing.v1.UpdateSubscriptionRequest.EffectiveB\x04\xe2\x41\x01\x01\x12\'\n\x14\x63\x61ncel_at_period_end\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\"?\n\tEffective\x12\x19\n\x15\x45\x46\x46\x45\x43TIVE_UNSPECIFIED\x10\x00\x12\x07\n\x03NOW\x10\x01\x12\x0e\n\nPERIOD_END\x10\x02\x42\x17\n\x15_cancel_at_period_end\"J\n\x19\x43\x61ncelSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rat_period_end\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x32\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62illing/v1/subscription.proto\x12\nbilling.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x08\n\x0cSubscription\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07plan_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbilling_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x06status\x18\x05 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x03\x12>\n\x14\x63urrent_period_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12<\n\x12\x63urrent_period_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63\x61nceled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cplan_version\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x33\n\ttrial_end\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tcancel_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\"\n\x14\x63\x61ncel_at_period_end\x18\x10 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fpending_plan_id\x18\x11 \x01(\tB\x04\xe2\x41\x01\x03\x12\"\n\x14pending_plan_version\x18\x12 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x44\n\x0e\x62illing_anchor\x18\x13 \x01(\x0e\x32&.billing.v1.Subscription.BillingAnchorB\x04\xe2\x41\x01\x03\x12\x16\n\x08timezone\x18\x14 \x01(\tB\x04\xe2\x41\x01\x03\x12\"\n\x0fspend_cap_cents\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\r \x01(\x03\x42\x04\xe2\x41\x01\x03H\x01\x88\x01\x01\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02\"N\n\rBillingAnchor\x12\x1e\n\x1a\x42ILLING_ANCHOR_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41NNIVERSARY\x10\x01\x12\x0c\n\x08\x43\x41LENDAR\x10\x02\x42\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"\xe2\x02\n\x19\x43reateSubscriptionRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x44\n\x0e\x62illing_anchor\x18\x07 \x01(\x0e\x32&.billing.v1.Subscription.BillingAnchorB\x04\xe2\x41\x01\x01\x12\x16\n\x08timezone\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\"\n\x0fspend_cap_cents\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x42\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"*\n\x16GetSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa3\x01\n\x1eListTenantSubscriptionsRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32\x1f.billing.v1.Subscription.StatusB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1fListTenantSubscriptionsResponse\x12\x35\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x18.billing.v1.SubscriptionB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\xca\x03\n\x19UpdateSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07plan_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rbilling_email\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cplan_version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12H\n\teffective\x18\x07 \x01(\x0e\x32/.billing.v1.UpdateSubscriptionRequest.EffectiveB\x04\xe2\x41\x01\x01\x12\'\n\x14\x63\x61ncel_at_period_end\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\"\n\x0fspend_cap_cents\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12*\n\x17low_balance_alert_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\"?\n\tEffective\x12\x19\n\x15\x45\x46\x46\x45\x43TIVE_UNSPECIFIED\x10\x00\x12\x07\n\x03NOW\x10\x01\x12\x0e\n\nPERIOD_END\x10\x02\x42\x17\n\x15_cancel_at_period_endB\x12\n\x10_spend_cap_centsB\x1a\n\x18_low_balance_alert_cents\"J\n\x19\x43\x61ncelSubscriptionRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rat_period_end\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x32\xa8\x05\n\x13SubscriptionService\x12x\n\x12\x43reateSubscription\x12%.billing.v1.CreateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/billing/subscriptions:\x01*\x12t\n\x0fGetSubscription\x12\".billing.v1.GetSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/billing/subscriptions/{id}\x12\xa5\x01\n\x17ListTenantSubscriptions\x12*.billing.v1.ListTenantSubscriptionsRequest\x1a+.billing.v1.ListTenantSubscriptionsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/billing/subscriptions/tenant/{tenant_id}\x12}\n\x12UpdateSubscription\x12%.billing.v1.UpdateSubscriptionRequest\x1a\x18.billing.v1.Subscription\"&\x82\xd3\xe4\x93\x02 \x1a\x1b/billing/subscriptions/{id}:\x01*\x12z\n\x12\x43\x61ncelSubscription\x12%.billing.v1.CancelSubscriptionRequest\x1a\x18.billing.v1.Subscription\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/billing/subscriptions/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -70,6 +70,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIPTION'].fields_by_name['billing_anchor']._serialized_options = b'\342A\001\003'
   _globals['_SUBSCRIPTION'].fields_by_name['timezone']._loaded_options = None
   _globals['_SUBSCRIPTION'].fields_by_name['timezone']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\003'
+  _globals['_SUBSCRIPTION'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\003'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._loaded_options = None
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['plan_id']._loaded_options = None
@@ -82,6 +86,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['billing_anchor']._serialized_options = b'\342A\001\001'
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['timezone']._loaded_options = None
   _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['timezone']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_CREATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\001'
   _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_LISTTENANTSUBSCRIPTIONSREQUEST'].fields_by_name['tenant_id']._loaded_options = None
@@ -108,6 +116,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['effective']._serialized_options = b'\342A\001\001'
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['cancel_at_period_end']._loaded_options = None
   _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['cancel_at_period_end']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['spend_cap_cents']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._loaded_options = None
+  _globals['_UPDATESUBSCRIPTIONREQUEST'].fields_by_name['low_balance_alert_cents']._serialized_options = b'\342A\001\001'
   _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_CANCELSUBSCRIPTIONREQUEST'].fields_by_name['at_period_end']._loaded_options = None
@@ -123,25 +135,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._loaded_options = None
   _globals['_SUBSCRIPTIONSERVICE'].methods_by_name['CancelSubscription']._serialized_options = b'\202\323\344\223\002\035*\033/billing/subscriptions/{id}'
   _globals['_SUBSCRIPTION']._serialized_start=142
-  _globals['_SUBSCRIPTION']._serialized_end=1066
-  _globals['_SUBSCRIPTION_STATUS']._serialized_start=928
-  _globals['_SUBSCRIPTION_STATUS']._serialized_end=986
-  _globals['_SUBSCRIPTION_BILLINGANCHOR']._serialized_start=988
-  _globals['_SUBSCRIPTION_BILLINGANCHOR']._serialized_end=1066
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=1069
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=1295
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=1297
-  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=1339
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=1342
-  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=1505
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=1507
-  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=1626
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=1629
-  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=1959
-  _globals['_UPDATESUBSCRIPTIONREQUEST_EFFECTIVE']._serialized_start=1871
-  _globals['_UPDATESUBSCRIPTIONREQUEST_EFFECTIVE']._serialized_end=1934
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1961
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=2035
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=2038
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2718
+  _globals['_SUBSCRIPTION']._serialized_end=1194
+  _globals['_SUBSCRIPTION_STATUS']._serialized_start=1008
+  _globals['_SUBSCRIPTION_STATUS']._serialized_end=1066
+  _globals['_SUBSCRIPTION_BILLINGANCHOR']._serialized_start=1068
+  _globals['_SUBSCRIPTION_BILLINGANCHOR']._serialized_end=1146
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=1197
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=1551
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=1553
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=1595
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_start=1598
+  _globals['_LISTTENANTSUBSCRIPTIONSREQUEST']._serialized_end=1761
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_start=1763
+  _globals['_LISTTENANTSUBSCRIPTIONSRESPONSE']._serialized_end=1882
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_start=1885
+  _globals['_UPDATESUBSCRIPTIONREQUEST']._serialized_end=2343
+  _globals['_UPDATESUBSCRIPTIONREQUEST_EFFECTIVE']._serialized_start=2207
+  _globals['_UPDATESUBSCRIPTIONREQUEST_EFFECTIVE']._serialized_end=2270
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=2345
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=2419
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=2422
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=3102
 # @@protoc_insertion_point(module_scope)

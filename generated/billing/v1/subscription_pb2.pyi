@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Subscription(_message.Message):
-    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "trial_end", "cancel_at", "cancel_at_period_end", "pending_plan_id", "pending_plan_version", "billing_anchor", "timezone")
+    __slots__ = ("id", "tenant_id", "plan_id", "billing_email", "status", "current_period_start", "current_period_end", "created_at", "updated_at", "canceled_at", "plan_version", "trial_end", "cancel_at", "cancel_at_period_end", "pending_plan_id", "pending_plan_version", "billing_anchor", "timezone", "spend_cap_cents", "low_balance_alert_cents")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Subscription.Status]
@@ -48,6 +48,8 @@ class Subscription(_message.Message):
     PENDING_PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     BILLING_ANCHOR_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     plan_id: str
@@ -66,23 +68,29 @@ class Subscription(_message.Message):
     pending_plan_version: int
     billing_anchor: Subscription.BillingAnchor
     timezone: str
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., trial_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., pending_plan_id: _Optional[str] = ..., pending_plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., status: _Optional[_Union[Subscription.Status, str]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., trial_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., pending_plan_id: _Optional[str] = ..., pending_plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class CreateSubscriptionRequest(_message.Message):
-    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version", "billing_anchor", "timezone")
+    __slots__ = ("tenant_id", "plan_id", "billing_email", "plan_version", "billing_anchor", "timezone", "spend_cap_cents", "low_balance_alert_cents")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     BILLING_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     BILLING_ANCHOR_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     plan_id: str
     billing_email: str
     plan_version: int
     billing_anchor: Subscription.BillingAnchor
     timezone: str
-    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, tenant_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., billing_anchor: _Optional[_Union[Subscription.BillingAnchor, str]] = ..., timezone: _Optional[str] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class GetSubscriptionRequest(_message.Message):
     __slots__ = ("id",)
@@ -111,7 +119,7 @@ class ListTenantSubscriptionsResponse(_message.Message):
     def __init__(self, subscriptions: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSubscriptionRequest(_message.Message):
-    __slots__ = ("id", "plan_id", "billing_email", "plan_version", "effective", "cancel_at_period_end")
+    __slots__ = ("id", "plan_id", "billing_email", "plan_version", "effective", "cancel_at_period_end", "spend_cap_cents", "low_balance_alert_cents")
     class Effective(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EFFECTIVE_UNSPECIFIED: _ClassVar[UpdateSubscriptionRequest.Effective]
@@ -126,13 +134,17 @@ class UpdateSubscriptionRequest(_message.Message):
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    SPEND_CAP_CENTS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_ALERT_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     plan_id: str
     billing_email: str
     plan_version: int
     effective: UpdateSubscriptionRequest.Effective
     cancel_at_period_end: bool
-    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., effective: _Optional[_Union[UpdateSubscriptionRequest.Effective, str]] = ..., cancel_at_period_end: _Optional[bool] = ...) -> None: ...
+    spend_cap_cents: int
+    low_balance_alert_cents: int
+    def __init__(self, id: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_email: _Optional[str] = ..., plan_version: _Optional[int] = ..., effective: _Optional[_Union[UpdateSubscriptionRequest.Effective, str]] = ..., cancel_at_period_end: _Optional[bool] = ..., spend_cap_cents: _Optional[int] = ..., low_balance_alert_cents: _Optional[int] = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
     __slots__ = ("id", "at_period_end")

@@ -67,7 +67,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, subscription_id: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("subscription_id", "period_start", "period_end", "total_requests", "included_requests", "remaining_included", "overage_requests", "estimated_overage_cents", "currency")
+    __slots__ = ("subscription_id", "period_start", "period_end", "total_requests", "included_requests", "remaining_included", "overage_requests", "estimated_overage_cents", "currency", "accrued_cents", "credit_balance_cents")
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     PERIOD_END_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,8 @@ class Usage(_message.Message):
     OVERAGE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_OVERAGE_CENTS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ACCRUED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_BALANCE_CENTS_FIELD_NUMBER: _ClassVar[int]
     subscription_id: str
     period_start: _timestamp_pb2.Timestamp
     period_end: _timestamp_pb2.Timestamp
@@ -86,7 +88,9 @@ class Usage(_message.Message):
     overage_requests: int
     estimated_overage_cents: int
     currency: str
-    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_requests: _Optional[int] = ..., included_requests: _Optional[int] = ..., remaining_included: _Optional[int] = ..., overage_requests: _Optional[int] = ..., estimated_overage_cents: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    accrued_cents: int
+    credit_balance_cents: int
+    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_requests: _Optional[int] = ..., included_requests: _Optional[int] = ..., remaining_included: _Optional[int] = ..., overage_requests: _Optional[int] = ..., estimated_overage_cents: _Optional[int] = ..., currency: _Optional[str] = ..., accrued_cents: _Optional[int] = ..., credit_balance_cents: _Optional[int] = ...) -> None: ...
 
 class GetDailyUsageRequest(_message.Message):
     __slots__ = ("subscription_id", "start_date", "end_date")
