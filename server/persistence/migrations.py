@@ -373,6 +373,13 @@ def _0007_plan_versions(migrator: SchemaMigrator) -> None:
         ).execute()
 
 
+def _0013_plan_catalogue_version(migrator: SchemaMigrator) -> None:
+    """Plans remember the version the catalogue file last published (persistence/catalogue.py):
+    null until the next start finds it, so a restart never republishes the file over a version
+    published through the API."""
+    operations.migrate(migrator.add_column("plan", "catalogue_version", pw.IntegerField(null=True)))
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -381,6 +388,7 @@ MIGRATIONS = [
     ("0005_usage_segments", _0005_usage_segments),
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
+    ("0013_plan_catalogue_version", _0013_plan_catalogue_version),
 ]
 
 

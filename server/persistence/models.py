@@ -81,6 +81,7 @@ class Plan(BaseModel):
     overage_per_1k_cents = pw.BigIntegerField()
     private = pw.BooleanField(default=False)  # listed only for admin keys (an enterprise deal)
     archived_at = UTCDateTimeField(null=True)  # no new subscriptions; existing ones keep billing
+    catalogue_version = pw.IntegerField(null=True)  # the version the catalogue file last published
 
 
 class PlanVersion(BaseModel):
