@@ -15,7 +15,7 @@ import peewee as pw
 from server.domain.access import Principal, require_tenant_path
 from server.domain.plans import Tier
 from server.domain.subscriptions import SubscriptionStatus
-from server.persistence.models import Plan, Subscription
+from server.persistence.models import Plan, PlanVersion, Subscription
 from server.persistence.prepared import Prepared
 from server.ratelimit.algorithm import RateLimiter
 
@@ -28,19 +28,38 @@ class TenantLimit:
     limit_per_minute: int
 
 
-# One query: the partial unique index on ACTIVE subscriptions per tenant, then the plan by key. It
-# runs on every limited call the interceptor's cache misses, so it is composed once (peewee's query
-# building cost ~150 µs a call, the query itself ~13 µs on SQLite).
+# One query: the partial unique index on ACTIVE subscriptions per tenant, the plan by key and the
+# version the subscription is pinned to (its rate limit: a newer version never changes it; the
+# "free" plan's latest figures without an active subscription). It runs on every limited call the
+# interceptor's cache misses, so it is composed once (peewee's query building cost ~150 µs a
+# call, the query itself ~13 µs on SQLite).
 _TENANT_PLAN = Prepared(
     Plan,
-    [Subscription.tenant_id],
-    lambda tenant_id: (
-        Plan.select(Plan.tier, Plan.rate_limit_per_minute)
+    [Subscription.tenant_id, Subscription.tenant_id],
+    lambda tenant_id, same_tenant_id: (
+        Plan.select(
+            Plan.tier,
+            pw.fn.COALESCE(PlanVersion.rate_limit_per_minute, Plan.rate_limit_per_minute).alias(
+                "rate_limit_per_minute"
+            ),
+        )
+        .join(
+            Subscription,
+            pw.JOIN.LEFT_OUTER,
+            on=(Subscription.plan == Plan.id)
+            & (Subscription.tenant_id == tenant_id)
+            & (Subscription.status == SubscriptionStatus.ACTIVE),
+        )
+        .join(
+            PlanVersion,
+            pw.JOIN.LEFT_OUTER,
+            on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
+        )
         .where(
             Plan.id
             == pw.fn.COALESCE(
                 Subscription.select(Subscription.plan).where(
-                    (Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE)
+                    (Subscription.tenant_id == same_tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE)
                 ),
                 FREE_PLAN_ID,
             )
@@ -51,8 +70,9 @@ _TENANT_PLAN = Prepared(
 
 
 def tenant_limit(tenant_id: str) -> TenantLimit:
-    """The tenant's active plan's tier and limit; the "free" plan's without an active subscription."""
-    [plan] = _TENANT_PLAN.rows(tenant_id)
+    """The tier and rate limit of the tenant's active subscription (its pinned version's limit);
+    the "free" plan's without an active subscription."""
+    [plan] = _TENANT_PLAN.rows(tenant_id, tenant_id)
     return TenantLimit(tier=plan.tier, limit_per_minute=plan.rate_limit_per_minute)
 
 

@@ -23,6 +23,7 @@ import time
 import peewee as pw
 
 from server.config import Settings
+from server.domain import rating
 from server.domain import usage as usage_rules
 from server.domain.emails import EmailTemplate
 from server.domain.errors import AlreadyExists, DomainError
@@ -33,13 +34,13 @@ from server.domain.subscriptions import SubscriptionStatus
 from server.notifications import sender as senders
 from server.notifications.email import build_message
 from server.observability import metrics
-from server.persistence import db, models
+from server.persistence import db, models, plan_versions
 from server.persistence.db import database, for_update
 from server.persistence.models import (
     LIVE_INVOICE,
     Invoice,
     OutboxMessage,
-    Plan,
+    PlanVersion,
     RecordedUsageEvent,
     Subscription,
     UsagePeriod,
@@ -233,7 +234,9 @@ def overdue_sweep(now: dt.datetime, settings: Settings, *, limit: int = 1000) ->
 @_logged
 def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
     """Queue a `usage_alert` once per subscription period and threshold (80%, 100% of included
-    requests) for ACTIVE subscriptions; plans with no included requests get none."""
+    requests) for ACTIVE subscriptions; plans with no included requests get none. The included
+    requests are those of the plan version each subscription is pinned to (read once per version):
+    a newer version of its plan never changes them."""
     rows = (
         Subscription.select(
             Subscription.id,
@@ -241,41 +244,47 @@ def usage_alerts(now: dt.datetime, settings: Settings) -> dict:
             Subscription.billing_email,
             Subscription.current_period_start,
             Subscription.current_period_end,
-            Plan.name,
-            Plan.included_requests,
+            PlanVersion,
             UsagePeriod.requests,
         )
-        .join(Plan, on=(Subscription.plan == Plan.id))
+        .join(
+            PlanVersion,
+            on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
+            attr="pinned",
+        )
+        .switch(Subscription)
         .join(
             UsagePeriod,
             on=(
                 (UsagePeriod.subscription == Subscription.id)
                 & (UsagePeriod.period_start == Subscription.current_period_start)
             ),
+            attr="usage",
         )
-        .where(
-            (Subscription.status == SubscriptionStatus.ACTIVE)
-            & (Plan.included_requests > 0)
-            & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0])
-        )
+        .where((Subscription.status == SubscriptionStatus.ACTIVE) & (UsagePeriod.requests > 0))
         .order_by(Subscription.id)
-        .objects()
     )
+    included_of: dict[int, int] = {}
     queued = 0
     checked = 0
     for row in _until_stopped(rows):
+        if row.pinned.id not in included_of:
+            included_of[row.pinned.id] = rating.legacy_terms(plan_versions.terms_of(row.pinned).charges)[0]
+        included = included_of[row.pinned.id]
+        if not included or row.usage.requests * 100 < included * usage_rules.ALERT_THRESHOLDS[0]:
+            continue
         checked += 1
         start = row.current_period_start
         for threshold in usage_rules.ALERT_THRESHOLDS:
-            if row.requests * 100 < row.included_requests * threshold:
+            if row.usage.requests * 100 < included * threshold:
                 continue
             payload = {
                 "subscription_id": row.id,
                 "tenant_id": row.tenant_id,
-                "plan": row.name,
+                "plan": row.pinned.name,
                 "threshold": threshold,
-                "requests": row.requests,
-                "included": row.included_requests,
+                "requests": row.usage.requests,
+                "included": included,
                 "period_start": start.isoformat(),
                 "period_end": row.current_period_end.isoformat(),
             }
