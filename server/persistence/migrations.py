@@ -373,11 +373,27 @@ def _0007_plan_versions(migrator: SchemaMigrator) -> None:
         ).execute()
 
 
-def _0013_plan_catalogue_version(migrator: SchemaMigrator) -> None:
+def _0013_plans_finish(migrator: SchemaMigrator) -> None:
     """Plans remember the version the catalogue file last published (persistence/catalogue.py):
     null until the next start finds it, so a restart never republishes the file over a version
-    published through the API."""
+    published through the API.
+
+    On PostgreSQL the distinct-value sets (meter_distinct, meter_distinct_hour) lose their
+    foreign-key constraints: each new distinct value cost two referential-integrity probes (~55 ms
+    a table for a batch of 1,000 new users, a quarter of a metered batch; BENCHMARKS.md). Their
+    rows are derived figures written only by ingestion and reaggregation for a subscription and a
+    meter they have just read, and neither subscriptions nor meters are ever deleted (meters are
+    archived), so the constraints guarded nothing. SQLite keeps them (dropping one there rebuilds
+    the table; its check is an in-process index probe)."""
     operations.migrate(migrator.add_column("plan", "catalogue_version", pw.IntegerField(null=True)))
+    if is_postgres():
+        operations.migrate(
+            *(
+                migrator.drop_foreign_key_constraint(table, column)
+                for table in ("meter_distinct", "meter_distinct_hour")
+                for column in ("subscription_id", "meter_id")
+            )
+        )
 
 
 MIGRATIONS = [
@@ -388,7 +404,7 @@ MIGRATIONS = [
     ("0005_usage_segments", _0005_usage_segments),
     ("0006_meters", _0006_meters),
     ("0007_plan_versions", _0007_plan_versions),
-    ("0013_plan_catalogue_version", _0013_plan_catalogue_version),
+    ("0013_plans_finish", _0013_plans_finish),
 ]
 
 

@@ -280,7 +280,8 @@ class MeterRollup(MeterFigure):
 
 class MeterDistinct(MeterFigure):
     """The distinct values of a UNIQUE_COUNT meter in one group of one plan segment: its count is
-    the segment's figure, exactly (no sketch)."""
+    the segment's figure, exactly (no sketch). On PostgreSQL this table and the next have no
+    foreign-key constraints (migration 0013 says why)."""
 
     segment_start = UTCDateTimeField()
     group_key = pw.TextField()
