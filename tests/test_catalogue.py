@@ -77,6 +77,10 @@ def test_the_file_holds_every_field_of_a_plan(stack, tmp_path, plan_id):
     ]
     assert plan["route_costs"] == [{"method": "POST", "path_prefix": "/v1/chat", "cost": 5}]
     assert stack.rest("GET", f"/billing/plans/{plan_id}", key=stack.tenant_key("t-catalogue")).status == 404
+    seed(tmp_path, [{"id": plan_id, **PLAN, "private": False}])  # identity, not terms: no new version
+    with db.session():
+        assert Plan.get_by_id(plan_id).private is False
+    assert versions(stack, plan_id) == [(1, 1500)]
 
 
 def test_a_restart_never_reverts_a_version_published_through_the_api(stack, tmp_path, plan_id):

@@ -3,7 +3,8 @@
 A plan in the file is a Plan as endpoint 25 takes it (`name`, `currency`, `monthly_fee_cents`,
 `rate_limit_per_minute`, `trial_days`, `billing`, `private`, `charges`, `route_costs`) plus its
 `tier`; instead of `charges` it may give the seed's one price shape, `included_requests` and
-`overage_per_1k_cents` (a PER_UNIT charge on `requests` per 1,000).
+`overage_per_1k_cents` (a PER_UNIT charge on `requests` per 1,000). The plan's identity (`tier`,
+its position in the file, `private`) is the file's at every start: no API call sets them.
 
 What a restart does when the file and the published versions differ. Plans are published two
 ways, the file and the API (endpoint 26), and neither may silently undo the other:
@@ -102,7 +103,7 @@ def seed(rows: list[dict], *, now: dt.datetime | None = None) -> None:
                         **{field.name: value for field, value in plan_versions.mirror(terms).items()},
                     }
                 )
-                .on_conflict(conflict_target=[Plan.id], preserve=[Plan.tier, Plan.position])
+                .on_conflict(conflict_target=[Plan.id], preserve=[Plan.tier, Plan.position, Plan.private])
                 .execute()
             )
             plan = Plan.get_by_id(row["id"])
