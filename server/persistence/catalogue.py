@@ -52,6 +52,8 @@ def load(path: pathlib.Path) -> list[dict]:
             raise ValueError(f"{path}: {name} lacks id or tier")
         if plan["tier"] not in list(Tier):
             raise ValueError(f"{path}: {name} has unknown tier {plan['tier']!r}")
+        if not isinstance(plan["id"], str) or not plans.PLAN_ID.fullmatch(plan["id"]):
+            raise ValueError(f"{path}: {name} id must match [a-z0-9_-]{{1,64}}")
         shape = [key for key in SEED_SHAPE if key in plan]
         if "charges" in plan and shape:
             raise ValueError(f"{path}: {name} gives both charges and {shape[0]}: one price shape or the other")
@@ -69,7 +71,7 @@ def load(path: pathlib.Path) -> list[dict]:
         document.setdefault("currency", currency)
         rows.append(
             {
-                "id": plans.validate_plan_id(str(plan["id"])),
+                "id": plan["id"],
                 "tier": plan["tier"],
                 "position": position,
                 "plan": document,
