@@ -27,6 +27,10 @@ class SchemaBehind(ConfigError):
     """The database lacks migrations this release needs; only `billing-server migrate` applies them."""
 
 
+def _unusable_catalogue(settings: Settings, reason: str) -> ConfigError:
+    return ConfigError(f"BILLING_CATALOGUE {str(settings.catalogue_path)!r} is not usable: {reason}")
+
+
 def prepare(settings: Settings, *, migrate: bool = True) -> None:
     """Bind the database, apply pending migrations (or, with `migrate=False`, refuse a schema
     that is behind), seed the plan catalogue, ensure the bootstrap key. Raises ConfigError naming
@@ -34,8 +38,8 @@ def prepare(settings: Settings, *, migrate: bool = True) -> None:
     try:
         rows = catalogue.load(settings.catalogue_path)
     except (OSError, ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-        reason = error.strerror if isinstance(error, OSError) else str(error).splitlines()[0]
-        raise ConfigError(f"BILLING_CATALOGUE {str(settings.catalogue_path)!r} is not usable: {reason}") from None
+        reason = (error.strerror if isinstance(error, OSError) else None) or str(error).splitlines()[0]
+        raise _unusable_catalogue(settings, reason) from None
     try:
         db.connect(settings.database_url, max_connections=settings.grpc_threads + 4)
         with db.session():
@@ -48,7 +52,12 @@ def prepare(settings: Settings, *, migrate: bool = True) -> None:
                     f"DATABASE_URL ({settings.database_label}) has a schema that is behind "
                     f"(pending: {', '.join(missing)}): run `billing-server migrate` first"
                 )
-            catalogue.seed(rows)
+            try:
+                catalogue.seed(rows)
+            except ValueError as error:
+                raise ConfigError(
+                    f"BILLING_CATALOGUE {str(settings.catalogue_path)!r} is not usable: {error}"
+                ) from None
             if settings.bootstrap_admin_key:
                 keys.ensure_admin_key(settings.bootstrap_admin_key, now=dt.datetime.now(dt.timezone.utc))
     except (

@@ -27,4 +27,4 @@ ENTERPRISE = P("enterprise", "Enterprise", "ENTERPRISE", 49900, 10_000_000, 10)
 PLANS = [FREE, STANDARD, PREMIUM, ENTERPRISE]
 
 # Each tier's limit per rolling minute, read from the catalogue (its one source).
-TIER_LIMITS = {Tier(plan["tier"]): plan["rate_limit_per_minute"] for plan in catalogue.load(DEFAULT_CATALOGUE)}
+TIER_LIMITS = {Tier(row["tier"]): row["plan"]["rate_limit_per_minute"] for row in catalogue.load(DEFAULT_CATALOGUE)}

@@ -16,7 +16,6 @@ from billing.v1 import credit_pb2, credit_pb2_grpc
 from factories import insert_subscription
 from portal_links import create_link, figure, link_path
 from server.notifications.email import build_message
-from server.services import outbox
 from server.persistence import db
 from server.persistence.models import (
     CreditGrant,
@@ -27,6 +26,7 @@ from server.persistence.models import (
     UsageSegment,
     WebhookEvent,
 )
+from server.services import outbox
 
 UTC = dt.timezone.utc
 

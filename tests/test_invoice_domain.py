@@ -29,16 +29,16 @@ from server.domain.invoicing import (
     segment_key,
     segment_requests,
     segments,
+    tier_range,
     usage_by_segment,
 )
 from server.domain.meters import Aggregation, Cell, Meter
-from server.domain.money import div_round_half_up
+from server.domain.money import div_round_half_up, line_figures, money, quantity, unit_money
 from server.domain.periods import period
 from server.domain.plans import PlanTerms, VersionedPlan, seed_terms
 from server.domain.pricing import overage_cents
 from server.domain.rating import SCALE as N
 from server.domain.rating import Charge, Model, PriceTier, Share
-from server.notifications.pdf import money
 
 UTC = dt.timezone.utc
 
@@ -385,6 +385,58 @@ def test_money_formatting_from_integer_cents(cents, text):
     assert money(cents, "USD") == text
 
 
+def test_money_in_other_currencies_names_them():
+    assert (money(150, "EUR"), money(150, "GBP"), money(150, "CHF")) == ("EUR 1.50", "GBP 1.50", "CHF 1.50")
+
+
+@pytest.mark.parametrize(
+    "unit_amount,text",
+    [
+        ("0", "$0.00"),
+        ("50", "$0.50"),
+        ("2900", "$29.00"),
+        ("5", "$0.05"),
+        ("0.025", "$0.00025"),
+        ("0.000000001", "$0.00000000001"),
+        ("250000.5", "$2,500.005"),
+        ("123456789", "$1,234,567.89"),
+        ("-150", "-$1.50"),
+        ("10.50", "$0.105"),
+    ],
+)
+def test_a_unit_price_shows_every_digit_in_major_units(unit_amount, text):
+    assert unit_money(unit_amount, "USD") == text
+
+
+@pytest.mark.parametrize("text", ["", "1.", ".5", "1e3", "1,000", "abc", "- 1", "+1"])
+def test_a_unit_price_or_quantity_that_is_no_decimal_is_refused(text):
+    with pytest.raises(ValueError, match="not a decimal string"):
+        unit_money(text, "USD")
+    with pytest.raises(ValueError, match="not a decimal string"):
+        quantity(text)
+
+
+@pytest.mark.parametrize(
+    "text,shown",
+    [
+        ("0", "0"),
+        ("999", "999"),
+        ("1000", "1,000"),
+        ("2500000.25", "2,500,000.25"),
+        ("0.000000000000000001", "0.000000000000000001"),
+        ("1234.500", "1,234.500"),
+        ("-1234", "-1,234"),
+    ],
+)
+def test_a_quantity_groups_its_thousands_and_keeps_its_fraction(text, shown):
+    assert quantity(text) == shown
+
+
+def test_line_figures_say_how_the_amount_comes_about():
+    assert line_figures("2500.5", "1,000 units", "2", "USD") == "2,500.5 \N{MULTIPLICATION SIGN} $0.02 per 1,000 units"
+    assert line_figures("1", "month", "2900", "EUR") == "1 \N{MULTIPLICATION SIGN} EUR 29.00 per month"
+
+
 # --- lines rated by the rating engine (plans as data) ---------------------------------------------
 
 APRIL = period(dt.datetime(2024, 4, 1, tzinfo=UTC), 0)  # 30 days
@@ -502,15 +554,15 @@ AI = VersionedPlan("ai", 1, PlanTerms("AI", 1000, "USD", 60, charges=AI_CHARGES)
 AI_USAGE = {"requests": 3500 * N, "input": 2_500_500 * N, "calls": 3 * N, "img": 1001 * N, "g": 1500 * N + N // 2}
 AI_USAGE |= {"v": 2000 * N}
 AI_CHARGE_LINES = [
-    ("AI plan, Input tokens (direction=in, model=m1): 2,500,500 tokens over 0 included", "2500.5", "1,000 units", "2"),
+    ("AI plan, Input tokens, in, m1: 2,500,500 tokens over 0 included", "2500.5", "1,000 units", "2"),
     ("AI plan, calls: 3 images over 0 included", "3", "unit", "1"),
     ("AI plan, img: 1,001 images over 0 included, in packages of 1,000", "2", "package of 1,000", "150"),
-    ("AI plan, g: tier 1 (0 to 1,000), of 1,500.5 tokens over 0 included", "1000", "unit", "1"),
-    ("AI plan, g: tier 1 (0 to 1,000) flat fee", "1", "flat fee", "5"),
-    ("AI plan, g: tier 2 (over 1,000), of 1,500.5 tokens over 0 included", "500.5", "unit", "0.5"),
-    ("AI plan, g: tier 2 (over 1,000) flat fee", "1", "flat fee", "7"),
-    ("AI plan, v: 2,000 tokens over 0 included, all at tier 2 (over 1,000)", "2000", "unit", "0.5"),
-    ("AI plan, v: tier 2 (over 1,000) flat fee", "1", "flat fee", "3"),
+    ("AI plan, g: up to 1,000 (tier 1), of 1,500.5 tokens over 0 included", "1000", "unit", "1"),
+    ("AI plan, g: up to 1,000 (tier 1) flat fee", "1", "flat fee", "5"),
+    ("AI plan, g: 1,001 and above (tier 2), of 1,500.5 tokens over 0 included", "500.5", "unit", "0.5"),
+    ("AI plan, g: 1,001 and above (tier 2) flat fee", "1", "flat fee", "7"),
+    ("AI plan, v: 2,000 tokens over 0 included, all at 1,001 and above (tier 2)", "2000", "unit", "0.5"),
+    ("AI plan, v: 1,001 and above (tier 2) flat fee", "1", "flat fee", "3"),
 ]
 AI_CHARGE_CENTS = [(2, 5001), (1, 3), (150, 300), (1, 1000), (5, 5), (1, 250), (7, 7), (1, 1000), (3, 3)]
 
@@ -571,7 +623,23 @@ def test_a_middle_tier_names_both_its_bounds():
         "p", 1, PlanTerms("P", 0, "USD", 60, charges=(Charge("v", "tokens", Model.VOLUME, tiers=tiers),))
     )
     (_, item) = rated([(T0, plan)], [{"v": 11 * N}])
-    assert item.description == "P plan, v: 11 tokens over 0 included, all at tier 2 (10 to 1,000,000.25)"
+    assert item.description == "P plan, v: 11 tokens over 0 included, all at 11\N{EN DASH}1,000,000.25 (tier 2)"
+
+
+@pytest.mark.parametrize(
+    "bounds,index,text",
+    [
+        ((None,), 0, "any quantity"),
+        ((1000 * N, None), 0, "up to 1,000"),
+        ((1000 * N, 5000 * N, None), 1, "1,001\N{EN DASH}5,000"),
+        ((1000 * N, None), 1, "1,001 and above"),
+        ((N // 2, 10 * N, None), 1, "over 0.5 to 10"),
+        ((N // 2, None), 1, "over 0.5"),
+        ((1_000_000 * N, 5_000_000 * N, None), 1, "1,000,001\N{EN DASH}5,000,000"),
+    ],
+)
+def test_a_tier_range_counts_units_from_after_the_previous_bound(bounds, index, text):
+    assert tier_range([PriceTier(bound, N) for bound in bounds], index) == text
 
 
 def test_a_description_is_cut_at_the_stored_columns_length():
@@ -619,3 +687,10 @@ def test_rated_lines_need_one_rating_per_segment():
         rated_line_items(APRIL, segments_, ratings[:1])
     with pytest.raises(ValueError, match="zip"):
         rated_line_items(APRIL, segments_[:1], ratings)
+
+
+def test_a_filter_value_the_display_name_already_says_is_not_repeated():
+    charge = Charge("c", "tokens", Model.PER_UNIT, "Tokens of m1", (("model", "m1"), ("region", "eu")), unit_price=N)
+    plan = VersionedPlan("p", 1, PlanTerms("P", 0, "USD", 60, charges=(charge,)))
+    (_, item) = rated([(T0, plan)], [{"c": 2 * N}])
+    assert item.description == "P plan, Tokens of m1, eu: 2 tokens over 0 included"

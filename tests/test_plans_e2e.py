@@ -4,12 +4,18 @@ database."""
 
 from __future__ import annotations
 
+import html
+import io
 import uuid
 
 import grpc
 import pytest
+from pypdf import PdfReader
 
 from billing.v1 import plan_pb2, plan_pb2_grpc
+from portal_links import create_link, link_path
+from server.notifications.email import build_message
+from server.persistence import db
 
 
 @pytest.fixture
@@ -184,7 +190,8 @@ def test_an_invoice_rates_every_charge_exactly(stack, plan_id):
     assert invoice.json()["total_cents"] == "1726"
     assert usage["estimated_overage_cents"] == "726"  # endpoint 9 rates with the same engine
     descriptions = [i["description"] for i in invoice.json()["line_items"]]
-    assert "tier 2 (1,000,000 to" not in descriptions[2] and "tier 2 (over 1,000,000)" in descriptions[2]
+    assert descriptions[1].startswith("LLM API plan, Tokens, m-large: up to 1,000,000 (tier 1), of ")
+    assert descriptions[2].startswith("LLM API plan, Tokens, m-large: 1,000,001 and above (tier 2), of ")
 
 
 def test_plans_over_grpc(stack, plan_id):
@@ -218,3 +225,56 @@ def test_a_meter_priced_by_an_unarchived_plan_cannot_be_archived(stack, plan_id)
     assert refused.status == 400 and "METER_IN_USE" in refused.body.decode()
     assert stack.rest("DELETE", f"/billing/plans/{plan_id}").status == 200
     assert stack.rest("DELETE", f"/billing/meters/{meter_id}").status == 200
+
+
+def test_pdf_email_and_portal_show_each_charge_line_readably(stack, plan_id):
+    """Tier ranges, exact sub-cent unit prices (0.0005 cents = $0.000005), quantities with
+    separators, package sizes and flat fees, on the PDF (parsed), the e-mail and the portal."""
+    meter_id = tokens_meter(stack)
+    images = {"id": "images", "meter_id": "requests", "model": "PACKAGE", "unit_price": "200", "package_size": 100}
+    plan = llm_plan(plan_id, meter_id)
+    plan["charges"].append(images)
+    assert stack.rest("POST", "/billing/plans", body=plan).status == 200
+    sub, tenant = subscribe(stack, plan_id)
+    sub_id = sub.json()["id"]
+    events = [
+        {"event_type": "llm_tokens", "properties": {"model": "m-large", "tokens": "1501000"}},
+        {"endpoint": "/v1/images", "count": 2500},
+    ]
+    assert stack.track(sub_id, events).status == 200
+    page = stack.rest("GET", link_path(create_link(stack, tenant).json()["url"]), key=None).body.decode()
+    invoice = stack.rest("POST", "/billing/invoices/generate", body={"subscription_id": sub_id}).json()
+    pdf = stack.rest("GET", f"/billing/invoices/{invoice['id']}/pdf")
+    text = " ".join(sheet.extract_text() for sheet in PdfReader(io.BytesIO(pdf.body)).pages)
+    flat = " ".join(text.split())  # table cells wrap
+    for expected in [
+        "Tokens, m-large: up to 1,000,000 (tier 1)",
+        "Tokens, m-large: 1,000,001 and above (tier 2)",
+        "1,000,000 unit $0.000005 $5.00",
+        "500,000 unit $0.0000025 $1.25",
+        "(tier 2) flat fee",
+        "1 flat fee $1.00 $1.00",
+        "in packages of 100",
+        "25 package of 100 $2.00 $50.00",
+        "2.5 1,000 requests $0.005 $0.01",
+    ]:
+        assert expected in flat, flat
+    with db.session():
+        message = build_message(
+            template="invoice_issued",
+            recipient="ops@example.com",
+            payload={"invoice_id": invoice["id"]},
+            from_address="billing@localhost",
+            dedup_key=f"invoice_issued:{invoice['id']}",
+        )
+    mail = message.get_body(("plain",)).get_content()
+    assert "Tokens, m-large: 1,000,001 and above (tier 2)" in mail
+    assert "(500,000 \N{MULTIPLICATION SIGN} $0.0000025 per unit)" in mail
+    assert "(25 \N{MULTIPLICATION SIGN} $2.00 per package of 100)" in mail
+    assert "$0.0000025 per unit" in message.get_body(("html",)).get_content()
+    # The portal's estimate shows the same lines the invoice has, before it is issued.
+    for item in invoice["line_items"]:
+        assert html.escape(item["description"]) in page
+    assert (
+        '<td class="num">500,000</td><td>unit</td>\n<td class="num">$0.0000025</td><td class="num">$1.25</td>' in page
+    )

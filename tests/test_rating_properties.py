@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from plan_terms import PLANS
 from server.domain import decimals
-from server.domain.invoicing import line_items, segments
+from server.domain.invoicing import line_items, rate_segments, rated_line_items, segments
 from server.domain.meters import REQUESTS, Aggregation, Meter
 from server.domain.periods import period
+from server.domain.plans import PlanTerms, VersionedPlan, charge_document
 from server.domain.rating import (
     Charge,
     LineKind,
@@ -196,3 +197,61 @@ def test_a_later_plan_change_never_reprices_a_closed_segment(anchor, first, chan
         return rate_segment(as_charges(s.plan), Share.of(s.start, s.end, p), {"requests": 123_456 * N})
 
     assert [rate(s) for s in closed] == [rate(s) for s in after[: len(closed)]]
+
+
+# --- published plans of any charges, changed mid-period -----------------------------------------
+
+
+@st.composite
+def published_plans(draw):
+    """A plan version of 1 to 3 random charges (distinct ids) and a fee."""
+    raws = [{**draw(charges()), "id": f"c{i}"} for i in range(draw(st.integers(1, 3)))]
+    fee = draw(st.integers(0, 10**6))
+    return VersionedPlan(
+        "p", draw(st.integers(1, 9)), PlanTerms("P", fee, "USD", 60, validate_charges(raws, METERS, {"units"}))
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    anchors,
+    st.lists(st.tuples(offsets, published_plans()), min_size=1, max_size=4),
+    st.lists(st.integers(0, 10**16), min_size=12, max_size=12),
+    offsets,
+    published_plans(),
+)
+def test_any_plans_changed_mid_period_bill_lines_that_add_up_and_never_reprice_closed_segments(
+    anchor, history, figures, later, newer
+):
+    """Every line's quantity x unit_amount, rounded half-up once, is its amount; the invoice is
+    the sum of its lines and of each segment's reference rating; a change after the last one
+    leaves the lines of every segment it closes as they were."""
+    p = period(anchor, 0)
+    dated = [(p.start + offset, plan) for offset, plan in history]
+    segs = segments(p, dated)
+    used = [{f"c{i}": figures[(k * 3 + i) % len(figures)] for i in range(3)} for k in range(len(segs))]
+    lines = rated_line_items(p, segs, rate_segments(p, segs, used))
+    for item in lines:
+        assert item.amount_cents == half_up(Fraction(item.quantity) * Fraction(item.unit_amount))
+    expected = 0
+    for k, segment in enumerate(segs):
+        share = Fraction(*dataclasses.astuple(Share.of(segment.start, segment.end, p)))
+        expected += half_up(segment.plan.monthly_fee_cents * share)
+        for charge in segment.plan.charges:
+            raw = charge_document(charge)
+            quantity = Fraction(used[k][charge.id], N)
+            expected += sum(half_up(q * u) for _, q, u, _ in reference(_as_raw(raw), quantity, share))
+    assert sum(item.amount_cents for item in lines) == expected
+
+    when = max(at for at, _ in dated) + later
+    assume(when < p.end)
+    after = segments(p, [*dated, (when, newer)])
+    closed = [s for s in segs if s.end <= when]
+    assert after[: len(closed)] == closed
+    assert rate_segments(p, closed, used[: len(closed)]) == rate_segments(p, after[: len(closed)], used[: len(closed)])
+
+
+def _as_raw(document: dict) -> dict:
+    """A stored charge document in the shape `reference` reads (the last tier without up_to)."""
+    tiers = [{k: v for k, v in tier.items() if v is not None} for tier in document.get("tiers", [])]
+    return {**document, "tiers": tiers} if tiers else document

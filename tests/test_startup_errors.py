@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -68,3 +69,24 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path, bound_port, setting):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"billing-server: {setting}")
     assert "Traceback" not in done.stderr
+
+
+def test_catalogue_terms_the_meters_refuse_are_one_line_naming_the_plan_and_field(tmp_path):
+    """The file's charges are checked against the meters once the database is open (seeding)."""
+    catalogue = tmp_path / "plans.json"
+    charge = {"id": "t", "meter_id": "no-such-meter", "model": "PER_UNIT", "unit_price": "1"}
+    plan = {"id": "x", "tier": "TIER_UNSPECIFIED", "name": "X", "rate_limit_per_minute": 10, "charges": [charge]}
+    catalogue.write_text(json.dumps({"plans": [plan]}))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'billing.db'}",
+        "BILLING_GRPC_PORT": "0",
+        "BILLING_CATALOGUE": str(catalogue),
+    }
+    migrate({**env, "BILLING_CATALOGUE": ""})
+    done = subprocess.run([str(BIN / "billing-server")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        line.startswith("billing-server: BILLING_CATALOGUE") and "plan 'x': charges[0].meter_id names no meter" in line
+    )

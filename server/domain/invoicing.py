@@ -355,17 +355,17 @@ def _units(nanos: int) -> str:
 
 
 def _wording(plan_name: str, charged: rating.ChargeRating, item: rating.Line) -> tuple[str, str]:
-    """(description, unit) of a charge's line: what is priced, which tier and its range, and on
-    what the included units were taken."""
+    """(description, unit) of a charge's line: what is priced (the charge's name and the values of
+    its filter the name does not already say: "Input tokens, m-large"), which tier and its range
+    of units, and on what the included units were taken."""
     charge = charged.charge
     if is_seed_shape(charge):
         return (
             f"{plan_name} plan overage: {_units(charged.billable)} requests over {charged.included:,} included",
             OVERAGE_UNIT,
         )
-    label = f"{plan_name} plan, {charge.display_name or charge.id}"
-    if charge.filter:
-        label += " (" + ", ".join(f"{key}={value}" for key, value in charge.filter) + ")"
+    name = charge.display_name or charge.id
+    label = ", ".join([f"{plan_name} plan", name, *(value for _, value in charge.filter if value not in name)])
     over = f"{_units(charged.billable)} {charge.meter_id} over {charged.included:,} included"
     if charge.model is rating.Model.PER_UNIT:
         unit = "unit" if charge.unit_size == 1 else f"{charge.unit_size:,} units"
@@ -373,7 +373,7 @@ def _wording(plan_name: str, charged: rating.ChargeRating, item: rating.Line) ->
     if charge.model is rating.Model.PACKAGE:
         return f"{label}: {over}, in packages of {charge.package_size:,}", f"package of {charge.package_size:,}"[:32]
     assert item.tier_index is not None
-    tier = f"tier {item.tier_index + 1} ({_tier_range(charge, item.tier_index)})"
+    tier = f"{tier_range(charge.tiers, item.tier_index)} (tier {item.tier_index + 1})"
     if item.kind is rating.LineKind.FLAT:
         return f"{label}: {tier} flat fee", "flat fee"
     if charge.model is rating.Model.VOLUME:
@@ -381,10 +381,16 @@ def _wording(plan_name: str, charged: rating.ChargeRating, item: rating.Line) ->
     return f"{label}: {tier}, of {over}", "unit"
 
 
-def _tier_range(charge: rating.Charge, index: int) -> str:
-    lower = 0 if index == 0 else charge.tiers[index - 1].up_to
-    upper = charge.tiers[index].up_to
+def tier_range(tiers: Sequence[rating.PriceTier], index: int) -> str:
+    """The units a tier prices, as a reader counts them: "up to 1,000", "1,001–5,000",
+    "5,001 and above". A tier holds what is above the previous bound up to its own, so after a
+    whole bound L it starts at unit L + 1; after a fractional one it reads "over 2.5 to 10"."""
+    lower = 0 if index == 0 else tiers[index - 1].up_to
+    upper = tiers[index].up_to
     assert lower is not None
-    if upper is None:
-        return f"over {_units(lower)}"
-    return f"{_units(lower)} to {_units(upper)}"
+    if lower == 0:
+        return "any quantity" if upper is None else f"up to {_units(upper)}"
+    if lower % decimals.SCALE:
+        return f"over {_units(lower)}" if upper is None else f"over {_units(lower)} to {_units(upper)}"
+    first = _units(lower + decimals.SCALE)
+    return f"{first} and above" if upper is None else f"{first}–{_units(upper)}"

@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 
 from server.domain.emails import EmailTemplate
-from server.notifications.pdf import invoice_pdf_bytes, money
+from server.domain.money import line_figures, money
+from server.notifications.pdf import invoice_pdf_bytes
 from server.persistence.read_models import InvoiceView
 
 _env = jinja2.Environment(
@@ -42,7 +43,11 @@ def _invoice_context(template: str, invoice: InvoiceView | None) -> dict[str, An
         "total": money(invoice.total_cents, invoice.currency),
         "due": money(invoice.amount_due_cents, invoice.currency),
         "items": [
-            {"description": i.description, "amount": money(i.amount_cents, invoice.currency)}
+            {
+                "description": i.description,
+                "figures": line_figures(i.quantity, i.unit, i.unit_amount, invoice.currency),
+                "amount": money(i.amount_cents, invoice.currency),
+            }
             for i in invoice.line_items
         ],
     }

@@ -1,4 +1,5 @@
-"""Invoice PDFs with fpdf2: one A4 page, amounts formatted from integer cents.
+"""Invoice PDFs with fpdf2: one A4 page laid out here; every amount, price and quantity is
+formatted by server/domain/money.py (exact, from integer cents and decimal strings).
 
 Text is set in Noto Sans (the fontpkg-noto-sans package), so any tenant id or e-mail renders; a
 character the font lacks becomes U+FFFD, never an error. The packaged font is variable and has
@@ -36,6 +37,7 @@ from fpdf import FPDF
 from fpdf.enums import Align
 from fpdf.fonts import FontFace
 
+from server.domain.money import money, quantity, unit_money
 from server.persistence.read_models import InvoiceView
 
 FONT = "NotoSans"
@@ -53,19 +55,11 @@ SCRIPTS = (
 )
 VARIATION_AND_LAYOUT = ("fvar", "gvar", "avar", "cvar", "HVAR", "MVAR", "STAT", "GSUB", "GPOS", "GDEF")
 
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "EUR ", "GBP": "GBP "}
 INK = (33, 37, 41)
 MUTED = (108, 117, 125)
 RULE = (206, 212, 218)
 HEADER_FILL = (241, 243, 245)
 PDF_CACHE_SIZE = 1024
-
-
-def money(cents: int, currency: str) -> str:
-    """1234567 USD -> '$12,345.67' (never through floats)."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{CURRENCY_SYMBOLS.get(currency, currency + ' ')}{whole:,}.{frac:02d}"
 
 
 def _date(value: dt.datetime | None) -> str:
@@ -121,27 +115,8 @@ def invoice_pdf_bytes(invoice: InvoiceView) -> bytes:
     return render_invoice_pdf(invoice)
 
 
-def _credit_notes(pdf: FPDF, invoice: InvoiceView, width: float) -> None:
-    """The invoice's credit notes under its totals, and what is still due after them. Credits
-    applied at issue are lines of the table above ("Credits applied"), already in the total."""
-    if not invoice.credit_notes:
-        return
-    pdf.ln(4)
-    pdf.set_font(FONT, "", 10)
-    pdf.cell(width, 6, "Credit notes", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(FONT, "", 9)
-    for note in invoice.credit_notes:
-        text = f"{note.number}, {_date(note.created_at)}" + (f": {note.reason}" if note.reason else "")
-        pdf.cell(width - 31, 5, printable(text)[:120])
-        pdf.cell(31, 5, money(-note.amount_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(FONT, "", 12)
-    pdf.set_x(pdf.l_margin + width - 71)
-    pdf.cell(40, 7, f"Amount due ({invoice.currency})", align=Align.R)
-    pdf.cell(31, 7, money(invoice.amount_due_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
-
-
 def render_invoice_pdf(invoice: InvoiceView) -> bytes:
-    """The invoice as PDF bytes."""
+    """The invoice as PDF bytes: its header, lines, totals and footer, top to bottom."""
     pdf = FPDF(format="A4")
     pdf.add_font(FONT, "", str(font_file()))
     pdf.set_creation_date(invoice.issued_at)
@@ -150,10 +125,18 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     pdf.set_auto_page_break(False)
     pdf.set_margins(20, 20, 20)
     pdf.add_page()
-    width = pdf.epw
-    currency = invoice.currency
+    _header(pdf, invoice)
+    _lines(pdf, invoice)
+    _totals(pdf, invoice)
+    _credit_notes(pdf, invoice)
+    _footer(pdf, invoice)
+    return bytes(pdf.output())
 
-    # Title block: INVOICE and the issuer on the left, number and status on the right.
+
+def _header(pdf: FPDF, invoice: InvoiceView) -> None:
+    """INVOICE and the issuer on the left, number and status on the right; then two columns: who
+    is billed, and the dates."""
+    width = pdf.epw
     pdf.set_text_color(*INK)
     pdf.set_font(FONT, "", 26)
     pdf.cell(width / 2, 12, "INVOICE")
@@ -174,7 +157,6 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
     pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
     pdf.ln(6)
 
-    # Two columns: who is billed, and the dates.
     top = bottom = pdf.get_y()
     left = [
         ("Billed to", invoice.billing_email),
@@ -200,11 +182,14 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
         bottom = max(bottom, pdf.get_y())
     pdf.set_y(bottom + 6)
 
-    # Line items.
+
+def _lines(pdf: FPDF, invoice: InvoiceView) -> None:
+    """The line items: exact quantities with separators, the unit and the exact unit price (a
+    sub-cent price shows every digit), the amount."""
     pdf.set_font(FONT, "", 9)
     pdf.set_draw_color(*RULE)
     with pdf.table(
-        col_widths=(74, 16, 26, 24, 26),
+        col_widths=(66, 24, 26, 24, 26),
         text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
         headings_style=FontFace(color=INK, fill_color=HEADER_FILL),
         line_height=5,
@@ -216,32 +201,53 @@ def render_invoice_pdf(invoice: InvoiceView) -> bytes:
             table.row(
                 [
                     printable(item.description),
-                    item.quantity,
-                    item.unit,
-                    money(item.unit_amount_cents, currency),
-                    money(item.amount_cents, currency),
+                    quantity(item.quantity),
+                    printable(item.unit),
+                    unit_money(item.unit_amount, invoice.currency),
+                    money(item.amount_cents, invoice.currency),
                 ]
             )
 
-    # Totals, right-aligned under the amount column.
+
+def _totals(pdf: FPDF, invoice: InvoiceView) -> None:
+    """Subtotal and total, right-aligned under the amount column."""
     pdf.ln(4)
     label_w, value_w = 40, 31
     for label, cents, bold in [("Subtotal", invoice.subtotal_cents, False), ("Total", invoice.total_cents, True)]:
-        pdf.set_x(pdf.l_margin + width - label_w - value_w)
+        pdf.set_x(pdf.l_margin + pdf.epw - label_w - value_w)
         pdf.set_font(FONT, "", 12 if bold else 10)
-        pdf.cell(label_w, 7, f"{label} ({currency})" if bold else label, align=Align.R)
-        pdf.cell(value_w, 7, money(cents, currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(label_w, 7, f"{label} ({invoice.currency})" if bold else label, align=Align.R)
+        pdf.cell(value_w, 7, money(cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
 
-    _credit_notes(pdf, invoice, width)
 
-    # Footer.
+def _credit_notes(pdf: FPDF, invoice: InvoiceView) -> None:
+    """The invoice's credit notes under its totals, and what is still due after them. Credits
+    applied at issue are lines of the table above ("Credits applied"), already in the total."""
+    if not invoice.credit_notes:
+        return
+    width = pdf.epw
+    pdf.ln(4)
+    pdf.set_font(FONT, "", 10)
+    pdf.cell(width, 6, "Credit notes", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 9)
+    for note in invoice.credit_notes:
+        text = f"{note.number}, {_date(note.created_at)}" + (f": {note.reason}" if note.reason else "")
+        pdf.cell(width - 31, 5, printable(text)[:120])
+        pdf.cell(31, 5, money(-note.amount_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 12)
+    pdf.set_x(pdf.l_margin + width - 71)
+    pdf.cell(40, 7, f"Amount due ({invoice.currency})", align=Align.R)
+    pdf.cell(31, 7, money(invoice.amount_due_cents, invoice.currency), align=Align.R, new_x="LMARGIN", new_y="NEXT")
+
+
+def _footer(pdf: FPDF, invoice: InvoiceView) -> None:
     pdf.set_y(-25)
     pdf.set_font(FONT, "", 8)
     pdf.set_text_color(*MUTED)
     pdf.multi_cell(
-        width,
+        pdf.epw,
         4,
-        f"Invoice {invoice.number} ({invoice.id}). Amounts in {currency}. Payment is due by {_date(invoice.due_at)}.",
+        f"Invoice {invoice.number} ({invoice.id}). Amounts in {invoice.currency}. "
+        f"Payment is due by {_date(invoice.due_at)}.",
         align=Align.C,
     )
-    return bytes(pdf.output())

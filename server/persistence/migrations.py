@@ -480,6 +480,29 @@ def _0008_credits(migrator: SchemaMigrator) -> None:
     )
 
 
+def _0013_plans_finish(migrator: SchemaMigrator) -> None:
+    """Plans remember the version the catalogue file last published (persistence/catalogue.py):
+    null until the next start finds it, so a restart never republishes the file over a version
+    published through the API.
+
+    On PostgreSQL the distinct-value sets (meter_distinct, meter_distinct_hour) lose their
+    foreign-key constraints: each new distinct value cost two referential-integrity probes (~55 ms
+    a table for a batch of 1,000 new users, a quarter of a metered batch; BENCHMARKS.md). Their
+    rows are derived figures written only by ingestion and reaggregation for a subscription and a
+    meter they have just read, and neither subscriptions nor meters are ever deleted (meters are
+    archived), so the constraints guarded nothing. SQLite keeps them (dropping one there rebuilds
+    the table; its check is an in-process index probe)."""
+    operations.migrate(migrator.add_column("plan", "catalogue_version", pw.IntegerField(null=True)))
+    if is_postgres():
+        operations.migrate(
+            *(
+                migrator.drop_foreign_key_constraint(table, column)
+                for table in ("meter_distinct", "meter_distinct_hour")
+                for column in ("subscription_id", "meter_id")
+            )
+        )
+
+
 MIGRATIONS = [
     ("0001_initial", _0001_initial),
     ("0002_segments_snapshots_dead_letters", _0002_segments_snapshots_dead_letters),
@@ -492,6 +515,7 @@ MIGRATIONS = [
     ("0009_lifecycle", _0009_lifecycle),
     ("0010_calendar_billing", _0010_calendar_billing),
     ("0011_idempotency_keys", _0011_idempotency_keys),
+    ("0013_plans_finish", _0013_plans_finish),
 ]
 
 

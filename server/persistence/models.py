@@ -83,6 +83,7 @@ class Plan(BaseModel):
     overage_per_1k_cents = pw.BigIntegerField()
     private = pw.BooleanField(default=False)  # listed only for admin keys (an enterprise deal)
     archived_at = UTCDateTimeField(null=True)  # no new subscriptions; existing ones keep billing
+    catalogue_version = pw.IntegerField(null=True)  # the version the catalogue file last published
 
 
 class PlanVersion(BaseModel):
@@ -300,7 +301,8 @@ class MeterRollup(MeterFigure):
 
 class MeterDistinct(MeterFigure):
     """The distinct values of a UNIQUE_COUNT meter in one group of one plan segment: its count is
-    the segment's figure, exactly (no sketch)."""
+    the segment's figure, exactly (no sketch). On PostgreSQL this table and the next have no
+    foreign-key constraints (migration 0013 says why)."""
 
     segment_start = UTCDateTimeField()
     group_key = pw.TextField()

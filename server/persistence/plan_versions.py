@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import peewee as pw
 
@@ -17,8 +19,10 @@ from server.domain.plans import (
     charge_from_document,
     route_cost_document,
     route_cost_from_document,
+    validate_terms,
 )
-from server.persistence.models import Plan, PlanVersion, Subscription
+from server.persistence import read_models  # it imports this module: read at call time
+from server.persistence.models import Meter, Plan, PlanVersion, Subscription
 
 
 def _json(documents: list) -> str:
@@ -37,6 +41,14 @@ def terms_of(row: PlanVersion) -> PlanTerms:
         charges=tuple(charge_from_document(d) for d in json.loads(row.charges)),
         route_costs=tuple(route_cost_from_document(d) for d in json.loads(row.route_costs)),
     )
+
+
+def checked_terms(raw: Mapping[str, Any]) -> PlanTerms:
+    """A plan version as an operator sends it (API or catalogue file), checked as a whole against
+    the meters as they are now (domain/plans.py validate_terms)."""
+    meters = {row.id: row for row in Meter.select()}
+    usable = {meter_id for meter_id, row in meters.items() if row.archived_at is None}
+    return validate_terms(raw, {key: read_models.meter_definition(row) for key, row in meters.items()}, usable)
 
 
 def latest(plan_id: str) -> PlanVersion | None:

@@ -13,7 +13,7 @@ import importlib.resources
 import jinja2
 
 from server.domain.decimals import format_nanos
-from server.notifications.pdf import money
+from server.domain.money import money, quantity, unit_money
 
 STYLESHEET = importlib.resources.files(__package__).joinpath("templates", "portal.css").read_text()
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
@@ -40,6 +40,8 @@ _env.filters["money"] = money
 _env.filters["count"] = "{:,}".format
 _env.filters["day"] = lambda value: value.strftime("%Y-%m-%d")
 _env.filters["decimal"] = format_nanos
+_env.filters["quantity"] = quantity
+_env.filters["unit_money"] = unit_money
 _env.globals["zip"] = zip
 
 

@@ -15,7 +15,7 @@ import peewee as pw
 from server.domain.access import Principal, require_tenant_path
 from server.domain.plans import Tier
 from server.persistence import active_subscriptions
-from server.persistence.models import Plan, Subscription
+from server.persistence.models import Plan, PlanVersion, Subscription
 from server.persistence.prepared import Prepared
 from server.ratelimit.algorithm import RateLimiter
 
@@ -28,14 +28,25 @@ class TenantLimit:
     limit_per_minute: int
 
 
-# One query: the partial unique index on ACTIVE subscriptions per tenant, then the plan by key. It
-# runs on every limited call the interceptor's cache misses, so it is composed once (building it
-# with peewee on each call costs several times what running it does).
+# One query: the partial unique index on ACTIVE subscriptions per tenant, the plan by key and the
+# version the subscription is pinned to (its rate limit: a newer version never changes it; the
+# "free" plan's latest figures without an active subscription). It runs on every limited call the
+# interceptor's cache misses, so it is composed once (building it with peewee on each call costs
+# several times what running it does).
 _TENANT_PLAN = Prepared(
     Plan,
-    [Subscription.tenant_id],
-    lambda tenant_id: (
-        Plan.select(Plan.tier, Plan.rate_limit_per_minute)
+    [Subscription.tenant_id, Subscription.tenant_id],
+    lambda tenant_id, same_tenant_id: (
+        Plan.select(
+            Plan.tier,
+            pw.fn.COALESCE(
+                active_subscriptions.of_tenant(same_tenant_id, PlanVersion.rate_limit_per_minute).join(
+                    PlanVersion,
+                    on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
+                ),
+                Plan.rate_limit_per_minute,
+            ).alias("rate_limit_per_minute"),
+        )
         .where(Plan.id == pw.fn.COALESCE(active_subscriptions.of_tenant(tenant_id, Subscription.plan), FREE_PLAN_ID))
         .limit(1)
     ),
@@ -43,8 +54,9 @@ _TENANT_PLAN = Prepared(
 
 
 def tenant_limit(tenant_id: str) -> TenantLimit:
-    """The tenant's active plan's tier and limit; the "free" plan's without an active subscription."""
-    [plan] = _TENANT_PLAN.rows(tenant_id)
+    """The tier and rate limit of the tenant's active subscription (its pinned version's limit);
+    the "free" plan's without an active subscription."""
+    [plan] = _TENANT_PLAN.rows(tenant_id, tenant_id)
     return TenantLimit(tier=plan.tier, limit_per_minute=plan.rate_limit_per_minute)
 
 

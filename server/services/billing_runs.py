@@ -11,10 +11,14 @@ Everything here acts as access.SYSTEM: no caller, the service on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterator
+from typing import Any
 
 import peewee as pw
 
+from server.domain import rating
 from server.domain import usage as usage_rules
 from server.domain.access import SYSTEM
 from server.domain.emails import EmailTemplate
@@ -22,9 +26,9 @@ from server.domain.errors import AlreadyExists
 from server.domain.invoice_state import InvoiceStatus
 from server.domain.issuer import Issuer
 from server.domain.subscriptions import SubscriptionStatus
-from server.persistence import models
+from server.persistence import models, plan_versions
 from server.persistence.db import database, for_update
-from server.persistence.models import LIVE_INVOICE, Invoice, Plan, Subscription, UsagePeriod
+from server.persistence.models import LIVE_INVOICE, Invoice, PlanVersion, Subscription, UsagePeriod
 from server.persistence.read_models import InvoiceView
 from server.services import invoices, lifecycle
 from server.services.outbox import enqueue
@@ -151,53 +155,86 @@ def mark_overdue(invoice_id: str, now: dt.datetime) -> InvoiceView:
     return invoices.set_status(invoice_id, InvoiceStatus.OVERDUE, now=now, principal=SYSTEM)
 
 
-def over_alert_threshold() -> pw.ModelSelect[Subscription]:
+@dataclasses.dataclass(frozen=True)
+class AlertCandidate:
+    """A subscription past the first alert threshold, with what its alert shows."""
+
+    id: str
+    tenant_id: str
+    billing_email: str
+    current_period_start: dt.datetime
+    current_period_end: dt.datetime
+    plan: str
+    included: int
+    requests: int
+
+
+def over_alert_threshold() -> Iterator[AlertCandidate]:
     """ACTIVE subscriptions whose current period's requests reached the first alert threshold of
-    their plan's included requests (plans with none get no alerts), with what an alert shows."""
-    return (
+    the included requests of the plan version each is pinned to (read once per version: a newer
+    version of its plan never changes them); plans with none get no alerts."""
+    rows = (
         Subscription.select(
             Subscription.id,
             Subscription.tenant_id,
             Subscription.billing_email,
             Subscription.current_period_start,
             Subscription.current_period_end,
-            Plan.name,
-            Plan.included_requests,
+            PlanVersion,
             UsagePeriod.requests,
         )
-        .join(Plan, on=(Subscription.plan == Plan.id))
+        .join(
+            PlanVersion,
+            on=(PlanVersion.plan == Subscription.plan) & (PlanVersion.version == Subscription.plan_version),
+            attr="pinned",
+        )
+        .switch(Subscription)
         .join(
             UsagePeriod,
             on=(
                 (UsagePeriod.subscription == Subscription.id)
                 & (UsagePeriod.period_start == Subscription.current_period_start)
             ),
+            attr="usage",
         )
-        .where(
-            (Subscription.status == SubscriptionStatus.ACTIVE)
-            & (Plan.included_requests > 0)
-            & (UsagePeriod.requests * 100 >= Plan.included_requests * usage_rules.ALERT_THRESHOLDS[0])
-        )
+        .where((Subscription.status == SubscriptionStatus.ACTIVE) & (UsagePeriod.requests > 0))
         .order_by(Subscription.id)
-        .objects()
     )
+    included_of: dict[int, int] = {}
+    row: Any  # the joined attributes, pinned and usage
+    for row in rows:
+        if row.pinned.id not in included_of:
+            included_of[row.pinned.id] = rating.legacy_terms(plan_versions.terms_of(row.pinned).charges)[0]
+        included = included_of[row.pinned.id]
+        if not included or row.usage.requests * 100 < included * usage_rules.ALERT_THRESHOLDS[0]:
+            continue
+        yield AlertCandidate(
+            row.id,
+            row.tenant_id,
+            row.billing_email,
+            row.current_period_start,
+            row.current_period_end,
+            row.pinned.name,
+            included,
+            row.usage.requests,
+        )
 
 
-def queue_usage_alerts(row, now: dt.datetime) -> int:
+def queue_usage_alerts(row: AlertCandidate, now: dt.datetime) -> int:
     """Queue a `usage_alert` for each threshold the row reached, once per subscription period and
     threshold (the outbox's dedup key), each in its own transaction; returns how many were new."""
     queued = 0
     start = row.current_period_start
     for threshold in usage_rules.ALERT_THRESHOLDS:
-        if row.requests * 100 < row.included_requests * threshold:
+        if row.requests * 100 < row.included * threshold:
             continue
         payload = {
             "subscription_id": row.id,
             "tenant_id": row.tenant_id,
-            "plan": row.name,
+            "plan": row.plan,
             "threshold": threshold,
             "requests": row.requests,
-            "included": row.included_requests,
+            "included": row.included,
             "period_start": start.isoformat(),
             "period_end": row.current_period_end.isoformat(),
         }

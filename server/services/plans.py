@@ -18,8 +18,8 @@ from server.domain.errors import AlreadyExists, NotFound
 from server.domain.plans import Tier
 from server.persistence import plan_versions
 from server.persistence.db import database
-from server.persistence.models import Meter, Plan
-from server.persistence.read_models import PlanView, meter_definition, plan_view
+from server.persistence.models import Plan
+from server.persistence.read_models import PlanView, plan_view
 
 SEED_LAST = len(rules.SEED_TIERS)  # published plans list after the seed tiers, in creation order
 
@@ -50,18 +50,11 @@ def get_plan(plan_id: str, version: int = 0, principal: Principal | None = None)
     return plan_view(plan, found)
 
 
-def _terms(raw: Mapping[str, Any]) -> rules.PlanTerms:
-    """The terms as sent, checked against the meters as they are now."""
-    meters = {row.id: row for row in Meter.select()}
-    usable = {meter_id for meter_id, row in meters.items() if row.archived_at is None}
-    return rules.validate_terms(raw, {k: meter_definition(v) for k, v in meters.items()}, usable)
-
-
 def create_plan(principal: Principal, raw: Mapping[str, Any], *, now: dt.datetime) -> PlanView:
     """Publish a new plan as version 1 (`raw`: the Plan message's fields, zero values as None)."""
     require_admin(principal, "publishing a plan")
     plan_id = rules.validate_plan_id(raw.get("id") or "")
-    terms = _terms(raw)
+    terms = plan_versions.checked_terms(raw)
     try:
         with database.atomic():
             position = (Plan.select(pw.fn.MAX(Plan.position)).scalar() or 0) + 1
@@ -81,7 +74,7 @@ def create_plan(principal: Principal, raw: Mapping[str, Any], *, now: dt.datetim
 def publish_version(principal: Principal, plan_id: str, raw: Mapping[str, Any], *, now: dt.datetime) -> PlanView:
     """Publish the next version of a plan; subscriptions stay on the version they have."""
     require_admin(principal, "publishing a plan version")
-    terms = _terms(raw)
+    terms = plan_versions.checked_terms(raw)
     try:
         with database.atomic():
             plan = _plan(plan_id, principal)

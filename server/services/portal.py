@@ -14,6 +14,7 @@ import secrets
 from server.domain import charts, portal_tokens
 from server.domain.access import KeyScope, Principal, require_tenant_path
 from server.domain.errors import NotFound
+from server.domain.invoicing import InvoiceLine
 from server.domain.periods import DAY
 from server.domain.subscriptions import SubscriptionStatus, validate_tenant_id
 from server.persistence import plan_versions
@@ -86,6 +87,7 @@ class Overview:
     days_left: int
     summary: usage.UsageSummary
     estimated_total_cents: int
+    estimated_lines: list[InvoiceLine]  # what the period's invoice would charge now, line by line
     chart: charts.BarChart
     gauge: charts.Gauge
     top_endpoints: list[tuple[str, int]]
@@ -115,7 +117,7 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
     subscription = _subscription(tenant_id)
     summary = usage.usage(reader, subscription.id, now=now)
     period = invoices.period_of(subscription, subscription.current_period_start)
-    estimate = sum(item.amount_cents for item in invoices.draft_line_items(subscription, period))
+    estimated_lines = invoices.draft_line_items(subscription, period)
     days = usage.daily(reader, subscription.id)
     _, _, analytics = usage.analytics(reader, subscription.id)
     recent = invoice_views(
@@ -132,7 +134,8 @@ def overview(tenant_id: str, *, now: dt.datetime) -> Overview:
         period_end=period.end,
         days_left=max(0, -(-(period.end - now) // DAY)),
         summary=summary,
-        estimated_total_cents=estimate,
+        estimated_total_cents=sum(item.amount_cents for item in estimated_lines),
+        estimated_lines=estimated_lines,
         chart=charts.daily_bars(days, round(summary.included_requests / period.days)),
         gauge=charts.gauge(summary.total_requests, summary.included_requests),
         top_endpoints=analytics.top_endpoints,

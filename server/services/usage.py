@@ -31,6 +31,7 @@ from server.domain.meters import API_REQUEST
 from server.domain.periods import Period, date_of, start_of_day
 from server.domain.subscriptions import SubscriptionStatus
 from server.observability import metrics
+from server.persistence import plan_versions
 from server.persistence.bulk import add_counts, insert_ignore_returning
 from server.persistence.db import is_postgres
 from server.persistence.group_commit import GroupCommit
@@ -176,21 +177,21 @@ def _add_to_counters(
 
 def _announce_thresholds(subscription: Subscription, before: int, after: int, now: dt.datetime) -> None:
     """usage.threshold_reached when this batch took the current period across 80% or 100% of the
-    plan's included requests (the rule of the usage_alert e-mail); once per period and threshold,
-    by dedup key. A tenant without a listening endpoint costs one read."""
+    included requests of the plan version it is pinned to (the rule of the usage_alert e-mail);
+    once per period and threshold, by dedup key. A tenant without a listening endpoint costs one read."""
     targets = webhook_events.listeners(subscription.tenant_id, webhooks.EventType.USAGE_THRESHOLD_REACHED)
     if not targets:
         return
-    plan = subscription.plan
+    included, _ = rating.legacy_terms(plan_versions.terms_of(plan_versions.pinned(subscription)).charges)
     period = period_of(subscription, subscription.current_period_start)
-    for percent in webhooks.crossed_thresholds(before, after, plan.included_requests):
+    for percent in webhooks.crossed_thresholds(before, after, included):
         data = threshold_message(
             subscription_id=subscription.id,
             tenant_id=subscription.tenant_id,
-            plan_id=plan.id,
+            plan_id=subscription.plan_id,
             percent=percent,
             requests=after,
-            included=plan.included_requests,
+            included=included,
             period=period,
         )
         key = f"{webhooks.EventType.USAGE_THRESHOLD_REACHED}:{subscription.id}:{period.start.isoformat()}:{percent}"
