@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import uuid
 
 import grpc
@@ -16,6 +17,7 @@ from billing.v1 import plan_pb2, plan_pb2_grpc
 from portal_links import create_link, link_path
 from server.notifications.email import build_message
 from server.persistence import db
+from server.services import outbox
 
 
 @pytest.fixture
@@ -260,12 +262,14 @@ def test_pdf_email_and_portal_show_each_charge_line_readably(stack, plan_id):
     ]:
         assert expected in flat, flat
     with db.session():
+        payload = json.dumps({"invoice_id": invoice["id"]})
         message = build_message(
             template="invoice_issued",
             recipient="ops@example.com",
-            payload={"invoice_id": invoice["id"]},
+            payload=payload,
             from_address="billing@localhost",
             dedup_key=f"invoice_issued:{invoice['id']}",
+            invoice=outbox.invoice_for("invoice_issued", payload),
         )
     mail = message.get_body(("plain",)).get_content()
     assert "Tokens, m-large: 1,000,001 and above (tier 2)" in mail

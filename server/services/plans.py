@@ -24,25 +24,24 @@ from server.persistence.read_models import PlanView, plan_view
 SEED_LAST = len(rules.SEED_TIERS)  # published plans list after the seed tiers, in creation order
 
 
-def _visible(plan: Plan | None, principal: Principal | None) -> bool:
-    admin = principal is None or principal.is_admin
-    return plan is not None and (admin or not (plan.private or plan.archived_at is not None))
+def _visible(plan: Plan | None, principal: Principal) -> bool:
+    return plan is not None and (principal.is_admin or not (plan.private or plan.archived_at is not None))
 
 
-def list_plans(principal: Principal | None = None) -> list[PlanView]:
+def list_plans(principal: Principal) -> list[PlanView]:
     rows = [row for row in Plan.select().order_by(Plan.position, Plan.id) if _visible(row, principal)]
     latest = plan_versions.latest_of([row.id for row in rows])
     return [plan_view(row, latest[row.id]) for row in rows if row.id in latest]
 
 
-def _plan(plan_id: str, principal: Principal | None) -> Plan:
+def _plan(plan_id: str, principal: Principal) -> Plan:
     plan = Plan.get_or_none(Plan.id == plan_id) if plan_id else None
     if plan is None or not _visible(plan, principal):
         raise NotFound(f"plan {plan_id!r} not found", reason="PLAN_NOT_FOUND")
     return plan
 
 
-def get_plan(plan_id: str, version: int = 0, principal: Principal | None = None) -> PlanView:
+def get_plan(plan_id: str, principal: Principal, version: int = 0) -> PlanView:
     plan = _plan(plan_id, principal)
     found = plan_versions.find(plan_id, version) if version else plan_versions.latest(plan_id)
     if found is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from billing.v1 import plan_pb2, plan_pb2_grpc
-from server.domain.access import Principal
 from server.domain.plans import charge_document
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.persistence.read_models import PlanView
@@ -96,14 +95,6 @@ def _charge_request(charge: plan_pb2.Charge) -> dict[str, Any]:
     }
 
 
-def _principal() -> Principal | None:
-    """The caller; None where no interceptor bound one (a servicer served alone, in tests)."""
-    try:
-        return current_principal()
-    except LookupError:
-        return None
-
-
 class PlanServicer(plan_pb2_grpc.PlanServiceServicer):
     """GetPlan answers from a per-process cache of plan messages keyed by (plan, version, whether
     the caller is an admin): a new version or an archive made on another replica shows here within
@@ -118,12 +109,12 @@ class PlanServicer(plan_pb2_grpc.PlanServiceServicer):
         return plan_message(plan)
 
     def ListPlans(self, request, context):
-        return plan_pb2.ListPlansResponse(plans=[plan_message(p) for p in plans.list_plans(_principal())])
+        return plan_pb2.ListPlansResponse(plans=[plan_message(p) for p in plans.list_plans(current_principal())])
 
     def GetPlan(self, request, context):
-        principal = _principal()
-        key = (request.plan_id, request.version, principal is None or principal.is_admin)
-        return self._plans.get(key, lambda: plan_message(plans.get_plan(request.plan_id, request.version, principal)))
+        principal = current_principal()
+        key = (request.plan_id, request.version, principal.is_admin)
+        return self._plans.get(key, lambda: plan_message(plans.get_plan(request.plan_id, principal, request.version)))
 
     def CreatePlan(self, request, context):
         return self._changed(plans.create_plan(current_principal(), plan_request(request.plan), now=now()))
