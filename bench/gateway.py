@@ -186,6 +186,7 @@ def measure(
         grpc_port=0,
         http_port=free_port(),
         gateway_port=free_port(),
+        gateway_authz_port=free_port(),
         upstream_url=f"http://127.0.0.1:{upstream}",
         outbox_dir=workdir / "outbox",
         catalogue_path=bench_catalogue(workdir, DEFAULT_CATALOGUE),

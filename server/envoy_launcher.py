@@ -180,6 +180,11 @@ def render(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports
     )
+    # Each server's admission listener is on loopback beside it (server/transport/gateway_http.py).
+    authz_endpoints = ", ".join(
+        f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}"
+        for port in settings.authz_ports(len(upstream_ports))
+    )
     return string.Template(TEMPLATE.read_text()).substitute(
         admin_socket=admin_socket(workdir),
         bind=settings.bind,
@@ -193,6 +198,7 @@ def render(
         max_headers_kb=MAX_REQUEST_HEADERS_KB,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
+        authz_endpoints=authz_endpoints,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
         gateway_key=gateway_key,

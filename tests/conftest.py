@@ -175,6 +175,7 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         outbox_dir=workdir / "outbox",
         grpc_threads=16,
         gateway_port=free_port(),
+        gateway_authz_port=free_port(),
         demo_upstream_port=upstream_port,
         # The tests' receivers, and the discard port for URLs that are registered, never served.
         webhooks_allow=webhook_receiver.allowed() | {DISCARD},

@@ -13,7 +13,6 @@ import grpc
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.auth.v3 import external_auth_pb2
 
 from calls import BOUND_SECONDS, Reply, poll
 from factories import subscription_from_now
@@ -22,18 +21,8 @@ from server.persistence import db
 from server.ratelimit.redis_store import RedisRateLimiter
 from server.services import keys
 from server.services.gateway import CACHE_SECONDS, Gateway
-from server.transport.gateway import AuthorizationServicer, EnvoyCaller
+from server.transport.gateway import GATEWAY_KEY_HEADER, Admitter, EnvoyCaller
 from stores import closed_port_url
-
-
-class EnvoyContext:
-    """What a servicer reads of Envoy's call: the metadata carrying the gateway key."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def invocation_metadata(self):
-        return (("authorization", f"Bearer {self.key}"),)
 
 
 def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
@@ -193,25 +182,28 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
 
 def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, tenant_id, capped_plan):
     """Redis unreachable: limits protect capacity (fail open), a quota cap is a billing fact (503)."""
-    servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())), EnvoyCaller())
-    envoy = EnvoyContext(stack.gateway_key)
+    admitter = Admitter(Gateway(RedisRateLimiter(closed_port_url())), EnvoyCaller())
     uncapped, capped = f"{tenant_id}-a", f"{tenant_id}-b"
     subscription_from_now(uncapped, "standard")
     subscription_from_now(capped, capped_plan)
 
     def check(tenant: str):
-        request = external_auth_pb2.CheckRequest()
-        request.attributes.request.http.headers.update(
-            {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"}
+        return admitter(
+            "GET",
+            "/v1/x",
+            {
+                "authorization": f"Bearer {stack.tenant_key(tenant)}",
+                "x-request-id": "r",
+                GATEWAY_KEY_HEADER: stack.gateway_key,
+            },
         )
-        return servicer.Check(request, envoy)
 
-    admitted = check(uncapped)
-    assert admitted.status.code == 0
-    assert not admitted.ok_response.response_headers_to_add  # no limit was checked
-    refused = check(capped)
-    assert refused.denied_response.status.code == 503
-    assert json.loads(refused.denied_response.body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    status, headers, _ = check(uncapped)
+    assert status == 200
+    assert not any(name.startswith("x-ratelimit") for name in headers)  # no limit was checked
+    status, _, body = check(capped)
+    assert status == 503
+    assert json.loads(body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it(stack, tenant_id):
@@ -223,7 +215,7 @@ def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it
     entry.response.response_code_details = "via_upstream"
     entry.common_properties.start_time.GetCurrentTime()
     entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
-        {"subscription_id": subscription_id}
+        {"x-billing-subscription": subscription_id}
     )
     message = als_pb2.StreamAccessLogsMessage()
     message.http_logs.log_entry.append(entry)

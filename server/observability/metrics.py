@@ -49,6 +49,10 @@ USAGE_REJECTIONS = Counter(
     "INVALID_VALUE) and meter (the meter an INVALID_VALUE event had no valid value for; else empty).",
     ("reason", "meter"),
 )
+GATEWAY_MALFORMED_USAGE = Counter(
+    "billing_gateway_malformed_usage_total",
+    "x-billing-usage headers from the upstream that were not a valid usage report (not billed).",
+)
 INVOICES_ISSUED = Counter("billing_invoices_issued_total", "Invoices issued by this process.")
 
 JOB_RUNS = Counter(
@@ -67,6 +71,10 @@ JOB_LAST_SUCCESS = Gauge(
     "Unix time of the job's last successful run in this process.",
     ("job",),
 )
+
+
+def record_malformed_usage() -> None:
+    GATEWAY_MALFORMED_USAGE.inc()
 
 
 def record_decision(door: str, tier: str, decision) -> None:

@@ -21,73 +21,72 @@ import time
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
-from envoy.type.v3 import http_status_pb2
-from google.protobuf import json_format, struct_pb2
-from google.rpc import code_pb2, status_pb2
+from google.protobuf import json_format
 
+from server.domain import gateway as rules
 from server.domain.access import Principal, require_gateway
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, ResourceExhausted, Unavailable
 from server.domain.gateway import LoggedRequest, forwarded
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
+from server.observability import metrics
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
 from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
+from server.transport.gateway_http import Answer, AuthzServer
 from server.transport.interceptors.authenticating import bearer_token
-from server.transport.rate_limit_headers import decision_headers, refusal_headers
+from server.transport.rate_limit_headers import decision_headers
+
+GATEWAY_KEY_HEADER = "x-billing-gateway-key"  # Envoy's own key on its authz calls (envoy.yaml.tmpl)
+USAGE_METADATA = "billing"  # header_to_metadata's namespace for the upstream's x-billing-usage
 
 log = logging.getLogger("billing.gateway")
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
-HTTP_STATUS = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
-# Never forwarded to the upstream: the key. Replaced: what the upstream trusts.
-REMOVED_UPSTREAM = ["authorization", "x-api-key"]
-OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+HTTP_STATUS = {
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "FAILED_PRECONDITION": 402,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+}
 # A batch whose transaction fails (database unreachable) is retried for about 30 s: at most
 # CACHE_SECONDS of traffic can be admitted from the caches after the database goes away, and
 # this is how long an outage may last before that traffic's usage is lost (and logged).
 METER_ATTEMPTS = 20
 METER_BACKOFF_CAP_SECONDS = 2.0
+JSON = {"content-type": "application/json"}
 
 
-def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
-    return [
-        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=OVERWRITE)
-        for k, v in pairs.items()
-    ]
+def _limit_headers(decision, quota: rules.PeriodQuota | None) -> dict[str, str]:
+    """x-ratelimit-* (the tier window) and the IETF RateLimit-Policy / RateLimit (window and period)."""
+    return {
+        **decision_headers(decision),
+        **rules.ratelimit_fields(decision.limit, decision.remaining, decision.reset_seconds, quota),
+    }
 
 
-def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
+def _denied(error: DomainError) -> Answer:
     status = status_message(error)
-    limit_headers = (
-        refusal_headers(error.decision, error.retry_after_seconds) if isinstance(error, gateway.Refused) else {}
-    )
-    body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None)
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=status.code),
-        denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=HTTP_STATUS.get(error.code, 500)),
-            headers=_headers({"content-type": "application/json", **error.metadata, **limit_headers}),
-            body=body,
-        ),
-    )
+    limit_headers = _limit_headers(error.decision, error.quota) if isinstance(error, gateway.Refused) else {}
+    if isinstance(error, ResourceExhausted):
+        limit_headers["retry-after"] = str(error.retry_after_seconds)
+    body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None).encode()
+    return HTTP_STATUS.get(error.code, 500), {**JSON, **error.metadata, **limit_headers}, body
 
 
-def _allowed(admission: gateway.Admission, request_id: str) -> external_auth_pb2.CheckResponse:
-    metadata = struct_pb2.Struct()
-    metadata.update({"tenant_id": admission.tenant_id, "subscription_id": admission.subscription_id})
-    upstream = {"x-tenant-id": admission.tenant_id, "x-billing-plan": admission.plan_id, "x-request-id": request_id}
-    downstream = decision_headers(admission.decision) if admission.decision else {}
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.OK),
-        dynamic_metadata=metadata,
-        ok_response=external_auth_pb2.OkHttpResponse(
-            headers=_headers(upstream), headers_to_remove=REMOVED_UPSTREAM, response_headers_to_add=_headers(downstream)
-        ),
-    )
+def _allowed(admission: gateway.Admission) -> Answer:
+    headers = {
+        "x-tenant-id": admission.tenant_id,
+        "x-billing-plan": admission.plan_id,
+        "x-billing-subscription": admission.subscription_id,
+        "x-billing-cost": str(admission.cost),
+    }
+    if admission.decision:
+        headers.update(_limit_headers(admission.decision, admission.quota))
+    return 200, headers, b""
 
 
 class EnvoyCaller:
@@ -98,11 +97,14 @@ class EnvoyCaller:
     def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
         self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
 
+    def check(self, key: str | None, what: str) -> None:
+        """Raise the DomainError that refuses a caller without the gateway key."""
+        principal = self._principals.get(key, lambda: _authenticate(key)) if key else keys.authenticate(key)
+        require_gateway(principal, what)
+
     def require(self, context, what: str) -> None:
-        key = bearer_token(context.invocation_metadata())
         try:
-            principal = self._principals.get(key, lambda: _authenticate(key)) if key else keys.authenticate(key)
-            require_gateway(principal, what)
+            self.check(bearer_token(context.invocation_metadata()), what)
         except DomainError as error:
             abort(context, error)
 
@@ -112,33 +114,53 @@ def _authenticate(key: str) -> Principal:
         return keys.authenticate(key)
 
 
-class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+class Admitter:
+    """Envoy's question about one request of the platform's API (server/transport/gateway_http.py
+    carries it), answered as HTTP: 200 with the headers to forward, or the denial itself.
+    Anything unexpected is a 503, never an admission (fail closed)."""
+
     def __init__(self, admission: Gateway, caller: EnvoyCaller) -> None:
         self.admission = admission
         self.caller = caller
 
-    def Check(self, request, context):
-        self.caller.require(context, "ext_authz Check")
-        headers = dict(request.attributes.request.http.headers)
+    def __call__(self, method: str, path: str, headers: dict[str, str]) -> Answer:
         call_context.adopt_request_id(headers.get("x-request-id"))
         try:
-            admission = self.admission.admit(headers, now())
+            self.caller.check(headers.get(GATEWAY_KEY_HEADER), "ext_authz Check")
+            return _allowed(self.admission.admit(headers, now(), method=method, path=path))
         except DomainError as error:
             return _denied(error)
-        return _allowed(admission, headers.get("x-request-id", ""))
+        except Exception:
+            log.exception("gateway admission failed")
+            return _denied(Unavailable("the gateway cannot decide now; retry later"))
 
 
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
     admitted = common.metadata.filter_metadata.get(EXT_AUTHZ)
+    fields = admitted.fields if admitted else {}
+    reported = common.metadata.filter_metadata.get(USAGE_METADATA)
     return LoggedRequest(
-        subscription_id=admitted.fields["subscription_id"].string_value if admitted else "",
+        subscription_id=fields["x-billing-subscription"].string_value if "x-billing-subscription" in fields else "",
         request_id=entry.request.request_id,
         method=base_pb2.RequestMethod.Name(entry.request.request_method),
         path=entry.request.path,
         started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
         forwarded=forwarded(entry.response.response_code_details),
+        cost=int(fields["x-billing-cost"].string_value or 1) if "x-billing-cost" in fields else 1,
+        reported=_reported(reported.fields["usage"].string_value, entry.request.request_id) if reported else None,
     )
+
+
+def _reported(header: str, request_id: str) -> tuple[str, dict[str, str]] | None:
+    """The upstream's usage report, or None (counted and logged) when it is malformed: the
+    request itself is metered either way."""
+    try:
+        return rules.usage_report(header)
+    except rules.MalformedUsage as error:
+        metrics.record_malformed_usage()
+        log.warning("malformed x-billing-usage on request %s: %s", request_id, error)
+        return None
 
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
@@ -171,7 +193,10 @@ def _meter(requests: list[LoggedRequest]) -> None:
             time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2**attempt))
 
 
-def add_to_server(server: grpc.Server, admission: Gateway) -> None:
+def add_to_server(server: grpc.Server, admission: Gateway, authz_port: int) -> None:
+    """The access-log sink on the gRPC server and, with an `authz_port`, the admission listener
+    (started now: it is independent of the gRPC server's life)."""
     caller = EnvoyCaller()
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(admission, caller), server)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(caller), server)
+    if authz_port:
+        AuthzServer(Admitter(admission, caller), port=authz_port).start()
