@@ -121,10 +121,12 @@ class Stack:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         return http_call(method, url, headers, data)
 
-    def gateway(self, method: str, path: str, *, key: str | None = None, headers=None) -> Reply:
+    def gateway(
+        self, method: str, path: str, *, key: str | None = None, headers=None, body: bytes | None = None
+    ) -> Reply:
         """One request to the platform's API through the gateway, the key as a Bearer token."""
         sent = {**({"authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
-        return http_call(method, self.gateway_url + path, sent)
+        return http_call(method, self.gateway_url + path, sent, body)
 
     def subscribe(self, tenant_id: str, plan: str = "standard", billing_email: str = "ops@example.com") -> dict:
         """A subscription created over REST by the admin; its JSON."""
