@@ -16,7 +16,6 @@ import http.server
 import json
 import sys
 
-
 LLM_PATH = "/v1/llm/complete"
 
 

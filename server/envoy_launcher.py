@@ -173,6 +173,7 @@ def render(
     workdir: pathlib.Path,
     gateway_key: str,
     upstream_host: str = "127.0.0.1",
+    authz_ports: list[int] | None = None,
 ) -> str:
     """The Envoy config; `gateway_key` (KeyScope.GATEWAY: Envoy's own calls, nothing else)
     authenticates its ext_authz calls and the access-log stream usage is billed from."""
@@ -183,7 +184,7 @@ def render(
     # Each server's admission listener is on loopback beside it (server/transport/gateway_http.py).
     authz_endpoints = ", ".join(
         f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}"
-        for port in settings.authz_ports(len(upstream_ports))
+        for port in (settings.authz_ports(len(upstream_ports)) if authz_ports is None else authz_ports)
     )
     return string.Template(TEMPLATE.read_text()).substitute(
         admin_socket=admin_socket(workdir),
@@ -242,6 +243,7 @@ def start(
     gateway_key: str,
     *,
     upstream_host: str = "127.0.0.1",
+    authz_ports: list[int] | None = None,
     **popen,
 ) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
@@ -252,7 +254,7 @@ def start(
     write_openapi(settings, workdir)
     config.touch(mode=0o600)
     config.chmod(0o600)  # before writing: it holds the gateway key
-    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))
+    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host, authz_ports))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)
 

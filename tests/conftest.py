@@ -177,20 +177,22 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         outbox_dir=workdir / "outbox",
         grpc_threads=16,
         gateway_port=free_port(),
-        gateway_authz_port=free_port(),
         demo_upstream_port=upstream_port,
         # The tests' receivers, and the discard port for URLs that are registered, never served.
         webhooks_allow=webhook_receiver.allowed() | {DISCARD},
     )
     prepare(settings)
-    with in_process_server(settings) as port:
+    # The gateway's admission listener belongs to this server alone: tests that start another
+    # server from stack.settings must not bind its port again.
+    served = dataclasses.replace(settings, gateway_authz_port=free_port())
+    with in_process_server(served) as port:
         grpc_address = f"127.0.0.1:{port}"
         wait_for_grpc(grpc_address)
         with db.session():
             admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
             gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))
         rest_url = f"http://127.0.0.1:{settings.http_port}"
-        with running_envoy(settings, [port], workdir, gateway_key):
+        with running_envoy(served, [port], workdir, gateway_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(

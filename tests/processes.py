@@ -85,6 +85,11 @@ def demo_upstream():
         yield port
 
 
+# A server process these helpers start takes its gateway admission listener here, beside its
+# gRPC port (an in-process server has its own in its settings).
+AUTHZ_PORT_OFFSET = 1
+
+
 @contextlib.contextmanager
 def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, gateway_key: str):
     """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
@@ -92,7 +97,10 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     socket in `workdir`) says so, whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "envoy.log", "ab") as log:
-        envoy = envoy_launcher.start(settings, grpc_ports, workdir, gateway_key, stdout=log, stderr=log)
+        authz = settings.authz_ports(len(grpc_ports)) or [port + AUTHZ_PORT_OFFSET for port in grpc_ports]
+        envoy = envoy_launcher.start(
+            settings, grpc_ports, workdir, gateway_key, authz_ports=authz, stdout=log, stderr=log
+        )
         try:
             wait_until(
                 lambda: envoy_launcher.admin(workdir, "/ready")[0] == 200,
@@ -113,7 +121,12 @@ def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
         # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
         process = subprocess.Popen(
             [str(BIN / "billing-server")],
-            env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
+            env={
+                "BILLING_SHUTDOWN_GRACE_S": "2",
+                **env,
+                "BILLING_GRPC_PORT": str(port),
+                "BILLING_GATEWAY_AUTHZ_PORT": str(port + AUTHZ_PORT_OFFSET),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )

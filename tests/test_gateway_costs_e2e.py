@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+from test_gateway_e2e import burst
+
 from calls import poll
 from server.demo_upstream import LLM_PATH
 from server.observability import metrics
-from test_gateway_e2e import burst
 
 
 def _meter(stack, meter_id: str, **fields) -> None:
@@ -81,7 +82,7 @@ def test_a_malformed_usage_header_is_counted_and_the_request_still_metered(stack
 
 
 def test_ietf_ratelimit_headers_state_the_window_and_the_capped_period(stack, capped_plan):
-    subscription_id, key = _subscribe(stack, _plan(stack))
+    _, key = _subscribe(stack, _plan(stack))
     first = stack.gateway("GET", "/v1/a", key=key)
     assert first.headers["ratelimit-policy"] == '"minute";q=50;w=60'
     assert first.headers["ratelimit"] == f'"minute";r=49;t={first.headers["x-ratelimit-reset"]}'
