@@ -25,6 +25,7 @@ from server.transport.app import MAX_REQUEST_BYTES, SERVICE_NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
+GATEWAY_LUA = ROOT / "envoy" / "gateway.lua"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
@@ -200,6 +201,7 @@ def render(
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
         authz_endpoints=authz_endpoints,
+        gateway_lua=GATEWAY_LUA,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
         gateway_key=gateway_key,

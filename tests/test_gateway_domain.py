@@ -13,16 +13,12 @@ from calls import fire
 from server.domain.gateway import (
     LoggedRequest,
     MalformedUsage,
-    PeriodQuota,
     api_key,
     endpoint,
     forwarded,
-    ratelimit_fields,
-    route_cost,
     usage_events,
     usage_report,
 )
-from server.domain.plans import RouteCost
 from server.domain.ttl_cache import TtlCache
 from server.ratelimit.algorithm import Quota
 from server.ratelimit.memory import InProcessRateLimiter
@@ -258,49 +254,6 @@ def test_ttl_cache_default_bound_is_ten_thousand_entries():
     assert loads(cache, "k1")
 
 
-ROUTES = (
-    RouteCost("*", "/v1/search", 5),
-    RouteCost("GET", "/v1/search/cheap", 2),
-    RouteCost("POST", "/v1/search", 7),
-    RouteCost("*", "/v1/llm", 10),
-)
-
-
-@pytest.mark.parametrize(
-    "method, path, cost",
-    [
-        ("GET", "/v1/search", 5),
-        ("get", "/v1/search?q=1", 5),
-        ("POST", "/v1/search", 7),  # an exact method beats "*" on the same prefix
-        ("GET", "/v1/search/cheap/x", 2),  # the longest prefix wins
-        ("POST", "/v1/search/cheap", 7),  # ... among the routes for this method
-        ("GET", "/v1/llm", 10),
-        ("GET", "/v1/other", 1),
-        ("GET", "/v1/sear", 1),
-        ("GET", "/x?/v1/search", 1),  # the query is not the path
-    ],
-)
-def test_route_cost_is_the_longest_matching_prefix_for_the_method_or_any(method, path, cost):
-    assert route_cost(ROUTES, method, path) == cost
-
-
-def test_route_cost_defaults_to_1():
-    assert route_cost((), "GET", "/v1/search") == 1
-
-
-def test_ratelimit_fields_state_the_window_and_the_period_per_the_ietf_draft():
-    assert ratelimit_fields(50, 49, 60, None) == {
-        "ratelimit-policy": '"minute";q=50;w=60',
-        "ratelimit": '"minute";r=49;t=60',
-    }
-    quota = PeriodQuota(included=30, used=31, period_seconds=2592000, seconds_left=100)
-    assert ratelimit_fields(1000, 0, 7, quota) == {
-        "ratelimit-policy": '"minute";q=1000;w=60, "period";q=30;w=2592000',
-        "ratelimit": '"minute";r=0;t=7, "period";r=0;t=100',
-    }
-    assert ratelimit_fields(5, 5, 0, PeriodQuota(30, 29, 10, 0))["ratelimit"] == '"minute";r=5;t=0, "period";r=1;t=0'
-
-
 @pytest.mark.parametrize(
     "header, expected",
     [
@@ -349,17 +302,3 @@ def test_usage_events_carry_the_cost_and_the_reported_usage_with_its_own_id():
         {"input_tokens": "2"},
     )
     assert (second.count, second.endpoint, second.timestamp) == (None, "", T0)
-
-
-def test_a_call_of_cost_n_takes_n_from_the_window_and_the_quota_or_nothing():
-    limiter = InProcessRateLimiter(clock=lambda: 0.0)
-    quota = Quota(name="q", included=12, floor=0, expires_in=100)
-    first = limiter.hit("k", 10, quota=quota, cost=5)
-    assert (first.allowed, first.remaining, first.quota_used) == (True, 5, 5)
-    assert not limiter.hit("k", 10, quota=quota, cost=6).allowed  # does not fit whole: nothing taken
-    second = limiter.hit("k", 10, quota=quota, cost=5)
-    assert (second.allowed, second.remaining, second.quota_used) == (True, 0, 10)
-    limiter = InProcessRateLimiter(clock=lambda: 0.0)
-    refused = limiter.hit("k2", 100, quota=Quota("q2", 12, floor=10, expires_in=100), cost=3)
-    assert (refused.allowed, refused.quota_exhausted, refused.quota_used) == (False, True, 10)
-    assert limiter.hit("k2", 100, quota=Quota("q2", 12, floor=10, expires_in=100), cost=2).quota_used == 12

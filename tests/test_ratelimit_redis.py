@@ -145,15 +145,3 @@ def test_two_server_processes_share_one_limit_per_tier(tmp_path):
         finally:
             for channel in channels:
                 channel.close()
-
-
-def test_a_call_of_cost_n_takes_n_from_the_shared_window_and_quota_or_nothing(limiter):
-    quota = Quota(name="q", included=12, floor=0, expires_in=100)
-    first = limiter.hit("cost", 10, now=1000.0, quota=quota, cost=5)
-    assert (first.allowed, first.remaining, first.quota_used) == (True, 5, 5)
-    assert not limiter.hit("cost", 10, now=1000.1, quota=quota, cost=6).allowed
-    second = limiter.hit("cost", 10, now=1000.2, quota=quota, cost=5)
-    assert (second.allowed, second.remaining, second.quota_used) == (True, 0, 10)
-    refused = limiter.hit("cost2", 100, now=1000.0, quota=Quota("q2", 12, floor=11, expires_in=100), cost=2)
-    assert (refused.allowed, refused.quota_exhausted, refused.quota_used) == (False, True, 11)
-    assert limiter.hit("cost", 10, now=1060.1).remaining == 4  # the first 5 left together, the next 5 stay

@@ -11,14 +11,10 @@ import collections
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Sequence
 
 from server.domain import meters
 from server.domain.errors import DomainError
-from server.domain.plans import RouteCost
 from server.domain.usage import MAX_ENDPOINT, RawEvent
-
-WINDOW_SECONDS = 60  # the tier window (server/ratelimit/algorithm.py), as the IETF headers state it
 
 # All digits, a UUID, or 16+ hex characters (API.md, Gateway).
 _ID_SEGMENT = re.compile(
@@ -66,8 +62,11 @@ class LoggedRequest:
     path: str
     started_at: dt.datetime
     forwarded: bool
-    cost: int = 1  # the route's cost admission charged (ext_authz's x-billing-cost)
+    cost: int = 1
     reported: tuple[str, dict[str, str]] | None = None  # the upstream's x-billing-usage, parsed
+    tenant_id: str = ""
+    tier: str = ""
+    refused: str = ""  # RATE_LIMITED or QUOTA_EXHAUSTED: refused in Envoy, never forwarded
 
 
 USAGE_SUFFIX = ":usage"
@@ -102,44 +101,6 @@ def usage_events(requests: list[LoggedRequest]) -> dict[str, list[RawEvent]]:
                     )
                 )
     return dict(events)
-
-
-def route_cost(routes: Sequence[RouteCost], method: str, path: str) -> int:
-    """The cost of a request on a plan's routes (API.md "Gateway, continued"): the route with the
-    longest matching path prefix among those for this method or "*" (an exact method beats "*"
-    on the same prefix); 1 when none matches. The query is not part of the path."""
-    bare = path.split("?", 1)[0]
-    best: tuple[int, bool, int] | None = None
-    for route in routes:
-        if route.method not in ("*", method.upper()) or not bare.startswith(route.path_prefix):
-            continue
-        rank = (len(route.path_prefix), route.method != "*", route.cost)
-        if best is None or rank[:2] > best[:2]:
-            best = rank
-    return best[2] if best else 1
-
-
-@dataclasses.dataclass(frozen=True)
-class PeriodQuota:
-    """A capped plan's period as the IETF headers show it: units included and used, the period's
-    length and the seconds left in it."""
-
-    included: int
-    used: int
-    period_seconds: int
-    seconds_left: int
-
-
-def ratelimit_fields(limit: int, remaining: int, reset: int, quota: PeriodQuota | None) -> dict[str, str]:
-    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-12: structured
-    field lists of quoted policy names with q/w and r/t parameters): the tier window as "minute"
-    and, where a cap applies, the billing period as "period"."""
-    policies = [f'"minute";q={limit};w={WINDOW_SECONDS}']
-    states = [f'"minute";r={remaining};t={reset}']
-    if quota is not None:
-        policies.append(f'"period";q={quota.included};w={quota.period_seconds}')
-        states.append(f'"period";r={max(0, quota.included - quota.used)};t={quota.seconds_left}')
-    return {"ratelimit-policy": ", ".join(policies), "ratelimit": ", ".join(states)}
 
 
 class MalformedUsage(ValueError):

@@ -85,6 +85,11 @@ def record_decision(door: str, tier: str, decision) -> None:
         outcome = "allowed"
     else:
         outcome = "quota_exhausted" if decision.quota_exhausted else "rate_limited"
+    record_outcome(door, tier, outcome)
+
+
+def record_outcome(door: str, tier: str, outcome: str) -> None:
+    """One decision by its outcome (the gateway's are taken in Envoy and read from its access log)."""
     _decision_series(door, tier, outcome).inc()
 
 

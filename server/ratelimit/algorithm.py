@@ -47,7 +47,6 @@ class Decision:
     remaining: int
     reset_seconds: int  # until the oldest entry leaves the window; 0 when the window is empty
     quota_exhausted: bool = False  # refused because the call's Quota is used up
-    quota_used: int = 0  # with a Quota: the period's units counted after this call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +63,11 @@ class Quota:
     floor: int
     expires_in: int
 
-    def exhausted(self, counted: int, cost: int = 1) -> bool:
-        """Whether `cost` more units would pass the cap."""
-        return max(counted, self.floor) + cost > self.included
+    def exhausted(self, counted: int) -> bool:
+        return max(counted, self.floor) >= self.included
 
-    def after_admission(self, counted: int, cost: int = 1) -> int:
-        return max(counted, self.floor) + cost
+    def after_admission(self, counted: int) -> int:
+        return max(counted, self.floor) + 1
 
 
 class LimiterUnavailable(DomainError):
@@ -80,12 +78,9 @@ class LimiterUnavailable(DomainError):
 
 
 class RateLimiter(Protocol):
-    def hit(
-        self, key: str, limit: int, now: float | None = None, quota: Quota | None = None, cost: int = 1
-    ) -> Decision:
-        """Admit one call of `cost` units for `key` if the window has room for all of them (and,
-        with a `quota`, its period too), counting them in both; a call that does not fit
-        consumes nothing."""
+    def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
+        """Admit one call for `key` if fewer than `limit` were admitted in the window (and, with
+        a `quota`, fewer than `quota.included` in its period), counting it in both."""
 
     def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
         """The state of `key` without consuming anything (`allowed`: would a call pass now)."""
@@ -116,17 +111,15 @@ def check(
     consume: bool,
     window: float = WINDOW_SECONDS,
     quota_exhausted: bool = False,
-    cost: int = 1,
 ) -> Decision:
     """One step of the sliding-window log on `log` (mutated); the caller holds any lock. A call
-    of `cost` units takes `cost` entries (a route's cost, API.md "Gateway, continued"); one whose
-    quota is exhausted, or that does not fit whole, is refused and consumes nothing."""
+    whose quota is exhausted is refused and consumes nothing."""
     evict(log, now, window)
-    allowed = len(log) + cost <= limit and not quota_exhausted
+    allowed = len(log) < limit and not quota_exhausted
     if allowed and consume:
         # Time never runs backwards in the log: a caller's clock read before the lock may be
         # a hair older than the last entry; keeping the order keeps eviction correct.
-        log.extend([max(now, log[-1]) if log else now] * cost)
+        log.append(max(now, log[-1]) if log else now)
     return Decision(
         allowed=allowed,
         limit=limit,

@@ -9,7 +9,6 @@ lock (one integer per capped subscription period) and are dropped once their per
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +30,12 @@ class InProcessRateLimiter:
         counted, expires_at = self._quotas.get(quota.name, (0, now))
         return counted if now < expires_at else 0
 
-    def _count(self, quota: Quota, counted: int, now: float, cost: int) -> None:
+    def _count(self, quota: Quota, counted: int, now: float) -> None:
         if quota.name not in self._quotas and len(self._quotas) >= SWEEP_QUOTAS_ABOVE:
             self._quotas = {k: v for k, v in self._quotas.items() if now < v[1]}
-        self._quotas[quota.name] = (quota.after_admission(counted, cost), now + quota.expires_in)
+        self._quotas[quota.name] = (quota.after_admission(counted), now + quota.expires_in)
 
-    def _check(
-        self, key: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None, cost: int = 1
-    ) -> Decision:
+    def _check(self, key: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None) -> Decision:
         with self._lock:
             now = self._clock() if now is None else now
             log = self._logs.get(key)
@@ -51,24 +48,16 @@ class InProcessRateLimiter:
                 now,
                 consume=consume,
                 window=self._window,
-                quota_exhausted=quota is not None and quota.exhausted(counted, cost),
-                cost=cost,
+                quota_exhausted=quota is not None and quota.exhausted(counted),
             )
             if quota and consume and decision.allowed:
-                self._count(quota, counted, now, cost)
-            if quota:
-                used = (
-                    quota.after_admission(counted, cost) if consume and decision.allowed else max(counted, quota.floor)
-                )
-                decision = dataclasses.replace(decision, quota_used=used)
+                self._count(quota, counted, now)
             if not log:
                 del self._logs[key]
             return decision
 
-    def hit(
-        self, key: str, limit: int, now: float | None = None, quota: Quota | None = None, cost: int = 1
-    ) -> Decision:
-        return self._check(key, limit, now, consume=True, quota=quota, cost=cost)
+    def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
+        return self._check(key, limit, now, consume=True, quota=quota)
 
     def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
         return self._check(key, limit, now, consume=False)

@@ -31,13 +31,11 @@ log = logging.getLogger("billing.ratelimit")
 DEFAULT_PREFIX = "billing:rl:"
 RETRY_AFTER_FAILURE_SECONDS = 1.0
 
-# KEYS: zset, seq[, quota counter]. ARGV: limit, window, consume (1/0), now ('' = Redis TIME),
-# cost [, included, floor, quota ttl seconds]. A call of `cost` units adds `cost` members.
-# Returns {allowed, count, reset_seconds, quota_exhausted, quota units used after the call}.
+# KEYS: zset, seq[, quota counter]. ARGV: limit, window, consume (1/0), now ('' = Redis TIME)
+# [, included, floor, quota ttl seconds]. Returns {allowed, count, reset_seconds, quota_exhausted}.
 SLIDING_WINDOW_LOG = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[5])
 local now
 if ARGV[4] == '' then
   local t = redis.call('TIME')
@@ -50,22 +48,19 @@ local count = redis.call('ZCARD', KEYS[1])
 local exhausted = 0
 local used = 0
 if KEYS[3] then
-  used = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[7]))
-  if used + cost > tonumber(ARGV[6]) then exhausted = 1 end
+  used = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[6]))
+  if used >= tonumber(ARGV[5]) then exhausted = 1 end
 end
 local allowed = 0
-if count + cost <= limit and exhausted == 0 then
+if count < limit and exhausted == 0 then
   allowed = 1
   if ARGV[3] == '1' then
     if KEYS[3] then
-      used = used + cost
-      redis.call('SET', KEYS[3], used, 'EX', tonumber(ARGV[8]))
+      redis.call('SET', KEYS[3], used + 1, 'EX', tonumber(ARGV[7]))
     end
-    local n = redis.call('INCRBY', KEYS[2], cost)
-    for i = n - cost + 1, n do
-      redis.call('ZADD', KEYS[1], now, tostring(i))
-    end
-    count = count + cost
+    local n = redis.call('INCR', KEYS[2])
+    redis.call('ZADD', KEYS[1], now, tostring(n))
+    count = count + 1
     local ttl = math.ceil(window * 1000)
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('PEXPIRE', KEYS[2], ttl)
@@ -77,7 +72,7 @@ if oldest[2] then
   reset = math.ceil(math.floor((tonumber(oldest[2]) + window - now) * 1e6 + 0.5) / 1e6)
   if reset < 0 then reset = 0 end
 end
-return {allowed, count, reset, exhausted, used}
+return {allowed, count, reset, exhausted}
 """
 
 
@@ -95,9 +90,7 @@ class RedisRateLimiter:
     def key(self, name: str) -> str:
         return f"{self.prefix}{{{name}}}"
 
-    def _run(
-        self, name: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None, cost: int = 1
-    ) -> Decision:
+    def _run(self, name: str, limit: int, now: float | None, consume: bool, quota: Quota | None = None) -> Decision:
         if time.monotonic() < self._down_until:
             raise LimiterUnavailable("rate-limit store unavailable")
         key = self.key(name)
@@ -107,13 +100,12 @@ class RedisRateLimiter:
             repr(self._window),
             1 if consume else 0,
             "" if now is None else repr(now),
-            cost,
         ]
         if quota:
             keys.append(f"{key}:quota:{quota.name}")
             args += [quota.included, quota.floor, max(1, quota.expires_in)]
         try:
-            allowed, count, reset, exhausted, used = self._script(keys=keys, args=args)
+            allowed, count, reset, exhausted = self._script(keys=keys, args=args)
         except redis.RedisError as error:
             with self._state:
                 first = time.monotonic() >= self._down_until
@@ -127,13 +119,10 @@ class RedisRateLimiter:
             remaining=max(0, limit - int(count)),
             reset_seconds=int(reset),
             quota_exhausted=bool(exhausted),
-            quota_used=int(used),
         )
 
-    def hit(
-        self, key: str, limit: int, now: float | None = None, quota: Quota | None = None, cost: int = 1
-    ) -> Decision:
-        return self._run(key, limit, now, consume=True, quota=quota, cost=cost)
+    def hit(self, key: str, limit: int, now: float | None = None, quota: Quota | None = None) -> Decision:
+        return self._run(key, limit, now, consume=True, quota=quota)
 
     def peek(self, key: str, limit: int, now: float | None = None) -> Decision:
         return self._run(key, limit, now, consume=False)

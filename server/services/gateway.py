@@ -1,33 +1,26 @@
-"""The gateway's two jobs for the platform's API: admit a request (ext_authz) and meter the
-requests that were forwarded (access-log stream).
+"""The gateway's two jobs for the platform's API: grant a key what Envoy needs to admit its
+requests, and meter the requests that were forwarded (access-log stream).
 
-Admission, in one call per request: key -> tenant -> ACTIVE subscription -> plan; the tenant's
-standing denial if it has one (standing_denial: other hard limits, and the credits' 402s); then
-the request's route cost (the plan's route_costs) taken from the tier limit in the tenant's
-gateway window (separate from its billing-API window) and, for a plan with no overage price, from
-the period's quota cap, both in one atomic limiter step.
+A grant (Gateway.grant, asked by Envoy's Lua filter at most once per GRANT_SECONDS per key; see
+envoy/gateway.lua, which counts the tier window and the quota itself): key -> tenant -> ACTIVE
+subscription -> plan (rate limit, route costs, the requests quota of a capped plan with the
+period's recorded usage as its floor), or the key's denial: 401, 403, the standing denials of
+standing_denial (other hard limits; the credits' 402s). Read fresh from the database each time
+(one grant per key per GRANT_SECONDS is cheap), so a revoked key, a plan change, a cancel or a new
+denial takes effect at the gateway within GRANT_SECONDS (the contract allows 5 s).
 
-Staleness bound: the key and the tenant's subscription are cached for CACHE_SECONDS per server
-process, so a revoked key, a plan change or a cancel takes effect at the gateway within
-CACHE_SECONDS (the contract allows 5 s). The quota counter lives in the limiter, not in the
-cache; the cached recorded usage only seeds it (it is a floor), so staleness there admits nothing
-extra.
-
-A refusal at the quota cap also announces `quota.exhausted` (a webhook event, once per
-subscription period) outside the hot path's caches; see Gateway._announce_exhausted.
+A refusal at the quota cap announces `quota.exhausted` (a webhook event, once per subscription
+period) from the access-log stream, off the request path; see Gateway.record_refusals.
 
 A tenant id outside the identifier alphabet (a row older than the alphabet) is refused 403
 INVALID_TENANT_ID: Envoy could not forward it anyway.
-
-Limiter store unreachable (Redis down): a plan without a quota cap FAILS OPEN, as the billing
-API's interceptor does (limits protect capacity); a capped plan FAILS CLOSED (503), because its
-cap is a billing fact that cannot be checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import math
 
@@ -45,15 +38,13 @@ from server.domain.usage import MAX_BATCH
 from server.observability import metrics
 from server.persistence import db, plan_versions
 from server.persistence.models import Plan, PlanVersion, Subscription
-from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
 from server.services import events, invoices, keys, usage
 
 log = logging.getLogger("billing.gateway")
 
-CACHE_SECONDS = STALENESS_SECONDS
+GRANT_SECONDS = STALENESS_SECONDS
 ANNOUNCED_SECONDS = 3600.0
-WINDOW_PREFIX = "gateway:"
 # Metering acts for the system, not for a caller: the gateway itself vouches for the events.
 METERING = Principal(key_id=0, scope=KeyScope.ADMIN)
 
@@ -73,29 +64,13 @@ class ActivePlan:
 
 
 @dataclasses.dataclass(frozen=True)
-class Admission:
+class Grant:
+    """A key's admission terms for GRANT_SECONDS; `quota_floor` and `period` only for a capped plan."""
+
     tenant_id: str
-    subscription_id: str
-    plan_id: str
-    decision: Decision | None  # None: the limiter store is down and the plan fails open
-    cost: int = 1
-    quota: rules.PeriodQuota | None = None  # the capped period, for the IETF headers
-
-
-class Refused(ResourceExhausted):
-    """Denied by the tier limit or the quota cap; transport turns `decision` into the 429's headers."""
-
-    def __init__(self, message: str, *, decision: Decision, quota: rules.PeriodQuota | None = None, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.decision = decision
-        self.quota = quota
-
-
-def _in_session(query, *args):
-    """Run a cache miss's query in its own database session: the common case, all hits, opens
-    none (on SQLite opening one cost ~400 µs, four fifths of a whole check)."""
-    with db.session():
-        return query(*args)
+    plan: ActivePlan
+    period: Period | None = None
+    quota_floor: int = 0
 
 
 def _active_plan(tenant_id: str) -> ActivePlan | None:
@@ -133,14 +108,14 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
 
 def standing_denial(subscription_id: str, now: dt.datetime) -> DomainError | None:
     """The tenant's denial that does not depend on this request, computed from the period's
-    figures (the same rating as the invoice) and cached per subscription for CACHE_SECONDS by the
-    Gateway, so it holds at most that long after the usage that caused it is recorded:
+    figures (the same rating as the invoice) at each grant, so it holds at most GRANT_SECONDS after
+    the usage that caused it is recorded:
 
     - 429 QUOTA_EXHAUSTED for a `hard_limit` charge other than the exact requests cap (another
       meter, or a filtered charge): its figure in the segment in force has reached its included
       units. Such a figure is known only once the usage is ingested (metering lag, ~0.2 s, plus
-      this cache), so a burst can pass it by that much; the unfiltered `requests` cap is instead
-      counted exactly in the limiter.
+      the grant's age), so a burst can pass it by that much; the unfiltered `requests` cap is
+      instead counted exactly in Envoy (envoy/gateway.lua).
     - The credits' 402s (CREDITS_EXHAUSTED, SPEND_CAP_REACHED) belong here too, as one call to the
       spend-control service (a denial reason or None) returned as a FailedPrecondition with that
       reason, which the transport answers 402: THE one place the gateway consults it.
@@ -162,83 +137,60 @@ def standing_denial(subscription_id: str, now: dt.datetime) -> DomainError | Non
 
 
 class Gateway:
-    """Admission with its caches; one per server process, shared by its worker threads."""
+    """Grants, and the announcements of refusals; one per server process."""
 
-    def __init__(self, limiter: RateLimiter, *, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.limiter = limiter
-        self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
-        self._plans: TtlCache[ActivePlan | None] = TtlCache(cache_seconds)
-        self._recorded: TtlCache[int] = TtlCache(cache_seconds)
+    def __init__(self) -> None:
         self._announced: TtlCache[None] = TtlCache(ANNOUNCED_SECONDS)
-        self._denials: TtlCache[DomainError | None] = TtlCache(cache_seconds)
 
-    def admit(self, headers: dict[str, str], now: dt.datetime, *, method: str = "GET", path: str = "/") -> Admission:
-        """Admit one request (`method` and `path` choose its route cost) or raise the DomainError
-        that is its denial. Opens a database session only for what the caches miss."""
-        key = rules.api_key(headers)
-        principal = (
-            self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key else keys.authenticate(None)
-        )
-        if principal.is_admin or principal.tenant_id is None:
-            raise PermissionDenied(
-                "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
-            )
-        tenant_id = principal.tenant_id
-        if problem := identifier_problem(tenant_id):
-            # Stored before ids had an alphabet: Envoy cannot write it into x-tenant-id, so the
-            # request could only end as Envoy's 503. An operator moves the tenant to a valid id.
-            raise PermissionDenied(f"the key's tenant id {problem}", reason="INVALID_TENANT_ID")
-        plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
-        if plan is None:
-            raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
-        if plan.other_hard_limits and (
-            denial := self._denials.get(
-                plan.subscription_id, lambda: _in_session(standing_denial, plan.subscription_id, now)
-            )
-        ):
-            raise denial
-        period = period_containing(plan.anchor_at, now)
-        cost = rules.route_cost(plan.route_costs, method, path)
-        quota = self._quota(plan, period, now) if plan.capped else None
-        try:
-            decision = self.limiter.hit(WINDOW_PREFIX + tenant_id, plan.limit_per_minute, quota=quota, cost=cost)
-        except LimiterUnavailable:
-            metrics.record_decision("gateway", plan.tier, None)
-            if quota:
-                raise
-            return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision=None, cost=cost)
-        metrics.record_decision("gateway", plan.tier, decision)
-        shown = _period_quota(plan, decision, period, now) if quota else None
-        if not decision.allowed:
-            if decision.quota_exhausted:
-                self._announce_exhausted(tenant_id, plan, period, now)
-            raise _refusal(plan, decision, period, now, shown)
-        return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision, cost=cost, quota=shown)
+    def grant(self, key: str | None, now: dt.datetime) -> Grant:
+        """The grant of `key`, or the DomainError that is its denial; one database session."""
+        with db.session():
+            principal = keys.authenticate(key)
+            if principal.is_admin or principal.tenant_id is None:
+                raise PermissionDenied(
+                    "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
+                )
+            tenant_id = principal.tenant_id
+            if problem := identifier_problem(tenant_id):
+                # Stored before ids had an alphabet: Envoy cannot write it into x-tenant-id, so the
+                # request could only end as Envoy's 503. An operator moves the tenant to a valid id.
+                raise PermissionDenied(f"the key's tenant id {problem}", reason="INVALID_TENANT_ID")
+            plan = _active_plan(tenant_id)
+            if plan is None:
+                raise PermissionDenied(
+                    f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION"
+                )
+            if plan.other_hard_limits and (denial := standing_denial(plan.subscription_id, now)):
+                raise denial
+            if not plan.capped:
+                return Grant(tenant_id, plan)
+            period = period_containing(plan.anchor_at, now)
+            return Grant(tenant_id, plan, period, usage.period_requests(plan.subscription_id, period.start))
 
-    def _announce_exhausted(self, tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
-        """quota.exhausted, once per subscription period (the event's dedup key); this process asks
-        the database at most once an hour per period, not on every refused request. A failure is
-        logged and retried at a later refusal: the denial itself never depends on it."""
-        name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
-        try:
-            self._announced.get(name, lambda: _in_session(_emit_exhausted, tenant_id, plan, period, now))
-        except Exception:
-            log.exception("quota.exhausted for %s not recorded", plan.subscription_id)
-
-    def _quota(self, plan: ActivePlan, period: Period, now: dt.datetime) -> Quota:
-        name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
-        recorded = self._recorded.get(
-            name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start)
-        )
-        return Quota(
-            name=name,
-            included=plan.included_requests,
-            floor=recorded,
-            expires_in=math.ceil((period.end - now).total_seconds()),
-        )
+    def record_refusals(self, requests: list[rules.LoggedRequest], now: dt.datetime) -> None:
+        """The decision metrics of logged requests, and quota.exhausted for a refusal at a cap,
+        once per subscription period (the event's dedup key); this process asks the database at
+        most once an hour per period. A failure is logged and retried at a later refusal."""
+        for request in requests:
+            metrics.record_outcome("gateway", request.tier, request.refused.lower() or "allowed")
+            if request.refused != "QUOTA_EXHAUSTED":
+                continue
+            try:
+                self._announced.get(request.subscription_id, functools.partial(_emit_now, request.tenant_id, now))
+            except Exception:
+                log.exception("quota.exhausted for %s not recorded", request.subscription_id)
 
 
-def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
+def _emit_now(tenant_id: str, now: dt.datetime) -> None:
+    with db.session():
+        _emit_exhausted(tenant_id, now)
+
+
+def _emit_exhausted(tenant_id: str, now: dt.datetime) -> None:
+    plan = _active_plan(tenant_id)
+    if plan is None:
+        return
+    period = period_containing(plan.anchor_at, now)
     data = quota_message(
         subscription_id=plan.subscription_id,
         tenant_id=tenant_id,
@@ -254,30 +206,6 @@ def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.da
             now=now,
             dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}",
         )
-
-
-def _period_quota(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> rules.PeriodQuota:
-    return rules.PeriodQuota(
-        included=plan.included_requests,
-        used=decision.quota_used,
-        period_seconds=round((period.end - period.start).total_seconds()),
-        seconds_left=max(0, math.ceil((period.end - now).total_seconds())),
-    )
-
-
-def _refusal(
-    plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime, quota: rules.PeriodQuota | None
-) -> Refused:
-    if decision.quota_exhausted:
-        reason, retry_after = "QUOTA_EXHAUSTED", math.ceil((period.end - now).total_seconds())
-        message = (
-            f"plan {plan.plan_id!r} has used its {plan.included_requests} included requests this period "
-            f"(until {period.end.isoformat()}) and bills no overage"
-        )
-    else:
-        reason, retry_after = "RATE_LIMITED", decision.reset_seconds
-        message = f"rate limit of {plan.limit_per_minute} requests per minute exceeded for plan {plan.plan_id!r}"
-    return Refused(message, reason=reason, retry_after_seconds=max(1, retry_after), decision=decision, quota=quota)
 
 
 def meter(requests: list[rules.LoggedRequest], now: dt.datetime) -> int:

@@ -101,7 +101,7 @@ def create_server(
     portal_pb2_grpc.add_PortalServiceServicer_to_server(PortalServicer(settings), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(allowed=settings.webhooks_allow), server)
     meter_pb2_grpc.add_MeterServiceServicer_to_server(MeterServicer(), server)
-    gateway.add_to_server(server, Gateway(limiter), settings.gateway_authz_port)
+    gateway.add_to_server(server, Gateway(), settings.gateway_authz_port)
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -1,14 +1,14 @@
-"""Envoy's side of the gateway: envoy.service.auth.v3.Authorization (ext_authz) and
-envoy.service.accesslog.v3.AccessLogService, translated to server.services.gateway.
+"""Envoy's side of the gateway: the grants its Lua filter asks for (GET /grant on the small HTTP
+listener of server/transport/gateway_http.py) and envoy.service.accesslog.v3.AccessLogService,
+translated to server.services.gateway.
 
 These are not billing.v1 methods, so the billing interceptors leave them alone: the services open
-database sessions where they need them (Check mostly needs none: its lookups are cached), and
-Check turns domain errors into HTTP denials itself. Anything
-unexpected in Check becomes a gRPC error, which Envoy (failure_mode_allow: false) answers 503.
+database sessions where they need them, and a grant's domain errors become the HTTP denials that
+Envoy replays. Anything unexpected is a 503, which Envoy answers 503 too (fail closed).
 
-Both calls must come from Envoy: Check decides what the platform's API admits (and counts
-against tenants' limits), the access-log stream is what usage is billed from. Envoy sends the
-gateway key (KeyScope.GATEWAY) as initial metadata on both, and nothing else is accepted: not an
+Both must come from Envoy: a grant decides what the platform's API admits, the access-log stream
+is what usage is billed from. Envoy sends the gateway key (KeyScope.GATEWAY) on both (header
+x-billing-gateway-key; the stream's initial metadata), and nothing else is accepted: not an
 admin key, not a tenant key. The gateway key in turn opens no billing.v1 method, so Envoy's
 configuration (readable at its admin /config_dump) holds nothing more powerful than this.
 """
@@ -25,26 +25,26 @@ from google.protobuf import json_format
 
 from server.domain import gateway as rules
 from server.domain.access import Principal, require_gateway
-from server.domain.errors import DomainError, ResourceExhausted, Unavailable
+from server.domain.errors import DomainError, NotFound, ResourceExhausted, Unavailable
 from server.domain.gateway import LoggedRequest, forwarded
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.observability import metrics
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
-from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
 from server.transport.gateway_http import Answer, AuthzServer
 from server.transport.interceptors.authenticating import bearer_token
-from server.transport.rate_limit_headers import decision_headers
 
-GATEWAY_KEY_HEADER = "x-billing-gateway-key"  # Envoy's own key on its authz calls (envoy.yaml.tmpl)
-USAGE_METADATA = "billing"  # header_to_metadata's namespace for the upstream's x-billing-usage
+GATEWAY_KEY_HEADER = "x-billing-gateway-key"  # Envoy's own key on its grant calls (envoy/gateway.lua)
+KEY_HEADER = "x-billing-key"  # the tenant key a grant is asked for
+TTL_HEADER = "x-billing-ttl"  # how long Envoy may use a grant or replay a denial
+GRANT_PATH = "/grant"
+METADATA = "billing"  # the access-log entry's namespace: envoy/gateway.lua's and the usage report
 
 log = logging.getLogger("billing.gateway")
 
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
 HTTP_STATUS = {
     "UNAUTHENTICATED": 401,
     "PERMISSION_DENIED": 403,
@@ -60,32 +60,35 @@ METER_BACKOFF_CAP_SECONDS = 2.0
 JSON = {"content-type": "application/json"}
 
 
-def _limit_headers(decision, quota: rules.PeriodQuota | None) -> dict[str, str]:
-    """x-ratelimit-* (the tier window) and the IETF RateLimit-Policy / RateLimit (window and period)."""
-    return {
-        **decision_headers(decision),
-        **rules.ratelimit_fields(decision.limit, decision.remaining, decision.reset_seconds, quota),
-    }
-
-
 def _denied(error: DomainError) -> Answer:
-    status = status_message(error)
-    limit_headers = _limit_headers(error.decision, error.quota) if isinstance(error, gateway.Refused) else {}
+    """A denial as Envoy's Lua filter replays it to the client for GRANT_SECONDS."""
+    headers = {**JSON, **error.metadata, TTL_HEADER: str(gateway.GRANT_SECONDS)}
     if isinstance(error, ResourceExhausted):
-        limit_headers["retry-after"] = str(error.retry_after_seconds)
+        headers["retry-after"] = str(error.retry_after_seconds)
+    status = status_message(error)
     body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None).encode()
-    return HTTP_STATUS.get(error.code, 500), {**JSON, **error.metadata, **limit_headers}, body
+    return HTTP_STATUS.get(error.code, 500), headers, body
 
 
-def _allowed(admission: gateway.Admission) -> Answer:
+def _granted(grant: gateway.Grant) -> Answer:
+    """The grant as the headers envoy/gateway.lua reads."""
+    plan = grant.plan
     headers = {
-        "x-tenant-id": admission.tenant_id,
-        "x-billing-plan": admission.plan_id,
-        "x-billing-subscription": admission.subscription_id,
-        "x-billing-cost": str(admission.cost),
+        "x-tenant-id": grant.tenant_id,
+        "x-billing-plan": plan.plan_id,
+        "x-billing-subscription": plan.subscription_id,
+        "x-billing-tier": str(plan.tier),
+        "x-billing-limit": str(plan.limit_per_minute),
+        TTL_HEADER: str(gateway.GRANT_SECONDS),
     }
-    if admission.decision:
-        headers.update(_limit_headers(admission.decision, admission.quota))
+    if plan.route_costs:
+        headers["x-billing-routes"] = ", ".join(f"{r.method} {r.path_prefix} {r.cost}" for r in plan.route_costs)
+    if grant.period is not None:
+        period = grant.period
+        headers["x-billing-quota"] = (
+            f"{plan.subscription_id}:{int(period.start.timestamp())} {plan.included_requests} {grant.quota_floor} "
+            f"{int(period.end.timestamp())} {round((period.end - period.start).total_seconds())}"
+        )
     return 200, headers, b""
 
 
@@ -114,41 +117,48 @@ def _authenticate(key: str) -> Principal:
         return keys.authenticate(key)
 
 
-class Admitter:
-    """Envoy's question about one request of the platform's API (server/transport/gateway_http.py
-    carries it), answered as HTTP: 200 with the headers to forward, or the denial itself.
-    Anything unexpected is a 503, never an admission (fail closed)."""
+class Granter:
+    """Envoy's question about a key (GET /grant, `x-billing-key`; server/transport/gateway_http.py
+    carries it), answered as HTTP: 200 with the grant's headers, or the denial to replay.
+    Anything unexpected is a 503, which Envoy never caches nor admits on (fail closed)."""
 
-    def __init__(self, admission: Gateway, caller: EnvoyCaller) -> None:
-        self.admission = admission
+    def __init__(self, gateway_: Gateway, caller: EnvoyCaller) -> None:
+        self.gateway = gateway_
         self.caller = caller
 
     def __call__(self, method: str, path: str, headers: dict[str, str]) -> Answer:
-        call_context.adopt_request_id(headers.get("x-request-id"))
         try:
-            self.caller.check(headers.get(GATEWAY_KEY_HEADER), "ext_authz Check")
-            return _allowed(self.admission.admit(headers, now(), method=method, path=path))
+            self.caller.check(headers.get(GATEWAY_KEY_HEADER), "gateway grants")
+            if (method, path) != ("GET", GRANT_PATH):
+                raise NotFound(f"no {method} {path} here: Envoy asks GET {GRANT_PATH}")
+            return _granted(self.gateway.grant(headers.get(KEY_HEADER) or None, now()))
         except DomainError as error:
             return _denied(error)
         except Exception:
-            log.exception("gateway admission failed")
+            log.exception("gateway grant failed")
             return _denied(Unavailable("the gateway cannot decide now; retry later"))
 
 
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
-    admitted = common.metadata.filter_metadata.get(EXT_AUTHZ)
-    fields = admitted.fields if admitted else {}
-    reported = common.metadata.filter_metadata.get(USAGE_METADATA)
+    billing = common.metadata.filter_metadata.get(METADATA)
+    fields = billing.fields if billing else {}
+
+    def text(name: str) -> str:
+        return fields[name].string_value if name in fields else ""
+
     return LoggedRequest(
-        subscription_id=fields["x-billing-subscription"].string_value if "x-billing-subscription" in fields else "",
+        subscription_id=text("subscription"),
         request_id=entry.request.request_id,
         method=base_pb2.RequestMethod.Name(entry.request.request_method),
         path=entry.request.path,
         started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
         forwarded=forwarded(entry.response.response_code_details),
-        cost=int(fields["x-billing-cost"].string_value or 1) if "x-billing-cost" in fields else 1,
-        reported=_reported(reported.fields["usage"].string_value, entry.request.request_id) if reported else None,
+        cost=int(fields["cost"].number_value) if "cost" in fields else 1,
+        reported=_reported(text("usage"), entry.request.request_id) if "usage" in fields else None,
+        tenant_id=text("tenant"),
+        tier=text("tier"),
+        refused=text("refused"),
     )
 
 
@@ -168,7 +178,8 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     next is read; a database hiccup is retried, because Envoy does not resend what it sent.
     Usage is billed from this stream, so it must come with the gateway key."""
 
-    def __init__(self, caller: EnvoyCaller) -> None:
+    def __init__(self, gateway_: Gateway, caller: EnvoyCaller) -> None:
+        self.gateway = gateway_
         self.caller = caller
 
     def StreamAccessLogs(self, request_iterator, context):
@@ -177,6 +188,7 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
             requests = [_logged(entry) for entry in message.http_logs.log_entry]
             if requests:
                 _meter(requests)
+                self.gateway.record_refusals(requests, now())
         return als_pb2.StreamAccessLogsResponse()
 
 
@@ -193,10 +205,10 @@ def _meter(requests: list[LoggedRequest]) -> None:
             time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2**attempt))
 
 
-def add_to_server(server: grpc.Server, admission: Gateway, authz_port: int) -> None:
-    """The access-log sink on the gRPC server and, with an `authz_port`, the admission listener
+def add_to_server(server: grpc.Server, gateway_: Gateway, authz_port: int) -> None:
+    """The access-log sink on the gRPC server and, with an `authz_port`, the grant listener
     (started now: it is independent of the gRPC server's life)."""
     caller = EnvoyCaller()
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(caller), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(gateway_, caller), server)
     if authz_port:
-        AuthzServer(Admitter(admission, caller), port=authz_port).start()
+        AuthzServer(Granter(gateway_, caller), port=authz_port).start()

@@ -1,21 +1,10 @@
-"""The gateway's admission as Envoy's ext_authz `http_service`: a small HTTP/1.1 server (one
-thread running its own asyncio loop in each billing server process, on loopback) that Envoy asks
-once per request of the platform's API.
+"""The billing server's answer to Envoy's Lua filter (envoy/gateway.lua): a small HTTP/1.1
+server (one thread running its own asyncio loop in each billing server process, on loopback) that
+Envoy asks for a key's grant at most once per grant TTL (GET /grant). Requests themselves are
+admitted and counted in Envoy; this server is off the per-request path.
 
-Why HTTP and not the gRPC Check: the per-request cost of a Python gRPC call bounded the gateway
-at 0.20 of a plain Envoy proxy (BENCHMARKS.md, "Gateway at Envoy speed"); Envoy's pooled
-keep-alive HTTP/1.1 connections and a hand-written parser of the few lines it sends cost a
-fraction of that, while the decision itself (server.services.gateway.Gateway.admit: keys and plans
-from caches, the limiter step exact in-process or in Redis) is unchanged.
-
-What Envoy sends: `<METHOD> /check<original path> HTTP/1.1` with the client's `authorization`,
-`x-api-key` and `x-request-id`, and `x-billing-gateway-key` (Envoy's own key, which alone may ask).
-What it gets: 200 admits, and its headers go to the upstream (x-tenant-id, x-billing-plan), to the
-client (x-ratelimit-*, RateLimit*) and into the access-log entry (x-billing-subscription,
-x-billing-cost: dynamic metadata); any other status is the client's answer, body and all.
-
-A cache miss queries the database on this loop (one tenant's first request in a staleness
-window, ~1 ms): simpler than handing it to a thread, and rare by design.
+HTTP rather than gRPC because the Lua filter's httpCall speaks it; a hand-written parser of the few
+lines Envoy sends is enough. A grant reads the database on this loop (~1 ms, once per key per TTL).
 """
 
 from __future__ import annotations
@@ -27,9 +16,15 @@ import threading
 
 log = logging.getLogger("billing.gateway")
 
-CHECK_PREFIX = "/check"
 MAX_HEAD_BYTES = 64 * 1024  # Envoy passes at most its 8 KiB of client headers and a few of its own
-REASONS = {200: "OK", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 429: "Too Many Requests"}
+REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+}
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -66,7 +61,7 @@ class _Protocol(asyncio.Protocol):
                 return  # wait for the body (Envoy sends none unless configured to)
             self.buffer = rest[length:]
             method, path, _ = (request_line.split(" ") + ["", ""])[:3]
-            self._answer(*self.decide(method, path.removeprefix(CHECK_PREFIX) or "/", headers))
+            self._answer(*self.decide(method, path, headers))
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"content-length: {len(body)}"]
@@ -96,5 +91,5 @@ class AuthzServer:
 
     def start(self) -> AuthzServer:
         self.thread.start()
-        log.info("gateway authz listening on 127.0.0.1:%d", self.port)
+        log.info("gateway grants listening on 127.0.0.1:%d", self.port)
         return self
