@@ -97,7 +97,7 @@ def upstream_envoy_config(admin: int, upstream: int, direct: int) -> str:
         name="upstream",
         port=upstream,
         action="""direct_response: {status: 200, body: {inline_string: '{"ok": true}'}}""",
-        extra=f"                response_headers_to_add: [{{header: {{key: x-billing-usage, value: '{USAGE_HEADER}'}}}}]",
+        extra=" " * 16 + f"response_headers_to_add: [{{header: {{key: x-billing-usage, value: '{USAGE_HEADER}'}}}}]",
     ) + LISTENER.format(name="direct", port=direct, action="route: {cluster: upstream}", extra="")
     return UPSTREAM_ENVOY.format(admin=admin, upstream=upstream, listeners=listeners)
 
