@@ -266,7 +266,7 @@ def measure(
             subscription = Subscription.get_by_id(f"sub_{load_tenant}")
             metered = usage.period_requests(subscription.id, subscription.current_period_start)
             tokens = metered_tokens(subscription)
-        _, stats = envoy_launcher.admin(envdir, "/stats?filter=access_logs")
+        _, stats = envoy_launcher.admin(envdir, "/stats?filter=access_logs|gateway_authz.upstream_rq_total|gateway.lua")
         envoy_stats = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
     finally:
         for process in (stack_envoy, plain, fixed):

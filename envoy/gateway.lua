@@ -246,11 +246,12 @@ local function admit(handle)
   end
   headers:replace("x-tenant-id", grant.tenant)
   headers:replace("x-billing-plan", grant.plan)
-  -- For the response: the route adds each billing.<header> as that header (envoy.yaml.tmpl), which
-  -- costs Envoy less than a Lua response hook on every request.
-  for name, value in pairs(limit_headers({}, grant, remaining, reset, used, t)) do
-    metadata:set("billing", name, value)
-  end
+  -- For the response (Lua keeps nothing per stream but its metadata): one packed string.
+  local shown = limit_headers({}, grant, remaining, reset, used, t)
+  metadata:set("billing", "limits", table.concat({
+    shown["x-ratelimit-limit"], shown["x-ratelimit-remaining"], shown["x-ratelimit-reset"],
+    shown["ratelimit-policy"], shown["ratelimit"],
+  }, "|"))
 end
 
 -- An error in this script would let the request through unchecked (Envoy goes on after a Lua
@@ -260,5 +261,19 @@ function envoy_on_request(handle)
   if not ok then
     handle:logErr("gateway admission failed: " .. tostring(problem))
     unavailable(handle)
+  end
+end
+
+function envoy_on_response(handle)
+  local billing = handle:streamInfo():dynamicMetadata():get("billing")
+  local packed = billing and billing["limits"]
+  if packed then
+    local limit, remaining, reset, policy, state = packed:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
+    local headers = handle:headers()
+    headers:replace("x-ratelimit-limit", limit)
+    headers:replace("x-ratelimit-remaining", remaining)
+    headers:replace("x-ratelimit-reset", reset)
+    headers:replace("ratelimit-policy", policy)
+    headers:replace("ratelimit", state)
   end
 end
