@@ -177,7 +177,7 @@ def render(
     authz_ports: list[int] | None = None,
 ) -> str:
     """The Envoy config; `gateway_key` (KeyScope.GATEWAY: Envoy's own calls, nothing else)
-    authenticates its ext_authz calls and the access-log stream usage is billed from."""
+    authenticates its grant calls and the access-log stream usage is billed from."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports

@@ -85,9 +85,15 @@ def demo_upstream():
         yield port
 
 
-# A server process these helpers start takes its gateway admission listener here, beside its
-# gRPC port (an in-process server has its own in its settings).
-AUTHZ_PORT_OFFSET = 1
+# The grant listener of each server process these helpers start, by its gRPC port, whichever of
+# Envoy and the server starts first (an in-process server has its own in its settings).
+_AUTHZ_PORTS: dict[int, int] = {}
+
+
+def authz_port_for(grpc_port: int) -> int:
+    if grpc_port not in _AUTHZ_PORTS:
+        _AUTHZ_PORTS[grpc_port] = free_port()
+    return _AUTHZ_PORTS[grpc_port]
 
 
 @contextlib.contextmanager
@@ -97,7 +103,7 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     socket in `workdir`) says so, whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "envoy.log", "ab") as log:
-        authz = settings.authz_ports(len(grpc_ports)) or [port + AUTHZ_PORT_OFFSET for port in grpc_ports]
+        authz = settings.authz_ports(len(grpc_ports)) or [authz_port_for(port) for port in grpc_ports]
         envoy = envoy_launcher.start(
             settings, grpc_ports, workdir, gateway_key, authz_ports=authz, stdout=log, stderr=log
         )
@@ -125,7 +131,7 @@ def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
                 "BILLING_SHUTDOWN_GRACE_S": "2",
                 **env,
                 "BILLING_GRPC_PORT": str(port),
-                "BILLING_GATEWAY_AUTHZ_PORT": str(port + AUTHZ_PORT_OFFSET),
+                "BILLING_GATEWAY_AUTHZ_PORT": str(authz_port_for(port)),
             },
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -36,7 +36,7 @@ from server.services import keys
 from server.supervision import QUICK_FAILURES_LIMIT, STABLE_AFTER_S, Child, exit_status
 
 DEV_KEY_FILE = pathlib.Path(".billing-dev-admin-key")
-# The key Envoy's own calls carry (ext_authz, the access-log stream): in Envoy's config, so it
+# The key Envoy's own calls carry (grants, the access-log stream): in Envoy's config, so it
 # opens nothing else (KeyScope.GATEWAY). Kept like the dev admin key, never printed.
 GATEWAY_KEY_FILE = pathlib.Path(".billing-gateway-key")
 

@@ -53,8 +53,9 @@ def forwarded(response_code_details: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class LoggedRequest:
-    """One access-log entry of the gateway, as metering needs it. `subscription_id` is empty
-    unless ext_authz admitted the request (it sets it in the dynamic metadata)."""
+    """One access-log entry of the gateway, as metering needs it: what envoy/gateway.lua set in
+    its dynamic metadata (the granted subscription, tenant and tier, the route's cost, and a
+    refusal's reason, else empty) and the upstream's usage report."""
 
     subscription_id: str
     request_id: str

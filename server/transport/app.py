@@ -1,5 +1,5 @@
 """The gRPC server factory: servicers, interceptors, grpc.health.v1 and reflection, and the
-gateway's Envoy services (ext_authz and the access-log sink)."""
+gateway's Envoy services (the access-log sink, and the grants' HTTP listener)."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def _granted(grant: gateway.Grant) -> Answer:
 
 class EnvoyCaller:
     """Refuses a call that does not carry the gateway key. A valid key is cached like the billing
-    API's keys (a revoked one is refused at most STALENESS_SECONDS late), so Check, the hot path,
+    API's keys (a revoked one is refused at most STALENESS_SECONDS late), so a grant or a stream
     does no database query for it."""
 
     def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
