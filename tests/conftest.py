@@ -99,7 +99,7 @@ class Stack:
     channel: grpc.Channel
     gateway_url: str = ""
     workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
-    gateway_key: str = ""  # what Envoy's ext_authz and access-log calls carry
+    gateway_key: str = ""  # what Envoy's grant and access-log calls carry
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():

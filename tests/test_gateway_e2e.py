@@ -1,4 +1,4 @@
-"""The gateway through the real stack: Envoy's gateway listener, ext_authz and the access-log
+"""The gateway through the real stack: Envoy's gateway listener, its Lua admission, the grants and the access-log
 stream answered by the billing server, the demo upstream as a real process. Each test uses its
 own tenant; the stack's limiter is shared."""
 
@@ -187,6 +187,7 @@ def test_grants_need_the_gateway_key_and_say_how_long_they_hold(stack, tenant_id
     asked = {"x-billing-key": stack.tenant_key(tenant_id)}
     assert granter("GET", "/grant", asked)[0] == 401
     assert granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.tenant_key(tenant_id)})[0] == 403
+    assert granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.admin_key})[0] == 403  # an admin has the API
     status, headers, _ = granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.gateway_key})
     assert status == 200
     assert (headers["x-tenant-id"], headers["x-billing-plan"], headers["x-billing-limit"]) == (
