@@ -302,3 +302,18 @@ def test_usage_events_carry_the_cost_and_the_reported_usage_with_its_own_id():
         {"input_tokens": "2"},
     )
     assert (second.count, second.endpoint, second.timestamp) == (None, "", T0)
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("", "event type '' is not [a-z0-9_.-]{1,64} (nor api_request)"),
+        ("llm_tokens; model", "'model' is not a single <property>=<value>"),
+        ("llm_tokens; bad key=1", "properties key 'bad key' must match [A-Za-z0-9_.-]{1,64}"),
+        ("llm_tokens; a=" + "x" * 257, "properties.a is longer than 256 characters"),
+    ],
+)
+def test_a_malformed_usage_report_says_why(header, message):
+    with pytest.raises(MalformedUsage) as refused:
+        usage_report(header)
+    assert str(refused.value) == message
