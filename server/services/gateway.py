@@ -106,20 +106,25 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
     )
 
 
-def standing_denial(subscription_id: str, now: dt.datetime) -> DomainError | None:
-    """The tenant's denial that does not depend on this request, computed from the period's
-    figures (the same rating as the invoice) at each grant, so it holds at most GRANT_SECONDS after
-    the usage that caused it is recorded:
+def standing_denial(plan: ActivePlan, now: dt.datetime) -> DomainError | None:
+    """The tenant's denial that does not depend on the request, computed at each grant (off the
+    request path), so it holds at most GRANT_SECONDS after what caused it is recorded:
 
     - 429 QUOTA_EXHAUSTED for a `hard_limit` charge other than the exact requests cap (another
-      meter, or a filtered charge): its figure in the segment in force has reached its included
-      units. Such a figure is known only once the usage is ingested (metering lag, ~0.2 s, plus
-      the grant's age), so a burst can pass it by that much; the unfiltered `requests` cap is
-      instead counted exactly in Envoy (envoy/gateway.lua).
-    - The credits' 402s (CREDITS_EXHAUSTED, SPEND_CAP_REACHED) belong here too, as one call to the
-      spend-control service (a denial reason or None) returned as a FailedPrecondition with that
-      reason, which the transport answers 402: THE one place the gateway consults it.
+      meter, or a filtered charge): its figure in the segment in force, rated as the invoice
+      rates it, has reached its included units. Such a figure is known only once the usage is
+      ingested (metering lag, ~0.2 s, plus the grant's age), so a burst can pass it by that much;
+      the unfiltered `requests` cap is instead counted exactly in Envoy (envoy/gateway.lua).
+    - The credits' 402s (CREDITS_EXHAUSTED, SPEND_CAP_REACHED) belong here, after the hard limits:
+      THE one place the gateway consults the spend-control service (a denial reason or None),
+      returned as a FailedPrecondition with that reason, which the gateway answers 402.
     """
+    if plan.other_hard_limits:
+        return _exhausted_hard_limit(plan.subscription_id, now)
+    return None
+
+
+def _exhausted_hard_limit(subscription_id: str, now: dt.datetime) -> DomainError | None:
     subscription = Subscription.get_by_id(subscription_id)
     period = invoices.period_of(subscription, subscription.current_period_start)
     _, ratings = invoices.rated_period(subscription, period)
@@ -160,7 +165,7 @@ class Gateway:
                 raise PermissionDenied(
                     f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION"
                 )
-            if plan.other_hard_limits and (denial := standing_denial(plan.subscription_id, now)):
+            if denial := standing_denial(plan, now):
                 raise denial
             if not plan.capped:
                 return Grant(tenant_id, plan)
