@@ -116,3 +116,19 @@ def test_a_hard_limit_on_another_meter_denies_within_the_bound(stack):
     poll(lambda: _meter_total(stack, subscription_id, meter_id), lambda total: total == "480")
     denied, _ = poll(lambda: stack.gateway("GET", "/v1/a", key=key), lambda reply: reply.status == 429)
     assert denied.reason() == "QUOTA_EXHAUSTED" and int(denied.headers["retry-after"]) > 0
+
+
+def test_the_key_is_read_from_bearer_first_then_x_api_key(stack):
+    _, key = _subscribe(stack, _plan(stack, rate_limit_per_minute=1000))
+    cases = [
+        ({"authorization": f"Bearer {key}"}, 200),
+        ({"authorization": f"bearer  {key} "}, 200),
+        ({"x-api-key": key}, 200),
+        ({"authorization": f"Bearer {key}", "x-api-key": "bk_wrong"}, 200),
+        ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": key}, 200),
+        ({"authorization": "Basic dXNlcjpwdw=="}, 401),
+        ({"x-api-key": "  "}, 401),
+        ({"authorization": "Bearer bk_wrong", "x-api-key": key}, 401),
+    ]
+    for headers, status in cases:
+        assert stack.gateway("GET", "/v1/a", headers=headers).status == status, headers

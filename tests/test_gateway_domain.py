@@ -13,7 +13,6 @@ from calls import fire
 from server.domain.gateway import (
     LoggedRequest,
     MalformedUsage,
-    api_key,
     endpoint,
     forwarded,
     usage_events,
@@ -24,23 +23,6 @@ from server.ratelimit.algorithm import Quota
 from server.ratelimit.memory import InProcessRateLimiter
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc)
-
-
-@pytest.mark.parametrize(
-    "headers, expected",
-    [
-        ({"authorization": "Bearer bk_abc"}, "bk_abc"),
-        ({"authorization": "bearer  bk_abc "}, "bk_abc"),
-        ({"x-api-key": "bk_xyz"}, "bk_xyz"),
-        ({"authorization": "Bearer bk_abc", "x-api-key": "bk_xyz"}, "bk_abc"),
-        ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": "bk_xyz"}, "bk_xyz"),
-        ({"authorization": "Basic dXNlcjpwdw=="}, None),
-        ({"x-api-key": "  "}, None),
-        ({}, None),
-    ],
-)
-def test_api_key_from_bearer_or_x_api_key(headers, expected):
-    assert api_key(headers) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Gateway rules, pure: which key a request carries, what a metered request's endpoint is called,
-and which access-log entries are usage.
+"""Gateway rules, pure: what a metered request's endpoint is called, which access-log entries are
+usage, and what an upstream's usage report says. (Which key a request carries, and the limits,
+are decided in Envoy: envoy/gateway.lua.)
 
 The gateway meters the platform's own API, whose paths carry ids: `GET /v1/items/42` and
 `GET /v1/items/43` are one endpoint for analytics, so id-like segments become `{id}`.
@@ -28,15 +29,6 @@ _ID_SEGMENT = re.compile(
 # a header Envoy could not write was logged with the upstream's address and no failure flag.
 UPSTREAM_ANSWERED = "via_upstream"
 UPSTREAM_RESET_AFTER_ANSWER = "upstream_reset_after_response_started"
-
-
-def api_key(headers: dict[str, str]) -> str | None:
-    """The tenant key from `authorization: Bearer <key>` or, failing that, `x-api-key`.
-    Header names are lower-case, as Envoy passes them."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key", "").strip() or None
 
 
 def endpoint(method: str, path: str) -> str:
