@@ -8,7 +8,8 @@ run, see bench/postgres.py), BENCH_FLOOR=0 (skip the bare grpcio floor, bench/fl
 BENCH_ONLY=floor (only the floor: no stack, no other figures; for iterating on the per-call cost)
 or BENCH_ONLY=sqlite_writes (only batched ingestion on SQLite with 1 and 2 server processes)
 or BENCH_ONLY=meters (only the meters' ingestion and read cost, bench/meters.py; BENCH_METERS=0
-skips it in a full run, BENCH_METER_EVENTS sets the events read over, default 1,000,000),
+skips it in a full run, BENCH_METER_EVENTS sets the events read over, default 1,000,000)
+or BENCH_ONLY=gateway (only the gateway against plain Envoy proxies, bench/gateway.py),
 BENCH_SQLITE_WRITES=0 (on SQLite, skip batched ingestion with 1 and 2 server processes,
 bench/sqlite_writes.py), BENCH_INTERCEPTOR=0 (skip the rate-limit interceptor's cost,
 bench/interceptor.py), BENCH_GATEWAY=0 (skip the gateway's cost against a direct proxy,
@@ -260,9 +261,9 @@ def knobs() -> tuple[float, int, int, int]:
 
 
 def only(part: str, scratch_pg: str | None) -> int:
-    """One part of the bench, nothing else (BENCH_ONLY=floor, sqlite_writes or meters)."""
-    if part not in ("floor", "sqlite_writes", "meters"):
-        print(f"BENCH_ONLY must be floor, sqlite_writes or meters, not {part!r}", file=sys.stderr)
+    """One part of the bench, nothing else (BENCH_ONLY=floor, sqlite_writes, meters or gateway)."""
+    if part not in ("floor", "sqlite_writes", "meters", "gateway"):
+        print(f"BENCH_ONLY must be floor, sqlite_writes, meters or gateway, not {part!r}", file=sys.stderr)
         return 2
     duration, repeats, load_procs, threads = knobs()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
@@ -275,7 +276,10 @@ def only(part: str, scratch_pg: str | None) -> int:
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
-        if part == "floor":
+        if part == "gateway":
+            result = gateway.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
+            summary = gateway.text(result)
+        elif part == "floor":
             database_url = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"
             result = floor.measure(Runner, pool, workdir, database_url, duration, repeats, load_procs, threads)
             summary = floor.text(result)
@@ -291,22 +295,18 @@ def only(part: str, scratch_pg: str | None) -> int:
 
 
 def run(scratch_pg: str | None) -> int:
+    """The whole bench: the stack's operations, then each cost measured on its own, then the report."""
     duration, repeats, load_procs, threads = knobs()
     server_procs = [int(n) for n in os.environ.get("BENCH_SERVER_PROCS", "1,2").split(",")]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="billing-bench-"))
     database_url = scratch_pg or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
     redis_url = os.environ.get("REDIS_URL") or None
     sqlite = database_url.startswith("sqlite")
+    database = "sqlite (fresh file)" if sqlite else ("postgresql, scratch database " if scratch_pg else "")
+    if not sqlite:
+        database += database_url.split("@")[-1]
     info = run_info(
-        duration,
-        repeats,
-        load_procs,
-        threads,
-        database=("postgresql, scratch database " if scratch_pg else "") + database_url.split("@")[-1]
-        if not sqlite
-        else "sqlite (fresh file)",
-        redis=bool(redis_url),
-        server_procs=server_procs,
+        duration, repeats, load_procs, threads, database=database, redis=bool(redis_url), server_procs=server_procs
     )
     print(
         f"bench: {info['nproc']} x {info['cpu_model']}, {info['database']}, redis={info['redis']}, "
@@ -317,142 +317,181 @@ def run(scratch_pg: str | None) -> int:
     postgres = None if sqlite else PostgresUse(database_url)
     stack = Stack(workdir, database_url, redis_url, "bk_bench_" + secrets.token_urlsafe(24), postgres)
     pool = multiprocessing.get_context("spawn").Pool(load_procs)
-    rows, open_rows, raw, floor_cost, limiter_cost, gateway_cost, writes = [], [], None, None, None, None, None
-    meter_cost = None
     try:
         pool.map(load.warm, range(load_procs), chunksize=1)
         runner = Runner(stack, pool, duration, load_procs, threads)
-        for n in server_procs:
-            while len(stack.servers) < n:
-                stack.add_server()
-            stack.restart_envoy()
-            if raw is None:
-                print("raw batched insert ceiling ...", flush=True)
-                raw = raw_insert_ceiling(database_url, max(1.0, duration * 0.4), repeats)
-                print(f"  {raw['rows_per_s']:.0f} rows/s ({raw['method']}, runs {raw['runs']})", flush=True)
-            print(f"{n} server process(es), Envoy with {n} upstream(s):", flush=True)
-            # Medians of `repeats` runs on the main (largest) setup; one run each for the scaling points.
-            reps = repeats if n == max(server_procs) else 1
-            for op in ("health", "plan"):
-                for door in ("grpc", "rest"):
-                    rows.append(runner.scenario(op, door, reps)[0])
-
-        print(f"operations being built ({len(stack.servers)} server processes):", flush=True)
-        status = {(op, door): probe(op, door, stack) for op in FEATURES for door in ("grpc", "rest")}
-        subs = []
-        invoices: dict[str, list] = {"grpc": [], "rest": []}
-
-        def skipped(op, door, why):
-            rows.append({"op": op, "door": door, "procs": len(stack.servers), "status": why})
-            print(f"  {report.LABELS[op]:<24} {door:<4} {why}", flush=True)
-
-        for door in ("grpc", "rest"):
-            if status["sub_create", door]:
-                skipped("sub_create", door, status["sub_create", door])
-                continue
-            row, made = runner.scenario("sub_create", door)
-            rows.append(row)
-            subs += made
-        per_loop = load_procs * threads
-        usage_subs, invoice_subs = subs[:per_loop], subs[per_loop:]
-        for op in ("usage_1", "usage_1000"):
-            for door in ("grpc", "rest"):
-                if status[op, door]:
-                    skipped(op, door, status[op, door])
-                elif len(usage_subs) < per_loop:
-                    skipped(op, door, "skipped: no subscriptions to track usage on")
-                else:
-                    rows.append(runner.scenario(op, door, shares=split(usage_subs, load_procs))[0])
-        halves = {"grpc": invoice_subs[0::2], "rest": invoice_subs[1::2]}
-        for door in ("grpc", "rest"):
-            if status["invoice", door]:
-                skipped("invoice", door, status["invoice", door])
-            elif not halves[door]:
-                skipped("invoice", door, "skipped: no subscriptions to invoice")
-            else:
-                row, made = runner.scenario("invoice", door, shares=split(halves[door], load_procs))
-                row["subscriptions_available"] = len(halves[door])
-                rows.append(row)
-                invoices[door] = made
-        all_invoices = invoices["grpc"] + invoices["rest"]
-        for door in ("grpc", "rest"):
-            if status["pdf", door]:
-                skipped("pdf", door, status["pdf", door])
-            elif not all_invoices:
-                skipped("pdf", door, "skipped: no invoices to render")
-            else:
-                pdf_shares = (
-                    split(all_invoices, load_procs) if len(all_invoices) >= per_loop else [all_invoices] * load_procs
-                )
-                rows.append(runner.scenario("pdf", door, shares=pdf_shares)[0])
-        print(f"open loop through Envoy at {report.OPEN_LOOP_SHARE:g} of each operation's saturation:", flush=True)
-        open_rows = open_loops(runner, rows, usage_subs, all_invoices)
+        rows, raw = ceilings(runner, stack, server_procs, database_url, duration, repeats)
+        rows, open_rows = operations(runner, stack, rows)
         stack.close()
-        if os.environ.get("BENCH_FLOOR", "1") != "0":
-            own_db = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"  # as below, for the same reason
-            floor_cost = floor.measure(Runner, pool, workdir, own_db, duration, repeats, load_procs, threads)
-            print(floor.text(floor_cost), flush=True)
-        if sqlite and os.environ.get("BENCH_SQLITE_WRITES", "1") != "0":
-            writes = sqlite_writes.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
-        if os.environ.get("BENCH_INTERCEPTOR", "1") != "0":
-            # Its own database unless this run owns a scratch one: the bench catalogue it seeds
-            # raises the enterprise limit, which must not reach a database the bench does not own.
-            own_db = scratch_pg or f"sqlite:///{workdir / 'interceptor.db'}"
-            limiter_cost = interceptor.measure(
-                Runner, pool, workdir, own_db, redis_url, duration, repeats, load_procs, threads
-            )
-            print(interceptor.text(limiter_cost), flush=True)
-        if os.environ.get("BENCH_GATEWAY", "1") != "0":
-            gateway_cost = gateway.measure(Runner, pool, workdir, duration, repeats, load_procs, threads)
-        if os.environ.get("BENCH_METERS", "1") != "0":
-            meter_cost = meters.measure(workdir)
+        costs = side_costs(pool, workdir, scratch_pg, redis_url, sqlite, duration, repeats, load_procs, threads)
     finally:
         pool.close()
         pool.join()
         stack.close()
         if postgres:
             postgres.close()
-
     ceiling = None if raw is None else raw["rows_per_s"]
     report.annotate(rows, ceiling)
     goal_rows = report.goals(rows, ceiling, sqlite)
     info["loadavg_after"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
     info["total_seconds"] = round(time.time() - started, 1)
+    print_report(rows, raw, goal_rows, open_rows, costs, len(stack.servers), info)
+    finish(
+        "latest.json",
+        {"machine": info, "raw_insert_ceiling": raw, "rows": rows, "open_loop": open_rows, "goals": goal_rows, **costs},
+        workdir,
+    )
+    return 0
+
+
+def ceilings(
+    runner: Runner, stack: Stack, server_procs: list[int], database_url: str, duration: float, repeats: int
+) -> tuple[list[dict], dict | None]:
+    """The raw insert ceiling, then health and plan reads on each server setup (1, 2, … processes)."""
+    rows: list[dict] = []
+    raw = None
+    for n in server_procs:
+        while len(stack.servers) < n:
+            stack.add_server()
+        stack.restart_envoy()
+        if raw is None:
+            print("raw batched insert ceiling ...", flush=True)
+            raw = raw_insert_ceiling(database_url, max(1.0, duration * 0.4), repeats)
+            print(f"  {raw['rows_per_s']:.0f} rows/s ({raw['method']}, runs {raw['runs']})", flush=True)
+        print(f"{n} server process(es), Envoy with {n} upstream(s):", flush=True)
+        # Medians of `repeats` runs on the main (largest) setup; one run each for the scaling points.
+        reps = repeats if n == max(server_procs) else 1
+        for op in ("health", "plan"):
+            for door in ("grpc", "rest"):
+                rows.append(runner.scenario(op, door, reps)[0])
+    return rows, raw
+
+
+def operations(runner: Runner, stack: Stack, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The seed operations through both doors (creation feeds usage, invoices feed PDFs), then each
+    in an open loop; returns (all rows, open-loop rows)."""
+    print(f"operations being built ({len(stack.servers)} server processes):", flush=True)
+    status = {(op, door): probe(op, door, stack) for op in FEATURES for door in ("grpc", "rest")}
+    per_loop = runner.load_procs * runner.threads
+
+    def skipped(op, door, why):
+        rows.append({"op": op, "door": door, "procs": len(stack.servers), "status": why})
+        print(f"  {report.LABELS[op]:<24} {door:<4} {why}", flush=True)
+
+    def each_door(op: str, items: list | None, missing: str, shares=None) -> list:
+        made = []
+        for door in ("grpc", "rest"):
+            if status[op, door]:
+                skipped(op, door, status[op, door])
+            elif items is not None and not items:
+                skipped(op, door, missing)
+            else:
+                row, created = runner.scenario(op, door, shares=shares(door) if shares else None)
+                rows.append(row)
+                made += created
+        return made
+
+    subs = each_door("sub_create", None, "")
+    usage_subs, invoice_subs = subs[:per_loop], subs[per_loop:]
+    for op in ("usage_1", "usage_1000"):
+        enough = usage_subs if len(usage_subs) >= per_loop else []
+        each_door(
+            op, enough, "skipped: no subscriptions to track usage on", lambda _: split(usage_subs, runner.load_procs)
+        )
+    halves = {"grpc": invoice_subs[0::2], "rest": invoice_subs[1::2]}
+    invoices: list = []
+    for door in ("grpc", "rest"):
+        if status["invoice", door]:
+            skipped("invoice", door, status["invoice", door])
+        elif not halves[door]:
+            skipped("invoice", door, "skipped: no subscriptions to invoice")
+        else:
+            row, made = runner.scenario("invoice", door, shares=split(halves[door], runner.load_procs))
+            row["subscriptions_available"] = len(halves[door])
+            rows.append(row)
+            invoices += made
+    pdf_shares = split(invoices, runner.load_procs) if len(invoices) >= per_loop else [invoices] * runner.load_procs
+    each_door("pdf", invoices, "skipped: no invoices to render", lambda _: pdf_shares)
+    print(f"open loop through Envoy at {report.OPEN_LOOP_SHARE:g} of each operation's saturation:", flush=True)
+    return rows, open_loops(runner, rows, usage_subs, invoices)
+
+
+def side_costs(
+    pool, workdir: pathlib.Path, scratch_pg, redis_url, sqlite: bool, duration, repeats, load_procs, threads
+) -> dict:
+    """The costs measured on their own stacks, each skippable (BENCH_FLOOR=0, …): the grpcio floor,
+    SQLite batched ingestion, the rate-limit interceptor, the gateway, the meters."""
+    knob = (duration, repeats, load_procs, threads)
+    costs: dict = dict.fromkeys(("floor", "sqlite_writes", "rate_limit_interceptor", "gateway", "meters"))
+    # Each its own database unless this run owns a scratch one: the bench catalogues they seed
+    # raise the enterprise limit, which must not reach a database the bench does not own.
+    if os.environ.get("BENCH_FLOOR", "1") != "0":
+        own_db = scratch_pg or f"sqlite:///{workdir / 'floor.db'}"
+        costs["floor"] = floor.measure(Runner, pool, workdir, own_db, *knob)
+        print(floor.text(costs["floor"]), flush=True)
+    if sqlite and os.environ.get("BENCH_SQLITE_WRITES", "1") != "0":
+        costs["sqlite_writes"] = sqlite_writes.measure(Runner, pool, workdir, *knob)
+    if os.environ.get("BENCH_INTERCEPTOR", "1") != "0":
+        own_db = scratch_pg or f"sqlite:///{workdir / 'interceptor.db'}"
+        costs["rate_limit_interceptor"] = interceptor.measure(Runner, pool, workdir, own_db, redis_url, *knob)
+        print(interceptor.text(costs["rate_limit_interceptor"]), flush=True)
+    if os.environ.get("BENCH_GATEWAY", "1") != "0":
+        costs["gateway"] = gateway.measure(Runner, pool, workdir, *knob)
+    if os.environ.get("BENCH_METERS", "1") != "0":
+        costs["meters"] = meters.measure(workdir)
+    return costs
+
+
+def print_report(rows, raw, goal_rows, open_rows, costs: dict, servers: int, info: dict) -> None:
+    repeats = info["repeats"]
     print()
     print(report.table(rows, raw))
     print("\nproduct owner's goals:")
     print(report.goals_text(goal_rows))
     if open_rows:
         print(
-            f"\nopen loop through Envoy ({len(stack.servers)} server processes), offered "
+            f"\nopen loop through Envoy ({servers} server processes), offered "
             f"{report.OPEN_LOOP_SHARE:g} x closed-loop saturation, latency from each scheduled arrival:"
         )
         print(report.open_loop_table(open_rows))
-    if floor_cost:
-        print(
-            f"\nfloor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
-            f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):"
-        )
-        print(floor.text(floor_cost))
-    if writes:
-        print(f"\nSQLite batched ingestion through Envoy (REST), 1 vs 2 server processes, medians of {repeats}:")
-        print(sqlite_writes.text(writes))
-    if limiter_cost:
-        print(
-            f"\nrate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
-            f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):"
-        )
-        print(interceptor.text(limiter_cost))
-    if gateway_cost:
-        print(f"\ngateway (ext_authz + metering) vs a direct proxy to the same fixed upstream, medians of {repeats}:")
-        print(gateway.text(gateway_cost))
-    if meter_cost:
-        print(f"\nmeters, in-process through the services, medians of {meters.ROUNDS} alternating rounds:")
-        print(meters.text(meter_cost))
+    sections = [
+        (
+            "floor",
+            f"floor: a bare grpcio no-op server vs the billing server, direct gRPC, in-process, medians of "
+            f"{repeats} (ratio = throughput / the floor's; cost = 1e6/server - 1e6/floor):",
+            floor.text,
+        ),
+        (
+            "sqlite_writes",
+            f"SQLite batched ingestion through Envoy (REST), 1 vs 2 server processes, medians of {repeats}:",
+            sqlite_writes.text,
+        ),
+        (
+            "rate_limit_interceptor",
+            f"rate-limit interceptor, tenant-key GetPlan over direct gRPC, in-process server, medians of "
+            f"{repeats} (ratio = throughput with / without; cost = 1e6/with - 1e6/without):",
+            interceptor.text,
+        ),
+        (
+            "gateway",
+            f"gateway (Envoy Lua admission + metering) vs plain Envoy proxies to the same fixed upstream, "
+            f"medians of {repeats}:",
+            gateway.text,
+        ),
+        (
+            "meters",
+            f"meters, in-process through the services, medians of {meters.ROUNDS} alternating rounds:",
+            meters.text,
+        ),
+    ]
+    for name, title, text in sections:
+        if costs.get(name):
+            print(f"\n{title}")
+            print(text(costs[name]))
     loads = [r for r in rows if r.get("status") == "ok"]
     if loads:
         print(
-            f"\nload generator: {load_procs} processes x {threads} loops; CPU used "
+            f"\nload generator: {info['load_procs']} processes x {info['threads_per_load_proc']} loops; CPU used "
             f"{min(r['load_cpu_cores'] for r in loads):.2f}-{max(r['load_cpu_cores'] for r in loads):.2f} cores "
             f"of {info['nproc']} (busiest single load process {max(r['load_proc_max_util'] for r in loads):.0%} "
             f"of a core); servers {min(r['server_cpu_cores'] for r in loads):.2f}-"
@@ -460,23 +499,6 @@ def run(scratch_pg: str | None) -> int:
             f"{max(r['envoy_cpu_cores'] for r in loads):.2f}. Machine is shared: figures are noisy, compare "
             f"ratios within one run."
         )
-    finish(
-        "latest.json",
-        {
-            "machine": info,
-            "raw_insert_ceiling": raw,
-            "rows": rows,
-            "open_loop": open_rows,
-            "goals": goal_rows,
-            "floor": floor_cost,
-            "sqlite_writes": writes,
-            "rate_limit_interceptor": limiter_cost,
-            "gateway": gateway_cost,
-            "meters": meter_cost,
-        },
-        workdir,
-    )
-    return 0
 
 
 def finish(name: str, results: dict, workdir: pathlib.Path) -> None:

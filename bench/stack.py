@@ -93,7 +93,7 @@ class Stack:
         return self.rest_port
 
     def _gateway_key(self) -> str:
-        """The key Envoy's ext_authz and access-log calls carry, by `billing-keys create --gateway`
+        """The key Envoy's grant and access-log calls carry, by `billing-keys create --gateway`
         (after the first server migrated the database)."""
         if self.gateway_key is None:
             done = subprocess.run(

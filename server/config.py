@@ -19,6 +19,7 @@ from server.domain.issuer import Issuer
 DEFAULT_CATALOGUE = pathlib.Path(__file__).parent / "catalogue" / "plans.json"
 MIN_BOOTSTRAP_KEY = 16
 MIN_PORTAL_SECRET = 32
+DEFAULT_GATEWAY_AUTHZ_PORT = 50151
 
 
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
@@ -232,6 +233,12 @@ VARIABLES: tuple[tuple[str, str, Parse], ...] = (
     ("scheduler_metrics_port", "BILLING_SCHEDULER_METRICS_PORT", _port),
     ("shutdown_grace_s", "BILLING_SHUTDOWN_GRACE_S", functools.partial(_number, minimum=0, maximum=3600)),
     ("replicas", "BILLING_REPLICAS", functools.partial(_number, minimum=1, maximum=64, integer=True)),
+    # The environment's default differs from the dataclass's 0 (in-process servers of tests choose theirs).
+    (
+        "gateway_authz_port",
+        "BILLING_GATEWAY_AUTHZ_PORT",
+        lambda env, name, _: _port(env, name, DEFAULT_GATEWAY_AUTHZ_PORT),
+    ),
     ("database_url", "DATABASE_URL", lambda env, name, default: _database_url(env.get(name) or default)),
     ("redis_url", "REDIS_URL", _url_of("redis://host:6379/0", ("redis", "rediss"), credentials=True)),
     ("bind", "BILLING_BIND", _text),
@@ -289,6 +296,9 @@ class Settings:
     shutdown_grace_s: float = 10.0
     # Server processes `make run` starts behind Envoy, on BILLING_GRPC_PORT, +1, ...
     replicas: int = 1
+    # Each server's gateway admission listener (loopback only; replica i adds i); 0: none (the
+    # dataclass default, so in-process servers of tests and benches choose theirs).
+    gateway_authz_port: int = 0
 
     @property
     def database_label(self) -> str:
@@ -315,6 +325,11 @@ class Settings:
         scheme = "https" if self.tls else "http"
         return self.public_url or f"{scheme}://127.0.0.1:{self.http_port}"
 
+    def authz_ports(self, replicas: int) -> list[int]:
+        """The gateway admission listener of each of `replicas` servers (BILLING_GATEWAY_AUTHZ_PORT,
+        +1, …); none when it is 0."""
+        return [self.gateway_authz_port + i for i in range(replicas)] if self.gateway_authz_port else []
+
     def replica_ports(self) -> list[tuple[int, int]]:
         """(gRPC port, metrics port) of each server replica `make run` starts: the configured ports,
         then the next ones; metrics ports skip the scheduler's (9464, 9466, … beside 9465)."""
@@ -333,6 +348,8 @@ class Settings:
         for i, (grpc_port, metrics_port) in enumerate(self.replica_ports()):
             ports[grpc_port] = f"BILLING_GRPC_PORT (replica {i})"
             ports[metrics_port] = f"BILLING_METRICS_PORT (replica {i})"
+        for i, authz_port in enumerate(self.authz_ports(self.replicas)):
+            ports[authz_port] = f"BILLING_GATEWAY_AUTHZ_PORT (replica {i})"
         ports.pop(0, None)
         return ports
 

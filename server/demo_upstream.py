@@ -2,6 +2,11 @@
 request 200 with JSON {"method", "path", "headers"}, so a newcomer can see with curl what the
 platform's API would receive (x-tenant-id, x-billing-plan, x-request-id, and no key).
 
+A fake LLM endpoint, `POST /v1/llm/complete`, answers the same echo and reports its usage as the
+platform's API would: `x-billing-usage: llm_tokens; model=m-large; input_tokens=<n>;
+output_tokens=<4n>`, n = the request body's length (at least 1), so `make run` shows tokens billed
+end to end (the gateway turns the header into a usage event and removes it).
+
 `python -m server.demo_upstream PORT` (what `make run` starts; the tests start it too).
 """
 
@@ -10,6 +15,14 @@ from __future__ import annotations
 import http.server
 import json
 import sys
+
+LLM_PATH = "/v1/llm/complete"
+
+
+def llm_usage(body_length: int) -> str:
+    """The fake LLM's usage report for a prompt of `body_length` bytes."""
+    tokens = max(1, body_length)
+    return f"llm_tokens; model=m-large; input_tokens={tokens}; output_tokens={4 * tokens}"
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):
@@ -23,6 +36,10 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
         ).encode()
         self.send_response(200)
+        if self.command == "POST" and self.path.split("?", 1)[0] == LLM_PATH:
+            self.send_header("x-billing-usage", llm_usage(length))
+        elif reported := self.headers.get("x-demo-usage"):  # tests: the upstream reports what they choose
+            self.send_header("x-billing-usage", reported)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()

@@ -25,6 +25,7 @@ from server.transport.app import MAX_REQUEST_BYTES, SERVICE_NAMES
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "generated" / "billing.pb"
+GATEWAY_LUA = ROOT / "envoy" / "gateway.lua"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 EDGE_SECRET = "edge_certificate"
@@ -173,12 +174,18 @@ def render(
     workdir: pathlib.Path,
     gateway_key: str,
     upstream_host: str = "127.0.0.1",
+    authz_ports: list[int] | None = None,
 ) -> str:
     """The Envoy config; `gateway_key` (KeyScope.GATEWAY: Envoy's own calls, nothing else)
-    authenticates its ext_authz calls and the access-log stream usage is billed from."""
+    authenticates its grant calls and the access-log stream usage is billed from."""
     endpoints = "\n".join(
         f"        - endpoint: {{address: {{socket_address: {{address: {upstream_host}, port_value: {port}}}}}}}"
         for port in upstream_ports
+    )
+    # Each server's admission listener is on loopback beside it (server/transport/gateway_http.py).
+    authz_endpoints = ", ".join(
+        f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}"
+        for port in (settings.authz_ports(len(upstream_ports)) if authz_ports is None else authz_ports)
     )
     return string.Template(TEMPLATE.read_text()).substitute(
         admin_socket=admin_socket(workdir),
@@ -193,6 +200,8 @@ def render(
         max_headers_kb=MAX_REQUEST_HEADERS_KB,
         services=", ".join(SERVICE_NAMES),
         endpoints=endpoints,
+        authz_endpoints=authz_endpoints,
+        gateway_lua=GATEWAY_LUA,
         downstream_tls=downstream_tls(settings, workdir),
         upstream_tls=upstream_tls(settings),
         gateway_key=gateway_key,
@@ -236,6 +245,7 @@ def start(
     gateway_key: str,
     *,
     upstream_host: str = "127.0.0.1",
+    authz_ports: list[int] | None = None,
     **popen,
 ) -> subprocess.Popen:
     """Start Envoy with a rendered config in `workdir`. One worker thread: on two cores it
@@ -246,7 +256,7 @@ def start(
     write_openapi(settings, workdir)
     config.touch(mode=0o600)
     config.chmod(0o600)  # before writing: it holds the gateway key
-    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host))
+    config.write_text(render(settings, upstream_ports, workdir, gateway_key, upstream_host, authz_ports))
     # The JSON access log reaches stdout within a second.
     return subprocess.Popen(command(config, workdir, "--file-flush-interval-msec", "1000"), **popen)
 

@@ -99,7 +99,7 @@ class Stack:
     channel: grpc.Channel
     gateway_url: str = ""
     workdir: pathlib.Path | None = None  # Envoy's config and its log (envoy.log)
-    gateway_key: str = ""  # what Envoy's ext_authz and access-log calls carry
+    gateway_key: str = ""  # what Envoy's grant and access-log calls carry
 
     def tenant_key(self, tenant_id: str) -> str:
         with db.session():
@@ -121,10 +121,12 @@ class Stack:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         return http_call(method, url, headers, data)
 
-    def gateway(self, method: str, path: str, *, key: str | None = None, headers=None) -> Reply:
+    def gateway(
+        self, method: str, path: str, *, key: str | None = None, headers=None, body: bytes | None = None
+    ) -> Reply:
         """One request to the platform's API through the gateway, the key as a Bearer token."""
         sent = {**({"authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
-        return http_call(method, self.gateway_url + path, sent)
+        return http_call(method, self.gateway_url + path, sent, body)
 
     def subscribe(self, tenant_id: str, plan: str = "standard", billing_email: str = "ops@example.com") -> dict:
         """A subscription created over REST by the admin; its JSON."""
@@ -180,14 +182,17 @@ def stack(database_url, upstream_port, tmp_path_factory) -> Stack:
         webhooks_allow=webhook_receiver.allowed() | {DISCARD},
     )
     prepare(settings)
-    with in_process_server(settings) as port:
+    # The gateway's admission listener belongs to this server alone: tests that start another
+    # server from stack.settings must not bind its port again.
+    served = dataclasses.replace(settings, gateway_authz_port=free_port())
+    with in_process_server(served) as port:
         grpc_address = f"127.0.0.1:{port}"
         wait_for_grpc(grpc_address)
         with db.session():
             admin_key = keys.create_key(now=dt.datetime.now(dt.timezone.utc), admin=True)
             gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))
         rest_url = f"http://127.0.0.1:{settings.http_port}"
-        with running_envoy(settings, [port], workdir, gateway_key):
+        with running_envoy(served, [port], workdir, gateway_key):
             wait_for_http(f"{rest_url}/billing/health")
             with grpc.insecure_channel(grpc_address) as channel:
                 yield Stack(

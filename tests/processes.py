@@ -85,6 +85,17 @@ def demo_upstream():
         yield port
 
 
+# The grant listener of each server process these helpers start, by its gRPC port, whichever of
+# Envoy and the server starts first (an in-process server has its own in its settings).
+_AUTHZ_PORTS: dict[int, int] = {}
+
+
+def authz_port_for(grpc_port: int) -> int:
+    if grpc_port not in _AUTHZ_PORTS:
+        _AUTHZ_PORTS[grpc_port] = free_port()
+    return _AUTHZ_PORTS[grpc_port]
+
+
 @contextlib.contextmanager
 def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Path, gateway_key: str):
     """Envoy (a real process) for `settings`, in front of the gRPC servers on `grpc_ports`, its
@@ -92,7 +103,10 @@ def running_envoy(settings: Settings, grpc_ports: list[int], workdir: pathlib.Pa
     socket in `workdir`) says so, whether or not those servers are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "envoy.log", "ab") as log:
-        envoy = envoy_launcher.start(settings, grpc_ports, workdir, gateway_key, stdout=log, stderr=log)
+        authz = settings.authz_ports(len(grpc_ports)) or [authz_port_for(port) for port in grpc_ports]
+        envoy = envoy_launcher.start(
+            settings, grpc_ports, workdir, gateway_key, authz_ports=authz, stdout=log, stderr=log
+        )
         try:
             wait_until(
                 lambda: envoy_launcher.admin(workdir, "/ready")[0] == 200,
@@ -113,7 +127,12 @@ def billing_server(env: dict[str, str], workdir: pathlib.Path, name: str, port: 
         # A short grace: Envoy's access-log stream stays open, so a stop waits the whole grace for it.
         process = subprocess.Popen(
             [str(BIN / "billing-server")],
-            env={"BILLING_SHUTDOWN_GRACE_S": "2", **env, "BILLING_GRPC_PORT": str(port)},
+            env={
+                "BILLING_SHUTDOWN_GRACE_S": "2",
+                **env,
+                "BILLING_GRPC_PORT": str(port),
+                "BILLING_GATEWAY_AUTHZ_PORT": str(authz_port_for(port)),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )

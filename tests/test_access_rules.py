@@ -64,7 +64,7 @@ def test_the_gateway_key_opens_no_billing_method():
         refuse_gateway_key(GATEWAY_KEY)
     assert (error.value.reason, error.value.message) == (
         "GATEWAY_KEY_ONLY",
-        "the gateway key serves Envoy's ext_authz and access-log calls only",
+        "the gateway key serves Envoy's grant and access-log calls only",
     )
     assert not GATEWAY_KEY.is_admin and not GATEWAY_KEY.owns("acme")
 

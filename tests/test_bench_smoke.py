@@ -105,12 +105,15 @@ def test_gateway_summary_compares_doors_and_judges_goals():
     runs = {
         ("direct", "1"): [run(0.1, 0.3, 9000)] * 3,
         ("direct", "n"): [run(1, 3, 10000)] * 3,
+        ("proxy", "1"): [run(0.2, 0.4, 5000)] * 3,
+        ("proxy", "n"): [run(2, 4, 4000)] * 3,
         ("gateway", "1"): [run(0.6, 3.0, 1500), run(0.7, 9.0, 1400), run(0.8, 4.0, 1300)],
         ("gateway", "n"): [run(7, 15, 2000)] * 3,
     }
     result = gateway.summarize(runs, {"p50_ms": 3.0, "p99_ms": 90.0, "counted": 200, "requests": 200}, 16)
     assert (result["added_p50_ms"], result["added_p99_ms"], result["throughput_ratio"]) == (0.6, 3.7, 0.2)
-    assert list(result["goals"].values()) == [True, True, False]
+    assert result["throughput_ratio_vs_proxy"] == 0.5
+    assert list(result["goals"].values()) == [False, True, False]
     assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)
 
 

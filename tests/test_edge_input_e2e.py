@@ -41,15 +41,13 @@ def test_a_stored_tenant_id_the_gateway_cannot_write_is_refused_and_never_metere
 
 
 def logged_entry(subscription_id: str, details: str) -> accesslog_pb2.HTTPAccessLogEntry:
-    """An access-log entry of a request ext_authz admitted, ended as `details` says."""
+    """An access-log entry of a request the gateway admitted, ended as `details` says."""
     entry = accesslog_pb2.HTTPAccessLogEntry()
     entry.request.request_id = str(uuid.uuid4())
     entry.request.path = "/v1/items/1"
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.common_properties.start_time.GetCurrentTime()
-    entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
-        {"subscription_id": subscription_id}
-    )
+    entry.common_properties.metadata.filter_metadata["billing"].update({"subscription": subscription_id})
     entry.response.response_code_details = details
     return entry
 

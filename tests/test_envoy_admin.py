@@ -9,7 +9,6 @@ import re
 import stat
 
 import grpc
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf import descriptor_pool
 from google.rpc import error_details_pb2
 
@@ -86,16 +85,3 @@ def test_the_gateway_key_is_refused_by_billing_methods_over_rest_and_grpc(stack,
         for method in descriptor_pool.Default().FindServiceByName(service).methods:
             name = f"/{service}/{method.name}"
             assert auth.wraps(name, handler) is (name not in KEYLESS_METHODS), name
-
-
-def test_envoys_own_calls_take_only_the_gateway_key(stack, tenant_id):
-    check = external_auth_pb2_grpc.AuthorizationStub(stack.channel).Check
-    request = external_auth_pb2.CheckRequest()
-    request.attributes.request.http.headers.update({"authorization": f"Bearer {stack.tenant_key(tenant_id)}"})
-    for metadata, code in [
-        ((), grpc.StatusCode.UNAUTHENTICATED),
-        (stack.auth(stack.tenant_key(tenant_id)), grpc.StatusCode.PERMISSION_DENIED),
-        (stack.auth(stack.admin_key), grpc.StatusCode.PERMISSION_DENIED),
-    ]:
-        assert grpc_error(check, request, metadata=metadata, timeout=10).code() == code
-    assert check(request, metadata=stack.auth(stack.gateway_key), timeout=10).denied_response.status.code == 403

@@ -10,29 +10,19 @@ import datetime as dt
 import pytest
 
 from calls import fire
-from server.domain.gateway import LoggedRequest, api_key, endpoint, forwarded, usage_events
+from server.domain.gateway import (
+    LoggedRequest,
+    MalformedUsage,
+    endpoint,
+    forwarded,
+    usage_events,
+    usage_report,
+)
 from server.domain.ttl_cache import TtlCache
 from server.ratelimit.algorithm import Quota
 from server.ratelimit.memory import InProcessRateLimiter
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc)
-
-
-@pytest.mark.parametrize(
-    "headers, expected",
-    [
-        ({"authorization": "Bearer bk_abc"}, "bk_abc"),
-        ({"authorization": "bearer  bk_abc "}, "bk_abc"),
-        ({"x-api-key": "bk_xyz"}, "bk_xyz"),
-        ({"authorization": "Bearer bk_abc", "x-api-key": "bk_xyz"}, "bk_abc"),
-        ({"authorization": "Basic dXNlcjpwdw==", "x-api-key": "bk_xyz"}, "bk_xyz"),
-        ({"authorization": "Basic dXNlcjpwdw=="}, None),
-        ({"x-api-key": "  "}, None),
-        ({}, None),
-    ],
-)
-def test_api_key_from_bearer_or_x_api_key(headers, expected):
-    assert api_key(headers) == expected
 
 
 @pytest.mark.parametrize(
@@ -244,3 +234,68 @@ def test_ttl_cache_default_bound_is_ten_thousand_entries():
     assert not loads(cache, "k0")
     loads(cache, "one-more")  # the 10,001st entry clears the full cache
     assert loads(cache, "k1")
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (
+            "llm_tokens; model=m-large; input_tokens=120; output_tokens=480",
+            ("llm_tokens", {"model": "m-large", "input_tokens": "120", "output_tokens": "480"}),
+        ),
+        ("llm_tokens", ("llm_tokens", {})),
+        ("gpu.seconds;seconds = 1.5 ", ("gpu.seconds", {"seconds": "1.5"})),
+        ("x; note=a=b", ("x", {"note": "a=b"})),
+    ],
+)
+def test_usage_report_is_an_event_type_and_string_properties(header, expected):
+    assert usage_report(header) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "api_request; count=5",  # the gateway's own event type is not the upstream's to report
+        "Bad Type; a=1",
+        "llm_tokens; model",
+        "llm_tokens; =1",
+        "llm_tokens; a=1; a=2",
+        "llm_tokens; a=1;",
+        "llm_tokens; bad key=1",
+        "llm_tokens; a=" + "x" * 257,
+        "x" * 65,
+    ],
+)
+def test_a_malformed_usage_report_is_refused(header):
+    with pytest.raises(MalformedUsage):
+        usage_report(header)
+
+
+def test_usage_events_carry_the_cost_and_the_reported_usage_with_its_own_id():
+    logged = LoggedRequest(
+        "sub_a", "r1", "POST", "/v1/llm/9", T0, True, cost=3, reported=("llm_tokens", {"input_tokens": "2"})
+    )
+    (first, second) = usage_events([logged])["sub_a"]
+    assert (first.event_id, first.count, first.endpoint, first.event_type) == ("r1", 3, "POST /v1/llm/{id}", "")
+    assert (second.event_id, second.event_type, dict(second.properties)) == (
+        "r1:usage",
+        "llm_tokens",
+        {"input_tokens": "2"},
+    )
+    assert (second.count, second.endpoint, second.timestamp) == (None, "", T0)
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("", "event type '' is not [a-z0-9_.-]{1,64} (nor api_request)"),
+        ("llm_tokens; model", "'model' is not a single <property>=<value>"),
+        ("llm_tokens; bad key=1", "properties key 'bad key' must match [A-Za-z0-9_.-]{1,64}"),
+        ("llm_tokens; a=" + "x" * 257, "properties.a is longer than 256 characters"),
+    ],
+)
+def test_a_malformed_usage_report_says_why(header, message):
+    with pytest.raises(MalformedUsage) as refused:
+        usage_report(header)
+    assert str(refused.value) == message

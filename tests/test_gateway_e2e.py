@@ -1,11 +1,10 @@
-"""The gateway through the real stack: Envoy's gateway listener, ext_authz and the access-log
+"""The gateway through the real stack: Envoy's gateway listener, its Lua admission, the grants and the access-log
 stream answered by the billing server, the demo upstream as a real process. Each test uses its
 own tenant; the stack's limiter is shared."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from concurrent import futures
 
@@ -13,27 +12,14 @@ import grpc
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.auth.v3 import external_auth_pb2
 
 from calls import BOUND_SECONDS, Reply, poll
 from factories import subscription_from_now
 from server import envoy_launcher
 from server.persistence import db
-from server.ratelimit.redis_store import RedisRateLimiter
 from server.services import keys
-from server.services.gateway import CACHE_SECONDS, Gateway
-from server.transport.gateway import AuthorizationServicer, EnvoyCaller
-from stores import closed_port_url
-
-
-class EnvoyContext:
-    """What a servicer reads of Envoy's call: the metadata carrying the gateway key."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def invocation_metadata(self):
-        return (("authorization", f"Bearer {self.key}"),)
+from server.services.gateway import GRANT_SECONDS, Gateway
+from server.transport.gateway import GATEWAY_KEY_HEADER, EnvoyCaller, Granter
 
 
 def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
@@ -158,7 +144,9 @@ def test_metering_counts_each_forwarded_request_once_with_normalized_endpoints(s
     assert stack.gateway("GET", "/v1/ping", key=stack.tenant_key(sentinel_tenant)).status == 200
     poll(lambda: stack.total_requests(sentinel), lambda total: total == 1)
     assert stack.total_requests(subscription_id) == 50
-    assert access_logs_written(stack) - logged_before == 51  # Envoy ships no denied request
+    # Envoy ships no request of a denied key; the 10 refused by the limit go (decision metrics,
+    # quota.exhausted) and are never metered.
+    assert access_logs_written(stack) - logged_before == 61
     top = stack.rest("GET", f"/billing/analytics/{subscription_id}").json()["top_endpoints"]
     assert {e["endpoint"]: int(e["requests"]) for e in top} == {
         "GET /v1/items/{id}": sum(1 for r in replies if r.status == 200 and "/items/" in r.json()["path"]),
@@ -188,30 +176,26 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
         keys.revoke_key(other, now=dt.datetime.now(dt.timezone.utc))
     reply, revoked_in = poll(lambda: stack.gateway("GET", "/v1/a", key=other), lambda r: r.status == 401)
     assert reply.reason() == "INVALID_API_KEY"
-    assert max(changed_in, canceled_in, revoked_in) <= CACHE_SECONDS + 0.5 < BOUND_SECONDS
+    assert max(changed_in, canceled_in, revoked_in) <= GRANT_SECONDS + 0.5 < BOUND_SECONDS
 
 
-def test_limiter_store_down_fails_open_without_a_cap_and_closed_with_one(stack, tenant_id, capped_plan):
-    """Redis unreachable: limits protect capacity (fail open), a quota cap is a billing fact (503)."""
-    servicer = AuthorizationServicer(Gateway(RedisRateLimiter(closed_port_url())), EnvoyCaller())
-    envoy = EnvoyContext(stack.gateway_key)
-    uncapped, capped = f"{tenant_id}-a", f"{tenant_id}-b"
-    subscription_from_now(uncapped, "standard")
-    subscription_from_now(capped, capped_plan)
-
-    def check(tenant: str):
-        request = external_auth_pb2.CheckRequest()
-        request.attributes.request.http.headers.update(
-            {"authorization": f"Bearer {stack.tenant_key(tenant)}", "x-request-id": "r"}
-        )
-        return servicer.Check(request, envoy)
-
-    admitted = check(uncapped)
-    assert admitted.status.code == 0
-    assert not admitted.ok_response.response_headers_to_add  # no limit was checked
-    refused = check(capped)
-    assert refused.denied_response.status.code == 503
-    assert json.loads(refused.denied_response.body)["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+def test_grants_need_the_gateway_key_and_say_how_long_they_hold(stack, tenant_id):
+    """The grant listener is Envoy's alone: a tenant key or no key is refused; Envoy's key gets
+    the tenant's terms, trusted for GRANT_SECONDS."""
+    subscription_from_now(tenant_id, "standard")
+    granter = Granter(Gateway(), EnvoyCaller())
+    asked = {"x-billing-key": stack.tenant_key(tenant_id)}
+    assert granter("GET", "/grant", asked)[0] == 401
+    assert granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.tenant_key(tenant_id)})[0] == 403
+    assert granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.admin_key})[0] == 403  # an admin has the API
+    status, headers, _ = granter("GET", "/grant", {**asked, GATEWAY_KEY_HEADER: stack.gateway_key})
+    assert status == 200
+    assert (headers["x-tenant-id"], headers["x-billing-plan"], headers["x-billing-limit"]) == (
+        tenant_id,
+        "standard",
+        "200",
+    )
+    assert headers["x-billing-ttl"] == str(GRANT_SECONDS) and "x-billing-quota" not in headers
 
 
 def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it(stack, tenant_id):
@@ -222,9 +206,7 @@ def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.response.response_code_details = "via_upstream"
     entry.common_properties.start_time.GetCurrentTime()
-    entry.common_properties.metadata.filter_metadata["envoy.filters.http.ext_authz"].update(
-        {"subscription_id": subscription_id}
-    )
+    entry.common_properties.metadata.filter_metadata["billing"].update({"subscription": subscription_id})
     message = als_pb2.StreamAccessLogsMessage()
     message.http_logs.log_entry.append(entry)
     stream = als_pb2_grpc.AccessLogServiceStub(stack.channel).StreamAccessLogs

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument(
         "--gateway",
         action="store_true",
-        help="the key Envoy's ext_authz and access-log calls carry (billing-stack keeps its own): nothing else",
+        help="the key Envoy's grant and access-log calls carry (billing-stack keeps its own): nothing else",
     )
     revoke = commands.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key")

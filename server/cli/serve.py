@@ -60,6 +60,12 @@ def serve() -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    except OSError as error:  # the gateway admission listener
+        print(
+            f"billing-server: BILLING_GATEWAY_AUTHZ_PORT {settings.gateway_authz_port} cannot be bound: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     serve_metrics("billing-server", "BILLING_METRICS_PORT", settings.metrics_port, settings.bind)
     collector.tune_for_serving()
     server.start()

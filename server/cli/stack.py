@@ -36,7 +36,7 @@ from server.services import keys
 from server.supervision import QUICK_FAILURES_LIMIT, STABLE_AFTER_S, Child, exit_status
 
 DEV_KEY_FILE = pathlib.Path(".billing-dev-admin-key")
-# The key Envoy's own calls carry (ext_authz, the access-log stream): in Envoy's config, so it
+# The key Envoy's own calls carry (grants, the access-log stream): in Envoy's config, so it
 # opens nothing else (KeyScope.GATEWAY). Kept like the dev admin key, never printed.
 GATEWAY_KEY_FILE = pathlib.Path(".billing-gateway-key")
 
@@ -71,8 +71,13 @@ def _probe_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def replica_env(grpc_port: int, metrics_port: int) -> dict[str, str]:
-    return {**os.environ, "BILLING_GRPC_PORT": str(grpc_port), "BILLING_METRICS_PORT": str(metrics_port)}
+def replica_env(grpc_port: int, metrics_port: int, authz_port: int = 0) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BILLING_GRPC_PORT": str(grpc_port),
+        "BILLING_METRICS_PORT": str(metrics_port),
+        "BILLING_GATEWAY_AUTHZ_PORT": str(authz_port),
+    }
 
 
 def _metrics_urls(bind: str, ports: list[int]) -> str:
@@ -89,8 +94,13 @@ class Stack:
         self.workdir = workdir
         self.replicas = settings.replica_ports()
         self.servers = [
-            Child(f"billing-server on port {grpc}", _spawner([str(_scripts() / "billing-server")], grpc, metrics))
-            for grpc, metrics in self.replicas
+            Child(
+                f"billing-server on port {grpc}",
+                _spawner([str(_scripts() / "billing-server")], grpc, metrics, authz),
+            )
+            for (grpc, metrics), authz in zip(
+                self.replicas, settings.authz_ports(len(self.replicas)) or [0] * len(self.replicas), strict=True
+            )
         ]
         self.demo = (
             Child(
@@ -217,10 +227,10 @@ class Stack:
             _stop_together([self.scheduler], timeout=30)
 
 
-def _spawner(command: list[str], grpc_port: int | None = None, metrics_port: int = 0):
+def _spawner(command: list[str], grpc_port: int | None = None, metrics_port: int = 0, authz_port: int = 0):
     """How to start a child: in a process group of its own (Ctrl-C is the supervisor's alone);
     a server replica with its own ports."""
-    env = replica_env(grpc_port, metrics_port) if grpc_port is not None else None
+    env = replica_env(grpc_port, metrics_port, authz_port) if grpc_port is not None else None
     return lambda: subprocess.Popen(command, env=env, process_group=0)
 
 

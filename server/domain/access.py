@@ -10,7 +10,7 @@ from server.domain.errors import NotFound, PermissionDenied
 
 class KeyScope(enum.StrEnum):
     """What an API key may act on (ApiKey.scope): every tenant, or its own; or, for the gateway
-    key, nothing of the billing API: only Envoy's own calls (ext_authz Check, the access-log
+    key, nothing of the billing API: only Envoy's own calls (gateway grants, the access-log
     stream), so the key Envoy's configuration must hold is worth little to whoever reads it."""
 
     ADMIN = "admin"
@@ -60,7 +60,7 @@ def refuse_gateway_key(principal: Principal) -> None:
     """Every billing.v1 method: the gateway key is not an API key."""
     if principal.scope == KeyScope.GATEWAY:
         raise PermissionDenied(
-            "the gateway key serves Envoy's ext_authz and access-log calls only", reason="GATEWAY_KEY_ONLY"
+            "the gateway key serves Envoy's grant and access-log calls only", reason="GATEWAY_KEY_ONLY"
         )
 
 

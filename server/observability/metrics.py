@@ -49,6 +49,10 @@ USAGE_REJECTIONS = Counter(
     "INVALID_VALUE) and meter (the meter an INVALID_VALUE event had no valid value for; else empty).",
     ("reason", "meter"),
 )
+GATEWAY_MALFORMED_USAGE = Counter(
+    "billing_gateway_malformed_usage_total",
+    "x-billing-usage headers from the upstream that were not a valid usage report (not billed).",
+)
 INVOICES_ISSUED = Counter("billing_invoices_issued_total", "Invoices issued by this process.")
 
 JOB_RUNS = Counter(
@@ -69,6 +73,10 @@ JOB_LAST_SUCCESS = Gauge(
 )
 
 
+def record_malformed_usage() -> None:
+    GATEWAY_MALFORMED_USAGE.inc()
+
+
 def record_decision(door: str, tier: str, decision) -> None:
     """One rate-limit decision (a limiter Decision, or None when the limiter store was down)."""
     if decision is None:
@@ -77,6 +85,11 @@ def record_decision(door: str, tier: str, decision) -> None:
         outcome = "allowed"
     else:
         outcome = "quota_exhausted" if decision.quota_exhausted else "rate_limited"
+    record_outcome(door, tier, outcome)
+
+
+def record_outcome(door: str, tier: str, outcome: str) -> None:
+    """One decision by its outcome (the gateway's are taken in Envoy and read from its access log)."""
     _decision_series(door, tier, outcome).inc()
 
 

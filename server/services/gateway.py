@@ -1,56 +1,49 @@
-"""The gateway's two jobs for the platform's API: admit a request (ext_authz) and meter the
-requests that were forwarded (access-log stream).
+"""The gateway's two jobs for the platform's API: grant a key what Envoy needs to admit its
+requests, and meter the requests that were forwarded (access-log stream).
 
-Admission, in one call per request: key -> tenant -> ACTIVE subscription -> plan; then the tier
-limit in the tenant's gateway window (separate from its billing-API window) and, for a plan with
-no overage price, the period's quota cap, both in one atomic limiter step.
+A grant (Gateway.grant, asked by Envoy's Lua filter at most once per GRANT_SECONDS per key; see
+envoy/gateway.lua, which counts the tier window and the quota itself): key -> tenant -> ACTIVE
+subscription -> plan (rate limit, route costs, the requests quota of a capped plan with the
+period's recorded usage as its floor), or the key's denial: 401, 403, the standing denials of
+standing_denial (other hard limits; the credits' 402s). Read fresh from the database each time
+(one grant per key per GRANT_SECONDS is cheap), so a revoked key, a plan change, a cancel or a new
+denial takes effect at the gateway within GRANT_SECONDS (the contract allows 5 s).
 
-Staleness bound: the key and the tenant's subscription are cached for CACHE_SECONDS per server
-process, so a revoked key, a plan change or a cancel takes effect at the gateway within
-CACHE_SECONDS (the contract allows 5 s). The quota counter lives in the limiter, not in the
-cache; the cached recorded usage only seeds it (it is a floor), so staleness there admits nothing
-extra.
-
-A refusal at the quota cap also announces `quota.exhausted` (a webhook event, once per
-subscription period) outside the hot path's caches; see Gateway._announce_exhausted.
+A refusal at the quota cap announces `quota.exhausted` (a webhook event, once per subscription
+period) from the access-log stream, off the request path; see Gateway.record_refusals.
 
 A tenant id outside the identifier alphabet (a row older than the alphabet) is refused 403
 INVALID_TENANT_ID: Envoy could not forward it anyway.
-
-Limiter store unreachable (Redis down): a plan without a quota cap FAILS OPEN, as the billing
-API's interceptor does (limits protect capacity); a capped plan FAILS CLOSED (503), because its
-cap is a billing fact that cannot be checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import math
 
+from server.domain import decimals, webhooks
 from server.domain import gateway as rules
-from server.domain import webhooks
-from server.domain.access import SYSTEM, Principal
+from server.domain.access import SYSTEM
 from server.domain.errors import DomainError, PermissionDenied, ResourceExhausted
 from server.domain.identifiers import identifier_problem
 from server.domain.meters import REQUESTS_METER
 from server.domain.periods import Cycle, Period
-from server.domain.plans import Tier
+from server.domain.plans import RouteCost, Tier
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
 from server.domain.usage import MAX_BATCH
 from server.observability import metrics
 from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.models import Plan, PlanVersion, Subscription
-from server.ratelimit.algorithm import Decision, LimiterUnavailable, Quota, RateLimiter
 from server.resources import quota_message
-from server.services import events, keys, spend_control, usage
+from server.services import events, invoices, keys, spend_control, usage
 
 log = logging.getLogger("billing.gateway")
 
-CACHE_SECONDS = STALENESS_SECONDS
+GRANT_SECONDS = STALENESS_SECONDS
 ANNOUNCED_SECONDS = 3600.0
-WINDOW_PREFIX = "gateway:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,29 +55,19 @@ class ActivePlan:
     limit_per_minute: int
     included_requests: int
     capped: bool  # no overage price: the plan admits exactly its included requests per period
+    route_costs: tuple[RouteCost, ...] = ()
+    # Other hard_limit charges (another meter, or a filter): enforced by standing_denial.
+    other_hard_limits: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
-class Admission:
+class Grant:
+    """A key's admission terms for GRANT_SECONDS; `quota_floor` and `period` only for a capped plan."""
+
     tenant_id: str
-    subscription_id: str
-    plan_id: str
-    decision: Decision | None  # None: the limiter store is down and the plan fails open
-
-
-class Refused(ResourceExhausted):
-    """Denied by the tier limit or the quota cap; transport turns `decision` into the 429's headers."""
-
-    def __init__(self, message: str, *, decision: Decision, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.decision = decision
-
-
-def _in_session(query, *args):
-    """Run a cache miss's query in its own database session: the common case, all hits, opens
-    none (on SQLite opening a session costs most of a whole check)."""
-    with db.session():
-        return query(*args)
+    plan: ActivePlan
+    period: Period | None = None
+    quota_floor: int = 0
 
 
 def _active_plan(tenant_id: str) -> ActivePlan | None:
@@ -114,6 +97,7 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
         return None
     terms = plan_versions.terms_of(row.pinned)
     requests = next((c for c in terms.charges if c.meter_id == REQUESTS_METER and not c.filter), None)
+    others = any(c.hard_limit for c in terms.charges if c is not requests)
     return ActivePlan(
         subscription_id=row.id,
         cycle=row.cycle,
@@ -122,80 +106,101 @@ def _active_plan(tenant_id: str) -> ActivePlan | None:
         limit_per_minute=terms.rate_limit_per_minute,
         included_requests=requests.included if requests else 0,
         capped=requests is not None and requests.hard_limit,
+        route_costs=terms.route_costs,
+        other_hard_limits=others,
     )
 
 
-class Gateway:
-    """Admission with its caches; one per server process, shared by its worker threads."""
+def standing_denial(tenant_id: str, plan: ActivePlan, now: dt.datetime) -> DomainError | None:
+    """The tenant's denial that does not depend on the request, computed at each grant (off the
+    request path), so it holds at most GRANT_SECONDS after what caused it is recorded:
 
-    def __init__(self, limiter: RateLimiter, *, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.limiter = limiter
-        self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
-        self._plans: TtlCache[ActivePlan | None] = TtlCache(cache_seconds)
-        self._recorded: TtlCache[int] = TtlCache(cache_seconds)
+    - 429 QUOTA_EXHAUSTED for a `hard_limit` charge other than the exact requests cap (another
+      meter, or a filtered charge): its figure in the segment in force, rated as the invoice
+      rates it, has reached its included units. Such a figure is known only once the usage is
+      ingested (metering lag, ~0.2 s, plus the grant's age), so a burst can pass it by that much;
+      the unfiltered `requests` cap is instead counted exactly in Envoy (envoy/gateway.lua).
+    - 402 CREDITS_EXHAUSTED (a PREPAID plan's credit spent) and 402 SPEND_CAP_REACHED (the
+      subscription's cap reached), after the hard limits: the one place the gateway consults
+      spend control (services/spend_control.py, cached there for its own bound).
+    """
+    if plan.other_hard_limits and (exhausted := _exhausted_hard_limit(plan.subscription_id, now)):
+        return exhausted
+    return spend_control.denial(tenant_id, plan.subscription_id, now)
+
+
+def _exhausted_hard_limit(subscription_id: str, now: dt.datetime) -> DomainError | None:
+    subscription = Subscription.get_by_id(subscription_id)
+    period = invoices.period_of(subscription, subscription.current_period_start)
+    _, ratings = invoices.rated_period(subscription, period)
+    for rated in ratings[-1].charges if ratings else ():
+        charge = rated.charge
+        counted_exactly = charge.meter_id == REQUESTS_METER and not charge.filter
+        if charge.hard_limit and not counted_exactly and rated.quantity >= rated.included * decimals.SCALE:
+            return ResourceExhausted(
+                f"charge {charge.id!r} has used its {rated.included} included units this period "
+                f"(until {period.end.isoformat()}) and is a hard limit",
+                reason="QUOTA_EXHAUSTED",
+                retry_after_seconds=max(1, math.ceil((period.end - now).total_seconds())),
+            )
+    return None
+
+
+class Gateway:
+    """Grants, and the announcements of refusals; one per server process."""
+
+    def __init__(self) -> None:
         self._announced: TtlCache[None] = TtlCache(ANNOUNCED_SECONDS)
 
-    def admit(self, headers: dict[str, str], now: dt.datetime) -> Admission:
-        """Admit one request or raise the DomainError that is its denial. Opens a database
-        session only for what the caches miss."""
-        key = rules.api_key(headers)
-        principal = (
-            self._principals.get(key, lambda: _in_session(keys.authenticate, key)) if key else keys.authenticate(None)
-        )
-        if principal.is_admin or principal.tenant_id is None:
-            raise PermissionDenied(
-                "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
-            )
-        tenant_id = principal.tenant_id
-        if problem := identifier_problem(tenant_id):
-            # Stored before ids had an alphabet: Envoy cannot write it into x-tenant-id, so the
-            # request could only end as Envoy's 503. An operator moves the tenant to a valid id.
-            raise PermissionDenied(f"the key's tenant id {problem}", reason="INVALID_TENANT_ID")
-        plan = self._plans.get(tenant_id, lambda: _in_session(_active_plan, tenant_id))
-        if plan is None:
-            raise PermissionDenied(f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION")
-        if spent := spend_control.denial(tenant_id, plan.subscription_id, now):
-            raise spent
-        period = plan.cycle.containing(now)
-        quota = self._quota(plan, period, now) if plan.capped else None
-        try:
-            decision = self.limiter.hit(WINDOW_PREFIX + tenant_id, plan.limit_per_minute, quota=quota)
-        except LimiterUnavailable:
-            metrics.record_decision("gateway", plan.tier, None)
-            if quota:
-                raise
-            return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision=None)
-        metrics.record_decision("gateway", plan.tier, decision)
-        if not decision.allowed:
-            if decision.quota_exhausted:
-                self._announce_exhausted(tenant_id, plan, period, now)
-            raise _refusal(plan, decision, period, now)
-        return Admission(tenant_id, plan.subscription_id, plan.plan_id, decision)
+    def grant(self, key: str | None, now: dt.datetime) -> Grant:
+        """The grant of `key`, or the DomainError that is its denial; one database session."""
+        with db.session():
+            principal = keys.authenticate(key)
+            if principal.is_admin or principal.tenant_id is None:
+                raise PermissionDenied(
+                    "admin keys are not tenant traffic: call the gateway with a tenant key", reason="ADMIN_KEY"
+                )
+            tenant_id = principal.tenant_id
+            if problem := identifier_problem(tenant_id):
+                # Stored before ids had an alphabet: Envoy cannot write it into x-tenant-id, so the
+                # request could only end as Envoy's 503. An operator moves the tenant to a valid id.
+                raise PermissionDenied(f"the key's tenant id {problem}", reason="INVALID_TENANT_ID")
+            plan = _active_plan(tenant_id)
+            if plan is None:
+                raise PermissionDenied(
+                    f"tenant {tenant_id!r} has no active subscription", reason="NO_ACTIVE_SUBSCRIPTION"
+                )
+            if denial := standing_denial(tenant_id, plan, now):
+                raise denial
+            if not plan.capped:
+                return Grant(tenant_id, plan)
+            period = plan.cycle.containing(now)
+            return Grant(tenant_id, plan, period, usage.period_requests(plan.subscription_id, period.start))
 
-    def _announce_exhausted(self, tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
-        """quota.exhausted, once per subscription period (the event's dedup key); this process asks
-        the database at most once an hour per period, not on every refused request. A failure is
-        logged and retried at a later refusal: the denial itself never depends on it."""
-        name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
-        try:
-            self._announced.get(name, lambda: _in_session(_emit_exhausted, tenant_id, plan, period, now))
-        except Exception:
-            log.exception("quota.exhausted for %s not recorded", plan.subscription_id)
-
-    def _quota(self, plan: ActivePlan, period: Period, now: dt.datetime) -> Quota:
-        name = f"{plan.subscription_id}:{int(period.start.timestamp())}"
-        recorded = self._recorded.get(
-            name, lambda: _in_session(usage.period_requests, plan.subscription_id, period.start)
-        )
-        return Quota(
-            name=name,
-            included=plan.included_requests,
-            floor=recorded,
-            expires_in=math.ceil((period.end - now).total_seconds()),
-        )
+    def record_refusals(self, requests: list[rules.LoggedRequest], now: dt.datetime) -> None:
+        """The decision metrics of logged requests, and quota.exhausted for a refusal at a cap,
+        once per subscription period (the event's dedup key); this process asks the database at
+        most once an hour per period. A failure is logged and retried at a later refusal."""
+        for request in requests:
+            metrics.record_outcome("gateway", request.tier, request.refused.lower() or "allowed")
+            if request.refused != "QUOTA_EXHAUSTED":
+                continue
+            try:
+                self._announced.get(request.subscription_id, functools.partial(_emit_now, request.tenant_id, now))
+            except Exception:
+                log.exception("quota.exhausted for %s not recorded", request.subscription_id)
 
 
-def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.datetime) -> None:
+def _emit_now(tenant_id: str, now: dt.datetime) -> None:
+    with db.session():
+        _emit_exhausted(tenant_id, now)
+
+
+def _emit_exhausted(tenant_id: str, now: dt.datetime) -> None:
+    plan = _active_plan(tenant_id)
+    if plan is None:
+        return
+    period = plan.cycle.containing(now)
     data = quota_message(
         subscription_id=plan.subscription_id,
         tenant_id=tenant_id,
@@ -211,19 +216,6 @@ def _emit_exhausted(tenant_id: str, plan: ActivePlan, period: Period, now: dt.da
             now=now,
             dedup_key=f"{webhooks.EventType.QUOTA_EXHAUSTED}:{plan.subscription_id}:{period.start.isoformat()}",
         )
-
-
-def _refusal(plan: ActivePlan, decision: Decision, period: Period, now: dt.datetime) -> Refused:
-    if decision.quota_exhausted:
-        reason, retry_after = "QUOTA_EXHAUSTED", math.ceil((period.end - now).total_seconds())
-        message = (
-            f"plan {plan.plan_id!r} has used its {plan.included_requests} included requests this period "
-            f"(until {period.end.isoformat()}) and bills no overage"
-        )
-    else:
-        reason, retry_after = "RATE_LIMITED", decision.reset_seconds
-        message = f"rate limit of {plan.limit_per_minute} requests per minute exceeded for plan {plan.plan_id!r}"
-    return Refused(message, reason=reason, retry_after_seconds=max(1, retry_after), decision=decision)
 
 
 def meter(requests: list[rules.LoggedRequest], now: dt.datetime) -> int:

@@ -41,7 +41,7 @@ def create_key(*, now: dt.datetime, tenant_id: str | None = None, admin: bool = 
 
 
 def create_gateway_key(*, now: dt.datetime) -> str:
-    """Create the key Envoy's ext_authz and access-log calls carry; no billing method accepts it."""
+    """Create the key Envoy's grant and access-log calls carry; no billing method accepts it."""
     return _new(KeyScope.GATEWAY, None, now)
 
 

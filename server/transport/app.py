@@ -1,5 +1,5 @@
 """The gRPC server factory: servicers, interceptors, grpc.health.v1 and reflection, and the
-gateway's Envoy services (ext_authz and the access-log sink)."""
+gateway's Envoy services (the access-log sink, and the grants' HTTP listener)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def create_server(
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(allowed=settings.webhooks_allow), server)
     meter_pb2_grpc.add_MeterServiceServicer_to_server(MeterServicer(), server)
     credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditServicer(), server)
-    gateway.add_to_server(server, Gateway(limiter))
+    gateway.add_to_server(server, Gateway(), settings.gateway_authz_port)
 
     grpc_health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -40,13 +40,6 @@ def begin_call(metadata) -> tuple[Call, contextvars.Token]:
     return call, _call.set(call)
 
 
-def adopt_request_id(request_id: str | None) -> None:
-    """A request id found in the request itself (ext_authz carries the client request's headers)."""
-    call = _call.get()
-    if call is not None and request_id:
-        call.request_id = request_id
-
-
 def end_call(token: contextvars.Token) -> None:
     _call.reset(token)
 

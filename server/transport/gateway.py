@@ -1,14 +1,14 @@
-"""Envoy's side of the gateway: envoy.service.auth.v3.Authorization (ext_authz) and
-envoy.service.accesslog.v3.AccessLogService, translated to server.services.gateway.
+"""Envoy's side of the gateway: the grants its Lua filter asks for (GET /grant on the small HTTP
+listener of server/transport/gateway_http.py) and envoy.service.accesslog.v3.AccessLogService,
+translated to server.services.gateway.
 
 These are not billing.v1 methods, so the billing interceptors leave them alone: the services open
-database sessions where they need them (Check mostly needs none: its lookups are cached), and
-Check turns domain errors into HTTP denials itself. Anything
-unexpected in Check becomes a gRPC error, which Envoy (failure_mode_allow: false) answers 503.
+database sessions where they need them, and a grant's domain errors become the HTTP denials that
+Envoy replays. Anything unexpected is a 503, which Envoy answers 503 too (fail closed).
 
-Both calls must come from Envoy: Check decides what the platform's API admits (and counts
-against tenants' limits), the access-log stream is what usage is billed from. Envoy sends the
-gateway key (KeyScope.GATEWAY) as initial metadata on both, and nothing else is accepted: not an
+Both must come from Envoy: a grant decides what the platform's API admits, the access-log stream
+is what usage is billed from. Envoy sends the gateway key (KeyScope.GATEWAY) on both (header
+x-billing-gateway-key; the stream's initial metadata), and nothing else is accepted: not an
 admin key, not a tenant key. The gateway key in turn opens no billing.v1 method, so Envoy's
 configuration (readable at its admin /config_dump) holds nothing more powerful than this.
 """
@@ -21,94 +21,93 @@ import time
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
-from envoy.type.v3 import http_status_pb2
-from google.protobuf import json_format, struct_pb2
-from google.rpc import code_pb2, status_pb2
+from google.protobuf import json_format
 
+from server.domain import gateway as rules
 from server.domain.access import Principal, require_gateway
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, NotFound, ResourceExhausted, Unavailable
 from server.domain.gateway import LoggedRequest, forwarded
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
+from server.observability import metrics
 from server.persistence import db
 from server.services import gateway, keys
 from server.services.gateway import Gateway
-from server.services.spend_control import PaymentRequired
-from server.transport import context as call_context
 from server.transport.convert import now
 from server.transport.errors import abort, status_message
+from server.transport.gateway_http import Answer, AuthzServer
 from server.transport.interceptors.authenticating import bearer_token
-from server.transport.rate_limit_headers import decision_headers, refusal_headers
+
+GATEWAY_KEY_HEADER = "x-billing-gateway-key"  # Envoy's own key on its grant calls (envoy/gateway.lua)
+KEY_HEADER = "x-billing-key"  # the tenant key a grant is asked for
+TTL_HEADER = "x-billing-ttl"  # how long Envoy may use a grant or replay a denial
+GRANT_PATH = "/grant"
+METADATA = "billing"  # the access-log entry's namespace: envoy/gateway.lua's and the usage report
 
 log = logging.getLogger("billing.gateway")
 
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
-HTTP_STATUS = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
-# Never forwarded to the upstream: the key. Replaced: what the upstream trusts.
-REMOVED_UPSTREAM = ["authorization", "x-api-key"]
-OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+HTTP_STATUS = {
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "FAILED_PRECONDITION": 402,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+}
 # A batch whose transaction fails (database unreachable) is retried for about 30 s: at most
 # CACHE_SECONDS of traffic can be admitted from the caches after the database goes away, and
 # this is how long an outage may last before that traffic's usage is lost (and logged).
 METER_ATTEMPTS = 20
 METER_BACKOFF_CAP_SECONDS = 2.0
+JSON = {"content-type": "application/json"}
 
 
-def _headers(pairs: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
-    return [
-        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=OVERWRITE)
-        for k, v in pairs.items()
-    ]
-
-
-def _http_status(error: DomainError) -> int:
-    """402 for spend control's denials (no gRPC code says "payment required"), else by the code."""
-    return 402 if isinstance(error, PaymentRequired) else HTTP_STATUS.get(error.code, 500)
-
-
-def _denied(error: DomainError) -> external_auth_pb2.CheckResponse:
+def _denied(error: DomainError) -> Answer:
+    """A denial as Envoy's Lua filter replays it to the client for GRANT_SECONDS."""
+    headers = {**JSON, **error.metadata, TTL_HEADER: str(gateway.GRANT_SECONDS)}
+    if isinstance(error, ResourceExhausted):
+        headers["retry-after"] = str(error.retry_after_seconds)
     status = status_message(error)
-    limit_headers = (
-        refusal_headers(error.decision, error.retry_after_seconds) if isinstance(error, gateway.Refused) else {}
-    )
-    body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None)
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=status.code),
-        denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=_http_status(error)),
-            headers=_headers({"content-type": "application/json", **error.metadata, **limit_headers}),
-            body=body,
-        ),
-    )
+    body = json_format.MessageToJson(status, preserving_proto_field_name=True, indent=None).encode()
+    return HTTP_STATUS.get(error.code, 500), headers, body
 
 
-def _allowed(admission: gateway.Admission, request_id: str) -> external_auth_pb2.CheckResponse:
-    metadata = struct_pb2.Struct()
-    metadata.update({"tenant_id": admission.tenant_id, "subscription_id": admission.subscription_id})
-    upstream = {"x-tenant-id": admission.tenant_id, "x-billing-plan": admission.plan_id, "x-request-id": request_id}
-    downstream = decision_headers(admission.decision) if admission.decision else {}
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.OK),
-        dynamic_metadata=metadata,
-        ok_response=external_auth_pb2.OkHttpResponse(
-            headers=_headers(upstream), headers_to_remove=REMOVED_UPSTREAM, response_headers_to_add=_headers(downstream)
-        ),
-    )
+def _granted(grant: gateway.Grant) -> Answer:
+    """The grant as the headers envoy/gateway.lua reads."""
+    plan = grant.plan
+    headers = {
+        "x-tenant-id": grant.tenant_id,
+        "x-billing-plan": plan.plan_id,
+        "x-billing-subscription": plan.subscription_id,
+        "x-billing-tier": str(plan.tier),
+        "x-billing-limit": str(plan.limit_per_minute),
+        TTL_HEADER: str(gateway.GRANT_SECONDS),
+    }
+    if plan.route_costs:
+        headers["x-billing-routes"] = ", ".join(f"{r.method} {r.path_prefix} {r.cost}" for r in plan.route_costs)
+    if grant.period is not None:
+        period = grant.period
+        headers["x-billing-quota"] = (
+            f"{plan.subscription_id}:{int(period.start.timestamp())} {plan.included_requests} {grant.quota_floor} "
+            f"{int(period.end.timestamp())} {round((period.end - period.start).total_seconds())}"
+        )
+    return 200, headers, b""
 
 
 class EnvoyCaller:
     """Refuses a call that does not carry the gateway key. A valid key is cached like the billing
-    API's keys (a revoked one is refused at most STALENESS_SECONDS late), so Check, the hot path,
+    API's keys (a revoked one is refused at most STALENESS_SECONDS late), so a grant or a stream
     does no database query for it."""
 
     def __init__(self, cache_seconds: float = STALENESS_SECONDS) -> None:
         self._principals: TtlCache[Principal] = TtlCache(cache_seconds)
 
+    def check(self, key: str | None, what: str) -> None:
+        """Raise the DomainError that refuses a caller without the gateway key."""
+        principal = self._principals.get(key, lambda: _authenticate(key)) if key else keys.authenticate(key)
+        require_gateway(principal, what)
+
     def require(self, context, what: str) -> None:
-        key = bearer_token(context.invocation_metadata())
         try:
-            principal = self._principals.get(key, lambda: _authenticate(key)) if key else keys.authenticate(key)
-            require_gateway(principal, what)
+            self.check(bearer_token(context.invocation_metadata()), what)
         except DomainError as error:
             abort(context, error)
 
@@ -118,33 +117,60 @@ def _authenticate(key: str) -> Principal:
         return keys.authenticate(key)
 
 
-class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
-    def __init__(self, admission: Gateway, caller: EnvoyCaller) -> None:
-        self.admission = admission
+class Granter:
+    """Envoy's question about a key (GET /grant, `x-billing-key`; server/transport/gateway_http.py
+    carries it), answered as HTTP: 200 with the grant's headers, or the denial to replay.
+    Anything unexpected is a 503, which Envoy never caches nor admits on (fail closed)."""
+
+    def __init__(self, gateway_: Gateway, caller: EnvoyCaller) -> None:
+        self.gateway = gateway_
         self.caller = caller
 
-    def Check(self, request, context):
-        self.caller.require(context, "ext_authz Check")
-        headers = dict(request.attributes.request.http.headers)
-        call_context.adopt_request_id(headers.get("x-request-id"))
+    def __call__(self, method: str, path: str, headers: dict[str, str]) -> Answer:
         try:
-            admission = self.admission.admit(headers, now())
+            self.caller.check(headers.get(GATEWAY_KEY_HEADER), "gateway grants")
+            if (method, path) != ("GET", GRANT_PATH):
+                raise NotFound(f"no {method} {path} here: Envoy asks GET {GRANT_PATH}")
+            return _granted(self.gateway.grant(headers.get(KEY_HEADER) or None, now()))
         except DomainError as error:
             return _denied(error)
-        return _allowed(admission, headers.get("x-request-id", ""))
+        except Exception:
+            log.exception("gateway grant failed")
+            return _denied(Unavailable("the gateway cannot decide now; retry later"))
 
 
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
-    admitted = common.metadata.filter_metadata.get(EXT_AUTHZ)
+    billing = common.metadata.filter_metadata.get(METADATA)
+    fields = billing.fields if billing else {}
+
+    def text(name: str) -> str:
+        return fields[name].string_value if name in fields else ""
+
     return LoggedRequest(
-        subscription_id=admitted.fields["subscription_id"].string_value if admitted else "",
+        subscription_id=text("subscription"),
         request_id=entry.request.request_id,
         method=base_pb2.RequestMethod.Name(entry.request.request_method),
         path=entry.request.path,
         started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
         forwarded=forwarded(entry.response.response_code_details),
+        cost=int(fields["cost"].number_value) if "cost" in fields else 1,
+        reported=_reported(text("usage"), entry.request.request_id) if "usage" in fields else None,
+        tenant_id=text("tenant"),
+        tier=text("tier"),
+        refused=text("refused"),
     )
+
+
+def _reported(header: str, request_id: str) -> tuple[str, dict[str, str]] | None:
+    """The upstream's usage report, or None (counted and logged) when it is malformed: the
+    request itself is metered either way."""
+    try:
+        return rules.usage_report(header)
+    except rules.MalformedUsage as error:
+        metrics.record_malformed_usage()
+        log.warning("malformed x-billing-usage on request %s: %s", request_id, error)
+        return None
 
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
@@ -152,7 +178,8 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     next is read; a database hiccup is retried, because Envoy does not resend what it sent.
     Usage is billed from this stream, so it must come with the gateway key."""
 
-    def __init__(self, caller: EnvoyCaller) -> None:
+    def __init__(self, gateway_: Gateway, caller: EnvoyCaller) -> None:
+        self.gateway = gateway_
         self.caller = caller
 
     def StreamAccessLogs(self, request_iterator, context):
@@ -161,6 +188,7 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
             requests = [_logged(entry) for entry in message.http_logs.log_entry]
             if requests:
                 _meter(requests)
+                self.gateway.record_refusals(requests, now())
         return als_pb2.StreamAccessLogsResponse()
 
 
@@ -177,7 +205,10 @@ def _meter(requests: list[LoggedRequest]) -> None:
             time.sleep(min(METER_BACKOFF_CAP_SECONDS, 0.1 * 2**attempt))
 
 
-def add_to_server(server: grpc.Server, admission: Gateway) -> None:
+def add_to_server(server: grpc.Server, gateway_: Gateway, authz_port: int) -> None:
+    """The access-log sink on the gRPC server and, with an `authz_port`, the grant listener
+    (started now: it is independent of the gRPC server's life)."""
     caller = EnvoyCaller()
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(admission, caller), server)
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(caller), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogServicer(gateway_, caller), server)
+    if authz_port:
+        AuthzServer(Granter(gateway_, caller), port=authz_port).start()
