@@ -170,3 +170,25 @@ def test_daily_usage_in_kolkata_splits_days_at_half_past_utc(stack, tenant_id, d
         )
         days = [(d.date, d.requests) for d in answer.days]
     assert days == [("2026-11-21", 1), ("2026-11-22", 320)]
+
+
+def test_a_meters_day_windows_are_the_zones_days(stack, tenant_id):
+    """Endpoint 24's DAY windows in Kolkata (+05:30) start at 18:30 UTC: the meters' hourly rollups
+    are the zone's clock hours, so the half-hour boundary splits nothing."""
+    sub = insert_subscription(
+        tenant_id, anchor=at(2026, 11, 20), billing_anchor=Anchor.CALENDAR, timezone="Asia/Kolkata"
+    )
+    events = [(at(2026, 11, 21, 18, 29, 59), 1), (at(2026, 11, 21, 18, 30), 20), (at(2026, 11, 21, 19, 10), 300)]
+    reply = stack.track(sub.id, [{"endpoint": "/v1/x", "count": n, "timestamp": iso(t)} for t, n in events])
+    assert reply.json()["accepted"] == 3, reply.body
+    found = stack.rest(
+        "GET",
+        f"/billing/subscriptions/{sub.id}/meters/requests/usage",
+        params={"window_size": "DAY", "start_time": "2026-11-20T18:30:00Z", "end_time": "2026-11-22T18:30:00Z"},
+    )
+    assert found.status == 200, found.body
+    rows = [(r["window_start"], r["window_end"], r["value"]) for r in found.json()["rows"]]
+    assert rows == [
+        ("2026-11-20T18:30:00Z", "2026-11-21T18:30:00Z", "1"),
+        ("2026-11-21T18:30:00Z", "2026-11-22T18:30:00Z", "320"),
+    ]

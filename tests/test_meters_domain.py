@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -23,6 +24,7 @@ from server.domain.meters import (
     Place,
     Row,
     Window,
+    Windows,
     canonical,
     cell_rows,
     contributions,
@@ -522,7 +524,7 @@ def test_count_cells_take_magnitude_one_an_event():
 def rows_of(meter_, cells_, size, group_by=()):
     return [
         (r.window_start, r.window_end, r.groups, r.value)
-        for r in cell_rows(meter_, cells_, size, T0, T0 + 48 * HOUR, group_by)
+        for r in cell_rows(meter_, cells_, Windows(size, T0, T0 + 48 * HOUR, UTC), group_by)
     ]
 
 
@@ -552,6 +554,19 @@ def test_cell_rows_by_hour_day_and_period_with_and_without_groups():
     ]
 
 
+def test_day_windows_are_the_zones_days_across_dst_and_half_hour_offsets():
+    new_york, kolkata = ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")
+    fall_back = dt.datetime(2026, 11, 1, 4, tzinfo=UTC)  # 00:00 EDT: a 25-hour day
+    windows = Windows(Window.DAY, T0, T0 + 48 * HOUR, new_york)
+    assert windows.of(fall_back + 24 * HOUR) == (fall_back, fall_back + 25 * HOUR)  # 23:00 EST, still Nov 1
+    assert windows.of(fall_back + 25 * HOUR) == (fall_back + 25 * HOUR, fall_back + 49 * HOUR)
+    assert windows.of(fall_back - HOUR) == (fall_back - 24 * HOUR, fall_back)
+    day = dt.datetime(2026, 12, 1, 18, 30, tzinfo=UTC)  # 00:00 IST, Dec 2
+    assert Windows(Window.DAY, T0, T0, kolkata).of(day) == (day, day + 24 * HOUR)
+    assert Windows(Window.DAY, T0, T0, kolkata).of(day - HOUR) == (day - 24 * HOUR, day)
+    assert Windows(Window.HOUR, T0, T0, kolkata).of(day) == (day, day + HOUR)
+
+
 def test_max_and_latest_merge_across_hours():
     later = T0 + HOUR
     cells_ = [(T0, (), Cell(9, T0 + dt.timedelta(minutes=59), "z")), (later, (), Cell(3, later, "a"))]
@@ -563,12 +578,15 @@ def test_distinct_rows_count_a_value_once_per_window():
     m = Meter("u", "U", "login", Aggregation.UNIQUE_COUNT, "user", ("region",))
     values = [(T0, ("eu",), "u1"), (T0 + HOUR, ("eu",), "u1"), (T0 + HOUR, ("us",), "u1"), (T0 + HOUR, ("us",), "u2")]
     assert [
-        (r.window_start, r.groups, r.value) for r in distinct_rows(m, values, Window.HOUR, T0, T0 + 48 * HOUR, [])
+        (r.window_start, r.groups, r.value)
+        for r in distinct_rows(m, values, Windows(Window.HOUR, T0, T0 + 48 * HOUR, UTC), [])
     ] == [
         (T0, {}, "1"),
         (T0 + HOUR, {}, "2"),
     ]
-    assert [(r.groups, r.value) for r in distinct_rows(m, values, Window.DAY, T0, T0 + 48 * HOUR, ["region"])] == [
+    assert [
+        (r.groups, r.value) for r in distinct_rows(m, values, Windows(Window.DAY, T0, T0 + 48 * HOUR, UTC), ["region"])
+    ] == [
         ({"region": "eu"}, "1"),
         ({"region": "us"}, "2"),
     ]
@@ -577,7 +595,9 @@ def test_distinct_rows_count_a_value_once_per_window():
 def test_distinct_rows_of_a_period_span_the_range_asked_for():
     m = Meter("u", "U", "login", Aggregation.UNIQUE_COUNT, "user", ("region",))
     values = [(T0 + HOUR, ("eu",), "u1"), (T0 + 30 * HOUR, ("us",), "u1"), (T0 + 30 * HOUR, ("us",), "u2")]
-    assert distinct_rows(m, values, Window.PERIOD, T0, T0 + 48 * HOUR, []) == [Row(T0, T0 + 48 * HOUR, {}, "2")]
+    assert distinct_rows(m, values, Windows(Window.PERIOD, T0, T0 + 48 * HOUR, UTC), []) == [
+        Row(T0, T0 + 48 * HOUR, {}, "2")
+    ]
 
 
 def test_counted_rows_are_one_period_row_over_all_groups_or_one_a_group():
@@ -599,7 +619,7 @@ def test_counted_rows_are_one_period_row_over_all_groups_or_one_a_group():
 def test_grouping_by_a_property_the_meter_does_not_group_by_is_400():
     m = Meter("u", "U", "login", Aggregation.SUM, "v", ("region",))
     with pytest.raises(InvalidArgument) as error:
-        cell_rows(m, [], Window.HOUR, T0, T0, ["region", "m" * 80])
+        cell_rows(m, [], Windows(Window.HOUR, T0, T0, UTC), ["region", "m" * 80])
     message = f"group_by[1] {'m' * 70!r} is not among meter 'u''s group_by"
     assert error.value.violations == (FieldViolation("group_by[1]", message),)
     assert (error.value.message, error.value.reason) == (message, "INVALID_ARGUMENT")

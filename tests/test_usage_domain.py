@@ -20,7 +20,6 @@ from server.domain.usage import (
     daily_series,
     date_range,
     first_of_each_id,
-    hour_of,
     hourly_totals,
     validate_batch,
 )
@@ -151,10 +150,6 @@ def test_hourly_totals_fold_by_clock_hour_and_endpoint():
     ]
     hour = NOW.replace(minute=0)
     assert hourly_totals(events, UTC) == {(hour, "/x"): 5, (hour, "/y"): 1, (hour + dt.timedelta(hours=1), "/x"): 4}
-
-
-def test_hour_of_drops_minutes_seconds_and_microseconds():
-    assert hour_of(NOW.replace(minute=34, second=56, microsecond=789)) == NOW.replace(minute=0)
 
 
 def test_date_range_defaults_and_errors():

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from server.domain import decimals
 from server.domain.errors import InvalidArgument
+from server.domain.periods import DAY, date_of, start_of_day
 
 Scalar = str | int | float | bool
 
@@ -337,14 +338,24 @@ class Row:
     value: str
 
 
-def window_of(size: Window, hour: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The window holding the clock hour `hour`, within the range [start, end)."""
-    if size is Window.HOUR:
-        return hour, hour + HOUR
-    if size is Window.DAY:
-        day = hour.replace(hour=0)
-        return day, day + dt.timedelta(days=1)
-    return start, end
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """How rollups are read: windows of `size` over [start, end), days being `zone`'s (the
+    subscription's: 23 or 25 hours across a DST change)."""
+
+    size: Window
+    start: dt.datetime
+    end: dt.datetime
+    zone: dt.tzinfo
+
+    def of(self, hour: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """The window holding the clock hour starting at `hour` (an hour of the zone's clock)."""
+        if self.size is Window.HOUR:
+            return hour, hour + HOUR
+        if self.size is Window.DAY:
+            day = date_of(hour, self.zone)
+            return start_of_day(day, self.zone), start_of_day(day + DAY, self.zone)
+        return self.start, self.end
 
 
 def _projection(meter: Meter, group_by: Sequence[str]) -> list[int]:
@@ -360,16 +371,14 @@ def _projection(meter: Meter, group_by: Sequence[str]) -> list[int]:
 def cell_rows(
     meter: Meter,
     cells: Iterable[tuple[dt.datetime, tuple[str, ...], Cell]],
-    size: Window,
-    start: dt.datetime,
-    end: dt.datetime,
+    windows: Windows,
     group_by: Sequence[str],
 ) -> list[Row]:
     """Rows of a SUM, COUNT, MAX or LATEST meter from its (hour, group, cell) rollups."""
     positions = _projection(meter, group_by)
     merged: dict[tuple[tuple[dt.datetime, dt.datetime], tuple[str, ...]], Cell] = {}
     for hour, group, cell in cells:
-        key = (window_of(size, hour, start, end), tuple(group[p] for p in positions))
+        key = (windows.of(hour), tuple(group[p] for p in positions))
         held = merged.get(key)
         merged[key] = cell if held is None else merge(meter.aggregation, held, cell)
     return _rows(group_by, {key: decimals.format_nanos(cell.value) for key, cell in merged.items()})
@@ -378,9 +387,7 @@ def cell_rows(
 def distinct_rows(
     meter: Meter,
     values: Iterable[tuple[dt.datetime, tuple[str, ...], str]],
-    size: Window,
-    start: dt.datetime,
-    end: dt.datetime,
+    windows: Windows,
     group_by: Sequence[str],
 ) -> list[Row]:
     """Rows of a UNIQUE_COUNT meter from its (hour, group, distinct value) sets: each window's
@@ -388,7 +395,7 @@ def distinct_rows(
     positions = _projection(meter, group_by)
     seen: dict[tuple[tuple[dt.datetime, dt.datetime], tuple[str, ...]], set[str]] = {}
     for hour, group, value in values:
-        key = (window_of(size, hour, start, end), tuple(group[p] for p in positions))
+        key = (windows.of(hour), tuple(group[p] for p in positions))
         seen.setdefault(key, set()).add(value)
     return _rows(group_by, {key: str(len(found)) for key, found in seen.items()})
 

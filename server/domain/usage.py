@@ -104,10 +104,6 @@ def first_of_each_id(events: list[Event]) -> list[Event]:
     return list(unique.values())
 
 
-def hour_of(instant: dt.datetime) -> dt.datetime:
-    return instant.replace(minute=0, second=0, microsecond=0)
-
-
 def hourly_totals(events: Iterable[Event], zone: dt.tzinfo) -> dict[tuple[dt.datetime, str], int]:
     """Requests per (clock hour of the subscription's zone, endpoint): one counter upsert per key
     per batch. The zone's hours, not UTC's: its days are then whole hours also where it is a half

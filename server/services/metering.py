@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from server.domain import meters as rules
 from server.domain.errors import InvalidArgument, NotFound
 from server.domain.invoicing import segment_key
-from server.domain.periods import Period
-from server.domain.usage import Event, hour_of
+from server.domain.periods import Period, clock_hour
+from server.domain.usage import Event
 from server.persistence import meter_rollups
 from server.persistence.db import database, for_update
 from server.persistence.models import LIVE_INVOICE, Invoice, Meter, RecordedUsageEvent, Subscription
@@ -47,27 +47,38 @@ def properties_of(event: Event) -> dict[str, rules.Scalar]:
 
 
 def counted(
-    meters: Sequence[rules.Meter], events: Iterable[Event], periods: dict[int, Period], changes: Sequence[dt.datetime]
+    meters: Sequence[rules.Meter],
+    events: Iterable[Event],
+    periods: dict[int, Period],
+    changes: Sequence[dt.datetime],
+    zone: dt.tzinfo,
 ) -> list[rules.Counted]:
-    """Each event that some meter counts, placed in its period, plan segment and hour."""
+    """Each event that some meter counts, placed in its period, plan segment and clock hour of the
+    subscription's zone (whose days are then whole hours, also in a zone a half hour off UTC)."""
     found = []
     for event in events:
         parts = rules.contributions(meters, event.event_type, properties_of(event), f"events[{event.index}]")
         if parts:
             period = periods[event.index]
-            place = rules.Place(period.start, segment_key(period, changes, event.timestamp), hour_of(event.timestamp))
+            place = rules.Place(
+                period.start, segment_key(period, changes, event.timestamp), clock_hour(event.timestamp, zone)
+            )
             found.append(rules.Counted(place, event.timestamp, event.event_id, parts))
     return found
 
 
 def count(
-    subscription_id: str, events: Sequence[Event], periods: dict[int, Period], changes: Sequence[dt.datetime]
+    subscription_id: str,
+    events: Sequence[Event],
+    periods: dict[int, Period],
+    changes: Sequence[dt.datetime],
+    zone: dt.tzinfo,
 ) -> None:
     """Aggregate the stored `events` into every active meter they match (in the caller's
     transaction); a period a SUM or COUNT meter would take past its bound refuses the batch."""
     meters = active_meters()
     aggregations = {meter.id: meter.aggregation for meter in meters}
-    folded = rules.fold(aggregations, counted(meters, events, periods, changes))
+    folded = rules.fold(aggregations, counted(meters, events, periods, changes, zone))
     held = meter_rollups.magnitudes(subscription_id, folded.magnitude)
     for (meter_id, start), added in folded.magnitude.items():
         if held.get((meter_id, start), 0) + added > rules.MAX_PERIOD_MAGNITUDE:
@@ -106,7 +117,7 @@ def rekey(
         counting = [meter_definition(m) for m in meters if m.created_at <= row.received_at]
         parts = rules.contributions(counting, event.event_type, properties_of(event), "event")
         period = subscription.cycle.containing(event.timestamp)
-        hour = hour_of(event.timestamp)
+        hour = clock_hour(event.timestamp, subscription.cycle.zone)
         old = rules.Place(period.start, segment_key(period, before, event.timestamp), hour)
         new = rules.Place(period.start, segment_key(period, after, event.timestamp), hour)
         additive = [
@@ -167,7 +178,9 @@ def reaggregate(meter_id: str, *, now: dt.datetime, retention_days: int) -> Reag
                     continue
                 if parts:
                     place = rules.Place(
-                        period.start, segment_key(period, changes, event.timestamp), hour_of(event.timestamp)
+                        period.start,
+                        segment_key(period, changes, event.timestamp),
+                        clock_hour(event.timestamp, subscription.cycle.zone),
                     )
                     found[period.start].append(rules.Counted(place, event.timestamp, event.event_id, parts))
             for start, counted_events in found.items():

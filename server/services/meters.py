@@ -17,7 +17,8 @@ from server.domain import decimals
 from server.domain import meters as rules
 from server.domain.access import Principal, require_admin
 from server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from server.domain.usage import MAX_RANGE_DAYS, days_between, hour_of
+from server.domain.periods import clock_hour, date_of, days_of
+from server.domain.usage import MAX_RANGE_DAYS
 from server.persistence import meter_rollups as rollups
 from server.persistence.db import database
 from server.persistence.models import Meter, Plan, PlanVersion
@@ -112,7 +113,8 @@ def meter_usage(
     group_by: Sequence[str],
 ) -> list[rules.Row]:
     """Endpoint 24 from the rollups. The default range is the current period, read exactly (by
-    its period key). Another range is read by the clock hours it touches: rollups are hourly."""
+    its period key). Another range is read by the clock hours it touches: rollups are hourly, by
+    the hours of the subscription's zone, whose days DAY windows are."""
     subscription = find_subscription(subscription_id, principal=principal)
     meter = meter_definition(_meter(meter_id))
     period = subscription.cycle.containing(subscription.current_period_start)
@@ -124,7 +126,8 @@ def meter_usage(
     if end - start > MAX_RANGE:
         raise InvalidArgument(f"the range is longer than {MAX_RANGE.days} days", field="end_time")
     whole_period = (start, end) == (period.start, period.end)
-    hours = (hour_of(start), hour_of(end - MICROSECOND) + rules.HOUR)
+    zone = subscription.cycle.zone
+    hours = (clock_hour(start, zone), clock_hour(end - MICROSECOND, zone) + rules.HOUR)
     if not whole_period:  # what is read, and so what a PERIOD window says it covers
         start, end = hours
     one_window = whole_period and window is rules.Window.PERIOD  # the database can total the period
@@ -137,7 +140,7 @@ def meter_usage(
             values = [(start, group, value) for _, group, value in found]
         else:
             values = rollups.distinct_by_hour(subscription.id, meter.id, hours, period.start if whole_period else None)
-        return rules.distinct_rows(meter, values, window, start, end, group_by)
+        return rules.distinct_rows(meter, values, rules.Windows(window, start, end, zone), group_by)
     if one_window and meter.aggregation in (rules.Aggregation.SUM, rules.Aggregation.COUNT):
         totals = rollups.summed(subscription.id, meter.id, period.start)
         cells = [(start, group, rules.Cell(value, start, "")) for group, value in totals.items()]
@@ -151,7 +154,7 @@ def meter_usage(
             else rollups.cells(subscription.id, meter.id, hours=hours)
         )
         cells = [(hour, group, cell) for _, hour, group, cell in rows]
-    return rules.cell_rows(meter, cells, window, start, end, group_by)
+    return rules.cell_rows(meter, cells, rules.Windows(window, start, end, zone), group_by)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +174,8 @@ def period_figures(principal: Principal, subscription_id: str) -> list[MeterFigu
     for meter_id in sorted(rollups.meters_with_figures(subscription.id, period.start) - {rules.REQUESTS_METER}):
         usage = functools.partial(meter_usage, principal, subscription.id, meter_id, start=None, end=None, group_by=())
         [total] = usage(window=rules.Window.PERIOD)
-        per_day = {row.window_start.date(): decimals.parse(row.value) for row in usage(window=rules.Window.DAY)}
-        days = days_between(period.start.date(), (period.end - MICROSECOND).date())
+        zone = subscription.cycle.zone
+        per_day = {date_of(row.window_start, zone): decimals.parse(row.value) for row in usage(window=rules.Window.DAY)}
+        days = [day.date for day in days_of(period.start, period.end, zone)]
         found.append(MeterFigures(get_meter(meter_id), total.value, [(day, per_day.get(day, 0)) for day in days]))
     return found

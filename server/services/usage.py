@@ -247,7 +247,7 @@ def _store(subscription_id: str, events: list[rules.Event], now: dt.datetime) ->
     accepted = [e for e in candidates if e.event_id in inserted]
     if accepted:
         changes = segment_usage.key_instants(subscription)
-        metering.count(subscription.id, accepted, periods, changes)
+        metering.count(subscription.id, accepted, periods, changes, subscription.cycle.zone)
         requests = [e for e in accepted if e.event_type == API_REQUEST]
         totals = (
             _add_to_counters(subscription.id, requests, periods, changes, subscription.cycle.zone) if requests else {}
