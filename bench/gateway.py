@@ -1,4 +1,4 @@
-"""The gateway's cost (issues 13 and 29): the same request to the same upstream through a plain
+"""The gateway's cost: the same request to the same upstream through a plain
 Envoy and through the gateway (admission in Envoy's Lua filter, grants and access-log metering by
 the billing server), side by side in one run, the way OPA-Envoy publishes its ext_authz overhead.
 

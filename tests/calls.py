@@ -17,7 +17,7 @@ import grpc
 from billing.v1 import plan_pb2, plan_pb2_grpc
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-BOUND_SECONDS = 5.0  # API.md: revoke, plan change and cancel take effect within 5 s
+BOUND_SECONDS = 5.0  # docs/api.md: revoke, plan change and cancel take effect within 5 s
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Pure rules of tenant access (API.md's Auth convention) and of the typed domain errors."""
+"""Pure rules of tenant access (docs/api.md's Auth convention) and of the typed domain errors."""
 
 from __future__ import annotations
 

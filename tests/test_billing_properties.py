@@ -57,7 +57,7 @@ def half_up(value: Fraction) -> int:
 
 
 def reference(p, history, events, canceled_at):
-    """The rule of API.md the plain way: the period cut at every change (and the cancellation),
+    """The rule of docs/api.md (Invoices) the plain way: the period cut at every change (and the cancellation),
     each piece on the plan of the last change at or before its start, each event on the piece its
     timestamp falls in (after the cancellation: the last piece), shares as exact fractions."""
     end = p.end if canceled_at is None else min(p.end, max(p.start, canceled_at))

@@ -105,7 +105,7 @@ def test_ttl_cache_serves_within_the_bound_and_reloads_after_it():
 def test_the_staleness_bound_is_the_documented_one_and_within_the_contract():
     from server.domain.ttl_cache import STALENESS_SECONDS
 
-    assert STALENESS_SECONDS == 2.0 <= 5.0  # README: "within 2 s"; API.md allows 5 s
+    assert STALENESS_SECONDS == 2.0 <= 5.0  # docs/api.md: "within 2 s"; the contract allows 5 s
 
 
 def test_ttl_cache_does_not_keep_failures_and_stays_bounded():

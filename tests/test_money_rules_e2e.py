@@ -49,7 +49,7 @@ def changed_at(subscription_id: str, plan: str) -> dt.datetime:
 
 
 def share(amount: int, since: dt.datetime, until: dt.datetime, start: dt.datetime, end: dt.datetime) -> int:
-    """amount x (until - since) / (end - start), in microseconds, half-up: the rule of API.md."""
+    """amount x (until - since) / (end - start), in microseconds, half-up: the rule of docs/api.md (Invoices)."""
     return div_round_half_up(amount * ((until - since) // US), (end - start) // US)
 
 

@@ -1,4 +1,4 @@
-"""Who may touch which tenant's data: the rules of API.md's Auth convention."""
+"""Who may touch which tenant's data: the rules of docs/api.md's Auth convention."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from server.domain import meters
 from server.domain.errors import DomainError
 from server.domain.usage import MAX_ENDPOINT, RawEvent
 
-# All digits, a UUID, or 16+ hex characters (API.md, Gateway).
+# All digits, a UUID, or 16+ hex characters (docs/api.md, Gateway).
 _ID_SEGMENT = re.compile(
     r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}"
 )

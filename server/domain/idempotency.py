@@ -1,4 +1,4 @@
-"""Idempotency keys (API.md, "Subscription lifecycle"): which keys are valid, what makes a retry
+"""Idempotency keys (docs/api.md, Conventions): which keys are valid, what makes a retry
 "the same request", whose keys are whose, how long an answer is kept, which answers are kept,
 and what a record already stored under a key means for a new call with it.
 

@@ -1,4 +1,4 @@
-"""The invoice status workflow of API.md, as data: which moves are allowed, which may be deleted."""
+"""The invoice status workflow of docs/api.md, as data: which moves are allowed, which may be deleted."""
 
 from __future__ import annotations
 

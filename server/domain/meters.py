@@ -1,6 +1,6 @@
 """Meters: what an operator counts, and how one event becomes each meter's contribution. Pure.
 
-An event is matched to the meters once, at ingest (API.md, Meters): its type and the meter's
+An event is matched to the meters once, at ingest (docs/api.md, Meters): its type and the meter's
 filter decide whether it counts; the meter's `group_by` properties name its group; the
 aggregation decides its value. An event that matches a meter but has no valid value for it is
 refused whole (INVALID_VALUE): half an event counted in one meter and not another is the kind of
@@ -126,7 +126,7 @@ def validate_meter(
 
 
 def validate_properties(properties: Mapping[str, object], field: str) -> dict[str, Scalar]:
-    """An event's properties within API.md's limits: at most 32 keys named [A-Za-z0-9_.-]{1,64},
+    """An event's properties within docs/api.md's limits: at most 32 keys named [A-Za-z0-9_.-]{1,64},
     scalar values (strings up to 256 characters, finite numbers, booleans), 4 KiB as JSON."""
     if len(properties) > MAX_PROPERTIES:
         raise _invalid(field, f"holds {len(properties)} properties, at most {MAX_PROPERTIES}")

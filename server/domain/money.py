@@ -1,4 +1,4 @@
-"""Integer minor units and the one rounding rule of API.md: half-up, once, at the line-item amount;
+"""Integer minor units and the one rounding rule of docs/api.md: half-up, once, at the line-item amount;
 and money as a reader sees it (the PDF, the e-mails and the portal all format it here, so they
 agree to the digit).
 

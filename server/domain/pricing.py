@@ -1,4 +1,4 @@
-"""Usage pricing: the overage rule of API.md."""
+"""Usage pricing: the overage rule of docs/api.md (Invoices)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from server.persistence import db
 
 log = logging.getLogger("billing.health")
 
-FRESH_SECONDS = 0.1  # how old an answer may be; README's Errors and limits says so
+FRESH_SECONDS = 0.1  # how old an answer may be; docs/api.md's Errors and limits says so
 CONNECT_TIMEOUT_SECONDS = 2
 APPLICATION_NAME = "billing-health-probe"  # how its session shows in pg_stat_activity
 
