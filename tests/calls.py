@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent import futures
 
 import grpc
 
@@ -60,6 +61,12 @@ def poll(probe, until, timeout: float = BOUND_SECONDS):
             return result, elapsed
         assert elapsed < timeout, f"not within {timeout}s: {result}"
         time.sleep(0.1)  # between probes only
+
+
+def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
+    """`calls` gateway requests with one tenant key, 16 at a time."""
+    with futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda i: stack.gateway("GET", path(i), key=key), range(calls)))
 
 
 def fire(limiter, key: str, limit: int, calls: int, threads: int = 16, now: float | None = None, quota=None) -> int:

@@ -93,15 +93,15 @@ def test_ledger_holds_under_any_sequence(ledger_database, steps):
                 grant_ids.append(credits.create_grant(ADMIN, request, now=now).id)
             elif step[0] == "issue":
                 sub = insert_subscription(tenant_id, plan=step[1], anchor=START - 3 * 24 * HOUR, status="CANCELED")
-                issued.append(invoices.generate_invoice(sub.id, now=now, issuer=ISSUER).id)
+                issued.append(invoices.generate_invoice(sub.id, now=now, issuer=ISSUER, principal=ADMIN).id)
             elif step[0] == "void" and issued:
-                invoices.set_status(issued[step[1] % len(issued)], InvoiceStatus.VOID, now=now)
+                invoices.set_status(issued[step[1] % len(issued)], InvoiceStatus.VOID, now=now, principal=ADMIN)
             elif step[0] == "delete" and issued:
-                invoices.delete_invoice(issued[step[1] % len(issued)], now=now)
+                invoices.delete_invoice(issued[step[1] % len(issued)], now=now, principal=ADMIN)
             elif step[0] == "note" and issued:
                 invoice_id = issued[step[1] % len(issued)]
                 if Invoice.get_by_id(invoice_id).status == InvoiceStatus.PENDING:
-                    invoices.set_status(invoice_id, InvoiceStatus.SENT, now=now)
+                    invoices.set_status(invoice_id, InvoiceStatus.SENT, now=now, principal=ADMIN)
                 invoices.add_credit_note(invoice_id, step[2], "", now=now, principal=ADMIN)
             elif step[0] == "void_grant" and grant_ids:
                 credits.void_grant(ADMIN, grant_ids[step[1] % len(grant_ids)], now=now)

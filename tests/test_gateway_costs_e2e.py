@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 
-from test_gateway_e2e import burst
+import pytest
 
-from calls import poll
+from calls import burst, poll
 from server.demo_upstream import LLM_PATH
 from server.observability import metrics
 
@@ -35,6 +35,20 @@ def _subscribe(stack, plan_id: str) -> tuple[str, str]:
     return reply.json()["id"], stack.tenant_key(tenant)
 
 
+@pytest.fixture
+def llm_meter(stack):
+    """A SUM meter of the fake LLM's output tokens, archived after the test with the plans that
+    charge it (listed by the test): other tests on this stack send llm_tokens events without
+    that property, which an active meter of it would refuse."""
+    meter_id = f"tokens-{uuid.uuid4().hex[:8]}"
+    _meter(stack, meter_id, aggregation="SUM", value_property="output_tokens", group_by=["model"])
+    charging: list[str] = []
+    yield meter_id, charging
+    for plan_id in charging:
+        assert stack.rest("DELETE", f"/billing/plans/{plan_id}").status == 200
+    assert stack.rest("DELETE", f"/billing/meters/{meter_id}").status == 200
+
+
 def _meter_total(stack, subscription_id: str, meter_id: str) -> str:
     rows = stack.rest("GET", f"/billing/subscriptions/{subscription_id}/meters/{meter_id}/usage").json()["rows"]
     return rows[0]["value"] if rows else "0"
@@ -59,9 +73,8 @@ def test_a_cost_5_route_on_a_50_per_minute_plan_admits_exactly_10_and_meters_the
     assert stack.gateway("GET", "/v1/search/cheap", key=key).status == 429
 
 
-def test_usage_reported_by_the_upstream_is_billed_once_and_never_reaches_the_client(stack):
-    meter_id = f"tokens-{uuid.uuid4().hex[:8]}"
-    _meter(stack, meter_id, aggregation="SUM", value_property="output_tokens", group_by=["model"])
+def test_usage_reported_by_the_upstream_is_billed_once_and_never_reaches_the_client(stack, llm_meter):
+    meter_id, _ = llm_meter
     subscription_id, key = _subscribe(stack, _plan(stack, rate_limit_per_minute=1000))
     prompt = b"x" * 30  # the fake LLM reports 30 input and 120 output tokens
     replies = [stack.gateway("POST", LLM_PATH, key=key, body=prompt) for _ in range(7)]
@@ -98,9 +111,8 @@ def test_ietf_ratelimit_headers_state_the_window_and_the_capped_period(stack, ca
     assert refused.status == 429 and refused.headers["ratelimit"].split(", ")[1].startswith('"period";r=0;t=')
 
 
-def test_a_hard_limit_on_another_meter_denies_within_the_bound(stack):
-    meter_id = f"tokens-{uuid.uuid4().hex[:8]}"
-    _meter(stack, meter_id, aggregation="SUM", value_property="output_tokens", group_by=["model"])
+def test_a_hard_limit_on_another_meter_denies_within_the_bound(stack, llm_meter):
+    meter_id, charging = llm_meter
     charge = {
         "id": "large",
         "meter_id": meter_id,
@@ -110,7 +122,8 @@ def test_a_hard_limit_on_another_meter_denies_within_the_bound(stack):
         "unit_price": "0",
         "hard_limit": True,
     }
-    subscription_id, key = _subscribe(stack, _plan(stack, rate_limit_per_minute=1000, charges=[charge]))
+    charging.append(_plan(stack, rate_limit_per_minute=1000, charges=[charge]))
+    subscription_id, key = _subscribe(stack, charging[0])
     for _ in range(4):  # 4 x 120 output tokens = 480 >= 400
         assert stack.gateway("POST", LLM_PATH, key=key, body=b"x" * 30).status == 200
     poll(lambda: _meter_total(stack, subscription_id, meter_id), lambda total: total == "480")

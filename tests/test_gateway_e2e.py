@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from concurrent import futures
 
 import grpc
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from calls import BOUND_SECONDS, Reply, poll
+from calls import BOUND_SECONDS, burst, poll
 from factories import subscription_from_now
 from server import envoy_launcher
 from server.persistence import db
 from server.services import keys
 from server.services.gateway import GRANT_SECONDS, Gateway
 from server.transport.gateway import GATEWAY_KEY_HEADER, EnvoyCaller, Granter
-
-
-def burst(stack, key: str, calls: int, path=lambda i: f"/v1/items/{i}") -> list[Reply]:
-    with futures.ThreadPoolExecutor(16) as pool:
-        return list(pool.map(lambda i: stack.gateway("GET", path(i), key=key), range(calls)))
 
 
 def access_logs_written(stack) -> int:

@@ -18,6 +18,7 @@ import standardwebhooks
 from webhook_receiver import Receiver, allowed
 
 from billing.v1 import webhook_pb2, webhook_pb2_grpc
+from calls import poll
 from factories import insert_subscription
 from processes import BIN
 from server.config import Settings
@@ -413,6 +414,15 @@ def test_deleting_an_endpoint_drops_its_pending_deliveries(stack, tenant_id, dis
 # --- usage thresholds and the gateway's quota ---------------------------------------------------
 
 
+def quota_events(tenant_id: str) -> int:
+    with db.session():
+        return (
+            WebhookEvent.select()
+            .where((WebhookEvent.tenant_id == tenant_id) & (WebhookEvent.type == "quota.exhausted"))
+            .count()
+        )
+
+
 def track(stack, subscription_id: str, count: int, tag: str) -> None:
     reply = stack.track(subscription_id, [{"event_id": tag, "endpoint": "/v1/x", "count": count}])
     assert reply.json()["accepted"] == 1, reply.body
@@ -431,6 +441,8 @@ def test_usage_thresholds_once_each_and_quota_exhausted_once_per_period(stack, t
         track(stack, subscription_id, 1, "e")
         key = stack.tenant_key(tenant_id)
         assert [stack.gateway("GET", "/v1/items", key=key).status for _ in range(3)] == [429] * 3
+        # The refusals reach the server with Envoy's access log: quota.exhausted follows them.
+        poll(lambda: quota_events(tenant_id), lambda found: found == 1)
         drain(dispatcher)
     payloads = [verified(secret, r) for r in receiver.requests]
     thresholds = [p["data"] for p in payloads if p["type"] == "usage.threshold_reached"]

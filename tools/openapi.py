@@ -100,6 +100,7 @@ ERRORS = {
     "404": "Not found (also another tenant's resource).",
     "409": "Already exists.",
     "429": "Over the tier's rate limit; see retry-after.",
+    "431": "The request line and headers are larger than 8 KiB (answered by Envoy, for any route).",
     "500": "Internal error; the message carries a request id.",
     "503": "The database is unavailable; retry later.",
 }
