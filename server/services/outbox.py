@@ -7,26 +7,25 @@ import datetime as dt
 import json
 
 from server.domain.emails import EmailTemplate
+from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database
 from server.persistence.models import OutboxMessage
 
 
 def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
-    """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction."""
-    inserted = (
-        OutboxMessage.insert(
-            dedup_key=dedup_key,
-            template=template,
-            recipient=recipient,
-            payload=json.dumps(payload, sort_keys=True),
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
-        .on_conflict_ignore()
-        .execute()
-    )
-    return bool(inserted)
+    """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction.
+    RETURNING says whether the row went in: SQLite's last row id survives an ignored INSERT."""
+    columns = [
+        OutboxMessage.dedup_key,
+        OutboxMessage.template,
+        OutboxMessage.recipient,
+        OutboxMessage.payload,
+        OutboxMessage.created_at,
+        OutboxMessage.next_attempt_at,
+        OutboxMessage.attempts,
+    ]
+    row = (dedup_key, str(template), recipient, json.dumps(payload, sort_keys=True), now, now, 0)
+    return bool(insert_ignore_returning(OutboxMessage, columns, [row], returning=OutboxMessage.id))
 
 
 def counts() -> dict[str, int]:
