@@ -33,7 +33,11 @@ FAULTS = [
     ("    count = count + 1\n", "\n", "remaining is one too many after an admission"),
     ("math.ceil(window * 1000)", "math.ceil(window * 100)", "keys expire before the window ends"),
     ("redis.call('PEXPIRE', KEYS[2], ttl)", "redis.call('PERSIST', KEYS[2])", "the sequence key never expires"),
-    ("redis.call('ZADD', KEYS[1], now, tostring(n))", "redis.call('ZADD', KEYS[1], now, tostring(now))", "two calls at one instant count once"),
+    (
+        "redis.call('ZADD', KEYS[1], now, tostring(n))",
+        "redis.call('ZADD', KEYS[1], now, tostring(now))",
+        "two calls at one instant count once",
+    ),
     ("reset = math.ceil(math.floor(", "reset = math.floor(math.floor(", "reset rounds down"),
     ("tonumber(t[1]) + tonumber(t[2]) / 1000000", "tonumber(t[1])", "Redis TIME loses its microseconds"),
     ("if KEYS[3] then\n  used", "if false then\n  used", "the quota is never checked"),
