@@ -97,11 +97,11 @@ def test_a_voided_invoice_of_an_ended_period_is_issued_anew():
     jobs.period_invoicing(FIRST.end, SETTINGS)
     [first] = invoice_rows(sub)
     invoices.set_status(first.id, "VOID", now=FIRST.end)
-    done = jobs.period_invoicing(FIRST.end + US, SETTINGS)
+    done = jobs.period_invoicing(FIRST.end, SETTINGS)  # the period ended exactly now: open again
     assert (done["invoiced"], done["reissued"], done["rows"]) == (0, 1, 1)
     statuses = sorted((i.status, at(i.period_start)) for i in invoice_rows(sub))
     assert statuses == [("SENT", FIRST.start), ("VOID", FIRST.start)]
-    assert jobs.period_invoicing(FIRST.end + 2 * US, SETTINGS)["reissued"] == 0
+    assert jobs.period_invoicing(FIRST.end, SETTINGS)["reissued"] == 0
 
 
 # --- overdue_sweep ---------------------------------------------------------------------------------
