@@ -11,6 +11,7 @@ import datetime as dt
 import json
 
 import pytest
+from prometheus_client import REGISTRY
 
 from factories import insert_subscription
 from server.config import Settings
@@ -299,3 +300,43 @@ def test_a_sender_that_dies_mid_send_leaves_the_row_leased_for_exactly_the_lease
     assert (row.attempts, row.sent_at, at(row.next_attempt_at)) == (0, None, T0 + jobs.SEND_LEASE)
     assert jobs.deliver_outbox(T0 + jobs.SEND_LEASE - US, SETTINGS, sender=Sender())["sent"] == 0
     assert jobs.deliver_outbox(T0 + jobs.SEND_LEASE, SETTINGS, sender=Sender())["sent"] == 1
+
+
+# --- running a job ---------------------------------------------------------------------------------
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_run_job_returns_the_summary_and_counts_the_run_by_result(monkeypatch):
+    runs = {
+        result: sample("billing_job_runs_total", job="daily_rollup", result=result) for result in ("success", "failure")
+    }
+    timed = sample("billing_job_duration_seconds_count", job="daily_rollup")
+    summary = jobs.run_job("daily_rollup", T0, SETTINGS)
+    assert (summary["job"], summary["rows"], summary["purged"]) == ("daily_rollup", 0, 0)
+    assert isinstance(summary["duration_ms"], float) and summary["duration_ms"] >= 0
+    assert sample("billing_job_runs_total", job="daily_rollup", result="success") == runs["success"] + 1
+    assert sample("billing_job_duration_seconds_count", job="daily_rollup") == timed + 1
+    assert sample("billing_job_last_success_timestamp_seconds", job="daily_rollup") > 0
+
+    def broken(now, settings):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(jobs.JOBS, "daily_rollup", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        jobs.run_job("daily_rollup", T0, SETTINGS)
+    assert sample("billing_job_runs_total", job="daily_rollup", result="failure") == runs["failure"] + 1
+    assert sample("billing_job_runs_total", job="daily_rollup", result="success") == runs["success"] + 1
+
+
+def test_a_stopping_scheduler_starts_no_new_item():
+    queue("held")
+    jobs.STOPPING.set()
+    try:
+        assert jobs.deliver_outbox(T0, SETTINGS, sender=Sender())["sent"] == 0
+        assert jobs.daily_rollup(T0, SETTINGS)["batches"] == 0
+    finally:
+        jobs.STOPPING.clear()
+    assert jobs.deliver_outbox(T0, SETTINGS, sender=Sender())["sent"] == 1
