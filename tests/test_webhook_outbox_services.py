@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 
 import pytest
@@ -103,6 +104,27 @@ def test_nobody_listening_or_a_used_dedup_key_writes_nothing(tenant):
     assert [row.event_id for row in WebhookDelivery.select().where(WebhookDelivery.endpoint == endpoint_id)] == [first]
 
 
+def test_an_event_goes_to_the_endpoints_the_caller_names_when_it_names_them(tenant):
+    named, other = endpoint(tenant), endpoint(tenant)
+    resource = subscription_pb2.Subscription(id=f"sub_{tenant}")
+    with db.database.atomic():
+        event_id = events.emit(CREATED, tenant, resource, now=T0, endpoint_ids=[named])
+    assert delivery(named).event_id == event_id
+    assert not WebhookDelivery.select().where(WebhookDelivery.endpoint == other).exists()
+
+
+def test_the_event_time_is_utc_whatever_the_process_time_zone(tenant, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        endpoint(tenant)
+        event_id = emit(tenant, now=T0)
+        assert json.loads(WebhookEvent.get_by_id(event_id).body)["created_at"] == "2026-03-01T12:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_disabled_endpoint_gets_no_new_event(tenant):
     disabled, enabled = endpoint(tenant), endpoint(tenant)
     WebhookEndpoint.update(disabled_at=T0).where(WebhookEndpoint.id == disabled).execute()
@@ -147,6 +169,26 @@ def test_a_claim_takes_one_per_endpoint_oldest_first_up_to_the_limit_and_skips_b
     )
 
 
+def test_a_claim_of_one_takes_one_and_of_equal_due_times_the_smaller_id(tenant):
+    first, second = endpoint(tenant, path="/a"), endpoint(tenant, path="/b")
+    emit(tenant)
+    emit(tenant)
+    due = sorted(WebhookDelivery.select().where(WebhookDelivery.endpoint.in_([first, second])), key=lambda r: r.id)
+    [taken] = claim_of(tenant, T0, limit=1)
+    assert taken.delivery_id == due[0].id
+
+
+def test_a_claim_reads_at_most_four_rows_per_place_so_an_endpoint_behind_them_waits(tenant):
+    busy, behind = endpoint(tenant, path="/busy"), endpoint(tenant, path="/behind")
+    for n in range(8):
+        with db.database.atomic():
+            events.emit(CREATED, tenant, subscription_pb2.Subscription(), now=T0 + n * US, endpoint_ids=[busy])
+    with db.database.atomic():
+        events.emit(CREATED, tenant, subscription_pb2.Subscription(), now=T0 + 8 * US, endpoint_ids=[behind])
+    assert [a.endpoint_id for a in claim_of(tenant, T0 + 8 * US, limit=2)] == [busy]
+    assert [a.endpoint_id for a in claim_of(tenant, T0 + 8 * US, limit=2)] == [busy, behind]
+
+
 def test_a_previous_secret_signs_until_exactly_its_expiry(tenant):
     endpoint_id = endpoint(tenant)
     rotated = webhooks.rotate_secret(ADMIN, endpoint_id, now=T0)
@@ -169,7 +211,7 @@ def attempt_once(tenant: str, now: dt.datetime, outcome: rules.Outcome, jitter: 
 
 
 def test_a_failure_is_retried_on_the_schedule_and_a_success_is_recorded(tenant):
-    endpoint_id = endpoint(tenant)
+    endpoint_id, quiet = endpoint(tenant), endpoint(tenant, "invoice.paid")
     emit(tenant)
     assert attempt_once(tenant, T0, FAILED) == "PENDING"
     row = delivery(endpoint_id)
@@ -177,6 +219,7 @@ def test_a_failure_is_retried_on_the_schedule_and_a_success_is_recorded(tenant):
     retry = T0 + rules.RETRY_DELAYS[0]
     assert row.next_attempt_at.replace(tzinfo=UTC) == retry
     assert WebhookEndpoint.get_by_id(endpoint_id).failing_since.replace(tzinfo=UTC) == T0
+    assert WebhookEndpoint.get_by_id(quiet).failing_since is None  # only the failing endpoint's run starts
     assert attempt_once(tenant, retry, FAILED, jitter=1.0) == "PENDING"
     scaled = retry + rules.RETRY_DELAYS[1] * (1 + rules.JITTER)
     assert delivery(endpoint_id).next_attempt_at.replace(tzinfo=UTC) == scaled
@@ -235,11 +278,13 @@ def test_an_endpoint_failing_for_exactly_the_disable_period_is_disabled_with_its
 
 
 def test_a_success_ends_the_run_of_failures_and_a_settled_delivery_is_not_settled_again(tenant):
-    endpoint_id = endpoint(tenant)
+    endpoint_id, other = endpoint(tenant), endpoint(tenant, "invoice.paid")
+    WebhookEndpoint.update(failing_since=T0 - dt.timedelta(hours=1)).where(WebhookEndpoint.id == other).execute()
     failing_since(tenant, endpoint_id, T0 - dt.timedelta(days=1))
     [attempt] = claim_of(tenant, T0)
     assert webhook_delivery.settle(attempt, OK, now=T0, jitter=0.0) == "SUCCEEDED"
     assert WebhookEndpoint.get_by_id(endpoint_id).failing_since is None
+    assert WebhookEndpoint.get_by_id(other).failing_since.replace(tzinfo=UTC) == T0 - dt.timedelta(hours=1)
     webhook_delivery.settle(attempt, FAILED, now=T0 + US, jitter=0.0)  # a late copy of the same attempt
     row = delivery(endpoint_id)
     assert (row.status, row.attempts, row.last_status_code) == ("SUCCEEDED", 1, 204)
