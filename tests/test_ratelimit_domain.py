@@ -149,3 +149,11 @@ def test_expired_quota_counters_are_swept_when_a_new_one_would_pass_the_bound():
     assert len(limiter._quotas) == SWEEP_QUOTAS_ABOVE
     hit("new", 10.0)  # a new one at the bound: the ended ones go (ended at exactly now included)
     assert set(limiter._quotas) == {f"q{n}" for n in range(0, SWEEP_QUOTAS_ABOVE - 1, 2)} | {"last", "q1", "new"}
+
+
+def test_the_in_process_limiter_rolls_its_own_window():
+    limiter = InProcessRateLimiter(window=10.0)
+    assert limiter.hit("t", 1, 0.0).allowed
+    refused = limiter.hit("t", 1, 9.5)
+    assert (refused.allowed, refused.reset_seconds) == (False, 1)
+    assert limiter.hit("t", 1, 10.0).allowed  # one 10 s window later, not 60 s
