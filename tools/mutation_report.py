@@ -14,6 +14,7 @@ fails the gate (a stale list hides nothing). MUTATION.md is written from MUTATIO
 
     tools/mutation_report.py          # `make mutation-gate`: refresh stale modules, check all
     tools/mutation_report.py --all    # `make mutation`: re-run every gated module
+    tools/mutation_report.py --check  # run nothing: fail where the report is stale
 """
 
 from __future__ import annotations
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None, root: pathlib.Path = ROOT) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="re-run every gated module, not only the stale ones")
     parser.add_argument("--only", action="append", default=[], help="re-run only these files (repeatable)")
+    parser.add_argument("--check", action="store_true", help="run nothing: judge the report, failing where it is stale")
     args = parser.parse_args(argv)
     groups = load_groups((root / "pyproject.toml").read_text())
     report_file = root / REPORT.name
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None, root: pathlib.Path = ROOT) -> int:
         to_run = stale_files(root, groups, report)
     if args.only:
         to_run = {g: [f for f in files if f in args.only] for g, files in to_run.items()}
+    if args.check:
+        to_run = {}
     log = root / "mutants.log"
     log.write_text("")
     for group, files in to_run.items():
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None, root: pathlib.Path = ROOT) -> int:
         f"listed equivalent no longer survives: {'.'.join(key[:2])}: {key[2]!r} -> {key[3]!r}" for key in stale
     ]
     missing = stale_files(root, groups, report)
-    failures += [f"no fresh entry for {f}" for files in missing.values() for f in files if not args.only]
+    failures += [f"stale or missing entry: {f}" for files in missing.values() for f in files if not args.only]
     for v in verdicts:
         print(f"{module_name(v.path):45} {v.ratio:7.1%}  ({v.detected}/{v.judged}, {v.equivalent} equivalent)")
     for failure in failures:
