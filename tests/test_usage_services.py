@@ -10,12 +10,13 @@ import json
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from factories import insert_subscription
 from server.domain import usage as rules
 from server.domain import webhooks
 from server.domain.access import KeyScope, Principal
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, NotFound
 from server.domain.periods import period
 from server.domain.usage import RawEvent
 from server.persistence import db
@@ -134,3 +135,77 @@ def test_no_threshold_event_without_an_endpoint_that_wants_it():
     sub = insert_subscription(tenant, anchor=ANCHOR).id
     track(sub, ("/a", INCLUDED, ANCHOR))
     assert threshold_events(tenant) == []
+
+
+def test_the_reads_answer_only_a_caller_who_may_see_the_subscription():
+    sub = subscription()
+    stranger = Principal(key_id=9, scope=KeyScope.TENANT, tenant_id="someone-else")
+    for read in (usage.usage, usage.daily, usage.analytics):
+        with pytest.raises(NotFound):
+            read(stranger, sub)
+
+
+def test_the_summary_is_of_the_current_period_in_the_plans_currency():
+    sub = subscription()
+    track(sub, ("/a", INCLUDED + 10, ANCHOR))
+    summary = usage.usage(ADMIN, sub)
+    assert (summary.subscription_id, summary.period_start, summary.period_end, summary.currency) == (
+        sub,
+        FIRST.start,
+        FIRST.end,
+        "USD",
+    )
+    assert (summary.total_requests, summary.included_requests, summary.overage_requests) == (
+        INCLUDED + 10,
+        INCLUDED,
+        10,
+    )
+
+
+def test_analytics_defaults_to_the_current_period():
+    sub = subscription()
+    track(sub, ("/a", 3, FIRST.end - US))
+    first, last, result = usage.analytics(ADMIN, sub)
+    assert (first, last, result.total_requests) == (ANCHOR.date(), (FIRST.end - US).date(), 3)
+
+
+def test_a_period_ending_a_microsecond_after_midnight_has_that_day_as_its_last():
+    anchor = dt.datetime(2026, 3, 1, 0, 0, 0, 1, tzinfo=UTC)
+    sub = insert_subscription(f"u-{uuid.uuid4().hex[:10]}", anchor=anchor).id
+    series = usage.daily(ADMIN, sub)
+    assert (series[0][0], series[-1][0]) == (dt.date(2026, 3, 1), dt.date(2026, 4, 1))
+
+
+def test_the_usage_metrics_count_each_result():
+    def count(result: str) -> float:
+        return REGISTRY.get_sample_value("billing_usage_events_total", {"result": result}) or 0.0
+
+    def refused(reason: str) -> float:
+        labels = {"reason": reason, "meter": ""}
+        return REGISTRY.get_sample_value("billing_usage_rejected_events_total", labels) or 0.0
+
+    sub = subscription()
+    before = {r: count(r) for r in ("accepted", "duplicate", "rejected")}
+    early = refused("BEFORE_SUBSCRIPTION")
+    raw = [
+        RawEvent("one", "/a", 1, ANCHOR),
+        RawEvent("one", "/a", 1, ANCHOR),
+        RawEvent("two", "/a", 1, ANCHOR),
+        RawEvent("old", "/a", 1, ANCHOR - US),
+    ]
+    usage.track(ADMIN, sub, raw, now=FIRST.end)
+    assert {r: count(r) - before[r] for r in before} == {"accepted": 2, "duplicate": 1, "rejected": 1}
+    assert refused("BEFORE_SUBSCRIPTION") == early + 1
+
+
+def test_a_threshold_event_reaches_an_endpoint_that_asked_for_that_type_only():
+    tenant = f"f-{uuid.uuid4().hex[:10]}"
+    sub = insert_subscription(tenant, anchor=ANCHOR).id
+    endpoints.create_endpoint(
+        ADMIN,
+        endpoints.NewEndpoint(tenant, "http://127.0.0.1:9/hook", (webhooks.EventType.USAGE_THRESHOLD_REACHED,)),
+        now=ANCHOR,
+        allowed=frozenset({webhooks.target("127.0.0.1", 9)}),
+    )
+    track(sub, ("/a", INCLUDED, ANCHOR))
+    assert [e["threshold_percent"] for e in threshold_events(tenant)] == [80, 100]
