@@ -7,8 +7,11 @@ end-to-end suite, whose clock is the real one. Fast enough for the mutation gate
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -340,3 +343,54 @@ def test_a_stopping_scheduler_starts_no_new_item():
     finally:
         jobs.STOPPING.clear()
     assert jobs.deliver_outbox(T0, SETTINGS, sender=Sender())["sent"] == 1
+
+
+def test_a_job_another_scheduler_leads_is_skipped_and_counted(monkeypatch, caplog):
+    @contextlib.contextmanager
+    def follower(name):
+        assert name == "daily_rollup"
+        yield False
+
+    monkeypatch.setattr(jobs, "leadership", follower)
+    skipped = sample("billing_job_runs_total", job="daily_rollup", result="skipped")
+    with caplog.at_level(logging.INFO, logger="billing.scheduler"):
+        summary = jobs.run_job("daily_rollup", T0, SETTINGS)
+    assert summary == {
+        "job": "daily_rollup",
+        "rows": 0,
+        "skipped": "another scheduler holds the lock",
+        "duration_ms": 0,
+    }
+    assert sample("billing_job_runs_total", job="daily_rollup", result="skipped") == skipped + 1
+    [record] = [r for r in caplog.records if r.name == "billing.scheduler"]
+    assert (record.getMessage(), record.fields) == ("job daily_rollup skipped", summary)
+
+
+def test_run_job_passes_the_jobs_own_arguments_and_times_it():
+    sub = subscription()
+    now = FIRST.start + dt.timedelta(days=SETTINGS.usage_retention_days + 1)
+    received(sub, FIRST.start, FIRST.start + US)
+    seconds = sample("billing_job_duration_seconds_sum", job="daily_rollup")
+    started = time.time()
+    summary = jobs.run_job("daily_rollup", now, SETTINGS, batch=1)
+    assert (summary["purged"], summary["batches"]) == (2, 3)
+    assert 0 <= sample("billing_job_duration_seconds_sum", job="daily_rollup") - seconds < 60
+    assert sample("billing_job_last_success_timestamp_seconds", job="daily_rollup") >= int(started)
+
+
+def test_the_oldest_due_email_goes_first_whatever_the_order_it_was_queued_in():
+    queue("later", T0 + US)
+    queue("sooner", T0)
+    sender = Sender()
+    jobs.deliver_outbox(T0 + US, SETTINGS, sender=sender)
+    assert sender.sent == ["sooner", "later"]
+
+
+def test_an_invoice_an_admin_generated_for_the_period_is_reused_and_sent():
+    sub = subscription()
+    early = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=SETTINGS.issuer, principal=ADMIN)
+    done = jobs.period_invoicing(FIRST.end, SETTINGS)
+    assert (done["invoiced"], done["errors"]) == (1, 0)
+    [invoice] = invoice_rows(sub)
+    assert (invoice.id, invoice.status) == (early.id, "SENT")
+    assert at(Subscription.get_by_id(sub.id).current_period_start) == period(ANCHOR, 1).start
