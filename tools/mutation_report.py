@@ -128,7 +128,10 @@ def _lines(source: list[str], span: list[int]) -> list[str]:
 
 
 def run_mutmut(root: pathlib.Path, files: list[str], group: Group, log: pathlib.Path) -> dict[str, dict]:
-    """mutmut over `files` judged by the group's tests, from scratch; the report entry of each file."""
+    """mutmut over `files` judged by the group's tests, from scratch; the report entry of each file.
+    The hashes are taken before the run: an edit made while it runs leaves the entry stale."""
+    tests = tests_hash(root, group)
+    sources = {path: sha256((root / path).read_bytes()) for path in files}
     shutil.rmtree(root / "mutants", ignore_errors=True)
     command = [sys.executable, str(root / "tools" / "mutmut_scoped.py")]
     command += [arg for f in files for arg in ("--mutate", f)]
@@ -142,7 +145,6 @@ def run_mutmut(root: pathlib.Path, files: list[str], group: Group, log: pathlib.
         raise RuntimeError(f"mutmut failed on {', '.join(files)} (exit {done.returncode}); see {log}")
     from mutmut.stats import status_by_exit_code  # the venv's mutmut: the one that ran
 
-    tests = tests_hash(root, group)
     entries = {}
     for path in files:
         mutated = root / "mutants" / path
@@ -165,7 +167,7 @@ def run_mutmut(root: pathlib.Path, files: list[str], group: Group, log: pathlib.
                 {"function": function_name(mangled), "original": original, "mutant": mutant, "status": status}
             )
         entries[path] = {
-            "source_sha256": sha256((root / path).read_bytes()),
+            "source_sha256": sources[path],
             "tests_sha256": tests,
             "threshold": group.threshold,
             "mutants": len(meta),
