@@ -394,3 +394,30 @@ def test_an_invoice_an_admin_generated_for_the_period_is_reused_and_sent():
     [invoice] = invoice_rows(sub)
     assert (invoice.id, invoice.status) == (early.id, "SENT")
     assert at(Subscription.get_by_id(sub.id).current_period_start) == period(ANCHOR, 1).start
+
+
+def test_a_voided_period_reopens_whatever_another_subscription_or_period_holds():
+    mine, neighbour = subscription("mine"), subscription("neighbour")  # the same periods
+    second = period(ANCHOR, 1)
+    jobs.period_invoicing(second.end, SETTINGS)  # two periods each
+    voided = invoice_rows(mine)[0]
+    invoices.set_status(voided.id, "VOID", now=second.end)
+    done = jobs.period_invoicing(second.end, SETTINGS)
+    assert (done["reissued"], done["invoiced"]) == (1, 0)
+    assert sorted((i.status, at(i.period_start)) for i in invoice_rows(mine)) == [
+        ("SENT", FIRST.start),
+        ("SENT", second.start),
+        ("VOID", FIRST.start),
+    ]
+    assert len(invoice_rows(neighbour)) == 2
+
+
+def test_voided_periods_are_reissued_oldest_first():
+    sub = subscription()
+    third = period(ANCHOR, 2)
+    jobs.period_invoicing(third.end, SETTINGS)
+    for invoice in invoice_rows(sub):
+        invoices.set_status(invoice.id, "VOID", now=third.end)
+    assert jobs.period_invoicing(third.end, SETTINGS)["reissued"] == 3
+    reissued = sorted((i.number, at(i.period_start)) for i in invoice_rows(sub) if i.status == "SENT")
+    assert [start for _, start in reissued] == [period(ANCHOR, n).start for n in range(3)]

@@ -256,6 +256,10 @@ def stale_files(root: pathlib.Path, groups: list[Group], report: dict[str, dict]
     return stale
 
 
+def _one_line(lines: str) -> str:
+    return " ⏎ ".join(lines.splitlines())
+
+
 def markdown(verdicts: list[Verdict], equivalents: dict, report: dict[str, dict]) -> str:
     rows = [
         f"| `{module_name(v.path)}` | {v.mutants} | {v.detected} | {v.equivalent} | {len(v.survivors)} | "
@@ -263,12 +267,13 @@ def markdown(verdicts: list[Verdict], equivalents: dict, report: dict[str, dict]
         for v in verdicts
     ]
     survivors = [
-        f"- `{module_name(v.path)}.{s['function']}` ({s['status']}): `{s['original']}` → `{s['mutant']}`"
+        f"- `{module_name(v.path)}.{s['function']}` ({s['status']}): `{_one_line(s['original'])}` → "
+        f"`{_one_line(s['mutant'])}`"
         for v in verdicts
         for s in v.survivors
     ]
     listed = [
-        f"- `{module}.{function}`: `{original}` → `{mutant}`: {reason}"
+        f"- `{module}.{function}`: `{_one_line(original)}` → `{_one_line(mutant)}`: {reason}"
         for (module, function, original, mutant), reason in sorted(equivalents.items())
     ]
     return "\n".join(
