@@ -78,3 +78,12 @@ def test_upsert_sets_what_it_is_told_and_add_counts_adds():
     assert UsagePeriod.get((UsagePeriod.subscription == sub) & (UsagePeriod.period_start == T0)).requests == 30
     upsert(UsagePeriod, keys, [UsagePeriod.requests], [(sub, T0, 1)], {"requests": "{t}.requests - EXCLUDED.requests"})
     assert UsagePeriod.get((UsagePeriod.subscription == sub) & (UsagePeriod.period_start == T0)).requests == 29
+
+
+def test_rows_that_do_not_match_the_fields_are_refused_before_any_sql():
+    key = f"d-{uuid.uuid4().hex}"
+    with pytest.raises(ValueError):
+        insert_ignore(OutboxMessage, COLUMNS, [row(key), row(key)[:-1]])  # rows of unequal length
+    with pytest.raises(ValueError):
+        insert_ignore(OutboxMessage, COLUMNS, [row(key)[:-1]])  # one value fewer than the fields
+    assert not OutboxMessage.select().where(OutboxMessage.dedup_key == key).exists()
