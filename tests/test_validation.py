@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import timestamp_pb2
 
-from billing.v1 import plan_pb2, subscription_pb2, usage_pb2, webhook_pb2
+from billing.v1 import meter_pb2, plan_pb2, subscription_pb2, usage_pb2, webhook_pb2
 from server.domain.errors import FieldViolation
 from server.domain.identifiers import ALPHABET, MAX_IDENTIFIER
 from server.transport import validation
@@ -201,3 +201,40 @@ def test_the_first_string_that_is_not_utf8_is_named_by_its_path():
     assert undecodable_field(descriptor, _field(SUBSCRIPTION, b"s") + _field(EVENTS, good)) is None
     assert undecodable_field(descriptor, _field(99, b"\xff") + _varint(SUBSCRIPTION << 3) + b"\x01") is None
     assert undecodable_field(descriptor, b"\x0a\x05ab") is None  # not a message at all: the parser answers
+
+
+def test_a_map_of_strings_has_its_keys_and_values_checked_a_value_named_by_its_key():
+    found = _descriptions(meter_pb2.Meter(id="m", filter={"a\x00": "1", "model": "x\x00", "ok": "fine"}))
+    assert sorted(found) == [
+        ("filter", "filter must not contain NUL characters"),
+        ("filter.model", "filter.model must not contain NUL characters"),
+    ]
+    assert violations(meter_pb2.Meter(id="m", filter={"ok": "x" * MAX_STRING})) == []
+
+
+def test_values_at_their_bounds_pass_beside_a_fault_in_the_same_column():
+    """A column with one fault is checked value by value: the bounds there are the per-value rule's."""
+    request = _batch(
+        4,
+        endpoint_0="x" * MAX_STRING,
+        endpoint_1="x" * (MAX_STRING + 1),
+        timestamp_0=timestamp_pb2.Timestamp(seconds=validation.MIN_SECONDS),
+        timestamp_1=timestamp_pb2.Timestamp(seconds=validation.MAX_SECONDS, nanos=999_999_999),
+        timestamp_2=timestamp_pb2.Timestamp(seconds=validation.MAX_SECONDS + 1),
+    )
+    assert _paths(request) == ["events[1].endpoint", "events[2].timestamp"]
+
+
+def test_a_date_must_be_written_with_dashes():
+    assert _paths(usage_pb2.GetDailyUsageRequest(subscription_id="s", start_date="20260101")) == ["start_date"]
+
+
+def test_a_fault_inside_a_nested_message_is_named_by_its_full_path():
+    request = meter_pb2.CreateMeterRequest(meter=meter_pb2.Meter(id="m", filter={"model": "x\x00"}))
+    assert _paths(request) == ["meter.filter.model"]
+
+
+def test_a_skipped_field_does_not_end_the_search_for_a_bad_string():
+    descriptor = usage_pb2.TrackUsageRequest.DESCRIPTOR
+    data = _field(99, b"x") + _varint(SUBSCRIPTION << 3) + b"\x01" + _field(SUBSCRIPTION, b"\xff")
+    assert undecodable_field(descriptor, data) == "subscription_id"
