@@ -13,12 +13,13 @@ import pytest
 from factories import insert_subscription
 from server.domain import webhooks
 from server.domain.access import KeyScope, Principal
-from server.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from server.domain.issuer import Issuer
 from server.domain.periods import period
+from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import OutboxMessage, Subscription, WebhookEvent
-from server.services import invoices
+from server.services import invoices, usage
 from server.services import webhooks as endpoints
 from stores import own_database
 
@@ -151,3 +152,79 @@ def test_the_pdf_is_a_pdf_of_the_invoice(tenant):
     [invoice] = issued(tenant)
     pdf = invoices.invoice_pdf(invoice.id, principal=ADMIN)
     assert (pdf.startswith(b"%PDF-") and invoice.number.encode() in pdf) or pdf.startswith(b"%PDF-")
+
+
+def test_a_missing_or_hidden_invoice_is_reported_by_id_and_reason(tenant):
+    [invoice] = issued(tenant)
+    for missing in ("inv_missing", ""):
+        with pytest.raises(NotFound) as error:
+            invoices.get_invoice(missing, principal=ADMIN)
+        assert (error.value.message, error.value.reason) == (f"invoice {missing!r} not found", "INVOICE_NOT_FOUND")
+    stranger = Principal(key_id=8, scope=KeyScope.TENANT, tenant_id="someone-else")
+    for read in (invoices.get_invoice, invoices.invoice_pdf):
+        with pytest.raises(NotFound) as hidden:
+            read(invoice.id, principal=stranger)
+        assert (hidden.value.message, hidden.value.reason) == (f"invoice {invoice.id!r} not found", "INVOICE_NOT_FOUND")
+    with pytest.raises(NotFound):
+        invoices.list_invoices(invoice.subscription_id, principal=stranger)
+
+
+def test_refusals_say_what_was_refused(tenant):
+    [invoice] = issued(tenant)
+    own = Principal(key_id=7, scope=KeyScope.TENANT, tenant_id=tenant)
+    with pytest.raises(PermissionDenied, match="changing an invoice's status"):
+        invoices.set_status(invoice.id, "SENT", now=FIRST.end, principal=own)
+    with pytest.raises(PermissionDenied, match="deleting an invoice"):
+        invoices.delete_invoice(invoice.id, now=FIRST.end, principal=own)
+    with pytest.raises(InvalidArgument) as bad:
+        invoices.set_status(invoice.id, "LOST", now=FIRST.end, principal=ADMIN)
+    assert bad.value.message == "status must be one of PENDING, SENT, PAID, OVERDUE, VOID"
+    with pytest.raises(AlreadyExists) as twice:
+        invoices.generate_invoice(
+            invoice.subscription_id, now=FIRST.end, issuer=ISSUER, principal=ADMIN, period_start=FIRST.start
+        )
+    assert twice.value.message.endswith(f"already has invoice {invoice.id} ({invoice.number})")
+
+
+def test_the_issued_email_is_queued_with_its_template(tenant):
+    [invoice] = issued(tenant)
+    invoices.set_status(invoice.id, "SENT", now=FIRST.end, principal=ADMIN)
+    [row] = OutboxMessage.select().where(OutboxMessage.dedup_key == f"invoice_issued:{invoice.id}")
+    assert (row.template, row.recipient) == ("invoice_issued", f"{tenant}@example.com")
+
+
+def test_lines_carry_their_quantity_and_unit_amount(tenant):
+    sub = insert_subscription(tenant, plan="standard", anchor=ANCHOR)
+    usage.track(ADMIN, sub.id, [RawEvent("a", "/v1/x", 102_000, FIRST.start)], now=FIRST.end)
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN)
+    overage = invoice.line_items[-1]
+    assert (overage.quantity, overage.unit, overage.unit_amount, overage.amount_cents) == (
+        "2",
+        "1,000 requests",
+        "50",
+        100,
+    )
+    listed = invoices.get_invoice(invoice.id, principal=ADMIN).line_items
+    assert [(line.quantity, line.unit_amount) for line in listed] == [
+        (line.quantity, line.unit_amount) for line in invoice.line_items
+    ]
+    assert all(line.quantity and line.unit_amount for line in listed)
+
+
+def test_an_invoice_issued_paid_is_announced_created_and_paid(tenant):
+    endpoints.create_endpoint(
+        ADMIN,
+        endpoints.NewEndpoint(tenant, "http://127.0.0.1:9/hook"),
+        now=ANCHOR,
+        allowed=frozenset({webhooks.target("127.0.0.1", 9)}),
+    )
+    sub = insert_subscription(tenant, plan="free", anchor=ANCHOR)
+    invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN)
+    types = sorted(e.type for e in WebhookEvent.select().where(WebhookEvent.tenant_id == tenant))
+    assert types == sorted([webhooks.EventType.INVOICE_CREATED, webhooks.EventType.INVOICE_PAID])
+
+
+def test_a_list_without_a_page_size_holds_every_invoice(tenant):
+    made = issued(tenant, periods=3)
+    page, token = invoices.list_invoices(made[0].subscription_id, principal=ADMIN)
+    assert (len(page), token) == (3, "")
