@@ -18,7 +18,7 @@ from server.domain.issuer import Issuer
 from server.domain.periods import period
 from server.domain.usage import RawEvent
 from server.persistence import db
-from server.persistence.models import OutboxMessage, Subscription, WebhookEvent
+from server.persistence.models import OutboxMessage, PlanChange, Subscription, WebhookEvent
 from server.services import invoices, usage
 from server.services import webhooks as endpoints
 from stores import own_database
@@ -228,3 +228,12 @@ def test_a_list_without_a_page_size_holds_every_invoice(tenant):
     made = issued(tenant, periods=3)
     page, token = invoices.list_invoices(made[0].subscription_id, principal=ADMIN)
     assert (len(page), token) == (3, "")
+
+
+def test_a_subscription_with_no_plan_history_is_billed_on_its_pinned_plan(tenant):
+    sub = insert_subscription(tenant, plan="standard", anchor=ANCHOR)
+    PlanChange.delete().where(PlanChange.subscription == sub.id).execute()
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN)
+    assert [(line.description, line.amount_cents) for line in invoice.line_items] == [
+        ("Standard plan, monthly fee", 2900)
+    ]
