@@ -70,6 +70,7 @@ def test_a_period_is_invoiced_exactly_when_it_ends_and_the_next_one_begins():
     second = period(ANCHOR, 1)
     advanced = Subscription.get_by_id(sub.id)
     assert (at(advanced.current_period_start), at(advanced.current_period_end)) == (second.start, second.end)
+    assert at(advanced.updated_at) == FIRST.end
     assert jobs.period_invoicing(FIRST.end, SETTINGS)["invoiced"] == 0
 
 
@@ -421,3 +422,13 @@ def test_voided_periods_are_reissued_oldest_first():
     assert jobs.period_invoicing(third.end, SETTINGS)["reissued"] == 3
     reissued = sorted((i.number, at(i.period_start)) for i in invoice_rows(sub) if i.status == "SENT")
     assert [start for _, start in reissued] == [period(ANCHOR, n).start for n in range(3)]
+
+
+def test_a_voided_invoice_of_the_period_still_running_is_not_reissued():
+    sub = subscription()
+    mid = FIRST.start + dt.timedelta(days=10)
+    early = invoices.generate_invoice(sub.id, now=mid, issuer=SETTINGS.issuer, principal=ADMIN)
+    invoices.set_status(early.id, "VOID", now=mid)
+    done = jobs.period_invoicing(mid, SETTINGS)
+    assert (done["invoiced"], done["reissued"]) == (0, 0)
+    assert [i.status for i in invoice_rows(sub)] == ["VOID"]
