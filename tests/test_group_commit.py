@@ -22,6 +22,7 @@ from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound
 from server.domain.usage import RawEvent
 from server.persistence import db
+from server.persistence.group_commit import GroupCommit
 from server.persistence.models import RecordedUsageEvent, UsagePeriod
 from server.services import usage
 from stores import new_database
@@ -133,3 +134,25 @@ def test_a_group_whose_commit_fails_tells_no_caller_accepted(backend, monkeypatc
     outcomes = one_group([(sub.id, [event(f"e{i}")]) for i in range(3)])  # retried: stored now, once each
     assert [o.accepted for o in outcomes] == [1, 1, 1]
     assert requests(sub) == 3 and stored(sub.id) == 3
+
+
+def test_a_lone_caller_commits_its_own_work_and_gets_its_own_error(backend):
+    """A GroupCommit of its own (the service's is built at import), used by one caller at a time."""
+    group = GroupCommit()
+    sub = insert_subscription(f"lone-{backend}-{time.monotonic_ns()}")
+
+    def count(n: int) -> int:
+        UsagePeriod.create(subscription=sub.id, period_start=NOW + dt.timedelta(days=n), requests=n)
+        return n
+
+    def fail() -> None:
+        count(99)
+        raise InvalidArgument("no")
+
+    with db.session():
+        assert group.run(sub.id, lambda: count(1)) == 1
+        with pytest.raises(InvalidArgument):
+            group.run(sub.id, fail)
+        assert group.run(sub.id, lambda: count(2)) == 2
+        stored = sorted(p.requests for p in UsagePeriod.select().where(UsagePeriod.subscription == sub.id))
+    assert stored == [1, 2]  # the failing caller's row rolled back with its savepoint

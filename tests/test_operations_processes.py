@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from billing.v1 import usage_pb2, usage_pb2_grpc
-from calls import http_call
+from calls import http_call, poll
 from factories import insert_subscription, recorded_event_ids
 from processes import ADMIN_KEY, billing_server, create_gateway_key, free_port, migrate, running_envoy
 from server import envoy_launcher
@@ -170,21 +170,17 @@ def test_two_replicas_lose_one_under_load(tmp_path):
             assert created.status == 200, created.body
             subscription_id = created.json()["id"]
             stop = threading.Event()
+            reads: list[tuple[float, int]] = []  # (when, status), appended by every reader
+            written: set[str] = set()  # event ids acknowledged
 
-            def read() -> list[tuple[float, int]]:
-                seen = []
+            def read() -> None:
                 while not stop.is_set():
-                    seen.append(
-                        (
-                            time.monotonic(),
-                            http_call("GET", f"{rest}/billing/subscriptions/{subscription_id}", headers).status,
-                        )
-                    )
-                return seen
+                    status = http_call("GET", f"{rest}/billing/subscriptions/{subscription_id}", headers).status
+                    reads.append((time.monotonic(), status))
 
-            def write() -> tuple[set[str], int]:
-                """Each batch is retried with the same event ids until acknowledged."""
-                sent, retries = set(), 0
+            def write() -> int:
+                """Each batch is retried with the same event ids until acknowledged; returns the retries."""
+                retries = 0
                 while not stop.is_set():
                     ids = [uuid.uuid4().hex for _ in range(20)]
                     body = json_body(
@@ -195,26 +191,32 @@ def test_two_replicas_lose_one_under_load(tmp_path):
                     )
                     while http_call("POST", f"{rest}/billing/metrics/track", headers, body).status != 200:
                         retries += 1
-                    sent.update(ids)
-                return sent, retries
+                    written.update(ids)
+                return retries
+
+            def late_reads() -> list[int]:
+                return [status for at, status in list(reads) if at > killed_at + KILL_BLIP_SECONDS]
 
             with futures.ThreadPoolExecutor(6) as pool:
                 readers = [pool.submit(read) for _ in range(4)]
                 writers = [pool.submit(write) for _ in range(2)]
-                time.sleep(1.0)  # load before the kill (a load duration, not a readiness wait)
+                poll(
+                    lambda: (len(reads), len(written)), lambda seen: seen[0] >= 20 and seen[1] > 0, timeout=30
+                )  # under load
                 victim.kill()
                 killed_at = time.monotonic()
-                time.sleep(KILL_BLIP_SECONDS + 1.5)  # load after it
+                poll(late_reads, lambda late: len(late) >= 50, timeout=30)  # past the blip, counted in reads
                 stop.set()
-                reads = [r for f in readers for r in f.result()]
-                written = set().union(*(f.result()[0] for f in writers))
+                for reader in readers:
+                    reader.result()
+                retries = sum(f.result() for f in writers)
             clusters = envoy_launcher.admin(tmp_path / "envoy", "/clusters")[1]
         with bound(url):
             recorded = recorded_event_ids(subscription_id)
     after = [status for at, status in reads if at > killed_at]
     print(
         f"reads after the kill: {len(after)}, failed {len(after) - after.count(200)}; "
-        f"writes acknowledged {len(written)}, client retries {sum(f.result()[1] for f in writers)}"
+        f"writes acknowledged {len(written)}, client retries {retries}"
     )
     late = [status for at, status in reads if at > killed_at + KILL_BLIP_SECONDS]
     assert len(after) > 50 and late and set(late) == {200}, sorted(set(after))

@@ -9,8 +9,8 @@ import pytest
 
 from calls import fire
 from plan_terms import TIER_LIMITS
-from server.ratelimit.algorithm import check, reset_after
-from server.ratelimit.memory import InProcessRateLimiter
+from server.ratelimit.algorithm import Quota, check, reset_after
+from server.ratelimit.memory import SWEEP_QUOTAS_ABOVE, InProcessRateLimiter
 from server.transport.rate_limit_headers import decision_headers, refusal_headers
 
 
@@ -133,3 +133,27 @@ def test_a_window_that_just_started_resets_in_exactly_the_window():
     # 211.60322905771815 + 60 rounds up across 256: the naive sum gave 60.00000000000003, ceil 61.
     for now in (211.60322905771815, 4057.123456, 1.795e9):
         assert reset_after(now, now) == 60
+
+
+def test_expired_quota_counters_are_swept_when_a_new_one_would_pass_the_bound():
+    limiter = InProcessRateLimiter()
+
+    def hit(name: str, now: float, expires_in: float = 10) -> None:
+        limiter.hit(name, 10, now, quota=Quota(name=name, included=5, floor=0, expires_in=expires_in))
+
+    for n in range(SWEEP_QUOTAS_ABOVE - 1):
+        hit(f"q{n}", 0.0, expires_in=10 if n % 2 else 100)  # odd ones end at exactly 10.0
+    hit("last", 10.0)  # one under the bound: no sweep
+    assert len(limiter._quotas) == SWEEP_QUOTAS_ABOVE
+    hit("q1", 10.0)  # a known name: no sweep either
+    assert len(limiter._quotas) == SWEEP_QUOTAS_ABOVE
+    hit("new", 10.0)  # a new one at the bound: the ended ones go (ended at exactly now included)
+    assert set(limiter._quotas) == {f"q{n}" for n in range(0, SWEEP_QUOTAS_ABOVE - 1, 2)} | {"last", "q1", "new"}
+
+
+def test_the_in_process_limiter_rolls_its_own_window():
+    limiter = InProcessRateLimiter(window=10.0)
+    assert limiter.hit("t", 1, 0.0).allowed
+    refused = limiter.hit("t", 1, 9.5)
+    assert (refused.allowed, refused.reset_seconds) == (False, 1)
+    assert limiter.hit("t", 1, 10.0).allowed  # one 10 s window later, not 60 s

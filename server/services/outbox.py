@@ -7,11 +7,12 @@ import datetime as dt
 import json
 
 from server.domain.emails import EmailTemplate
+from server.persistence.bulk import insert_ignore_returning
 from server.persistence.db import database, for_update
 from server.persistence.models import Invoice, OutboxMessage
 from server.persistence.read_models import InvoiceView, invoice_view
 
-# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 28 h 51 min, then the
+# Delays after the 1st, 2nd, ... failed delivery: 10 attempts spread over 27 h 51 min, then the
 # row is a dead letter (dead_at set) until an operator retries it.
 BACKOFF = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720))
 MAX_ATTEMPTS = len(BACKOFF) + 1
@@ -20,21 +21,19 @@ SEND_LEASE = dt.timedelta(minutes=5)
 
 
 def enqueue(*, template: EmailTemplate, recipient: str, payload: dict, dedup_key: str, now: dt.datetime) -> bool:
-    """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction."""
-    inserted = (
-        OutboxMessage.insert(
-            dedup_key=dedup_key,
-            template=template,
-            recipient=recipient,
-            payload=json.dumps(payload, sort_keys=True),
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
-        .on_conflict_ignore()
-        .execute()
-    )
-    return bool(inserted)
+    """Queue one e-mail; False if one with `dedup_key` was already queued. Call inside a transaction.
+    RETURNING says whether the row went in: SQLite's last row id survives an ignored INSERT."""
+    columns = [
+        OutboxMessage.dedup_key,
+        OutboxMessage.template,
+        OutboxMessage.recipient,
+        OutboxMessage.payload,
+        OutboxMessage.created_at,
+        OutboxMessage.next_attempt_at,
+        OutboxMessage.attempts,
+    ]
+    row = (dedup_key, str(template), recipient, json.dumps(payload, sort_keys=True), now, now, 0)
+    return bool(insert_ignore_returning(OutboxMessage, columns, [row], returning=OutboxMessage.id))
 
 
 def counts() -> dict[str, int]:
