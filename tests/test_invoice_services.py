@@ -237,3 +237,66 @@ def test_a_subscription_with_no_plan_history_is_billed_on_its_pinned_plan(tenant
     assert [(line.description, line.amount_cents) for line in invoice.line_items] == [
         ("Standard plan, monthly fee", 2900)
     ]
+
+
+# --- credit notes ---------------------------------------------------------------------------------
+
+
+def note_emails(invoice_id: str) -> list[tuple[str, dict]]:
+    rows = OutboxMessage.select().where(OutboxMessage.template == "credit_note")
+    found = [(row.dedup_key, row.recipient, json.loads(row.payload)) for row in rows]
+    return [(key, payload) for key, _, payload in found if payload["invoice_id"] == invoice_id]
+
+
+def test_a_credit_note_lowers_what_is_due_and_settling_it_pays_the_invoice(tenant):
+    endpoints.create_endpoint(
+        ADMIN,
+        endpoints.NewEndpoint(tenant, "http://127.0.0.1:9/hook"),
+        now=ANCHOR,
+        allowed=frozenset({webhooks.target("127.0.0.1", 9)}),
+    )
+    [invoice] = issued(tenant)
+    total = invoice.total_cents
+    invoices.set_status(invoice.id, "SENT", now=FIRST.end, principal=ADMIN)
+    later = FIRST.end + dt.timedelta(days=2)
+    note = invoices.add_credit_note(invoice.id, 1000, "outage", now=later, principal=ADMIN)
+    assert (note.invoice_id, note.amount_cents, note.reason, note.created_at) == (invoice.id, 1000, "outage", later)
+    assert (note.tenant_id, note.currency) == (tenant, invoice.currency)
+    read = invoices.get_invoice(invoice.id, principal=ADMIN)
+    assert (read.status, read.amount_due_cents, read.paid_at) == ("SENT", total - 1000, None)
+    assert note_emails(invoice.id) == [
+        (f"credit_note:{note.id}", {"invoice_id": invoice.id, "credit_note_id": note.id, "as_credit": False})
+    ]
+    [queued] = OutboxMessage.select().where(OutboxMessage.dedup_key == f"credit_note:{note.id}")
+    assert queued.recipient == read.billing_email
+    last = later + dt.timedelta(hours=1)
+    rest = invoices.add_credit_note(invoice.id, total - 1000, "", now=last, principal=ADMIN)
+    settled = invoices.get_invoice(invoice.id, principal=ADMIN)
+    assert (settled.status, settled.amount_due_cents, settled.paid_at) == ("PAID", 0, last)
+    types = [e.type for e in WebhookEvent.select().where(WebhookEvent.tenant_id == tenant).order_by(WebhookEvent.id)]
+    assert types.count("invoice.paid") == 1 and types.count("credit_note.created") == 2
+    assert [n.id for n in invoices.credit_notes(invoice.id, principal=ADMIN)] == [note.id, rest.id]
+    assert int(rest.number.removeprefix("CN-")) == int(note.number.removeprefix("CN-")) + 1
+    with pytest.raises(InvalidArgument):
+        invoices.add_credit_note(invoice.id, 1, "", now=later, principal=ADMIN)  # nothing left to credit
+
+
+def test_a_credit_note_on_a_paid_invoice_is_credit_and_needs_an_admin(tenant):
+    [invoice] = issued(tenant)
+    invoices.set_status(invoice.id, "SENT", now=FIRST.end, principal=ADMIN)
+    invoices.set_status(invoice.id, "PAID", now=FIRST.end, principal=ADMIN)
+    own = Principal(key_id=1, scope=KeyScope.TENANT, tenant_id=tenant)
+    with pytest.raises(PermissionDenied):
+        invoices.add_credit_note(invoice.id, 500, "", now=FIRST.end, principal=own)
+    stranger = Principal(key_id=2, scope=KeyScope.TENANT, tenant_id="someone-else")
+    with pytest.raises(NotFound):
+        invoices.add_credit_note(invoice.id, 500, "", now=FIRST.end, principal=stranger)
+    with pytest.raises(NotFound):
+        invoices.credit_notes(invoice.id, principal=stranger)
+    note = invoices.add_credit_note(invoice.id, 500, "goodwill", now=FIRST.end, principal=ADMIN)
+    assert note_emails(invoice.id)[0][1]["as_credit"] is True
+    paid = invoices.get_invoice(invoice.id, principal=own)
+    assert (paid.status, paid.amount_due_cents) == ("PAID", 0)
+    assert [n.id for n in invoices.credit_notes(invoice.id, principal=own)] == [note.id]
+    with pytest.raises(NotFound):
+        invoices.add_credit_note("inv_missing", 1, "", now=FIRST.end, principal=ADMIN)

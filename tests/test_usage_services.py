@@ -17,11 +17,11 @@ from server.domain import usage as rules
 from server.domain import webhooks
 from server.domain.access import KeyScope, Principal
 from server.domain.errors import InvalidArgument, NotFound
-from server.domain.periods import period
+from server.domain.periods import Anchor, period
 from server.domain.usage import RawEvent
 from server.persistence import db
 from server.persistence.models import WebhookEvent
-from server.services import usage
+from server.services import credits, usage
 from server.services import webhooks as endpoints
 from stores import own_database
 
@@ -209,3 +209,34 @@ def test_a_threshold_event_reaches_an_endpoint_that_asked_for_that_type_only():
     )
     track(sub, ("/a", INCLUDED, ANCHOR))
     assert [e["threshold_percent"] for e in threshold_events(tenant)] == [80, 100]
+
+
+def test_days_and_clock_hours_are_the_subscriptions_zones():
+    """Asia/Kolkata (+05:30): its day starts at 18:30 UTC, in the daily series (an explicit range
+    and the default one, the period's days there) and in analytics (the peak day and clock hour)."""
+    sub = insert_subscription(
+        f"k-{uuid.uuid4().hex[:10]}", anchor=ANCHOR, billing_anchor=Anchor.CALENDAR, timezone="Asia/Kolkata"
+    ).id
+    midnight = dt.datetime(2026, 3, 2, 18, 30, tzinfo=UTC)  # 00:00 on March 3 in Kolkata
+    track(sub, ("/a", 1, midnight - US), ("/a", 20, midnight), ("/b", 300, midnight + dt.timedelta(minutes=40)))
+    assert usage.daily(ADMIN, sub, "2026-03-02", "2026-03-03") == [(dt.date(2026, 3, 2), 1), (dt.date(2026, 3, 3), 320)]
+    series = usage.daily(ADMIN, sub)
+    assert (series[0][0], series[-1][0], len(series)) == (dt.date(2026, 3, 1), dt.date(2026, 3, 31), 31)
+    first, last, result = usage.analytics(ADMIN, sub, "2026-03-03", "2026-03-03")
+    assert (first, last, result.total_requests) == (dt.date(2026, 3, 3), dt.date(2026, 3, 3), 320)
+    assert result.peak_day == (dt.date(2026, 3, 3), 320)
+    assert result.peak_hour == (midnight, 320)  # the zone's clock hour 00:00-01:00, both events
+    assert usage.analytics(ADMIN, sub)[2].total_requests == 321  # the default range: the whole period
+
+
+def test_the_summary_carries_the_spend_so_far_and_the_credit_balance():
+    """accrued_cents is what the period's invoice would total now, before credits (the same rating:
+    the standard fee and 50,000 requests over the included at 50 cents a thousand); the balance
+    is the tenant's credit in the plan's currency."""
+    tenant = f"c-{uuid.uuid4().hex[:10]}"
+    sub = insert_subscription(tenant, anchor=ANCHOR).id
+    track(sub, ("/a", INCLUDED + 50_000, ANCHOR + dt.timedelta(days=2)))
+    credits.create_grant(ADMIN, credits.NewGrant(tenant, 1234), now=ANCHOR)
+    summary = usage.usage(ADMIN, sub, now=ANCHOR + dt.timedelta(days=3))
+    assert (summary.accrued_cents, summary.credit_balance_cents) == (2900 + 2500, 1234)
+    assert usage.usage(ADMIN, sub, now=ANCHOR + dt.timedelta(days=3)).estimated_overage_cents == 2500
