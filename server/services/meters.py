@@ -170,12 +170,12 @@ def period_figures(principal: Principal, subscription_id: str) -> list[MeterFigu
     """Each meter but the built-in one with figures in the subscription's current period, by id."""
     subscription = find_subscription(subscription_id, principal=principal)
     period = subscription.cycle.containing(subscription.current_period_start)
+    zone = subscription.cycle.zone
+    days = [day.date for day in days_of(period.start, period.end, zone)]  # the same for every meter
     found = []
     for meter_id in sorted(rollups.meters_with_figures(subscription.id, period.start) - {rules.REQUESTS_METER}):
         usage = functools.partial(meter_usage, principal, subscription.id, meter_id, start=None, end=None, group_by=())
         [total] = usage(window=rules.Window.PERIOD)
-        zone = subscription.cycle.zone
         per_day = {date_of(row.window_start, zone): decimals.parse(row.value) for row in usage(window=rules.Window.DAY)}
-        days = [day.date for day in days_of(period.start, period.end, zone)]
         found.append(MeterFigures(get_meter(meter_id), total.value, [(day, per_day.get(day, 0)) for day in days]))
     return found
