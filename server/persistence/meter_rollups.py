@@ -103,7 +103,7 @@ def _add_distinct(
     into a distinct set, skipping those already there. On PostgreSQL one statement per (meter,
     period, place), whose constant columns are bound once and whose groups and values are two
     text arrays: a VALUES list of 1,000 rows spent most of its time quoting and parsing the 6,000
-    literals, four of them repeated on every row (BENCHMARKS.md)."""
+    literals, four of them repeated on every row (docs/benchmarks-log.md)."""
     columns: list[pw.Field] = [model.subscription, model.meter, model.period_start, place, model.group_key, model.value]
     if not is_postgres():
         insert_ignore(model, columns, [(subscription_id, m, p, s, group_key(g), v) for m, p, s, g, v in values])
