@@ -197,9 +197,11 @@ def matches(meter: Meter, event_type: str, properties: Mapping[str, Scalar]) -> 
     return True
 
 
-def contribution(meter: Meter, properties: Mapping[str, Scalar], field: str) -> Contribution:
-    """The event's contribution to a meter it matches; no valid value is INVALID_VALUE."""
-    group = tuple(canonical(properties[key]) if key in properties else "" for key in meter.group_by)
+def _contribution(
+    meter: Meter, group: tuple[str, ...], properties: Mapping[str, Scalar], field: str, numbers: dict[str, int]
+) -> Contribution:
+    """The event's contribution to a meter it matches, in its `group`; no valid value is
+    INVALID_VALUE. `numbers` holds the values already parsed for other meters of the event."""
     if meter.aggregation is Aggregation.COUNT:
         return Contribution(meter.id, group, decimals.SCALE)
     value = properties.get(meter.value_property)
@@ -209,11 +211,14 @@ def contribution(meter: Meter, properties: Mapping[str, Scalar], field: str) -> 
         return Contribution(meter.id, group, 0, canonical(value))
     if value is None:
         raise _missing(meter, field, "is missing")
-    try:
-        nanos = decimals.parse(value) if isinstance(value, str) else decimals.from_number(value)
-    except decimals.NotADecimal as error:
-        raise _missing(meter, field, f"is not a valid number: {error}") from None
-    return Contribution(meter.id, group, nanos)
+    if meter.value_property not in numbers:
+        try:
+            numbers[meter.value_property] = (
+                decimals.parse(value) if isinstance(value, str) else decimals.from_number(value)
+            )
+        except decimals.NotADecimal as error:
+            raise _missing(meter, field, f"is not a valid number: {error}") from None
+    return Contribution(meter.id, group, numbers[meter.value_property])
 
 
 def _missing(meter: Meter, field: str, problem: str) -> InvalidArgument:
@@ -230,8 +235,20 @@ def contributions(
     meters: Sequence[Meter], event_type: str, properties: Mapping[str, Scalar], field: str
 ) -> list[Contribution]:
     """The event's contribution to every meter it matches, or INVALID_VALUE for the first meter
-    it matches without a valid value."""
-    return [contribution(meter, properties, field) for meter in meters if matches(meter, event_type, properties)]
+    it matches without a valid value. Each property is read once however many meters read it:
+    meters grouped by the same properties share one group, and meters summing, maximizing or
+    keeping the latest of one property share one parse of its value."""
+    groups: dict[tuple[str, ...], tuple[str, ...]] = {}
+    numbers: dict[str, int] = {}
+    found = []
+    for meter in meters:
+        if matches(meter, event_type, properties):
+            if meter.group_by not in groups:
+                groups[meter.group_by] = tuple(
+                    canonical(properties[key]) if key in properties else "" for key in meter.group_by
+                )
+            found.append(_contribution(meter, groups[meter.group_by], properties, field, numbers))
+    return found
 
 
 # --- folding contributions into rollups ----------------------------------------------------

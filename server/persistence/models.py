@@ -302,13 +302,15 @@ class MeterRollup(MeterFigure):
 class MeterDistinct(MeterFigure):
     """The distinct values of a UNIQUE_COUNT meter in one group of one plan segment: its count is
     the segment's figure, exactly (no sketch). On PostgreSQL this table and the next have no
-    foreign-key constraints (migration 0013 says why)."""
+    foreign-key constraints (migration 0013 says why) and no `id` (migration 0014): a row is
+    its key, whose unique index is the only one."""
 
     segment_start = UTCDateTimeField()
     group_key = pw.TextField()
     value = pw.TextField()
 
     class Meta:
+        primary_key = False
         indexes = ((("subscription", "meter", "period_start", "segment_start", "group_key", "value"), True),)
 
 
@@ -320,6 +322,7 @@ class MeterDistinctHour(MeterFigure):
     value = pw.TextField()
 
     class Meta:
+        primary_key = False
         indexes = ((("subscription", "meter", "period_start", "hour", "group_key", "value"), True),)
 
 
