@@ -315,7 +315,10 @@ def metered_tokens(subscription) -> int:
 
 def summarize(runs: dict, lag: dict, connections: int) -> dict:
     def median(name, conns, field):
-        return statistics.median(r[field] for r in runs[name, conns])
+        return round(statistics.median(r[field] for r in runs[name, conns]), 3)
+
+    def cpu_us(name, process):  # CPU per request at n connections: steadier than req/s on a busy machine
+        return round(statistics.median(r[f"{process}_cpu_cores"] * 1e6 / r["ops_per_s"] for r in runs[name, "n"]), 1)
 
     out: dict[str, Any] = {
         "connections": connections,
@@ -328,6 +331,8 @@ def summarize(runs: dict, lag: dict, connections: int) -> dict:
             "p99_ms_1conn": median(name, "1", "p99_ms"),
             "req_per_s": median(name, "n", "ops_per_s"),
             "load_cpu_cores": median(name, "n", "load_cpu_cores"),
+            "envoy_cpu_us_per_request": cpu_us(name, "envoy"),
+            "server_cpu_us_per_request": cpu_us(name, "server"),
         }
     out["added_p50_ms"] = round(out["gateway"]["p50_ms_1conn"] - out["direct"]["p50_ms_1conn"], 3)
     out["added_p99_ms"] = round(out["gateway"]["p99_ms_1conn"] - out["direct"]["p99_ms_1conn"], 3)
@@ -345,10 +350,13 @@ def text(result: dict) -> str:
     d, pr, g = result["direct"], result["proxy"], result["gateway"]
     throughput = f"req/s ({result['connections']} conn)"
     lines = [
-        f"  {'door':<8} {'p50 ms (1 conn)':>16} {'p99 ms (1 conn)':>16} {throughput:>15}",
-        f"  {'direct':<8} {d['p50_ms_1conn']:>16} {d['p99_ms_1conn']:>16} {d['req_per_s']:>15.0f}",
-        f"  {'proxy':<8} {pr['p50_ms_1conn']:>16} {pr['p99_ms_1conn']:>16} {pr['req_per_s']:>15.0f}",
-        f"  {'gateway':<8} {g['p50_ms_1conn']:>16} {g['p99_ms_1conn']:>16} {g['req_per_s']:>15.0f}",
+        f"  {'door':<8} {'p50 ms (1 conn)':>16} {'p99 ms (1 conn)':>16} {throughput:>15} {'CPU µs/req: Envoys':>19} "
+        f"{'server':>7}",
+        *(
+            f"  {name:<8} {door['p50_ms_1conn']:>16} {door['p99_ms_1conn']:>16} {door['req_per_s']:>15.0f} "
+            f"{door['envoy_cpu_us_per_request']:>19} {door['server_cpu_us_per_request']:>7}"
+            for name, door in (("direct", d), ("proxy", pr), ("gateway", g))
+        ),
         f"  added p50 {result['added_p50_ms']} ms, added p99 {result['added_p99_ms']} ms, "
         f"throughput ratio {result['throughput_ratio']} (vs the proxy process: "
         f"{result['throughput_ratio_vs_proxy']}); metering lag p50 {result['metering_lag']['p50_ms']} ms, "
