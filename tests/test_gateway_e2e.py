@@ -51,7 +51,7 @@ def test_admitted_request_reaches_upstream_with_tenant_headers_and_no_key(stack,
     assert upstream["x-request-id"] == reply.headers["x-request-id"]
     assert "authorization" not in upstream and "x-api-key" not in upstream
     assert key not in reply.body.decode()
-    assert reply.headers["x-ratelimit-limit"].startswith("200")
+    assert reply.headers["x-ratelimit-limit"] == "200"
     assert reply.headers["x-ratelimit-remaining"] == "199"
     assert 0 < int(reply.headers["x-ratelimit-reset"]) <= 60
 
@@ -89,7 +89,7 @@ def test_exact_tier_limit_under_16_concurrent_clients(stack, tenant_id, plan, li
     refused = [r for r in replies if r.status == 429]
     assert (len(ok), len(refused)) == (limit, 40)
     assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in ok) == list(range(limit))
-    assert all(r.headers["x-ratelimit-limit"].startswith(str(limit)) for r in replies)
+    assert all(r.headers["x-ratelimit-limit"] == str(limit) for r in replies)
     refusal = refused[0]
     assert refusal.reason() == "RATE_LIMITED"
     assert refusal.headers["x-ratelimit-remaining"] == "0"
@@ -157,7 +157,7 @@ def test_revoke_plan_change_and_cancel_take_effect_within_the_bound(stack, tenan
     reply, changed_in = poll(
         lambda: stack.gateway("GET", "/v1/a", key=key), lambda r: r.json()["headers"]["x-billing-plan"] == "premium"
     )
-    assert reply.headers["x-ratelimit-limit"].startswith("500")
+    assert reply.headers["x-ratelimit-limit"] == "500"
 
     assert stack.rest("DELETE", f"/billing/subscriptions/{subscription_id}").status == 200
     reply, canceled_in = poll(lambda: stack.gateway("GET", "/v1/a", key=key), lambda r: r.status == 403)
@@ -200,7 +200,7 @@ def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.response.response_code_details = "via_upstream"
     entry.common_properties.start_time.GetCurrentTime()
-    entry.common_properties.metadata.filter_metadata["billing"].update({"subscription": subscription_id})
+    entry.common_properties.metadata.filter_metadata["billing"].update({"grant": {"subscription": subscription_id}})
     message = als_pb2.StreamAccessLogsMessage()
     message.http_logs.log_entry.append(entry)
     stream = als_pb2_grpc.AccessLogServiceStub(stack.channel).StreamAccessLogs

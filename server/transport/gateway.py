@@ -15,6 +15,7 @@ configuration (readable at its admin /config_dump) holds nothing more powerful t
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 
@@ -139,10 +140,15 @@ class Granter:
             return _denied(Unavailable("the gateway cannot decide now; retry later"))
 
 
+_METHODS = {value.number: value.name for value in base_pb2.RequestMethod.DESCRIPTOR.values}
+
+
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
     billing = common.metadata.filter_metadata.get(METADATA)
-    fields = billing.fields if billing else {}
+    usage = billing.fields.get("usage") if billing else None
+    grant = billing.fields.get("grant") if billing else None
+    fields = grant.struct_value.fields if grant else {}
 
     def text(name: str) -> str:
         return fields[name].string_value if name in fields else ""
@@ -150,12 +156,12 @@ def _logged(entry) -> LoggedRequest:
     return LoggedRequest(
         subscription_id=text("subscription"),
         request_id=entry.request.request_id,
-        method=base_pb2.RequestMethod.Name(entry.request.request_method),
+        method=_METHODS.get(entry.request.request_method, "METHOD_UNSPECIFIED"),
         path=entry.request.path,
-        started_at=common.start_time.ToDatetime(tzinfo=now().tzinfo),
+        started_at=common.start_time.ToDatetime(tzinfo=dt.timezone.utc),
         forwarded=forwarded(entry.response.response_code_details),
         cost=int(fields["cost"].number_value) if "cost" in fields else 1,
-        reported=_reported(text("usage"), entry.request.request_id) if "usage" in fields else None,
+        reported=_reported(usage.string_value, entry.request.request_id) if usage else None,
         tenant_id=text("tenant"),
         tier=text("tier"),
         refused=text("refused"),
@@ -174,9 +180,9 @@ def _reported(header: str, request_id: str) -> tuple[str, dict[str, str]] | None
 
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
-    """Each message Envoy flushes (every 0.2 s at most) is one batch. It is recorded before the
-    next is read; a database hiccup is retried, because Envoy does not resend what it sent.
-    Usage is billed from this stream, so it must come with the gateway key."""
+    """Each message Envoy flushes (every 0.2 s, or at 1 MiB of entries) is one batch. It is
+    recorded before the next is read; a database hiccup is retried, because Envoy does not resend
+    what it sent. Usage is billed from this stream, so it must come with the gateway key."""
 
     def __init__(self, gateway_: Gateway, caller: EnvoyCaller) -> None:
         self.gateway = gateway_
