@@ -111,10 +111,11 @@ def usage_report(header: str) -> tuple[str, dict[str, str]]:
         raise MalformedUsage(f"event type {event_type!r} is not [a-z0-9_.-]{{1,64}} (nor api_request)")
     properties: dict[str, str] = {}
     for part in parts:
-        key, equals, value = (piece.strip() for piece in part.partition("="))
+        key, equals, value = part.partition("=")
+        key = key.strip()
         if not equals or not key or key in properties:
             raise MalformedUsage(f"{part!r} is not a single <property>=<value>")
-        properties[key] = value
+        properties[key] = value.strip()
     try:
         meters.validate_properties(properties, "properties")
     except DomainError as error:
