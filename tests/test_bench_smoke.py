@@ -99,8 +99,16 @@ def test_interceptor_catalogue_and_summary(tmp_path):
 def test_gateway_summary_compares_doors_and_judges_goals():
     from bench import gateway
 
-    def run(p50, p99, ops):
-        return {"p50_ms": p50, "p99_ms": p99, "ops_per_s": ops, "errors": 0, "load_cpu_cores": 0.5}
+    def run(p50, p99, ops, envoy=0.5, server=0.0):
+        return {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "ops_per_s": ops,
+            "errors": 0,
+            "load_cpu_cores": 0.5,
+            "envoy_cpu_cores": envoy,
+            "server_cpu_cores": server,
+        }
 
     runs = {
         ("direct", "1"): [run(0.1, 0.3, 9000)] * 3,
@@ -108,11 +116,17 @@ def test_gateway_summary_compares_doors_and_judges_goals():
         ("proxy", "1"): [run(0.2, 0.4, 5000)] * 3,
         ("proxy", "n"): [run(2, 4, 4000)] * 3,
         ("gateway", "1"): [run(0.6, 3.0, 1500), run(0.7, 9.0, 1400), run(0.8, 4.0, 1300)],
-        ("gateway", "n"): [run(7, 15, 2000)] * 3,
+        ("gateway", "n"): [run(7, 15, 2000, 0.4, 0.2), run(7, 15, 2000, 0.3, 0.1), run(7, 15, 2000, 0.5, 0.3)],
     }
     result = gateway.summarize(runs, {"p50_ms": 3.0, "p99_ms": 90.0, "counted": 200, "requests": 200}, 16)
     assert (result["added_p50_ms"], result["added_p99_ms"], result["throughput_ratio"]) == (0.6, 3.7, 0.2)
     assert result["throughput_ratio_vs_proxy"] == 0.5
+    # CPU per request at n connections: the median of each run's cores / req/s, in µs.
+    assert (result["gateway"]["envoy_cpu_us_per_request"], result["gateway"]["server_cpu_us_per_request"]) == (
+        200.0,
+        100.0,
+    )
+    assert (result["direct"]["envoy_cpu_us_per_request"], result["direct"]["server_cpu_us_per_request"]) == (50.0, 0.0)
     assert list(result["goals"].values()) == [False, True, False]
     assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)
 
