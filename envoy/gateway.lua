@@ -15,10 +15,8 @@
 --   each count on their own (at most N x the limit); a restart forgets the window, and the
 --   quota restarts from the recorded usage (its floor), as the in-process limiter did.
 -- * A request of cost n takes n units from the window (and quota) or nothing.
--- * What metering and the response need is ONE dynamic-metadata write per request (namespace
---   "billing", key "grant": the subscription, tenant, tier, cost, a refusal's reason, and the limit
---   headers of an admitted request, which the route's response_headers_to_add copies onto the
---   upstream's answer, so no Lua runs on the response).
+-- * What metering needs rides in the access-log entry's dynamic metadata (namespace "billing"):
+--   the subscription, the cost, the tier, and for a refusal its reason.
 
 local WINDOW = 60
 local MAX_GRANTS = 10000
@@ -224,13 +222,13 @@ local function admit(handle)
   local method = headers:get(":method")
   local cost = route_cost(grant.routes, method, headers:get(":path"))
   local allowed, reason, remaining, reset, used = hit(grant, t, cost)
-  -- What metering and the response need, in ONE metadata write (each write merges a Struct): the
-  -- access-log entry carries it to the billing server; the route's response_headers_to_add
-  -- (envoy.yaml.tmpl) copies the limit headers from it onto the upstream's response.
-  local grant_metadata = {subscription = grant.subscription, tenant = grant.tenant, tier = grant.tier, cost = cost}
+  local metadata = handle:streamInfo():dynamicMetadata()
+  metadata:set("billing", "subscription", grant.subscription)
+  metadata:set("billing", "tenant", grant.tenant)
+  metadata:set("billing", "tier", grant.tier)
+  metadata:set("billing", "cost", cost)
   if not allowed then
-    grant_metadata.refused = reason
-    handle:streamInfo():dynamicMetadata():set("billing", "grant", grant_metadata)
+    metadata:set("billing", "refused", reason)
     local retry_after, message
     if reason == "QUOTA_EXHAUSTED" then
       retry_after = math.max(1, math.ceil(grant.quota.ends - t))
@@ -248,8 +246,12 @@ local function admit(handle)
   end
   headers:replace("x-tenant-id", grant.tenant)
   headers:replace("x-billing-plan", grant.plan)
-  grant_metadata.headers = limit_headers({}, grant, remaining, reset, used, t)
-  handle:streamInfo():dynamicMetadata():set("billing", "grant", grant_metadata)
+  -- For the response (Lua keeps nothing per stream but its metadata): one packed string.
+  local shown = limit_headers({}, grant, remaining, reset, used, t)
+  metadata:set("billing", "limits", table.concat({
+    shown["x-ratelimit-limit"], shown["x-ratelimit-remaining"], shown["x-ratelimit-reset"],
+    shown["ratelimit-policy"], shown["ratelimit"],
+  }, "|"))
 end
 
 -- An error in this script would let the request through unchecked (Envoy goes on after a Lua
@@ -259,5 +261,19 @@ function envoy_on_request(handle)
   if not ok then
     handle:logErr("gateway admission failed: " .. tostring(problem))
     unavailable(handle)
+  end
+end
+
+function envoy_on_response(handle)
+  local billing = handle:streamInfo():dynamicMetadata():get("billing")
+  local packed = billing and billing["limits"]
+  if packed then
+    local limit, remaining, reset, policy, state = packed:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
+    local headers = handle:headers()
+    headers:replace("x-ratelimit-limit", limit)
+    headers:replace("x-ratelimit-remaining", remaining)
+    headers:replace("x-ratelimit-reset", reset)
+    headers:replace("ratelimit-policy", policy)
+    headers:replace("ratelimit", state)
   end
 end

@@ -47,7 +47,7 @@ def logged_entry(subscription_id: str, details: str) -> accesslog_pb2.HTTPAccess
     entry.request.path = "/v1/items/1"
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.common_properties.start_time.GetCurrentTime()
-    entry.common_properties.metadata.filter_metadata["billing"].update({"grant": {"subscription": subscription_id}})
+    entry.common_properties.metadata.filter_metadata["billing"].update({"subscription": subscription_id})
     entry.response.response_code_details = details
     return entry
 

@@ -200,7 +200,7 @@ def test_access_log_stream_needs_the_gateway_key_because_usage_is_billed_from_it
     entry.common_properties.upstream_remote_address.socket_address.address = "127.0.0.1"
     entry.response.response_code_details = "via_upstream"
     entry.common_properties.start_time.GetCurrentTime()
-    entry.common_properties.metadata.filter_metadata["billing"].update({"grant": {"subscription": subscription_id}})
+    entry.common_properties.metadata.filter_metadata["billing"].update({"subscription": subscription_id})
     message = als_pb2.StreamAccessLogsMessage()
     message.http_logs.log_entry.append(entry)
     stream = als_pb2_grpc.AccessLogServiceStub(stack.channel).StreamAccessLogs

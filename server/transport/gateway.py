@@ -146,9 +146,7 @@ _METHODS = {value.number: value.name for value in base_pb2.RequestMethod.DESCRIP
 def _logged(entry) -> LoggedRequest:
     common = entry.common_properties
     billing = common.metadata.filter_metadata.get(METADATA)
-    usage = billing.fields.get("usage") if billing else None
-    grant = billing.fields.get("grant") if billing else None
-    fields = grant.struct_value.fields if grant else {}
+    fields = billing.fields if billing else {}
 
     def text(name: str) -> str:
         return fields[name].string_value if name in fields else ""
@@ -161,7 +159,7 @@ def _logged(entry) -> LoggedRequest:
         started_at=common.start_time.ToDatetime(tzinfo=dt.timezone.utc),
         forwarded=forwarded(entry.response.response_code_details),
         cost=int(fields["cost"].number_value) if "cost" in fields else 1,
-        reported=_reported(usage.string_value, entry.request.request_id) if usage else None,
+        reported=_reported(text("usage"), entry.request.request_id) if "usage" in fields else None,
         tenant_id=text("tenant"),
         tier=text("tier"),
         refused=text("refused"),
