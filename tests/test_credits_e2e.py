@@ -15,7 +15,6 @@ from pypdf import PdfReader
 from billing.v1 import credit_pb2, credit_pb2_grpc
 from factories import insert_subscription
 from portal_links import create_link, figure, link_path
-from server.notifications.email import build_message
 from server.persistence import db
 from server.persistence.models import (
     CreditGrant,
@@ -26,7 +25,7 @@ from server.persistence.models import (
     UsageSegment,
     WebhookEvent,
 )
-from server.services import outbox
+from server.scheduler.jobs import outbox_email
 
 UTC = dt.timezone.utc
 
@@ -316,16 +315,7 @@ def test_pdf_and_email_show_credit_lines_and_notes(stack, tenant_id):
     assert note["number"] in text and "Outage on 3 March" in text and "-$4.50" in text
     assert "Amount due (USD)" in text and "$14.50" in text  # 2900 - 1000 credits - 450 note
     with db.session():
-        row = OutboxMessage.get(OutboxMessage.dedup_key == f"credit_note:{note['id']}")
-        invoice_read = outbox.invoice_for(row.template, row.payload)
-    message = build_message(
-        template=row.template,
-        recipient=row.recipient,
-        payload=row.payload,
-        dedup_key=row.dedup_key,
-        from_address="b@x",
-        invoice=invoice_read,
-    )
+        message = outbox_email(OutboxMessage.get(OutboxMessage.dedup_key == f"credit_note:{note['id']}"), "b@x")
     assert message["Subject"] == f"Credit note {note['number']}: $4.50 on invoice {invoice['number']}"
     body = message.get_body(("plain",)).get_content()
     assert "Amount now due on the invoice: $14.50" in body and "Outage on 3 March" in body

@@ -15,9 +15,9 @@ from pypdf import PdfReader
 
 from billing.v1 import plan_pb2, plan_pb2_grpc
 from portal_links import create_link, link_path
-from server.notifications.email import build_message
 from server.persistence import db
-from server.services import outbox
+from server.persistence.models import OutboxMessage
+from server.scheduler.jobs import outbox_email
 
 
 @pytest.fixture
@@ -262,15 +262,13 @@ def test_pdf_email_and_portal_show_each_charge_line_readably(stack, plan_id):
     ]:
         assert expected in flat, flat
     with db.session():
-        payload = json.dumps({"invoice_id": invoice["id"]})
-        message = build_message(
+        row = OutboxMessage(  # the e-mail issuing it would send (it is still PENDING here)
             template="invoice_issued",
             recipient="ops@example.com",
-            payload=payload,
-            from_address="billing@localhost",
+            payload=json.dumps({"invoice_id": invoice["id"]}),
             dedup_key=f"invoice_issued:{invoice['id']}",
-            invoice=outbox.invoice_for("invoice_issued", payload),
         )
+        message = outbox_email(row, "billing@localhost")
     mail = message.get_body(("plain",)).get_content()
     assert "Tokens, m-large: 1,000,001 and above (tier 2)" in mail
     assert "(500,000 \N{MULTIPLICATION SIGN} $0.0000025 per unit)" in mail

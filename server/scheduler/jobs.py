@@ -17,6 +17,7 @@ the leader lock).
 from __future__ import annotations
 
 import datetime as dt
+import email.message
 import functools
 import logging
 import threading
@@ -168,6 +169,18 @@ def idempotency_purge(now: dt.datetime, settings: Settings, *, batch: int = PURG
     return {"rows": purged, "purged": purged, "batches": batches}
 
 
+def outbox_email(row, from_address: str) -> email.message.EmailMessage:
+    """The e-mail an outbox row stands for, an invoice's as it was snapshotted at issue."""
+    return build_message(
+        template=row.template,
+        recipient=row.recipient,
+        payload=row.payload,
+        dedup_key=row.dedup_key,
+        from_address=from_address,
+        invoice=outbox.invoice_for(row.template, row.payload),
+    )
+
+
 @_logged
 def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: int = 100) -> dict:
     """Send due outbox rows (unsent, next_attempt_at <= now), oldest first, at most `limit`.
@@ -187,15 +200,7 @@ def deliver_outbox(now: dt.datetime, settings: Settings, *, sender=None, limit: 
         if row is None:
             break
         try:
-            message = build_message(
-                template=row.template,
-                recipient=row.recipient,
-                payload=row.payload,
-                dedup_key=row.dedup_key,
-                from_address=settings.mail_from,
-                invoice=outbox.invoice_for(row.template, row.payload),
-            )
-            sender.send(message, row.dedup_key)
+            sender.send(outbox_email(row, settings.mail_from), row.dedup_key)
         except Exception as error:  # noqa: BLE001 - any failure is retried later
             attempts, given_up = outbox.mark_failed(row, error, now)
             log.warning(
