@@ -432,3 +432,14 @@ def test_a_voided_invoice_of_the_period_still_running_is_not_reissued():
     done = jobs.period_invoicing(mid, SETTINGS)
     assert (done["invoiced"], done["reissued"]) == (0, 0)
     assert [i.status for i in invoice_rows(sub)] == ["VOID"]
+
+
+def test_an_invoice_email_goes_from_the_sender_to_the_rows_recipient_and_shows_the_issued_invoice():
+    sub = subscription()
+    jobs.period_invoicing(FIRST.end, SETTINGS)
+    [invoice] = invoice_rows(sub)
+    row = OutboxMessage.get(OutboxMessage.dedup_key == f"invoice_issued:{invoice.id}")
+    message = jobs.outbox_email(row, "billing@example.com")
+    assert (message["From"], message["To"]) == ("billing@example.com", row.recipient)
+    assert message["Subject"] == f"Invoice {invoice.number}: $29.00 due {invoice.due_at:%Y-%m-%d}"
+    assert invoice.number in message.get_body(("plain",)).get_content()
