@@ -289,6 +289,25 @@ def test_a_plan_change_rekeys_what_was_counted_at_or_after_its_instant_sum_and_c
     assert cells(sub, total, old) == [(old, before, (), "3"), (old, at, (), "0"), (change, at, (), "6")]
 
 
+def test_a_meter_defined_by_its_clock_before_an_event_it_has_no_value_for_never_refuses_a_plan_change():
+    """A meter created concurrently with a track call can carry a creation instant at or before
+    the receipt of an event that call stored without it. If the event has no valid value for the
+    meter, the meter cannot have counted it (ingestion would have refused the batch): re-keying
+    leaves it out instead of refusing the plan change with INVALID_VALUE."""
+    kind = unique("race")
+    change = at_hour(2026, 2, 7, 12)
+    received = change - dt.timedelta(minutes=1)
+    counted = new_meter(kind, "SUM", "v", at=received - US)
+    sub = subscription("race")
+    track(sub, event("r1", change, kind, v=2), event("r2", change, kind, v=3), now=received)
+    without_them = new_meter(kind, "SUM", "w", at=received)  # committed after the call, its clock not
+    update_subscription(ADMIN, sub.id, SubscriptionChange(plan_id="premium"), now=change)
+    assert Subscription.get_by_id(sub.id).plan_id == "premium"
+    noon = at_hour(2026, 2, 7, 12)
+    assert cells(sub, counted, FIRST.start) == [(FIRST.start, noon, (), "0"), (change, noon, (), "5")]
+    assert cells(sub, without_them, FIRST.start) == []
+
+
 def test_rekeying_reads_the_stored_properties_and_an_api_requests_endpoint_and_count():
     endpoint = f"/v1/{uuid.uuid4().hex[:8]}"
     change = at_hour(2026, 2, 6, 8)

@@ -115,7 +115,7 @@ def rekey(
     for row in rows:
         event = stored_event(row)
         counting = [meter_definition(m) for m in meters if m.created_at <= row.received_at]
-        parts = rules.contributions(counting, event.event_type, properties_of(event), "event")
+        parts = _counted_by(counting, event)
         period = subscription.cycle.containing(event.timestamp)
         hour = clock_hour(event.timestamp, subscription.cycle.zone)
         old = rules.Place(period.start, segment_key(period, before, event.timestamp), hour)
@@ -129,6 +129,21 @@ def rekey(
         given.append(rules.Counted(new, event.timestamp, event.event_id, parts))
     meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, taken))
     meter_rollups.add(subscription.id, aggregations, rules.fold(aggregations, given))
+
+
+def _counted_by(meters: Sequence[rules.Meter], event: Event) -> list[rules.Contribution]:
+    """The contributions the event made to these meters at ingest. A meter it has no valid value
+    for never counted it (ingestion would have refused the batch), though it may have been
+    defined, by its clock, before the event was received: it is left out, so a plan change is
+    never refused for an event it does not concern."""
+    properties = properties_of(event)
+    parts = []
+    for meter in meters:
+        try:
+            parts += rules.contributions([meter], event.event_type, properties, "event")
+        except InvalidArgument:
+            continue
+    return parts
 
 
 @dataclasses.dataclass(frozen=True)
