@@ -194,19 +194,30 @@ def extremes(
     subscription_id: str, meter_id: str, period_start: dt.datetime, kind: Aggregation
 ) -> dict[tuple[str, ...], Cell]:
     """A MAX or LATEST meter's figure of one period per group, found by the database: the greatest
-    (units, nanos), or the latest (latest_at, latest_event_id), of each group's rollups; only the
-    rows holding a group's greatest units or latest instant come back."""
+    (units, nanos), or the latest (latest_at, latest_event_id), of each group's rollups. A first
+    query finds each group's greatest units or latest instant, a second only the rows holding one
+    of those. For MAX the second reduces them in SQL to one row per (group, units): a group's
+    greatest units is held by many of its hours (every hour whose largest value was the period's,
+    ~600 rows a group in the bench's period), and merging those rows in Python was most of the
+    read (docs/benchmarks-log.md). A MAX cell's `at` and `event_id` are unused (domain/meters.py),
+    so it carries the period start and "". For LATEST an instant lies in one hour and one segment,
+    so a group's latest instant is held by one of its rows."""
     R = MeterRollup
     where = _where(subscription_id, meter_id, period_start, None)
     first = R.units if kind is Aggregation.MAX else R.latest_at
     best = dict(_tuples(R.select(R.group_key, pw.fn.MAX(first)).where(where).group_by(R.group_key)))
+    among = where & first.in_(sorted(set(best.values())))
+    if kind is Aggregation.MAX:
+        rows = R.select(R.group_key, R.units, pw.fn.MAX(R.nanos)).where(among).group_by(R.group_key, R.units)
+        greatest: dict[str, int] = {}  # a group's rows at other groups' greatest units lose here
+        for key, units, nanos in _tuples(rows):
+            value = units * decimals.SCALE + nanos
+            greatest[key] = max(value, greatest.get(key, value))
+        return {_group(key): Cell(value, period_start, "") for key, value in greatest.items()}
     found: dict[tuple[str, ...], Cell] = {}
-    rows = R.select(R.group_key, R.units, R.nanos, R.latest_at, R.latest_event_id).where(
-        where & first.in_(sorted(set(best.values())))
-    )
-    for key, *value in _tuples(rows):
-        if value[0 if kind is Aggregation.MAX else 2] != best[key]:
-            continue  # another group's best value, not this group's
+    for key, *value in _tuples(R.select(R.group_key, R.units, R.nanos, R.latest_at, R.latest_event_id).where(among)):
+        if value[2] != best[key]:
+            continue  # another group's latest instant, not this group's
         cell, group = _cell(*value), _group(key)
         held = found.get(group)
         found[group] = cell if held is None else merge(kind, held, cell)
