@@ -70,7 +70,8 @@ def test_claim_next_takes_the_lowest_id_among_rows_due_at_the_same_instant(selec
     for message_id in (7, 3, 9, 5):  # inserted out of id order, all due at T0
         message(message_id)
     message(1, due=T0 + US)  # the lowest id, due a microsecond later
-    assert [outbox.claim_next(T0).id for _ in range(4)] == [3, 5, 7, 9]
+    claimed = [outbox.claim_next(T0) for _ in range(4)]
+    assert [row.id if row else None for row in claimed] == [3, 5, 7, 9]
     assert outbox.claim_next(T0) is None
     [*_, sql] = selects("outbox_message")
     assert sql.endswith('ORDER BY "t1"."next_attempt_at", "t1"."id" LIMIT ?')
@@ -95,7 +96,14 @@ def test_dead_letters_latest_death_first_ties_by_id(selects):
 def one_request_plan() -> str:
     """A plan whose requests charge includes a single request: one request is past 80% of it."""
     plan_id = f"one-{uuid.uuid4().hex[:8]}"
-    charge = {"id": "calls", "meter_id": "requests", "model": "PER_UNIT", "included": 1, "unit_price": "1", "unit_size": 1000}
+    charge = {
+        "id": "calls",
+        "meter_id": "requests",
+        "model": "PER_UNIT",
+        "included": 1,
+        "unit_price": "1",
+        "unit_size": 1000,
+    }
     raw = {"id": plan_id, "name": "One", "monthly_fee_cents": 0, "rate_limit_per_minute": 60, "charges": [charge]}
     plans.create_plan(ADMIN, raw, now=ANCHOR)
     return plan_id

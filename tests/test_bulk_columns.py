@@ -29,7 +29,7 @@ class Note(pw.Model):
         table_name = "bulk_note"
 
 
-FIELDS = [Note.key, Note.label, Note.body, Note.token]
+FIELDS: list[pw.Field] = [Note.key, Note.label, Note.body, Note.token]
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +58,20 @@ def both_ways(rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
 
 def test_text_fields_given_bytes_store_the_decoded_text_as_peewee_does():
     bulk, peewee = both_ways([("1", b"caf\xc3\xa9", b"body", None), ("2", b"x", b"", None)])
-    assert bulk == peewee == [("1", "café", "text", "body", "text", None, "null"), ("2", "x", "text", "", "text", None, "null")]
+    assert (
+        bulk
+        == peewee
+        == [("1", "café", "text", "body", "text", None, "null"), ("2", "x", "text", "", "text", None, "null")]
+    )
 
 
 def test_a_text_column_mixing_str_and_other_values_is_converted():
     bulk, peewee = both_ways([("1", "plain", 7, None), ("2", b"raw", "text", None)])
-    assert bulk == peewee == [("1", "plain", "text", "7", "text", None, "null"), ("2", "raw", "text", "text", "text", None, "null")]
+    assert (
+        bulk
+        == peewee
+        == [("1", "plain", "text", "7", "text", None, "null"), ("2", "raw", "text", "text", "text", None, "null")]
+    )
 
 
 def test_a_uuid_field_given_str_values_stores_them_as_its_db_value_does():
@@ -74,7 +82,11 @@ def test_a_uuid_field_given_str_values_stores_them_as_its_db_value_does():
 
 def test_plain_strings_are_stored_as_they_are():
     bulk, peewee = both_ways([("1", "é\x01", " x ", None), ("2", "", "", None)])
-    assert bulk == peewee == [("1", "é\x01", "text", " x ", "text", None, "null"), ("2", "", "text", "", "text", None, "null")]
+    assert (
+        bulk
+        == peewee
+        == [("1", "é\x01", "text", " x ", "text", None, "null"), ("2", "", "text", "", "text", None, "null")]
+    )
 
 
 def test_a_row_with_a_value_too_many_is_refused_and_nothing_is_stored():

@@ -9,7 +9,8 @@ from billing.v1 import subscription_pb2
 from server.transport import validation
 from server.transport.validation import path_fields, violations
 
-ACTIVE = subscription_pb2.Subscription.Status.Value("ACTIVE")
+STATUS = subscription_pb2.Subscription.Status
+ACTIVE, UNSPECIFIED, UNKNOWN = STATUS.Value("ACTIVE"), STATUS.ValueType(0), STATUS.ValueType(99)
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +24,8 @@ def test_in_an_enum_column_with_one_unknown_number_only_that_one_is_named():
     listing = subscription_pb2.ListTenantSubscriptionsResponse(
         subscriptions=[
             subscription_pb2.Subscription(id="s0", status=ACTIVE),
-            subscription_pb2.Subscription(id="s1", status=99),
-            subscription_pb2.Subscription(id="s2", status=0),
+            subscription_pb2.Subscription(id="s1", status=UNKNOWN),
+            subscription_pb2.Subscription(id="s2", status=UNSPECIFIED),
         ]
     )
     found = violations(listing)
