@@ -297,10 +297,10 @@ def test_a_meter_defined_by_its_clock_before_an_event_it_has_no_value_for_never_
     kind = unique("race")
     change = at_hour(2026, 2, 7, 12)
     received = change - dt.timedelta(minutes=1)
-    counted = new_meter(kind, "SUM", "v", at=received - US)
+    counted = new_meter(kind, "SUM", "v", at=received - US, meter_id=unique("b-counted"))  # read after
     sub = subscription("race")
     track(sub, event("r1", change, kind, v=2), event("r2", change, kind, v=3), now=received)
-    without_them = new_meter(kind, "SUM", "w", at=received)  # committed after the call, its clock not
+    without_them = new_meter(kind, "SUM", "w", at=received, meter_id=unique("a-race"))  # committed after the call
     update_subscription(ADMIN, sub.id, SubscriptionChange(plan_id="premium"), now=change)
     assert Subscription.get_by_id(sub.id).plan_id == "premium"
     noon = at_hour(2026, 2, 7, 12)
