@@ -82,6 +82,16 @@ def test_credit_is_applied_at_issue_and_a_pending_invoice_deleted_gives_it_back(
     assert generation(tenant) != issued
 
 
+def test_credit_expiring_exactly_at_the_issue_is_closed_then_and_credit_expiring_after_it_pays(tenant):
+    credits.create_grant(ADMIN, credits.NewGrant(tenant, 300, expires_at=FIRST.end), now=ANCHOR)
+    credits.create_grant(ADMIN, credits.NewGrant(tenant, 500, expires_at=FIRST.end + DAY), now=ANCHOR)
+    sub = insert_subscription(tenant, plan="premium", anchor=ANCHOR)
+    invoice = invoices.generate_invoice(sub.id, now=FIRST.end, issuer=ISSUER, principal=ADMIN)
+    assert [(line.amount_cents, line.unit) for line in invoice.line_items][1:] == [(-500, "credit")]
+    assert invoice.total_cents == 9900 - 500
+    assert sorted(ledger(tenant)[2:]) == [("APPLIED", -500, FIRST.end), ("EXPIRED", -300, FIRST.end)]
+
+
 def test_a_void_gives_the_credit_back_once_and_deleting_the_void_gives_nothing_more(tenant):
     grant(tenant, 1000)
     sub = insert_subscription(tenant, plan="premium", anchor=ANCHOR)
