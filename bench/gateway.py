@@ -188,7 +188,7 @@ def metering_lag(gateway_port: int, rest_port: int, key: str, admin_key: str, su
 def measure(
     runner_cls, pool, workdir: pathlib.Path, duration: float, repeats: int, load_procs: int, threads: int
 ) -> dict:
-    from server import envoy_launcher
+    from server import collector, envoy_launcher
     from server.bootstrap import prepare
     from server.config import DEFAULT_CATALOGUE, Settings
     from server.persistence import db
@@ -222,6 +222,7 @@ def measure(
         gateway_key = keys.create_gateway_key(now=dt.datetime.now(dt.timezone.utc))  # Envoy's own calls
         tokens_meter()
     server, port = create_server(settings, "127.0.0.1:0")
+    collector.tune_for_serving()  # as `billing-server` does before serving
     server.start()
     envdir = workdir / "gateway-envoy"
     envdir.mkdir(exist_ok=True)
