@@ -127,7 +127,11 @@ def test_gateway_summary_compares_doors_and_judges_goals():
         100.0,
     )
     assert (result["direct"]["envoy_cpu_us_per_request"], result["direct"]["server_cpu_us_per_request"]) == (50.0, 0.0)
-    assert list(result["goals"].values()) == [False, True, False]
+    assert result["goals"] == {
+        "added p50 <= 0.5 ms": False,
+        "added p99 <= 5.0 ms": True,
+        "throughput >= 0.5 of a plain Envoy proxy": True,  # 2000 / 4000, not 2000 / 10000
+    }
     assert "FAIL" in gateway.text(result) and "metering lag p50 3.0 ms" in gateway.text(result)
 
 
