@@ -49,6 +49,12 @@ def test_billing_server_unreachable_fails_closed_with_503(stack, tenant_id, tmp_
 def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_id, tmp_path):
     subscription_id = insert_subscription(tenant_id, plan="enterprise").id
     key = stack.tenant_key(tenant_id)
+    # A second tenant whose grant Envoy has not fetched: with the server stopped it must be refused
+    # at once. (`key`'s live grant would pass for up to 2 s, the documented bound, whose requests
+    # no server is there to meter: this test sends none with it until the next server is up.)
+    other = f"tenant-{uuid.uuid4().hex[:10]}"
+    insert_subscription(other, plan="enterprise")
+    other_key = stack.tenant_key(other)
     env = {
         **os.environ,
         "DATABASE_URL": stack.settings.database_url,
@@ -69,7 +75,7 @@ def test_metering_is_exactly_once_across_a_billing_server_restart(stack, tenant_
             assert statuses == [200] * 40
             admitted += 40
         # Stopped (SIGTERM, graceful): fail closed, nothing admitted, nothing metered.
-        assert get(settings, key).status == 503
+        assert get(settings, other_key).status == 503
         with server_process(env, tmp_path, "second", port):
             poll(lambda: get(settings, key).status, lambda status: status == 200, timeout=10)
             admitted += 1
