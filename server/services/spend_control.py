@@ -32,7 +32,7 @@ from server.domain.errors import FailedPrecondition
 from server.domain.plans import Billing
 from server.domain.subscriptions import SubscriptionStatus
 from server.domain.ttl_cache import STALENESS_SECONDS, TtlCache
-from server.persistence import db, plan_versions
+from server.persistence import active_subscriptions, db, plan_versions
 from server.persistence.models import CreditGrant, CreditLedgerEntry, Subscription
 from server.resources import spend_alert_message
 from server.services import events, invoices
@@ -149,18 +149,18 @@ def announce(found: SpendNow, now: dt.datetime) -> None:
 
 
 def _evaluate(subscription_id: str, now: dt.datetime) -> str | None:
-    with db.session():
-        subscription = Subscription.get_or_none(Subscription.id == subscription_id)
-        if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
-            return None
-        found = spend_now(subscription, now)
-        if found is None:
-            return None
-        try:
-            announce(found, now)
-        except Exception:  # the denial never depends on the webhook; the next evaluation retries it
-            log.exception("spend webhooks of %s not recorded", subscription_id)
-        return rules.denial(found.spend)
+    """In the caller's database session (the gateway's grant, one session)."""
+    subscription = Subscription.get_or_none(Subscription.id == subscription_id)
+    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
+        return None
+    found = spend_now(subscription, now)
+    if found is None:
+        return None
+    try:
+        announce(found, now)
+    except Exception:  # the denial never depends on the webhook; the next evaluation retries it
+        log.exception("spend webhooks of %s not recorded", subscription_id)
+    return rules.denial(found.spend)
 
 
 _decisions: TtlCache[str | None] = TtlCache(STALENESS_SECONDS)
@@ -191,9 +191,7 @@ def refresh(tenant_id: str, now: dt.datetime) -> None:
     """After a committed write: forget the cached answers and announce the tenant's crossings now
     (not only when gateway traffic next asks)."""
     invalidate(tenant_id)
-    subscription = Subscription.get_or_none(
-        (Subscription.tenant_id == tenant_id) & (Subscription.status == SubscriptionStatus.ACTIVE)
-    )
+    subscription = active_subscriptions.of_tenant(tenant_id).first()
     if subscription is None:
         return
     try:
