@@ -55,9 +55,7 @@ def prepare(settings: Settings, *, migrate: bool = True) -> None:
             try:
                 catalogue.seed(rows)
             except ValueError as error:
-                raise ConfigError(
-                    f"BILLING_CATALOGUE {str(settings.catalogue_path)!r} is not usable: {error}"
-                ) from None
+                raise _unusable_catalogue(settings, str(error)) from None
             if settings.bootstrap_admin_key:
                 keys.ensure_admin_key(settings.bootstrap_admin_key, now=dt.datetime.now(dt.timezone.utc))
     except (
