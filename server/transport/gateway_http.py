@@ -10,6 +10,7 @@ lines Envoy sends is enough. A grant reads the database on this loop (~1 ms, onc
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import socket
 import threading
@@ -17,14 +18,6 @@ import threading
 log = logging.getLogger("billing.gateway")
 
 MAX_HEAD_BYTES = 64 * 1024  # Envoy passes at most its 8 KiB of client headers and a few of its own
-REASONS = {
-    200: "OK",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    429: "Too Many Requests",
-}
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -64,7 +57,7 @@ class _Protocol(asyncio.Protocol):
             self._answer(*self.decide(method, path, headers))
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"content-length: {len(body)}"]
+        lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", f"content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if self.transport:
             self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
