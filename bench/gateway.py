@@ -291,26 +291,22 @@ def measure(
 
 def tokens_meter() -> None:
     """The meter the fixed upstream's usage reports land in (SUM of input_tokens)."""
+    from server.domain.access import SYSTEM
     from server.domain.meters import Aggregation, Meter
     from server.services import meters
 
     definition = Meter(TOKENS_METER, "Bench input tokens", "llm_tokens", Aggregation.SUM, "input_tokens")
-    meters.create_meter(meters_admin(), definition, now=dt.datetime.now(dt.timezone.utc))
-
-
-def meters_admin():
-    from server.domain.access import KeyScope, Principal
-
-    return Principal(key_id=0, scope=KeyScope.ADMIN)
+    meters.create_meter(SYSTEM, definition, now=dt.datetime.now(dt.timezone.utc))
 
 
 def metered_tokens(subscription) -> int:
     """Usage reports counted by the tokens meter this period (its sum / INPUT_TOKENS)."""
+    from server.domain.access import SYSTEM
     from server.domain.meters import Window
     from server.services import meters
 
     rows = meters.meter_usage(
-        meters_admin(), subscription.id, TOKENS_METER, start=None, end=None, window=Window.PERIOD, group_by=()
+        SYSTEM, subscription.id, TOKENS_METER, start=None, end=None, window=Window.PERIOD, group_by=()
     )
     total = sum(decimal.Decimal(row.value) for row in rows)
     return int(total / INPUT_TOKENS)
